@@ -1,0 +1,9 @@
+//! Slate's library: a content-addressed store of operating-system trees and
+//! the engines around it. Layers, lowest first (a layer never imports a
+//! higher one):
+//!
+//! `hash` → `object` → `store` → { `checkout`, `commit` } ; `fsutil` is a
+//! leaf used by all. See `docs/architecture.md`.
+
+pub mod hash;
+pub mod object;
