@@ -49,6 +49,17 @@ impl FileKind {
             FileKind::Fifo => 0o010000,
         }
     }
+    /// The kind of a non-directory inode from its `st_mode`.
+    pub fn from_st_mode(st_mode: u32) -> Option<Self> {
+        Some(match st_mode & 0o170000 {
+            0o100000 => FileKind::Regular,
+            0o120000 => FileKind::Symlink,
+            0o020000 => FileKind::CharDevice,
+            0o060000 => FileKind::BlockDevice,
+            0o010000 => FileKind::Fifo,
+            _ => return None,
+        })
+    }
     /// One letter as `ls -l` prints it.
     pub fn ls_char(self) -> char {
         match self {

@@ -1,0 +1,467 @@
+//! File objects in the three repository modes.
+//!
+//! - `bare`: the object is a real inode (regular file, symlink, device node
+//!   or fifo) with the real owner, mode and xattrs.
+//! - `bare-user`: the object is a regular file owned by the writer. When the
+//!   inode can carry the metadata itself (a regular file with the writer's
+//!   uid and gid, no xattrs) it does; otherwise the canonical header is
+//!   kept in the `user.slate.meta` xattr and the inode gets a safe mode.
+//! - `archive`: header bytes followed by one zstd frame of the content.
+//!
+//! Every stored object's mtime is the epoch, so hard-linked checkouts carry
+//! the documented fixed timestamp.
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, XattrFlags};
+use rustix::io::Errno;
+
+use super::{Error, Repo, RepoMode, Result};
+use crate::fsutil::{self, RESERVED_XATTR};
+use crate::hash::ObjectId;
+use crate::object::{FileHeader, FileKind, FileMeta, ObjectType};
+
+/// Files up to this size are read into memory once and hashed before
+/// anything is written; larger ones are streamed to a temporary object.
+const SMALL_FILE: u64 = 4 << 20;
+const CHUNK: usize = 1 << 20;
+
+/// Where a file object's content comes from.
+pub enum FileContent<'a> {
+    /// Content in memory (symlink targets, tar members).
+    Bytes(&'a [u8]),
+    /// An open regular file of `size` bytes; `path` names it in errors. It
+    /// must not grow or shrink while it is read.
+    Fd { fd: BorrowedFd<'a>, path: &'a Path },
+    /// A stream that yields at least `size` bytes (a tar member).
+    Reader { reader: &'a mut dyn Read, path: &'a Path },
+}
+
+struct FdReader<'a>(BorrowedFd<'a>);
+
+impl Read for FdReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match rustix::io::read(self.0, &mut *buf) {
+                Err(Errno::INTR) => continue,
+                r => return r.map_err(Into::into),
+            }
+        }
+    }
+}
+
+/// The outcome of storing one file object.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredFile {
+    pub id: ObjectId,
+    /// False when the object was already present.
+    pub written: bool,
+}
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static ZSTD: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn euid_egid() -> (u32, u32) {
+    (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw())
+}
+
+/// Whether a `bare-user` object can carry `meta` in its own inode.
+fn bare_user_natural(meta: &FileMeta) -> bool {
+    let (uid, gid) = euid_egid();
+    meta.kind == FileKind::Regular
+        && meta.xattrs.is_empty()
+        && meta.uid == uid
+        && meta.gid == gid
+        && (uid == 0 || meta.mode & 0o400 != 0)
+}
+
+fn mode(m: u32) -> Mode {
+    Mode::from_raw_mode(m)
+}
+
+impl Repo {
+    /// Store a file object with metadata `meta` and `size` bytes of content.
+    pub fn write_file(&self, meta: &FileMeta, size: u64, content: FileContent<'_>) -> Result<StoredFile> {
+        let header = FileHeader { meta: meta.clone(), size };
+        match content {
+            FileContent::Bytes(b) => {
+                if b.len() as u64 != size {
+                    return Err(Error::Invalid(format!("content of {} bytes given for a size of {size}", b.len())));
+                }
+                self.write_file_bytes(&header, b)
+            }
+            FileContent::Fd { fd, path } if size <= SMALL_FILE => BUF.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                buf.resize(size as usize, 0);
+                fsutil::read_exact_fd(fd, &mut buf).map_err(|e| Error::io(path, e))?;
+                check_eof(fd, path)?;
+                self.write_file_bytes(&header, &buf)
+            }),
+            FileContent::Reader { reader, path } if size <= SMALL_FILE => BUF.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                buf.resize(size as usize, 0);
+                reader.read_exact(&mut buf).map_err(|e| Error::io(path, e))?;
+                self.write_file_bytes(&header, &buf)
+            }),
+            FileContent::Fd { fd, path } => {
+                let st = self.write_file_stream(&header, &mut FdReader(fd), path)?;
+                check_eof(fd, path)?;
+                Ok(st)
+            }
+            FileContent::Reader { reader, path } => self.write_file_stream(&header, reader, path),
+        }
+    }
+
+    fn write_file_bytes(&self, header: &FileHeader, content: &[u8]) -> Result<StoredFile> {
+        let id = header.id_of(content);
+        if self.has_object(ObjectType::File, &id)? {
+            return Ok(StoredFile { id, written: false });
+        }
+        let name = fsutil::tmp_name("file");
+        let res = self.materialize(&name, header, |fd| match self.mode {
+            RepoMode::Archive => {
+                let mut out = header.encode();
+                out.extend_from_slice(&self.compress(content)?);
+                fsutil::write_all_fd(fd, &out)
+            }
+            _ => fsutil::write_all_fd(fd, content),
+        });
+        self.finish_tmp(&name, res, &id)?;
+        Ok(StoredFile { id, written: true })
+    }
+
+    fn write_file_stream(&self, header: &FileHeader, src: &mut dyn Read, path: &Path) -> Result<StoredFile> {
+        let name = fsutil::tmp_name("file");
+        let mut hasher = header.hasher();
+        let res = self.materialize(&name, header, |fd| {
+            let mut file = std::fs::File::from(fd.try_clone_to_owned()?);
+            let mut enc = match self.mode {
+                RepoMode::Archive => {
+                    file.write_all(&header.encode())?;
+                    let mut e = zstd::stream::Encoder::new(file.try_clone()?, self.compression_level)?;
+                    e.set_pledged_src_size(Some(header.size))?;
+                    Some(e)
+                }
+                _ => None,
+            };
+            let mut chunk = vec![0u8; CHUNK];
+            let mut left = header.size;
+            while left > 0 {
+                let n = (left as usize).min(CHUNK);
+                src.read_exact(&mut chunk[..n]).map_err(|e| wrap(path, e))?;
+                hasher.update(&chunk[..n]);
+                match enc.as_mut() {
+                    Some(e) => e.write_all(&chunk[..n])?,
+                    None => file.write_all(&chunk[..n])?,
+                }
+                left -= n as u64;
+            }
+            if let Some(e) = enc {
+                e.finish()?;
+            }
+            Ok(())
+        });
+        let id = hasher.finish();
+        if res.is_ok() && self.has_object(ObjectType::File, &id)? {
+            let _ = rfs::unlinkat(&self.tmp, name.as_str(), AtFlags::empty());
+            return Ok(StoredFile { id, written: false });
+        }
+        self.finish_tmp(&name, res, &id)?;
+        Ok(StoredFile { id, written: true })
+    }
+
+    fn finish_tmp(&self, name: &str, res: std::io::Result<()>, id: &ObjectId) -> Result<()> {
+        if let Err(e) = res {
+            let _ = rfs::unlinkat(&self.tmp, name, AtFlags::empty());
+            return Err(Error::io(&self.path.join("tmp").join(name), e));
+        }
+        self.publish(name, ObjectType::File, id)
+    }
+
+    fn compress(&self, content: &[u8]) -> std::io::Result<Vec<u8>> {
+        ZSTD.with(|z| {
+            let mut z = z.borrow_mut();
+            if z.is_none() {
+                *z = Some(zstd::bulk::Compressor::new(self.compression_level)?);
+            }
+            z.as_mut().expect("set above").compress(content)
+        })
+    }
+
+    /// Create `tmp/name` as the object's inode, let `fill` write its bytes
+    /// (for regular-file objects), then give it the mode's metadata.
+    fn materialize<F>(&self, name: &str, header: &FileHeader, fill: F) -> std::io::Result<()>
+    where
+        F: FnOnce(BorrowedFd<'_>) -> std::io::Result<()>,
+    {
+        let meta = &header.meta;
+        if self.mode == RepoMode::Bare && meta.kind != FileKind::Regular {
+            return self.materialize_bare_special(name, header);
+        }
+        let fd = rfs::openat(&self.tmp, name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC, mode(0o600))?;
+        fill(fd.as_fd())?;
+        match self.mode {
+            RepoMode::Bare => {
+                rfs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid)))?;
+                rfs::fchmod(&fd, mode(meta.mode))?;
+                fsutil::set_fd_xattrs(&fd, &meta.xattrs)?;
+            }
+            RepoMode::BareUser => {
+                if bare_user_natural(meta) {
+                    rfs::fchmod(&fd, mode(meta.mode))?;
+                } else {
+                    rfs::fchmod(&fd, mode(if meta.kind == FileKind::Regular { (meta.mode & 0o777) | 0o400 } else { 0o644 }))?;
+                    rfs::fsetxattr(&fd, RESERVED_XATTR, &header.encode(), XattrFlags::empty())?;
+                }
+            }
+            RepoMode::Archive => rfs::fchmod(&fd, mode(0o644))?,
+        }
+        fsutil::zero_times_fd(&fd)
+    }
+
+    fn materialize_bare_special(&self, name: &str, header: &FileHeader) -> std::io::Result<()> {
+        let meta = &header.meta;
+        let path = self.path.join("tmp").join(name);
+        match meta.kind {
+            FileKind::Symlink => {
+                return Err(std::io::Error::other("symlink objects are written by write_symlink"));
+            }
+            FileKind::CharDevice | FileKind::BlockDevice => {
+                let ft = if meta.kind == FileKind::CharDevice { FileType::CharacterDevice } else { FileType::BlockDevice };
+                rfs::mknodat(&self.tmp, name, ft, mode(0o600), meta.rdev)?;
+            }
+            FileKind::Fifo => rfs::mkfifoat(&self.tmp, name, mode(0o600))?,
+            FileKind::Regular => unreachable!("regular files are handled by materialize"),
+        }
+        self.finish_special(&path, name, meta)
+    }
+
+    fn finish_special(&self, path: &Path, name: &str, meta: &FileMeta) -> std::io::Result<()> {
+        rfs::chownat(&self.tmp, name, Some(uid(meta.uid)), Some(gid(meta.gid)), AtFlags::SYMLINK_NOFOLLOW)?;
+        if meta.kind != FileKind::Symlink {
+            rfs::chmodat(&self.tmp, name, mode(meta.mode), AtFlags::empty())?;
+        }
+        fsutil::set_path_xattrs(path, &meta.xattrs)?;
+        fsutil::zero_times_at(&self.tmp, Path::new(name))
+    }
+
+    /// Store a symlink object whose target is `target`.
+    pub fn write_symlink(&self, meta: &FileMeta, target: &[u8]) -> Result<StoredFile> {
+        debug_assert_eq!(meta.kind, FileKind::Symlink);
+        if self.mode != RepoMode::Bare {
+            return self.write_file(meta, target.len() as u64, FileContent::Bytes(target));
+        }
+        let header = FileHeader { meta: meta.clone(), size: target.len() as u64 };
+        let id = header.id_of(target);
+        if self.has_object(ObjectType::File, &id)? {
+            return Ok(StoredFile { id, written: false });
+        }
+        let name = fsutil::tmp_name("link");
+        let path = self.path.join("tmp").join(&name);
+        let res = (|| {
+            rfs::symlinkat(target, &self.tmp, name.as_str())?;
+            self.finish_special(&path, &name, meta)
+        })();
+        self.finish_tmp(&name, res, &id)?;
+        Ok(StoredFile { id, written: true })
+    }
+
+    /// Store a device node or fifo object.
+    pub fn write_special(&self, meta: &FileMeta) -> Result<StoredFile> {
+        self.write_file(meta, 0, FileContent::Bytes(&[]))
+    }
+
+    fn open_object(&self, id: &ObjectId) -> Result<OwnedFd> {
+        let rel = super::objects::rel_path(ObjectType::File, id);
+        match rfs::openat(self.objects_fd(), rel.as_str(), OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::NOENT) => Err(Error::Missing { kind: ObjectType::File, id: *id }),
+            Err(e) => Err(Error::io(&self.object_path(ObjectType::File, id), e.into())),
+        }
+    }
+
+    fn stat_object(&self, id: &ObjectId) -> Result<rfs::Stat> {
+        let rel = super::objects::rel_path(ObjectType::File, id);
+        match rfs::statat(self.objects_fd(), rel.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(st),
+            Err(Errno::NOENT) => Err(Error::Missing { kind: ObjectType::File, id: *id }),
+            Err(e) => Err(Error::io(&self.object_path(ObjectType::File, id), e.into())),
+        }
+    }
+
+    /// A file object's header (metadata and size), without reading or
+    /// checking its content.
+    pub fn file_header(&self, id: &ObjectId) -> Result<FileHeader> {
+        let path = self.object_path(ObjectType::File, id);
+        match self.mode {
+            RepoMode::Archive => {
+                let raw = self.read_raw(ObjectType::File, id)?;
+                FileHeader::decode_prefix(&raw).map(|(h, _)| h).map_err(|source| Error::Decode { kind: ObjectType::File, id: *id, source })
+            }
+            RepoMode::BareUser => {
+                let fd = self.open_object(id)?;
+                self.bare_user_header(id, &fd, &path)
+            }
+            RepoMode::Bare => {
+                let st = self.stat_object(id)?;
+                let kind = FileKind::from_st_mode(st.st_mode).ok_or_else(|| Error::Corrupt {
+                    kind: ObjectType::File,
+                    id: *id,
+                    detail: format!("unexpected inode type {:o}", st.st_mode),
+                })?;
+                let xattrs = fsutil::path_xattrs(&path).map_err(|e| Error::io(&path, e))?;
+                let rdev = if matches!(kind, FileKind::CharDevice | FileKind::BlockDevice) { st.st_rdev } else { 0 };
+                let size = if matches!(kind, FileKind::Regular | FileKind::Symlink) { st.st_size as u64 } else { 0 };
+                Ok(FileHeader { meta: FileMeta { kind, mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, rdev, xattrs }, size })
+            }
+        }
+    }
+
+    fn bare_user_header(&self, id: &ObjectId, fd: &OwnedFd, path: &Path) -> Result<FileHeader> {
+        let mut buf = vec![0u8; 512];
+        let got = match rfs::fgetxattr(fd, RESERVED_XATTR, &mut buf) {
+            Ok(n) => Some(n),
+            Err(Errno::RANGE) => {
+                let n = rfs::fgetxattr_query(fd, RESERVED_XATTR).map_err(|e| Error::io(path, e.into()))?;
+                buf.resize(n, 0);
+                Some(rfs::fgetxattr(fd, RESERVED_XATTR, &mut buf).map_err(|e| Error::io(path, e.into()))?)
+            }
+            Err(Errno::NODATA) => None,
+            Err(e) => return Err(Error::io(path, e.into())),
+        };
+        let st = rfs::fstat(fd).map_err(|e| Error::io(path, e.into()))?;
+        match got {
+            Some(n) => {
+                let h = FileHeader::decode(&buf[..n]).map_err(|source| Error::Decode { kind: ObjectType::File, id: *id, source })?;
+                if h.size != st.st_size as u64 {
+                    return Err(Error::Corrupt {
+                        kind: ObjectType::File,
+                        id: *id,
+                        detail: format!("stored {} bytes, header says {}", st.st_size, h.size),
+                    });
+                }
+                Ok(h)
+            }
+            None => Ok(FileHeader {
+                meta: FileMeta {
+                    kind: FileKind::Regular,
+                    mode: st.st_mode & 0o7777,
+                    uid: st.st_uid,
+                    gid: st.st_gid,
+                    rdev: 0,
+                    xattrs: Vec::new(),
+                },
+                size: st.st_size as u64,
+            }),
+        }
+    }
+
+    /// Read a file object whole: header and content (a symlink's target),
+    /// checked against the id.
+    pub fn read_file(&self, id: &ObjectId) -> Result<(FileHeader, Vec<u8>)> {
+        let path = self.object_path(ObjectType::File, id);
+        let (header, content) = match self.mode {
+            RepoMode::Archive => {
+                let raw = self.read_raw(ObjectType::File, id)?;
+                let (h, n) = FileHeader::decode_prefix(&raw).map_err(|source| Error::Decode { kind: ObjectType::File, id: *id, source })?;
+                let content = zstd::bulk::decompress(&raw[n..], h.size as usize).map_err(|e| Error::Corrupt {
+                    kind: ObjectType::File,
+                    id: *id,
+                    detail: format!("zstd: {e}"),
+                })?;
+                (h, content)
+            }
+            RepoMode::BareUser => {
+                let fd = self.open_object(id)?;
+                let h = self.bare_user_header(id, &fd, &path)?;
+                let mut c = vec![0u8; h.size as usize];
+                fsutil::read_exact_fd(&fd, &mut c).map_err(|e| Error::io(&path, e))?;
+                (h, c)
+            }
+            RepoMode::Bare => {
+                let h = self.file_header(id)?;
+                let c = match h.meta.kind {
+                    FileKind::Regular => std::fs::read(&path).map_err(|e| Error::io(&path, e))?,
+                    FileKind::Symlink => {
+                        let rel = super::objects::rel_path(ObjectType::File, id);
+                        rfs::readlinkat(self.objects_fd(), rel.as_str(), Vec::new())
+                            .map_err(|e| Error::io(&path, e.into()))?
+                            .into_bytes()
+                    }
+                    _ => Vec::new(),
+                };
+                (h, c)
+            }
+        };
+        if content.len() as u64 != header.size {
+            return Err(Error::Corrupt {
+                kind: ObjectType::File,
+                id: *id,
+                detail: format!("content is {} bytes, header says {}", content.len(), header.size),
+            });
+        }
+        let got = header.id_of(&content);
+        if got != *id {
+            return Err(Error::Corrupt { kind: ObjectType::File, id: *id, detail: format!("content and metadata hash to {got}") });
+        }
+        Ok((header, content))
+    }
+
+    /// Whether a hard link to the stored object gives a checkout every
+    /// attribute of the committed file.
+    pub fn object_linkable(&self, id: &ObjectId) -> Result<bool> {
+        match self.mode {
+            RepoMode::Archive => Ok(false),
+            RepoMode::Bare => Ok(true),
+            RepoMode::BareUser => {
+                let path = self.object_path(ObjectType::File, id);
+                match rfs::lgetxattr_query(&path, RESERVED_XATTR) {
+                    Ok(_) => Ok(false),
+                    Err(Errno::NODATA) => Ok(true),
+                    Err(Errno::NOENT) => Err(Error::Missing { kind: ObjectType::File, id: *id }),
+                    Err(e) => Err(Error::io(&path, e.into())),
+                }
+            }
+        }
+    }
+
+    /// Relative path of a file object below the objects directory, and the
+    /// directory's handle, for `linkat`.
+    pub fn object_link_source(&self, id: &ObjectId) -> (BorrowedFd<'_>, String) {
+        (self.objects_fd().as_fd(), super::objects::rel_path(ObjectType::File, id))
+    }
+
+    /// Device number of the filesystem holding the objects.
+    pub fn objects_dev(&self) -> Result<u64> {
+        rfs::fstat(self.objects_fd()).map(|s| s.st_dev).map_err(|e| Error::io(&self.path, e.into()))
+    }
+
+    pub fn object_file_path(&self, id: &ObjectId) -> PathBuf {
+        self.object_path(ObjectType::File, id)
+    }
+}
+
+fn check_eof(fd: BorrowedFd<'_>, path: &Path) -> Result<()> {
+    let mut one = [0u8; 1];
+    match rustix::io::read(fd, &mut one) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(Error::Invalid(format!("{}: file grew while it was read", path.display()))),
+        Err(e) => Err(Error::io(path, e.into())),
+    }
+}
+
+fn wrap(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+fn uid(u: u32) -> rustix::fs::Uid {
+    rustix::fs::Uid::from_raw(u)
+}
+fn gid(g: u32) -> rustix::fs::Gid {
+    rustix::fs::Gid::from_raw(g)
+}

@@ -1,0 +1,106 @@
+//! A repository on disk: configuration, objects in three modes, refs,
+//! revision parsing and the writer lock. Layout and encodings are in
+//! `docs/format/repository.md`.
+//!
+//! Objects appear under their final name only complete (temporary file,
+//! then rename). Refs move by atomic replacement after one `syncfs`.
+
+mod config;
+mod error;
+mod files;
+mod lock;
+mod objects;
+mod refs;
+mod revparse;
+
+pub use config::RepoMode;
+pub use error::{Error, Result};
+pub use files::{FileContent, StoredFile};
+pub use lock::WriteLock;
+pub use refs::validate_ref_name;
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use crate::fsutil;
+
+/// An open repository. Cheap to share between threads (`&Repo` is `Sync`).
+pub struct Repo {
+    path: PathBuf,
+    root: OwnedFd,
+    objects: OwnedFd,
+    tmp: OwnedFd,
+    mode: RepoMode,
+    compression_level: i32,
+}
+
+impl Repo {
+    /// Create a new, empty repository at `path` (created if missing; must be
+    /// empty if it exists).
+    pub fn init(path: &Path, mode: RepoMode) -> Result<Repo> {
+        let io = |e| Error::io(path, e);
+        match std::fs::read_dir(path) {
+            Ok(mut it) => {
+                if it.next().is_some() {
+                    return Err(Error::Invalid(format!("{}: directory exists and is not empty", path.display())));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(path).map_err(io)?,
+            Err(e) => return Err(io(e)),
+        }
+        if mode == RepoMode::Bare && !fsutil::is_root() {
+            return Err(Error::Invalid(format!(
+                "{}: a bare repository keeps real owners and needs root; use --mode bare-user",
+                path.display()
+            )));
+        }
+        let root = fsutil::open_dir(path).map_err(io)?;
+        for d in ["objects", "refs", "refs/heads", "tmp"] {
+            fsutil::mkdir_p_at(&root, d, 0o755).map_err(|e| Error::io(&path.join(d), e))?;
+        }
+        let objects = fsutil::open_dir_at(&root, Path::new("objects")).map_err(io)?;
+        for i in 0..=255u8 {
+            let name = format!("{i:02x}");
+            rustix::fs::mkdirat(&objects, name.as_str(), rustix::fs::Mode::from_raw_mode(0o755))
+                .map_err(|e| Error::io(&path.join("objects").join(&name), e.into()))?;
+        }
+        // The config is written last: its presence marks a complete repository.
+        fsutil::atomic_write_at(&root, "config", config::render(mode).as_bytes(), 0o644)
+            .map_err(|e| Error::io(&path.join("config"), e))?;
+        Repo::open(path)
+    }
+
+    /// Open an existing repository.
+    pub fn open(path: &Path) -> Result<Repo> {
+        let path = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+        let cfg_path = path.join("config");
+        let text = match std::fs::read_to_string(&cfg_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotARepo { path: path.clone() });
+            }
+            Err(e) => return Err(Error::io(&cfg_path, e)),
+        };
+        let cfg = config::parse(&text).map_err(|msg| Error::Invalid(format!("{}: {msg}", cfg_path.display())))?;
+        let root = fsutil::open_dir(&path).map_err(|e| Error::io(&path, e))?;
+        let objects = fsutil::open_dir_at(&root, Path::new("objects")).map_err(|e| Error::io(&path.join("objects"), e))?;
+        let tmp = fsutil::open_dir_at(&root, Path::new("tmp")).map_err(|e| Error::io(&path.join("tmp"), e))?;
+        Ok(Repo { path, root, objects, tmp, mode: cfg.mode, compression_level: cfg.compression_level })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn mode(&self) -> RepoMode {
+        self.mode
+    }
+    pub(crate) fn objects_fd(&self) -> &OwnedFd {
+        &self.objects
+    }
+
+    /// Flush every write of this filesystem to stable storage (one
+    /// `syncfs`), as done before a ref moves.
+    pub fn sync(&self) -> Result<()> {
+        rustix::fs::syncfs(&self.root).map_err(|e| Error::io(&self.path, e.into()))
+    }
+}

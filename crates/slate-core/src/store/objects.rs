@@ -1,0 +1,149 @@
+//! Object naming, presence, and the metadata objects (trees and commits),
+//! which are stored as their canonical bytes in every mode.
+
+use std::io;
+use std::path::PathBuf;
+
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::{Error, Repo, Result};
+use crate::fsutil;
+use crate::hash::{is_lower_hex, ObjectId};
+use crate::object::{Commit, ObjectType, Tree};
+
+/// `xx/yyyy….suffix`, relative to `objects/`.
+pub(crate) fn rel_path(kind: ObjectType, id: &ObjectId) -> String {
+    let hex = id.to_hex();
+    format!("{}/{}.{}", &hex[..2], &hex[2..], kind.suffix())
+}
+
+impl Repo {
+    /// Absolute path of an object (whether or not it exists).
+    pub fn object_path(&self, kind: ObjectType, id: &ObjectId) -> PathBuf {
+        self.path.join("objects").join(rel_path(kind, id))
+    }
+
+    pub fn has_object(&self, kind: ObjectType, id: &ObjectId) -> Result<bool> {
+        match rfs::statat(&self.objects, rel_path(kind, id).as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(Error::io(&self.object_path(kind, id), e.into())),
+        }
+    }
+
+    /// Read an object's stored bytes.
+    pub(crate) fn read_raw(&self, kind: ObjectType, id: &ObjectId) -> Result<Vec<u8>> {
+        let rel = rel_path(kind, id);
+        let fd = match rfs::openat(&self.objects, rel.as_str(), OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Err(Error::Missing { kind, id: *id }),
+            Err(e) => return Err(Error::io(&self.object_path(kind, id), e.into())),
+        };
+        let mut f = std::fs::File::from(fd);
+        let mut buf = Vec::new();
+        io::Read::read_to_end(&mut f, &mut buf).map_err(|e| Error::io(&self.object_path(kind, id), e))?;
+        Ok(buf)
+    }
+
+    /// Move a finished temporary file (in `tmp/`) to its final name.
+    pub(crate) fn publish(&self, tmp_name: &str, kind: ObjectType, id: &ObjectId) -> Result<()> {
+        rfs::renameat(&self.tmp, tmp_name, &self.objects, rel_path(kind, id).as_str())
+            .map_err(|e| Error::io(&self.object_path(kind, id), e.into()))
+    }
+
+    /// Store canonical bytes of a tree or commit under `id`, unless present.
+    fn write_meta_object(&self, kind: ObjectType, id: &ObjectId, bytes: &[u8]) -> Result<bool> {
+        if self.has_object(kind, id)? {
+            return Ok(false);
+        }
+        let name = fsutil::tmp_name(kind.suffix());
+        let tmp_path = self.path.join("tmp").join(&name);
+        let fd = rfs::openat(&self.tmp, name.as_str(), OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
+            .map_err(|e| Error::io(&tmp_path, e.into()))?;
+        fsutil::write_all_fd(&fd, bytes).map_err(|e| Error::io(&tmp_path, e))?;
+        drop(fd);
+        self.publish(&name, kind, id)?;
+        Ok(true)
+    }
+
+    pub fn write_tree(&self, tree: &Tree) -> Result<ObjectId> {
+        let bytes = tree.encode();
+        let id = ObjectId::digest(&bytes);
+        self.write_meta_object(ObjectType::Tree, &id, &bytes)?;
+        Ok(id)
+    }
+
+    pub fn write_commit(&self, commit: &Commit) -> Result<ObjectId> {
+        let bytes = commit.encode();
+        let id = ObjectId::digest(&bytes);
+        self.write_meta_object(ObjectType::Commit, &id, &bytes)?;
+        Ok(id)
+    }
+
+    fn read_verified(&self, kind: ObjectType, id: &ObjectId) -> Result<Vec<u8>> {
+        let bytes = self.read_raw(kind, id)?;
+        let got = ObjectId::digest(&bytes);
+        if got != *id {
+            return Err(Error::Corrupt { kind, id: *id, detail: format!("content hashes to {got}") });
+        }
+        Ok(bytes)
+    }
+
+    /// Read a tree, checking its content against its id.
+    pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
+        let bytes = self.read_verified(ObjectType::Tree, id)?;
+        Tree::decode(&bytes).map_err(|source| Error::Decode { kind: ObjectType::Tree, id: *id, source })
+    }
+
+    /// Read a commit, checking its content against its id.
+    pub fn read_commit(&self, id: &ObjectId) -> Result<Commit> {
+        let bytes = self.read_verified(ObjectType::Commit, id)?;
+        Commit::decode(&bytes).map_err(|source| Error::Decode { kind: ObjectType::Commit, id: *id, source })
+    }
+
+    /// Ids of the objects of `kind` whose hex starts with `prefix` (at least
+    /// two hex digits).
+    pub fn objects_with_prefix(&self, kind: ObjectType, prefix: &str) -> Result<Vec<ObjectId>> {
+        if prefix.len() < 2 || !is_lower_hex(prefix) {
+            return Ok(Vec::new());
+        }
+        let dir = self.path.join("objects").join(&prefix[..2]);
+        let rest = &prefix[2..];
+        let mut out = Vec::new();
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let suffix = format!(".{}", kind.suffix());
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io(&dir, e))?;
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(stem) = name.strip_suffix(&suffix) {
+                if stem.starts_with(rest) {
+                    if let Ok(id) = ObjectId::from_hex(&format!("{}{stem}", &prefix[..2])) {
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every object in the repository, by type.
+    pub fn list_objects(&self) -> Result<Vec<(ObjectType, ObjectId)>> {
+        let mut out = Vec::new();
+        for i in 0..=255u8 {
+            let pre = format!("{i:02x}");
+            for kind in [ObjectType::File, ObjectType::Tree, ObjectType::Commit] {
+                for id in self.objects_with_prefix(kind, &pre)? {
+                    out.push((kind, id));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
