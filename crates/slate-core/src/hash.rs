@@ -33,10 +33,14 @@ impl ObjectId {
     /// Parse exactly 64 lowercase hex digits.
     pub fn from_hex(text: &str) -> Result<Self, ParseIdError> {
         if text.len() != Self::HEX_LEN || !is_lower_hex(text) {
-            return Err(ParseIdError { text: text.to_owned() });
+            return Err(ParseIdError {
+                text: text.to_owned(),
+            });
         }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(text, &mut out).map_err(|_| ParseIdError { text: text.to_owned() })?;
+        hex::decode_to_slice(text, &mut out).map_err(|_| ParseIdError {
+            text: text.to_owned(),
+        })?;
         Ok(Self(out))
     }
 
@@ -55,7 +59,9 @@ impl ObjectId {
 
 /// Whether `s` is non-empty and made only of `0-9a-f`.
 pub fn is_lower_hex(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl fmt::Display for ObjectId {

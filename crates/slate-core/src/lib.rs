@@ -5,9 +5,9 @@
 //! `hash` → `object` → `store` → { `checkout`, `commit` } ; `fsutil` is a
 //! leaf used by all. See `docs/architecture.md`.
 
-pub mod fsutil;
-pub mod hash;
-pub mod store;
 pub mod checkout;
 pub mod commit;
+pub mod fsutil;
+pub mod hash;
 pub mod object;
+pub mod store;

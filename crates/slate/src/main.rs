@@ -1,1 +1,18 @@
-fn main(){}
+//! `slate`: a thin binary. Each subcommand parses, calls `slate-core`,
+//! renders. Errors are printed with their whole chain and a hint.
+
+mod cli;
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match cli::run() {
+        Ok(code) => code,
+        Err(e) => {
+            output::print_error(&e);
+            ExitCode::from(1)
+        }
+    }
+}

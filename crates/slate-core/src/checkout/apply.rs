@@ -27,14 +27,25 @@ struct Ctx<'a> {
 }
 
 fn dest_err(path: PathBuf) -> impl Fn(std::io::Error) -> Error {
-    move |source| Error::Dest { path: path.clone(), source }
+    move |source| Error::Dest {
+        path: path.clone(),
+        source,
+    }
 }
 
-pub(super) fn apply(repo: &Repo, plan: &Plan, dest: &Path, opts: &CheckoutOptions) -> Result<CheckoutStats> {
+pub(super) fn apply(
+    repo: &Repo,
+    plan: &Plan,
+    dest: &Path,
+    opts: &CheckoutOptions,
+) -> Result<CheckoutStats> {
     let single_file = plan.dirs.is_empty();
     let dest_abs = std::path::absolute(dest).map_err(dest_err(dest.to_path_buf()))?;
     let parent = dest_abs.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let name = dest_abs.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let name = dest_abs
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     let exists = rfs::lstat(&dest_abs).is_ok();
     if exists && !opts.union {
         return Err(Error::Exists(dest_abs));
@@ -44,15 +55,25 @@ pub(super) fn apply(repo: &Repo, plan: &Plan, dest: &Path, opts: &CheckoutOption
     let staging = if opts.union {
         dest_abs.clone()
     } else {
-        parent.join(format!(".{}", fsutil::tmp_name(&format!("{}.slate-checkout", name.to_string_lossy()))))
+        parent.join(format!(
+            ".{}",
+            fsutil::tmp_name(&format!("{}.slate-checkout", name.to_string_lossy()))
+        ))
     };
     let (root_path, root) = if single_file {
-        (parent.clone(), fsutil::open_dir(&parent).map_err(dest_err(parent.clone()))?)
+        (
+            parent.clone(),
+            fsutil::open_dir(&parent).map_err(dest_err(parent.clone()))?,
+        )
     } else {
         if !(exists && opts.union) {
-            rfs::mkdir(&staging, Mode::from_raw_mode(0o700)).map_err(|e| dest_err(staging.clone())(e.into()))?;
+            rfs::mkdir(&staging, Mode::from_raw_mode(0o700))
+                .map_err(|e| dest_err(staging.clone())(e.into()))?;
         }
-        (staging.clone(), fsutil::open_dir(&staging).map_err(dest_err(staging.clone()))?)
+        (
+            staging.clone(),
+            fsutil::open_dir(&staging).map_err(dest_err(staging.clone()))?,
+        )
     };
     let same_fs = repo.mode() != RepoMode::Archive
         && rfs::fstat(&root).map(|s| s.st_dev).ok() == Some(repo.objects_dev()?);
@@ -67,7 +88,14 @@ pub(super) fn apply(repo: &Repo, plan: &Plan, dest: &Path, opts: &CheckoutOption
         skipped_devices: AtomicU64::new(0),
     };
     let result = if single_file {
-        let file_rel = if opts.union { name.to_string_lossy().into_owned() } else { staging.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default() };
+        let file_rel = if opts.union {
+            name.to_string_lossy().into_owned()
+        } else {
+            staging
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
         let (id, _) = &plan.files[0];
         ctx.place(id, &[file_rel])
     } else {
@@ -75,12 +103,23 @@ pub(super) fn apply(repo: &Repo, plan: &Plan, dest: &Path, opts: &CheckoutOption
     };
     if let Err(e) = result {
         if !opts.union {
-            let _ = if single_file { std::fs::remove_file(&staging) } else { std::fs::remove_dir_all(&staging) };
+            let _ = if single_file {
+                std::fs::remove_file(&staging)
+            } else {
+                std::fs::remove_dir_all(&staging)
+            };
         }
         return Err(e);
     }
     if !opts.union {
-        rfs::renameat_with(rfs::CWD, &staging, rfs::CWD, &dest_abs, RenameFlags::NOREPLACE).map_err(|e| {
+        rfs::renameat_with(
+            rfs::CWD,
+            &staging,
+            rfs::CWD,
+            &dest_abs,
+            RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| {
             let _ = std::fs::remove_dir_all(&staging);
             dest_err(dest_abs.clone())(e.into())
         })?;
@@ -115,41 +154,64 @@ impl Ctx<'_> {
             match rfs::mkdirat(&self.root, d.rel.as_str(), Mode::from_raw_mode(0o700)) {
                 Ok(()) => {}
                 Err(Errno::EXIST) if self.opts.union => {
-                    let st = rfs::statat(&self.root, d.rel.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| dest_err(self.path(&d.rel))(e.into()))?;
+                    let st = rfs::statat(&self.root, d.rel.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|e| dest_err(self.path(&d.rel))(e.into()))?;
                     if st.st_mode & 0o170000 != 0o040000 {
-                        rfs::unlinkat(&self.root, d.rel.as_str(), AtFlags::empty()).map_err(|e| dest_err(self.path(&d.rel))(e.into()))?;
-                        rfs::mkdirat(&self.root, d.rel.as_str(), Mode::from_raw_mode(0o700)).map_err(|e| dest_err(self.path(&d.rel))(e.into()))?;
+                        rfs::unlinkat(&self.root, d.rel.as_str(), AtFlags::empty())
+                            .map_err(|e| dest_err(self.path(&d.rel))(e.into()))?;
+                        rfs::mkdirat(&self.root, d.rel.as_str(), Mode::from_raw_mode(0o700))
+                            .map_err(|e| dest_err(self.path(&d.rel))(e.into()))?;
                     }
                 }
                 Err(e) => return Err(dest_err(self.path(&d.rel))(e.into())),
             }
         }
-        plan.files.par_iter().try_for_each(|(id, paths)| self.place(id, paths))?;
+        plan.files
+            .par_iter()
+            .try_for_each(|(id, paths)| self.place(id, paths))?;
         // Directory metadata last and deepest first: a read-only directory
         // must not stop its own entries from being created.
-        plan.dirs.iter().rev().try_for_each(|d| self.dir_meta(&d.rel, &d.meta))
+        plan.dirs
+            .iter()
+            .rev()
+            .try_for_each(|d| self.dir_meta(&d.rel, &d.meta))
     }
 
     fn dir_meta(&self, rel: &str, meta: &crate::object::DirMeta) -> Result<()> {
         let err = dest_err(self.path(rel));
         let at = rel_or_dot(rel);
         if !self.opts.user_mode {
-            rfs::chownat(&self.root, at, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| err(e.into()))?;
+            rfs::chownat(
+                &self.root,
+                at,
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| err(e.into()))?;
         }
         self.set_xattrs_path(rel, &meta.xattrs)?;
-        rfs::chmodat(&self.root, at, Mode::from_raw_mode(meta.mode), AtFlags::empty()).map_err(|e| err(e.into()))?;
+        rfs::chmodat(
+            &self.root,
+            at,
+            Mode::from_raw_mode(meta.mode),
+            AtFlags::empty(),
+        )
+        .map_err(|e| err(e.into()))?;
         fsutil::zero_times_at(&self.root, Path::new(at)).map_err(err)
     }
 
     fn xattrs_for<'x>(&self, x: &'x Xattrs) -> impl Iterator<Item = &'x (Vec<u8>, Vec<u8>)> {
         let user_mode = self.opts.user_mode;
-        x.iter().filter(move |(k, _)| !user_mode || k.starts_with(b"user."))
+        x.iter()
+            .filter(move |(k, _)| !user_mode || k.starts_with(b"user."))
     }
 
     fn set_xattrs_path(&self, rel: &str, x: &Xattrs) -> Result<()> {
         let path = self.path(rel);
         for (k, v) in self.xattrs_for(x) {
-            rfs::lsetxattr(&path, k.as_slice(), v, rfs::XattrFlags::empty()).map_err(|e| dest_err(path.clone())(e.into()))?;
+            rfs::lsetxattr(&path, k.as_slice(), v, rfs::XattrFlags::empty())
+                .map_err(|e| dest_err(path.clone())(e.into()))?;
         }
         Ok(())
     }
@@ -192,7 +254,11 @@ impl Ctx<'_> {
                 Ok(true)
             }
             Err(Errno::XDEV | Errno::MLINK | Errno::PERM) => Ok(false),
-            Err(Errno::NOENT) => Err(crate::store::Error::Missing { kind: crate::object::ObjectType::File, id: *id }.into()),
+            Err(Errno::NOENT) => Err(crate::store::Error::Missing {
+                kind: crate::object::ObjectType::File,
+                id: *id,
+            }
+            .into()),
             Err(e) => Err(dest_err(self.path(rel))(e.into())),
         }
     }
@@ -209,16 +275,31 @@ impl Ctx<'_> {
         }
         match meta.kind {
             FileKind::Regular => {
-                let fd = rfs::openat(&self.root, rel, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))
-                    .map_err(|e| err(e.into()))?;
+                let fd = rfs::openat(
+                    &self.root,
+                    rel,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| err(e.into()))?;
                 fsutil::write_all_fd(&fd, &content).map_err(&err)?;
                 if !self.opts.user_mode {
-                    rfs::fchown(&fd, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid))).map_err(|e| err(e.into()))?;
+                    rfs::fchown(
+                        &fd,
+                        Some(Uid::from_raw(meta.uid)),
+                        Some(Gid::from_raw(meta.gid)),
+                    )
+                    .map_err(|e| err(e.into()))?;
                 }
                 for (k, v) in self.xattrs_for(&meta.xattrs) {
-                    rfs::fsetxattr(&fd, k.as_slice(), v, rfs::XattrFlags::empty()).map_err(|e| err(e.into()))?;
+                    rfs::fsetxattr(&fd, k.as_slice(), v, rfs::XattrFlags::empty())
+                        .map_err(|e| err(e.into()))?;
                 }
-                let mode = if self.opts.user_mode { meta.mode & 0o777 } else { meta.mode };
+                let mode = if self.opts.user_mode {
+                    meta.mode & 0o777
+                } else {
+                    meta.mode
+                };
                 rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| err(e.into()))?;
                 fsutil::zero_times_fd(&fd).map_err(&err)?;
             }
@@ -232,17 +313,27 @@ impl Ctx<'_> {
                         self.skipped_devices.fetch_add(1, Ordering::Relaxed);
                         return Ok(());
                     }
-                    return Err(Error::NeedsRoot { path: self.path(rel), kind: meta.kind.name() });
+                    return Err(Error::NeedsRoot {
+                        path: self.path(rel),
+                        kind: meta.kind.name(),
+                    });
                 }
                 let ft = match meta.kind {
                     FileKind::CharDevice => FileType::CharacterDevice,
                     FileKind::BlockDevice => FileType::BlockDevice,
                     _ => FileType::Fifo,
                 };
-                rfs::mknodat(&self.root, rel, ft, Mode::from_raw_mode(0o600), meta.rdev).map_err(|e| err(e.into()))?;
+                rfs::mknodat(&self.root, rel, ft, Mode::from_raw_mode(0o600), meta.rdev)
+                    .map_err(|e| err(e.into()))?;
                 self.finish_special(rel, meta)?;
                 if !self.opts.user_mode || meta.kind == FileKind::Fifo {
-                    rfs::chmodat(&self.root, rel, Mode::from_raw_mode(meta.mode), AtFlags::empty()).map_err(|e| err(e.into()))?;
+                    rfs::chmodat(
+                        &self.root,
+                        rel,
+                        Mode::from_raw_mode(meta.mode),
+                        AtFlags::empty(),
+                    )
+                    .map_err(|e| err(e.into()))?;
                 }
             }
         }
@@ -253,7 +344,14 @@ impl Ctx<'_> {
     fn finish_special(&self, rel: &str, meta: &FileMeta) -> Result<()> {
         let err = dest_err(self.path(rel));
         if !self.opts.user_mode {
-            rfs::chownat(&self.root, rel, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| err(e.into()))?;
+            rfs::chownat(
+                &self.root,
+                rel,
+                Some(Uid::from_raw(meta.uid)),
+                Some(Gid::from_raw(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| err(e.into()))?;
         }
         self.set_xattrs_path(rel, &meta.xattrs)?;
         fsutil::zero_times_at(&self.root, Path::new(rel)).map_err(err)

@@ -23,7 +23,10 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] store::Error),
     #[error("{}: {source}", path.display())]
-    Dest { path: PathBuf, source: std::io::Error },
+    Dest {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: already exists (use --union to check out over it)", .0.display())]
     Exists(PathBuf),
     #[error("commit {commit}: no path {path:?}")]
@@ -53,7 +56,12 @@ pub struct CheckoutStats {
 }
 
 /// Check out `commit` at `dest`.
-pub fn checkout(repo: &Repo, commit: &ObjectId, dest: &Path, opts: &CheckoutOptions) -> Result<CheckoutStats> {
+pub fn checkout(
+    repo: &Repo,
+    commit: &ObjectId,
+    dest: &Path,
+    opts: &CheckoutOptions,
+) -> Result<CheckoutStats> {
     let c = repo.read_commit(commit)?;
     let p = plan(repo, commit, &c.tree, opts.subpath.as_deref())?;
     apply::apply(repo, &p, dest, opts)

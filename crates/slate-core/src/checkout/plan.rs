@@ -34,17 +34,31 @@ fn join(a: &str, b: &[u8]) -> String {
 }
 
 /// Plan the checkout of `root` (the commit's tree), or of `subpath` in it.
-pub fn plan(repo: &Repo, commit: &ObjectId, root: &ObjectId, subpath: Option<&str>) -> Result<Plan> {
+pub fn plan(
+    repo: &Repo,
+    commit: &ObjectId,
+    root: &ObjectId,
+    subpath: Option<&str>,
+) -> Result<Plan> {
     let mut tree = repo.read_tree(root)?;
     if let Some(sub) = subpath {
-        let comps: Vec<&str> = sub.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+        let comps: Vec<&str> = sub
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
         for (i, comp) in comps.iter().enumerate() {
-            let missing = || Error::NoSuchPath { commit: *commit, path: sub.to_owned() };
+            let missing = || Error::NoSuchPath {
+                commit: *commit,
+                path: sub.to_owned(),
+            };
             let e = tree.get(comp.as_bytes()).ok_or_else(missing)?.clone();
             match e.kind {
                 EntryKind::Dir => tree = repo.read_tree(&e.id)?,
                 EntryKind::File if i + 1 == comps.len() => {
-                    return Ok(Plan { dirs: Vec::new(), files: vec![(e.id, vec![String::new()])] });
+                    return Ok(Plan {
+                        dirs: Vec::new(),
+                        files: vec![(e.id, vec![String::new()])],
+                    });
                 }
                 EntryKind::File => return Err(missing()),
             }
@@ -56,8 +70,17 @@ pub fn plan(repo: &Repo, commit: &ObjectId, root: &ObjectId, subpath: Option<&st
     Ok(p)
 }
 
-fn walk(repo: &Repo, tree: Tree, rel: String, p: &mut Plan, index: &mut HashMap<ObjectId, usize>) -> Result<()> {
-    p.dirs.push(PlannedDir { rel: rel.clone(), meta: tree.meta });
+fn walk(
+    repo: &Repo,
+    tree: Tree,
+    rel: String,
+    p: &mut Plan,
+    index: &mut HashMap<ObjectId, usize>,
+) -> Result<()> {
+    p.dirs.push(PlannedDir {
+        rel: rel.clone(),
+        meta: tree.meta,
+    });
     for e in tree.entries {
         let path = join(&rel, &e.name);
         match e.kind {

@@ -22,11 +22,21 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] store::Error),
     #[error("{}: {source}", path.display())]
-    Source { path: PathBuf, source: std::io::Error },
+    Source {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{archive}: member {member:?}: {reason}")]
-    Tar { archive: String, member: String, reason: String },
+    Tar {
+        archive: String,
+        member: String,
+        reason: String,
+    },
     #[error("{archive}: {source}")]
-    TarRead { archive: String, source: std::io::Error },
+    TarRead {
+        archive: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -92,7 +102,10 @@ pub enum Source<'a> {
     Dir(&'a std::path::Path),
     /// A tar stream (plain, gzip or zstd; detected by magic bytes); the
     /// name is used in messages.
-    Tar { reader: Box<dyn std::io::Read + 'a>, name: String },
+    Tar {
+        reader: Box<dyn std::io::Read + 'a>,
+        name: String,
+    },
 }
 
 /// Commit `source` onto `opts.branch`, holding the writer lock throughout.
@@ -100,7 +113,11 @@ pub fn commit(repo: &Repo, source: Source<'_>, opts: &CommitOptions) -> Result<C
     store::validate_ref_name(&opts.branch)?;
     if let ParentSpec::Id(p) = &opts.parent {
         if !repo.has_object(ObjectType::Commit, p)? {
-            return Err(store::Error::Missing { kind: ObjectType::Commit, id: *p }.into());
+            return Err(store::Error::Missing {
+                kind: ObjectType::Commit,
+                id: *p,
+            }
+            .into());
         }
     }
     let _lock = repo.lock()?;

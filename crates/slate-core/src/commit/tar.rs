@@ -11,11 +11,16 @@ use std::path::Path;
 
 use super::{Error, Result, Stats, TreeScan};
 use crate::hash::ObjectId;
-use crate::object::{valid_entry_name, DirMeta, EntryKind, FileKind, FileMeta, Tree, TreeEntry, Xattrs};
+use crate::object::{
+    valid_entry_name, DirMeta, EntryKind, FileKind, FileMeta, Tree, TreeEntry, Xattrs,
+};
 use crate::store::{FileContent, Repo};
 
 enum Node {
-    Dir { meta: DirMeta, children: BTreeMap<Vec<u8>, Node> },
+    Dir {
+        meta: DirMeta,
+        children: BTreeMap<Vec<u8>, Node>,
+    },
     File(ObjectId),
 }
 
@@ -27,7 +32,12 @@ pub fn sanitize_member_path(raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
         match comp {
             b"" | b"." => {}
             b".." => return Err("name climbs out of the archive with '..'".into()),
-            c if !valid_entry_name(c) => return Err(format!("invalid component {:?}", String::from_utf8_lossy(c))),
+            c if !valid_entry_name(c) => {
+                return Err(format!(
+                    "invalid component {:?}",
+                    String::from_utf8_lossy(c)
+                ))
+            }
             c => out.push(c.to_vec()),
         }
     }
@@ -36,11 +46,19 @@ pub fn sanitize_member_path(raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 
 fn decompressed<'a>(reader: Box<dyn Read + 'a>, name: &str) -> Result<Box<dyn Read + 'a>> {
     let mut br = BufReader::with_capacity(1 << 20, reader);
-    let head = br.fill_buf().map_err(|source| Error::TarRead { archive: name.to_owned(), source })?;
+    let head = br.fill_buf().map_err(|source| Error::TarRead {
+        archive: name.to_owned(),
+        source,
+    })?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::MultiGzDecoder::new(br))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(br).map_err(|source| Error::TarRead { archive: name.to_owned(), source })?)
+        Box::new(
+            zstd::stream::read::Decoder::with_buffer(br).map_err(|source| Error::TarRead {
+                archive: name.to_owned(),
+                source,
+            })?,
+        )
     } else {
         Box::new(br)
     })
@@ -50,25 +68,40 @@ fn decompressed<'a>(reader: Box<dyn Read + 'a>, name: &str) -> Result<Box<dyn Re
 pub fn commit_tar_tree(repo: &Repo, reader: Box<dyn Read + '_>, name: &str) -> Result<TreeScan> {
     let stats = Stats::default();
     let mut archive = tar::Archive::new(decompressed(reader, name)?);
-    let read_err = |source| Error::TarRead { archive: name.to_owned(), source };
-    let mut root = Node::Dir { meta: DirMeta::default(), children: BTreeMap::new() };
+    let read_err = |source| Error::TarRead {
+        archive: name.to_owned(),
+        source,
+    };
+    let mut root = Node::Dir {
+        meta: DirMeta::default(),
+        children: BTreeMap::new(),
+    };
     for entry in archive.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let raw_path = entry.path_bytes().into_owned();
         let member = String::from_utf8_lossy(&raw_path).into_owned();
-        let bad = |reason: String| Error::Tar { archive: name.to_owned(), member: member.clone(), reason };
+        let bad = |reason: String| Error::Tar {
+            archive: name.to_owned(),
+            member: member.clone(),
+            reason,
+        };
         let comps = sanitize_member_path(&raw_path).map_err(&bad)?;
         let h = entry.header().clone();
         let mode = h.mode().map_err(|e| bad(e.to_string()))? & 0o7777;
-        let mut uid = u32::try_from(h.uid().map_err(|e| bad(e.to_string()))?).map_err(|_| bad("uid does not fit 32 bits".into()))?;
-        let mut gid = u32::try_from(h.gid().map_err(|e| bad(e.to_string()))?).map_err(|_| bad("gid does not fit 32 bits".into()))?;
+        let mut uid = u32::try_from(h.uid().map_err(|e| bad(e.to_string()))?)
+            .map_err(|_| bad("uid does not fit 32 bits".into()))?;
+        let mut gid = u32::try_from(h.gid().map_err(|e| bad(e.to_string()))?)
+            .map_err(|_| bad("gid does not fit 32 bits".into()))?;
         let etype = h.entry_type();
         let mut xattrs: Xattrs = Vec::new();
         if let Some(exts) = entry.pax_extensions().map_err(|e| bad(e.to_string()))? {
             for ext in exts {
                 let ext = ext.map_err(|e| bad(e.to_string()))?;
                 let num = || -> Result<u32> {
-                    std::str::from_utf8(ext.value_bytes()).ok().and_then(|v| v.parse().ok()).ok_or_else(|| bad("PAX uid/gid is not a 32-bit number".into()))
+                    std::str::from_utf8(ext.value_bytes())
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| bad("PAX uid/gid is not a 32-bit number".into()))
                 };
                 match ext.key_bytes() {
                     b"uid" => uid = num()?,
@@ -83,14 +116,29 @@ pub fn commit_tar_tree(repo: &Repo, reader: Box<dyn Read + '_>, name: &str) -> R
             }
         }
         if let Some(dup) = crate::object::normalize_xattrs(&mut xattrs) {
-            return Err(bad(format!("xattr {:?} given twice", String::from_utf8_lossy(&dup))));
+            return Err(bad(format!(
+                "xattr {:?} given twice",
+                String::from_utf8_lossy(&dup)
+            )));
         }
         use tar::EntryType as T;
-        let file_meta = |kind, rdev| FileMeta { kind, mode, uid, gid, rdev, xattrs: xattrs.clone() };
+        let file_meta = |kind, rdev| FileMeta {
+            kind,
+            mode,
+            uid,
+            gid,
+            rdev,
+            xattrs: xattrs.clone(),
+        };
         let node = match etype {
             T::Directory => {
                 Stats::add(&stats.dirs, 1);
-                let meta = DirMeta { mode, uid, gid, xattrs: xattrs.clone() };
+                let meta = DirMeta {
+                    mode,
+                    uid,
+                    gid,
+                    xattrs: xattrs.clone(),
+                };
                 set_dir(&mut root, &comps, meta).map_err(&bad)?;
                 continue;
             }
@@ -99,23 +147,42 @@ pub fn commit_tar_tree(repo: &Repo, reader: Box<dyn Read + '_>, name: &str) -> R
                 Stats::add(&stats.files, 1);
                 Stats::add(&stats.content_bytes, size);
                 let p = Path::new(&member);
-                let st = repo.write_file(&file_meta(FileKind::Regular, 0), size, FileContent::Reader { reader: &mut entry, path: p })?;
+                let st = repo.write_file(
+                    &file_meta(FileKind::Regular, 0),
+                    size,
+                    FileContent::Reader {
+                        reader: &mut entry,
+                        path: p,
+                    },
+                )?;
                 if st.written {
                     Stats::add(&stats.objects_written, 1);
                 }
                 Node::File(st.id)
             }
             T::Symlink => {
-                let target = entry.link_name_bytes().ok_or_else(|| bad("symlink without a target".into()))?.into_owned();
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad("symlink without a target".into()))?
+                    .into_owned();
                 if target.is_empty() || target.len() > 4095 || target.contains(&0) {
                     return Err(bad("symlink target is empty, too long or has a NUL".into()));
                 }
                 Stats::add(&stats.symlinks, 1);
-                Node::File(repo.write_symlink(&file_meta(FileKind::Symlink, 0), &target)?.id)
+                // Linux gives every symlink mode 0777, whatever the archive says.
+                let meta = FileMeta {
+                    mode: 0o777,
+                    ..file_meta(FileKind::Symlink, 0)
+                };
+                Node::File(repo.write_symlink(&meta, &target)?.id)
             }
             T::Link => {
-                let target = entry.link_name_bytes().ok_or_else(|| bad("hard link without a target".into()))?.into_owned();
-                let tcomps = sanitize_member_path(&target).map_err(|r| bad(format!("hard link target: {r}")))?;
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad("hard link without a target".into()))?
+                    .into_owned();
+                let tcomps = sanitize_member_path(&target)
+                    .map_err(|r| bad(format!("hard link target: {r}")))?;
                 match lookup(&root, &tcomps) {
                     Some(Node::File(id)) => Node::File(*id),
                     _ => {
@@ -127,11 +194,24 @@ pub fn commit_tar_tree(repo: &Repo, reader: Box<dyn Read + '_>, name: &str) -> R
                 }
             }
             T::Char | T::Block => {
-                let major = h.device_major().map_err(|e| bad(e.to_string()))?.unwrap_or(0);
-                let minor = h.device_minor().map_err(|e| bad(e.to_string()))?.unwrap_or(0);
-                let kind = if etype == T::Char { FileKind::CharDevice } else { FileKind::BlockDevice };
+                let major = h
+                    .device_major()
+                    .map_err(|e| bad(e.to_string()))?
+                    .unwrap_or(0);
+                let minor = h
+                    .device_minor()
+                    .map_err(|e| bad(e.to_string()))?
+                    .unwrap_or(0);
+                let kind = if etype == T::Char {
+                    FileKind::CharDevice
+                } else {
+                    FileKind::BlockDevice
+                };
                 Stats::add(&stats.specials, 1);
-                Node::File(repo.write_special(&file_meta(kind, rustix::fs::makedev(major, minor)))?.id)
+                Node::File(
+                    repo.write_special(&file_meta(kind, rustix::fs::makedev(major, minor)))?
+                        .id,
+                )
             }
             T::Fifo => {
                 Stats::add(&stats.specials, 1);
@@ -143,7 +223,11 @@ pub fn commit_tar_tree(repo: &Repo, reader: Box<dyn Read + '_>, name: &str) -> R
         insert(&mut root, &comps, node).map_err(&bad)?;
     }
     let root_id = write_node(repo, &root)?;
-    Ok(TreeScan { root: root_id, stats, skipped_sockets: Vec::new() })
+    Ok(TreeScan {
+        root: root_id,
+        stats,
+        skipped_sockets: Vec::new(),
+    })
 }
 
 fn lookup<'n>(mut node: &'n Node, comps: &[Vec<u8>]) -> Option<&'n Node> {
@@ -163,9 +247,15 @@ fn dir_at<'n>(root: &'n mut Node, comps: &[Vec<u8>]) -> Result<&'n mut Node, Str
         let Node::Dir { children, .. } = node else {
             unreachable!("only directories are descended into")
         };
-        let child = children.entry(c.clone()).or_insert_with(|| Node::Dir { meta: DirMeta::default(), children: BTreeMap::new() });
+        let child = children.entry(c.clone()).or_insert_with(|| Node::Dir {
+            meta: DirMeta::default(),
+            children: BTreeMap::new(),
+        });
         if matches!(child, Node::File(_)) {
-            let p: Vec<_> = comps[..=i].iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+            let p: Vec<_> = comps[..=i]
+                .iter()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
             return Err(format!("parent {:?} is not a directory", p.join("/")));
         }
         node = child;
@@ -175,7 +265,9 @@ fn dir_at<'n>(root: &'n mut Node, comps: &[Vec<u8>]) -> Result<&'n mut Node, Str
 
 fn set_dir(root: &mut Node, comps: &[Vec<u8>], meta: DirMeta) -> Result<(), String> {
     if let Some((last, parent)) = comps.split_last() {
-        let Node::Dir { children, .. } = dir_at(root, parent)? else { unreachable!("dir_at returns directories") };
+        let Node::Dir { children, .. } = dir_at(root, parent)? else {
+            unreachable!("dir_at returns directories")
+        };
         if let Some(Node::File(_)) = children.get(last) {
             children.remove(last);
         }
@@ -191,7 +283,9 @@ fn insert(root: &mut Node, comps: &[Vec<u8>], node: Node) -> Result<(), String> 
     let Some((last, parent)) = comps.split_last() else {
         return Err("the archive's root must be a directory".into());
     };
-    let Node::Dir { children, .. } = dir_at(root, parent)? else { unreachable!("dir_at returns directories") };
+    let Node::Dir { children, .. } = dir_at(root, parent)? else {
+        unreachable!("dir_at returns directories")
+    };
     if let Some(Node::Dir { children: c, .. }) = children.get(last) {
         if !c.is_empty() {
             return Err("replaces a non-empty directory".into());
@@ -207,11 +301,22 @@ fn write_node(repo: &Repo, node: &Node) -> Result<ObjectId> {
         Node::Dir { meta, children } => {
             let mut entries = Vec::with_capacity(children.len());
             for (name, child) in children {
-                let kind = if matches!(child, Node::Dir { .. }) { EntryKind::Dir } else { EntryKind::File };
-                entries.push(TreeEntry { name: name.clone(), kind, id: write_node(repo, child)? });
+                let kind = if matches!(child, Node::Dir { .. }) {
+                    EntryKind::Dir
+                } else {
+                    EntryKind::File
+                };
+                entries.push(TreeEntry {
+                    name: name.clone(),
+                    kind,
+                    id: write_node(repo, child)?,
+                });
             }
             // BTreeMap order is byte order: already sorted.
-            Ok(repo.write_tree(&Tree { meta: meta.clone(), entries })?)
+            Ok(repo.write_tree(&Tree {
+                meta: meta.clone(),
+                entries,
+            })?)
         }
     }
 }
@@ -223,7 +328,10 @@ mod tests {
 
     #[test]
     fn sanitize() {
-        assert_eq!(sanitize_member_path(b"/etc//./passwd").expect("ok"), vec![b"etc".to_vec(), b"passwd".to_vec()]);
+        assert_eq!(
+            sanitize_member_path(b"/etc//./passwd").expect("ok"),
+            vec![b"etc".to_vec(), b"passwd".to_vec()]
+        );
         assert!(sanitize_member_path(b"./").expect("root").is_empty());
         assert!(sanitize_member_path(b"a/../../etc").is_err());
         assert!(sanitize_member_path(b"..").is_err());

@@ -14,18 +14,33 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
 
 /// Open a directory as a handle (`O_DIRECTORY | O_CLOEXEC`).
 pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
-    Ok(rfs::open(path, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?)
+    Ok(rfs::open(
+        path,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// Open a directory relative to a handle, not following a final symlink.
 pub fn open_dir_at<Fd: AsFd>(dir: Fd, name: &Path) -> io::Result<OwnedFd> {
-    Ok(rfs::openat(dir, name, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty())?)
+    Ok(rfs::openat(
+        dir,
+        name,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?)
 }
 
 /// The timestamps every checked-out inode and stored object gets: the epoch.
 pub fn zero_timestamps() -> Timestamps {
-    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
-    Timestamps { last_access: zero, last_modification: zero }
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: zero,
+        last_modification: zero,
+    }
 }
 
 /// Set atime and mtime of an open file to the epoch.
@@ -35,7 +50,12 @@ pub fn zero_times_fd<Fd: AsFd>(fd: Fd) -> io::Result<()> {
 
 /// Set atime and mtime of `name` (not following symlinks) to the epoch.
 pub fn zero_times_at<Fd: AsFd>(dir: Fd, name: &Path) -> io::Result<()> {
-    Ok(rfs::utimensat(dir, name, &zero_timestamps(), AtFlags::SYMLINK_NOFOLLOW)?)
+    Ok(rfs::utimensat(
+        dir,
+        name,
+        &zero_timestamps(),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -103,7 +123,12 @@ pub fn read_exact_fd<Fd: AsFd>(fd: Fd, mut buf: &mut [u8]) -> io::Result<()> {
     let fd = fd.as_fd();
     while !buf.is_empty() {
         match rustix::io::read(fd, &mut *buf) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shorter than its size")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shorter than its size",
+                ))
+            }
             Ok(n) => buf = &mut buf[n..],
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),

@@ -66,7 +66,10 @@ pub fn fd_xattrs<Fd: AsFd>(fd: Fd) -> io::Result<Xattrs> {
 
 /// All xattrs of `path`, not following a final symlink.
 pub fn path_xattrs(path: &Path) -> io::Result<Xattrs> {
-    collect(|b| rfs::llistxattr(path, b), |n, b| rfs::lgetxattr(path, n, b))
+    collect(
+        |b| rfs::llistxattr(path, b),
+        |n, b| rfs::lgetxattr(path, n, b),
+    )
 }
 
 pub fn set_fd_xattrs<Fd: AsFd>(fd: Fd, x: &Xattrs) -> io::Result<()> {

@@ -20,7 +20,10 @@ pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_be_bytes());
 }
 pub(crate) fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_u32(out, u32::try_from(b.len()).expect("field longer than 4 GiB"));
+    put_u32(
+        out,
+        u32::try_from(b.len()).expect("field longer than 4 GiB"),
+    );
     out.extend_from_slice(b);
 }
 pub(crate) fn put_xattrs(out: &mut Vec<u8>, x: &Xattrs) {
@@ -46,11 +49,18 @@ impl<'a> Reader<'a> {
         self.pos
     }
     pub fn err(&self, reason: impl Into<String>) -> DecodeError {
-        DecodeError { what: self.what, offset: self.pos, reason: reason.into() }
+        DecodeError {
+            what: self.what,
+            offset: self.pos,
+            reason: reason.into(),
+        }
     }
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.buf.len() - self.pos < n {
-            return Err(self.err(format!("truncated: need {n} bytes, {} left", self.buf.len() - self.pos)));
+            return Err(self.err(format!(
+                "truncated: need {n} bytes, {} left",
+                self.buf.len() - self.pos
+            )));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -60,7 +70,11 @@ impl<'a> Reader<'a> {
         let got = self.take(8)?;
         if got != m {
             self.pos -= 8;
-            return Err(self.err(format!("bad magic {:?}, expected {:?}", String::from_utf8_lossy(got), String::from_utf8_lossy(m))));
+            return Err(self.err(format!(
+                "bad magic {:?}, expected {:?}",
+                String::from_utf8_lossy(got),
+                String::from_utf8_lossy(m)
+            )));
         }
         Ok(())
     }
@@ -68,10 +82,14 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     pub fn id(&mut self) -> Result<ObjectId, DecodeError> {
         Ok(ObjectId(self.take(32)?.try_into().expect("32 bytes")))

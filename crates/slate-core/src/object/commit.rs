@@ -35,7 +35,10 @@ impl Commit {
         put_u64(&mut out, self.timestamp as u64);
         put_bytes(&mut out, self.subject.as_bytes());
         put_bytes(&mut out, self.body.as_bytes());
-        put_u32(&mut out, u32::try_from(self.metadata.len()).expect("fewer than 2^32 keys"));
+        put_u32(
+            &mut out,
+            u32::try_from(self.metadata.len()).expect("fewer than 2^32 keys"),
+        );
         for (k, v) in &self.metadata {
             put_bytes(&mut out, k.as_bytes());
             put_bytes(&mut out, v.as_bytes());
@@ -72,7 +75,14 @@ impl Commit {
             metadata.insert(k, v);
         }
         r.finish()?;
-        Ok(Commit { parent, tree, timestamp, subject, body, metadata })
+        Ok(Commit {
+            parent,
+            tree,
+            timestamp,
+            subject,
+            body,
+            metadata,
+        })
     }
 }
 

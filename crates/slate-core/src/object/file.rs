@@ -124,7 +124,8 @@ impl FileHeader {
         let mut r = Reader::new(buf, "file object header");
         r.magic(FILE_MAGIC)?;
         let code = r.u8()?;
-        let kind = FileKind::from_code(code).ok_or_else(|| r.err(format!("unknown file type code {code:#04x}")))?;
+        let kind = FileKind::from_code(code)
+            .ok_or_else(|| r.err(format!("unknown file type code {code:#04x}")))?;
         let mode = r.u32()?;
         if mode & !0o7777 != 0 {
             return Err(r.err(format!("mode {mode:#o} has bits outside 07777")));
@@ -140,17 +141,38 @@ impl FileHeader {
         if kind == FileKind::Symlink && (size == 0 || size > 4095) {
             return Err(r.err(format!("symlink target of {size} bytes (must be 1..=4095)")));
         }
-        if matches!(kind, FileKind::CharDevice | FileKind::BlockDevice | FileKind::Fifo) && size != 0 {
+        if matches!(
+            kind,
+            FileKind::CharDevice | FileKind::BlockDevice | FileKind::Fifo
+        ) && size != 0
+        {
             return Err(r.err("content on a device or fifo"));
         }
-        Ok((FileHeader { meta: FileMeta { kind, mode, uid, gid, rdev, xattrs }, size }, r.pos()))
+        Ok((
+            FileHeader {
+                meta: FileMeta {
+                    kind,
+                    mode,
+                    uid,
+                    gid,
+                    rdev,
+                    xattrs,
+                },
+                size,
+            },
+            r.pos(),
+        ))
     }
 
     /// Decode a header that must fill `buf` exactly.
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
         let (h, n) = Self::decode_prefix(buf)?;
         if n != buf.len() {
-            return Err(DecodeError { what: "file object header", offset: n, reason: "trailing bytes".into() });
+            return Err(DecodeError {
+                what: "file object header",
+                offset: n,
+                reason: "trailing bytes".into(),
+            });
         }
         Ok(h)
     }

@@ -24,7 +24,14 @@ fn hello_file() -> (FileHeader, &'static [u8]) {
 
 fn symlink() -> FileHeader {
     FileHeader {
-        meta: FileMeta { kind: FileKind::Symlink, mode: 0o777, uid: 0, gid: 0, rdev: 0, xattrs: vec![] },
+        meta: FileMeta {
+            kind: FileKind::Symlink,
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            xattrs: vec![],
+        },
         size: 11,
     }
 }
@@ -32,10 +39,23 @@ fn symlink() -> FileHeader {
 fn tree() -> Tree {
     let (h, c) = hello_file();
     let mut t = Tree {
-        meta: DirMeta { mode: 0o755, uid: 0, gid: 0, xattrs: vec![] },
+        meta: DirMeta {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            xattrs: vec![],
+        },
         entries: vec![
-            TreeEntry { name: b"hello".to_vec(), kind: EntryKind::File, id: h.id_of(c) },
-            TreeEntry { name: b"link".to_vec(), kind: EntryKind::File, id: symlink().id_of(b"hello/../hi") },
+            TreeEntry {
+                name: b"hello".to_vec(),
+                kind: EntryKind::File,
+                id: h.id_of(c),
+            },
+            TreeEntry {
+                name: b"link".to_vec(),
+                kind: EntryKind::File,
+                id: symlink().id_of(b"hello/../hi"),
+            },
         ],
     };
     t.sort();
@@ -68,8 +88,10 @@ fn golden_file_header_bytes() {
             "00000000",         // gid
             "0000000000000000", // rdev
             "00000001",         // one xattr
-            "00000009", "757365722e74657374", // "user.test"
-            "00000001", "31",   // "1"
+            "00000009",
+            "757365722e74657374", // "user.test"
+            "00000001",
+            "31",               // "1"
             "0000000000000006", // content length
         )
     );
@@ -85,10 +107,22 @@ fn golden_ids() {
         ("commit", commit().id()),
     ];
     let want = [
-        ("file", "a3369b9186376c05b1ec4aba790d75815b687c9345d8a97200f5007e1e22c00f"),
-        ("symlink", "a0ddb356718ee8f7f54e73a5472190b097ad0d3b38298027bfc09cb41f433690"),
-        ("tree", "0956472983a7234907530dbbc1a27fc1ca4a153f740bed1a29b973ce51937a39"),
-        ("commit", "7c7eab3e8fcd5628e7e29db2f5fef4b35ecd0258af8bc73fd3acbff1ff147ae7"),
+        (
+            "file",
+            "a3369b9186376c05b1ec4aba790d75815b687c9345d8a97200f5007e1e22c00f",
+        ),
+        (
+            "symlink",
+            "a0ddb356718ee8f7f54e73a5472190b097ad0d3b38298027bfc09cb41f433690",
+        ),
+        (
+            "tree",
+            "0956472983a7234907530dbbc1a27fc1ca4a153f740bed1a29b973ce51937a39",
+        ),
+        (
+            "commit",
+            "7c7eab3e8fcd5628e7e29db2f5fef4b35ecd0258af8bc73fd3acbff1ff147ae7",
+        ),
     ];
     for ((name, id), (_, w)) in got.iter().zip(want.iter()) {
         assert_eq!(id.to_hex(), *w, "golden id of the {name} object changed");

@@ -10,7 +10,7 @@ mod tree;
 
 pub use codec::DecodeError;
 pub use commit::Commit;
-pub use file::{FileKind, FileMeta, FileHeader};
+pub use file::{FileHeader, FileKind, FileMeta};
 pub use tree::{DirMeta, EntryKind, Tree, TreeEntry};
 
 /// Extended attributes: (name, value) pairs, sorted by name, names unique.
@@ -62,7 +62,9 @@ pub fn valid_entry_name(name: &[u8]) -> bool {
 /// Sort xattrs by name; return the first duplicated name, if any.
 pub fn normalize_xattrs(x: &mut Xattrs) -> Option<Vec<u8>> {
     x.sort_by(|a, b| a.0.cmp(&b.0));
-    x.windows(2).find(|w| w[0].0 == w[1].0).map(|w| w[0].0.clone())
+    x.windows(2)
+        .find(|w| w[0].0 == w[1].0)
+        .map(|w| w[0].0.clone())
 }
 
 #[cfg(test)]

@@ -22,7 +22,12 @@ impl Default for DirMeta {
     /// `0755 root:root`, no xattrs: what a directory that a tar archive
     /// implies without listing gets.
     fn default() -> Self {
-        DirMeta { mode: 0o755, uid: 0, gid: 0, xattrs: Vec::new() }
+        DirMeta {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            xattrs: Vec::new(),
+        }
     }
 }
 
@@ -55,7 +60,10 @@ impl Tree {
         put_u32(&mut out, self.meta.uid);
         put_u32(&mut out, self.meta.gid);
         put_xattrs(&mut out, &self.meta.xattrs);
-        put_u32(&mut out, u32::try_from(self.entries.len()).expect("fewer than 2^32 entries"));
+        put_u32(
+            &mut out,
+            u32::try_from(self.entries.len()).expect("fewer than 2^32 entries"),
+        );
         for e in &self.entries {
             out.push(match e.kind {
                 EntryKind::Dir => b'd',
@@ -78,7 +86,10 @@ impl Tree {
 
     /// Binary search an entry by name.
     pub fn get(&self, name: &[u8]) -> Option<&TreeEntry> {
-        self.entries.binary_search_by(|e| e.name.as_slice().cmp(name)).ok().map(|i| &self.entries[i])
+        self.entries
+            .binary_search_by(|e| e.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.entries[i])
     }
 
     pub fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
@@ -105,18 +116,36 @@ impl Tree {
             };
             let name = r.bytes(255)?;
             if !valid_entry_name(name) {
-                return Err(r.err(format!("invalid entry name {:?}", String::from_utf8_lossy(name))));
+                return Err(r.err(format!(
+                    "invalid entry name {:?}",
+                    String::from_utf8_lossy(name)
+                )));
             }
             if let Some(prev) = entries.last() {
                 if prev.name.as_slice() >= name {
-                    return Err(r.err(format!("entry {:?} out of order or duplicated", String::from_utf8_lossy(name))));
+                    return Err(r.err(format!(
+                        "entry {:?} out of order or duplicated",
+                        String::from_utf8_lossy(name)
+                    )));
                 }
             }
             let id = r.id()?;
-            entries.push(TreeEntry { name: name.to_vec(), kind, id });
+            entries.push(TreeEntry {
+                name: name.to_vec(),
+                kind,
+                id,
+            });
         }
         r.finish()?;
-        Ok(Tree { meta: DirMeta { mode, uid, gid, xattrs }, entries })
+        Ok(Tree {
+            meta: DirMeta {
+                mode,
+                uid,
+                gid,
+                xattrs,
+            },
+            entries,
+        })
     }
 }
 
@@ -130,8 +159,16 @@ mod tests {
         let mut t = Tree {
             meta: DirMeta::default(),
             entries: vec![
-                TreeEntry { name: b"usr".to_vec(), kind: EntryKind::Dir, id: ObjectId::digest(b"1") },
-                TreeEntry { name: b"etc".to_vec(), kind: EntryKind::File, id: ObjectId::digest(b"2") },
+                TreeEntry {
+                    name: b"usr".to_vec(),
+                    kind: EntryKind::Dir,
+                    id: ObjectId::digest(b"1"),
+                },
+                TreeEntry {
+                    name: b"etc".to_vec(),
+                    kind: EntryKind::File,
+                    id: ObjectId::digest(b"2"),
+                },
             ],
         };
         t.sort();
@@ -150,7 +187,11 @@ mod tests {
     fn rejects_dot_dot() {
         let t = Tree {
             meta: DirMeta::default(),
-            entries: vec![TreeEntry { name: b"..".to_vec(), kind: EntryKind::Dir, id: ObjectId::digest(b"") }],
+            entries: vec![TreeEntry {
+                name: b"..".to_vec(),
+                kind: EntryKind::Dir,
+                id: ObjectId::digest(b""),
+            }],
         };
         assert!(Tree::decode(&t.encode()).is_err());
     }

@@ -56,26 +56,37 @@ struct Core {
     compression_level: Option<i32>,
 }
 
+#[derive(Debug)]
 pub struct Config {
     pub mode: RepoMode,
     pub compression_level: i32,
 }
 
 pub fn render(mode: RepoMode) -> String {
-    format!("[core]\nformat = {FORMAT_VERSION}\nmode = \"{}\"\n", mode.name())
+    format!(
+        "[core]\nformat = {FORMAT_VERSION}\nmode = \"{}\"\n",
+        mode.name()
+    )
 }
 
 pub fn parse(text: &str) -> Result<Config, String> {
     let f: File = toml::from_str(text).map_err(|e| e.to_string())?;
     if f.core.format != FORMAT_VERSION {
-        return Err(format!("repository format {} is not supported (this Slate reads format {FORMAT_VERSION})", f.core.format));
+        return Err(format!(
+            "repository format {} is not supported (this Slate reads format {FORMAT_VERSION})",
+            f.core.format
+        ));
     }
-    let mode = RepoMode::from_name(&f.core.mode).ok_or_else(|| format!("unknown mode {:?}", f.core.mode))?;
+    let mode = RepoMode::from_name(&f.core.mode)
+        .ok_or_else(|| format!("unknown mode {:?}", f.core.mode))?;
     let level = f.core.compression_level.unwrap_or(DEFAULT_ZSTD_LEVEL);
     if !(1..=22).contains(&level) {
         return Err(format!("compression_level {level} is outside 1..=22"));
     }
-    Ok(Config { mode, compression_level: level })
+    Ok(Config {
+        mode,
+        compression_level: level,
+    })
 }
 
 #[cfg(test)]
@@ -87,7 +98,11 @@ mod tests {
         for m in [RepoMode::Bare, RepoMode::BareUser, RepoMode::Archive] {
             assert_eq!(parse(&render(m)).expect("parses").mode, m);
         }
-        assert!(parse("[core]\nformat = 2\nmode = \"bare\"\n").expect_err("v2").contains("format 2"));
-        assert!(parse("[core]\nformat = 1\nmode = \"zip\"\n").expect_err("mode").contains("zip"));
+        assert!(parse("[core]\nformat = 2\nmode = \"bare\"\n")
+            .expect_err("v2")
+            .contains("format 2"));
+        assert!(parse("[core]\nformat = 1\nmode = \"zip\"\n")
+            .expect_err("mode")
+            .contains("zip"));
     }
 }

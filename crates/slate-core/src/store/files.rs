@@ -37,7 +37,10 @@ pub enum FileContent<'a> {
     /// must not grow or shrink while it is read.
     Fd { fd: BorrowedFd<'a>, path: &'a Path },
     /// A stream that yields at least `size` bytes (a tar member).
-    Reader { reader: &'a mut dyn Read, path: &'a Path },
+    Reader {
+        reader: &'a mut dyn Read,
+        path: &'a Path,
+    },
 }
 
 struct FdReader<'a>(BorrowedFd<'a>);
@@ -67,7 +70,10 @@ thread_local! {
 }
 
 fn euid_egid() -> (u32, u32) {
-    (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw())
+    (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    )
 }
 
 /// Whether a `bare-user` object can carry `meta` in its own inode.
@@ -86,12 +92,23 @@ fn mode(m: u32) -> Mode {
 
 impl Repo {
     /// Store a file object with metadata `meta` and `size` bytes of content.
-    pub fn write_file(&self, meta: &FileMeta, size: u64, content: FileContent<'_>) -> Result<StoredFile> {
-        let header = FileHeader { meta: meta.clone(), size };
+    pub fn write_file(
+        &self,
+        meta: &FileMeta,
+        size: u64,
+        content: FileContent<'_>,
+    ) -> Result<StoredFile> {
+        let header = FileHeader {
+            meta: meta.clone(),
+            size,
+        };
         match content {
             FileContent::Bytes(b) => {
                 if b.len() as u64 != size {
-                    return Err(Error::Invalid(format!("content of {} bytes given for a size of {size}", b.len())));
+                    return Err(Error::Invalid(format!(
+                        "content of {} bytes given for a size of {size}",
+                        b.len()
+                    )));
                 }
                 self.write_file_bytes(&header, b)
             }
@@ -105,7 +122,9 @@ impl Repo {
             FileContent::Reader { reader, path } if size <= SMALL_FILE => BUF.with(|buf| {
                 let mut buf = buf.borrow_mut();
                 buf.resize(size as usize, 0);
-                reader.read_exact(&mut buf).map_err(|e| Error::io(path, e))?;
+                reader
+                    .read_exact(&mut buf)
+                    .map_err(|e| Error::io(path, e))?;
                 self.write_file_bytes(&header, &buf)
             }),
             FileContent::Fd { fd, path } => {
@@ -135,7 +154,12 @@ impl Repo {
         Ok(StoredFile { id, written: true })
     }
 
-    fn write_file_stream(&self, header: &FileHeader, src: &mut dyn Read, path: &Path) -> Result<StoredFile> {
+    fn write_file_stream(
+        &self,
+        header: &FileHeader,
+        src: &mut dyn Read,
+        path: &Path,
+    ) -> Result<StoredFile> {
         let name = fsutil::tmp_name("file");
         let mut hasher = header.hasher();
         let res = self.materialize(&name, header, |fd| {
@@ -143,7 +167,8 @@ impl Repo {
             let mut enc = match self.mode {
                 RepoMode::Archive => {
                     file.write_all(&header.encode())?;
-                    let mut e = zstd::stream::Encoder::new(file.try_clone()?, self.compression_level)?;
+                    let mut e =
+                        zstd::stream::Encoder::new(file.try_clone()?, self.compression_level)?;
                     e.set_pledged_src_size(Some(header.size))?;
                     Some(e)
                 }
@@ -203,7 +228,12 @@ impl Repo {
         if self.mode == RepoMode::Bare && meta.kind != FileKind::Regular {
             return self.materialize_bare_special(name, header);
         }
-        let fd = rfs::openat(&self.tmp, name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC, mode(0o600))?;
+        let fd = rfs::openat(
+            &self.tmp,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            mode(0o600),
+        )?;
         fill(fd.as_fd())?;
         match self.mode {
             RepoMode::Bare => {
@@ -215,7 +245,14 @@ impl Repo {
                 if bare_user_natural(meta) {
                     rfs::fchmod(&fd, mode(meta.mode))?;
                 } else {
-                    rfs::fchmod(&fd, mode(if meta.kind == FileKind::Regular { (meta.mode & 0o777) | 0o400 } else { 0o644 }))?;
+                    rfs::fchmod(
+                        &fd,
+                        mode(if meta.kind == FileKind::Regular {
+                            (meta.mode & 0o777) | 0o400
+                        } else {
+                            0o644
+                        }),
+                    )?;
                     rfs::fsetxattr(&fd, RESERVED_XATTR, &header.encode(), XattrFlags::empty())?;
                 }
             }
@@ -229,10 +266,16 @@ impl Repo {
         let path = self.path.join("tmp").join(name);
         match meta.kind {
             FileKind::Symlink => {
-                return Err(std::io::Error::other("symlink objects are written by write_symlink"));
+                return Err(std::io::Error::other(
+                    "symlink objects are written by write_symlink",
+                ));
             }
             FileKind::CharDevice | FileKind::BlockDevice => {
-                let ft = if meta.kind == FileKind::CharDevice { FileType::CharacterDevice } else { FileType::BlockDevice };
+                let ft = if meta.kind == FileKind::CharDevice {
+                    FileType::CharacterDevice
+                } else {
+                    FileType::BlockDevice
+                };
                 rfs::mknodat(&self.tmp, name, ft, mode(0o600), meta.rdev)?;
             }
             FileKind::Fifo => rfs::mkfifoat(&self.tmp, name, mode(0o600))?,
@@ -242,7 +285,13 @@ impl Repo {
     }
 
     fn finish_special(&self, path: &Path, name: &str, meta: &FileMeta) -> std::io::Result<()> {
-        rfs::chownat(&self.tmp, name, Some(uid(meta.uid)), Some(gid(meta.gid)), AtFlags::SYMLINK_NOFOLLOW)?;
+        rfs::chownat(
+            &self.tmp,
+            name,
+            Some(uid(meta.uid)),
+            Some(gid(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
         if meta.kind != FileKind::Symlink {
             rfs::chmodat(&self.tmp, name, mode(meta.mode), AtFlags::empty())?;
         }
@@ -256,7 +305,10 @@ impl Repo {
         if self.mode != RepoMode::Bare {
             return self.write_file(meta, target.len() as u64, FileContent::Bytes(target));
         }
-        let header = FileHeader { meta: meta.clone(), size: target.len() as u64 };
+        let header = FileHeader {
+            meta: meta.clone(),
+            size: target.len() as u64,
+        };
         let id = header.id_of(target);
         if self.has_object(ObjectType::File, &id)? {
             return Ok(StoredFile { id, written: false });
@@ -278,9 +330,17 @@ impl Repo {
 
     fn open_object(&self, id: &ObjectId) -> Result<OwnedFd> {
         let rel = super::objects::rel_path(ObjectType::File, id);
-        match rfs::openat(self.objects_fd(), rel.as_str(), OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
+        match rfs::openat(
+            self.objects_fd(),
+            rel.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        ) {
             Ok(fd) => Ok(fd),
-            Err(Errno::NOENT) => Err(Error::Missing { kind: ObjectType::File, id: *id }),
+            Err(Errno::NOENT) => Err(Error::Missing {
+                kind: ObjectType::File,
+                id: *id,
+            }),
             Err(e) => Err(Error::io(&self.object_path(ObjectType::File, id), e.into())),
         }
     }
@@ -289,7 +349,10 @@ impl Repo {
         let rel = super::objects::rel_path(ObjectType::File, id);
         match rfs::statat(self.objects_fd(), rel.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => Ok(st),
-            Err(Errno::NOENT) => Err(Error::Missing { kind: ObjectType::File, id: *id }),
+            Err(Errno::NOENT) => Err(Error::Missing {
+                kind: ObjectType::File,
+                id: *id,
+            }),
             Err(e) => Err(Error::io(&self.object_path(ObjectType::File, id), e.into())),
         }
     }
@@ -301,7 +364,13 @@ impl Repo {
         match self.mode {
             RepoMode::Archive => {
                 let raw = self.read_raw(ObjectType::File, id)?;
-                FileHeader::decode_prefix(&raw).map(|(h, _)| h).map_err(|source| Error::Decode { kind: ObjectType::File, id: *id, source })
+                FileHeader::decode_prefix(&raw)
+                    .map(|(h, _)| h)
+                    .map_err(|source| Error::Decode {
+                        kind: ObjectType::File,
+                        id: *id,
+                        source,
+                    })
             }
             RepoMode::BareUser => {
                 let fd = self.open_object(id)?;
@@ -315,9 +384,27 @@ impl Repo {
                     detail: format!("unexpected inode type {:o}", st.st_mode),
                 })?;
                 let xattrs = fsutil::path_xattrs(&path).map_err(|e| Error::io(&path, e))?;
-                let rdev = if matches!(kind, FileKind::CharDevice | FileKind::BlockDevice) { st.st_rdev } else { 0 };
-                let size = if matches!(kind, FileKind::Regular | FileKind::Symlink) { st.st_size as u64 } else { 0 };
-                Ok(FileHeader { meta: FileMeta { kind, mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, rdev, xattrs }, size })
+                let rdev = if matches!(kind, FileKind::CharDevice | FileKind::BlockDevice) {
+                    st.st_rdev
+                } else {
+                    0
+                };
+                let size = if matches!(kind, FileKind::Regular | FileKind::Symlink) {
+                    st.st_size as u64
+                } else {
+                    0
+                };
+                Ok(FileHeader {
+                    meta: FileMeta {
+                        kind,
+                        mode: st.st_mode & 0o7777,
+                        uid: st.st_uid,
+                        gid: st.st_gid,
+                        rdev,
+                        xattrs,
+                    },
+                    size,
+                })
             }
         }
     }
@@ -327,9 +414,13 @@ impl Repo {
         let got = match rfs::fgetxattr(fd, RESERVED_XATTR, &mut buf) {
             Ok(n) => Some(n),
             Err(Errno::RANGE) => {
-                let n = rfs::fgetxattr_query(fd, RESERVED_XATTR).map_err(|e| Error::io(path, e.into()))?;
+                let n = rfs::fgetxattr_query(fd, RESERVED_XATTR)
+                    .map_err(|e| Error::io(path, e.into()))?;
                 buf.resize(n, 0);
-                Some(rfs::fgetxattr(fd, RESERVED_XATTR, &mut buf).map_err(|e| Error::io(path, e.into()))?)
+                Some(
+                    rfs::fgetxattr(fd, RESERVED_XATTR, &mut buf)
+                        .map_err(|e| Error::io(path, e.into()))?,
+                )
             }
             Err(Errno::NODATA) => None,
             Err(e) => return Err(Error::io(path, e.into())),
@@ -337,7 +428,11 @@ impl Repo {
         let st = rfs::fstat(fd).map_err(|e| Error::io(path, e.into()))?;
         match got {
             Some(n) => {
-                let h = FileHeader::decode(&buf[..n]).map_err(|source| Error::Decode { kind: ObjectType::File, id: *id, source })?;
+                let h = FileHeader::decode(&buf[..n]).map_err(|source| Error::Decode {
+                    kind: ObjectType::File,
+                    id: *id,
+                    source,
+                })?;
                 if h.size != st.st_size as u64 {
                     return Err(Error::Corrupt {
                         kind: ObjectType::File,
@@ -368,11 +463,17 @@ impl Repo {
         let (header, content) = match self.mode {
             RepoMode::Archive => {
                 let raw = self.read_raw(ObjectType::File, id)?;
-                let (h, n) = FileHeader::decode_prefix(&raw).map_err(|source| Error::Decode { kind: ObjectType::File, id: *id, source })?;
-                let content = zstd::bulk::decompress(&raw[n..], h.size as usize).map_err(|e| Error::Corrupt {
+                let (h, n) = FileHeader::decode_prefix(&raw).map_err(|source| Error::Decode {
                     kind: ObjectType::File,
                     id: *id,
-                    detail: format!("zstd: {e}"),
+                    source,
+                })?;
+                let content = zstd::bulk::decompress(&raw[n..], h.size as usize).map_err(|e| {
+                    Error::Corrupt {
+                        kind: ObjectType::File,
+                        id: *id,
+                        detail: format!("zstd: {e}"),
+                    }
                 })?;
                 (h, content)
             }
@@ -402,12 +503,20 @@ impl Repo {
             return Err(Error::Corrupt {
                 kind: ObjectType::File,
                 id: *id,
-                detail: format!("content is {} bytes, header says {}", content.len(), header.size),
+                detail: format!(
+                    "content is {} bytes, header says {}",
+                    content.len(),
+                    header.size
+                ),
             });
         }
         let got = header.id_of(&content);
         if got != *id {
-            return Err(Error::Corrupt { kind: ObjectType::File, id: *id, detail: format!("content and metadata hash to {got}") });
+            return Err(Error::Corrupt {
+                kind: ObjectType::File,
+                id: *id,
+                detail: format!("content and metadata hash to {got}"),
+            });
         }
         Ok((header, content))
     }
@@ -423,7 +532,10 @@ impl Repo {
                 match rfs::lgetxattr_query(&path, RESERVED_XATTR) {
                     Ok(_) => Ok(false),
                     Err(Errno::NODATA) => Ok(true),
-                    Err(Errno::NOENT) => Err(Error::Missing { kind: ObjectType::File, id: *id }),
+                    Err(Errno::NOENT) => Err(Error::Missing {
+                        kind: ObjectType::File,
+                        id: *id,
+                    }),
                     Err(e) => Err(Error::io(&path, e.into())),
                 }
             }
@@ -433,12 +545,17 @@ impl Repo {
     /// Relative path of a file object below the objects directory, and the
     /// directory's handle, for `linkat`.
     pub fn object_link_source(&self, id: &ObjectId) -> (BorrowedFd<'_>, String) {
-        (self.objects_fd().as_fd(), super::objects::rel_path(ObjectType::File, id))
+        (
+            self.objects_fd().as_fd(),
+            super::objects::rel_path(ObjectType::File, id),
+        )
     }
 
     /// Device number of the filesystem holding the objects.
     pub fn objects_dev(&self) -> Result<u64> {
-        rfs::fstat(self.objects_fd()).map(|s| s.st_dev).map_err(|e| Error::io(&self.path, e.into()))
+        rfs::fstat(self.objects_fd())
+            .map(|s| s.st_dev)
+            .map_err(|e| Error::io(&self.path, e.into()))
     }
 
     pub fn object_file_path(&self, id: &ObjectId) -> PathBuf {
@@ -450,7 +567,10 @@ fn check_eof(fd: BorrowedFd<'_>, path: &Path) -> Result<()> {
     let mut one = [0u8; 1];
     match rustix::io::read(fd, &mut one) {
         Ok(0) => Ok(()),
-        Ok(_) => Err(Error::Invalid(format!("{}: file grew while it was read", path.display()))),
+        Ok(_) => Err(Error::Invalid(format!(
+            "{}: file grew while it was read",
+            path.display()
+        ))),
         Err(e) => Err(Error::io(path, e.into())),
     }
 }

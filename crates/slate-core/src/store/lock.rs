@@ -18,8 +18,13 @@ impl Repo {
     /// interrupted writer may have left.
     pub fn lock(&self) -> Result<WriteLock> {
         let path = self.path.join("lock");
-        let fd = rfs::openat(&self.root, "lock", OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
-            .map_err(|e| Error::io(&path, e.into()))?;
+        let fd = rfs::openat(
+            &self.root,
+            "lock",
+            OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| Error::io(&path, e.into()))?;
         rfs::flock(&fd, FlockOperation::LockExclusive).map_err(|e| Error::io(&path, e.into()))?;
         self.clean_tmp()?;
         Ok(WriteLock { _fd: fd })

@@ -42,10 +42,15 @@ impl Repo {
         match std::fs::read_dir(path) {
             Ok(mut it) => {
                 if it.next().is_some() {
-                    return Err(Error::Invalid(format!("{}: directory exists and is not empty", path.display())));
+                    return Err(Error::Invalid(format!(
+                        "{}: directory exists and is not empty",
+                        path.display()
+                    )));
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(path).map_err(io)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(path).map_err(io)?
+            }
             Err(e) => return Err(io(e)),
         }
         if mode == RepoMode::Bare && !fsutil::is_root() {
@@ -61,8 +66,12 @@ impl Repo {
         let objects = fsutil::open_dir_at(&root, Path::new("objects")).map_err(io)?;
         for i in 0..=255u8 {
             let name = format!("{i:02x}");
-            rustix::fs::mkdirat(&objects, name.as_str(), rustix::fs::Mode::from_raw_mode(0o755))
-                .map_err(|e| Error::io(&path.join("objects").join(&name), e.into()))?;
+            rustix::fs::mkdirat(
+                &objects,
+                name.as_str(),
+                rustix::fs::Mode::from_raw_mode(0o755),
+            )
+            .map_err(|e| Error::io(&path.join("objects").join(&name), e.into()))?;
         }
         // The config is written last: its presence marks a complete repository.
         fsutil::atomic_write_at(&root, "config", config::render(mode).as_bytes(), 0o644)
@@ -72,7 +81,15 @@ impl Repo {
 
     /// Open an existing repository.
     pub fn open(path: &Path) -> Result<Repo> {
-        let path = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+        let path = match std::fs::canonicalize(path) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotARepo {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
         let cfg_path = path.join("config");
         let text = match std::fs::read_to_string(&cfg_path) {
             Ok(t) => t,
@@ -81,11 +98,21 @@ impl Repo {
             }
             Err(e) => return Err(Error::io(&cfg_path, e)),
         };
-        let cfg = config::parse(&text).map_err(|msg| Error::Invalid(format!("{}: {msg}", cfg_path.display())))?;
+        let cfg = config::parse(&text)
+            .map_err(|msg| Error::Invalid(format!("{}: {msg}", cfg_path.display())))?;
         let root = fsutil::open_dir(&path).map_err(|e| Error::io(&path, e))?;
-        let objects = fsutil::open_dir_at(&root, Path::new("objects")).map_err(|e| Error::io(&path.join("objects"), e))?;
-        let tmp = fsutil::open_dir_at(&root, Path::new("tmp")).map_err(|e| Error::io(&path.join("tmp"), e))?;
-        Ok(Repo { path, root, objects, tmp, mode: cfg.mode, compression_level: cfg.compression_level })
+        let objects = fsutil::open_dir_at(&root, Path::new("objects"))
+            .map_err(|e| Error::io(&path.join("objects"), e))?;
+        let tmp = fsutil::open_dir_at(&root, Path::new("tmp"))
+            .map_err(|e| Error::io(&path.join("tmp"), e))?;
+        Ok(Repo {
+            path,
+            root,
+            objects,
+            tmp,
+            mode: cfg.mode,
+            compression_level: cfg.compression_level,
+        })
     }
 
     pub fn path(&self) -> &Path {

@@ -25,7 +25,11 @@ impl Repo {
     }
 
     pub fn has_object(&self, kind: ObjectType, id: &ObjectId) -> Result<bool> {
-        match rfs::statat(&self.objects, rel_path(kind, id).as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        match rfs::statat(
+            &self.objects,
+            rel_path(kind, id).as_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+        ) {
             Ok(_) => Ok(true),
             Err(Errno::NOENT) => Ok(false),
             Err(e) => Err(Error::io(&self.object_path(kind, id), e.into())),
@@ -35,21 +39,32 @@ impl Repo {
     /// Read an object's stored bytes.
     pub(crate) fn read_raw(&self, kind: ObjectType, id: &ObjectId) -> Result<Vec<u8>> {
         let rel = rel_path(kind, id);
-        let fd = match rfs::openat(&self.objects, rel.as_str(), OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty()) {
+        let fd = match rfs::openat(
+            &self.objects,
+            rel.as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        ) {
             Ok(fd) => fd,
             Err(Errno::NOENT) => return Err(Error::Missing { kind, id: *id }),
             Err(e) => return Err(Error::io(&self.object_path(kind, id), e.into())),
         };
         let mut f = std::fs::File::from(fd);
         let mut buf = Vec::new();
-        io::Read::read_to_end(&mut f, &mut buf).map_err(|e| Error::io(&self.object_path(kind, id), e))?;
+        io::Read::read_to_end(&mut f, &mut buf)
+            .map_err(|e| Error::io(&self.object_path(kind, id), e))?;
         Ok(buf)
     }
 
     /// Move a finished temporary file (in `tmp/`) to its final name.
     pub(crate) fn publish(&self, tmp_name: &str, kind: ObjectType, id: &ObjectId) -> Result<()> {
-        rfs::renameat(&self.tmp, tmp_name, &self.objects, rel_path(kind, id).as_str())
-            .map_err(|e| Error::io(&self.object_path(kind, id), e.into()))
+        rfs::renameat(
+            &self.tmp,
+            tmp_name,
+            &self.objects,
+            rel_path(kind, id).as_str(),
+        )
+        .map_err(|e| Error::io(&self.object_path(kind, id), e.into()))
     }
 
     /// Store canonical bytes of a tree or commit under `id`, unless present.
@@ -59,8 +74,13 @@ impl Repo {
         }
         let name = fsutil::tmp_name(kind.suffix());
         let tmp_path = self.path.join("tmp").join(&name);
-        let fd = rfs::openat(&self.tmp, name.as_str(), OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
-            .map_err(|e| Error::io(&tmp_path, e.into()))?;
+        let fd = rfs::openat(
+            &self.tmp,
+            name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| Error::io(&tmp_path, e.into()))?;
         fsutil::write_all_fd(&fd, bytes).map_err(|e| Error::io(&tmp_path, e))?;
         drop(fd);
         self.publish(&name, kind, id)?;
@@ -85,7 +105,11 @@ impl Repo {
         let bytes = self.read_raw(kind, id)?;
         let got = ObjectId::digest(&bytes);
         if got != *id {
-            return Err(Error::Corrupt { kind, id: *id, detail: format!("content hashes to {got}") });
+            return Err(Error::Corrupt {
+                kind,
+                id: *id,
+                detail: format!("content hashes to {got}"),
+            });
         }
         Ok(bytes)
     }
@@ -93,13 +117,21 @@ impl Repo {
     /// Read a tree, checking its content against its id.
     pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
         let bytes = self.read_verified(ObjectType::Tree, id)?;
-        Tree::decode(&bytes).map_err(|source| Error::Decode { kind: ObjectType::Tree, id: *id, source })
+        Tree::decode(&bytes).map_err(|source| Error::Decode {
+            kind: ObjectType::Tree,
+            id: *id,
+            source,
+        })
     }
 
     /// Read a commit, checking its content against its id.
     pub fn read_commit(&self, id: &ObjectId) -> Result<Commit> {
         let bytes = self.read_verified(ObjectType::Commit, id)?;
-        Commit::decode(&bytes).map_err(|source| Error::Decode { kind: ObjectType::Commit, id: *id, source })
+        Commit::decode(&bytes).map_err(|source| Error::Decode {
+            kind: ObjectType::Commit,
+            id: *id,
+            source,
+        })
     }
 
     /// Ids of the objects of `kind` whose hex starts with `prefix` (at least
@@ -145,5 +177,29 @@ impl Repo {
             }
         }
         Ok(out)
+    }
+}
+
+impl Repo {
+    /// The entry at `path` (slash-separated, relative to `root`; empty or
+    /// `/` for the root itself), or `None` if there is no such path.
+    pub fn lookup_path(
+        &self,
+        root: &ObjectId,
+        path: &str,
+    ) -> Result<Option<(crate::object::EntryKind, ObjectId)>> {
+        use crate::object::EntryKind;
+        let mut cur = (EntryKind::Dir, *root);
+        for comp in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            if cur.0 != EntryKind::Dir {
+                return Ok(None);
+            }
+            let tree = self.read_tree(&cur.1)?;
+            match tree.get(comp.as_bytes()) {
+                Some(e) => cur = (e.kind, e.id),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(cur))
     }
 }

@@ -11,7 +11,12 @@ use crate::hash::ObjectId;
 /// `.` or `..` component, no leading or trailing `/`, no whitespace,
 /// control characters or `~^:?*[\`, not ending in `.lock`.
 pub fn validate_ref_name(name: &str) -> Result<()> {
-    let bad = |reason| Err(Error::BadRefName { name: name.to_owned(), reason });
+    let bad = |reason| {
+        Err(Error::BadRefName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return bad("empty");
     }
@@ -80,7 +85,8 @@ impl Repo {
         validate_ref_name(name)?;
         let rel = Self::ref_rel(name);
         if let Some((parent, _)) = rel.rsplit_once('/') {
-            fsutil::mkdir_p_at(&self.root, parent, 0o755).map_err(|e| Error::io(&self.path.join(parent), e))?;
+            fsutil::mkdir_p_at(&self.root, parent, 0o755)
+                .map_err(|e| Error::io(&self.path.join(parent), e))?;
         }
         fsutil::atomic_write_at(&self.root, &rel, format!("{id}\n").as_bytes(), 0o644)
             .map_err(|e| Error::io(&self.path.join(&rel), e))
@@ -88,7 +94,9 @@ impl Repo {
 
     /// Delete a ref; fails if it does not exist.
     pub fn delete_ref(&self, name: &str) -> Result<ObjectId> {
-        let old = self.read_ref(name)?.ok_or_else(|| Error::NoSuchRef { name: name.to_owned() })?;
+        let old = self.read_ref(name)?.ok_or_else(|| Error::NoSuchRef {
+            name: name.to_owned(),
+        })?;
         let path = self.path.join(Self::ref_rel(name));
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         // Remove directories the ref leaves empty, up to refs/heads.
@@ -113,11 +121,17 @@ impl Repo {
             let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
             for ent in rd {
                 let ent = ent.map_err(|e| Error::io(&dir, e))?;
-                let Ok(name) = ent.file_name().into_string() else { continue };
+                let Ok(name) = ent.file_name().into_string() else {
+                    continue;
+                };
                 if name.starts_with('.') {
                     continue; // temporary files of an atomic write
                 }
-                let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}/{name}") };
+                let full = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}/{name}")
+                };
                 let ft = ent.file_type().map_err(|e| Error::io(&ent.path(), e))?;
                 if ft.is_dir() {
                     stack.push((ent.path(), full));
@@ -140,7 +154,20 @@ mod tests {
         for ok in ["main", "os/x86_64/stable", "v1.0", "a-b_c"] {
             assert!(validate_ref_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "/abs", "a/", "a//b", "a..b", "../x", "has space", "tab\tx", "ctl\u{1}", "x.lock", ".hidden", "a:b"] {
+        for bad in [
+            "",
+            "/abs",
+            "a/",
+            "a//b",
+            "a..b",
+            "../x",
+            "has space",
+            "tab\tx",
+            "ctl\u{1}",
+            "x.lock",
+            ".hidden",
+            "a:b",
+        ] {
             assert!(validate_ref_name(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -20,15 +20,21 @@ impl Repo {
                 let n = if digits == 0 {
                     1
                 } else {
-                    r[..digits].parse().map_err(|_| Error::UnknownRev { rev: rev.to_owned() })?
+                    r[..digits].parse().map_err(|_| Error::UnknownRev {
+                        rev: rev.to_owned(),
+                    })?
                 };
                 (n, &r[digits..])
             } else {
-                return Err(Error::UnknownRev { rev: rev.to_owned() });
+                return Err(Error::UnknownRev {
+                    rev: rev.to_owned(),
+                });
             };
             for _ in 0..steps {
                 let c = self.read_commit(&id)?;
-                id = c.parent.ok_or_else(|| Error::Invalid(format!("revision {rev:?}: commit {id} has no parent")))?;
+                id = c.parent.ok_or_else(|| {
+                    Error::Invalid(format!("revision {rev:?}: commit {id} has no parent"))
+                })?;
             }
             suffix = rest;
         }
@@ -37,14 +43,21 @@ impl Repo {
 
     fn resolve_base(&self, base: &str, rev: &str) -> Result<ObjectId> {
         if base.is_empty() {
-            return Err(Error::UnknownRev { rev: rev.to_owned() });
+            return Err(Error::UnknownRev {
+                rev: rev.to_owned(),
+            });
         }
         if base.len() == ObjectId::HEX_LEN && is_lower_hex(base) {
-            let id = ObjectId::from_hex(base).map_err(|_| Error::UnknownRev { rev: rev.to_owned() })?;
+            let id = ObjectId::from_hex(base).map_err(|_| Error::UnknownRev {
+                rev: rev.to_owned(),
+            })?;
             if self.has_object(ObjectType::Commit, &id)? {
                 return Ok(id);
             }
-            return Err(Error::Missing { kind: ObjectType::Commit, id });
+            return Err(Error::Missing {
+                kind: ObjectType::Commit,
+                id,
+            });
         }
         if super::validate_ref_name(base).is_ok() {
             if let Some(id) = self.read_ref(base)? {
@@ -64,6 +77,8 @@ impl Repo {
                 }
             }
         }
-        Err(Error::UnknownRev { rev: rev.to_owned() })
+        Err(Error::UnknownRev {
+            rev: rev.to_owned(),
+        })
     }
 }

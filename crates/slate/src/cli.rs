@@ -1,0 +1,71 @@
+//! The command line: global definitions and dispatch.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use slate_core::store::Repo;
+
+use crate::cmd;
+
+#[derive(Parser)]
+#[command(
+    name = "slate",
+    version,
+    about = "Slate: stateless Linux machines from one versioned, read-only OS image",
+    long_about = "Slate stores operating-system trees in a content-addressed, versioned repository \
+                  (\"git for operating system binaries\"), checks them out by hard link, and rebuilds \
+                  /etc and /var from the image's factory defaults.",
+    after_help = "Example:\n  slate init --repo repo --mode bare-user\n  slate commit --repo repo --branch os/main -s 'first' rootfs/\n  slate log --repo repo os/main\n  slate checkout --repo repo os/main /tmp/os"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Init(cmd::init::InitArgs),
+    Commit(cmd::commit::CommitArgs),
+    Log(cmd::log::LogArgs),
+    Show(cmd::log::ShowArgs),
+    Ls(cmd::ls::LsArgs),
+    Cat(cmd::ls::CatArgs),
+    Refs(cmd::refs::RefsArgs),
+    RevParse(cmd::refs::RevParseArgs),
+    Reset(cmd::refs::ResetArgs),
+    Checkout(cmd::checkout::CheckoutArgs),
+}
+
+/// `--repo`, shared by every command that works on a repository.
+#[derive(Args, Clone)]
+pub struct RepoArg {
+    /// Repository directory.
+    #[arg(long, env = "SLATE_REPO", value_name = "DIR")]
+    pub repo: PathBuf,
+}
+
+impl RepoArg {
+    pub fn open(&self) -> anyhow::Result<Repo> {
+        Repo::open(&self.repo)
+            .with_context(|| format!("opening repository {}", self.repo.display()))
+    }
+}
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Init(a) => cmd::init::run(a),
+        Command::Commit(a) => cmd::commit::run(a),
+        Command::Log(a) => cmd::log::run_log(a),
+        Command::Show(a) => cmd::log::run_show(a),
+        Command::Ls(a) => cmd::ls::run_ls(a),
+        Command::Cat(a) => cmd::ls::run_cat(a),
+        Command::Refs(a) => cmd::refs::run_refs(a),
+        Command::RevParse(a) => cmd::refs::run_rev_parse(a),
+        Command::Reset(a) => cmd::refs::run_reset(a),
+        Command::Checkout(a) => cmd::checkout::run(a),
+    }?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,138 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use slate_core::commit::{self, CommitOptions, ParentSpec, Source, Stats};
+
+use crate::cli::RepoArg;
+
+/// Commit a directory or a tar archive to a branch; prints the commit id.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate commit --repo repo --branch os/main -s 'v1' rootfs/\n  \
+    SOURCE_DATE_EPOCH=1700000000 slate commit --branch os/main --add-metadata version=1.2 image.tar.zst\n  \
+    tar -C rootfs -c . | slate commit --branch os/main -"
+)]
+pub struct CommitArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    /// Branch to move to the new commit.
+    #[arg(long, short = 'b')]
+    branch: String,
+    /// One-line subject.
+    #[arg(long, short = 's', default_value = "")]
+    subject: String,
+    /// Body text.
+    #[arg(long = "body", short = 'm', default_value = "")]
+    body: String,
+    /// Commit time: seconds since the epoch or an RFC 3339 date. Defaults
+    /// to SOURCE_DATE_EPOCH when set, else now.
+    #[arg(long)]
+    timestamp: Option<String>,
+    /// Metadata to record (repeatable).
+    #[arg(long = "add-metadata", value_name = "KEY=VALUE")]
+    metadata: Vec<String>,
+    /// Parent: `auto` (the branch's current commit), `none`, or a revision.
+    #[arg(long, default_value = "auto")]
+    parent: String,
+    /// Directory, tar archive (.tar, .tar.gz, .tar.zst), or `-` for a tar on stdin.
+    source: PathBuf,
+}
+
+fn parse_timestamp(s: &str) -> anyhow::Result<i64> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    let t = humantime::parse_rfc3339_weak(s).with_context(|| {
+        format!("invalid timestamp {s:?}: expected seconds since the epoch or an RFC 3339 date")
+    })?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .context("timestamp before 1970")?
+        .as_secs() as i64)
+}
+
+pub fn run(a: CommitArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let repo = a.repo.open()?;
+    let timestamp = match (&a.timestamp, std::env::var("SOURCE_DATE_EPOCH")) {
+        (Some(t), _) => parse_timestamp(t)?,
+        (None, Ok(e)) if !e.is_empty() => e
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={e:?} is not a number of seconds"))?,
+        _ => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs() as i64,
+    };
+    let mut metadata = BTreeMap::new();
+    for kv in &a.metadata {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--add-metadata {kv:?}: expected KEY=VALUE")
+        };
+        if k.is_empty() {
+            bail!("--add-metadata {kv:?}: empty key");
+        }
+        metadata.insert(k.to_owned(), v.to_owned());
+    }
+    let parent = match a.parent.as_str() {
+        "auto" => ParentSpec::Auto,
+        "none" => ParentSpec::None,
+        rev => ParentSpec::Id(
+            repo.rev_parse(rev)
+                .with_context(|| format!("--parent {rev}"))?,
+        ),
+    };
+    let opts = CommitOptions {
+        branch: a.branch.clone(),
+        subject: a.subject,
+        body: a.body,
+        timestamp,
+        metadata,
+        parent,
+    };
+    let src_name = a.source.display().to_string();
+    let source = if a.source.as_os_str() == "-" {
+        Source::Tar {
+            reader: Box::new(std::io::stdin().lock()),
+            name: "<stdin>".into(),
+        }
+    } else {
+        let md = std::fs::metadata(&a.source).with_context(|| format!("source {src_name}"))?;
+        if md.is_dir() {
+            Source::Dir(&a.source)
+        } else {
+            let f = std::fs::File::open(&a.source).with_context(|| format!("source {src_name}"))?;
+            Source::Tar {
+                reader: Box::new(f),
+                name: src_name.clone(),
+            }
+        }
+    };
+    let out = commit::commit(&repo, source, &opts)
+        .with_context(|| format!("committing {src_name} to {}", a.branch))?;
+    let s = &out.scan.stats;
+    if !out.scan.skipped_sockets.is_empty() {
+        eprintln!(
+            "warning: skipped {} socket(s), which an image cannot hold:",
+            out.scan.skipped_sockets.len()
+        );
+        for p in &out.scan.skipped_sockets {
+            eprintln!("  {p}");
+        }
+    }
+    eprintln!(
+        "{}: {} files, {} dirs, {} symlinks, {} devices/fifos, {:.1} MB; {} new objects; {:.2} s",
+        a.branch,
+        Stats::get(&s.files),
+        Stats::get(&s.dirs),
+        Stats::get(&s.symlinks),
+        Stats::get(&s.specials),
+        Stats::get(&s.content_bytes) as f64 / 1e6,
+        Stats::get(&s.objects_written),
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", out.id);
+    Ok(())
+}

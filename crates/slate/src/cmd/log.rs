@@ -1,0 +1,135 @@
+use clap::Args;
+use serde::Serialize;
+use slate_core::hash::ObjectId;
+use slate_core::object::Commit;
+use slate_core::store::{Error as StoreError, Repo};
+
+use crate::cli::RepoArg;
+use crate::output;
+
+/// Show the history of a branch or commit, newest first.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  slate log --repo repo os/main\n  slate log --json -n 1 os/main"
+)]
+pub struct LogArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    /// At most this many commits.
+    #[arg(long, short = 'n')]
+    max_count: Option<usize>,
+    #[arg(long)]
+    json: bool,
+    /// Branch, commit id, or unique prefix.
+    rev: String,
+}
+
+/// Show one commit with its metadata.
+#[derive(Args)]
+#[command(after_help = "Example:\n  slate show --repo repo os/main^")]
+pub struct ShowArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    #[arg(long)]
+    json: bool,
+    rev: String,
+}
+
+#[derive(Serialize)]
+pub struct CommitView {
+    id: String,
+    parent: Option<String>,
+    tree: String,
+    timestamp: i64,
+    date: String,
+    subject: String,
+    body: String,
+    metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl CommitView {
+    fn new(id: &ObjectId, c: Commit) -> Self {
+        CommitView {
+            id: id.to_hex(),
+            parent: c.parent.map(|p| p.to_hex()),
+            tree: c.tree.to_hex(),
+            timestamp: c.timestamp,
+            date: output::date(c.timestamp),
+            subject: c.subject,
+            body: c.body,
+            metadata: c.metadata,
+        }
+    }
+
+    fn print(&self, with_metadata: bool) {
+        println!("commit {}", self.id);
+        if let Some(p) = &self.parent {
+            println!("Parent: {p}");
+        }
+        println!("Date:   {}", self.date);
+        if with_metadata {
+            println!("Tree:   {}", self.tree);
+            for (k, v) in &self.metadata {
+                println!("Meta:   {k}={v}");
+            }
+        }
+        println!();
+        if !self.subject.is_empty() {
+            println!("    {}", self.subject);
+        }
+        if !self.body.is_empty() {
+            println!();
+            for l in self.body.lines() {
+                println!("    {l}");
+            }
+        }
+        println!();
+    }
+}
+
+fn history(repo: &Repo, start: ObjectId, max: usize) -> anyhow::Result<(Vec<CommitView>, bool)> {
+    let mut out = Vec::new();
+    let mut next = Some(start);
+    while let Some(id) = next {
+        if out.len() >= max {
+            break;
+        }
+        match repo.read_commit(&id) {
+            Ok(c) => {
+                next = c.parent;
+                out.push(CommitView::new(&id, c));
+            }
+            // A parent that is not here (shallow history) ends the log.
+            Err(StoreError::Missing { .. }) if !out.is_empty() => return Ok((out, true)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((out, false))
+}
+
+pub fn run_log(a: LogArgs) -> anyhow::Result<()> {
+    let repo = a.repo.open()?;
+    let id = repo.rev_parse(&a.rev)?;
+    let (commits, truncated) = history(&repo, id, a.max_count.unwrap_or(usize::MAX))?;
+    if a.json {
+        return output::json(&commits);
+    }
+    for c in &commits {
+        c.print(false);
+    }
+    if truncated {
+        eprintln!("(history continues with a parent that is not in this repository)");
+    }
+    Ok(())
+}
+
+pub fn run_show(a: ShowArgs) -> anyhow::Result<()> {
+    let repo = a.repo.open()?;
+    let id = repo.rev_parse(&a.rev)?;
+    let view = CommitView::new(&id, repo.read_commit(&id)?);
+    if a.json {
+        return output::json(&view);
+    }
+    view.print(true);
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! One module per verb: parse, call the library, render.
+
+pub mod checkout;
+pub mod commit;
+pub mod init;
+pub mod log;
+pub mod ls;
+pub mod refs;

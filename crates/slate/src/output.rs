@@ -1,0 +1,62 @@
+//! Rendering helpers: JSON on stdout, errors with their chain and a hint on
+//! stderr, dates.
+
+use std::io::Write;
+
+use serde::Serialize;
+use slate_core::{checkout, commit, store};
+
+/// Print `value` as pretty JSON on stdout.
+pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// RFC 3339 UTC date of a Unix timestamp.
+pub fn date(ts: i64) -> String {
+    match u64::try_from(ts) {
+        Ok(s) => humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+        )
+        .to_string(),
+        Err(_) => format!("@{ts}"),
+    }
+}
+
+fn store_error(e: &anyhow::Error) -> Option<&store::Error> {
+    e.chain().find_map(|c| {
+        c.downcast_ref::<store::Error>()
+            .or_else(|| match c.downcast_ref::<commit::Error>() {
+                Some(commit::Error::Store(s)) => Some(s),
+                _ => None,
+            })
+            .or_else(|| match c.downcast_ref::<checkout::Error>() {
+                Some(checkout::Error::Store(s)) => Some(s),
+                _ => None,
+            })
+    })
+}
+
+fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    match store_error(e)? {
+        store::Error::NotARepo { .. } => Some("create one with `slate init --repo DIR`, or point --repo / SLATE_REPO at an existing one"),
+        store::Error::Ambiguous { .. } => Some("give more hex digits of the id"),
+        store::Error::UnknownRev { .. } => Some("`slate refs` lists branches; `slate log BRANCH` lists commit ids"),
+        store::Error::Corrupt { .. } => Some("the repository is damaged; `slate fsck` reports what is affected"),
+        store::Error::BadRefName { .. } => Some("use names like `os/stable` or `main`"),
+        _ => None,
+    }
+}
+
+pub fn print_error(e: &anyhow::Error) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "slate: error: {e}");
+    for cause in e.chain().skip(1) {
+        let _ = writeln!(err, "  caused by: {cause}");
+    }
+    if let Some(h) = hint(e) {
+        let _ = writeln!(err, "hint: {h}");
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests of the `slate` binary: one test binary for the crate.
+//! Tests that need root or an outside tool print why they skip.
+
+mod common;
+mod store_cmds;
+mod store_safety;

@@ -1,0 +1,362 @@
+//! init, commit, checkout and the reading commands, in every mode.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::common::*;
+
+fn modes() -> Vec<&'static str> {
+    if is_root() {
+        vec!["bare", "bare-user", "archive"]
+    } else {
+        skip("bare mode needs root: testing bare-user and archive only");
+        vec!["bare-user", "archive"]
+    }
+}
+
+#[test]
+fn commit_checkout_round_trip_every_mode() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    sample_tree(&src);
+    let mut ids = Vec::new();
+    for mode in modes() {
+        let repo = init(t.path(), mode);
+        let id = ok(
+            &repo,
+            &[
+                "commit",
+                "-b",
+                "os/main",
+                "--timestamp",
+                "1700000000",
+                "-s",
+                "s",
+                src.to_str().expect("utf-8"),
+            ],
+        );
+        ids.push(id.trim().to_owned());
+        let dest = t.path().join(format!("co-{mode}"));
+        let out = slate(
+            &repo,
+            &["checkout", "os/main", dest.to_str().expect("utf-8")],
+        );
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_same_tree(&src, &dest, is_root());
+        // Every timestamp is the documented fixed value: the epoch.
+        for (p, m) in snapshot(&dest, false).mtimes {
+            assert_eq!(m, 0, "{mode}: mtime of {p:?}");
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if mode == "archive" {
+            assert!(stderr.contains(" 0 hard links"), "{stderr}");
+        } else {
+            assert!(
+                !stderr.contains(" 0 hard links"),
+                "bare checkouts must hard-link: {stderr}"
+            );
+        }
+    }
+    // The same tree and timestamp give the same id in every mode.
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+}
+
+#[test]
+fn sockets_are_skipped_with_a_warning() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("run")).expect("mkdir");
+    std::fs::write(src.join("file"), b"x").expect("write");
+    let _sock = std::os::unix::net::UnixListener::bind(src.join("run/ctl.sock")).expect("bind");
+    let repo = init(t.path(), "bare-user");
+    let o = slate(
+        &repo,
+        &["commit", "-b", "main", src.to_str().expect("utf-8")],
+    );
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("skipped 1 socket") && err.contains("run/ctl.sock"),
+        "{err}"
+    );
+    let ls = ok(&repo, &["ls", "-R", "main"]);
+    assert!(ls.contains("/run\n") && !ls.contains("ctl.sock"), "{ls}");
+}
+
+#[test]
+fn tar_gives_the_same_commit_as_the_directory() {
+    if !have("tar") || !have("zstd") || !have("gzip") {
+        return skip("tar, gzip or zstd missing");
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    sample_tree(&src);
+    let repo = init(t.path(), "bare-user");
+    let meta = [
+        "--timestamp",
+        "1700000000",
+        "-s",
+        "same",
+        "--add-metadata",
+        "version=1",
+        "--parent",
+        "none",
+    ];
+    let commit = |source: &str| {
+        let mut args = vec!["commit", "-b", "main"];
+        args.extend_from_slice(&meta);
+        args.push(source);
+        ok(&repo, &args).trim().to_owned()
+    };
+    let from_dir = commit(src.to_str().expect("utf-8"));
+    for (name, flag) in [("t.tar", ""), ("t.tar.gz", "-z"), ("t.tar.zst", "--zstd")] {
+        let tarball = t.path().join(name);
+        let mut cmd = Command::new("tar");
+        cmd.args([
+            "--xattrs",
+            "--xattrs-include=*",
+            "--numeric-owner",
+            "-C",
+            src.to_str().expect("utf-8"),
+            "-cf",
+            tarball.to_str().expect("utf-8"),
+        ]);
+        if !flag.is_empty() {
+            cmd.arg(flag);
+        }
+        assert!(cmd.arg(".").status().expect("tar").success());
+        assert_eq!(commit(tarball.to_str().expect("utf-8")), from_dir, "{name}");
+    }
+    // And from standard input.
+    let tarball = std::fs::File::open(t.path().join("t.tar.zst")).expect("open");
+    let o = Command::new(slate_bin())
+        .env("SLATE_REPO", &repo)
+        .args(["commit", "-b", "main"])
+        .args(meta)
+        .arg("-")
+        .stdin(Stdio::from(tarball))
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), from_dir);
+}
+
+#[test]
+fn reading_commands() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    sample_tree(&src);
+    let repo = init(t.path(), "bare-user");
+    let s = src.to_str().expect("utf-8");
+    let c1 = ok(
+        &repo,
+        &[
+            "commit",
+            "-b",
+            "main",
+            "-s",
+            "one",
+            "--timestamp",
+            "1700000000",
+            s,
+        ],
+    )
+    .trim()
+    .to_owned();
+    std::fs::write(src.join("etc/motd"), b"welcome\n").expect("write");
+    let c2 = ok(
+        &repo,
+        &[
+            "commit",
+            "-b",
+            "main",
+            "-s",
+            "two",
+            "-m",
+            "body line",
+            "--add-metadata",
+            "version=2",
+            "--timestamp",
+            "1700000100",
+            s,
+        ],
+    )
+    .trim()
+    .to_owned();
+    std::fs::write(src.join("etc/motd"), b"changed\n").expect("write");
+    let c3 = ok(&repo, &["commit", "-b", "main", "-s", "three", s])
+        .trim()
+        .to_owned();
+
+    assert_eq!(ok(&repo, &["rev-parse", "main"]).trim(), c3);
+    assert_eq!(ok(&repo, &["rev-parse", "main^"]).trim(), c2);
+    assert_eq!(ok(&repo, &["rev-parse", "main^^"]).trim(), c1);
+    assert_eq!(ok(&repo, &["rev-parse", "main~2"]).trim(), c1);
+    assert_eq!(ok(&repo, &["rev-parse", &c2[..10]]).trim(), c2);
+    assert_eq!(ok(&repo, &["rev-parse", &c1]).trim(), c1);
+    assert!(fails(&repo, &["rev-parse", "main^^^"]).contains("has no parent"));
+    assert!(fails(&repo, &["rev-parse", "nosuch"]).contains("unknown revision \"nosuch\""));
+
+    let log: serde_json::Value =
+        serde_json::from_str(&ok(&repo, &["log", "--json", "main"])).expect("json");
+    let subjects: Vec<_> = log
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|c| c["subject"].as_str().expect("str").to_owned())
+        .collect();
+    assert_eq!(subjects, ["three", "two", "one"]);
+    let text = ok(&repo, &["log", "main"]);
+    assert!(
+        text.contains(&format!("commit {c1}")) && text.contains("    two"),
+        "{text}"
+    );
+
+    let show: serde_json::Value =
+        serde_json::from_str(&ok(&repo, &["show", "--json", &c2])).expect("json");
+    assert_eq!(show["metadata"]["version"], "2");
+    assert_eq!(show["body"], "body line");
+    assert_eq!(show["parent"], c1.as_str());
+    assert_eq!(show["date"], "2023-11-14T22:15:00Z");
+
+    assert_eq!(ok(&repo, &["cat", "main", "/etc/motd"]), "changed\n");
+    assert_eq!(ok(&repo, &["cat", "main^", "etc/motd"]), "welcome\n");
+    assert!(fails(&repo, &["cat", "main", "/etc"]).contains("is a directory"));
+    assert!(fails(&repo, &["cat", "main", "/etc/os-release-link"]).contains("is a symlink"));
+    assert!(fails(&repo, &["cat", "main", "/nope"]).contains("no path"));
+
+    let ls = ok(&repo, &["ls", "main", "/etc"]);
+    assert!(ls.lines().any(|l| l == "/etc/motd"), "{ls}");
+    let lsl = ok(&repo, &["ls", "-l", "main", "/usr/bin"]);
+    assert!(
+        lsl.lines()
+            .any(|l| l.starts_with("-4755") && l.ends_with(" /usr/bin/su")),
+        "{lsl}"
+    );
+    let lsr = ok(&repo, &["ls", "-R", "-l", "main"]);
+    assert!(
+        lsr.contains("/etc/os-release-link -> ../usr/lib/os-release"),
+        "{lsr}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&repo, &["ls", "--json", "main", "/usr/lib/empty"]))
+            .expect("json");
+    assert_eq!(j[0]["type"], "file");
+    assert_eq!(j[0]["xattrs"][0], "user.slate-test");
+
+    ok(&repo, &["refs", "--create", "stable", "main^"]);
+    let refs: serde_json::Value =
+        serde_json::from_str(&ok(&repo, &["refs", "--json"])).expect("json");
+    assert_eq!(refs[1]["name"], "stable");
+    assert_eq!(refs[1]["commit"], c2.as_str());
+    assert!(fails(&repo, &["refs", "--create", "stable", "main"]).contains("already exists"));
+    assert_eq!(ok(&repo, &["reset", "main", "main^^"]).trim(), c1);
+    assert_eq!(ok(&repo, &["rev-parse", "main"]).trim(), c1);
+    ok(&repo, &["refs", "--delete", "stable"]);
+    assert_eq!(ok(&repo, &["refs"]), "main\n");
+    assert!(fails(&repo, &["refs", "--delete", "stable"]).contains("does not exist"));
+}
+
+#[test]
+fn checkout_options() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    sample_tree(&src);
+    let repo = init(t.path(), "bare-user");
+    ok(
+        &repo,
+        &["commit", "-b", "main", src.to_str().expect("utf-8")],
+    );
+    let p = |n: &str| t.path().join(n).to_str().expect("utf-8").to_owned();
+
+    // --subpath with a directory and with a file.
+    ok(
+        &repo,
+        &["checkout", "--subpath", "/usr/bin", "main", &p("bin")],
+    );
+    assert_same_tree(&src.join("usr/bin"), &t.path().join("bin"), is_root());
+    ok(
+        &repo,
+        &["checkout", "--subpath", "etc/os-release", "main", &p("osr")],
+    );
+    assert_eq!(
+        std::fs::read(t.path().join("osr")).expect("read"),
+        b"NAME=Slate\n"
+    );
+    assert!(
+        fails(&repo, &["checkout", "--subpath", "/nope", "main", &p("x")])
+            .contains("no path \"/nope\"")
+    );
+
+    // An existing DEST needs --union, which replaces files and keeps others.
+    let err = fails(&repo, &["checkout", "main", &p("bin")]);
+    assert!(
+        err.contains("already exists") && err.contains("--union"),
+        "{err}"
+    );
+    let u = t.path().join("u");
+    std::fs::create_dir_all(u.join("etc")).expect("mkdir");
+    std::fs::write(u.join("etc/os-release"), b"old").expect("write");
+    std::fs::write(u.join("keep"), b"mine").expect("write");
+    ok(&repo, &["checkout", "--union", "main", &p("u")]);
+    assert_eq!(
+        std::fs::read(u.join("etc/os-release")).expect("read"),
+        b"NAME=Slate\n"
+    );
+    assert_eq!(std::fs::read(u.join("keep")).expect("read"), b"mine");
+
+    // --user-mode ignores owners.
+    ok(&repo, &["checkout", "--user-mode", "main", &p("um")]);
+    assert_eq!(
+        std::fs::read(t.path().join("um/usr/share/dup1")).expect("read"),
+        b"same content"
+    );
+
+    // Onto another filesystem, files are copied and still exact.
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && rustix::fs::stat(shm).map(|s| s.st_dev).ok()
+            != rustix::fs::stat(t.path()).map(|s| s.st_dev).ok()
+    {
+        let other = tempfile::tempdir_in(shm).expect("tempdir in /dev/shm");
+        let dest = other.path().join("co");
+        let o = slate(&repo, &["checkout", "main", dest.to_str().expect("utf-8")]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(" 0 hard links"));
+        if is_root() {
+            assert_same_tree(&src, &dest, true);
+        }
+    } else {
+        skip("/dev/shm is not a separate filesystem: cross-filesystem copy not tested");
+    }
+}
+
+#[test]
+fn help_has_examples() {
+    for cmd in [
+        "init",
+        "commit",
+        "log",
+        "show",
+        "ls",
+        "cat",
+        "refs",
+        "rev-parse",
+        "reset",
+        "checkout",
+    ] {
+        let o = Command::new(slate_bin())
+            .args([cmd, "--help"])
+            .output()
+            .expect("run");
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            o.status.success() && text.contains("Example"),
+            "{cmd} --help: {text}"
+        );
+    }
+}
