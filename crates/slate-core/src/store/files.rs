@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, XattrFlags};
 use rustix::io::Errno;
 
+use super::tmpobj::TmpObject;
 use super::{Error, Repo, RepoMode, Result};
 use crate::fsutil::{self, RESERVED_XATTR};
 use crate::hash::ObjectId;
@@ -141,8 +142,7 @@ impl Repo {
         if self.has_object(ObjectType::File, &id)? {
             return Ok(StoredFile { id, written: false });
         }
-        let name = fsutil::tmp_name("file");
-        let res = self.materialize(&name, header, |fd| match self.mode {
+        let tmp = self.materialize(header, |fd| match self.mode {
             RepoMode::Archive => {
                 let mut out = header.encode();
                 out.extend_from_slice(&self.compress(content)?);
@@ -150,7 +150,7 @@ impl Repo {
             }
             _ => fsutil::write_all_fd(fd, content),
         });
-        self.finish_tmp(&name, res, &id)?;
+        self.finish_tmp(tmp, &id)?;
         Ok(StoredFile { id, written: true })
     }
 
@@ -160,9 +160,8 @@ impl Repo {
         src: &mut dyn Read,
         path: &Path,
     ) -> Result<StoredFile> {
-        let name = fsutil::tmp_name("file");
         let mut hasher = header.hasher();
-        let res = self.materialize(&name, header, |fd| {
+        let tmp = self.materialize(header, |fd| {
             let mut file = std::fs::File::from(fd.try_clone_to_owned()?);
             let mut enc = match self.mode {
                 RepoMode::Archive => {
@@ -192,15 +191,26 @@ impl Repo {
             Ok(())
         });
         let id = hasher.finish();
-        if res.is_ok() && self.has_object(ObjectType::File, &id)? {
-            let _ = rfs::unlinkat(&self.tmp, name.as_str(), AtFlags::empty());
-            return Ok(StoredFile { id, written: false });
+        if let Ok(t) = tmp {
+            if self.has_object(ObjectType::File, &id)? {
+                self.drop_tmp(t);
+                return Ok(StoredFile { id, written: false });
+            }
+            return self.finish_tmp(Ok(t), &id).map(|()| StoredFile { id, written: true });
         }
-        self.finish_tmp(&name, res, &id)?;
+        self.finish_tmp(tmp, &id)?;
         Ok(StoredFile { id, written: true })
     }
 
-    fn finish_tmp(&self, name: &str, res: std::io::Result<()>, id: &ObjectId) -> Result<()> {
+    fn finish_tmp(&self, tmp: std::io::Result<TmpObject>, id: &ObjectId) -> Result<()> {
+        match tmp {
+            Ok(t) => self.link_tmp(t, ObjectType::File, id),
+            Err(e) => Err(Error::io(&self.object_path(ObjectType::File, id), e)),
+        }
+    }
+
+    /// Rename a finished special inode (bare mode) from `tmp/` into place.
+    fn publish_special(&self, name: &str, res: std::io::Result<()>, id: &ObjectId) -> Result<()> {
         if let Err(e) = res {
             let _ = rfs::unlinkat(&self.tmp, name, AtFlags::empty());
             return Err(Error::io(&self.path.join("tmp").join(name), e));
@@ -218,23 +228,29 @@ impl Repo {
         })
     }
 
-    /// Create `tmp/name` as the object's inode, let `fill` write its bytes
-    /// (for regular-file objects), then give it the mode's metadata.
-    fn materialize<F>(&self, name: &str, header: &FileHeader, fill: F) -> std::io::Result<()>
+    /// Create a temporary regular file for the object, let `fill` write its
+    /// bytes, then give it the mode's metadata. On error nothing is left.
+    fn materialize<F>(&self, header: &FileHeader, fill: F) -> std::io::Result<TmpObject>
+    where
+        F: FnOnce(BorrowedFd<'_>) -> std::io::Result<()>,
+    {
+        let tmp = self.create_tmp()?;
+        match self.fill_tmp(&tmp, header, fill) {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                self.drop_tmp(tmp);
+                Err(e)
+            }
+        }
+    }
+
+    fn fill_tmp<F>(&self, tmp: &TmpObject, header: &FileHeader, fill: F) -> std::io::Result<()>
     where
         F: FnOnce(BorrowedFd<'_>) -> std::io::Result<()>,
     {
         let meta = &header.meta;
-        if self.mode == RepoMode::Bare && meta.kind != FileKind::Regular {
-            return self.materialize_bare_special(name, header);
-        }
-        let fd = rfs::openat(
-            &self.tmp,
-            name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-            mode(0o600),
-        )?;
-        fill(fd.as_fd())?;
+        let fd = tmp.fd();
+        fill(fd)?;
         match self.mode {
             RepoMode::Bare => {
                 rfs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid)))?;
@@ -258,7 +274,7 @@ impl Repo {
             }
             RepoMode::Archive => rfs::fchmod(&fd, mode(0o644))?,
         }
-        fsutil::zero_times_fd(&fd)
+        fsutil::zero_times_fd(fd)
     }
 
     fn materialize_bare_special(&self, name: &str, header: &FileHeader) -> std::io::Result<()> {
@@ -319,13 +335,24 @@ impl Repo {
             rfs::symlinkat(target, &self.tmp, name.as_str())?;
             self.finish_special(&path, &name, meta)
         })();
-        self.finish_tmp(&name, res, &id)?;
+        self.publish_special(&name, res, &id)?;
         Ok(StoredFile { id, written: true })
     }
 
     /// Store a device node or fifo object.
     pub fn write_special(&self, meta: &FileMeta) -> Result<StoredFile> {
-        self.write_file(meta, 0, FileContent::Bytes(&[]))
+        if self.mode != RepoMode::Bare {
+            return self.write_file(meta, 0, FileContent::Bytes(&[]));
+        }
+        let header = FileHeader { meta: meta.clone(), size: 0 };
+        let id = header.id_of(&[]);
+        if self.has_object(ObjectType::File, &id)? {
+            return Ok(StoredFile { id, written: false });
+        }
+        let name = fsutil::tmp_name("special");
+        let res = self.materialize_bare_special(&name, &header);
+        self.publish_special(&name, res, &id)?;
+        Ok(StoredFile { id, written: true })
     }
 
     fn open_object(&self, id: &ObjectId) -> Result<OwnedFd> {

@@ -12,6 +12,7 @@ mod lock;
 mod objects;
 mod refs;
 mod revparse;
+mod tmpobj;
 
 pub use config::RepoMode;
 pub use error::{Error, Result};

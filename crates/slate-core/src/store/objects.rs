@@ -72,18 +72,12 @@ impl Repo {
         if self.has_object(kind, id)? {
             return Ok(false);
         }
-        let name = fsutil::tmp_name(kind.suffix());
-        let tmp_path = self.path.join("tmp").join(&name);
-        let fd = rfs::openat(
-            &self.tmp,
-            name.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o644),
-        )
-        .map_err(|e| Error::io(&tmp_path, e.into()))?;
-        fsutil::write_all_fd(&fd, bytes).map_err(|e| Error::io(&tmp_path, e))?;
-        drop(fd);
-        self.publish(&name, kind, id)?;
+        let tmp = self.create_tmp().map_err(|e| Error::io(&self.object_path(kind, id), e))?;
+        if let Err(e) = fsutil::write_all_fd(tmp.fd(), bytes).and_then(|()| Ok(rfs::fchmod(tmp.fd(), Mode::from_raw_mode(0o644))?)) {
+            self.drop_tmp(tmp);
+            return Err(Error::io(&self.object_path(kind, id), e));
+        }
+        self.link_tmp(tmp, kind, id)?;
         Ok(true)
     }
 

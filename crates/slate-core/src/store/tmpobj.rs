@@ -1,0 +1,78 @@
+//! New objects are written as unnamed inodes (`O_TMPFILE` in `tmp/`) and
+//! linked under their final name only when complete, so an interrupted
+//! writer leaves nothing behind. Where the filesystem lacks `O_TMPFILE`, a
+//! named temporary file in `tmp/` is renamed instead (the writer lock
+//! clears leftovers).
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::objects::rel_path;
+use super::{Error, Repo, Result};
+use crate::fsutil;
+use crate::hash::ObjectId;
+use crate::object::ObjectType;
+
+pub(crate) enum TmpObject {
+    Unnamed(OwnedFd),
+    Named(OwnedFd, String),
+}
+
+impl TmpObject {
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            TmpObject::Unnamed(fd) | TmpObject::Named(fd, _) => fd.as_fd(),
+        }
+    }
+}
+
+impl Repo {
+    /// A new, empty, writable regular file that is not yet an object.
+    pub(crate) fn create_tmp(&self) -> std::io::Result<TmpObject> {
+        match rfs::openat(&self.tmp, ".", OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => return Ok(TmpObject::Unnamed(fd)),
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let name = fsutil::tmp_name("obj");
+        let fd = rfs::openat(&self.tmp, name.as_str(), OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))?;
+        Ok(TmpObject::Named(fd, name))
+    }
+
+    /// Give a finished temporary file its final name. If the object
+    /// appeared meanwhile (same id, same content), the new copy is dropped.
+    pub(crate) fn link_tmp(&self, tmp: TmpObject, kind: ObjectType, id: &ObjectId) -> Result<()> {
+        let rel = rel_path(kind, id);
+        let err = |e: Errno| Error::io(&self.object_path(kind, id), e.into());
+        match tmp {
+            TmpObject::Named(fd, name) => {
+                drop(fd);
+                rfs::renameat(&self.tmp, name.as_str(), &self.objects, rel.as_str()).map_err(err)
+            }
+            TmpObject::Unnamed(fd) => {
+                let r = match rfs::linkat(&fd, "", &self.objects, rel.as_str(), AtFlags::EMPTY_PATH) {
+                    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc does not.
+                    Err(Errno::NOENT | Errno::PERM) => {
+                        let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+                        rfs::linkat(rfs::CWD, proc.as_str(), &self.objects, rel.as_str(), AtFlags::SYMLINK_FOLLOW)
+                    }
+                    r => r,
+                };
+                match r {
+                    Ok(()) | Err(Errno::EXIST) => Ok(()),
+                    Err(e) => Err(err(e)),
+                }
+            }
+        }
+    }
+
+    /// Abandon a temporary file.
+    pub(crate) fn drop_tmp(&self, tmp: TmpObject) {
+        if let TmpObject::Named(fd, name) = tmp {
+            drop(fd);
+            let _ = rfs::unlinkat(&self.tmp, name.as_str(), AtFlags::empty());
+        }
+    }
+}
