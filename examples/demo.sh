@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Slate's main job on a built-in example: build a small OS-like tree, commit
+# it into a repository, show the log, change it, commit again, and check out
+# both versions. Runs as any user; everything happens in a temporary
+# directory (kept with KEEP=1).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cargo build --release -q --manifest-path "$top/Cargo.toml"
+slate() { "$top/target/release/slate" "$@"; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/slate-demo.XXXXXX")
+[[ ${KEEP:-0} == 1 ]] || trap 'rm -rf "$work"' EXIT
+export SLATE_REPO=$work/repo
+tree=$work/rootfs
+
+echo "== building an example tree in $tree"
+mkdir -p "$tree"/{etc,usr/bin,usr/lib/os,usr/share/factory/etc,var/lib}
+printf 'NAME="Slate Example"\nVERSION_ID=1\n' >"$tree/usr/lib/os-release"
+ln -s ../usr/lib/os-release "$tree/etc/os-release"
+printf '#!/bin/sh\necho hello from slate\n' >"$tree/usr/bin/hello"
+chmod 0755 "$tree/usr/bin/hello"
+ln "$tree/usr/bin/hello" "$tree/usr/bin/hi"
+printf 'example\n' >"$tree/usr/share/factory/etc/hostname"
+head -c 1000000 /dev/urandom >"$tree/usr/lib/os/blob.bin"
+
+echo "== slate init"
+slate init --mode bare-user
+echo "== slate commit (v1)"
+v1=$(SOURCE_DATE_EPOCH=1700000000 slate commit -b example/main -s "Example OS 1" --add-metadata version=1 "$tree")
+echo "== changing the tree and committing v2"
+printf 'NAME="Slate Example"\nVERSION_ID=2\n' >"$tree/usr/lib/os-release"
+v2=$(SOURCE_DATE_EPOCH=1700086400 slate commit -b example/main -s "Example OS 2" --add-metadata version=2 "$tree")
+echo "== slate log example/main"
+slate log example/main
+echo "== slate ls -l example/main /usr/bin"
+slate ls -l example/main /usr/bin
+echo "== slate cat example/main^ /usr/lib/os-release"
+slate cat example/main^ /usr/lib/os-release
+echo "== slate checkout example/main $work/deploy-v2"
+slate checkout example/main "$work/deploy-v2"
+"$work/deploy-v2/usr/bin/hello"
+echo "== rolling the branch back: slate reset example/main $v1"
+slate reset example/main "$v1" >/dev/null
+slate checkout example/main "$work/deploy-v1"
+grep VERSION_ID "$work/deploy-v1/usr/lib/os-release"
+[[ $(slate rev-parse example/main) == "$v1" ]] && echo "branch is back at v1 ($v1); v2 was $v2"
