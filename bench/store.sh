@@ -43,7 +43,7 @@ results=$work/results
 # run NAME COMMAND...: time one run, record "NAME seconds maxrss_kb"
 run() {
   local name=$1; shift
-  sync; sleep 0.5
+  sync; sleep 2
   /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
   echo "$name $(cat "$work/t")" >>"$results"
 }
@@ -74,6 +74,8 @@ for line in open(sys.argv[1]):
     name, secs, rss = line.split()
     t[name].append(float(secs)); m[name].append(int(rss))
 med = {k: statistics.median(v) for k, v in t.items()}
+for k in sorted(t):
+    print(f"  {k:<26} runs: " + " ".join(f"{x:.2f}" for x in t[k]))
 rss = {k: max(v) / 1024 for k, v in m.items()}
 s_size, o_size = map(int, open(sys.argv[2]).read().split())
 print(f"{'work':<28}{'slate':>9}{'peer':>9}{'ratio':>8}   slate peak RSS")

@@ -121,10 +121,24 @@ pub fn commit(repo: &Repo, source: Source<'_>, opts: &CommitOptions) -> Result<C
         }
     }
     let _lock = repo.lock()?;
-    let scan = match source {
-        Source::Dir(path) => commit_dir_tree(repo, path)?,
-        Source::Tar { reader, name } => commit_tar_tree(repo, reader, &name)?,
-    };
+    // Writeback overlaps the scan: a helper thread flushes what has been
+    // written so far, so the final `syncfs` before the ref moves has little
+    // left to do. (Durability still rests on that final call alone.)
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let scan = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let _ = repo.sync();
+            }
+        });
+        let r = match source {
+            Source::Dir(path) => commit_dir_tree(repo, path),
+            Source::Tar { reader, name } => commit_tar_tree(repo, reader, &name),
+        };
+        done.store(true, Ordering::Relaxed);
+        r
+    })?;
     let parent = match &opts.parent {
         ParentSpec::Auto => repo.read_ref(&opts.branch)?,
         ParentSpec::None => None,

@@ -115,10 +115,16 @@ impl Repo {
             }
             FileContent::Fd { fd, path } if size <= SMALL_FILE => BUF.with(|buf| {
                 let mut buf = buf.borrow_mut();
-                buf.resize(size as usize, 0);
-                fsutil::read_exact_fd(fd, &mut buf).map_err(|e| Error::io(path, e))?;
-                check_eof(fd, path)?;
-                self.write_file_bytes(&header, &buf)
+                // One byte more than expected, to see a file that grew.
+                buf.resize(size as usize + 1, 0);
+                let n = read_regular(fd, &mut buf).map_err(|e| Error::io(path, e))?;
+                if n != size as usize {
+                    return Err(Error::Invalid(format!(
+                        "{}: file changed size while it was read ({size} bytes expected)",
+                        path.display()
+                    )));
+                }
+                self.write_file_bytes(&header, &buf[..n])
             }),
             FileContent::Reader { reader, path } if size <= SMALL_FILE => BUF.with(|buf| {
                 let mut buf = buf.borrow_mut();
@@ -588,6 +594,26 @@ impl Repo {
     pub fn object_file_path(&self, id: &ObjectId) -> PathBuf {
         self.object_path(ObjectType::File, id)
     }
+}
+
+/// Read a regular file into `buf` until it is full or the file ends. A
+/// short read of a regular file means its end, so no extra read is made.
+fn read_regular(fd: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(fd, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                got += n;
+                if got < buf.len() && n < (1 << 30) {
+                    break;
+                }
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(got)
 }
 
 fn check_eof(fd: BorrowedFd<'_>, path: &Path) -> Result<()> {
