@@ -53,8 +53,14 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
 pub fn print_error(e: &anyhow::Error) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "slate: error: {e}");
+    let mut shown = e.to_string();
     for cause in e.chain().skip(1) {
-        let _ = writeln!(err, "  caused by: {cause}");
+        // Messages that already include their cause's text are not repeated.
+        let text = cause.to_string();
+        if !shown.contains(&text) {
+            let _ = writeln!(err, "  caused by: {text}");
+        }
+        shown = text;
     }
     if let Some(h) = hint(e) {
         let _ = writeln!(err, "hint: {h}");

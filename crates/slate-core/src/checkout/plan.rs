@@ -67,6 +67,17 @@ pub fn plan(
     let mut p = Plan::default();
     let mut index: HashMap<ObjectId, usize> = HashMap::new();
     walk(repo, tree, String::new(), &mut p, &mut index)?;
+    if repo.mode() == crate::store::RepoMode::Archive {
+        // Read objects in storage order: each pack frame is decompressed
+        // once by the thread that reads its run of objects.
+        let mut keyed = p
+            .files
+            .into_iter()
+            .map(|f| Ok((repo.storage_order_key(&f.0)?, f)))
+            .collect::<Result<Vec<_>>>()?;
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        p.files = keyed.into_iter().map(|(_, f)| f).collect();
+    }
     Ok(p)
 }
 

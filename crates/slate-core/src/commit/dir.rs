@@ -23,21 +23,38 @@ struct Scanner<'a> {
 }
 
 fn src_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Source { path: path.to_path_buf(), source }
+    move |source| Error::Source {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn errno(path: &Path) -> impl Fn(rustix::io::Errno) -> Error + '_ {
-    move |e| Error::Source { path: path.to_path_buf(), source: e.into() }
+    move |e| Error::Source {
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
 }
 
 /// Store every inode below `path` and return the root tree.
 pub fn commit_dir_tree(repo: &Repo, path: &Path) -> Result<TreeScan> {
     let fd = fsutil::open_dir(path).map_err(src_err(path))?;
-    let scanner = Scanner { repo, stats: Stats::default(), sockets: Mutex::new(Vec::new()) };
+    let scanner = Scanner {
+        repo,
+        stats: Stats::default(),
+        sockets: Mutex::new(Vec::new()),
+    };
     let root = scanner.dir(fd, path, "")?;
-    let mut skipped = scanner.sockets.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut skipped = scanner
+        .sockets
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
     skipped.sort();
-    Ok(TreeScan { root, stats: scanner.stats, skipped_sockets: skipped })
+    Ok(TreeScan {
+        root,
+        stats: scanner.stats,
+        skipped_sockets: skipped,
+    })
 }
 
 /// Open flags for a source file: never follow a symlink, never block on a
@@ -50,7 +67,12 @@ impl Scanner<'_> {
     fn dir(&self, fd: OwnedFd, path: &Path, rel: &str) -> Result<ObjectId> {
         let st = rfs::fstat(&fd).map_err(errno(path))?;
         let xattrs = fsutil::fd_xattrs(&fd).map_err(src_err(path))?;
-        let meta = DirMeta { mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, xattrs };
+        let meta = DirMeta {
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            xattrs,
+        };
         let mut names = Vec::new();
         let mut d = Dir::read_from(&fd).map_err(errno(path))?;
         while let Some(ent) = d.read() {
@@ -65,14 +87,24 @@ impl Scanner<'_> {
             .into_par_iter()
             .map(|(name, regular)| self.entry(fd.as_fd(), path, rel, name, regular))
             .collect::<Result<_>>()?;
-        let mut tree = Tree { meta, entries: entries.into_iter().flatten().collect() };
+        let mut tree = Tree {
+            meta,
+            entries: entries.into_iter().flatten().collect(),
+        };
         tree.sort();
         Ok(self.repo.write_tree(&tree)?)
     }
 
     /// One directory entry. `regular` is the directory's word that it is a
     /// regular file, which saves a `stat`: the opened file is checked anyway.
-    fn entry(&self, dir: BorrowedFd<'_>, dpath: &Path, drel: &str, name: Vec<u8>, regular: bool) -> Result<Option<TreeEntry>> {
+    fn entry(
+        &self,
+        dir: BorrowedFd<'_>,
+        dpath: &Path,
+        drel: &str,
+        name: Vec<u8>,
+        regular: bool,
+    ) -> Result<Option<TreeEntry>> {
         let oname = OsStr::from_bytes(&name);
         let path = dpath.join(oname);
         if regular {
@@ -95,23 +127,42 @@ impl Scanner<'_> {
             0o040000 => {
                 let fd = fsutil::open_dir_at(dir, Path::new(oname)).map_err(src_err(&path))?;
                 let id = self.dir(fd, &path, &rel())?;
-                return Ok(Some(TreeEntry { name, kind: EntryKind::Dir, id }));
+                return Ok(Some(TreeEntry {
+                    name,
+                    kind: EntryKind::Dir,
+                    id,
+                }));
             }
             0o140000 => {
-                self.sockets.lock().unwrap_or_else(|p| p.into_inner()).push(rel());
+                self.sockets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(rel());
                 return Ok(None);
             }
             0o100000 => {
-                let fd = rfs::openat(dir, oname, file_flags(), Mode::empty()).map_err(errno(&path))?;
+                let fd =
+                    rfs::openat(dir, oname, file_flags(), Mode::empty()).map_err(errno(&path))?;
                 let st = rfs::fstat(&fd).map_err(errno(&path))?;
                 return self.regular(fd, &st, name, &path).map(Some);
             }
             _ => {}
         }
-        let kind = FileKind::from_st_mode(st.st_mode)
-            .ok_or_else(|| src_err(&path)(std::io::Error::other(format!("unsupported inode type {:o}", st.st_mode))))?;
+        let kind = FileKind::from_st_mode(st.st_mode).ok_or_else(|| {
+            src_err(&path)(std::io::Error::other(format!(
+                "unsupported inode type {:o}",
+                st.st_mode
+            )))
+        })?;
         let xattrs = fsutil::path_xattrs(&path).map_err(src_err(&path))?;
-        let mut meta = FileMeta { kind, mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, rdev: 0, xattrs };
+        let mut meta = FileMeta {
+            kind,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: 0,
+            xattrs,
+        };
         let stored = if kind == FileKind::Symlink {
             let target = rfs::readlinkat(dir, oname, Vec::new()).map_err(errno(&path))?;
             Stats::add(&self.stats.symlinks, 1);
@@ -126,18 +177,46 @@ impl Scanner<'_> {
         if stored.written {
             Stats::add(&self.stats.objects_written, 1);
         }
-        Ok(Some(TreeEntry { name, kind: EntryKind::File, id: stored.id }))
+        Ok(Some(TreeEntry {
+            name,
+            kind: EntryKind::File,
+            id: stored.id,
+        }))
     }
 
-    fn regular(&self, fd: OwnedFd, st: &rfs::Stat, name: Vec<u8>, path: &Path) -> Result<TreeEntry> {
+    fn regular(
+        &self,
+        fd: OwnedFd,
+        st: &rfs::Stat,
+        name: Vec<u8>,
+        path: &Path,
+    ) -> Result<TreeEntry> {
         let xattrs = fsutil::fd_xattrs(&fd).map_err(src_err(path))?;
-        let meta = FileMeta { kind: FileKind::Regular, mode: st.st_mode & 0o7777, uid: st.st_uid, gid: st.st_gid, rdev: 0, xattrs };
+        let meta = FileMeta {
+            kind: FileKind::Regular,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: 0,
+            xattrs,
+        };
         Stats::add(&self.stats.files, 1);
         Stats::add(&self.stats.content_bytes, st.st_size as u64);
-        let stored = self.repo.write_file(&meta, st.st_size as u64, FileContent::Fd { fd: fd.as_fd(), path })?;
+        let stored = self.repo.write_file(
+            &meta,
+            st.st_size as u64,
+            FileContent::Fd {
+                fd: fd.as_fd(),
+                path,
+            },
+        )?;
         if stored.written {
             Stats::add(&self.stats.objects_written, 1);
         }
-        Ok(TreeEntry { name, kind: EntryKind::File, id: stored.id })
+        Ok(TreeEntry {
+            name,
+            kind: EntryKind::File,
+            id: stored.id,
+        })
     }
 }

@@ -121,6 +121,7 @@ pub fn commit(repo: &Repo, source: Source<'_>, opts: &CommitOptions) -> Result<C
         }
     }
     let _lock = repo.lock()?;
+    repo.begin_pack()?;
     // Writeback overlaps the scan: a helper thread flushes what has been
     // written so far, so the final `syncfs` before the ref moves has little
     // left to do. (Durability still rests on that final call alone.)
@@ -138,7 +139,15 @@ pub fn commit(repo: &Repo, source: Source<'_>, opts: &CommitOptions) -> Result<C
         };
         done.store(true, Ordering::Relaxed);
         r
-    })?;
+    });
+    let scan = match scan {
+        Ok(s) => s,
+        Err(e) => {
+            repo.abort_pack();
+            return Err(e);
+        }
+    };
+    repo.finish_pack()?;
     let parent = match &opts.parent {
         ParentSpec::Auto => repo.read_ref(&opts.branch)?,
         ParentSpec::None => None,

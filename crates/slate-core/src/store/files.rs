@@ -67,7 +67,7 @@ pub struct StoredFile {
 
 thread_local! {
     static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    static ZSTD: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
 }
 
 fn euid_egid() -> (u32, u32) {
@@ -103,6 +103,11 @@ impl Repo {
             meta: meta.clone(),
             size,
         };
+        if let (FileContent::Fd { fd, path }, Some(pw)) = (&content, self.active_pack()) {
+            if size <= super::packwrite::PACKED_MAX {
+                return self.defer_file(&pw, &header, *fd, path);
+            }
+        }
         match content {
             FileContent::Bytes(b) => {
                 if b.len() as u64 != size {
@@ -111,7 +116,7 @@ impl Repo {
                         b.len()
                     )));
                 }
-                self.write_file_bytes(&header, b)
+                self.write_file_bytes(&header, b, b"")
             }
             FileContent::Fd { fd, path } if size <= SMALL_FILE => BUF.with(|buf| {
                 let mut buf = buf.borrow_mut();
@@ -124,7 +129,7 @@ impl Repo {
                         path.display()
                     )));
                 }
-                self.write_file_bytes(&header, &buf[..n])
+                self.write_file_bytes(&header, &buf[..n], name_of(path))
             }),
             FileContent::Reader { reader, path } if size <= SMALL_FILE => BUF.with(|buf| {
                 let mut buf = buf.borrow_mut();
@@ -132,7 +137,7 @@ impl Repo {
                 reader
                     .read_exact(&mut buf)
                     .map_err(|e| Error::io(path, e))?;
-                self.write_file_bytes(&header, &buf)
+                self.write_file_bytes(&header, &buf, name_of(path))
             }),
             FileContent::Fd { fd, path } => {
                 let st = self.write_file_stream(&header, &mut FdReader(fd), path)?;
@@ -143,10 +148,71 @@ impl Repo {
         }
     }
 
-    fn write_file_bytes(&self, header: &FileHeader, content: &[u8]) -> Result<StoredFile> {
+    /// Hash a regular file and leave it to the active pack to read again.
+    fn defer_file(
+        &self,
+        pw: &super::packwrite::PackWriter,
+        header: &FileHeader,
+        fd: BorrowedFd<'_>,
+        path: &Path,
+    ) -> Result<StoredFile> {
+        let size = header.size;
+        let mut hasher = header.hasher();
+        BUF.with(|buf| -> Result<()> {
+            let mut buf = buf.borrow_mut();
+            buf.resize((size as usize).min(SMALL_FILE as usize) + 1, 0);
+            let mut total = 0u64;
+            loop {
+                let n = read_regular(fd, &mut buf).map_err(|e| Error::io(path, e))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                total += n as u64;
+                if total > size {
+                    break;
+                }
+            }
+            if total != size {
+                return Err(Error::Invalid(format!(
+                    "{}: file changed size while it was read ({size} bytes expected)",
+                    path.display()
+                )));
+            }
+            Ok(())
+        })?;
+        let id = hasher.finish();
+        if self.has_object(ObjectType::File, &id)? {
+            return Ok(StoredFile { id, written: false });
+        }
+        let written = pw.defer(id, header.encode(), size, path.to_path_buf());
+        Ok(StoredFile { id, written })
+    }
+
+    /// Store an object whose content is in memory. `name` (the file's name,
+    /// or empty) picks the pack bucket in archive mode.
+    fn write_file_bytes(
+        &self,
+        header: &FileHeader,
+        content: &[u8],
+        name: &[u8],
+    ) -> Result<StoredFile> {
         let id = header.id_of(content);
         if self.has_object(ObjectType::File, &id)? {
             return Ok(StoredFile { id, written: false });
+        }
+        if let Some(pw) = self.active_pack() {
+            let written = pw
+                .add(
+                    self,
+                    ObjectType::File,
+                    id,
+                    &header.encode(),
+                    content,
+                    super::packwrite::bucket_of(name),
+                )
+                .map_err(|e| Error::io(&self.path.join("tmp"), e))?;
+            return Ok(StoredFile { id, written });
         }
         let tmp = self.materialize(header, |fd| match self.mode {
             RepoMode::Archive => {
@@ -202,7 +268,9 @@ impl Repo {
                 self.drop_tmp(t);
                 return Ok(StoredFile { id, written: false });
             }
-            return self.finish_tmp(Ok(t), &id).map(|()| StoredFile { id, written: true });
+            return self
+                .finish_tmp(Ok(t), &id)
+                .map(|()| StoredFile { id, written: true });
         }
         self.finish_tmp(tmp, &id)?;
         Ok(StoredFile { id, written: true })
@@ -225,13 +293,42 @@ impl Repo {
     }
 
     fn compress(&self, content: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.compress_level(content, self.compression_level)
+    }
+
+    /// zstd at `level`, with a compressor kept per thread.
+    pub(crate) fn compress_level(&self, content: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
         ZSTD.with(|z| {
             let mut z = z.borrow_mut();
-            if z.is_none() {
-                *z = Some(zstd::bulk::Compressor::new(self.compression_level)?);
+            if z.as_ref().is_none_or(|(l, _)| *l != level) {
+                *z = Some((level, zstd::bulk::Compressor::new(level)?));
             }
-            z.as_mut().expect("set above").compress(content)
+            z.as_mut().expect("set above").1.compress(content)
         })
+    }
+
+    /// Header and content of an archive-mode object, loose or packed (not
+    /// yet checked against the id).
+    fn archive_object(&self, id: &ObjectId) -> Result<(FileHeader, Vec<u8>)> {
+        let dec = |source| Error::Decode {
+            kind: ObjectType::File,
+            id: *id,
+            source,
+        };
+        if let Some((pack, e)) = self.find_packed(id)? {
+            let raw = self.read_packed(&pack, &e)?;
+            let (h, n) = FileHeader::decode_prefix(&raw).map_err(dec)?;
+            return Ok((h, raw[n..].to_vec()));
+        }
+        let raw = self.read_raw(ObjectType::File, id)?;
+        let (h, n) = FileHeader::decode_prefix(&raw).map_err(dec)?;
+        let content =
+            zstd::bulk::decompress(&raw[n..], h.size as usize).map_err(|e| Error::Corrupt {
+                kind: ObjectType::File,
+                id: *id,
+                detail: format!("zstd: {e}"),
+            })?;
+        Ok((h, content))
     }
 
     /// Create a temporary regular file for the object, let `fill` write its
@@ -350,7 +447,10 @@ impl Repo {
         if self.mode != RepoMode::Bare {
             return self.write_file(meta, 0, FileContent::Bytes(&[]));
         }
-        let header = FileHeader { meta: meta.clone(), size: 0 };
+        let header = FileHeader {
+            meta: meta.clone(),
+            size: 0,
+        };
         let id = header.id_of(&[]);
         if self.has_object(ObjectType::File, &id)? {
             return Ok(StoredFile { id, written: false });
@@ -395,16 +495,7 @@ impl Repo {
     pub fn file_header(&self, id: &ObjectId) -> Result<FileHeader> {
         let path = self.object_path(ObjectType::File, id);
         match self.mode {
-            RepoMode::Archive => {
-                let raw = self.read_raw(ObjectType::File, id)?;
-                FileHeader::decode_prefix(&raw)
-                    .map(|(h, _)| h)
-                    .map_err(|source| Error::Decode {
-                        kind: ObjectType::File,
-                        id: *id,
-                        source,
-                    })
-            }
+            RepoMode::Archive => self.archive_object(id).map(|(h, _)| h),
             RepoMode::BareUser => {
                 let fd = self.open_object(id)?;
                 self.bare_user_header(id, &fd, &path)
@@ -494,22 +585,7 @@ impl Repo {
     pub fn read_file(&self, id: &ObjectId) -> Result<(FileHeader, Vec<u8>)> {
         let path = self.object_path(ObjectType::File, id);
         let (header, content) = match self.mode {
-            RepoMode::Archive => {
-                let raw = self.read_raw(ObjectType::File, id)?;
-                let (h, n) = FileHeader::decode_prefix(&raw).map_err(|source| Error::Decode {
-                    kind: ObjectType::File,
-                    id: *id,
-                    source,
-                })?;
-                let content = zstd::bulk::decompress(&raw[n..], h.size as usize).map_err(|e| {
-                    Error::Corrupt {
-                        kind: ObjectType::File,
-                        id: *id,
-                        detail: format!("zstd: {e}"),
-                    }
-                })?;
-                (h, content)
-            }
+            RepoMode::Archive => self.archive_object(id)?,
             RepoMode::BareUser => {
                 let fd = self.open_object(id)?;
                 let h = self.bare_user_header(id, &fd, &path)?;
@@ -614,6 +690,12 @@ fn read_regular(fd: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(got)
+}
+
+/// The file-name part of a path, as bytes.
+fn name_of(path: &Path) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    path.file_name().map(|n| n.as_bytes()).unwrap_or(b"")
 }
 
 fn check_eof(fd: BorrowedFd<'_>, path: &Path) -> Result<()> {

@@ -10,6 +10,8 @@ mod error;
 mod files;
 mod lock;
 mod objects;
+mod pack;
+mod packwrite;
 mod refs;
 mod revparse;
 mod tmpobj;
@@ -33,6 +35,9 @@ pub struct Repo {
     tmp: OwnedFd,
     mode: RepoMode,
     compression_level: i32,
+    packs: pack::PackSet,
+    packs_loaded: std::sync::OnceLock<()>,
+    pack_writer: std::sync::RwLock<Option<std::sync::Arc<packwrite::PackWriter>>>,
 }
 
 impl Repo {
@@ -66,6 +71,9 @@ impl Repo {
         }
         let objects = fsutil::open_dir_at(&root, Path::new("objects")).map_err(io)?;
         for i in 0..=255u8 {
+            if mode == RepoMode::Archive {
+                break; // created on demand: most objects live in packs
+            }
             let name = format!("{i:02x}");
             rustix::fs::mkdirat(
                 &objects,
@@ -113,6 +121,9 @@ impl Repo {
             tmp,
             mode: cfg.mode,
             compression_level: cfg.compression_level,
+            packs: Default::default(),
+            packs_loaded: Default::default(),
+            pack_writer: Default::default(),
         })
     }
 

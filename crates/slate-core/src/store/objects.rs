@@ -31,6 +31,9 @@ impl Repo {
             AtFlags::SYMLINK_NOFOLLOW,
         ) {
             Ok(_) => Ok(true),
+            Err(Errno::NOENT) if kind != ObjectType::Commit => Ok(self
+                .find_packed(id)?
+                .is_some_and(|(_, e)| e.kind == super::pack::kind_code(kind))),
             Err(Errno::NOENT) => Ok(false),
             Err(e) => Err(Error::io(&self.object_path(kind, id), e.into())),
         }
@@ -46,7 +49,14 @@ impl Repo {
             Mode::empty(),
         ) {
             Ok(fd) => fd,
-            Err(Errno::NOENT) => return Err(Error::Missing { kind, id: *id }),
+            Err(Errno::NOENT) => {
+                return match self.find_packed(id)? {
+                    Some((p, e)) if e.kind == super::pack::kind_code(kind) => {
+                        self.read_packed(&p, &e)
+                    }
+                    _ => Err(Error::Missing { kind, id: *id }),
+                }
+            }
             Err(e) => return Err(Error::io(&self.object_path(kind, id), e.into())),
         };
         let mut f = std::fs::File::from(fd);
@@ -72,8 +82,19 @@ impl Repo {
         if self.has_object(kind, id)? {
             return Ok(false);
         }
-        let tmp = self.create_tmp().map_err(|e| Error::io(&self.object_path(kind, id), e))?;
-        if let Err(e) = fsutil::write_all_fd(tmp.fd(), bytes).and_then(|()| Ok(rfs::fchmod(tmp.fd(), Mode::from_raw_mode(0o644))?)) {
+        if kind == ObjectType::Tree {
+            if let Some(pw) = self.active_pack() {
+                pw.add(self, kind, *id, bytes, &[], super::packwrite::TREE_BUCKET)
+                    .map_err(|e| Error::io(&self.path.join("tmp"), e))?;
+                return Ok(true);
+            }
+        }
+        let tmp = self
+            .create_tmp()
+            .map_err(|e| Error::io(&self.object_path(kind, id), e))?;
+        if let Err(e) = fsutil::write_all_fd(tmp.fd(), bytes)
+            .and_then(|()| Ok(rfs::fchmod(tmp.fd(), Mode::from_raw_mode(0o644))?))
+        {
             self.drop_tmp(tmp);
             return Err(Error::io(&self.object_path(kind, id), e));
         }
@@ -159,7 +180,7 @@ impl Repo {
         Ok(out)
     }
 
-    /// Every object in the repository, by type.
+    /// Every object in the repository, by type (packed ones included).
     pub fn list_objects(&self) -> Result<Vec<(ObjectType, ObjectId)>> {
         let mut out = Vec::new();
         for i in 0..=255u8 {
@@ -170,6 +191,7 @@ impl Repo {
                 }
             }
         }
+        out.extend(self.packed_ids()?);
         Ok(out)
     }
 }

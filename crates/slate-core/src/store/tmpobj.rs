@@ -31,13 +31,23 @@ impl TmpObject {
 impl Repo {
     /// A new, empty, writable regular file that is not yet an object.
     pub(crate) fn create_tmp(&self) -> std::io::Result<TmpObject> {
-        match rfs::openat(&self.tmp, ".", OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC, Mode::from_raw_mode(0o600)) {
+        match rfs::openat(
+            &self.tmp,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
             Ok(fd) => return Ok(TmpObject::Unnamed(fd)),
             Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {}
             Err(e) => return Err(e.into()),
         }
         let name = fsutil::tmp_name("obj");
-        let fd = rfs::openat(&self.tmp, name.as_str(), OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC, Mode::from_raw_mode(0o600))?;
+        let fd = rfs::openat(
+            &self.tmp,
+            name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
         Ok(TmpObject::Named(fd, name))
     }
 
@@ -46,23 +56,68 @@ impl Repo {
     pub(crate) fn link_tmp(&self, tmp: TmpObject, kind: ObjectType, id: &ObjectId) -> Result<()> {
         let rel = rel_path(kind, id);
         let err = |e: Errno| Error::io(&self.object_path(kind, id), e.into());
+        if self.mode == super::RepoMode::Archive {
+            // Archive repositories create fan-out directories on demand:
+            // most of their objects live in packs.
+            match rfs::mkdirat(&self.objects, &rel[..2], Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
         match tmp {
             TmpObject::Named(fd, name) => {
                 drop(fd);
                 rfs::renameat(&self.tmp, name.as_str(), &self.objects, rel.as_str()).map_err(err)
             }
             TmpObject::Unnamed(fd) => {
-                let r = match rfs::linkat(&fd, "", &self.objects, rel.as_str(), AtFlags::EMPTY_PATH) {
+                let r = match rfs::linkat(&fd, "", &self.objects, rel.as_str(), AtFlags::EMPTY_PATH)
+                {
                     // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc does not.
                     Err(Errno::NOENT | Errno::PERM) => {
-                        let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-                        rfs::linkat(rfs::CWD, proc.as_str(), &self.objects, rel.as_str(), AtFlags::SYMLINK_FOLLOW)
+                        let proc =
+                            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+                        rfs::linkat(
+                            rfs::CWD,
+                            proc.as_str(),
+                            &self.objects,
+                            rel.as_str(),
+                            AtFlags::SYMLINK_FOLLOW,
+                        )
                     }
                     r => r,
                 };
                 match r {
                     Ok(()) | Err(Errno::EXIST) => Ok(()),
                     Err(e) => Err(err(e)),
+                }
+            }
+        }
+    }
+
+    /// Link a finished temporary file at `rel` below `objects/` (packs).
+    pub(crate) fn link_tmp_at(&self, tmp: TmpObject, rel: &str) -> Result<()> {
+        let path = self.path.join("objects").join(rel);
+        let err = |e: Errno| Error::io(&path, e.into());
+        match tmp {
+            TmpObject::Named(fd, name) => {
+                drop(fd);
+                rfs::renameat(&self.tmp, name.as_str(), &self.objects, rel).map_err(err)
+            }
+            TmpObject::Unnamed(fd) => {
+                match rfs::linkat(&fd, "", &self.objects, rel, AtFlags::EMPTY_PATH) {
+                    Err(Errno::NOENT | Errno::PERM) => {
+                        let proc =
+                            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+                        rfs::linkat(
+                            rfs::CWD,
+                            proc.as_str(),
+                            &self.objects,
+                            rel,
+                            AtFlags::SYMLINK_FOLLOW,
+                        )
+                        .map_err(err)
+                    }
+                    r => r.map_err(err),
                 }
             }
         }

@@ -225,14 +225,27 @@ fn corrupt_objects_are_detected_when_read() {
             .into_iter()
             .find(|(k, _)| *k == ObjectType::File)
             .expect("a file object");
-        let path = r.object_path(kind, &id);
+        let loose = r.object_path(kind, &id);
+        // Archive repositories pack small files: the pack's first frame
+        // holds this one, so damage a byte inside it.
+        let (path, at) = if loose.exists() {
+            let n = std::fs::metadata(&loose).expect("stat").len() as usize;
+            (loose, n - 1)
+        } else {
+            let pack = std::fs::read_dir(repo.join("objects/pack"))
+                .expect("packs")
+                .map(|e| e.expect("entry").path())
+                .find(|p| p.extension().is_some_and(|x| x == "pack"))
+                .expect("a pack");
+            (pack, 20)
+        };
         let mut bytes = std::fs::read(&path).expect("read");
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0x20;
+        bytes[at] ^= 0x20;
         std::fs::write(&path, &bytes).expect("write");
         let err = fails(&repo, &["cat", "main", "f"]);
         assert!(
-            err.contains(&id.to_hex()) && err.contains("corrupt"),
+            err.contains(&id.to_hex())
+                && (err.contains("corrupt") || err.contains("does not decode")),
             "{mode}: {err}"
         );
         let dest = t.path().join(format!("co-{mode}"));
@@ -240,6 +253,9 @@ fn corrupt_objects_are_detected_when_read() {
             let err = fails(&repo, &["checkout", "main", dest.to_str().expect("utf-8")]);
             assert!(err.contains(&id.to_hex()), "{err}");
             assert!(!dest.exists(), "a failed checkout leaves nothing at DEST");
+        }
+        if mode == "archive" {
+            continue; // trees are packed there; the loose case is enough
         }
         // A corrupt tree is caught too.
         let (tk, tid) = r

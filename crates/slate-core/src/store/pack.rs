@@ -1,0 +1,327 @@
+//! Packs (archive repositories): many small file objects compressed together
+//! in zstd frames of a few MiB, grouped by file type, so that similar files
+//! share one compression window. `objects/pack/NAME.pack` holds the frames;
+//! `NAME.idx` maps each object id to its frame and place in it. NAME is the
+//! SHA-256 of the pack file. An index is written only after its pack is
+//! complete, so readers only ever see whole packs. Format:
+//! `docs/format/repository.md`.
+
+use std::collections::HashSet;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use rustix::fs::{self as rfs, Mode, OFlags};
+
+use super::{Error, Repo, Result};
+use crate::hash::ObjectId;
+use crate::object::ObjectType;
+
+pub(crate) const PACK_MAGIC: &[u8; 8] = b"SLATEP1\0";
+pub(crate) const INDEX_MAGIC: &[u8; 8] = b"SLATEI1\0";
+pub(crate) const ENTRY_LEN: usize = 57;
+
+/// Where one object lives in a pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PackEntry {
+    pub id: ObjectId,
+    /// `f` file object, `t` tree.
+    pub kind: u8,
+    /// Offset and length of the zstd frame in the pack file.
+    pub frame_off: u64,
+    pub frame_len: u32,
+    /// Decompressed size of the frame.
+    pub frame_raw_len: u32,
+    /// The object's canonical bytes inside the decompressed frame.
+    pub off: u32,
+    pub len: u32,
+}
+
+impl PackEntry {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.0);
+        out.push(self.kind);
+        out.extend_from_slice(&self.frame_off.to_be_bytes());
+        out.extend_from_slice(&self.frame_len.to_be_bytes());
+        out.extend_from_slice(&self.frame_raw_len.to_be_bytes());
+        out.extend_from_slice(&self.off.to_be_bytes());
+        out.extend_from_slice(&self.len.to_be_bytes());
+    }
+    fn decode(b: &[u8]) -> Self {
+        let u32_at = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        PackEntry {
+            id: ObjectId(b[..32].try_into().expect("32 bytes")),
+            kind: b[32],
+            frame_off: u64::from_be_bytes(b[33..41].try_into().expect("8 bytes")),
+            frame_len: u32_at(41),
+            frame_raw_len: u32_at(45),
+            off: u32_at(49),
+            len: u32_at(53),
+        }
+    }
+}
+
+/// Encode an index: magic, count, entries sorted by id, the pack's digest.
+pub(crate) fn encode_index(entries: &[PackEntry], pack_digest: &ObjectId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(44 + entries.len() * ENTRY_LEN);
+    out.extend_from_slice(INDEX_MAGIC);
+    out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    for e in entries {
+        e.encode(&mut out);
+    }
+    out.extend_from_slice(&pack_digest.0);
+    out
+}
+
+/// Decode an index, checking its shape and order.
+pub(crate) fn decode_index(b: &[u8]) -> Result<Vec<PackEntry>, String> {
+    if b.len() < 44 || &b[..8] != INDEX_MAGIC {
+        return Err("not a Slate pack index (bad magic or too short)".into());
+    }
+    let n = u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")) as usize;
+    if b.len() != 12 + n * ENTRY_LEN + 32 {
+        return Err(format!(
+            "{n} entries do not match the index size of {} bytes",
+            b.len()
+        ));
+    }
+    let entries: Vec<PackEntry> = b[12..12 + n * ENTRY_LEN]
+        .chunks_exact(ENTRY_LEN)
+        .map(PackEntry::decode)
+        .collect();
+    if entries.windows(2).any(|w| w[0].id >= w[1].id) {
+        return Err("entries are not sorted by id".into());
+    }
+    if let Some(e) = entries.iter().find(|e| kind_of_code(e.kind).is_none()) {
+        return Err(format!("entry {} has unknown kind {:#04x}", e.id, e.kind));
+    }
+    Ok(entries)
+}
+
+/// The one-byte kind code of a packed object.
+pub(crate) fn kind_code(kind: ObjectType) -> u8 {
+    match kind {
+        ObjectType::File => b'f',
+        ObjectType::Tree => b't',
+        ObjectType::Commit => b'c',
+    }
+}
+
+pub(crate) fn kind_of_code(c: u8) -> Option<ObjectType> {
+    match c {
+        b'f' => Some(ObjectType::File),
+        b't' => Some(ObjectType::Tree),
+        b'c' => Some(ObjectType::Commit),
+        _ => None,
+    }
+}
+
+pub(crate) struct LoadedPack {
+    pub name: String,
+    pub file: OwnedFd,
+    pub entries: Vec<PackEntry>,
+}
+
+/// The packs of a repository, loaded on first use and reloaded when a
+/// lookup misses and new packs have appeared.
+#[derive(Default)]
+pub(crate) struct PackSet {
+    packs: RwLock<Vec<Arc<LoadedPack>>>,
+}
+
+thread_local! {
+    /// The last frame decompressed by this thread: (pack name, frame offset).
+    static FRAME: std::cell::RefCell<Option<(String, u64, Arc<Vec<u8>>)>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Repo {
+    fn pack_dir(&self) -> PathBuf {
+        self.path.join("objects/pack")
+    }
+
+    /// Load the indexes not yet loaded. Returns whether any was new.
+    fn refresh_packs(&self) -> Result<bool> {
+        let dir = self.pack_dir();
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let known: HashSet<String> = self
+            .packs
+            .packs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        let mut fresh = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io(&dir, e))?;
+            let fname = ent.file_name().to_string_lossy().into_owned();
+            let Some(name) = fname.strip_suffix(".idx") else {
+                continue;
+            };
+            if known.contains(name) {
+                continue;
+            }
+            let idx_path = dir.join(&fname);
+            let bytes = std::fs::read(&idx_path).map_err(|e| Error::io(&idx_path, e))?;
+            let entries = decode_index(&bytes)
+                .map_err(|m| Error::Invalid(format!("{}: {m}", idx_path.display())))?;
+            let pack_path = dir.join(format!("{name}.pack"));
+            let file = rfs::open(&pack_path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| Error::io(&pack_path, e.into()))?;
+            fresh.push(Arc::new(LoadedPack {
+                name: name.to_owned(),
+                file,
+                entries,
+            }));
+        }
+        if fresh.is_empty() {
+            return Ok(false);
+        }
+        let mut packs = self.packs.packs.write().unwrap_or_else(|p| p.into_inner());
+        packs.extend(fresh);
+        packs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(true)
+    }
+
+    fn find_in_loaded(&self, id: &ObjectId) -> Option<(Arc<LoadedPack>, PackEntry)> {
+        let packs = self.packs.packs.read().unwrap_or_else(|p| p.into_inner());
+        packs.iter().find_map(|p| {
+            p.entries
+                .binary_search_by(|e| e.id.cmp(id))
+                .ok()
+                .map(|i| (p.clone(), p.entries[i]))
+        })
+    }
+
+    /// Where a packed object is, if it is packed.
+    pub(crate) fn find_packed(
+        &self,
+        id: &ObjectId,
+    ) -> Result<Option<(Arc<LoadedPack>, PackEntry)>> {
+        if self.mode != super::RepoMode::Archive {
+            return Ok(None);
+        }
+        if self.packs_loaded.get().is_none() {
+            self.refresh_packs()?;
+            let _ = self.packs_loaded.set(());
+        }
+        if let Some(hit) = self.find_in_loaded(id) {
+            return Ok(Some(hit));
+        }
+        if self.refresh_packs()? {
+            return Ok(self.find_in_loaded(id));
+        }
+        Ok(None)
+    }
+
+    /// The canonical bytes of a packed object (not yet checked against its id).
+    pub(crate) fn read_packed(&self, pack: &LoadedPack, e: &PackEntry) -> Result<Vec<u8>> {
+        let frame = FRAME.with(|f| {
+            f.borrow()
+                .as_ref()
+                .filter(|(n, o, _)| *n == pack.name && *o == e.frame_off)
+                .map(|(_, _, d)| d.clone())
+        });
+        let frame = match frame {
+            Some(d) => d,
+            None => {
+                let kind = kind_of_code(e.kind).unwrap_or(ObjectType::File);
+                let corrupt = |detail: String| Error::Corrupt {
+                    kind,
+                    id: e.id,
+                    detail,
+                };
+                let mut buf = vec![0u8; e.frame_len as usize];
+                let pack_path = self.pack_dir().join(format!("{}.pack", pack.name));
+                let n = rustix::io::pread(&pack.file, &mut buf[..], e.frame_off)
+                    .map_err(|err| Error::io(&pack_path, err.into()))?;
+                if n != buf.len() {
+                    return Err(corrupt(format!("pack {} is truncated", pack.name)));
+                }
+                let raw =
+                    zstd::bulk::decompress(&buf, e.frame_raw_len as usize).map_err(|err| {
+                        corrupt(format!(
+                            "pack {} frame at {}: zstd: {err}",
+                            pack.name, e.frame_off
+                        ))
+                    })?;
+                let d = Arc::new(raw);
+                FRAME.with(|f| *f.borrow_mut() = Some((pack.name.clone(), e.frame_off, d.clone())));
+                d
+            }
+        };
+        let (off, len) = (e.off as usize, e.len as usize);
+        frame
+            .get(off..off + len)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| Error::Corrupt {
+                kind: kind_of_code(e.kind).unwrap_or(ObjectType::File),
+                id: e.id,
+                detail: format!(
+                    "pack {} frame at {} is shorter than its index says",
+                    pack.name, e.frame_off
+                ),
+            })
+    }
+
+    /// All packed objects.
+    pub(crate) fn packed_ids(&self) -> Result<Vec<(ObjectType, ObjectId)>> {
+        if self.mode != super::RepoMode::Archive {
+            return Ok(Vec::new());
+        }
+        self.refresh_packs()?;
+        let packs = self.packs.packs.read().unwrap_or_else(|p| p.into_inner());
+        Ok(packs
+            .iter()
+            .flat_map(|p| {
+                p.entries
+                    .iter()
+                    .map(|e| (kind_of_code(e.kind).unwrap_or(ObjectType::File), e.id))
+            })
+            .collect())
+    }
+
+    /// A key that orders objects by where they are stored, so that reading
+    /// in this order decompresses each pack frame once.
+    pub fn storage_order_key(&self, id: &ObjectId) -> Result<(u8, String, u64)> {
+        Ok(match self.find_packed(id)? {
+            Some((p, e)) => (0, p.name.clone(), e.frame_off),
+            None => (1, String::new(), 0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_round_trip_and_checks() {
+        let mut entries: Vec<PackEntry> = (0..5u8)
+            .map(|i| PackEntry {
+                id: ObjectId::digest(&[i]),
+                kind: b'f',
+                frame_off: 8 + i as u64,
+                frame_len: 10,
+                frame_raw_len: 20,
+                off: i as u32,
+                len: 3,
+            })
+            .collect();
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        let b = encode_index(&entries, &ObjectId::digest(b"pack"));
+        assert_eq!(decode_index(&b).expect("decodes"), entries);
+        assert!(decode_index(&b[..b.len() - 1]).is_err());
+        let mut swapped = entries.clone();
+        swapped.swap(0, 1);
+        assert!(
+            decode_index(&encode_index(&swapped, &ObjectId::digest(b"")))
+                .expect_err("unsorted")
+                .contains("sorted")
+        );
+    }
+}
