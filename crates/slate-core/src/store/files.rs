@@ -356,26 +356,26 @@ impl Repo {
         fill(fd)?;
         match self.mode {
             RepoMode::Bare => {
-                rfs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid)))?;
-                rfs::fchmod(&fd, mode(meta.mode))?;
-                fsutil::set_fd_xattrs(&fd, &meta.xattrs)?;
+                rfs::fchown(fd, Some(uid(meta.uid)), Some(gid(meta.gid)))?;
+                rfs::fchmod(fd, mode(meta.mode))?;
+                fsutil::set_fd_xattrs(fd, &meta.xattrs)?;
             }
             RepoMode::BareUser => {
                 if bare_user_natural(meta) {
-                    rfs::fchmod(&fd, mode(meta.mode))?;
+                    rfs::fchmod(fd, mode(meta.mode))?;
                 } else {
                     rfs::fchmod(
-                        &fd,
+                        fd,
                         mode(if meta.kind == FileKind::Regular {
                             (meta.mode & 0o777) | 0o400
                         } else {
                             0o644
                         }),
                     )?;
-                    rfs::fsetxattr(&fd, RESERVED_XATTR, &header.encode(), XattrFlags::empty())?;
+                    rfs::fsetxattr(fd, RESERVED_XATTR, &header.encode(), XattrFlags::empty())?;
                 }
             }
-            RepoMode::Archive => rfs::fchmod(&fd, mode(0o644))?,
+            RepoMode::Archive => rfs::fchmod(fd, mode(0o644))?,
         }
         fsutil::zero_times_fd(fd)
     }

@@ -129,9 +129,12 @@ pub(crate) struct PackSet {
     packs: RwLock<Vec<Arc<LoadedPack>>>,
 }
 
+/// A decompressed frame: (pack name, frame offset, bytes).
+type CachedFrame = Option<(String, u64, Arc<Vec<u8>>)>;
+
 thread_local! {
     /// The last frame decompressed by this thread: (pack name, frame offset).
-    static FRAME: std::cell::RefCell<Option<(String, u64, Arc<Vec<u8>>)>> = const { std::cell::RefCell::new(None) };
+    static FRAME: std::cell::RefCell<CachedFrame> = const { std::cell::RefCell::new(None) };
 }
 
 impl Repo {
@@ -312,7 +315,7 @@ mod tests {
                 len: 3,
             })
             .collect();
-        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        entries.sort_by_key(|a| a.id);
         let b = encode_index(&entries, &ObjectId::digest(b"pack"));
         assert_eq!(decode_index(&b).expect("decodes"), entries);
         assert!(decode_index(&b[..b.len() - 1]).is_err());

@@ -254,7 +254,7 @@ impl PackWriter {
         }
         let digest = st.hasher.finish();
         let mut entries = st.entries;
-        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        entries.sort_by_key(|a| a.id);
         let name = digest.to_hex();
         rustix::fs::fchmod(self.tmp.fd(), rustix::fs::Mode::from_raw_mode(0o644))
             .map_err(|e| io(e.into()))?;
