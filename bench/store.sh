@@ -32,10 +32,7 @@ mnt=$work/mnt
 cleanup() { umount "$mnt" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 truncate -s 4G "$work/fs.img"
-mkfs.ext4 -q -F "$work/fs.img"
 mkdir -p "$mnt"
-mount -o loop "$work/fs.img" "$mnt"
-cat "$TREE"/usr/bin/* >/dev/null 2>&1 || true
 tar -C "$TREE" -cf - . >/dev/null   # warm the page cache
 
 results=$work/results
@@ -48,25 +45,33 @@ run() {
   echo "$name $(cat "$work/t")" >>"$results"
 }
 
-cp -a "$TREE" "$mnt/tree"   # for `cp -al`, which needs the same filesystem
 for i in $(seq "$RUNS"); do
-  rm -rf "$mnt"/{s-bu,o-bu,s-ar,o-ar,co-s,co-o,co-cp}
+  # A fresh filesystem per iteration: deleting the last one's repositories
+  # would otherwise still be in flight while the next is timed.
+  umount "$mnt" 2>/dev/null || true
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$work/fs.img"
+  mount -o loop "$work/fs.img" "$mnt"
+  cp -a "$TREE" "$mnt/tree"   # for `cp -al`, which needs the same filesystem
   "$SLATE" init --repo "$mnt/s-bu" --mode bare-user 2>/dev/null
   ostree init --repo="$mnt/o-bu" --mode=bare-user
   "$SLATE" init --repo "$mnt/s-ar" --mode archive 2>/dev/null
   ostree init --repo="$mnt/o-ar" --mode=archive
-  run slate-commit-bare-user "$SLATE" commit --repo "$mnt/s-bu" -b main --timestamp 0 "$TREE"
-  run ostree-commit-bare-user ostree commit --repo="$mnt/o-bu" -b main "$TREE"
-  run ostree-commit-archive ostree commit --repo="$mnt/o-ar" -b main "$TREE"
-  run slate-commit-archive "$SLATE" commit --repo "$mnt/s-ar" -b main --timestamp 0 "$TREE"
-  run slate-recommit "$SLATE" commit --repo "$mnt/s-bu" -b main --timestamp 1 "$TREE"
-  run ostree-recommit ostree commit --repo="$mnt/o-bu" -b main "$TREE"
-  run slate-checkout "$SLATE" checkout --repo "$mnt/s-bu" main "$mnt/co-s"
-  run ostree-checkout ostree checkout --repo="$mnt/o-bu" -U main "$mnt/co-o"
+  s_bu() { run slate-commit-bare-user "$SLATE" commit --repo "$mnt/s-bu" -b main --timestamp 0 "$TREE"; }
+  o_bu() { run ostree-commit-bare-user ostree commit --repo="$mnt/o-bu" -b main "$TREE"; }
+  s_ar() { run slate-commit-archive "$SLATE" commit --repo "$mnt/s-ar" -b main --timestamp 0 "$TREE"; }
+  o_ar() { run ostree-commit-archive ostree commit --repo="$mnt/o-ar" -b main "$TREE"; }
+  s_re() { run slate-recommit "$SLATE" commit --repo "$mnt/s-bu" -b main --timestamp 1 "$TREE"; }
+  o_re() { run ostree-recommit ostree commit --repo="$mnt/o-bu" -b main "$TREE"; }
+  s_co() { run slate-checkout "$SLATE" checkout --repo "$mnt/s-bu" main "$mnt/co-s"; }
+  o_co() { run ostree-checkout ostree checkout --repo="$mnt/o-bu" -U main "$mnt/co-o"; }
+  if (( i % 2 )); then
+    s_bu; o_bu; s_ar; o_ar; s_re; o_re; s_co; o_co
+  else
+    o_bu; s_bu; o_ar; s_ar; o_re; s_re; o_co; s_co
+  fi
   run cp-al cp -al "$mnt/tree" "$mnt/co-cp"
   echo "$(du -sb "$mnt/s-ar" | cut -f1) $(du -sb "$mnt/o-ar" | cut -f1)" >"$work/sizes"
 done
-
 python3 - "$results" "$work/sizes" <<'PY'
 import sys, statistics, collections
 t = collections.defaultdict(list); m = collections.defaultdict(list)

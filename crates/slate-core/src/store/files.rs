@@ -337,8 +337,9 @@ impl Repo {
     where
         F: FnOnce(BorrowedFd<'_>) -> std::io::Result<()>,
     {
-        let tmp = self.create_tmp()?;
-        match self.fill_tmp(&tmp, header, fill) {
+        let want = self.stored_mode(&header.meta);
+        let (tmp, exact) = self.create_tmp_mode(want)?;
+        match self.fill_tmp(&tmp, header, fill, if exact { None } else { Some(want) }) {
             Ok(()) => Ok(tmp),
             Err(e) => {
                 self.drop_tmp(tmp);
@@ -347,7 +348,25 @@ impl Repo {
         }
     }
 
-    fn fill_tmp<F>(&self, tmp: &TmpObject, header: &FileHeader, fill: F) -> std::io::Result<()>
+    /// The permission bits of the inode that stores an object.
+    fn stored_mode(&self, meta: &FileMeta) -> u32 {
+        match self.mode {
+            RepoMode::Bare => meta.mode,
+            RepoMode::BareUser if bare_user_natural(meta) => meta.mode,
+            RepoMode::BareUser if meta.kind == FileKind::Regular => (meta.mode & 0o777) | 0o400,
+            RepoMode::BareUser | RepoMode::Archive => 0o644,
+        }
+    }
+
+    /// Write the content, then owner, xattrs, mode (`chmod` only when the
+    /// inode was not created with it) and the fixed timestamps.
+    fn fill_tmp<F>(
+        &self,
+        tmp: &TmpObject,
+        header: &FileHeader,
+        fill: F,
+        chmod: Option<u32>,
+    ) -> std::io::Result<()>
     where
         F: FnOnce(BorrowedFd<'_>) -> std::io::Result<()>,
     {
@@ -357,25 +376,16 @@ impl Repo {
         match self.mode {
             RepoMode::Bare => {
                 rfs::fchown(fd, Some(uid(meta.uid)), Some(gid(meta.gid)))?;
-                rfs::fchmod(fd, mode(meta.mode))?;
                 fsutil::set_fd_xattrs(fd, &meta.xattrs)?;
             }
-            RepoMode::BareUser => {
-                if bare_user_natural(meta) {
-                    rfs::fchmod(fd, mode(meta.mode))?;
-                } else {
-                    rfs::fchmod(
-                        fd,
-                        mode(if meta.kind == FileKind::Regular {
-                            (meta.mode & 0o777) | 0o400
-                        } else {
-                            0o644
-                        }),
-                    )?;
-                    rfs::fsetxattr(fd, RESERVED_XATTR, &header.encode(), XattrFlags::empty())?;
-                }
+            RepoMode::BareUser if !bare_user_natural(meta) => {
+                rfs::fsetxattr(fd, RESERVED_XATTR, &header.encode(), XattrFlags::empty())?;
             }
-            RepoMode::Archive => rfs::fchmod(fd, mode(0o644))?,
+            _ => {}
+        }
+        // After fchown, which clears setuid and setgid.
+        if let Some(m) = chmod {
+            rfs::fchmod(fd, mode(m))?;
         }
         fsutil::zero_times_fd(fd)
     }

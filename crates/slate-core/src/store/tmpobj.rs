@@ -15,6 +15,17 @@ use crate::fsutil;
 use crate::hash::ObjectId;
 use crate::object::ObjectType;
 
+/// The process umask, read from `/proc/self/status` (reading it with
+/// `umask(2)` would change it for every thread for a moment).
+fn process_umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    })
+}
+
 pub(crate) enum TmpObject {
     Unnamed(OwnedFd),
     Named(OwnedFd, String),
@@ -31,11 +42,24 @@ impl TmpObject {
 impl Repo {
     /// A new, empty, writable regular file that is not yet an object.
     pub(crate) fn create_tmp(&self) -> std::io::Result<TmpObject> {
+        self.create_tmp_mode(0o600).map(|(t, _)| t)
+    }
+
+    /// Like [`Repo::create_tmp`], asking for permission bits `want`; says
+    /// whether the inode got exactly them (else the caller must `fchmod`).
+    pub(crate) fn create_tmp_mode(&self, want: u32) -> std::io::Result<(TmpObject, bool)> {
+        let exact = want & 0o7000 == 0 && process_umask().is_some_and(|u| want & u == 0);
+        let m = Mode::from_raw_mode(if exact { want } else { 0o600 });
+        let (t, _) = (self.create_tmp_raw(m)?, ());
+        Ok((t, exact))
+    }
+
+    fn create_tmp_raw(&self, m: Mode) -> std::io::Result<TmpObject> {
         match rfs::openat(
             &self.tmp,
             ".",
             OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            m,
         ) {
             Ok(fd) => return Ok(TmpObject::Unnamed(fd)),
             Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT) => {}
@@ -46,7 +70,7 @@ impl Repo {
             &self.tmp,
             name.as_str(),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            m,
         )?;
         Ok(TmpObject::Named(fd, name))
     }
