@@ -297,8 +297,17 @@ fn many_files(root: &Path, n: usize, salt: &str) {
 
 #[test]
 fn sigkill_at_random_moments_leaves_a_valid_repository() {
+    sigkill_rounds("bare-user", 16);
+}
+
+#[test]
+fn sigkill_during_an_archive_commit_never_exposes_a_partial_pack() {
+    sigkill_rounds("archive", 12);
+}
+
+fn sigkill_rounds(mode: &str, rounds: usize) {
     let t = tempfile::tempdir().expect("tempdir");
-    let repo = init(t.path(), "bare-user");
+    let repo = init(t.path(), mode);
     let src = t.path().join("src");
     many_files(&src, 600, "base");
     let base = ok(
@@ -311,7 +320,7 @@ fn sigkill_at_random_moments_leaves_a_valid_repository() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_nanos() as u64;
-    eprintln!("sigkill test seed {seed}");
+    eprintln!("sigkill test ({mode}) seed {seed}");
     let mut rng = seed | 1;
     let mut next = move || {
         rng ^= rng << 13;
@@ -320,7 +329,7 @@ fn sigkill_at_random_moments_leaves_a_valid_repository() {
         rng
     };
     let mut killed = 0;
-    for round in 0..25 {
+    for round in 0..rounds {
         let src = t.path().join(format!("src{round}"));
         many_files(&src, 600, &format!("r{round}"));
         let mut child = Command::new(slate_bin())
@@ -358,7 +367,7 @@ fn sigkill_at_random_moments_leaves_a_valid_repository() {
         // Reset for the next round so that "old" is always `base`.
         ok(&repo, &["reset", "main", &base]);
     }
-    eprintln!("{killed} of 25 commits were killed before finishing");
+    eprintln!("{mode}: {killed} of {rounds} commits were killed before finishing");
     assert!(
         killed > 0,
         "no commit was interrupted: the test did not test anything"
