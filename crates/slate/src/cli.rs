@@ -36,6 +36,7 @@ enum Command {
     RevParse(cmd::refs::RevParseArgs),
     Reset(cmd::refs::ResetArgs),
     Checkout(cmd::checkout::CheckoutArgs),
+    Fsck(cmd::fsck::FsckArgs),
 }
 
 /// `--repo`, shared by every command that works on a repository.
@@ -66,6 +67,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::RevParse(a) => cmd::refs::run_rev_parse(a),
         Command::Reset(a) => cmd::refs::run_reset(a),
         Command::Checkout(a) => cmd::checkout::run(a),
+        Command::Fsck(a) => cmd::fsck::run(a),
     }?;
     Ok(ExitCode::SUCCESS)
 }

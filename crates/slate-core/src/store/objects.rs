@@ -219,3 +219,20 @@ impl Repo {
         Ok(Some(cur))
     }
 }
+
+impl Repo {
+    /// Move a corrupt loose object to `REPO/corrupt/ID.TYPE`, so that it no
+    /// longer counts as present. Returns false for a packed object, which
+    /// stays where it is (its pack holds other, sound objects).
+    pub fn move_aside(&self, kind: ObjectType, id: &ObjectId) -> Result<bool> {
+        let rel = rel_path(kind, id);
+        let dir = self.path.join("corrupt");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let dest = dir.join(format!("{id}.{kind}"));
+        match std::fs::rename(self.path.join("objects").join(&rel), &dest) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(&dest, e)),
+        }
+    }
+}

@@ -2,5 +2,6 @@
 //! Tests that need root or an outside tool print why they skip.
 
 mod common;
+mod maintenance;
 mod store_cmds;
 mod store_safety;
