@@ -64,12 +64,14 @@ for i in $(seq "$RUNS"); do
   o_re() { run ostree-recommit ostree commit --repo="$mnt/o-bu" -b main "$TREE"; }
   s_fs() { run slate-fsck "$SLATE" fsck --repo "$mnt/s-bu"; }
   o_fs() { run ostree-fsck ostree fsck --repo="$mnt/o-bu"; }
+  s_ex() { run slate-export "$SLATE" export --repo "$mnt/s-bu" main -o "$mnt/s.tar"; }
+  o_ex() { run ostree-export sh -c "ostree export --repo='$mnt/o-bu' main > '$mnt/o.tar'"; }
   s_co() { run slate-checkout "$SLATE" checkout --repo "$mnt/s-bu" main "$mnt/co-s"; }
   o_co() { run ostree-checkout ostree checkout --repo="$mnt/o-bu" -U main "$mnt/co-o"; }
   if (( i % 2 )); then
-    s_bu; o_bu; s_ar; o_ar; s_re; o_re; s_co; o_co; s_fs; o_fs
+    s_bu; o_bu; s_ar; o_ar; s_re; o_re; s_co; o_co; s_fs; o_fs; s_ex; o_ex
   else
-    o_bu; s_bu; o_ar; s_ar; o_re; s_re; o_co; s_co; o_fs; s_fs
+    o_bu; s_bu; o_ar; s_ar; o_re; s_re; o_co; s_co; o_fs; s_fs; o_ex; s_ex
   fi
   run cp-al cp -al "$mnt/tree" "$mnt/co-cp"
   echo "$(du -sb "$mnt/s-ar" | cut -f1) $(du -sb "$mnt/o-ar" | cut -f1)" >"$work/sizes"
@@ -94,6 +96,7 @@ row("commit archive", "slate-commit-archive", "ostree-commit-archive", 5)
 row("commit unchanged tree", "slate-recommit", "ostree-recommit", 6)
 row("hard-link checkout", "slate-checkout", "ostree-checkout", 1.5)
 row("fsck (bare-user)", "slate-fsck", "ostree-fsck", 3)
+row("export to a tar file", "slate-export", "ostree-export", 1)
 print(f"{'checkout vs cp -al':<28}{med['slate-checkout']:>8.2f}s{med['cp-al']:>8.2f}s{med['cp-al']/med['slate-checkout']:>7.2f}x   (target: slate within 1.5x of cp -al)")
 print(f"archive repository size: slate {s_size/1e6:.1f} MB, ostree {o_size/1e6:.1f} MB, ratio {s_size/o_size:.2f} (target <= 0.8)")
 print(f"runs per figure: {len(t['slate-commit-bare-user'])} (medians)")

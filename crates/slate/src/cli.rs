@@ -37,6 +37,7 @@ enum Command {
     Reset(cmd::refs::ResetArgs),
     Checkout(cmd::checkout::CheckoutArgs),
     Fsck(cmd::fsck::FsckArgs),
+    Export(cmd::export::ExportArgs),
 }
 
 /// `--repo`, shared by every command that works on a repository.
@@ -68,6 +69,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Reset(a) => cmd::refs::run_reset(a),
         Command::Checkout(a) => cmd::checkout::run(a),
         Command::Fsck(a) => cmd::fsck::run(a),
+        Command::Export(a) => cmd::export::run(a),
     }?;
     Ok(ExitCode::SUCCESS)
 }

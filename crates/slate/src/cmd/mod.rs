@@ -2,6 +2,7 @@
 
 pub mod checkout;
 pub mod commit;
+pub mod export;
 pub mod fsck;
 pub mod init;
 pub mod log;
