@@ -7,6 +7,7 @@
 
 pub mod checkout;
 pub mod commit;
+pub mod diff;
 pub mod export;
 pub mod fsck;
 pub mod fsutil;

@@ -38,6 +38,7 @@ enum Command {
     Checkout(cmd::checkout::CheckoutArgs),
     Fsck(cmd::fsck::FsckArgs),
     Export(cmd::export::ExportArgs),
+    Diff(cmd::diff::DiffArgs),
 }
 
 /// `--repo`, shared by every command that works on a repository.
@@ -70,6 +71,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Checkout(a) => cmd::checkout::run(a),
         Command::Fsck(a) => cmd::fsck::run(a),
         Command::Export(a) => cmd::export::run(a),
+        Command::Diff(a) => cmd::diff::run(a),
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,10 +4,12 @@
 mod cli;
 mod cmd;
 mod output;
+mod sigpipe;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    sigpipe::restore_default();
     match cli::run() {
         Ok(code) => code,
         Err(e) => {

@@ -99,6 +99,9 @@ impl Repo {
         size: u64,
         content: FileContent<'_>,
     ) -> Result<StoredFile> {
+        if let Some(d) = &self.dry {
+            return self.dry_write_file(d, meta, size, content);
+        }
         let header = FileHeader {
             meta: meta.clone(),
             size,
@@ -430,6 +433,9 @@ impl Repo {
 
     /// Store a symlink object whose target is `target`.
     pub fn write_symlink(&self, meta: &FileMeta, target: &[u8]) -> Result<StoredFile> {
+        if let Some(d) = &self.dry {
+            return self.dry_write_file(d, meta, target.len() as u64, FileContent::Bytes(target));
+        }
         debug_assert_eq!(meta.kind, FileKind::Symlink);
         if self.mode != RepoMode::Bare {
             return self.write_file(meta, target.len() as u64, FileContent::Bytes(target));
@@ -454,6 +460,9 @@ impl Repo {
 
     /// Store a device node or fifo object.
     pub fn write_special(&self, meta: &FileMeta) -> Result<StoredFile> {
+        if let Some(d) = &self.dry {
+            return self.dry_write_file(d, meta, 0, FileContent::Bytes(&[]));
+        }
         if self.mode != RepoMode::Bare {
             return self.write_file(meta, 0, FileContent::Bytes(&[]));
         }

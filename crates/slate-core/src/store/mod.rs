@@ -6,6 +6,7 @@
 //! then rename). Refs move by atomic replacement after one `syncfs`.
 
 mod config;
+mod dry;
 mod error;
 mod files;
 mod lock;
@@ -38,6 +39,8 @@ pub struct Repo {
     packs: pack::PackSet,
     packs_loaded: std::sync::OnceLock<()>,
     pack_writer: std::sync::RwLock<Option<std::sync::Arc<packwrite::PackWriter>>>,
+    /// Set on hash-only handles (see `dry.rs`).
+    dry: Option<std::sync::Mutex<dry::DryStore>>,
 }
 
 impl Repo {
@@ -124,6 +127,7 @@ impl Repo {
             packs: Default::default(),
             packs_loaded: Default::default(),
             pack_writer: Default::default(),
+            dry: None,
         })
     }
 

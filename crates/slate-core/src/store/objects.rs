@@ -103,6 +103,9 @@ impl Repo {
     }
 
     pub fn write_tree(&self, tree: &Tree) -> Result<ObjectId> {
+        if let Some(id) = self.dry_write_tree(tree) {
+            return Ok(id);
+        }
         let bytes = tree.encode();
         let id = ObjectId::digest(&bytes);
         self.write_meta_object(ObjectType::Tree, &id, &bytes)?;
@@ -131,6 +134,9 @@ impl Repo {
 
     /// Read a tree, checking its content against its id.
     pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
+        if let Some(t) = self.dry_tree(id) {
+            return Ok(t);
+        }
         let bytes = self.read_verified(ObjectType::Tree, id)?;
         Tree::decode(&bytes).map_err(|source| Error::Decode {
             kind: ObjectType::Tree,

@@ -2,6 +2,7 @@
 
 pub mod checkout;
 pub mod commit;
+pub mod diff;
 pub mod export;
 pub mod fsck;
 pub mod init;

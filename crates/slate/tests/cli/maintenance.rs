@@ -252,3 +252,69 @@ fn export_is_reproducible_and_extracts_to_the_checkout() {
         "the same commit exports to the same bytes from any repository mode"
     );
 }
+
+#[test]
+fn diff_between_commits_and_against_a_directory() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    sample_tree(&src);
+    let repo = init(t.path(), "bare-user");
+    let s = src.to_str().expect("utf-8");
+    let c1 = ok(&repo, &["commit", "-b", "main", s]).trim().to_owned();
+    // Changes of every kind.
+    std::fs::write(src.join("etc/os-release"), b"NAME=Other\n").expect("write");
+    std::fs::set_permissions(
+        src.join("usr/share/dup1"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
+    std::fs::remove_file(src.join("usr/lib/empty")).expect("rm");
+    std::fs::create_dir_all(src.join("opt/new")).expect("mkdir");
+    std::fs::write(src.join("opt/new/file"), b"n").expect("write");
+    let c2 = ok(&repo, &["commit", "-b", "main", s]).trim().to_owned();
+
+    let out = ok(&repo, &["diff", &c1, &c2]);
+    let want = [
+        "M    /etc/os-release",
+        "A    /opt/",
+        "A    /opt/new/",
+        "A    /opt/new/file",
+        "D    /usr/lib/empty",
+        "m    /usr/share/dup1",
+    ];
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got, want, "{out}");
+    assert_eq!(
+        ok(&repo, &["diff", "--stat", "main^", "main"]).trim(),
+        "3 added, 1 removed, 1 modified, 1 metadata only"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&repo, &["diff", "--json", "main^", "main", "/usr"]))
+            .expect("json");
+    assert_eq!(j.as_array().expect("array").len(), 2);
+    assert_eq!(j[1]["change"], "metadata");
+    assert_eq!(j[1]["path"], "/usr/share/dup1");
+    // Against the directory itself: nothing; against the old commit: the same list.
+    assert_eq!(ok(&repo, &["diff", "main", s]), "");
+    assert_eq!(ok(&repo, &["diff", &c1, s]), out);
+    assert_eq!(
+        ok(&repo, &["refs"]),
+        "main\n",
+        "diffing a directory writes nothing"
+    );
+
+    // Identical subtrees are skipped without being read: damage one that
+    // both commits share, and the diff still succeeds.
+    let r = Repo::open(&repo).expect("open");
+    let root = r
+        .read_tree(
+            &r.read_commit(&c2.parse().expect("id"))
+                .expect("commit")
+                .tree,
+        )
+        .expect("tree");
+    let var = root.get(b"var").expect("var").id;
+    std::fs::write(r.object_path(ObjectType::Tree, &var), b"garbage").expect("write");
+    assert_eq!(ok(&repo, &["diff", &c1, &c2]), out);
+    assert!(fails(&repo, &["diff", &c1, "nosuch"]).contains("unknown revision"));
+}
