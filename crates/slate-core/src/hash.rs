@@ -83,6 +83,12 @@ impl std::str::FromStr for ObjectId {
     }
 }
 
+impl serde::Serialize for ObjectId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
 /// An incremental SHA-256 hasher producing an [`ObjectId`].
 #[derive(Clone, Default)]
 pub struct Hasher(Sha256);

@@ -13,4 +13,5 @@ pub mod fsck;
 pub mod fsutil;
 pub mod hash;
 pub mod object;
+pub mod pull;
 pub mod store;

@@ -39,6 +39,7 @@ enum Command {
     Fsck(cmd::fsck::FsckArgs),
     Export(cmd::export::ExportArgs),
     Diff(cmd::diff::DiffArgs),
+    PullLocal(cmd::pull::PullLocalArgs),
 }
 
 /// `--repo`, shared by every command that works on a repository.
@@ -72,6 +73,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Fsck(a) => cmd::fsck::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Diff(a) => cmd::diff::run(a),
+        Command::PullLocal(a) => cmd::pull::run(a),
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,4 +8,5 @@ pub mod fsck;
 pub mod init;
 pub mod log;
 pub mod ls;
+pub mod pull;
 pub mod refs;

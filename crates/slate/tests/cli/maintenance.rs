@@ -318,3 +318,74 @@ fn diff_between_commits_and_against_a_directory() {
     assert_eq!(ok(&repo, &["diff", &c1, &c2]), out);
     assert!(fails(&repo, &["diff", &c1, "nosuch"]).contains("unknown revision"));
 }
+
+#[test]
+fn pull_local_between_modes_checks_every_object() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    sample_tree(&src);
+    let a = init(t.path(), "bare-user");
+    let s = src.to_str().expect("utf-8");
+    ok(&a, &["commit", "-b", "os/main", "--timestamp", "1", s]);
+    std::fs::write(src.join("etc/motd"), b"v2\n").expect("write");
+    let head = ok(&a, &["commit", "-b", "os/main", "--timestamp", "2", s])
+        .trim()
+        .to_owned();
+    let b = init(t.path(), "archive");
+    let c = init(t.path(), if is_root() { "bare" } else { "bare-user" });
+    let dry = ok(
+        &b,
+        &[
+            "pull-local",
+            "--dry-run",
+            a.to_str().expect("utf-8"),
+            "os/main",
+        ],
+    );
+    assert!(
+        dry.contains("would copy 2 commits")
+            && dry.contains(&format!("would set os/main to {head}")),
+        "{dry}"
+    );
+    assert_eq!(ok(&b, &["refs"]), "", "--dry-run copies nothing");
+    ok(&b, &["pull-local", a.to_str().expect("utf-8"), "os/main"]);
+    ok(&c, &["pull-local", b.to_str().expect("utf-8"), "os/main"]);
+    for r in [&b, &c] {
+        assert_eq!(ok(r, &["rev-parse", "os/main"]).trim(), head);
+        assert_eq!(
+            ok(r, &["rev-parse", "os/main^"]).trim(),
+            ok(&a, &["rev-parse", "os/main^"]).trim()
+        );
+        assert!(slate(r, &["fsck"]).status.success());
+    }
+    let co = t.path().join("co");
+    ok(&c, &["checkout", "os/main", co.to_str().expect("utf-8")]);
+    assert_same_tree(&src, &co, is_root());
+    // Nothing left to copy the second time.
+    let again = String::from_utf8_lossy(
+        &slate(&c, &["pull-local", b.to_str().expect("utf-8"), "os/main"]).stderr,
+    )
+    .into_owned();
+    assert!(
+        again.contains("copied 0 commits, 0 trees, 0 files"),
+        "{again}"
+    );
+
+    // A damaged source object stops the pull, names the object, and the
+    // destination's ref does not move.
+    std::fs::write(src.join("etc/motd"), b"v3\n").expect("write");
+    let v3 = ok(&a, &["commit", "-b", "os/main", s]).trim().to_owned();
+    let ls: serde_json::Value =
+        serde_json::from_str(&ok(&a, &["ls", "--json", &v3, "/etc/motd"])).expect("json");
+    let id = ls[0]["id"].as_str().expect("id").to_owned();
+    let r = Repo::open(&a).expect("open");
+    std::fs::write(
+        r.object_path(ObjectType::File, &id.parse().expect("id")),
+        b"v4\n",
+    )
+    .expect("write");
+    let err = fails(&b, &["pull-local", a.to_str().expect("utf-8"), "os/main"]);
+    assert!(err.contains(&id), "{err}");
+    assert_eq!(ok(&b, &["rev-parse", "os/main"]).trim(), head);
+    assert!(slate(&b, &["fsck"]).status.success());
+}

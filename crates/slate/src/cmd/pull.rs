@@ -1,0 +1,75 @@
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use slate_core::pull;
+use slate_core::store::Repo;
+
+use crate::cli::RepoArg;
+use crate::output;
+
+/// Copy commits (with their history) from another local repository of any
+/// mode into this one, checking every object's hash on the way.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate pull-local --repo /srv/archive /build/repo os/main\n  \
+    slate pull-local --depth 0 --dry-run /build/repo os/main os/stable"
+)]
+pub struct PullLocalArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    /// Copy at most this many parents of each commit (default: all there are).
+    #[arg(long)]
+    depth: Option<usize>,
+    /// Only print what would be copied.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
+    /// The repository to copy from.
+    src: PathBuf,
+    /// Refs (set to the same commits here) or other revisions (objects only).
+    #[arg(required = true)]
+    refs: Vec<String>,
+}
+
+pub fn run(a: PullLocalArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let dest = a.repo.open()?;
+    let src = Repo::open(&a.src)
+        .with_context(|| format!("opening source repository {}", a.src.display()))?;
+    let plan = pull::plan(&src, &dest, &a.refs, a.depth)?;
+    if a.dry_run {
+        if a.json {
+            return output::json(&plan);
+        }
+        println!(
+            "would copy {} commits, {} trees, {} files",
+            plan.commits.len(),
+            plan.trees.len(),
+            plan.files.len()
+        );
+        for (r, c) in &plan.refs {
+            println!("would set {r} to {c}");
+        }
+        return Ok(());
+    }
+    let stats = pull::apply(&src, &dest, &plan)
+        .with_context(|| format!("pulling from {}", a.src.display()))?;
+    if a.json {
+        return output::json(&serde_json::json!({ "refs": plan.refs, "stats": stats }));
+    }
+    for (r, c) in &plan.refs {
+        println!("{r} {c}");
+    }
+    eprintln!(
+        "copied {} commits, {} trees, {} files ({:.1} MB) in {:.2} s",
+        stats.commits,
+        stats.trees,
+        stats.files,
+        stats.content_bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
