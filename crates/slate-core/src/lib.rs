@@ -13,5 +13,6 @@ pub mod fsck;
 pub mod fsutil;
 pub mod hash;
 pub mod object;
+pub mod prune;
 pub mod pull;
 pub mod store;

@@ -40,6 +40,7 @@ enum Command {
     Export(cmd::export::ExportArgs),
     Diff(cmd::diff::DiffArgs),
     PullLocal(cmd::pull::PullLocalArgs),
+    Prune(cmd::prune::PruneArgs),
 }
 
 /// `--repo`, shared by every command that works on a repository.
@@ -74,6 +75,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Export(a) => cmd::export::run(a),
         Command::Diff(a) => cmd::diff::run(a),
         Command::PullLocal(a) => cmd::pull::run(a),
+        Command::Prune(a) => cmd::prune::run(a),
     }?;
     Ok(ExitCode::SUCCESS)
 }

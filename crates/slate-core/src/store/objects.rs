@@ -242,3 +242,13 @@ impl Repo {
         }
     }
 }
+
+impl Repo {
+    /// Delete a loose object (absent is fine).
+    pub fn delete_object(&self, kind: ObjectType, id: &ObjectId) -> Result<()> {
+        match rfs::unlinkat(&self.objects, rel_path(kind, id).as_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(Error::io(&self.object_path(kind, id), e.into())),
+        }
+    }
+}

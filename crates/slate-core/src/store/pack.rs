@@ -328,3 +328,57 @@ mod tests {
         );
     }
 }
+
+impl Repo {
+    /// All packed objects, with their kinds.
+    pub fn packed_objects(&self) -> Result<Vec<(ObjectType, ObjectId)>> {
+        self.packed_ids()
+    }
+
+    /// Each pack: name, the ids it holds, and its size in bytes (pack and index).
+    pub fn pack_contents(&self) -> Result<Vec<(String, Vec<ObjectId>, u64)>> {
+        if self.mode != super::RepoMode::Archive {
+            return Ok(Vec::new());
+        }
+        self.refresh_packs()?;
+        let dir = self.pack_dir();
+        let packs = self.packs.packs.read().unwrap_or_else(|p| p.into_inner());
+        Ok(packs
+            .iter()
+            .map(|p| {
+                let size = ["pack", "idx"]
+                    .iter()
+                    .map(|x| {
+                        std::fs::metadata(dir.join(format!("{}.{x}", p.name)))
+                            .map(|m| m.len())
+                            .unwrap_or(0)
+                    })
+                    .sum();
+                (
+                    p.name.clone(),
+                    p.entries.iter().map(|e| e.id).collect(),
+                    size,
+                )
+            })
+            .collect())
+    }
+
+    /// Delete a pack: its index first, which makes it invisible, then the pack.
+    pub fn delete_pack(&self, name: &str) -> Result<()> {
+        let dir = self.pack_dir();
+        for ext in ["idx", "pack"] {
+            let p = dir.join(format!("{name}.{ext}"));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&p, e)),
+            }
+        }
+        self.packs
+            .packs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|p| p.name != name);
+        Ok(())
+    }
+}

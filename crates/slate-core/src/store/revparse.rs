@@ -38,6 +38,13 @@ impl Repo {
             }
             suffix = rest;
         }
+        if !self.has_object(ObjectType::Commit, &id)? {
+            // A parent pruned away, or a ref to a commit not pulled.
+            return Err(Error::Missing {
+                kind: ObjectType::Commit,
+                id,
+            });
+        }
         Ok(id)
     }
 

@@ -8,5 +8,6 @@ pub mod fsck;
 pub mod init;
 pub mod log;
 pub mod ls;
+pub mod prune;
 pub mod pull;
 pub mod refs;
