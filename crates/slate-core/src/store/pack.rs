@@ -298,37 +298,6 @@ impl Repo {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn index_round_trip_and_checks() {
-        let mut entries: Vec<PackEntry> = (0..5u8)
-            .map(|i| PackEntry {
-                id: ObjectId::digest(&[i]),
-                kind: b'f',
-                frame_off: 8 + i as u64,
-                frame_len: 10,
-                frame_raw_len: 20,
-                off: i as u32,
-                len: 3,
-            })
-            .collect();
-        entries.sort_by_key(|a| a.id);
-        let b = encode_index(&entries, &ObjectId::digest(b"pack"));
-        assert_eq!(decode_index(&b).expect("decodes"), entries);
-        assert!(decode_index(&b[..b.len() - 1]).is_err());
-        let mut swapped = entries.clone();
-        swapped.swap(0, 1);
-        assert!(
-            decode_index(&encode_index(&swapped, &ObjectId::digest(b"")))
-                .expect_err("unsorted")
-                .contains("sorted")
-        );
-    }
-}
-
 impl Repo {
     /// All packed objects, with their kinds.
     pub fn packed_objects(&self) -> Result<Vec<(ObjectType, ObjectId)>> {
@@ -380,5 +349,36 @@ impl Repo {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|p| p.name != name);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_round_trip_and_checks() {
+        let mut entries: Vec<PackEntry> = (0..5u8)
+            .map(|i| PackEntry {
+                id: ObjectId::digest(&[i]),
+                kind: b'f',
+                frame_off: 8 + i as u64,
+                frame_len: 10,
+                frame_raw_len: 20,
+                off: i as u32,
+                len: 3,
+            })
+            .collect();
+        entries.sort_by_key(|a| a.id);
+        let b = encode_index(&entries, &ObjectId::digest(b"pack"));
+        assert_eq!(decode_index(&b).expect("decodes"), entries);
+        assert!(decode_index(&b[..b.len() - 1]).is_err());
+        let mut swapped = entries.clone();
+        swapped.swap(0, 1);
+        assert!(
+            decode_index(&encode_index(&swapped, &ObjectId::digest(b"")))
+                .expect_err("unsorted")
+                .contains("sorted")
+        );
     }
 }
