@@ -159,8 +159,14 @@ pub fn fsck(repo: &Repo, delete_corrupt: bool) -> Result<Report, store::Error> {
     report.problems.sort_by(|a, b| a.id.cmp(&b.id));
     if delete_corrupt && !corrupt.is_empty() {
         let _lock = repo.lock()?;
+        let bad: HashSet<ObjectId> = corrupt.keys().copied().collect();
         for (id, (kind, _)) in &corrupt {
             if repo.move_aside(*kind, id)? {
+                report.moved_aside.push(id.to_hex());
+            } else if let Some(pack) = repo.pack_of(id)? {
+                // A packed object cannot be moved alone: the pack's sound
+                // objects become loose ones, then the pack goes aside.
+                repo.evacuate_pack(&pack, &bad)?;
                 report.moved_aside.push(id.to_hex());
             }
         }

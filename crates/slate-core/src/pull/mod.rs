@@ -96,11 +96,14 @@ fn walk_tree(
     files: &mut HashSet<ObjectId>,
     p: &mut PullPlan,
 ) -> Result<(), Error> {
-    if !trees.insert(*id) || dest.has_object(ObjectType::Tree, id)? {
-        // A tree the destination holds is complete there already.
+    if !trees.insert(*id) {
         return Ok(());
     }
-    p.trees.push(*id);
+    // Walked even when the destination has the tree: objects below it may
+    // have been moved aside by `fsck --delete-corrupt`, and a pull repairs.
+    if !dest.has_object(ObjectType::Tree, id)? {
+        p.trees.push(*id);
+    }
     for e in src.read_tree(id)?.entries {
         match e.kind {
             EntryKind::Dir => walk_tree(src, dest, &e.id, trees, files, p)?,

@@ -89,6 +89,17 @@ impl Repo {
                 return Ok(true);
             }
         }
+        self.write_loose_bytes(kind, id, bytes)?;
+        Ok(true)
+    }
+
+    /// Store `bytes` as the loose object `id`, whether or not a pack holds it.
+    pub(crate) fn write_loose_bytes(
+        &self,
+        kind: ObjectType,
+        id: &ObjectId,
+        bytes: &[u8],
+    ) -> Result<()> {
         let tmp = self
             .create_tmp()
             .map_err(|e| Error::io(&self.object_path(kind, id), e))?;
@@ -98,8 +109,29 @@ impl Repo {
             self.drop_tmp(tmp);
             return Err(Error::io(&self.object_path(kind, id), e));
         }
-        self.link_tmp(tmp, kind, id)?;
-        Ok(true)
+        self.link_tmp(tmp, kind, id)
+    }
+
+    /// Store a tree as a loose object, whether or not a pack holds it.
+    pub(crate) fn write_loose_tree(&self, tree: &Tree) -> Result<()> {
+        let bytes = tree.encode();
+        self.write_loose_bytes(ObjectType::Tree, &ObjectId::digest(&bytes), &bytes)
+    }
+
+    /// Store an archive-mode file object as a loose object.
+    pub(crate) fn write_loose_file(
+        &self,
+        header: &crate::object::FileHeader,
+        content: &[u8],
+    ) -> Result<()> {
+        let id = header.id_of(content);
+        let mut bytes = header.encode();
+        bytes.extend_from_slice(
+            &self
+                .compress_level(content, self.compression_level)
+                .map_err(|e| Error::io(&self.object_path(ObjectType::File, &id), e))?,
+        );
+        self.write_loose_bytes(ObjectType::File, &id, &bytes)
     }
 
     pub fn write_tree(&self, tree: &Tree) -> Result<ObjectId> {

@@ -352,6 +352,50 @@ impl Repo {
     }
 }
 
+impl Repo {
+    /// The name of the pack holding `id`, if it is packed.
+    pub fn pack_of(&self, id: &ObjectId) -> Result<Option<String>> {
+        Ok(self.find_packed(id)?.map(|(p, _)| p.name.clone()))
+    }
+
+    /// Rewrite every sound object of pack `name` (those not in `bad`) as a
+    /// loose object, then move the pack and its index to `REPO/corrupt/`.
+    /// The caller holds the writer lock.
+    pub fn evacuate_pack(&self, name: &str, bad: &HashSet<ObjectId>) -> Result<()> {
+        let pack = {
+            let packs = self.packs.packs.read().unwrap_or_else(|p| p.into_inner());
+            match packs.iter().find(|p| p.name == name) {
+                Some(p) => p.clone(),
+                None => return Ok(()),
+            }
+        };
+        for e in pack.entries.iter().filter(|e| !bad.contains(&e.id)) {
+            match kind_of_code(e.kind) {
+                Some(ObjectType::Tree) => {
+                    self.write_loose_tree(&self.read_tree(&e.id)?)?;
+                }
+                _ => {
+                    let (h, content) = self.read_file(&e.id)?;
+                    self.write_loose_file(&h, &content)?;
+                }
+            }
+        }
+        let dir = self.path.join("corrupt");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        for ext in ["idx", "pack"] {
+            let from = self.pack_dir().join(format!("{name}.{ext}"));
+            let to = dir.join(format!("pack-{name}.{ext}"));
+            std::fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
+        }
+        self.packs
+            .packs
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|p| p.name != name);
+        self.sync()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

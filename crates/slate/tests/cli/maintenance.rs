@@ -79,6 +79,16 @@ fn fsck_finds_damage_in_packs_and_missing_trees() {
     let t = tempfile::tempdir().expect("tempdir");
     let (repo, _, id) = setup(t.path(), "archive");
     assert!(slate(&repo, &["fsck"]).status.success());
+    let sound = t.path().join("sound");
+    assert!(std::process::Command::new("cp")
+        .args([
+            "-a",
+            repo.to_str().expect("utf-8"),
+            sound.to_str().expect("utf-8")
+        ])
+        .status()
+        .expect("cp")
+        .success());
     let pack = std::fs::read_dir(repo.join("objects/pack"))
         .expect("packs")
         .map(|e| e.expect("entry").path())
@@ -93,6 +103,31 @@ fn fsck_finds_damage_in_packs_and_missing_trees() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("corrupt file object"), "{out}");
     assert!(out.contains(&id) || out.contains("/etc/hostname"), "{out}");
+    // --delete-corrupt: the pack's sound objects become loose, the pack
+    // goes aside, and a pull from a sound copy repairs the repository.
+    let o = slate(&repo, &["fsck", "--delete-corrupt"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("moved aside"));
+    let o = slate(&repo, &["fsck"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("missing file object"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(
+        ok(&repo, &["ls", "os/main", "/"]),
+        "/etc\n",
+        "the trees were kept"
+    );
+    ok(
+        &repo,
+        &["pull-local", sound.to_str().expect("utf-8"), "os/main"],
+    );
+    let o = slate(&repo, &["fsck"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        ok(&repo, &["cat", "os/main", "/etc/os-release"]),
+        "NAME=Slate\n"
+    );
 
     // A missing tree in a bare-user repository.
     let (repo, commit, _) = setup(&t.path().join("b"), "bare-user");
