@@ -9,6 +9,7 @@ mod config;
 mod dry;
 mod error;
 mod files;
+mod files_read;
 mod lock;
 mod objects;
 mod pack;
