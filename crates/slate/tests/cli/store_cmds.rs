@@ -366,6 +366,11 @@ fn help_has_examples() {
         "rev-parse",
         "reset",
         "checkout",
+        "diff",
+        "fsck",
+        "prune",
+        "export",
+        "pull-local",
     ] {
         let o = Command::new(slate_bin())
             .args([cmd, "--help"])
@@ -377,4 +382,94 @@ fn help_has_examples() {
             "{cmd} --help: {text}"
         );
     }
+}
+
+/// Run slate as an unprivileged user (`nobody`) when we are root, or as
+/// ourselves when we are not.
+fn as_user(repo: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(slate_bin());
+        c
+    } else {
+        Command::new(slate_bin())
+    };
+    cmd.env("SLATE_REPO", repo)
+        .args(args)
+        .output()
+        .expect("run slate")
+}
+
+#[test]
+fn a_user_who_is_not_root_commits_and_checks_out() {
+    if is_root() && !have("setpriv") {
+        return skip("setpriv missing: cannot run as an unprivileged user");
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let home = t.path().join("home");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    if is_root() {
+        rustix::fs::chown(
+            &home,
+            Some(rustix::fs::Uid::from_raw(65534)),
+            Some(rustix::fs::Gid::from_raw(65534)),
+        )
+        .expect("chown");
+        std::fs::set_permissions(
+            t.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+    }
+    let run = |args: &[&str]| {
+        let o = as_user(&home.join("repo"), args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let src = home.join("src");
+    let src_s = src.to_str().expect("utf-8");
+    run(&[
+        "init",
+        "--repo",
+        home.join("repo").to_str().expect("utf-8"),
+        "--mode",
+        "bare-user",
+    ]);
+    // The user builds a tree of their own, with a setuid bit and an xattr.
+    let sh = format!("mkdir -p {src_s}/bin && printf x > {src_s}/bin/tool && chmod 4755 {src_s}/bin/tool && ln -s tool {src_s}/bin/t");
+    let o = if is_root() {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                &sh,
+            ])
+            .status()
+    } else {
+        Command::new("sh").args(["-c", &sh]).status()
+    };
+    assert!(o.expect("sh").success());
+    run(&["commit", "-b", "main", src_s]);
+    let dest = home.join("co");
+    run(&[
+        "checkout",
+        "--user-mode",
+        "main",
+        dest.to_str().expect("utf-8"),
+    ]);
+    assert_same_tree(&src, &dest, true);
+    assert_eq!(
+        std::fs::read_link(dest.join("bin/t"))
+            .expect("readlink")
+            .to_str(),
+        Some("tool")
+    );
 }
