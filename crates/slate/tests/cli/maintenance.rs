@@ -468,6 +468,20 @@ fn prune_plans_then_deletes_only_what_nothing_reaches() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // --keep-younger-than keeps young commits beyond the depth (these
+        // were made at 1970 + seconds: a cutoff before 1970 keeps them all).
+        let dry = ok(
+            &repo,
+            &[
+                "prune",
+                "--depth",
+                "0",
+                "--keep-younger-than",
+                "100000days",
+                "--dry-run",
+            ],
+        );
+        assert!(!dry.contains("commit "), "{mode}: {dry}");
         // --depth 1 keeps main and main^; a dry run deletes nothing.
         let dry = ok(&repo, &["prune", "--depth", "1", "--dry-run"]);
         assert!(
@@ -569,4 +583,50 @@ fn prune_killed_at_random_moments_leaves_every_ref_complete() {
         killed > 0,
         "no prune was interrupted: the test did not test anything"
     );
+}
+
+#[test]
+fn prune_beside_a_commit_never_takes_what_the_commit_needs() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let repo = init(t.path(), "bare-user");
+    for round in 0..6 {
+        let src = t.path().join(format!("src{round}"));
+        for i in 0..200 {
+            std::fs::create_dir_all(src.join(format!("d{}", i % 8))).expect("mkdir");
+            // Half the files repeat across rounds, so the commit reuses
+            // objects that only a deleted branch held.
+            let body = if i % 2 == 0 {
+                format!("shared {i}")
+            } else {
+                format!("{round} {i}")
+            };
+            std::fs::write(src.join(format!("d{}/f{i}", i % 8)), body).expect("write");
+        }
+        ok(
+            &repo,
+            &["commit", "-b", "old", src.to_str().expect("utf-8")],
+        );
+        ok(&repo, &["refs", "--delete", "old"]);
+        let s = src.to_str().expect("utf-8").to_owned();
+        let (c, p) = std::thread::scope(|sc| {
+            let c = sc.spawn(|| slate(&repo, &["commit", "-b", "main", &s]));
+            let p = sc.spawn(|| slate(&repo, &["prune", "--refs-only"]));
+            (c.join().expect("join"), p.join().expect("join"))
+        });
+        assert!(
+            c.status.success() && p.status.success(),
+            "{} {}",
+            String::from_utf8_lossy(&c.stderr),
+            String::from_utf8_lossy(&p.stderr)
+        );
+        let o = slate(&repo, &["fsck"]);
+        assert!(
+            o.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let co = t.path().join(format!("co{round}"));
+        ok(&repo, &["checkout", "main", co.to_str().expect("utf-8")]);
+        assert_same_tree(&src, &co, is_root());
+    }
 }
