@@ -88,37 +88,16 @@ impl Repo {
                 Err(e) => return Err(err(e)),
             }
         }
-        match tmp {
-            TmpObject::Named(fd, name) => {
-                drop(fd);
-                rfs::renameat(&self.tmp, name.as_str(), &self.objects, rel.as_str()).map_err(err)
+        match self.link_tmp_at(tmp, &rel) {
+            // The same object, linked meanwhile: same id, same content.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok(())
             }
-            TmpObject::Unnamed(fd) => {
-                let r = match rfs::linkat(&fd, "", &self.objects, rel.as_str(), AtFlags::EMPTY_PATH)
-                {
-                    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc does not.
-                    Err(Errno::NOENT | Errno::PERM) => {
-                        let proc =
-                            format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-                        rfs::linkat(
-                            rfs::CWD,
-                            proc.as_str(),
-                            &self.objects,
-                            rel.as_str(),
-                            AtFlags::SYMLINK_FOLLOW,
-                        )
-                    }
-                    r => r,
-                };
-                match r {
-                    Ok(()) | Err(Errno::EXIST) => Ok(()),
-                    Err(e) => Err(err(e)),
-                }
-            }
+            r => r,
         }
     }
 
-    /// Link a finished temporary file at `rel` below `objects/` (packs).
+    /// Give a finished temporary file the name `rel` below `objects/`.
     pub(crate) fn link_tmp_at(&self, tmp: TmpObject, rel: &str) -> Result<()> {
         let path = self.path.join("objects").join(rel);
         let err = |e: Errno| Error::io(&path, e.into());
@@ -129,6 +108,7 @@ impl Repo {
             }
             TmpObject::Unnamed(fd) => {
                 match rfs::linkat(&fd, "", &self.objects, rel, AtFlags::EMPTY_PATH) {
+                    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc does not.
                     Err(Errno::NOENT | Errno::PERM) => {
                         let proc =
                             format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));

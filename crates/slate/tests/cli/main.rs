@@ -3,5 +3,7 @@
 
 mod common;
 mod maintenance;
+mod prune;
 mod store_cmds;
 mod store_safety;
+mod transfer;
