@@ -125,11 +125,13 @@ pub fn commit(repo: &Repo, source: Source<'_>, opts: &CommitOptions) -> Result<C
     // Writeback overlaps the scan: a helper thread flushes what has been
     // written so far, so the final `syncfs` before the ref moves has little
     // left to do. (Durability still rests on that final call alone.)
-    let done = std::sync::atomic::AtomicBool::new(false);
+    // The helper stops as soon as the scan ends (its channel closes).
+    let (done, stop) = std::sync::mpsc::channel::<()>();
     let scan = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(50));
+        s.spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stop.recv_timeout(std::time::Duration::from_millis(50))
+            {
                 let _ = repo.sync();
             }
         });
@@ -137,7 +139,7 @@ pub fn commit(repo: &Repo, source: Source<'_>, opts: &CommitOptions) -> Result<C
             Source::Dir(path) => commit_dir_tree(repo, path),
             Source::Tar { reader, name } => commit_tar_tree(repo, reader, &name),
         };
-        done.store(true, Ordering::Relaxed);
+        drop(done);
         r
     });
     let scan = match scan {
