@@ -7,7 +7,8 @@
 //! commit uses go); with `refs_only` or `depth`, only the refs, each with
 //! at most `depth` parents, plus any commit on their history younger than
 //! `keep_younger_than`. A pack is deleted when none of its objects is live;
-//! live packs are kept whole.
+//! live packs are kept whole. Packs without an index (an interrupted
+//! writer's) are deleted too.
 
 use std::collections::HashSet;
 
@@ -95,6 +96,10 @@ pub fn plan(repo: &Repo, opts: &PruneOptions) -> Result<PrunePlan, store::Error>
                 .unwrap_or(0);
             p.delete.push((kind.to_string(), *id));
         }
+    }
+    for (name, bytes) in repo.orphan_packs()? {
+        p.delete_packs.push(name);
+        p.freed_bytes += bytes;
     }
     for (name, ids, bytes) in repo.pack_contents()? {
         let dead = ids.iter().filter(|id| !live.contains(id)).count();

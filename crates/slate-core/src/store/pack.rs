@@ -396,6 +396,35 @@ impl Repo {
     }
 }
 
+impl Repo {
+    /// Packs without an index (left by a writer killed between linking the
+    /// pack and its index, or by a prune killed between deleting them):
+    /// invisible to readers, safe to delete under the writer lock.
+    pub fn orphan_packs(&self) -> Result<Vec<(String, u64)>> {
+        let dir = self.pack_dir();
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let mut out = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(|e| Error::io(&dir, e))?;
+            let fname = ent.file_name().to_string_lossy().into_owned();
+            if let Some(name) = fname.strip_suffix(".pack") {
+                if !dir.join(format!("{name}.idx")).exists() {
+                    out.push((
+                        name.to_owned(),
+                        ent.metadata().map(|m| m.len()).unwrap_or(0),
+                    ));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,6 +102,22 @@ fn prune_plans_then_deletes_only_what_nothing_reaches() {
             "version 3\n".repeat(100)
         );
         assert!(fails(&repo, &["prune", "--keep-younger-than", "soon"]).contains("duration"));
+        if mode == "archive" {
+            // A pack without its index (an interrupted writer's) goes too.
+            let packs = repo.join("objects/pack");
+            let any = std::fs::read_dir(&packs)
+                .expect("packs")
+                .map(|e| e.expect("entry").path())
+                .find(|p| p.extension().is_some_and(|x| x == "pack"))
+                .expect("a pack");
+            let orphan = packs.join(format!("{}.pack", "0".repeat(64)));
+            std::fs::copy(&any, &orphan).expect("copy");
+            let dry = ok(&repo, &["prune", "--dry-run"]);
+            assert!(dry.contains(&format!("pack {}", "0".repeat(64))), "{dry}");
+            ok(&repo, &["prune"]);
+            assert!(!orphan.exists());
+            assert!(slate(&repo, &["fsck"]).status.success());
+        }
     }
 }
 
