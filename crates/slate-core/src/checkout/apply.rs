@@ -180,17 +180,7 @@ impl Ctx<'_> {
     fn dir_meta(&self, rel: &str, meta: &crate::object::DirMeta) -> Result<()> {
         let err = dest_err(self.path(rel));
         let at = rel_or_dot(rel);
-        if !self.opts.user_mode {
-            rfs::chownat(
-                &self.root,
-                at,
-                Some(Uid::from_raw(meta.uid)),
-                Some(Gid::from_raw(meta.gid)),
-                AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| err(e.into()))?;
-        }
-        self.set_xattrs_path(rel, &meta.xattrs)?;
+        self.owner_and_xattrs(rel, meta.uid, meta.gid, &meta.xattrs)?;
         rfs::chmodat(
             &self.root,
             at,
@@ -342,18 +332,23 @@ impl Ctx<'_> {
     }
 
     fn finish_special(&self, rel: &str, meta: &FileMeta) -> Result<()> {
-        let err = dest_err(self.path(rel));
+        self.owner_and_xattrs(rel, meta.uid, meta.gid, &meta.xattrs)?;
+        fsutil::zero_times_at(&self.root, Path::new(rel)).map_err(dest_err(self.path(rel)))
+    }
+
+    /// Owner (unless in user mode) and xattrs of `rel`, not following a
+    /// final symlink; `rel` empty is DEST itself.
+    fn owner_and_xattrs(&self, rel: &str, uid: u32, gid: u32, xattrs: &Xattrs) -> Result<()> {
         if !self.opts.user_mode {
             rfs::chownat(
                 &self.root,
-                rel,
-                Some(Uid::from_raw(meta.uid)),
-                Some(Gid::from_raw(meta.gid)),
+                rel_or_dot(rel),
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
                 AtFlags::SYMLINK_NOFOLLOW,
             )
-            .map_err(|e| err(e.into()))?;
+            .map_err(|e| dest_err(self.path(rel))(e.into()))?;
         }
-        self.set_xattrs_path(rel, &meta.xattrs)?;
-        fsutil::zero_times_at(&self.root, Path::new(rel)).map_err(err)
+        self.set_xattrs_path(rel, xattrs)
     }
 }

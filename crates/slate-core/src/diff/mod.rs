@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::hash::ObjectId;
-use crate::object::{EntryKind, Tree};
+use crate::object::{EntryKind, Tree, TreeEntry};
 use crate::store::{self, Repo};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -70,6 +70,26 @@ fn display(p: &str) -> String {
     }
 }
 
+/// An entry added or removed whole: the entry, then every path below it.
+fn whole(
+    repo: &Repo,
+    e: &TreeEntry,
+    base: &str,
+    change: Change,
+    out: &mut Vec<Entry>,
+) -> Result<(), store::Error> {
+    let p = format!("{base}/{}", String::from_utf8_lossy(&e.name));
+    out.push(Entry {
+        change,
+        path: p.clone(),
+        dir: e.kind == EntryKind::Dir,
+    });
+    if e.kind == EntryKind::Dir {
+        all_below(repo, &e.id, &p, change, out)?;
+    }
+    Ok(())
+}
+
 /// Every path below a tree, for an added or removed subtree.
 fn all_below(
     repo: &Repo,
@@ -79,15 +99,7 @@ fn all_below(
     out: &mut Vec<Entry>,
 ) -> Result<(), store::Error> {
     for e in repo.read_tree(id)?.entries {
-        let p = format!("{base}/{}", String::from_utf8_lossy(&e.name));
-        out.push(Entry {
-            change,
-            path: p.clone(),
-            dir: e.kind == EntryKind::Dir,
-        });
-        if e.kind == EntryKind::Dir {
-            all_below(repo, &e.id, &p, change, out)?;
-        }
+        whole(repo, &e, base, change, out)?;
     }
     Ok(())
 }
@@ -110,29 +122,17 @@ fn walk(
         };
         match order {
             std::cmp::Ordering::Less => {
-                let x = ea.expect("a has an entry");
-                let p = format!("{base}/{}", String::from_utf8_lossy(&x.name));
-                out.push(Entry {
-                    change: Change::Removed,
-                    path: p.clone(),
-                    dir: x.kind == EntryKind::Dir,
-                });
-                if x.kind == EntryKind::Dir {
-                    all_below(repo, &x.id, &p, Change::Removed, out)?;
-                }
+                whole(
+                    repo,
+                    ea.expect("a has an entry"),
+                    base,
+                    Change::Removed,
+                    out,
+                )?;
                 i += 1;
             }
             std::cmp::Ordering::Greater => {
-                let y = eb.expect("b has an entry");
-                let p = format!("{base}/{}", String::from_utf8_lossy(&y.name));
-                out.push(Entry {
-                    change: Change::Added,
-                    path: p.clone(),
-                    dir: y.kind == EntryKind::Dir,
-                });
-                if y.kind == EntryKind::Dir {
-                    all_below(repo, &y.id, &p, Change::Added, out)?;
-                }
+                whole(repo, eb.expect("b has an entry"), base, Change::Added, out)?;
                 j += 1;
             }
             std::cmp::Ordering::Equal => {
