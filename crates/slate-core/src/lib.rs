@@ -7,6 +7,7 @@
 
 pub mod checkout;
 pub mod commit;
+pub mod confd;
 pub mod diff;
 pub mod export;
 pub mod fsck;
@@ -16,3 +17,4 @@ pub mod object;
 pub mod prune;
 pub mod pull;
 pub mod store;
+pub mod sysusers;

@@ -41,6 +41,7 @@ enum Command {
     Diff(cmd::diff::DiffArgs),
     PullLocal(cmd::pull::PullLocalArgs),
     Prune(cmd::prune::PruneArgs),
+    Sysusers(cmd::sysusers::SysusersArgs),
 }
 
 /// `--repo`, shared by every command that works on a repository.
@@ -76,6 +77,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Diff(a) => cmd::diff::run(a),
         Command::PullLocal(a) => cmd::pull::run(a),
         Command::Prune(a) => cmd::prune::run(a),
+        Command::Sysusers(a) => return cmd::sysusers::run(a),
     }?;
     Ok(ExitCode::SUCCESS)
 }

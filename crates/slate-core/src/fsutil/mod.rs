@@ -1,7 +1,10 @@
 //! Filesystem helpers used by every layer: directory handles, atomic
 //! replacement of small files, extended attributes, fixed timestamps.
 
+mod inroot;
 mod xattr;
+
+pub use inroot::{read_fd_to_end, Root};
 
 pub use xattr::{fd_xattrs, path_xattrs, set_fd_xattrs, set_path_xattrs, RESERVED_XATTR};
 

@@ -11,3 +11,4 @@ pub mod ls;
 pub mod prune;
 pub mod pull;
 pub mod refs;
+pub mod sysusers;

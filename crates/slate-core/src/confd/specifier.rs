@@ -1,0 +1,282 @@
+//! `%` specifiers in configuration lines, as systemd expands them.
+//!
+//! `%%` is a literal `%`; a letter or digit the table does not know is an
+//! error ("Invalid slot"); any other character after `%` is kept with its
+//! `%`; a lookup that gives an empty value expands to nothing.
+
+use std::fmt;
+
+use crate::fsutil::Root;
+
+/// Why a specifier could not be expanded. The texts are the `strerror`
+/// strings systemd prints for the same cases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpecError {
+    /// `%X` with a letter or digit no table entry has.
+    Unknown(char),
+    /// The result would be longer than allowed.
+    TooLong,
+    /// `os-release` or `machine-id` is missing in the root.
+    NotAttached,
+    /// Another lookup failure, as an OS error text.
+    Other(String),
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpecError::Unknown(_) => f.write_str("Invalid slot"),
+            SpecError::TooLong => f.write_str("File name too long"),
+            SpecError::NotAttached => f.write_str("Protocol driver not attached"),
+            SpecError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The value of one specifier: `None` when the table has no entry for it.
+pub type Lookup<'a> = dyn FnMut(u8) -> Option<Result<String, SpecError>> + 'a;
+
+/// Expand `%` specifiers in `text`; the result may be at most `max_len` bytes.
+pub fn expand(text: &[u8], max_len: usize, lookup: &mut Lookup<'_>) -> Result<Vec<u8>, SpecError> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut percent = false;
+    for &c in text {
+        if percent {
+            percent = false;
+            if c == b'%' {
+                out.push(b'%');
+            } else {
+                match lookup(c) {
+                    Some(v) => out.extend_from_slice(v?.as_bytes()),
+                    None if c.is_ascii_alphanumeric() => return Err(SpecError::Unknown(c as char)),
+                    None => out.extend_from_slice(&[b'%', c]),
+                }
+            }
+        } else if c == b'%' {
+            percent = true;
+        } else {
+            out.push(c);
+        }
+        if out.len() > max_len {
+            return Err(SpecError::TooLong);
+        }
+    }
+    if percent {
+        out.push(b'%');
+        if out.len() > max_len {
+            return Err(SpecError::TooLong);
+        }
+    }
+    Ok(out)
+}
+
+/// The specifiers every systemd tool knows (`%a %A %b %B %H %l %q %m %M
+/// %o %v %w %W`) and the temporary directories (`%T %V`), answered for a
+/// root: os-release and machine-id come from inside it; the host name,
+/// boot id and kernel are the running machine's, as in systemd.
+pub struct SystemSpecifiers<'r> {
+    root: &'r Root,
+    /// Whether `--root` was given: then `%T`/`%V` ignore `$TMPDIR`.
+    explicit_root: bool,
+    os_release: Option<Option<Vec<(String, String)>>>,
+}
+
+impl<'r> SystemSpecifiers<'r> {
+    pub fn new(root: &'r Root, explicit_root: bool) -> Self {
+        SystemSpecifiers {
+            root,
+            explicit_root,
+            os_release: None,
+        }
+    }
+
+    /// The value for `c`, or `None` when `c` is not one of these specifiers.
+    pub fn lookup(&mut self, c: u8) -> Option<Result<String, SpecError>> {
+        Some(match c {
+            b'a' => Ok(architecture()),
+            b'A' => self.os_field("IMAGE_VERSION"),
+            b'b' => read_trimmed("/proc/sys/kernel/random/boot_id").map(|s| s.replace('-', "")),
+            b'B' => self.os_field("BUILD_ID"),
+            b'H' => Ok(hostname()),
+            b'l' => Ok(short_hostname()),
+            b'q' => Ok(pretty_hostname().unwrap_or_else(short_hostname)),
+            b'm' => self.machine_id(),
+            b'M' => self.os_field("IMAGE_ID"),
+            b'o' => self.os_field("ID"),
+            b'v' => Ok(rustix::system::uname()
+                .release()
+                .to_string_lossy()
+                .into_owned()),
+            b'w' => self.os_field("VERSION_ID"),
+            b'W' => self.os_field("VARIANT_ID"),
+            b'T' => Ok(self.tmp_dir("/tmp")),
+            b'V' => Ok(self.tmp_dir("/var/tmp")),
+            _ => return None,
+        })
+    }
+
+    fn tmp_dir(&self, default: &str) -> String {
+        if self.explicit_root {
+            return default.to_string();
+        }
+        for var in ["TMPDIR", "TEMP", "TMP"] {
+            if let Ok(v) = std::env::var(var) {
+                if v.starts_with('/') {
+                    return v;
+                }
+            }
+        }
+        default.to_string()
+    }
+
+    fn machine_id(&self) -> Result<String, SpecError> {
+        match self.root.read("/etc/machine-id") {
+            Ok(data) => {
+                let s = String::from_utf8_lossy(&data).trim().to_string();
+                if s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Ok(s.to_ascii_lowercase())
+                } else {
+                    Err(SpecError::Other("No medium found".into()))
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SpecError::NotAttached),
+            Err(e) => Err(SpecError::Other(e.to_string())),
+        }
+    }
+
+    fn os_field(&mut self, key: &str) -> Result<String, SpecError> {
+        if self.os_release.is_none() {
+            let data = self
+                .root
+                .read("/etc/os-release")
+                .or_else(|_| self.root.read("/usr/lib/os-release"));
+            self.os_release = Some(
+                data.ok()
+                    .map(|d| parse_env_file(&String::from_utf8_lossy(&d))),
+            );
+        }
+        match self.os_release.as_ref().and_then(|o| o.as_ref()) {
+            None => Err(SpecError::NotAttached),
+            Some(vars) => Ok(vars
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()),
+        }
+    }
+}
+
+/// `KEY=VALUE` lines with shell-like quoting, as in os-release(5).
+pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        let mut value = String::new();
+        let mut chars = v.chars().peekable();
+        let mut quote: Option<char> = None;
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (Some('\''), c) => value.push(c),
+                (_, '\\') => {
+                    if let Some(n) = chars.next() {
+                        value.push(n);
+                    }
+                }
+                (_, c) => value.push(c),
+            }
+        }
+        out.push((k.trim().to_string(), value));
+    }
+    out
+}
+
+fn read_trimmed(path: &str) -> Result<String, SpecError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| SpecError::Other(e.to_string()))
+}
+
+fn hostname() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn short_hostname() -> String {
+    hostname().split('.').next().unwrap_or_default().to_string()
+}
+
+fn pretty_hostname() -> Option<String> {
+    let text = std::fs::read_to_string("/etc/machine-info").ok()?;
+    let v = parse_env_file(&text)
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == "PRETTY_HOSTNAME")?
+        .1;
+    (!v.is_empty()).then_some(v)
+}
+
+/// systemd's name for the machine's architecture (`%a`).
+pub fn architecture() -> String {
+    let m = rustix::system::uname()
+        .machine()
+        .to_string_lossy()
+        .into_owned();
+    match m.as_str() {
+        "x86_64" => "x86-64".into(),
+        "i386" | "i486" | "i586" | "i686" => "x86".into(),
+        "aarch64" => "arm64".into(),
+        "aarch64_be" => "arm64-be".into(),
+        "ppc64le" => "ppc64-le".into(),
+        "riscv64" => "riscv64".into(),
+        "s390x" => "s390x".into(),
+        m if m.starts_with("arm") => "arm".into(),
+        m => m.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expansion_rules() {
+        let mut table = |c: u8| match c {
+            b'x' => Some(Ok("X".to_string())),
+            b'e' => Some(Ok(String::new())),
+            _ => None,
+        };
+        assert_eq!(
+            expand(b"a%x%%b%e%-%", 100, &mut table),
+            Ok(b"aX%b%-%".to_vec())
+        );
+        assert_eq!(expand(b"%z", 100, &mut table), Err(SpecError::Unknown('z')));
+        assert_eq!(expand(b"%x%x%x", 2, &mut table), Err(SpecError::TooLong));
+    }
+
+    #[test]
+    fn os_release_values() {
+        let vars =
+            parse_env_file("ID=debian\nVERSION_ID=\"12\"\n# c\nNAME='Deb ian'\nX=\"a\\\"b\"\n");
+        assert_eq!(
+            vars,
+            vec![
+                ("ID".into(), "debian".into()),
+                ("VERSION_ID".into(), "12".into()),
+                ("NAME".into(), "Deb ian".into()),
+                ("X".into(), "a\"b".into())
+            ]
+        );
+    }
+}
