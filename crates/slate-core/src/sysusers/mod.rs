@@ -77,10 +77,11 @@ impl Options {
     /// The checks systemd makes on its arguments.
     pub fn validate(&self, cat_config: bool) -> Result<(), String> {
         if let Some(r) = &self.replace {
-            if !r.starts_with('/') || !r.ends_with(".conf") {
-                return Err(
-                    "The argument to --replace= must an absolute path to a config file".into(),
-                );
+            if !r.starts_with('/') {
+                return Err("The argument to --replace= must be an absolute path.".into());
+            }
+            if !r.ends_with(".conf") {
+                return Err("The argument to --replace= must have the extension '.conf'.".into());
             }
             if cat_config {
                 return Err("Option --replace= is not supported with --cat-config".into());

@@ -181,40 +181,53 @@ impl Config {
         };
         let action = String::from_utf8_lossy(&cols[0]).into_owned();
         if action.len() != 1 {
-            return Err(format!("Unknown modifier '{action}'"));
+            return Err(format!("Unknown modifier '{action}'."));
         }
         let kind = action.as_bytes()[0];
         if !matches!(kind, b'u' | b'g' | b'm' | b'r') {
             return Err(format!("Unknown command type '{}'.", kind as char));
         }
-        let mut expand = |raw: &Option<String>, max: usize| -> Result<Option<String>, LineError> {
+        let mut expand = |raw: &Option<String>,
+                          max: usize,
+                          shown: Option<&str>|
+         -> Result<Option<String>, LineError> {
             let Some(raw) = raw else { return Ok(None) };
-            let v = specifier::expand(raw.as_bytes(), max, &mut |c| specs.lookup(c))
-                .map_err(|e| format!("Failed to replace specifiers in '{raw}': {e}"))?;
+            let v =
+                specifier::expand(raw.as_bytes(), max, &mut |c| specs.lookup(c)).map_err(|e| {
+                    format!(
+                        "Failed to replace specifiers in '{}': {e}",
+                        shown.unwrap_or(raw)
+                    )
+                })?;
             Ok(Some(String::from_utf8_lossy(&v).into_owned()))
         };
         let (name_raw, id_raw, desc_raw, home_raw, shell_raw) =
             (text(1), text(2), text(3), text(4), text(5));
-        let name = expand(&name_raw, NAME_MAX)?;
+        let name = expand(&name_raw, NAME_MAX, None)?;
         if let Some(n) = &name {
             if !valid_name(n) {
                 return Err(format!("'{n}' is not a valid user or group name."));
             }
         }
-        let id = expand(&id_raw, PATH_MAX - 1)?;
-        let description = expand(&desc_raw, LONG_LINE_MAX)?;
+        // systemd names the NAME column in this message (`(null)` if empty).
+        let id = expand(
+            &id_raw,
+            PATH_MAX - 1,
+            Some(name_raw.as_deref().unwrap_or("(null)")),
+        )?;
+        let description = expand(&desc_raw, LONG_LINE_MAX, None)?;
         if let Some(d) = &description {
             if !valid_gecos(d) {
                 return Err(format!("'{d}' is not a valid GECOS field."));
             }
         }
-        let home = expand(&home_raw, PATH_MAX - 1)?;
+        let home = expand(&home_raw, PATH_MAX - 1, None)?;
         if let Some(h) = &home {
             if !valid_home(h) {
                 return Err(format!("'{h}' is not a valid home directory field."));
             }
         }
-        let shell = expand(&shell_raw, PATH_MAX - 1)?;
+        let shell = expand(&shell_raw, PATH_MAX - 1, None)?;
         if let Some(s) = &shell {
             if !valid_home(s) {
                 return Err(format!("'{s}' is not a valid login shell field."));
@@ -244,8 +257,10 @@ impl Config {
                     return Err("Lines of type 'r' require an ID range in the third field.".into());
                 };
                 no_extra('r')?;
-                let ranges = self.ranges.get_or_insert_with(Vec::new);
-                return add_range(ranges, &id).map_err(|_| format!("Invalid UID range {id}."));
+                let mut ranges = self.ranges.clone().unwrap_or_default();
+                add_range(&mut ranges, &id).map_err(|_| format!("Invalid UID range {id}."))?;
+                self.ranges = Some(ranges);
+                return Ok(());
             }
             b'm' => {
                 let Some(name) = name else {
@@ -333,7 +348,7 @@ impl Config {
                 log.push(
                     Level::Warning,
                     format!(
-                        "{file}:{line_no}: conflict with earlier configuration for {what} '{}', ignoring line.",
+                        "{file}:{line_no}: Conflict with earlier configuration for {what} '{}', ignoring line.",
                         item.name
                     ),
                 );

@@ -83,6 +83,7 @@ struct Planner<'a> {
     search: u32,
     users: Vec<Item>,
     groups: Vec<Item>,
+    group_index: HashMap<String, usize>,
     todo_uids: IndexMap<u32, Ref>,
     todo_gids: IndexMap<u32, Ref>,
     log: &'a mut Log,
@@ -306,11 +307,11 @@ impl Planner<'_> {
     fn process_user(&mut self, idx: usize) -> Result<(), String> {
         let it = self.users[idx].clone();
         let target = it.group_name.clone().unwrap_or_else(|| it.name.clone());
-        let todo_group = self
-            .groups
-            .iter()
-            .position(|g| g.name == target)
-            .filter(|&gi| self.todo_gids.values().any(|&r| r == Ref::Group(gi)));
+        let todo_group = self.group_index.get(&target).copied().filter(|&gi| {
+            self.groups[gi]
+                .gid
+                .is_some_and(|g| self.todo_gids.get(&g) == Some(&Ref::Group(gi)))
+        });
         if let Some(gi) = todo_group {
             self.users[idx].gid = self.groups[gi].gid;
             self.users[idx].id_set_strict = true;
@@ -344,6 +345,12 @@ pub(crate) fn make_plan(root: &Root, config: &Config, db: &Existing, log: &mut L
         search: u32::MAX,
         users: config.users.values().cloned().collect(),
         groups: config.groups.values().cloned().collect(),
+        group_index: config
+            .groups
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect(),
         todo_uids: IndexMap::new(),
         todo_gids: IndexMap::new(),
         log,

@@ -4,6 +4,7 @@
 //! file replaced atomically (temporary file, fsync, rename, directory
 //! fsync) under the `/etc/.pwd.lock` lock.
 
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -75,7 +76,7 @@ fn read_existing(root: &Root, name: &str) -> io::Result<Option<(Vec<u8>, rfs::St
 /// The member list of `name` with the `m` lines' users merged in; `None`
 /// when nothing was added (the entry is then written unchanged).
 fn merged(plan: &Plan, name: &[u8], current: &[Field]) -> Option<Vec<Field>> {
-    let add = plan.members.iter().find(|(g, _)| g.as_bytes() == name)?.1;
+    let add = plan.members.get(std::str::from_utf8(name).ok()?)?;
     let mut list = current.to_vec();
     let mut added = false;
     for u in add {
@@ -127,14 +128,16 @@ fn group_file(root: &Root, plan: &Plan) -> Result<Option<Pending>, String> {
         .iter()
         .position(|g| db::is_nis(&g.name))
         .unwrap_or(entries.len());
+    let new_names: HashSet<&[u8]> = plan.groups.iter().map(|n| n.name.as_bytes()).collect();
+    let new_gids: HashSet<u32> = plan.groups.iter().map(|n| n.gid).collect();
     for (i, g) in entries.iter().enumerate() {
-        if plan.groups.iter().any(|n| n.name.as_bytes() == g.name) {
+        if new_names.contains(g.name.as_slice()) {
             return Err(format!(
                 "{shown}: Group \"{}\" already exists.",
                 String::from_utf8_lossy(&g.name)
             ));
         }
-        if plan.groups.iter().any(|n| n.gid == g.gid) {
+        if new_gids.contains(&g.gid) {
             return Err(format!("{shown}: Detected collision for GID {}.", g.gid));
         }
         if i == nis_at {
@@ -226,15 +229,17 @@ fn passwd_file(root: &Root, plan: &Plan) -> Result<Option<Pending>, String> {
         .iter()
         .position(|p| db::is_nis(&p.name))
         .unwrap_or(entries.len());
+    let new_names: HashSet<&[u8]> = plan.users.iter().map(|u| u.name.as_bytes()).collect();
+    let new_uids: HashSet<u32> = plan.users.iter().map(|u| u.uid).collect();
     let mut out = Vec::new();
     for (i, p) in entries.iter().enumerate() {
-        if plan.users.iter().any(|u| u.name.as_bytes() == p.name) {
+        if new_names.contains(p.name.as_slice()) {
             return Err(format!(
                 "{shown}: User \"{}\" already exists.",
                 String::from_utf8_lossy(&p.name)
             ));
         }
-        if plan.users.iter().any(|u| u.uid == p.uid) {
+        if new_uids.contains(&p.uid) {
             return Err(format!("{shown}: Detected collision for UID {}.", p.uid));
         }
         if i == nis_at {
@@ -280,17 +285,22 @@ fn shadow_file(root: &Root, plan: &Plan, log: &mut Log) -> Result<Option<Pending
         .position(|s| db::is_nis(&s.name))
         .unwrap_or(entries.len());
     let lstchg = today();
-    let mut todo: Vec<&super::plan::NewUser> = plan.users.iter().collect();
+    let mut done: HashSet<&[u8]> = HashSet::new();
     let mut out = Vec::new();
     for s in &entries[..nis_at] {
         let mut s = s.clone();
-        if let Some(pos) = todo.iter().position(|u| u.name.as_bytes() == s.name) {
-            s.lstchg = lstchg;
-            todo.remove(pos);
+        if let Some(u) = plan.users.iter().find(|u| u.name.as_bytes() == s.name) {
+            if done.insert(u.name.as_bytes()) {
+                s.lstchg = lstchg;
+            }
         }
         db::put_shadow(&mut out, &s);
     }
-    for u in todo {
+    for u in plan
+        .users
+        .iter()
+        .filter(|u| !done.contains(u.name.as_bytes()))
+    {
         let mut pwd = LOCKED.to_vec();
         if let Some(h) = credential(&format!("passwd.hashed-password.{}", u.name)) {
             pwd = h;

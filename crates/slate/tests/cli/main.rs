@@ -6,4 +6,6 @@ mod maintenance;
 mod prune;
 mod store_cmds;
 mod store_safety;
+mod sysusers;
+mod sysusers_diff;
 mod transfer;
