@@ -12,11 +12,13 @@ const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n\
 daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
 broken line without colons\n\
 bad:x:notanumber:1::/:/bin/sh\n\
+short:x:5\n\
+sh2:x:6:7\n\
 alice:x:1000:1000:Alice,,,:/home/alice:/bin/bash\n\
 +::::::\n";
 const GROUP: &str =
     "root:x:0:\ndaemon:x:1:\nadm:x:4:syslog,alice\nusers:x:100:\nalice:x:1000:\n+:::\n";
-const SHADOW: &str = "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nalice:$6$x:19500:0:99999:7:::\nghost:!:1::::::\n";
+const SHADOW: &str = "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nalice:$6$x:19500:0:99999:7:::\nghost:!:1::::::\nold:!:5:1:2\nold2:!\nold3:!:1:2:3:4\n";
 const GSHADOW: &str = "root:*::\ndaemon:*::\nadm:*::syslog,alice\nusers:*::\nalice:!::\n";
 
 /// A root that already has the four databases (with odd lines).
