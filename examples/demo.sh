@@ -22,6 +22,9 @@ chmod 0755 "$tree/usr/bin/hello"
 ln "$tree/usr/bin/hello" "$tree/usr/bin/hi"
 printf 'example\n' >"$tree/usr/share/factory/etc/hostname"
 head -c 1000000 /dev/urandom >"$tree/usr/lib/os/blob.bin"
+mkdir -p "$tree/usr/lib/sysusers.d"
+printf 'g example-admins -\nu example-web - "Example web server" /var/lib/web\nm example-web example-admins\n' \
+    >"$tree/usr/lib/sysusers.d/example.conf"
 
 echo "== slate init"
 slate init --mode bare-user
@@ -39,6 +42,10 @@ slate cat example/main^ /usr/lib/os-release
 echo "== slate checkout example/main $work/deploy-v2"
 slate checkout example/main "$work/deploy-v2"
 "$work/deploy-v2/usr/bin/hello"
+echo "== the deployed /etc starts empty; slate sysusers creates its users from the image's rules"
+slate sysusers --root="$work/deploy-v2" --dry-run --json
+slate sysusers --root="$work/deploy-v2"
+cat "$work/deploy-v2/etc/passwd" "$work/deploy-v2/etc/group"
 echo "== rolling the branch back: slate reset example/main $v1"
 slate reset example/main "$v1" >/dev/null
 slate checkout example/main "$work/deploy-v1"
