@@ -159,11 +159,7 @@ pub fn search(root: &Root, dirs: &[String], name: &str) -> io::Result<(String, V
             Err(e) => return Err(e),
         }
     }
-    Err(io::Error::from_raw_os_error(libc_enoent()))
-}
-
-fn libc_enoent() -> i32 {
-    rustix::io::Errno::NOENT.raw_os_error()
+    Err(rustix::io::Errno::NOENT.into())
 }
 
 /// Read a listed configuration file (masks read as empty).

@@ -57,20 +57,51 @@ fn credential(name: &str) -> Option<Vec<u8>> {
 struct Pending {
     name: &'static str,
     data: Vec<u8>,
-    /// Mode, owner and times of the file it replaces, if there is one.
-    old: Option<rfs::Stat>,
+    /// The file it replaces, if there is one: kept as `FILE-`, and its
+    /// mode and owner carried over.
+    old: Option<OldFile>,
     new_mode: u32,
 }
 
-fn read_existing(root: &Root, name: &str) -> io::Result<Option<(Vec<u8>, rfs::Stat)>> {
-    match root.open(&format!("/etc/{name}"), OFlags::RDONLY, 0) {
-        Ok(fd) => {
-            let st = rfs::fstat(&fd)?;
-            Ok(Some((fsutil::read_fd_to_end(&fd)?, st)))
+/// An existing database as read: its bytes and its mode, owner and times.
+struct OldFile {
+    data: Vec<u8>,
+    stat: rfs::Stat,
+}
+
+/// Read `/etc/NAME` (if it exists) and parse its entries.
+fn load<T>(
+    root: &Root,
+    name: &str,
+    parse: fn(&[u8]) -> Vec<T>,
+) -> Result<(Option<OldFile>, Vec<T>), String> {
+    let read = || -> io::Result<OldFile> {
+        let fd = root.open(&format!("/etc/{name}"), OFlags::RDONLY, 0)?;
+        let stat = rfs::fstat(&fd)?;
+        Ok(OldFile {
+            data: fsutil::read_fd_to_end(&fd)?,
+            stat,
+        })
+    };
+    match read() {
+        Ok(old) => {
+            let entries = parse(&old.data);
+            Ok((Some(old), entries))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((None, Vec::new())),
+        Err(e) => Err(format!(
+            "Failed to read {}: {e}",
+            root.display(&format!("/etc/{name}"))
+        )),
     }
+}
+
+/// Where the NIS `+`/`-` entries start (new entries go before them).
+fn nis_index<T>(entries: &[T], name: impl Fn(&T) -> &[u8]) -> usize {
+    entries
+        .iter()
+        .position(|e| db::is_nis(name(e)))
+        .unwrap_or(entries.len())
 }
 
 /// The member list of `name` with the `m` lines' users merged in; `None`
@@ -117,17 +148,10 @@ fn shell_for(root: &Root, u: &super::plan::NewUser) -> Vec<u8> {
 
 fn group_file(root: &Root, plan: &Plan) -> Result<Option<Pending>, String> {
     let shown = root.display("/etc/group");
-    let old = read_existing(root, "group").map_err(|e| format!("Failed to read {shown}: {e}"))?;
+    let (old, entries) = load(root, "group", db::parse_group)?;
     let mut out = Vec::new();
     let mut changed = false;
-    let entries = old
-        .as_ref()
-        .map(|(d, _)| db::parse_group(d))
-        .unwrap_or_default();
-    let nis_at = entries
-        .iter()
-        .position(|g| db::is_nis(&g.name))
-        .unwrap_or(entries.len());
+    let nis_at = nis_index(&entries, |g| &g.name);
     let new_names: HashSet<&[u8]> = plan.groups.iter().map(|n| n.name.as_bytes()).collect();
     let new_gids: HashSet<u32> = plan.groups.iter().map(|n| n.gid).collect();
     for (i, g) in entries.iter().enumerate() {
@@ -165,24 +189,20 @@ fn group_file(root: &Root, plan: &Plan) -> Result<Option<Pending>, String> {
     for g in &entries[nis_at..] {
         db::put_group(&mut out, g);
     }
-    Ok(changed.then(|| Pending {
+    Ok(changed.then_some(Pending {
         name: "group",
         data: out,
-        old: old.map(|o| o.1),
+        old,
         new_mode: 0o644,
     }))
 }
 
 fn gshadow_file(root: &Root, plan: &Plan) -> Result<Option<Pending>, String> {
     let shown = root.display("/etc/gshadow");
-    let old = read_existing(root, "gshadow").map_err(|e| format!("Failed to read {shown}: {e}"))?;
+    let (old, entries) = load(root, "gshadow", db::parse_gshadow)?;
     let mut out = Vec::new();
     let mut changed = false;
-    for g in old
-        .as_ref()
-        .map(|(d, _)| db::parse_gshadow(d))
-        .unwrap_or_default()
-    {
+    for g in entries {
         if plan.groups.iter().any(|n| n.name.as_bytes() == g.name) {
             return Err(format!(
                 "{shown}: Group \"{}\" already exists.",
@@ -207,10 +227,10 @@ fn gshadow_file(root: &Root, plan: &Plan) -> Result<Option<Pending>, String> {
         db::put_gshadow(&mut out, &g);
         changed = true;
     }
-    Ok(changed.then(|| Pending {
+    Ok(changed.then_some(Pending {
         name: "gshadow",
         data: out,
-        old: old.map(|o| o.1),
+        old,
         new_mode: 0,
     }))
 }
@@ -220,15 +240,8 @@ fn passwd_file(root: &Root, plan: &Plan) -> Result<Option<Pending>, String> {
         return Ok(None);
     }
     let shown = root.display("/etc/passwd");
-    let old = read_existing(root, "passwd").map_err(|e| format!("Failed to read {shown}: {e}"))?;
-    let entries = old
-        .as_ref()
-        .map(|(d, _)| db::parse_passwd(d))
-        .unwrap_or_default();
-    let nis_at = entries
-        .iter()
-        .position(|p| db::is_nis(&p.name))
-        .unwrap_or(entries.len());
+    let (old, entries) = load(root, "passwd", db::parse_passwd)?;
+    let nis_at = nis_index(&entries, |p| &p.name);
     let new_names: HashSet<&[u8]> = plan.users.iter().map(|u| u.name.as_bytes()).collect();
     let new_uids: HashSet<u32> = plan.users.iter().map(|u| u.uid).collect();
     let mut out = Vec::new();
@@ -265,7 +278,7 @@ fn passwd_file(root: &Root, plan: &Plan) -> Result<Option<Pending>, String> {
     Ok(Some(Pending {
         name: "passwd",
         data: out,
-        old: old.map(|o| o.1),
+        old,
         new_mode: 0o644,
     }))
 }
@@ -274,16 +287,8 @@ fn shadow_file(root: &Root, plan: &Plan, log: &mut Log) -> Result<Option<Pending
     if plan.users.is_empty() {
         return Ok(None);
     }
-    let shown = root.display("/etc/shadow");
-    let old = read_existing(root, "shadow").map_err(|e| format!("Failed to read {shown}: {e}"))?;
-    let entries = old
-        .as_ref()
-        .map(|(d, _)| db::parse_shadow(d))
-        .unwrap_or_default();
-    let nis_at = entries
-        .iter()
-        .position(|s| db::is_nis(&s.name))
-        .unwrap_or(entries.len());
+    let (old, entries) = load(root, "shadow", db::parse_shadow)?;
+    let nis_at = nis_index(&entries, |s| &s.name);
     let lstchg = today();
     let mut done: HashSet<&[u8]> = HashSet::new();
     let mut out = Vec::new();
@@ -332,7 +337,7 @@ fn shadow_file(root: &Root, plan: &Plan, log: &mut Log) -> Result<Option<Pending
     Ok(Some(Pending {
         name: "shadow",
         data: out,
-        old: old.map(|o| o.1),
+        old,
         new_mode: 0,
     }))
 }
@@ -428,7 +433,14 @@ pub fn write_files(
         }
     };
     for p in &pending {
-        match write_temp(&etc, p.name, &p.data, p.old.as_ref(), p.new_mode, false) {
+        match write_temp(
+            &etc,
+            p.name,
+            &p.data,
+            p.old.as_ref().map(|o| &o.stat),
+            p.new_mode,
+            false,
+        ) {
             Ok(t) => temps.push(t),
             Err(e) => {
                 cleanup(&temps);
@@ -440,13 +452,13 @@ pub fn write_files(
         }
     }
     for p in &pending {
-        if let Some(st) = &p.old {
+        if let Some(old) = &p.old {
             let backup = format!("{}-", p.name);
-            let result = read_existing(root, p.name).and_then(|old| {
-                let data = old.map(|o| o.0).unwrap_or_default();
-                let tmp = write_temp(&etc, &backup, &data, Some(st), 0, true)?;
-                rfs::renameat(&etc, tmp.as_str(), &etc, backup.as_str()).map_err(io::Error::from)
-            });
+            let result =
+                write_temp(&etc, &backup, &old.data, Some(&old.stat), 0, true).and_then(|tmp| {
+                    rfs::renameat(&etc, tmp.as_str(), &etc, backup.as_str())
+                        .map_err(io::Error::from)
+                });
             if let Err(e) = result {
                 cleanup(&temps);
                 return Err(format!(

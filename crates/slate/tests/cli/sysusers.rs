@@ -208,6 +208,22 @@ fn sysusers_command_line_matches_systemd() {
     check(command_line());
 }
 
+/// `slate sysusers --root=ROOT --dry-run --json ARGS...`, which must succeed.
+fn dry_run_json(root: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let o = std::process::Command::new(slate_bin())
+        .args([
+            "sysusers",
+            &format!("--root={}", root.display()),
+            "--dry-run",
+            "--json",
+        ])
+        .args(args)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).expect("json")
+}
+
 /// 252 follows `u NAME /PATH` and the config directories' symlinks out of
 /// `--root`; Slate resolves them inside it.
 #[test]
@@ -233,17 +249,7 @@ fn sysusers_stays_inside_the_root() {
         "r - 1-999\nu byfile /owned\n",
     )
     .expect("write");
-    let o = std::process::Command::new(slate_bin())
-        .args([
-            "sysusers",
-            &format!("--root={}", root.display()),
-            "--dry-run",
-            "--json",
-        ])
-        .output()
-        .expect("run");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let v = dry_run_json(&root, &[]);
     let users: Vec<(String, u64)> = v["users"]
         .as_array()
         .expect("users")
@@ -270,23 +276,15 @@ fn sysusers_plan_as_json() {
     let root = t.path();
     std::fs::create_dir_all(root.join("etc")).expect("mkdir");
     std::fs::write(root.join("etc/group"), "adm:x:4:\n").expect("write");
-    let o = std::process::Command::new(slate_bin())
-        .args([
-            "sysusers",
-            &format!("--root={}", root.display()),
-            "--dry-run",
-            "--json",
+    let v = dry_run_json(
+        root,
+        &[
             "--inline",
-        ])
-        .args([
             "u web - \"Web server\" /var/lib/web",
             "m web adm",
             "g db 500",
-        ])
-        .output()
-        .expect("run");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        ],
+    );
     assert_eq!(
         v["groups"],
         serde_json::json!([{"name": "db", "gid": 500}, {"name": "web", "gid": 999}])
