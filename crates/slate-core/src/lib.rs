@@ -18,3 +18,4 @@ pub mod prune;
 pub mod pull;
 pub mod store;
 pub mod sysusers;
+pub mod tmpfiles;

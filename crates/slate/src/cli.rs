@@ -42,6 +42,7 @@ enum Command {
     PullLocal(cmd::pull::PullLocalArgs),
     Prune(cmd::prune::PruneArgs),
     Sysusers(cmd::sysusers::SysusersArgs),
+    Tmpfiles(cmd::tmpfiles::TmpfilesArgs),
 }
 
 /// `--repo`, shared by every command that works on a repository.
@@ -78,6 +79,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::PullLocal(a) => cmd::pull::run(a),
         Command::Prune(a) => cmd::prune::run(a),
         Command::Sysusers(a) => return cmd::sysusers::run(a),
+        Command::Tmpfiles(a) => return cmd::tmpfiles::run(a),
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,36 @@ use rustix::fs::{FileType, OFlags};
 
 use crate::fsutil::Root;
 
+/// How bad a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warning,
+    Info,
+}
+
+/// Messages in the order they arose, for the caller to print.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub messages: Vec<(Level, String)>,
+}
+
+impl Log {
+    pub fn push(&mut self, level: Level, text: String) {
+        self.messages.push((level, text));
+    }
+}
+
+/// The text of an OS error without Rust's " (os error N)" suffix.
+pub fn os_text(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(p) => s[..p].to_string(),
+        None => s,
+    }
+}
+
 /// The four directories of `KIND.d`, highest priority first.
 pub fn dirs(kind: &str) -> Vec<String> {
     ["/etc", "/run", "/usr/local/lib", "/usr/lib"]

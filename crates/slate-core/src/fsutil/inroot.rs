@@ -82,6 +82,25 @@ impl Root {
         self.open(path, OFlags::PATH, 0).is_ok()
     }
 
+    /// `lstat` of `path` inside the root: a final symlink is not followed.
+    pub fn lstat(&self, path: &str) -> io::Result<rfs::Stat> {
+        let rel = relative(path);
+        match rel.rsplit_once('/') {
+            _ if rel == "." => self.stat("/"),
+            Some((dir, name)) if name != ".." => {
+                let fd = self.open(dir, OFlags::PATH | OFlags::DIRECTORY, 0)?;
+                Ok(rfs::statat(&fd, name, rfs::AtFlags::SYMLINK_NOFOLLOW)?)
+            }
+            None if rel != ".." => Ok(rfs::statat(&self.fd, rel, rfs::AtFlags::SYMLINK_NOFOLLOW)?),
+            _ => self.stat(path),
+        }
+    }
+
+    /// Whether `path` exists inside the root; a dangling symlink counts.
+    pub fn exists_nofollow(&self, path: &str) -> bool {
+        self.lstat(path).is_ok()
+    }
+
     /// The whole content of the regular file at `path` inside the root.
     pub fn read(&self, path: &str) -> io::Result<Vec<u8>> {
         let fd = self.open(path, OFlags::RDONLY, 0)?;

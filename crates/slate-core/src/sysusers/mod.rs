@@ -22,31 +22,11 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::confd::{self, specifier::SystemSpecifiers};
+pub use crate::confd::{os_text, Level, Log};
 use crate::fsutil::Root;
 
 pub use parse::Config;
 pub use plan::{NewGroup, NewUser, Plan};
-
-/// How bad a message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Error,
-    Warning,
-    Info,
-}
-
-/// Messages in the order they arose, for the caller to print.
-#[derive(Debug, Default)]
-pub struct Log {
-    pub messages: Vec<(Level, String)>,
-}
-
-impl Log {
-    pub fn push(&mut self, level: Level, text: String) {
-        self.messages.push((level, text));
-    }
-}
 
 /// The command line of `systemd-sysusers`.
 #[derive(Debug, Clone, Default)]
@@ -179,15 +159,6 @@ impl Loader<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// The text of an OS error without Rust's " (os error N)" suffix.
-pub fn os_text(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(p) => s[..p].to_string(),
-        None => s,
     }
 }
 

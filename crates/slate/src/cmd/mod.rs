@@ -12,3 +12,4 @@ pub mod prune;
 pub mod pull;
 pub mod refs;
 pub mod sysusers;
+pub mod tmpfiles;

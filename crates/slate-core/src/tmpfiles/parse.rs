@@ -1,0 +1,1001 @@
+//! tmpfiles.d(5) lines into [`Item`]s, with systemd-tmpfiles 252's checks,
+//! defaults and message texts.
+
+use base64::Engine as _;
+
+use super::acl::Acl;
+use super::{Level, Log};
+use crate::confd::specifier::{self, SpecError, SystemSpecifiers};
+use crate::confd::words::{self, Flags};
+use crate::fsutil::Root;
+use crate::sysusers::db;
+
+pub const AGE_BY_ATIME: u8 = 1;
+pub const AGE_BY_BTIME: u8 = 2;
+pub const AGE_BY_CTIME: u8 = 4;
+pub const AGE_BY_MTIME: u8 = 8;
+pub const AGE_BY_DEFAULT_FILE: u8 = 15;
+pub const AGE_BY_DEFAULT_DIR: u8 = AGE_BY_ATIME | AGE_BY_BTIME | AGE_BY_MTIME;
+
+const PATH_MAX: usize = 4096;
+
+/// One line of configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Item {
+    /// The line type: `f`, `d`, `L`, ...
+    pub kind: u8,
+    /// Absolute, simplified, inside the root.
+    pub path: String,
+    /// The argument after unescaping and specifiers (or decoded base64, or
+    /// a credential's content).
+    pub argument: Option<Vec<u8>>,
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    pub acl_access: Option<Acl>,
+    pub acl_default: Option<Acl>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mode: u32,
+    pub mode_set: bool,
+    pub uid_only_create: bool,
+    pub gid_only_create: bool,
+    pub mode_only_create: bool,
+    pub mask_perms: bool,
+    /// Age in microseconds.
+    pub age: Option<u64>,
+    pub age_by_file: u8,
+    pub age_by_dir: u8,
+    pub keep_first_level: bool,
+    pub major_minor: (u32, u32),
+    /// File attributes to set: (value, mask).
+    pub attribute: Option<(u32, u32)>,
+    pub append_or_force: bool,
+    pub allow_failure: bool,
+    pub try_replace: bool,
+    /// Operations already applied (bits of [`super::Op`]).
+    pub done: u8,
+}
+
+impl Item {
+    pub fn arg_text(&self) -> String {
+        self.argument
+            .as_deref()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Types whose path is a glob.
+pub fn needs_glob(t: u8) -> bool {
+    b"wxXrReAmzZtTaAhH".contains(&t)
+}
+
+/// Types that create (or own) what their path names.
+pub fn takes_ownership(t: u8) -> bool {
+    b"fFdeDvqQpLcbCwxXrR".contains(&t)
+}
+
+/// A line that was not accepted.
+pub struct Rejected {
+    /// The configuration is invalid (exit status 65), as opposed to an
+    /// error of another kind.
+    pub invalid: bool,
+}
+
+/// Everything a line needs besides its text.
+pub struct Parser<'r> {
+    pub root: &'r Root,
+    pub explicit_root: bool,
+    pub boot: bool,
+    pub graceful: bool,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    specs: SystemSpecifiers<'r>,
+    passwd: Option<Result<Vec<(Vec<u8>, u32)>, String>>,
+    group: Option<Result<Vec<(Vec<u8>, u32)>, String>>,
+    notified: bool,
+}
+
+fn invalid() -> Rejected {
+    Rejected { invalid: true }
+}
+
+fn failed() -> Rejected {
+    Rejected { invalid: false }
+}
+
+/// Whether `path` lies below `prefix`, compared by components.
+pub fn path_startswith(path: &str, prefix: &str) -> bool {
+    let mut p = path.split('/').filter(|c| !c.is_empty());
+    for c in prefix.split('/').filter(|c| !c.is_empty()) {
+        if p.next() != Some(c) {
+            return false;
+        }
+    }
+    true
+}
+
+/// `path_simplify()`: no empty or `.` components, no trailing slash.
+pub fn simplify(path: &str) -> String {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let joined = parts.join("/");
+    if path.starts_with('/') {
+        format!("/{joined}")
+    } else if joined.is_empty() {
+        ".".into()
+    } else {
+        joined
+    }
+}
+
+/// `parse_mode()`: octal, at most 07777.
+fn parse_mode(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return None;
+    }
+    u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+const UNITS: &[(&str, f64)] = &[
+    ("seconds", 1e6),
+    ("second", 1e6),
+    ("sec", 1e6),
+    ("s", 1e6),
+    ("minutes", 60e6),
+    ("minute", 60e6),
+    ("min", 60e6),
+    ("months", 2_629_800e6),
+    ("month", 2_629_800e6),
+    ("M", 2_629_800e6),
+    ("msec", 1e3),
+    ("ms", 1e3),
+    ("m", 60e6),
+    ("hours", 3600e6),
+    ("hour", 3600e6),
+    ("hr", 3600e6),
+    ("h", 3600e6),
+    ("days", 86_400e6),
+    ("day", 86_400e6),
+    ("d", 86_400e6),
+    ("weeks", 604_800e6),
+    ("week", 604_800e6),
+    ("w", 604_800e6),
+    ("years", 31_557_600e6),
+    ("year", 31_557_600e6),
+    ("y", 31_557_600e6),
+    ("usec", 1.0),
+    ("us", 1.0),
+    ("μs", 1.0),
+];
+
+/// `parse_sec()`: a time span such as `10d`, `1h 30min`, `2.5w`; a bare
+/// number is seconds. In microseconds.
+pub fn parse_sec(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s == "infinity" {
+        return Some(u64::MAX);
+    }
+    if s.is_empty() || s.starts_with('-') {
+        return None;
+    }
+    let mut rest = s;
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let mut num_len = int_len;
+        if rest[num_len..].starts_with('.') {
+            num_len += 1 + rest[num_len + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+        }
+        if num_len == 0 || (int_len == 0 && num_len == 1) {
+            return None;
+        }
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = rest[num_len..].trim_start();
+        let (mult, used) = UNITS
+            .iter()
+            .find(|(u, _)| rest.starts_with(u))
+            .map_or((1e6, 0), |(u, m)| (*m, u.len()));
+        total += value * mult;
+        rest = rest[used..].trim_start();
+    }
+    Some(total as u64)
+}
+
+/// `parse_devnum()`: `MAJOR:MINOR`.
+fn parse_devnum(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.split_once(':')?;
+    let digits = |x: &str| !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit());
+    if !digits(a) || !digits(b) {
+        return None;
+    }
+    let (ma, mi): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+    (ma >> 12 == 0 && mi >> 20 == 0).then_some((ma, mi))
+}
+
+/// `parse_uid()`: a number that is not one of the invalid ids.
+fn parse_id(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u32>()
+        .ok()
+        .filter(|u| *u != u32::MAX && *u != 0xFFFF)
+}
+
+/// File attribute letters of chattr(1).
+const ATTRIBUTES: &[(u8, u32)] = &[
+    (b'A', 0x80),
+    (b'S', 0x8),
+    (b'D', 0x10000),
+    (b'a', 0x20),
+    (b'c', 0x4),
+    (b'd', 0x40),
+    (b'e', 0x80000),
+    (b'i', 0x10),
+    (b'j', 0x4000),
+    (b's', 0x1),
+    (b'u', 0x2),
+    (b't', 0x8000),
+    (b'T', 0x20000),
+    (b'C', 0x800000),
+    (b'P', 0x2000_0000),
+];
+pub const CHATTR_ALL_FL: u32 = 0x80
+    | 0x8
+    | 0x10000
+    | 0x20
+    | 0x4
+    | 0x40
+    | 0x80000
+    | 0x10
+    | 0x4000
+    | 0x1
+    | 0x2
+    | 0x8000
+    | 0x20000
+    | 0x800000
+    | 0x2000_0000;
+pub const FS_DIRSYNC_FL: u32 = 0x10000;
+
+fn parse_attribute(arg: &str, path: &str) -> Result<(u32, u32), String> {
+    let (set, add, rest) = match arg.as_bytes().first() {
+        Some(b'+') => (false, true, &arg[1..]),
+        Some(b'-') => (false, false, &arg[1..]),
+        Some(b'=') => (true, true, &arg[1..]),
+        _ => (false, true, arg),
+    };
+    if rest.is_empty() && !set {
+        return Err(format!(
+            "Setting file attribute on '{path}' needs an attribute specification."
+        ));
+    }
+    let (mut value, mut mask) = (0u32, 0u32);
+    for c in rest.bytes() {
+        let Some((_, v)) = ATTRIBUTES.iter().find(|(a, _)| *a == c) else {
+            return Err(format!(
+                "Unknown file attribute '{}' on '{path}'.",
+                c as char
+            ));
+        };
+        if add {
+            value |= v;
+        } else {
+            value &= !v;
+        }
+        mask |= v;
+    }
+    if set {
+        mask |= CHATTR_ALL_FL;
+    }
+    Ok((value, mask))
+}
+
+fn home_dir() -> String {
+    match std::env::var("HOME") {
+        Ok(h) if h.starts_with('/') && simplify(&h) == h => h,
+        _ => "/root".into(),
+    }
+}
+
+/// Whether a specifier error means "this information is not available"
+/// (the line is skipped, not an error).
+fn is_noinfo(e: &SpecError) -> bool {
+    match e {
+        SpecError::NotAttached => true,
+        SpecError::Other(s) => s == "No medium found",
+        _ => false,
+    }
+}
+
+/// `Failed to ...: %m` texts of specifier errors, and whether they make
+/// the configuration invalid (EINVAL, EBADSLT).
+fn spec_error(e: &SpecError) -> (String, bool) {
+    (e.to_string(), matches!(e, SpecError::Unknown(_)))
+}
+
+impl<'r> Parser<'r> {
+    pub fn new(root: &'r Root, explicit_root: bool) -> Self {
+        Parser {
+            root,
+            explicit_root,
+            boot: false,
+            graceful: false,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            specs: SystemSpecifiers::new(root, explicit_root),
+            passwd: None,
+            group: None,
+            notified: false,
+        }
+    }
+
+    fn expand(&mut self, text: &[u8], max: usize) -> Result<Vec<u8>, SpecError> {
+        let specs = &mut self.specs;
+        specifier::expand(text, max, &mut |c| match c {
+            b'A' | b'M' | b'q' => None,
+            b'h' => Some(Ok(home_dir())),
+            b'C' => Some(Ok("/var/cache".into())),
+            b'L' => Some(Ok("/var/log".into())),
+            b'S' => Some(Ok("/var/lib".into())),
+            b't' => Some(Ok("/run".into())),
+            b'g' | b'u' => Some(Ok("root".into())),
+            b'G' | b'U' => Some(Ok("0".into())),
+            c => specs.lookup(c),
+        })
+    }
+
+    fn unresolvable(&mut self, file: &str, line: usize, log: &mut Log) {
+        // Within --root (or a chroot) systemd logs this at debug level.
+        if !self.notified && !self.explicit_root {
+            log.push(
+                Level::Info,
+                format!(
+                    "{file}:{line}: Failed to resolve specifier: uninitialized /etc/ detected, skipping."
+                ),
+            );
+            log.push(
+                Level::Info,
+                "All rules containing unresolvable specifiers will be skipped.".into(),
+            );
+        }
+        self.notified = true;
+    }
+
+    fn lookup_db(&mut self, user: bool, name: &str) -> Result<u32, String> {
+        let root = self.root;
+        let slot = if user {
+            &mut self.passwd
+        } else {
+            &mut self.group
+        };
+        let db = slot.get_or_insert_with(|| {
+            let file = if user { "/etc/passwd" } else { "/etc/group" };
+            match root.read(file) {
+                Ok(data) => Ok(if user {
+                    db::parse_passwd(&data)
+                        .into_iter()
+                        .map(|p| (p.name, p.uid))
+                        .collect()
+                } else {
+                    db::parse_group(&data)
+                        .into_iter()
+                        .map(|g| (g.name, g.gid))
+                        .collect()
+                }),
+                Err(e) => Err(crate::confd::os_text(&e)),
+            }
+        });
+        match db {
+            Err(e) => Err(e.clone()),
+            Ok(list) => list
+                .iter()
+                .find(|(n, _)| n == name.as_bytes())
+                .map(|(_, id)| *id)
+                .ok_or_else(|| "No such process".to_string()),
+        }
+    }
+
+    /// `find_uid()`/`find_gid()`: a number, `root`, or a name from the
+    /// root's own `/etc/passwd` or `/etc/group`.
+    pub fn resolve(&mut self, user: bool, name: &str) -> Result<u32, String> {
+        if let Some(id) = parse_id(name) {
+            return Ok(id);
+        }
+        if name == "root" {
+            return Ok(0);
+        }
+        self.lookup_db(user, name)
+    }
+
+    fn should_include(&self, path: &str) -> bool {
+        if self.exclude.iter().any(|p| path_startswith(path, p)) {
+            return false;
+        }
+        self.include.is_empty() || self.include.iter().any(|p| path_startswith(path, p))
+    }
+
+    /// Parse one line (already stripped, not a comment). `Ok(None)`: the
+    /// line is skipped without error.
+    pub fn parse_line(
+        &mut self,
+        file: &str,
+        line: usize,
+        text: &[u8],
+        log: &mut Log,
+    ) -> Result<Option<Item>, Rejected> {
+        let at = format!("{file}:{line}");
+        let err = |log: &mut Log, msg: String, inv: bool| {
+            log.push(Level::Error, format!("{at}: {msg}"));
+            Rejected { invalid: inv }
+        };
+        let mut rest = Some(text);
+        let flags = Flags {
+            unquote: true,
+            cunescape: false,
+        };
+        let cols = match words::extract_many(&mut rest, 6, flags) {
+            Ok(c) => c,
+            Err(e) => return Err(err(log, format!("Failed to parse line: {e}"), true)),
+        };
+        if cols.len() < 2 {
+            return Err(err(log, "Syntax error.".into(), true));
+        }
+        let col = |i: usize| -> Option<String> {
+            let w = cols.get(i)?;
+            (!w.is_empty() && w != b"-").then(|| String::from_utf8_lossy(w).into_owned())
+        };
+        let raw_arg: Option<Vec<u8>> = rest.filter(|r| !r.is_empty() && *r != b"-").map(Vec::from);
+        let action = String::from_utf8_lossy(&cols[0]).into_owned();
+        if action.is_empty() {
+            return Err(err(log, format!("Command too short '{action}'."), true));
+        }
+        let (mut boot, mut force, mut allow_failure, mut replace, mut unbase64, mut cred) =
+            (false, false, false, false, false, false);
+        for c in action.bytes().skip(1) {
+            let flag = match c {
+                b'!' => &mut boot,
+                b'+' => &mut force,
+                b'-' => &mut allow_failure,
+                b'=' => &mut replace,
+                b'~' => &mut unbase64,
+                b'^' => &mut cred,
+                _ => {
+                    return Err(err(
+                        log,
+                        format!("Unknown modifiers in command '{action}'"),
+                        true,
+                    ))
+                }
+            };
+            if *flag {
+                return Err(err(
+                    log,
+                    format!("Unknown modifiers in command '{action}'"),
+                    true,
+                ));
+            }
+            *flag = true;
+        }
+        if boot && !self.boot {
+            return Ok(None);
+        }
+        let kind = action.as_bytes()[0];
+        let raw_path = &cols[1];
+        let path = match self.expand(raw_path, PATH_MAX - 1) {
+            Ok(p) => String::from_utf8_lossy(&p).into_owned(),
+            Err(e) if is_noinfo(&e) => {
+                self.unresolvable(file, line, log);
+                return Ok(None);
+            }
+            Err(e) => {
+                let (m, inv) = spec_error(&e);
+                let shown = String::from_utf8_lossy(raw_path);
+                return Err(err(
+                    log,
+                    format!("Failed to replace specifiers in '{shown}': {m}"),
+                    inv,
+                ));
+            }
+        };
+        let mut path = path;
+        if let Some(k) = path.strip_prefix("/var/run/") {
+            if !k.trim_start_matches('/').is_empty() {
+                let n = simplify(&format!("/run/{k}"));
+                // Debian's systemd reports this only for files below /etc.
+                if path_startswith(file, "/etc") {
+                    log.push(
+                        Level::Info,
+                        format!("{at}: Line references path below legacy directory /var/run/, updating {path} → {n}; please update the tmpfiles.d/ drop-in file accordingly."),
+                    );
+                }
+                path = n;
+            }
+        }
+        if !path.starts_with('/') {
+            return Err(err(log, format!("Path '{path}' not absolute."), true));
+        }
+        let path = simplify(&path);
+        let mut item = Item {
+            kind,
+            path,
+            argument: raw_arg,
+            age_by_file: AGE_BY_DEFAULT_FILE,
+            age_by_dir: AGE_BY_DEFAULT_DIR,
+            append_or_force: force,
+            allow_failure,
+            try_replace: replace,
+            ..Item::default()
+        };
+        let no_b64 = |what: &str| format!("base64 decoding not supported for {what}.");
+        match kind {
+            b'd' | b'v' | b'q' | b'Q' | b'e' | b'D' | b'p' | b'x' | b'X' | b'r' | b'R' | b'm'
+            | b'z' | b'Z' => {
+                if item.argument.is_some() {
+                    log.push(
+                        Level::Warning,
+                        format!(
+                            "{at}: {} lines don't take argument fields, ignoring.",
+                            kind as char
+                        ),
+                    );
+                }
+            }
+            b'f' | b'F' => {}
+            b'L' if unbase64 => return Err(err(log, no_b64("symlink targets"), true)),
+            b'L' => {}
+            b'w' if item.argument.is_none() => {
+                return Err(err(log, "Write file requires argument.".into(), true))
+            }
+            b'w' => {}
+            b'C' if unbase64 => return Err(err(log, no_b64("copy sources"), true)),
+            b'C' => {}
+            b'c' | b'b' => {
+                if unbase64 {
+                    return Err(err(log, no_b64("device node creation"), true));
+                }
+                let Some(a) = item.argument.as_ref() else {
+                    return Err(err(log, "Device file requires argument.".into(), true));
+                };
+                let a = String::from_utf8_lossy(a).into_owned();
+                match parse_devnum(&a) {
+                    Some(mm) => item.major_minor = mm,
+                    None => {
+                        return Err(err(
+                            log,
+                            format!("Can't parse device file major/minor '{a}'."),
+                            true,
+                        ))
+                    }
+                }
+            }
+            b't' | b'T' => {
+                if unbase64 {
+                    return Err(err(log, no_b64("extended attributes"), true));
+                }
+                let Some(a) = item.argument.clone() else {
+                    return Err(err(
+                        log,
+                        "Set extended attribute requires argument.".into(),
+                        true,
+                    ));
+                };
+                item.xattrs = parse_xattrs(&a, log);
+            }
+            b'a' | b'A' => {
+                if unbase64 {
+                    return Err(err(log, no_b64("ACLs"), true));
+                }
+                let Some(a) = item.argument.clone() else {
+                    return Err(err(log, "Set ACLs requires argument.".into(), true));
+                };
+                self.parse_acls(&mut item, &String::from_utf8_lossy(&a), log);
+            }
+            b'h' | b'H' => {
+                if unbase64 {
+                    return Err(err(log, no_b64("file attributes"), true));
+                }
+                let Some(a) = item.argument.as_ref() else {
+                    return Err(err(
+                        log,
+                        "Set file attribute requires argument.".into(),
+                        true,
+                    ));
+                };
+                match parse_attribute(&String::from_utf8_lossy(a), &item.path) {
+                    Ok(v) => item.attribute = Some(v),
+                    Err(m) => {
+                        log.push(Level::Error, m);
+                        return Err(invalid());
+                    }
+                }
+            }
+            _ => {
+                return Err(err(
+                    log,
+                    format!("Unknown command type '{}'.", kind as char),
+                    true,
+                ))
+            }
+        }
+        if !self.should_include(&item.path) {
+            return Ok(None);
+        }
+        if !unbase64 {
+            if let Err(e) = self.expand_argument(&mut item) {
+                if is_noinfo(&e) {
+                    self.unresolvable(file, line, log);
+                    return Ok(None);
+                }
+                let (m, inv) = spec_error(&e);
+                return Err(err(
+                    log,
+                    format!("Failed to substitute specifiers in argument: {m}"),
+                    inv,
+                ));
+            }
+        }
+        match kind {
+            b'L' if item.argument.is_none() => {
+                item.argument = Some(format!("/usr/share/factory{}", item.path).into_bytes());
+            }
+            b'C' => {
+                let src = match &item.argument {
+                    None => format!("/usr/share/factory{}", item.path),
+                    Some(a) if a.first() == Some(&b'/') => String::from_utf8_lossy(a).into_owned(),
+                    Some(a) => {
+                        let a = String::from_utf8_lossy(a).into_owned();
+                        return Err(err(
+                            log,
+                            format!("Source path '{a}' is not absolute."),
+                            true,
+                        ));
+                    }
+                };
+                let src = simplify(&src);
+                if !self.root.exists_nofollow(&src) {
+                    return Ok(None);
+                }
+                item.argument = Some(src.into_bytes());
+            }
+            _ => {}
+        }
+        if cred {
+            let Some(name) = item.argument.as_ref().map(|a| item_text(a)) else {
+                return Err(err(
+                    log,
+                    "Reading from credential requested, but no credential name specified.".into(),
+                    false,
+                ));
+            };
+            if name.is_empty()
+                || name.contains('/')
+                || name == "."
+                || name == ".."
+                || name.len() > 255
+            {
+                return Err(err(
+                    log,
+                    format!("Credential name not valid: {name}"),
+                    false,
+                ));
+            }
+            let Ok(dir) = std::env::var("CREDENTIALS_DIRECTORY") else {
+                return Ok(None);
+            };
+            match std::fs::read(format!("{dir}/{name}")) {
+                Ok(data) => item.argument = Some(data),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => {
+                    log.push(
+                        Level::Error,
+                        format!(
+                            "Failed to read credential '{name}': {}",
+                            crate::confd::os_text(&e)
+                        ),
+                    );
+                    return Err(failed());
+                }
+            }
+        }
+        if unbase64 {
+            if let Some(a) = &item.argument {
+                let clean: Vec<u8> = a
+                    .iter()
+                    .copied()
+                    .filter(|c| !c.is_ascii_whitespace())
+                    .collect();
+                let engine = base64::engine::GeneralPurpose::new(
+                    &base64::alphabet::STANDARD,
+                    base64::engine::GeneralPurposeConfig::new()
+                        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+                );
+                match engine.decode(&clean) {
+                    Ok(d) => item.argument = Some(d),
+                    Err(_) => {
+                        return Err(err(
+                            log,
+                            format!(
+                                "Failed to base64 decode specified argument '{}': Invalid argument",
+                                item_text(a)
+                            ),
+                            false,
+                        ))
+                    }
+                }
+            }
+        }
+        if let Some(user) = col(3) {
+            let u = match user.strip_prefix(':') {
+                Some(u) => {
+                    item.uid_only_create = true;
+                    u.to_string()
+                }
+                None => user.clone(),
+            };
+            match self.resolve(true, &u) {
+                Ok(id) => item.uid = Some(id),
+                Err(e) if self.graceful && e == "No such process" => return Ok(None),
+                Err(e) => return Err(err(log, format!("Failed to resolve user '{u}': {e}"), true)),
+            }
+        }
+        if let Some(group) = col(4) {
+            let g = match group.strip_prefix(':') {
+                Some(g) => {
+                    item.gid_only_create = true;
+                    g.to_string()
+                }
+                None => group.clone(),
+            };
+            match self.resolve(false, &g) {
+                Ok(id) => item.gid = Some(id),
+                Err(e) if self.graceful && e == "No such process" => return Ok(None),
+                Err(_) => return Err(err(log, format!("Failed to resolve group '{g}'."), true)),
+            }
+        }
+        if let Some(mode) = col(2) {
+            let mut mm = mode.as_str();
+            loop {
+                if let Some(r) = mm.strip_prefix('~') {
+                    item.mask_perms = true;
+                    mm = r;
+                } else if let Some(r) = mm.strip_prefix(':') {
+                    item.mode_only_create = true;
+                    mm = r;
+                } else {
+                    break;
+                }
+            }
+            match parse_mode(mm) {
+                Some(m) => {
+                    item.mode = m;
+                    item.mode_set = true;
+                }
+                None => return Err(err(log, format!("Invalid mode '{mode}'."), true)),
+            }
+        } else {
+            item.mode = if b"dDvqQ".contains(&kind) {
+                0o755
+            } else {
+                0o644
+            };
+        }
+        if let Some(age) = col(5) {
+            let mut a = age.as_str();
+            if let Some(r) = a.strip_prefix('~') {
+                item.keep_first_level = true;
+                a = r;
+            }
+            if let Some((by, secs)) = a.split_once(':') {
+                match parse_age_by(by) {
+                    Some((f, d)) => {
+                        item.age_by_file = f;
+                        item.age_by_dir = d;
+                    }
+                    None => return Err(err(log, format!("Invalid age-by '{by}'."), true)),
+                }
+                a = secs;
+            }
+            match parse_sec(a) {
+                Some(v) => item.age = Some(v),
+                None => return Err(err(log, format!("Invalid age '{a}'."), true)),
+            }
+        }
+        Ok(Some(item))
+    }
+
+    fn expand_argument(&mut self, item: &mut Item) -> Result<(), SpecError> {
+        match item.kind {
+            b'C' | b'L' | b'f' | b'F' | b'w' => {
+                if let Some(a) = &item.argument {
+                    let unescaped = cunescape(a);
+                    item.argument = Some(self.expand(&unescaped, PATH_MAX - 1)?);
+                }
+            }
+            b't' | b'T' => {
+                let mut out = Vec::new();
+                for (name, value) in std::mem::take(&mut item.xattrs) {
+                    let name = String::from_utf8_lossy(&self.expand(name.as_bytes(), usize::MAX)?)
+                        .into_owned();
+                    let value = self.expand(&value, usize::MAX)?;
+                    out.push((name, value));
+                }
+                item.xattrs = out;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn parse_acls(&mut self, item: &mut Item, text: &str, log: &mut Log) {
+        let (mut access, mut default) = (Vec::new(), Vec::new());
+        for entry in text.split(',') {
+            match entry
+                .strip_prefix("default:")
+                .or_else(|| entry.strip_prefix("d:"))
+            {
+                Some(d) => default.push(d),
+                None => access.push(entry),
+            }
+        }
+        let want_mask = !item.append_or_force;
+        let parse = |list: &[&str], this: &mut Self| -> Result<Option<Acl>, ()> {
+            if list.is_empty() {
+                return Ok(None);
+            }
+            let mut resolve = |user: bool, name: &str| this.resolve(user, name).ok();
+            let mut acl = Acl::from_text(&list.join(","), &mut resolve).ok_or(())?;
+            if want_mask {
+                acl.add_mask_if_needed();
+            }
+            Ok(Some(acl))
+        };
+        match (parse(&access, self), parse(&default, self)) {
+            (Ok(a), Ok(d)) => {
+                item.acl_access = a;
+                item.acl_default = d;
+            }
+            _ => log.push(
+                Level::Warning,
+                format!("Failed to parse ACL \"{text}\": Invalid argument. Ignoring"),
+            ),
+        }
+    }
+}
+
+fn item_text(a: &[u8]) -> String {
+    String::from_utf8_lossy(a).into_owned()
+}
+
+/// `cunescape()` of a whole argument: C escapes decoded, a bad escape kept
+/// as written.
+fn cunescape(a: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(a.len());
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] == b'\\' && i + 1 < a.len() {
+            if let Some((bytes, used)) = words::cunescape_one(&a[i + 1..]) {
+                out.extend_from_slice(&bytes);
+                i += 1 + used;
+                continue;
+            }
+        }
+        out.push(a[i]);
+        i += 1;
+    }
+    out
+}
+
+fn parse_age_by(s: &str) -> Option<(u8, u8)> {
+    if s.is_empty() {
+        return None;
+    }
+    let (mut f, mut d) = (0u8, 0u8);
+    for c in s.chars() {
+        if c.is_whitespace() {
+            continue;
+        }
+        let flag = match c.to_ascii_lowercase() {
+            'a' => AGE_BY_ATIME,
+            'b' => AGE_BY_BTIME,
+            'c' => AGE_BY_CTIME,
+            'm' => AGE_BY_MTIME,
+            _ => return None,
+        };
+        if c.is_ascii_lowercase() {
+            f |= flag;
+        } else {
+            d |= flag;
+        }
+    }
+    if f == 0 && d == 0 {
+        return None;
+    }
+    Some((
+        if f > 0 { f } else { AGE_BY_DEFAULT_FILE },
+        if d > 0 { d } else { AGE_BY_DEFAULT_DIR },
+    ))
+}
+
+/// `t`/`T` arguments: `NAME=VALUE` words, quoted and C-escaped.
+fn parse_xattrs(arg: &[u8], log: &mut Log) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut rest = Some(arg);
+    let flags = Flags {
+        unquote: true,
+        cunescape: true,
+    };
+    loop {
+        let word = match words::extract_first(&mut rest, flags) {
+            Ok(Some(w)) => w,
+            Ok(None) => break,
+            Err(e) => {
+                let shown = String::from_utf8_lossy(rest.unwrap_or_default());
+                log.push(
+                    Level::Warning,
+                    format!("Failed to parse extended attribute '{shown}', ignoring: {e}"),
+                );
+                break;
+            }
+        };
+        let shown = String::from_utf8_lossy(&word).into_owned();
+        let Some(eq) = word.iter().position(|c| *c == b'=') else {
+            log.push(
+                Level::Warning,
+                format!("Failed to parse extended attribute, ignoring: {shown}"),
+            );
+            continue;
+        };
+        let (name, value) = (&word[..eq], &word[eq + 1..]);
+        if name.is_empty() || value.is_empty() {
+            log.push(
+                Level::Warning,
+                format!("Malformed extended attribute found, ignoring: {shown}"),
+            );
+            continue;
+        }
+        out.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+    }
+    out
+}
+
+/// Parsed items of one path (`ItemArray`).
+pub type ByPath = indexmap::IndexMap<String, Vec<Item>>;
+
+/// `item_compatible()`: two lines for one path that may both stay.
+fn compatible(a: &Item, b: &Item) -> bool {
+    if !(takes_ownership(a.kind) && takes_ownership(b.kind)) {
+        return true;
+    }
+    a.argument == b.argument
+        && a.uid == b.uid
+        && a.uid_only_create == b.uid_only_create
+        && a.gid == b.gid
+        && a.gid_only_create == b.gid_only_create
+        && a.mode_set == b.mode_set
+        && a.mode == b.mode
+        && a.mode_only_create == b.mode_only_create
+        && a.age == b.age
+        && a.age_by_file == b.age_by_file
+        && a.age_by_dir == b.age_by_dir
+        && a.mask_perms == b.mask_perms
+        && a.keep_first_level == b.keep_first_level
+        && a.major_minor == b.major_minor
+}
+
+/// `is_duplicated_item()`.
+pub fn is_duplicate(existing: &[Item], i: &Item) -> bool {
+    existing.iter().any(|e| {
+        !compatible(e, i)
+            && !(e.kind == b'w' && e.append_or_force && i.kind == b'w' && i.append_or_force)
+    })
+}
+
+/// `item_compare()`: creating lines first, then by type.
+pub fn sort_items(items: &mut [Item]) {
+    items.sort_by_key(|i| (!takes_ownership(i.kind), i.kind));
+}
