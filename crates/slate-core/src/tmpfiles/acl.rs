@@ -129,7 +129,7 @@ impl Acl {
 
     /// Decode the kernel's xattr encoding.
     pub fn from_xattr(data: &[u8]) -> Option<Acl> {
-        if data.len() < 4 || (data.len() - 4) % 8 != 0 {
+        if data.len() < 4 || !(data.len() - 4).is_multiple_of(8) {
             return None;
         }
         let mut out = Vec::new();

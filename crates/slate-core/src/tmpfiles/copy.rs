@@ -183,8 +183,8 @@ impl Copier {
             Mode::empty(),
         )?;
         let mut names = Vec::new();
-        let mut d = rfs::Dir::read_from(&src)?;
-        while let Some(e) = d.next() {
+        let d = rfs::Dir::read_from(&src)?;
+        for e in d {
             let n = e?.file_name().to_bytes().to_vec();
             if n != b"." && n != b".." {
                 names.push(String::from_utf8_lossy(&n).into_owned());
@@ -219,8 +219,8 @@ impl Copier {
 }
 
 fn is_empty(d: &OwnedFd) -> Result<bool, Errno> {
-    let mut dir = rfs::Dir::read_from(d)?;
-    while let Some(e) = dir.next() {
+    let dir = rfs::Dir::read_from(d)?;
+    for e in dir {
         let e = e?;
         let n = e.file_name().to_bytes();
         if n != b"." && n != b".." {

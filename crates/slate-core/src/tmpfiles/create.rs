@@ -623,7 +623,7 @@ impl Runner<'_> {
             } else {
                 OFlags::empty()
             };
-        let fd = match self.root.open(&target, flags, i.mode) {
+        let fd = match self.root.open(&target, flags, 0) {
             Ok(fd) => fd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(_) if i.allow_failure => return Err(Failed),

@@ -81,8 +81,7 @@ pub fn chase(root: &Root, path: &str, safe: bool, nofollow: bool) -> Result<Reso
     let mut stack: Vec<(OwnedFd, Stat, String)> = Vec::new();
     let mut todo: VecDeque<String> = split(path);
     let mut hops = 0;
-    loop {
-        let Some(c) = todo.pop_front() else { break };
+    while let Some(c) = todo.pop_front() {
         let (top_fd, top_st, top_path) = match stack.last() {
             Some((f, s, p)) => (f.as_fd(), *s, p.clone()),
             None => (root_fd.as_fd(), root_st, "/".to_string()),
@@ -254,8 +253,8 @@ pub fn rm_rf_at(dir: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
 /// filesystems. Returns the first error; removal goes on past it.
 pub fn rm_children(fd: &OwnedFd, dev: u64) -> Result<(), Errno> {
     let mut names = Vec::new();
-    let mut dir = rfs::Dir::read_from(fd)?;
-    while let Some(e) = dir.next() {
+    let dir = rfs::Dir::read_from(fd)?;
+    for e in dir {
         let e = e?;
         let n = e.file_name().to_bytes();
         if n != b"." && n != b".." {

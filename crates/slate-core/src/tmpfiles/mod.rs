@@ -65,7 +65,7 @@ impl Options {
                 return Err("The argument to --replace= must have the extension '.conf'.".into());
             }
         }
-        if !(self.create || self.clean || self.remove) && !cat_config {
+        if !(self.create || self.clean || self.remove || cat_config) {
             return Err(
                 "You need to specify at least one of --clean, --create or --remove.".into(),
             );

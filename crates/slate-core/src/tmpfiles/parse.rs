@@ -81,6 +81,9 @@ pub struct Rejected {
     pub invalid: bool,
 }
 
+/// Names and ids of a user or group database, or why it could not be read.
+type NameTable = Result<Vec<(Vec<u8>, u32)>, String>;
+
 /// Everything a line needs besides its text.
 pub struct Parser<'r> {
     pub root: &'r Root,
@@ -90,8 +93,8 @@ pub struct Parser<'r> {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     specs: SystemSpecifiers<'r>,
-    passwd: Option<Result<Vec<(Vec<u8>, u32)>, String>>,
-    group: Option<Result<Vec<(Vec<u8>, u32)>, String>>,
+    passwd: Option<NameTable>,
+    group: Option<NameTable>,
     notified: bool,
 }
 
@@ -990,8 +993,8 @@ fn compatible(a: &Item, b: &Item) -> bool {
 /// `is_duplicated_item()`.
 pub fn is_duplicate(existing: &[Item], i: &Item) -> bool {
     existing.iter().any(|e| {
-        !compatible(e, i)
-            && !(e.kind == b'w' && e.append_or_force && i.kind == b'w' && i.append_or_force)
+        !(compatible(e, i)
+            || (e.kind == b'w' && e.append_or_force && i.kind == b'w' && i.append_or_force))
     })
 }
 

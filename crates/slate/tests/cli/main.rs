@@ -8,4 +8,6 @@ mod store_cmds;
 mod store_safety;
 mod sysusers;
 mod sysusers_diff;
+mod tmpfiles;
+mod tmpfiles_diff;
 mod transfer;
