@@ -236,9 +236,11 @@ fn removal_and_cleaning() {
             .file("srv/k/d/inner", "i")
             .aged("srv/k/d/inner", 86400 * 20)
             .aged("srv/k/d", 86400 * 20)
+            .file("srv/dflt/old", "o")
+            .aged("srv/dflt/old", 86400 * 20)
             .conf(
                 "a.conf",
-                "d /srv/c - - - 10d\nx /srv/c/keep\nX /srv/c/skip\nd /srv/k - - - ~1w\n",
+                "d /srv/c - - - mM:10d\nx /srv/c/keep\nX /srv/c/skip\nd /srv/k - - - ~aAmM:1w\nd /srv/dflt - - - 10d\n",
             )
             .args(&["--clean"]),
         case("age-by and e with an age")
