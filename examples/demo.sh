@@ -25,6 +25,10 @@ head -c 1000000 /dev/urandom >"$tree/usr/lib/os/blob.bin"
 mkdir -p "$tree/usr/lib/sysusers.d"
 printf 'g example-admins -\nu example-web - "Example web server" /var/lib/web\nm example-web example-admins\n' \
     >"$tree/usr/lib/sysusers.d/example.conf"
+mkdir -p "$tree/usr/lib/tmpfiles.d" "$tree/usr/share/factory/etc"
+printf 'Welcome to the Slate example OS\n' >"$tree/usr/share/factory/etc/motd"
+printf 'd /var/lib/web 0750 example-web example-admins -\nf /var/lib/web/index.html 0640 example-web - - hello\\n\nC /etc/motd\nL /var/run - - - - ../run\nd /var/tmp 1777 root root 30d\n' \
+    >"$tree/usr/lib/tmpfiles.d/example.conf"
 
 echo "== slate init"
 slate init --mode bare-user
@@ -46,6 +50,9 @@ echo "== the deployed /etc starts empty; slate sysusers creates its users from t
 slate sysusers --root="$work/deploy-v2" --dry-run --json
 slate sysusers --root="$work/deploy-v2"
 cat "$work/deploy-v2/etc/passwd" "$work/deploy-v2/etc/group"
+echo "== slate tmpfiles builds /etc and /var from the image's tmpfiles.d rules"
+slate tmpfiles --create --boot --root="$work/deploy-v2"
+find "$work/deploy-v2/var" "$work/deploy-v2/etc/motd" -printf '%M %U:%G %p %l\n' | sed "s|$work/deploy-v2||"
 echo "== rolling the branch back: slate reset example/main $v1"
 slate reset example/main "$v1" >/dev/null
 slate checkout example/main "$work/deploy-v1"
