@@ -243,6 +243,22 @@ fn removal_and_cleaning() {
                 "d /srv/c - - - mM:10d\nx /srv/c/keep\nX /srv/c/skip\nd /srv/k - - - ~aAmM:1w\nd /srv/dflt - - - 10d\n",
             )
             .args(&["--clean"]),
+        case("X takes its age from the d line above it; globs for e and x")
+            .file("srv/t/run-1/tmp/old", "o")
+            .aged("srv/t/run-1/tmp/old", 86400 * 30)
+            .file("srv/t/run-1/old", "o")
+            .aged("srv/t/run-1/old", 86400 * 30)
+            .file("srv/t/plain/old", "o")
+            .aged("srv/t/plain/old", 86400 * 30)
+            .file("srv/g1/old", "o")
+            .aged("srv/g1/old", 86400 * 30)
+            .file("srv/g2/old", "o")
+            .aged("srv/g2/old", 86400 * 30)
+            .conf(
+                "a.conf",
+                "d /srv/t - - - m:10d\nx /srv/t/run-*\nX /srv/t/run-*/tmp\ne /srv/g* - - - m:1d\n",
+            )
+            .args(&["--clean"]),
         case("age-by and e with an age")
             .file("srv/m/old", "o")
             .aged("srv/m/old", 3600 * 5)
@@ -290,6 +306,14 @@ fn modifiers_and_specifiers() {
             "a.conf",
             "d /srv/a 0700\nd /srv/a 0755\nf /srv/a/f 0600\nf /srv/a/f 0600\nw+ /srv/a/f - - - - 1\nw+ /srv/a/f - - - - 2\nz /srv/a 0711\n",
         ),
+        case("b+, C+, m, and lines across files")
+            .file("dev2/blk", "x")
+            .file("usr/share/factory/srv/cp/a", "a")
+            .dir("srv/cp")
+            .file("srv/cp/old", "o")
+            .file("srv/m", "m")
+            .conf("a.conf", "b+ /dev2/blk 0600 - - - 8:1\nC+ /srv/cp\nm /srv/m 0600 daemon\nd /srv/x 0700\n")
+            .conf("b.conf", "d /srv/x 0755\nd /srv/x 0700\ne /srv/x - web\n"),
         case("/var/run is rewritten").conf("a.conf", "d /var/run/svc 0700\n").file("etc/tmpfiles.d/b.conf", "d /var/run/other\n"),
     ]);
 }
@@ -427,4 +451,51 @@ fn nothing_outside_the_root_is_touched() {
     assert!(crate::common::raw_xattrs(&outside.join("victim")).is_empty());
     // The same lines acted on the root's own paths instead.
     assert!(root.join(&out[1..]).join("newdir").is_dir());
+}
+
+/// `--graceful` (from systemd after 252): lines naming unknown users or
+/// groups are skipped without error; without it they are invalid (65).
+#[test]
+fn graceful_skips_unknown_owners() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = t.path();
+    std::fs::create_dir_all(root.join("usr/lib/tmpfiles.d")).expect("mkdir");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").expect("passwd");
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").expect("group");
+    std::fs::write(
+        root.join("usr/lib/tmpfiles.d/a.conf"),
+        "d /srv/a 0700 nobody-here\nd /srv/b 0700 - nogroup\nd /srv/c 0700\n",
+    )
+    .expect("conf");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(slate_bin())
+            .args(["tmpfiles", "--create"])
+            .arg(format!("--root={}", root.display()))
+            .args(extra)
+            .output()
+            .expect("run")
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(65), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("a.conf:1: Failed to resolve user 'nobody-here': No such process"),
+        "{err}"
+    );
+    assert!(
+        err.contains("a.conf:2: Failed to resolve group 'nogroup'."),
+        "{err}"
+    );
+    assert!(root.join("srv/c").is_dir() && !root.join("srv/a").exists());
+    std::fs::remove_dir_all(root.join("srv")).expect("rm");
+    let o = run(&["--graceful", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(o.stderr.is_empty(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["status"], 0);
+    assert_eq!(v["messages"].as_array().map(Vec::len), Some(0));
+    assert!(
+        root.join("srv/c").is_dir() && !root.join("srv/a").exists() && !root.join("srv/b").exists()
+    );
 }
