@@ -15,7 +15,10 @@ mod clean;
 mod copy;
 mod create;
 pub mod fs;
+mod nodes;
 pub mod parse;
+mod perms;
+mod values;
 
 use std::io::{self, Read};
 use std::path::PathBuf;
