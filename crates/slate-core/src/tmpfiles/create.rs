@@ -397,13 +397,7 @@ impl Runner<'_> {
                         errno_text(e)
                     ))
                 })?;
-                let st = rfs::fstat(&fd).map_err(|e| {
-                    self.error(format!(
-                        "stat({}) failed: {}",
-                        self.show(&path),
-                        errno_text(e)
-                    ))
-                })?;
+                let st = self.stat_logged(&fd, &path)?;
                 if file_type(&st) != FileType::RegularFile {
                     let m = format!("{} exists and is not a regular file.", self.show(&path));
                     return Err(self.error(m));
@@ -450,13 +444,7 @@ impl Runner<'_> {
             );
             self.error(m)
         })?;
-        let st = rfs::fstat(&fd).map_err(|e| {
-            self.error(format!(
-                "stat({}) failed: {}",
-                self.show(&path),
-                errno_text(e)
-            ))
-        })?;
+        let st = self.stat_logged(&fd, &path)?;
         if file_type(&st) != FileType::RegularFile {
             let m = format!("{} exists and is not a regular file.", self.show(&path));
             return Err(self.error(m));
@@ -528,13 +516,7 @@ impl Runner<'_> {
                 return Err(self.error(m));
             }
         };
-        let st = rfs::fstat(&fd).map_err(|e| {
-            self.error(format!(
-                "Failed to fstat({}): {}",
-                self.show(&path),
-                errno_text(e)
-            ))
-        })?;
+        let st = self.fstat_logged(&fd, &path)?;
         self.set_perms(i, fd.as_fd(), &path, Some(st), creation)
     }
 

@@ -15,6 +15,7 @@ mod clean;
 mod copy;
 mod create;
 pub mod fs;
+mod item;
 mod nodes;
 pub mod parse;
 mod perms;

@@ -86,13 +86,7 @@ impl Runner<'_> {
                 };
             }
         };
-        let mut st = rfs::fstat(&fd).map_err(|e| {
-            self.error(format!(
-                "Failed to fstat({}): {}",
-                self.show(&path),
-                errno_text(e)
-            ))
-        })?;
+        let mut st = self.fstat_logged(&fd, &path)?;
         let mut fd = fd;
         if file_type(&st) != t {
             if !i.append_or_force {
@@ -125,13 +119,7 @@ impl Runner<'_> {
                     errno_text(e)
                 ))
             })?;
-            st = rfs::fstat(&fd).map_err(|e| {
-                self.error(format!(
-                    "Failed to fstat({}): {}",
-                    self.show(&path),
-                    errno_text(e)
-                ))
-            })?;
+            st = self.fstat_logged(&fd, &path)?;
             if file_type(&st) != t {
                 return Err(
                     self.error(format!("{what} we just created is not a {what}, refusing."))
@@ -220,13 +208,7 @@ impl Runner<'_> {
                 return Err(self.error(m));
             }
         };
-        let mut st = rfs::fstat(&fd).map_err(|e| {
-            self.error(format!(
-                "Failed to fstat({}): {}",
-                self.show(&path),
-                errno_text(e)
-            ))
-        })?;
+        let mut st = self.fstat_logged(&fd, &path)?;
         let good = file_type(&st) == FileType::Symlink
             && rfs::readlinkat(&fd, "", Vec::new())
                 .is_ok_and(|t| t.as_bytes() == target.as_slice());
@@ -247,13 +229,7 @@ impl Runner<'_> {
                     errno_text(e)
                 ))
             })?;
-            st = rfs::fstat(&fd).map_err(|e| {
-                self.error(format!(
-                    "Failed to fstat({}): {}",
-                    self.show(&path),
-                    errno_text(e)
-                ))
-            })?;
+            st = self.fstat_logged(&fd, &path)?;
             if file_type(&st) != FileType::Symlink {
                 return Err(
                     self.error("Symlink we just created is not a symlink, refusing.".into())
@@ -291,13 +267,7 @@ impl Runner<'_> {
                 return Err(self.error(m));
             }
         };
-        let st = rfs::fstat(&fd).map_err(|e| {
-            self.error(format!(
-                "Failed to fstat({}): {}",
-                self.show(&path),
-                errno_text(e)
-            ))
-        })?;
+        let st = self.fstat_logged(&fd, &path)?;
         let a = self.root.stat(&src).map_err(|e| {
             let m = format!(
                 "Failed to stat({}): {}",

@@ -3,9 +3,10 @@
 
 use base64::Engine as _;
 
-use super::acl::Acl;
+pub use super::item::{is_duplicate, needs_glob, sort_items, takes_ownership, Item};
 use super::values::{
-    cunescape, parse_age_by, parse_attribute, parse_devnum, parse_id, parse_mode, parse_xattrs,
+    cunescape, home_dir, is_noinfo, item_text, parse_age_by, parse_attribute, parse_devnum,
+    parse_id, parse_mode, parse_xattrs, spec_error,
 };
 pub use super::values::{parse_sec, path_startswith, simplify, CHATTR_ALL_FL, FS_DIRSYNC_FL};
 use super::{Level, Log};
@@ -22,61 +23,6 @@ pub const AGE_BY_DEFAULT_FILE: u8 = 15;
 pub const AGE_BY_DEFAULT_DIR: u8 = AGE_BY_ATIME | AGE_BY_BTIME | AGE_BY_MTIME;
 
 const PATH_MAX: usize = 4096;
-
-/// One line of configuration.
-#[derive(Debug, Clone, Default)]
-pub struct Item {
-    /// The line type: `f`, `d`, `L`, ...
-    pub kind: u8,
-    /// Absolute, simplified, inside the root.
-    pub path: String,
-    /// The argument after unescaping and specifiers (or decoded base64, or
-    /// a credential's content).
-    pub argument: Option<Vec<u8>>,
-    pub xattrs: Vec<(String, Vec<u8>)>,
-    pub acl_access: Option<Acl>,
-    pub acl_default: Option<Acl>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub mode: u32,
-    pub mode_set: bool,
-    pub uid_only_create: bool,
-    pub gid_only_create: bool,
-    pub mode_only_create: bool,
-    pub mask_perms: bool,
-    /// Age in microseconds.
-    pub age: Option<u64>,
-    pub age_by_file: u8,
-    pub age_by_dir: u8,
-    pub keep_first_level: bool,
-    pub major_minor: (u32, u32),
-    /// File attributes to set: (value, mask).
-    pub attribute: Option<(u32, u32)>,
-    pub append_or_force: bool,
-    pub allow_failure: bool,
-    pub try_replace: bool,
-    /// Operations already applied (bits of [`super::Op`]).
-    pub done: u8,
-}
-
-impl Item {
-    pub fn arg_text(&self) -> String {
-        self.argument
-            .as_deref()
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .unwrap_or_default()
-    }
-}
-
-/// Types whose path is a glob.
-pub fn needs_glob(t: u8) -> bool {
-    b"wxXrReAmzZtTaAhH".contains(&t)
-}
-
-/// Types that create (or own) what their path names.
-pub fn takes_ownership(t: u8) -> bool {
-    b"fFdeDvqQpLcbCwxXrR".contains(&t)
-}
 
 /// A line that was not accepted.
 pub struct Rejected {
@@ -108,29 +54,6 @@ fn invalid() -> Rejected {
 
 fn failed() -> Rejected {
     Rejected { invalid: false }
-}
-
-fn home_dir() -> String {
-    match std::env::var("HOME") {
-        Ok(h) if h.starts_with('/') && simplify(&h) == h => h,
-        _ => "/root".into(),
-    }
-}
-
-/// Whether a specifier error means "this information is not available"
-/// (the line is skipped, not an error).
-fn is_noinfo(e: &SpecError) -> bool {
-    match e {
-        SpecError::NotAttached => true,
-        SpecError::Other(s) => s == "No medium found",
-        _ => false,
-    }
-}
-
-/// `Failed to ...: %m` texts of specifier errors, and whether they make
-/// the configuration invalid (EINVAL, EBADSLT).
-fn spec_error(e: &SpecError) -> (String, bool) {
-    (e.to_string(), matches!(e, SpecError::Unknown(_)))
 }
 
 impl<'r> Parser<'r> {
@@ -645,80 +568,4 @@ impl<'r> Parser<'r> {
         }
         Ok(())
     }
-
-    fn parse_acls(&mut self, item: &mut Item, text: &str, log: &mut Log) {
-        let (mut access, mut default) = (Vec::new(), Vec::new());
-        for entry in text.split(',') {
-            match entry
-                .strip_prefix("default:")
-                .or_else(|| entry.strip_prefix("d:"))
-            {
-                Some(d) => default.push(d),
-                None => access.push(entry),
-            }
-        }
-        let want_mask = !item.append_or_force;
-        let parse = |list: &[&str], this: &mut Self| -> Result<Option<Acl>, ()> {
-            if list.is_empty() {
-                return Ok(None);
-            }
-            let mut resolve = |user: bool, name: &str| this.resolve(user, name).ok();
-            let mut acl = Acl::from_text(&list.join(","), &mut resolve).ok_or(())?;
-            if want_mask {
-                acl.add_mask_if_needed();
-            }
-            Ok(Some(acl))
-        };
-        match (parse(&access, self), parse(&default, self)) {
-            (Ok(a), Ok(d)) => {
-                item.acl_access = a;
-                item.acl_default = d;
-            }
-            _ => log.push(
-                Level::Warning,
-                format!("Failed to parse ACL \"{text}\": Invalid argument. Ignoring"),
-            ),
-        }
-    }
-}
-
-fn item_text(a: &[u8]) -> String {
-    String::from_utf8_lossy(a).into_owned()
-}
-
-/// Parsed items of one path (`ItemArray`).
-pub type ByPath = indexmap::IndexMap<String, Vec<Item>>;
-
-/// `item_compatible()`: two lines for one path that may both stay.
-fn compatible(a: &Item, b: &Item) -> bool {
-    if !(takes_ownership(a.kind) && takes_ownership(b.kind)) {
-        return true;
-    }
-    a.argument == b.argument
-        && a.uid == b.uid
-        && a.uid_only_create == b.uid_only_create
-        && a.gid == b.gid
-        && a.gid_only_create == b.gid_only_create
-        && a.mode_set == b.mode_set
-        && a.mode == b.mode
-        && a.mode_only_create == b.mode_only_create
-        && a.age == b.age
-        && a.age_by_file == b.age_by_file
-        && a.age_by_dir == b.age_by_dir
-        && a.mask_perms == b.mask_perms
-        && a.keep_first_level == b.keep_first_level
-        && a.major_minor == b.major_minor
-}
-
-/// `is_duplicated_item()`.
-pub fn is_duplicate(existing: &[Item], i: &Item) -> bool {
-    existing.iter().any(|e| {
-        !(compatible(e, i)
-            || (e.kind == b'w' && e.append_or_force && i.kind == b'w' && i.append_or_force))
-    })
-}
-
-/// `item_compare()`: creating lines first, then by type.
-pub fn sort_items(items: &mut [Item]) {
-    items.sort_by_key(|i| (!takes_ownership(i.kind), i.kind));
 }

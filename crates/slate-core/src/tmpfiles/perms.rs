@@ -48,6 +48,30 @@ fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
 }
 
 impl Runner<'_> {
+    /// `fstat` of a handle; a failure is logged as "Failed to fstat(PATH)".
+    pub(super) fn fstat_logged<Fd: std::os::fd::AsFd>(
+        &mut self,
+        fd: Fd,
+        path: &str,
+    ) -> Result<Stat, Failed> {
+        rfs::fstat(fd).map_err(|e| {
+            let m = format!("Failed to fstat({}): {}", self.show(path), errno_text(e));
+            self.error(m)
+        })
+    }
+
+    /// `fstat` of a handle; a failure is logged as "stat(PATH) failed".
+    pub(super) fn stat_logged<Fd: std::os::fd::AsFd>(
+        &mut self,
+        fd: Fd,
+        path: &str,
+    ) -> Result<Stat, Failed> {
+        rfs::fstat(fd).map_err(|e| {
+            let m = format!("stat({}) failed: {}", self.show(path), errno_text(e));
+            self.error(m)
+        })
+    }
+
     pub(super) fn hardlink_vulnerable(&mut self, st: &Stat) -> bool {
         file_type(st) != FileType::Directory && st.st_nlink > 1 && !self.hardlinks_protected()
     }

@@ -2,10 +2,13 @@
 //! file attribute letters, xattr assignments, C escapes and paths, parsed
 //! the way systemd 252 parses them.
 
+use super::acl::Acl;
+use super::parse::{Item, Parser};
 use super::parse::{
     AGE_BY_ATIME, AGE_BY_BTIME, AGE_BY_CTIME, AGE_BY_DEFAULT_DIR, AGE_BY_DEFAULT_FILE, AGE_BY_MTIME,
 };
 use super::{Level, Log};
+use crate::confd::specifier::SpecError;
 use crate::confd::words::{self, Flags};
 
 /// Whether `path` lies below `prefix`, compared by components.
@@ -290,6 +293,72 @@ pub fn parse_xattrs(arg: &[u8], log: &mut Log) -> Vec<(String, Vec<u8>)> {
         out.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
     }
     out
+}
+
+pub fn home_dir() -> String {
+    match std::env::var("HOME") {
+        Ok(h) if h.starts_with('/') && simplify(&h) == h => h,
+        _ => "/root".into(),
+    }
+}
+
+/// Whether a specifier error means "this information is not available"
+/// (the line is skipped, not an error).
+pub fn is_noinfo(e: &SpecError) -> bool {
+    match e {
+        SpecError::NotAttached => true,
+        SpecError::Other(s) => s == "No medium found",
+        _ => false,
+    }
+}
+
+/// `Failed to ...: %m` texts of specifier errors, and whether they make
+/// the configuration invalid (EINVAL, EBADSLT).
+pub fn spec_error(e: &SpecError) -> (String, bool) {
+    (e.to_string(), matches!(e, SpecError::Unknown(_)))
+}
+
+pub fn item_text(a: &[u8]) -> String {
+    String::from_utf8_lossy(a).into_owned()
+}
+
+impl Parser<'_> {
+    /// `a`/`A` arguments: access and `d:` default entries, with a mask
+    /// computed when the line does not merge (`parse_acl()`).
+    pub fn parse_acls(&mut self, item: &mut Item, text: &str, log: &mut Log) {
+        let (mut access, mut default) = (Vec::new(), Vec::new());
+        for entry in text.split(',') {
+            match entry
+                .strip_prefix("default:")
+                .or_else(|| entry.strip_prefix("d:"))
+            {
+                Some(d) => default.push(d),
+                None => access.push(entry),
+            }
+        }
+        let want_mask = !item.append_or_force;
+        let parse = |list: &[&str], this: &mut Self| -> Result<Option<Acl>, ()> {
+            if list.is_empty() {
+                return Ok(None);
+            }
+            let mut resolve = |user: bool, name: &str| this.resolve(user, name).ok();
+            let mut acl = Acl::from_text(&list.join(","), &mut resolve).ok_or(())?;
+            if want_mask {
+                acl.add_mask_if_needed();
+            }
+            Ok(Some(acl))
+        };
+        match (parse(&access, self), parse(&default, self)) {
+            (Ok(a), Ok(d)) => {
+                item.acl_access = a;
+                item.acl_default = d;
+            }
+            _ => log.push(
+                Level::Warning,
+                format!("Failed to parse ACL \"{text}\": Invalid argument. Ignoring"),
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
