@@ -297,3 +297,44 @@ pub fn assert_same_tree(want: &Path, got: &Path, with_owners: bool) {
         }
     }
 }
+
+/// Run a systemd tool (or Slate's counterpart) on `root` the way the
+/// differential suites do: `--root=ROOT` then `args` (`@ROOT@` replaced),
+/// `stdin` fed in, `creds` as `$CREDENTIALS_DIRECTORY`, no colours, log
+/// level info, `HOME=/root`.
+pub fn run_in_root(
+    tool: &[&str],
+    root: &Path,
+    args: &[String],
+    stdin: &str,
+    creds: &[(String, String)],
+) -> Output {
+    use std::io::Write;
+    let root_s = root.display().to_string();
+    let mut cmd = Command::new(tool[0]);
+    cmd.args(&tool[1..])
+        .arg(format!("--root={root_s}"))
+        .args(args.iter().map(|a| a.replace("@ROOT@", &root_s)))
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env("SYSTEMD_LOG_LEVEL", "info")
+        .env("SYSTEMD_COLORS", "0")
+        .env("HOME", "/root")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let dir = tempfile::tempdir().expect("tempdir");
+    if !creds.is_empty() {
+        for (n, c) in creds {
+            std::fs::write(dir.path().join(n), c).expect("credential");
+        }
+        cmd.env("CREDENTIALS_DIRECTORY", dir.path());
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("stdin");
+    child.wait_with_output().expect("wait")
+}

@@ -9,9 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use crate::common::{have, is_root, raw_xattrs, skip, slate_bin};
+use crate::common::{have, is_root, raw_xattrs, run_in_root, skip, slate_bin};
 
 enum Node {
     File(Vec<u8>),
@@ -265,36 +264,7 @@ struct Run {
 
 fn run_tool(tool: &[&str], root: &Path, case: &Case) -> Run {
     let root_s = root.display().to_string();
-    let args: Vec<String> = case
-        .args
-        .iter()
-        .map(|a| a.replace("@ROOT@", &root_s))
-        .collect();
-    let mut cmd = Command::new(tool[0]);
-    cmd.args(&tool[1..])
-        .arg(format!("--root={root_s}"))
-        .args(&args)
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .env("SYSTEMD_LOG_LEVEL", "info")
-        .env("SYSTEMD_COLORS", "0")
-        .env("HOME", "/root")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let creds = tempfile::tempdir().expect("tempdir");
-    if !case.creds.is_empty() {
-        for (n, c) in &case.creds {
-            std::fs::write(creds.path().join(n), c).expect("credential");
-        }
-        cmd.env("CREDENTIALS_DIRECTORY", creds.path());
-    }
-    let mut child = cmd.spawn().expect("spawn");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(case.stdin.as_bytes()).expect("stdin");
-    }
-    let o = child.wait_with_output().expect("wait");
+    let o = run_in_root(tool, root, &case.args, &case.stdin, &case.creds);
     let norm = |b: &[u8]| String::from_utf8_lossy(b).replace(&root_s, "@ROOT@");
     Run {
         status: o.status.code().unwrap_or(-1),
