@@ -378,11 +378,18 @@ impl Runner<'_> {
             | OFlags::CLOEXEC
             | OFlags::WRONLY
             | OFlags::NOCTTY;
-        match rfs::openat(&dir, bn, flags, Mode::from_raw_mode(i.mode)) {
-            Ok(fd) => {
-                self.write_argument(i, fd.as_fd(), &path)?;
-                self.set_perms(i, fd.as_fd(), &path, None, Creation::Normal)
-            }
+        let has_content = i.argument.as_ref().is_some_and(|a| !a.is_empty());
+        let created = if has_content {
+            self.create_file_atomically(i, dir.as_fd(), bn, flags)
+                .map(Err)
+        } else {
+            rfs::openat(&dir, bn, flags, Mode::from_raw_mode(i.mode)).map(Ok)
+        };
+        match created {
+            Ok(Ok(fd)) => self.set_perms(i, fd.as_fd(), &path, None, Creation::Normal),
+            // Made complete (content, owner, mode) and renamed into place,
+            // or failed with the reason logged.
+            Ok(Err(done)) => done,
             Err(Errno::EXIST) => {
                 let fd = rfs::openat(
                     &dir,
@@ -413,6 +420,42 @@ impl Runner<'_> {
                 Err(self.error(m))
             }
         }
+    }
+
+    /// A new file with content appears whole or not at all: written, given
+    /// its owner and mode, and synced under a temporary name, then renamed
+    /// into place unless something took the name meanwhile (`EEXIST`).
+    fn create_file_atomically(
+        &mut self,
+        i: &Item,
+        dir: BorrowedFd<'_>,
+        bn: &str,
+        flags: OFlags,
+    ) -> Result<R, Errno> {
+        match fs::lstat_at(dir, bn) {
+            Ok(_) => return Err(Errno::EXIST),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let tmp = crate::fsutil::tmp_name(".#tmpfiles");
+        let fd = rfs::openat(dir, tmp.as_str(), flags, Mode::from_raw_mode(i.mode))?;
+        let path = i.path.clone();
+        let done = self
+            .write_argument(i, fd.as_fd(), &path)
+            .and_then(|()| self.set_perms(i, fd.as_fd(), &path, None, Creation::Normal));
+        let r = match done {
+            Ok(()) => rfs::fsync(&fd).and_then(|()| {
+                rfs::renameat_with(dir, tmp.as_str(), dir, bn, rfs::RenameFlags::NOREPLACE)
+            }),
+            Err(Failed) => {
+                let _ = rfs::unlinkat(dir, tmp.as_str(), rfs::AtFlags::empty());
+                return Ok(Err(Failed));
+            }
+        };
+        if r.is_err() {
+            let _ = rfs::unlinkat(dir, tmp.as_str(), rfs::AtFlags::empty());
+        }
+        r.map(|()| Ok(()))
     }
 
     fn truncate_file(&mut self, i: &Item) -> R {

@@ -499,3 +499,72 @@ fn graceful_skips_unknown_owners() {
         root.join("srv/c").is_dir() && !root.join("srv/a").exists() && !root.join("srv/b").exists()
     );
 }
+
+/// SIGKILL at random moments while `f` lines write files with content:
+/// every file that exists afterwards is whole (a new file appears complete
+/// or not at all).
+#[test]
+fn tmpfiles_killed_leaves_no_partial_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = tempfile::tempdir().expect("tempdir");
+    let content = "x".repeat(4000);
+    let mut text = String::new();
+    for i in 0..800 {
+        text += &format!("f /srv/f{i} 0640 - - - {content}\n");
+    }
+    let conf = t.path().join("big.conf");
+    std::fs::write(&conf, text).expect("write");
+    let run = |dir: &std::path::Path| {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).expect("mkdir");
+        std::process::Command::new(slate_bin())
+            .args(["tmpfiles", "--create"])
+            .arg(format!("--root={}", dir.display()))
+            .arg(&conf)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    let full = t.path().join("full");
+    let started = std::time::Instant::now();
+    assert!(run(&full).wait().expect("wait").success());
+    let span = started.elapsed().as_micros() as u64 + 1;
+    let (mut killed, mut seed) = (0, 0x2545_f491_4f6c_dd1d_u64);
+    let work = t.path().join("work");
+    for _ in 0..20 {
+        let mut child = run(&work);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(std::time::Duration::from_micros(seed % span));
+        let _ = child.kill();
+        if child.wait().expect("wait").signal() == Some(9) {
+            killed += 1;
+        }
+        let Ok(entries) = std::fs::read_dir(work.join("srv")) else {
+            continue;
+        };
+        for e in entries {
+            let e = e.expect("entry");
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".#") {
+                continue;
+            }
+            let md = e.metadata().expect("stat");
+            assert_eq!(
+                md.len(),
+                content.len() as u64,
+                "{name} is partial after a kill"
+            );
+            assert_eq!(
+                std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o777,
+                0o640
+            );
+        }
+    }
+    assert!(
+        killed > 0,
+        "no run was killed while working; the test proved nothing"
+    );
+    eprintln!("{killed} of 20 runs killed mid-way; every file present was whole");
+}
