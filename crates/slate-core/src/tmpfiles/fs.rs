@@ -350,9 +350,24 @@ const MATCH: glob::MatchOptions = glob::MatchOptions {
 
 /// `fnmatch(pattern, path, FNM_PATHNAME|FNM_PERIOD)`.
 pub fn fnmatch(pattern: &str, path: &str) -> bool {
-    match glob::Pattern::new(pattern) {
-        Ok(p) => p.matches_with(path, MATCH),
-        Err(_) => pattern == path,
+    Matcher::new(pattern).matches(path)
+}
+
+/// A compiled `fnmatch` pattern (a pattern glob cannot parse matches
+/// itself literally).
+#[derive(Debug)]
+pub struct Matcher(Result<glob::Pattern, String>);
+
+impl Matcher {
+    pub fn new(pattern: &str) -> Matcher {
+        Matcher(glob::Pattern::new(pattern).map_err(|_| pattern.to_string()))
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        match &self.0 {
+            Ok(p) => p.matches_with(path, MATCH),
+            Err(literal) => literal == path,
+        }
     }
 }
 

@@ -127,6 +127,8 @@ pub struct Config {
     pub globs: IndexMap<String, usize>,
     /// Some line was invalid (exit status 65).
     pub invalid: bool,
+    /// The glob lines' patterns, compiled once for cleaning.
+    glob_matchers: Vec<fs::Matcher>,
 }
 
 impl Config {
@@ -234,12 +236,7 @@ impl Config {
 
     /// Whether a plain line exists for `path` or a glob line matches it.
     pub fn covers(&self, path: &str) -> bool {
-        self.items.contains_key(path)
-            || self
-                .globs
-                .values()
-                .flat_map(|&g| self.arrays[g].items.iter())
-                .any(|i| fs::fnmatch(&i.path, path))
+        self.items.contains_key(path) || self.glob_matchers.iter().any(|m| m.matches(path))
     }
 }
 
@@ -363,6 +360,12 @@ pub fn load(root: &Root, opts: &Options, log: &mut Log) -> Result<Config, Failed
     }
     let mut config = loader.config;
     config.link_parents();
+    config.glob_matchers = config
+        .globs
+        .values()
+        .flat_map(|&g| config.arrays[g].items.iter())
+        .map(|i| fs::Matcher::new(&i.path))
+        .collect();
     Ok(config)
 }
 
