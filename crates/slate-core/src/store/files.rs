@@ -70,11 +70,16 @@ thread_local! {
     static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
 }
 
+/// The effective user and group, asked once per process (they are
+/// compared for every file committed).
 fn euid_egid() -> (u32, u32) {
-    (
-        rustix::process::geteuid().as_raw(),
-        rustix::process::getegid().as_raw(),
-    )
+    static IDS: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *IDS.get_or_init(|| {
+        (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        )
+    })
 }
 
 /// Whether a `bare-user` object can carry `meta` in its own inode.
