@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, FileType, FlockOperation, Mode, OFlags, StatxFlags};
 use rustix::io::Errno;
 
-use super::fs::{self, file_type};
+use super::fs;
 use super::parse::Item;
 use super::{Failed, Level, Runner};
 
@@ -451,7 +451,6 @@ impl Runner<'_> {
                 );
             }
         }
-        let _ = file_type;
         result
     }
 }

@@ -310,18 +310,16 @@ impl Runner<'_> {
     }
 
     fn write_one_file(&mut self, i: &Item, path: &str) -> R {
-        let Some(bn) = fs::file_name(path) else {
+        if fs::file_name(path).is_none() {
             let m = format!(
                 "Cannot open path '{}' for writing, is a directory.",
                 self.show(path)
             );
             return Err(self.error(m));
-        };
-        // The parent is checked like systemd does; the last component may
-        // be a symlink, followed inside the root.
-        let _parent = self.open_parent(path, i.allow_failure)?;
-        let _ = bn;
-        let target = path.to_string();
+        }
+        // The parent is checked as systemd checks it (unsafe transitions);
+        // the last component may be a symlink, followed inside the root.
+        self.open_parent(path, i.allow_failure)?;
         let flags = OFlags::NONBLOCK
             | OFlags::WRONLY
             | OFlags::NOCTTY
@@ -330,7 +328,7 @@ impl Runner<'_> {
             } else {
                 OFlags::empty()
             };
-        let fd = match self.root.open(&target, flags, 0) {
+        let fd = match self.root.open(path, flags, 0) {
             Ok(fd) => fd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(_) if i.allow_failure => return Err(Failed),
