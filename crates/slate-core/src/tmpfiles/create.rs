@@ -24,6 +24,22 @@ impl Runner<'_> {
         }
     }
 
+    /// The last component of `path`; `/` has none, which is reported as
+    /// systemd reports it ("Cannot open path '/' for ACTION, is a directory.").
+    pub(super) fn file_name_of<'p>(
+        &mut self,
+        path: &'p str,
+        action: &str,
+    ) -> Result<&'p str, Failed> {
+        fs::file_name(path).ok_or_else(|| {
+            let m = format!(
+                "Cannot open path '{}' for {action}, is a directory.",
+                self.show(path)
+            );
+            self.error(m)
+        })
+    }
+
     /// `path_open_parent_safe()`: the directory holding `path`.
     pub(super) fn open_parent(
         &mut self,
@@ -310,13 +326,7 @@ impl Runner<'_> {
     }
 
     fn write_one_file(&mut self, i: &Item, path: &str) -> R {
-        if fs::file_name(path).is_none() {
-            let m = format!(
-                "Cannot open path '{}' for writing, is a directory.",
-                self.show(path)
-            );
-            return Err(self.error(m));
-        }
+        self.file_name_of(path, "writing")?;
         // The parent is checked as systemd checks it (unsafe transitions);
         // the last component may be a symlink, followed inside the root.
         self.open_parent(path, i.allow_failure)?;
@@ -361,13 +371,7 @@ impl Runner<'_> {
 
     fn create_file(&mut self, i: &Item) -> R {
         let path = i.path.clone();
-        let Some(bn) = fs::file_name(&path) else {
-            let m = format!(
-                "Cannot open path '{}' for writing, is a directory.",
-                self.show(&path)
-            );
-            return Err(self.error(m));
-        };
+        let bn = self.file_name_of(&path, "writing")?;
         let dir = self.open_parent(&path, i.allow_failure)?;
         let flags = OFlags::CREATE
             | OFlags::EXCL
@@ -458,13 +462,7 @@ impl Runner<'_> {
 
     fn truncate_file(&mut self, i: &Item) -> R {
         let path = i.path.clone();
-        let Some(bn) = fs::file_name(&path) else {
-            let m = format!(
-                "Cannot open path '{}' for truncation, is a directory.",
-                self.show(&path)
-            );
-            return Err(self.error(m));
-        };
+        let bn = self.file_name_of(&path, "truncation")?;
         let dir = self.open_parent(&path, i.allow_failure)?;
         let base =
             OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::WRONLY | OFlags::NOCTTY;

@@ -38,13 +38,7 @@ impl Runner<'_> {
             FileType::Fifo => "FIFO",
             _ => "device node",
         };
-        let Some(bn) = fs::file_name(&path) else {
-            let m = format!(
-                "Cannot open path '{}' for creating {what}, is a directory.",
-                self.show(&path)
-            );
-            return Err(self.error(m));
-        };
+        let bn = self.file_name_of(&path, &format!("creating {what}"))?;
         let dir = self.open_parent(&path, i.allow_failure)?;
         let made = self.make_node(dir.as_fd(), bn, i, t);
         let mut creation = if made.is_ok() {
@@ -168,13 +162,7 @@ impl Runner<'_> {
     pub(super) fn create_symlink(&mut self, i: &Item) -> R {
         let path = i.path.clone();
         let target = i.argument.clone().unwrap_or_default();
-        let Some(bn) = fs::file_name(&path) else {
-            let m = format!(
-                "Cannot open path '{}' for creating symlink, is a directory.",
-                self.show(&path)
-            );
-            return Err(self.error(m));
-        };
+        let bn = self.file_name_of(&path, "creating symlink")?;
         let dir = self.open_parent(&path, i.allow_failure)?;
         let made = rfs::symlinkat(target.as_slice(), &dir, bn);
         let mut creation = if made.is_ok() {

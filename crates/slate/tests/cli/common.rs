@@ -338,3 +338,19 @@ pub fn run_in_root(
         .expect("stdin");
     child.wait_with_output().expect("wait")
 }
+
+/// Every path whose description differs between the systemd tool's tree
+/// and Slate's, as "PATH: systemd ... slate ..." lines.
+pub fn tree_diffs(want: &BTreeMap<String, String>, got: &BTreeMap<String, String>) -> Vec<String> {
+    let keys: std::collections::BTreeSet<_> = want.keys().chain(got.keys()).collect();
+    keys.into_iter()
+        .filter(|k| want.get(*k) != got.get(*k))
+        .map(|k| {
+            format!(
+                "{k}:\n  systemd {:?}\n  slate   {:?}",
+                want.get(k),
+                got.get(k)
+            )
+        })
+        .collect()
+}

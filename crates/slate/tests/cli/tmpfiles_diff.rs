@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::Path;
 
-use crate::common::{have, is_root, raw_xattrs, run_in_root, skip, slate_bin};
+use crate::common::{have, is_root, raw_xattrs, run_in_root, skip, slate_bin, tree_diffs};
 
 enum Node {
     File(Vec<u8>),
@@ -304,13 +304,7 @@ pub fn compare(cases: &[Case]) -> Vec<String> {
         if c.compare_stderr && want.stderr != got.stderr {
             diffs.push("stderr differs".into());
         }
-        let keys: std::collections::BTreeSet<_> = want.tree.keys().chain(got.tree.keys()).collect();
-        for k in keys {
-            let (w, g) = (want.tree.get(k), got.tree.get(k));
-            if w != g {
-                diffs.push(format!("{k}:\n  systemd {w:?}\n  slate   {g:?}"));
-            }
-        }
+        diffs.extend(tree_diffs(&want.tree, &got.tree));
         if !diffs.is_empty() {
             failures.push(format!(
                 "case {:?}:\n{}\nsystemd stderr:\n{}slate stderr:\n{}",
