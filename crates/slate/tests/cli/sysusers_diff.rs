@@ -83,7 +83,17 @@ impl Case {
                 std::fs::create_dir_all(parent).expect("mkdir parent");
             }
             match n {
-                Node::File(c) => std::fs::write(&path, c).expect("write"),
+                Node::File(c) => {
+                    std::fs::write(&path, c).expect("write");
+                    // A fixed time, which backups keep: the two copies of a
+                    // case are built in different seconds at times.
+                    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_262_304_000);
+                    std::fs::File::options()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_modified(t))
+                        .expect("set mtime");
+                }
                 Node::Link(t) => symlink(t, &path).expect("symlink"),
                 Node::Dir => std::fs::create_dir_all(&path).expect("mkdir"),
             }
