@@ -5,6 +5,7 @@ use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -63,6 +64,30 @@ fn file_flags() -> OFlags {
     OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK
 }
 
+/// Open flags for a source directory.
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+/// Whether `O_NOATIME` is still worth asking for. Reading a source must not
+/// dirty its inodes (a freshly built tree would otherwise have every
+/// inode's access time written back); the kernel allows the flag to the
+/// files' owner and to root, and after its first refusal it is not asked
+/// for again.
+static NOATIME: AtomicBool = AtomicBool::new(true);
+
+/// Open `name` below `dir` for reading with `flags`, adding `O_NOATIME`
+/// where the kernel allows it.
+fn open_source(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    if NOATIME.load(Ordering::Relaxed) {
+        match rfs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+            Err(rustix::io::Errno::PERM) => NOATIME.store(false, Ordering::Relaxed),
+            r => return r,
+        }
+    }
+    rfs::openat(dir, name, flags, Mode::empty())
+}
+
 impl Scanner<'_> {
     fn dir(&self, fd: OwnedFd, path: &Path, rel: &str) -> Result<ObjectId> {
         let st = rfs::fstat(&fd).map_err(errno(path))?;
@@ -74,7 +99,9 @@ impl Scanner<'_> {
             xattrs,
         };
         let mut names = Vec::new();
-        let mut d = Dir::read_from(&fd).map_err(errno(path))?;
+        // The listing reads through the handle itself; openat() below does
+        // not depend on its file position.
+        let mut d = Dir::new(fd).map_err(errno(path))?;
         while let Some(ent) = d.read() {
             let ent = ent.map_err(errno(path))?;
             let n = ent.file_name().to_bytes();
@@ -83,9 +110,10 @@ impl Scanner<'_> {
             }
         }
         Stats::add(&self.stats.dirs, 1);
+        let fd = d.fd().map_err(errno(path))?;
         let entries: Vec<Option<TreeEntry>> = names
             .into_par_iter()
-            .map(|(name, regular)| self.entry(fd.as_fd(), path, rel, name, regular))
+            .map(|(name, regular)| self.entry(fd, path, rel, name, regular))
             .collect::<Result<_>>()?;
         let mut tree = Tree {
             meta,
@@ -108,7 +136,7 @@ impl Scanner<'_> {
         let oname = OsStr::from_bytes(&name);
         let path = dpath.join(oname);
         if regular {
-            let fd = rfs::openat(dir, oname, file_flags(), Mode::empty()).map_err(errno(&path))?;
+            let fd = open_source(dir, oname, file_flags()).map_err(errno(&path))?;
             let st = rfs::fstat(&fd).map_err(errno(&path))?;
             if st.st_mode & 0o170000 == 0o100000 {
                 return self.regular(fd, &st, name, &path).map(Some);
@@ -125,7 +153,7 @@ impl Scanner<'_> {
         };
         match st.st_mode & 0o170000 {
             0o040000 => {
-                let fd = fsutil::open_dir_at(dir, Path::new(oname)).map_err(src_err(&path))?;
+                let fd = open_source(dir, oname, dir_flags()).map_err(errno(&path))?;
                 let id = self.dir(fd, &path, &rel())?;
                 return Ok(Some(TreeEntry {
                     name,
@@ -141,8 +169,7 @@ impl Scanner<'_> {
                 return Ok(None);
             }
             0o100000 => {
-                let fd =
-                    rfs::openat(dir, oname, file_flags(), Mode::empty()).map_err(errno(&path))?;
+                let fd = open_source(dir, oname, file_flags()).map_err(errno(&path))?;
                 let st = rfs::fstat(&fd).map_err(errno(&path))?;
                 return self.regular(fd, &st, name, &path).map(Some);
             }

@@ -87,6 +87,54 @@ fn sockets_are_skipped_with_a_warning() {
     assert!(ls.contains("/run\n") && !ls.contains("ctl.sock"), "{ls}");
 }
 
+/// Set `path`'s access time to 2001 and its modification time to 2010, so
+/// that a reader on a `relatime` filesystem would update the access time.
+fn age(path: &Path) {
+    let at = |secs| rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &rustix::fs::Timestamps {
+            last_access: at(978_307_200),
+            last_modification: at(1_262_304_000),
+        },
+        rustix::fs::AtFlags::empty(),
+    )
+    .expect("utimensat");
+}
+
+fn atime(path: &Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).expect("stat").atime()
+}
+
+#[test]
+fn commit_leaves_the_sources_access_times_alone() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("etc")).expect("mkdir");
+    std::fs::write(src.join("etc/hostname"), b"slate\n").expect("write");
+    let control = t.path().join("control");
+    std::fs::write(&control, b"x").expect("write");
+    for p in [&control, &src.join("etc/hostname"), &src.join("etc")] {
+        age(p);
+    }
+    std::fs::read(&control).expect("read");
+    if atime(&control) == 978_307_200 {
+        return skip("the test filesystem does not update access times (noatime)");
+    }
+    let repo = init(t.path(), "bare-user");
+    ok(
+        &repo,
+        &["commit", "-b", "main", src.to_str().expect("utf-8")],
+    );
+    assert_eq!(atime(&src.join("etc/hostname")), 978_307_200, "file read");
+    assert_eq!(atime(&src.join("etc")), 978_307_200, "directory listed");
+}
+
 #[test]
 fn tar_gives_the_same_commit_as_the_directory() {
     if !have("tar") || !have("zstd") || !have("gzip") {
