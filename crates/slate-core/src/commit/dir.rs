@@ -15,7 +15,7 @@ use super::{Error, Result, Stats, TreeScan};
 use crate::fsutil;
 use crate::hash::ObjectId;
 use crate::object::{DirMeta, EntryKind, FileKind, FileMeta, Tree, TreeEntry};
-use crate::store::{FileContent, Repo};
+use crate::store::{FileContent, Repo, RepoMode};
 
 struct Scanner<'a> {
     repo: &'a Repo,
@@ -39,6 +39,33 @@ fn errno(path: &Path) -> impl Fn(rustix::io::Errno) -> Error + '_ {
 
 /// Store every inode below `path` and return the root tree.
 pub fn commit_dir_tree(repo: &Repo, path: &Path) -> Result<TreeScan> {
+    match scan_pool(repo.mode()) {
+        Some(pool) => pool.install(|| scan(repo, path)),
+        None => scan(repo, path),
+    }
+}
+
+/// The thread pool for a scan into a `bare` or `bare-user` repository:
+/// four threads per CPU, at least 8 and at most 64. Such a scan mostly
+/// waits (on the source's disk when the tree is not in the page cache, on
+/// inode creation), and more reads in flight shorten it: a cold Debian tree
+/// commits in two thirds of the time with 8 threads instead of 2, while a
+/// cached one takes the same time. An `archive` scan compresses, which is
+/// CPU work, and keeps the global pool of one thread per CPU; so does any
+/// scan when `RAYON_NUM_THREADS` sets the count.
+fn scan_pool(mode: RepoMode) -> Option<rayon::ThreadPool> {
+    if mode == RepoMode::Archive || std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return None;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads((cpus * 4).clamp(8, 64))
+        .thread_name(|i| format!("slate-scan-{i}"))
+        .build()
+        .ok()
+}
+
+fn scan(repo: &Repo, path: &Path) -> Result<TreeScan> {
     let fd = fsutil::open_dir(path).map_err(src_err(path))?;
     let scanner = Scanner {
         repo,
