@@ -29,6 +29,8 @@ use crate::object::{FileHeader, FileKind, FileMeta, ObjectType};
 /// anything is written; larger ones are streamed to a temporary object.
 const SMALL_FILE: u64 = 4 << 20;
 const CHUNK: usize = 1 << 20;
+/// What a thread's read buffer may keep between files.
+const KEPT_BUF: usize = 1 << 20;
 
 /// Where a file object's content comes from.
 pub enum FileContent<'a> {
@@ -137,7 +139,9 @@ impl Repo {
                         path.display()
                     )));
                 }
-                self.write_file_bytes(&header, &buf[..n], name_of(path))
+                let res = self.write_file_bytes(&header, &buf[..n], name_of(path));
+                release_large(&mut buf);
+                res
             }),
             FileContent::Reader { reader, path } if size <= SMALL_FILE => BUF.with(|buf| {
                 let mut buf = buf.borrow_mut();
@@ -145,7 +149,9 @@ impl Repo {
                 reader
                     .read_exact(&mut buf)
                     .map_err(|e| Error::io(path, e))?;
-                self.write_file_bytes(&header, &buf, name_of(path))
+                let res = self.write_file_bytes(&header, &buf, name_of(path));
+                release_large(&mut buf);
+                res
             }),
             FileContent::Fd { fd, path } => {
                 let st = self.write_file_stream(&header, &mut FdReader(fd), path)?;
@@ -459,6 +465,14 @@ impl Repo {
         let res = self.materialize_bare_special(&name, &header);
         self.publish_special(&name, res, &id)?;
         Ok(StoredFile { id, written: true })
+    }
+}
+
+/// Give back a per-thread buffer that a large file grew: a scan may run
+/// dozens of threads, and each keeping up to [`SMALL_FILE`] would add up.
+fn release_large(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEPT_BUF {
+        *buf = Vec::new();
     }
 }
 
