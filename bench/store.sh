@@ -4,17 +4,37 @@
 #   bench/store.sh            (root; needs ostree, mmdebstrap; builds the tree once)
 #
 # Builds rootfs-v1 (../shared/bench/make-rootfs.sh: minbase + systemd, about
-# 8,100 files, 223 MB), then times, in the same run and alternating tools:
+# 8,100 files, 223 MB), then times, in the same run and alternating which
+# tool goes first:
 #   - commit into a fresh bare-user repository
 #   - commit into a fresh archive repository (and the repository size)
 #   - committing the unchanged tree again (bare-user)
-#   - hard-link checkout (and `cp -al` of the same tree)
-# Repositories live on a loop-mounted ext4 image of their own, because both
-# tools call syncfs. Prints medians of RUNS runs, peak RSS and ratios.
+#   - hard-link checkout (and `cp -al` of the same tree), fsck, export
+# The three commits are timed twice: with the tree in the page cache ("hot":
+# a tree that was just built) and with every cache dropped first ("cold": a
+# tree read from the disk).
+#
+# Method (each point keeps the host's own activity out of the figures):
+# - Repositories live on an ext4 image of their own, because both tools
+#   call syncfs, made anew for each iteration.
+# - The image is written out in full once, and mkfs does not discard it, so
+#   the loop device writes into allocated blocks as a disk does (a sparse
+#   image would add the host filesystem's block allocation to every run).
+# - The loop device uses direct I/O (LOOP_DIO=0 turns it off): its writes
+#   reach the disk within the timed run instead of piling up in the host's
+#   page cache as dirty pages of the image and being written back during a
+#   later run.
+# - A hot run first reads its input (the tree, or the repository): the host
+#   drops page cache that has been idle for about 30 s, which would
+#   otherwise turn random parts of a run into disk reads. (GNU tar skips
+#   reading file contents when its output is /dev/null, hence the pipe.)
+# Prints every run, medians of RUNS runs, the range of the per-iteration
+# ratios, peak RSS.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
+LOOP_DIO=${LOOP_DIO:-1}
 BENCH_DIR=${BENCH_DIR:-${TMPDIR:-/tmp}/slate-bench}
 shared=${SHARED:-$top/../shared}
 
@@ -29,76 +49,106 @@ echo "slate: $($SLATE --version); $(ostree --version | sed -n 's/.*Version: //p'
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/slate-bench-store.XXXXXX")
 mnt=$work/mnt
-cleanup() { umount "$mnt" 2>/dev/null || true; rm -rf "$work"; }
+dev=
+detach() {
+  umount "$mnt" 2>/dev/null || true
+  if [[ -n $dev ]]; then losetup -d "$dev" 2>/dev/null || true; fi
+  dev=
+}
+cleanup() { detach; rm -rf "$work"; }
 trap cleanup EXIT
-truncate -s 4G "$work/fs.img"
 mkdir -p "$mnt"
-tar -C "$TREE" -cf - . >/dev/null   # warm the page cache
+echo "writing the 3 GiB filesystem image..."
+dd if=/dev/zero of="$work/fs.img" bs=4M count=768 conv=fsync status=none
+
+# warm DIR...: read every file's content, so the run that follows finds it
+# in the page cache.
+warm() { for d in "$@"; do tar -C "$d" -cf - . | cat >/dev/null; done; }
 
 results=$work/results
 : >"$results"
-# run NAME COMMAND...: time one run, record "NAME seconds maxrss_kb"
+# run NAME COMMAND...: time one run, record "NAME seconds maxrss_kb
+# iteration". WARM names what to read first; WARM=(cold) drops every cache
+# instead.
 run() {
   local name=$1; shift
-  sync; sleep 2
+  sync; sleep 1
+  if [[ ${WARM[0]} == cold ]]; then
+    echo 3 >/proc/sys/vm/drop_caches
+  else
+    warm "${WARM[@]}"
+  fi
   /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-  echo "$name $(cat "$work/t")" >>"$results"
+  echo "$name $(cat "$work/t") $i" >>"$results"
 }
+# pair A B: run the shell functions A and B, in this order on odd
+# iterations and in the other on even ones.
+pair() { if (( i % 2 )); then "$1"; "$2"; else "$2"; "$1"; fi; }
 
 for i in $(seq "$RUNS"); do
-  # A fresh filesystem per iteration: deleting the last one's repositories
-  # would otherwise still be in flight while the next is timed.
-  umount "$mnt" 2>/dev/null || true
-  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$work/fs.img"
-  mount -o loop "$work/fs.img" "$mnt"
-  cp -a "$TREE" "$mnt/tree"   # for `cp -al`, which needs the same filesystem
-  "$SLATE" init --repo "$mnt/s-bu" --mode bare-user 2>/dev/null
-  ostree init --repo="$mnt/o-bu" --mode=bare-user
-  "$SLATE" init --repo "$mnt/s-ar" --mode archive 2>/dev/null
-  ostree init --repo="$mnt/o-ar" --mode=archive
-  s_bu() { run slate-commit-bare-user "$SLATE" commit --repo "$mnt/s-bu" -b main --timestamp 0 "$TREE"; }
-  o_bu() { run ostree-commit-bare-user ostree commit --repo="$mnt/o-bu" -b main "$TREE"; }
-  s_ar() { run slate-commit-archive "$SLATE" commit --repo "$mnt/s-ar" -b main --timestamp 0 "$TREE"; }
-  o_ar() { run ostree-commit-archive ostree commit --repo="$mnt/o-ar" -b main "$TREE"; }
-  s_re() { run slate-recommit "$SLATE" commit --repo "$mnt/s-bu" -b main --timestamp 1 "$TREE"; }
-  o_re() { run ostree-recommit ostree commit --repo="$mnt/o-bu" -b main "$TREE"; }
-  s_fs() { run slate-fsck "$SLATE" fsck --repo "$mnt/s-bu"; }
-  o_fs() { run ostree-fsck ostree fsck --repo="$mnt/o-bu"; }
-  # Both to a file through standard output (`-o` would add an fsync).
-  s_ex() { run slate-export sh -c "'$SLATE' export --repo '$mnt/s-bu' main > '$mnt/s.tar'"; }
-  o_ex() { run ostree-export sh -c "ostree export --repo='$mnt/o-bu' main > '$mnt/o.tar'"; }
-  s_co() { run slate-checkout "$SLATE" checkout --repo "$mnt/s-bu" main "$mnt/co-s"; }
-  o_co() { run ostree-checkout ostree checkout --repo="$mnt/o-bu" -U main "$mnt/co-o"; }
-  if (( i % 2 )); then
-    s_bu; o_bu; s_ar; o_ar; s_re; o_re; s_co; o_co; s_fs; o_fs; s_ex; o_ex
+  echo "iteration $i of $RUNS..."
+  detach
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0,nodiscard "$work/fs.img"
+  if [[ $LOOP_DIO == 1 ]]; then
+    dev=$(losetup -f --show --direct-io=on "$work/fs.img")
   else
-    o_bu; s_bu; o_ar; s_ar; o_re; s_re; o_co; s_co; o_fs; s_fs; o_ex; s_ex
+    dev=$(losetup -f --show "$work/fs.img")
   fi
-  run cp-al cp -al "$mnt/tree" "$mnt/co-cp"
-  echo "$(du -sb "$mnt/s-ar" | cut -f1) $(du -sb "$mnt/o-ar" | cut -f1)" >"$work/sizes"
+  mount "$dev" "$mnt"
+  cp -a "$TREE" "$mnt/tree"   # for `cp -al`, which needs the same filesystem
+  for c in hot cold; do
+    "$SLATE" init --repo "$mnt/s-bu-$c" --mode bare-user 2>/dev/null
+    ostree init --repo="$mnt/o-bu-$c" --mode=bare-user
+    "$SLATE" init --repo "$mnt/s-ar-$c" --mode archive 2>/dev/null
+    ostree init --repo="$mnt/o-ar-$c" --mode=archive
+  done
+  for c in hot cold; do
+    if [[ $c == hot ]]; then WARM=("$TREE"); else WARM=(cold); fi
+    s_bu() { run "slate-commit-bare-user-$c" "$SLATE" commit --repo "$mnt/s-bu-$c" -b main --timestamp 0 "$TREE"; }
+    o_bu() { run "ostree-commit-bare-user-$c" ostree commit --repo="$mnt/o-bu-$c" -b main "$TREE"; }
+    s_ar() { run "slate-commit-archive-$c" "$SLATE" commit --repo "$mnt/s-ar-$c" -b main --timestamp 0 "$TREE"; }
+    o_ar() { run "ostree-commit-archive-$c" ostree commit --repo="$mnt/o-ar-$c" -b main "$TREE"; }
+    s_re() { run "slate-recommit-$c" "$SLATE" commit --repo "$mnt/s-bu-$c" -b main --timestamp 1 "$TREE"; }
+    o_re() { run "ostree-recommit-$c" ostree commit --repo="$mnt/o-bu-$c" -b main "$TREE"; }
+    pair s_bu o_bu; pair s_ar o_ar; pair s_re o_re
+  done
+  s_fs() { WARM=("$mnt/s-bu-hot"); run slate-fsck "$SLATE" fsck --repo "$mnt/s-bu-hot"; }
+  o_fs() { WARM=("$mnt/o-bu-hot"); run ostree-fsck ostree fsck --repo="$mnt/o-bu-hot"; }
+  # Both to a file through standard output (`-o` would add an fsync).
+  s_ex() { WARM=("$mnt/s-bu-hot"); run slate-export sh -c "'$SLATE' export --repo '$mnt/s-bu-hot' main > '$mnt/s.tar'"; }
+  o_ex() { WARM=("$mnt/o-bu-hot"); run ostree-export sh -c "ostree export --repo='$mnt/o-bu-hot' main > '$mnt/o.tar'"; }
+  s_co() { WARM=("$mnt/s-bu-hot"); run slate-checkout "$SLATE" checkout --repo "$mnt/s-bu-hot" main "$mnt/co-s"; }
+  o_co() { WARM=("$mnt/o-bu-hot"); run ostree-checkout ostree checkout --repo="$mnt/o-bu-hot" -U main "$mnt/co-o"; }
+  pair s_co o_co; pair s_fs o_fs; pair s_ex o_ex
+  WARM=("$mnt/tree"); run cp-al cp -al "$mnt/tree" "$mnt/co-cp"
+  echo "$(du -sb "$mnt/s-ar-hot" | cut -f1) $(du -sb "$mnt/o-ar-hot" | cut -f1)" >"$work/sizes"
 done
-python3 - "$results" "$work/sizes" <<'PY'
+python3 - "$results" "$work/sizes" "$LOOP_DIO" <<'PY'
 import sys, statistics, collections
-t = collections.defaultdict(list); m = collections.defaultdict(list)
+t = collections.defaultdict(dict); m = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    name, secs, rss = line.split()
-    t[name].append(float(secs)); m[name].append(int(rss))
-med = {k: statistics.median(v) for k, v in t.items()}
+    name, secs, rss, it = line.split()
+    t[name][int(it)] = float(secs); m[name].append(int(rss))
+med = {k: statistics.median(v.values()) for k, v in t.items()}
 for k in sorted(t):
-    print(f"  {k:<26} runs: " + " ".join(f"{x:.2f}" for x in t[k]))
+    print(f"  {k:<30} runs: " + " ".join(f"{t[k][i]:.2f}" for i in sorted(t[k])))
 rss = {k: max(v) / 1024 for k, v in m.items()}
 s_size, o_size = map(int, open(sys.argv[2]).read().split())
-print(f"{'work':<28}{'slate':>9}{'peer':>9}{'ratio':>8}   slate peak RSS")
-def row(label, s, p, target):
+print(f"{'work':<30}{'slate':>7}{'peer':>8}{'ratio':>7}  {'per-iteration ratios':<30}{'RSS':>8}  target")
+def row(label, s, p, target, mem=True):
     ratio = med[p] / med[s]
-    print(f"{label:<28}{med[s]:>8.2f}s{med[p]:>8.2f}s{ratio:>7.1f}x   {rss[s]:.0f} MiB   (target >= {target}x)")
-row("commit bare-user", "slate-commit-bare-user", "ostree-commit-bare-user", 4)
-row("commit archive", "slate-commit-archive", "ostree-commit-archive", 5)
-row("commit unchanged tree", "slate-recommit", "ostree-recommit", 6)
-row("hard-link checkout", "slate-checkout", "ostree-checkout", 1.5)
-row("fsck (bare-user)", "slate-fsck", "ostree-fsck", 3)
-row("export to a tar file", "slate-export", "ostree-export", 1)
-print(f"{'checkout vs cp -al':<28}{med['slate-checkout']:>8.2f}s{med['cp-al']:>8.2f}s{med['cp-al']/med['slate-checkout']:>7.2f}x   (target: slate within 1.5x of cp -al)")
+    pairs = sorted(t[p][i] / t[s][i] for i in t[s] if i in t[p])
+    spread = f"{pairs[0]:.1f}x-{pairs[-1]:.1f}x (median {statistics.median(pairs):.1f}x)"
+    rss_col = f"{rss[s]:.0f} MiB" if mem else ""
+    print(f"{label:<30}{med[s]:>6.2f}s{med[p]:>7.2f}s{ratio:>6.1f}x  {spread:<30}{rss_col:>8}  {target}")
+for c in ("hot", "cold"):
+    row(f"commit bare-user, {c}", f"slate-commit-bare-user-{c}", f"ostree-commit-bare-user-{c}", ">= 4x")
+    row(f"commit archive, {c}", f"slate-commit-archive-{c}", f"ostree-commit-archive-{c}", ">= 5x")
+    row(f"commit unchanged tree, {c}", f"slate-recommit-{c}", f"ostree-recommit-{c}", ">= 6x")
+row("hard-link checkout", "slate-checkout", "ostree-checkout", ">= 1.5x")
+row("fsck (bare-user)", "slate-fsck", "ostree-fsck", ">= 3x")
+row("export to a tar file", "slate-export", "ostree-export", ">= 1x")
+row("checkout against cp -al", "slate-checkout", "cp-al", ">= 0.67x (within 1.5x of cp -al)", mem=False)
 print(f"archive repository size: slate {s_size/1e6:.1f} MB, ostree {o_size/1e6:.1f} MB, ratio {s_size/o_size:.2f} (target <= 0.8)")
-print(f"runs per figure: {len(t['slate-commit-bare-user'])} (medians)")
+print(f"runs per figure: {len(t['slate-commit-bare-user-hot'])} (medians); loop device direct I/O: {'on' if sys.argv[3] == '1' else 'off'}")
 PY
