@@ -15,7 +15,7 @@ use super::{Error, Result, Stats, TreeScan};
 use crate::fsutil;
 use crate::hash::ObjectId;
 use crate::object::{DirMeta, EntryKind, FileKind, FileMeta, Tree, TreeEntry};
-use crate::store::{FileContent, Repo, RepoMode};
+use crate::store::{FileContent, Repo};
 
 struct Scanner<'a> {
     repo: &'a Repo,
@@ -39,23 +39,23 @@ fn errno(path: &Path) -> impl Fn(rustix::io::Errno) -> Error + '_ {
 
 /// Store every inode below `path` and return the root tree.
 pub fn commit_dir_tree(repo: &Repo, path: &Path) -> Result<TreeScan> {
-    match scan_pool(repo.mode()) {
+    match scan_pool() {
         Some(pool) => pool.install(|| scan(repo, path)),
         None => scan(repo, path),
     }
 }
 
-/// The thread pool for a scan into a `bare` or `bare-user` repository:
-/// sixteen threads per CPU, at least 16 and at most 64. Such a scan mostly
-/// waits (on the source's disk when the tree is not in the page cache, on
-/// inode creation), and more reads in flight shorten it. On 2 CPUs, a
-/// fresh commit of a cold Debian tree took 1.375 s with 2 threads, 0.855 s
-/// with 8, and another 8% and 5% less with 16 and 32; a cached tree took
-/// the same time with each. An `archive` scan compresses, which is CPU
-/// work, and keeps the global pool of one thread per CPU; so does any scan
-/// when `RAYON_NUM_THREADS` sets the count.
-fn scan_pool(mode: RepoMode) -> Option<rayon::ThreadPool> {
-    if mode == RepoMode::Archive || std::env::var_os("RAYON_NUM_THREADS").is_some() {
+/// The thread pool for a scan: sixteen threads per CPU, at least 16 and at
+/// most 64. A scan mostly waits (on the source's disk when the tree is not
+/// in the page cache, on inode creation), and more reads in flight shorten
+/// it. On 2 CPUs, a fresh bare-user commit of a cold Debian tree took
+/// 1.375 s with 2 threads, 0.855 s with 8, and another 8% and 5% less with
+/// 16 and 32; a cached tree took the same time with each. An archive scan
+/// only hashes (its pack is compressed afterwards, on the global pool of one
+/// thread per CPU) and gains as much: 2.06 s instead of 2.6 s cold.
+/// `RAYON_NUM_THREADS`, when set, sets the count instead.
+fn scan_pool() -> Option<rayon::ThreadPool> {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
         return None;
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());

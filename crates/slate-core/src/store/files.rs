@@ -187,6 +187,7 @@ impl Repo {
                     break;
                 }
             }
+            release_large(&mut buf);
             if total != size {
                 return Err(Error::Invalid(format!(
                     "{}: file changed size while it was read ({size} bytes expected)",
