@@ -108,6 +108,16 @@ pub enum Source<'a> {
     },
 }
 
+/// Ends the repository's listing of its objects when a commit ends, however
+/// it ends (before the writer lock is released).
+struct EndListing<'a>(&'a Repo);
+
+impl Drop for EndListing<'_> {
+    fn drop(&mut self) {
+        self.0.end_listing();
+    }
+}
+
 /// Commit `source` onto `opts.branch`, holding the writer lock throughout.
 pub fn commit(repo: &Repo, source: Source<'_>, opts: &CommitOptions) -> Result<CommitOutcome> {
     store::validate_ref_name(&opts.branch)?;
@@ -121,6 +131,8 @@ pub fn commit(repo: &Repo, source: Source<'_>, opts: &CommitOptions) -> Result<C
         }
     }
     let _lock = repo.lock()?;
+    repo.begin_listing();
+    let _listing = EndListing(repo);
     repo.begin_pack()?;
     // Writeback overlaps the scan: a helper thread flushes what has been
     // written so far, so the final `syncfs` before the ref moves has little

@@ -11,6 +11,7 @@ mod error;
 mod files;
 mod files_read;
 mod lock;
+mod looseidx;
 mod objects;
 mod pack;
 mod packwrite;
@@ -42,6 +43,8 @@ pub struct Repo {
     pack_writer: std::sync::RwLock<Option<std::sync::Arc<packwrite::PackWriter>>>,
     /// Set on hash-only handles (see `dry.rs`).
     dry: Option<std::sync::Mutex<dry::DryStore>>,
+    /// Set while a commit holds the writer lock (see `looseidx.rs`).
+    loose: std::sync::RwLock<Option<std::sync::Arc<looseidx::LooseIndex>>>,
 }
 
 impl Repo {
@@ -129,6 +132,7 @@ impl Repo {
             packs_loaded: Default::default(),
             pack_writer: Default::default(),
             dry: None,
+            loose: Default::default(),
         })
     }
 
@@ -140,6 +144,22 @@ impl Repo {
     }
     pub(crate) fn objects_fd(&self) -> &OwnedFd {
         &self.objects
+    }
+
+    /// Answer "is this object stored?" from listings of the fan-out
+    /// directories until [`Repo::end_listing`]. Only for a holder of the
+    /// writer lock: nobody else may add or remove objects meanwhile.
+    pub fn begin_listing(&self) {
+        *self.loose.write().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::sync::Arc::new(looseidx::LooseIndex::new()));
+    }
+
+    pub fn end_listing(&self) {
+        *self.loose.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn listing(&self) -> Option<std::sync::Arc<looseidx::LooseIndex>> {
+        self.loose.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Flush every write of this filesystem to stable storage (one

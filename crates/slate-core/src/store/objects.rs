@@ -25,12 +25,24 @@ impl Repo {
     }
 
     pub fn has_object(&self, kind: ObjectType, id: &ObjectId) -> Result<bool> {
-        match rfs::statat(
-            &self.objects,
-            rel_path(kind, id).as_str(),
-            AtFlags::SYMLINK_NOFOLLOW,
-        ) {
-            Ok(_) => Ok(true),
+        let listed = match self.listing() {
+            Some(l) => l
+                .lookup(&self.objects, kind, id)
+                .map_err(|e| Error::io(&self.path.join("objects"), e))?,
+            None => None,
+        };
+        let found = match listed {
+            Some(true) => return Ok(true),
+            Some(false) => Err(Errno::NOENT),
+            None => rfs::statat(
+                &self.objects,
+                rel_path(kind, id).as_str(),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map(drop),
+        };
+        match found {
+            Ok(()) => Ok(true),
             Err(Errno::NOENT) if kind != ObjectType::Commit => Ok(self
                 .find_packed(id)?
                 .is_some_and(|(_, e)| e.kind == super::pack::kind_code(kind))),
@@ -74,7 +86,16 @@ impl Repo {
             &self.objects,
             rel_path(kind, id).as_str(),
         )
-        .map_err(|e| Error::io(&self.object_path(kind, id), e.into()))
+        .map_err(|e| Error::io(&self.object_path(kind, id), e.into()))?;
+        self.note_linked(kind, id);
+        Ok(())
+    }
+
+    /// Tell the listing (if any) that an object is now in place.
+    pub(crate) fn note_linked(&self, kind: ObjectType, id: &ObjectId) {
+        if let Some(l) = self.listing() {
+            l.insert(kind, id);
+        }
     }
 
     /// Store canonical bytes of a tree or commit under `id`, unless present.

@@ -91,10 +91,11 @@ impl Repo {
         match self.link_tmp_at(tmp, &rel) {
             // The same object, linked meanwhile: same id, same content.
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
-                Ok(())
             }
-            r => r,
+            r => r?,
         }
+        self.note_linked(kind, id);
+        Ok(())
     }
 
     /// Give a finished temporary file the name `rel` below `objects/`.

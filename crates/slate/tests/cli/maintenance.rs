@@ -210,3 +210,65 @@ fn diff_between_commits_and_against_a_directory() {
     assert_eq!(ok(&repo, &["diff", &c1, &c2]), out);
     assert!(fails(&repo, &["diff", &c1, "nosuch"]).contains("unknown revision"));
 }
+
+/// The "N new objects" figure of a commit's summary line.
+fn new_objects(stderr: &str) -> usize {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(" new objects;"))
+        .unwrap_or_else(|| panic!("no summary line in {stderr}"));
+    let before = line.split(" new objects;").next().expect("split");
+    before
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line}"))
+}
+
+#[test]
+fn commits_into_a_full_repository_write_only_what_is_new() {
+    // Enough files that every fan-out directory is asked about more often
+    // than the threshold after which a commit lists it instead of stat'ing.
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    for i in 0..3000 {
+        let p = src.join(format!("d{}/f{i}", i % 7));
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, format!("content {i}\n")).expect("write");
+    }
+    let repo = init(t.path(), "bare-user");
+    let commit = |ts: &str| {
+        let o = slate(
+            &repo,
+            &[
+                "commit",
+                "-b",
+                "main",
+                "--timestamp",
+                ts,
+                src.to_str().expect("utf-8"),
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        new_objects(&String::from_utf8_lossy(&o.stderr))
+    };
+    assert_eq!(commit("1"), 3000);
+    assert_eq!(commit("2"), 0, "unchanged tree");
+    for i in [5, 700, 1400, 2999] {
+        std::fs::write(
+            src.join(format!("d{}/f{i}", i % 7)),
+            format!("changed {i}\n"),
+        )
+        .expect("w");
+    }
+    // Same content as an existing file: present, not new.
+    std::fs::write(src.join("d0/copy"), "content 17\n").expect("write");
+    assert_eq!(commit("3"), 4, "four changed files");
+    ok(&repo, &["fsck"]);
+    let dest = t.path().join("co");
+    ok(&repo, &["checkout", "main", dest.to_str().expect("utf-8")]);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("d0/f700")).expect("read"),
+        "changed 700\n"
+    );
+}
