@@ -30,45 +30,24 @@ const LIST_AFTER: u32 = 8;
 enum Fanout {
     /// Not listed yet; this many questions asked.
     Asked(u32),
-    /// The objects present: kind (0 file, 1 tree, 2 commit) and the id's
-    /// last 31 bytes (the first one is the directory's).
-    Listed(HashSet<(u8, [u8; 31])>),
+    /// The objects present.
+    Listed(HashSet<(ObjectType, ObjectId)>),
 }
 
 pub(crate) struct LooseIndex {
     fanouts: Vec<Mutex<Fanout>>,
 }
 
-fn key(kind: ObjectType, id: &ObjectId) -> (u8, [u8; 31]) {
-    let mut rest = [0u8; 31];
-    rest.copy_from_slice(&id.0[1..]);
-    let k = match kind {
-        ObjectType::File => 0,
-        ObjectType::Tree => 1,
-        ObjectType::Commit => 2,
-    };
-    (k, rest)
-}
-
-/// The key of a directory entry named `yyyy….suffix`, if it names an object.
-fn parse_name(name: &[u8]) -> Option<(u8, [u8; 31])> {
-    let (hex, suffix) = name.split_at_checked(62)?;
-    let k = match suffix {
-        b".file" => 0,
-        b".tree" => 1,
-        b".commit" => 2,
-        _ => return None,
-    };
-    let mut rest = [0u8; 31];
-    for (i, pair) in hex.chunks_exact(2).enumerate() {
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        rest[i] = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
-    Some((k, rest))
+/// The object named `yyyy….suffix` in the fan-out directory `xx`, if the
+/// name is an object's.
+fn parse_name(xx: &str, name: &[u8]) -> Option<(ObjectType, ObjectId)> {
+    let name = std::str::from_utf8(name).ok()?;
+    let (rest, suffix) = name.split_once('.')?;
+    let kind = [ObjectType::File, ObjectType::Tree, ObjectType::Commit]
+        .into_iter()
+        .find(|k| k.suffix() == suffix)?;
+    let id = ObjectId::from_hex(&format!("{xx}{rest}")).ok()?;
+    Some((kind, id))
 }
 
 fn lock(m: &Mutex<Fanout>) -> std::sync::MutexGuard<'_, Fanout> {
@@ -92,14 +71,14 @@ impl LooseIndex {
     ) -> std::io::Result<Option<bool>> {
         let mut f = lock(&self.fanouts[id.0[0] as usize]);
         match &mut *f {
-            Fanout::Listed(set) => Ok(Some(set.contains(&key(kind, id)))),
+            Fanout::Listed(set) => Ok(Some(set.contains(&(kind, *id)))),
             Fanout::Asked(n) if *n + 1 < LIST_AFTER => {
                 *n += 1;
                 Ok(None)
             }
             Fanout::Asked(_) => {
                 let set = list(objects, id.0[0])?;
-                let found = set.contains(&key(kind, id));
+                let found = set.contains(&(kind, *id));
                 *f = Fanout::Listed(set);
                 Ok(Some(found))
             }
@@ -109,14 +88,14 @@ impl LooseIndex {
     /// Note an object this writer has linked into place.
     pub fn insert(&self, kind: ObjectType, id: &ObjectId) {
         if let Fanout::Listed(set) = &mut *lock(&self.fanouts[id.0[0] as usize]) {
-            set.insert(key(kind, id));
+            set.insert((kind, *id));
         }
     }
 }
 
 /// The objects in `objects/XX/` (none when the directory does not exist:
 /// archive repositories create them on demand).
-fn list<Fd: AsFd>(objects: Fd, first: u8) -> std::io::Result<HashSet<(u8, [u8; 31])>> {
+fn list<Fd: AsFd>(objects: Fd, first: u8) -> std::io::Result<HashSet<(ObjectType, ObjectId)>> {
     let mut set = HashSet::new();
     let name = format!("{first:02x}");
     let fd = match rfs::openat(
@@ -131,7 +110,7 @@ fn list<Fd: AsFd>(objects: Fd, first: u8) -> std::io::Result<HashSet<(u8, [u8; 3
     };
     let mut dir = Dir::new(fd)?;
     while let Some(ent) = dir.read() {
-        if let Some(k) = parse_name(ent?.file_name().to_bytes()) {
+        if let Some(k) = parse_name(&name, ent?.file_name().to_bytes()) {
             set.insert(k);
         }
     }
@@ -143,12 +122,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_parse_to_the_keys_of_their_objects() {
+    fn names_parse_to_the_objects_they_name() {
         let id = ObjectId::from_hex(&"ab".repeat(32)).expect("hex");
         let name = format!("{}.tree", &"ab".repeat(32)[2..]);
         assert_eq!(
-            parse_name(name.as_bytes()),
-            Some(key(ObjectType::Tree, &id))
+            parse_name("ab", name.as_bytes()),
+            Some((ObjectType::Tree, id))
         );
         let bad = [
             format!("{}.tre", &"ab".repeat(32)[2..]),
@@ -157,7 +136,7 @@ mod tests {
             ".#tmp.file".to_string(),
         ];
         for b in bad {
-            assert_eq!(parse_name(b.as_bytes()), None, "{b}");
+            assert_eq!(parse_name("ab", b.as_bytes()), None, "{b}");
         }
     }
 
