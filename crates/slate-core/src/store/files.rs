@@ -19,6 +19,7 @@ use std::path::Path;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, XattrFlags};
 use rustix::io::Errno;
 
+use super::readbuf;
 use super::tmpobj::TmpObject;
 use super::{Error, Repo, RepoMode, Result};
 use crate::fsutil::{self, RESERVED_XATTR};
@@ -28,9 +29,9 @@ use crate::object::{FileHeader, FileKind, FileMeta, ObjectType};
 /// Files up to this size are read into memory once and hashed before
 /// anything is written; larger ones are streamed to a temporary object.
 const SMALL_FILE: u64 = 4 << 20;
+/// A buffer that holds any file read into memory, and one byte more.
+pub(super) const SMALL_FILE_CAP: usize = SMALL_FILE as usize + 1;
 const CHUNK: usize = 1 << 20;
-/// What a thread's read buffer may keep between files.
-const KEPT_BUF: usize = 1 << 20;
 
 /// Where a file object's content comes from.
 pub enum FileContent<'a> {
@@ -68,7 +69,6 @@ pub struct StoredFile {
 }
 
 thread_local! {
-    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static ZSTD: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
 }
 
@@ -128,31 +128,26 @@ impl Repo {
                 }
                 self.write_file_bytes(&header, b, b"")
             }
-            FileContent::Fd { fd, path } if size <= SMALL_FILE => BUF.with(|buf| {
-                let mut buf = buf.borrow_mut();
-                // One byte more than expected, to see a file that grew.
-                buf.resize(size as usize + 1, 0);
-                let n = read_regular(fd, &mut buf).map_err(|e| Error::io(path, e))?;
-                if n != size as usize {
-                    return Err(Error::Invalid(format!(
-                        "{}: file changed size while it was read ({size} bytes expected)",
-                        path.display()
-                    )));
-                }
-                let res = self.write_file_bytes(&header, &buf[..n], name_of(path));
-                release_large(&mut buf);
-                res
-            }),
-            FileContent::Reader { reader, path } if size <= SMALL_FILE => BUF.with(|buf| {
-                let mut buf = buf.borrow_mut();
-                buf.resize(size as usize, 0);
-                reader
-                    .read_exact(&mut buf)
-                    .map_err(|e| Error::io(path, e))?;
-                let res = self.write_file_bytes(&header, &buf, name_of(path));
-                release_large(&mut buf);
-                res
-            }),
+            // One byte more than expected, to see a file that grew.
+            FileContent::Fd { fd, path } if size <= SMALL_FILE => {
+                readbuf::with_buf(size as usize + 1, |buf| {
+                    let n = readbuf::read_regular(fd, buf).map_err(|e| Error::io(path, e))?;
+                    if n != size as usize {
+                        return Err(Error::Invalid(format!(
+                            "{}: file changed size while it was read ({size} bytes expected)",
+                            path.display()
+                        )));
+                    }
+                    self.write_file_bytes(&header, buf, name_of(path))
+                })
+            }
+            FileContent::Reader { reader, path } if size <= SMALL_FILE => {
+                readbuf::with_buf(size as usize, |buf| {
+                    buf.resize(size as usize, 0);
+                    reader.read_exact(buf).map_err(|e| Error::io(path, e))?;
+                    self.write_file_bytes(&header, buf, name_of(path))
+                })
+            }
             FileContent::Fd { fd, path } => {
                 let st = self.write_file_stream(&header, &mut FdReader(fd), path)?;
                 check_eof(fd, path)?;
@@ -172,30 +167,31 @@ impl Repo {
     ) -> Result<StoredFile> {
         let size = header.size;
         let mut hasher = header.hasher();
-        BUF.with(|buf| -> Result<()> {
-            let mut buf = buf.borrow_mut();
-            buf.resize((size as usize).min(SMALL_FILE as usize) + 1, 0);
-            let mut total = 0u64;
-            loop {
-                let n = read_regular(fd, &mut buf).map_err(|e| Error::io(path, e))?;
-                if n == 0 {
-                    break;
+        readbuf::with_buf(
+            (size as usize).min(readbuf::KEPT_PER_THREAD - 1) + 1,
+            |buf| -> Result<()> {
+                let mut total = 0u64;
+                loop {
+                    buf.clear();
+                    let n = readbuf::read_regular(fd, buf).map_err(|e| Error::io(path, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(buf);
+                    total += n as u64;
+                    if total > size {
+                        break;
+                    }
                 }
-                hasher.update(&buf[..n]);
-                total += n as u64;
-                if total > size {
-                    break;
+                if total != size {
+                    return Err(Error::Invalid(format!(
+                        "{}: file changed size while it was read ({size} bytes expected)",
+                        path.display()
+                    )));
                 }
-            }
-            release_large(&mut buf);
-            if total != size {
-                return Err(Error::Invalid(format!(
-                    "{}: file changed size while it was read ({size} bytes expected)",
-                    path.display()
-                )));
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         let id = hasher.finish();
         if self.has_object(ObjectType::File, &id)? {
             return Ok(StoredFile { id, written: false });
@@ -467,34 +463,6 @@ impl Repo {
         self.publish_special(&name, res, &id)?;
         Ok(StoredFile { id, written: true })
     }
-}
-
-/// Give back a per-thread buffer that a large file grew: a scan may run
-/// dozens of threads, and each keeping up to [`SMALL_FILE`] would add up.
-fn release_large(buf: &mut Vec<u8>) {
-    if buf.capacity() > KEPT_BUF {
-        *buf = Vec::new();
-    }
-}
-
-/// Read a regular file into `buf` until it is full or the file ends. A
-/// short read of a regular file means its end, so no extra read is made.
-fn read_regular(fd: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match rustix::io::read(fd, &mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                got += n;
-                if got < buf.len() && n < (1 << 30) {
-                    break;
-                }
-            }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(got)
 }
 
 /// The file-name part of a path, as bytes.

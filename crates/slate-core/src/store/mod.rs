@@ -15,9 +15,13 @@ mod looseidx;
 mod objects;
 mod pack;
 mod packwrite;
+mod readbuf;
 mod refs;
 mod revparse;
 mod tmpobj;
+
+#[cfg(test)]
+mod files_tests;
 
 pub use config::RepoMode;
 pub use error::{Error, Result};
