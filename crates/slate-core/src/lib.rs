@@ -17,5 +17,6 @@ pub mod object;
 pub mod prune;
 pub mod pull;
 pub mod store;
+pub mod sys;
 pub mod sysusers;
 pub mod tmpfiles;

@@ -4,12 +4,11 @@
 mod cli;
 mod cmd;
 mod output;
-mod sigpipe;
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    sigpipe::restore_default();
+    slate_core::sys::restore_default_sigpipe();
     match cli::run() {
         Ok(code) => code,
         Err(e) => {

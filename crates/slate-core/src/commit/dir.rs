@@ -11,26 +11,29 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use rustix::fs::{self as rfs, AtFlags, Dir, Mode, OFlags};
 
-use super::{Error, Result, Stats, TreeScan};
+use super::{batch, Error, Result, Stats, TreeScan};
 use crate::fsutil;
 use crate::hash::ObjectId;
 use crate::object::{DirMeta, EntryKind, FileKind, FileMeta, Tree, TreeEntry};
-use crate::store::{FileContent, Repo};
+use crate::store::{FileContent, Repo, RepoMode};
 
-struct Scanner<'a> {
+pub(super) struct Scanner<'a> {
     repo: &'a Repo,
-    stats: Stats,
+    pub(super) stats: Stats,
     sockets: Mutex<Vec<String>>,
+    /// Whether regular files may be read in batches (not for `archive`
+    /// repositories, whose packs read their files later themselves).
+    batch: bool,
 }
 
-fn src_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+pub(super) fn src_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Source {
         path: path.to_path_buf(),
         source,
     }
 }
 
-fn errno(path: &Path) -> impl Fn(rustix::io::Errno) -> Error + '_ {
+pub(super) fn errno(path: &Path) -> impl Fn(rustix::io::Errno) -> Error + '_ {
     move |e| Error::Source {
         path: path.to_path_buf(),
         source: e.into(),
@@ -72,6 +75,7 @@ fn scan(repo: &Repo, path: &Path) -> Result<TreeScan> {
         repo,
         stats: Stats::default(),
         sockets: Mutex::new(Vec::new()),
+        batch: repo.mode() != RepoMode::Archive,
     };
     let root = scanner.dir(fd, path, "")?;
     let mut skipped = scanner
@@ -88,7 +92,7 @@ fn scan(repo: &Repo, path: &Path) -> Result<TreeScan> {
 
 /// Open flags for a source file: never follow a symlink, never block on a
 /// fifo swapped in, never become a controlling terminal.
-fn file_flags() -> OFlags {
+pub(super) fn file_flags() -> OFlags {
     OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK
 }
 
@@ -106,7 +110,11 @@ static NOATIME: AtomicBool = AtomicBool::new(true);
 
 /// Open `name` below `dir` for reading with `flags`, adding `O_NOATIME`
 /// where the kernel allows it.
-fn open_source(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+pub(super) fn open_source(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: OFlags,
+) -> rustix::io::Result<OwnedFd> {
     if NOATIME.load(Ordering::Relaxed) {
         match rfs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
             Err(rustix::io::Errno::PERM) => NOATIME.store(false, Ordering::Relaxed),
@@ -134,15 +142,20 @@ impl Scanner<'_> {
             let ent = ent.map_err(errno(path))?;
             let n = ent.file_name().to_bytes();
             if n != b"." && n != b".." {
-                names.push((n.to_vec(), ent.file_type() == rfs::FileType::RegularFile));
+                let regular = ent.file_type() == rfs::FileType::RegularFile;
+                names.push((n.to_vec(), regular, ent.ino()));
             }
         }
         Stats::add(&self.stats.dirs, 1);
         let fd = d.fd().map_err(errno(path))?;
-        let entries: Vec<Option<TreeEntry>> = names
-            .into_par_iter()
-            .map(|(name, regular)| self.entry(fd, path, rel, name, regular))
-            .collect::<Result<_>>()?;
+        let entries: Vec<Option<TreeEntry>> = if self.batch && batch::uncached(fd, &names) {
+            self.entries_in_batches(fd, path, rel, names)?
+        } else {
+            names
+                .into_par_iter()
+                .map(|(name, regular, _)| self.entry(fd, path, rel, name, regular))
+                .collect::<Result<_>>()?
+        };
         let mut tree = Tree {
             meta,
             entries: entries.into_iter().flatten().collect(),
@@ -153,7 +166,7 @@ impl Scanner<'_> {
 
     /// One directory entry. `regular` is the directory's word that it is a
     /// regular file, which saves a `stat`: the opened file is checked anyway.
-    fn entry(
+    pub(super) fn entry(
         &self,
         dir: BorrowedFd<'_>,
         dpath: &Path,
@@ -239,14 +252,49 @@ impl Scanner<'_> {
         }))
     }
 
-    fn regular(
+    pub(super) fn regular(
         &self,
         fd: OwnedFd,
         st: &rfs::Stat,
         name: Vec<u8>,
         path: &Path,
     ) -> Result<TreeEntry> {
-        let xattrs = fsutil::fd_xattrs(&fd).map_err(src_err(path))?;
+        let mut name = name;
+        self.regular_fd(fd.as_fd(), st, &mut name, path)
+    }
+
+    pub(super) fn regular_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        st: &rfs::Stat,
+        name: &mut Vec<u8>,
+        path: &Path,
+    ) -> Result<TreeEntry> {
+        self.store_regular(fd, st, name, path, FileContent::Fd { fd, path })
+    }
+
+    pub(super) fn regular_bytes(
+        &self,
+        fd: BorrowedFd<'_>,
+        st: &rfs::Stat,
+        name: &mut Vec<u8>,
+        path: &Path,
+        content: &[u8],
+    ) -> Result<TreeEntry> {
+        self.store_regular(fd, st, name, path, FileContent::Bytes(content))
+    }
+
+    /// Store a regular file (`fd`, for its xattrs) with `content`.
+    fn store_regular(
+        &self,
+        fd: BorrowedFd<'_>,
+        st: &rfs::Stat,
+        name: &mut Vec<u8>,
+        path: &Path,
+        content: FileContent<'_>,
+    ) -> Result<TreeEntry> {
+        let name = std::mem::take(name);
+        let xattrs = fsutil::fd_xattrs(fd).map_err(src_err(path))?;
         let meta = FileMeta {
             kind: FileKind::Regular,
             mode: st.st_mode & 0o7777,
@@ -257,14 +305,7 @@ impl Scanner<'_> {
         };
         Stats::add(&self.stats.files, 1);
         Stats::add(&self.stats.content_bytes, st.st_size as u64);
-        let stored = self.repo.write_file(
-            &meta,
-            st.st_size as u64,
-            FileContent::Fd {
-                fd: fd.as_fd(),
-                path,
-            },
-        )?;
+        let stored = self.repo.write_file(&meta, st.st_size as u64, content)?;
         if stored.written {
             Stats::add(&self.stats.objects_written, 1);
         }

@@ -2,6 +2,9 @@
 //! archive (streamed), into file and tree objects, then a commit object,
 //! one `syncfs`, and an atomic move of the branch.
 
+mod batch;
+#[cfg(test)]
+mod batch_tests;
 mod dir;
 mod tar;
 
@@ -70,6 +73,8 @@ pub struct Stats {
     pub specials: AtomicU64,
     pub content_bytes: AtomicU64,
     pub objects_written: AtomicU64,
+    /// Regular files read in batches (see `commit/batch.rs`).
+    pub batched: AtomicU64,
 }
 
 impl Stats {

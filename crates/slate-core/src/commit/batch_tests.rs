@@ -1,0 +1,94 @@
+//! A tree read from disk is committed in batches, with the same result as
+//! a tree read from the page cache, and the same again without io_uring.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use rustix::fs::Advice;
+use rustix::io::{Errno, ReadWriteFlags};
+
+use super::{batch, commit_dir_tree, Stats};
+use crate::store::{Repo, RepoMode};
+
+/// A directory of many regular files of every size class (empty, small,
+/// too large for a batch), with a subdirectory, a symlink, a fifo and an
+/// odd mode among them.
+fn build(root: &Path) {
+    let many = root.join("usr/share/many");
+    std::fs::create_dir_all(many.join("sub")).expect("mkdir");
+    for i in 0..150usize {
+        let size = match i % 10 {
+            0 => 0,
+            1 => 300 << 10,
+            _ => i * 211,
+        };
+        let data: Vec<u8> = (0..size).map(|j| (i * 31 + j) as u8).collect();
+        std::fs::write(many.join(format!("f{i:03}")), data).expect("write");
+    }
+    std::fs::write(many.join("sub/inner"), b"inner").expect("write");
+    std::os::unix::fs::symlink("f001", many.join("link")).expect("symlink");
+    rustix::fs::mkfifoat(rustix::fs::CWD, many.join("fifo"), 0o644.into()).expect("mkfifo");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(many.join("f002"), std::fs::Permissions::from_mode(0o4755))
+        .expect("chmod");
+}
+
+/// Drop the tree's files from the page cache; false if they stay.
+fn evict(root: &Path) -> bool {
+    let mut probe = None;
+    for e in std::fs::read_dir(root.join("usr/share/many")).expect("list") {
+        let p = e.expect("entry").path();
+        if !p.is_file() || p.is_symlink() {
+            continue;
+        }
+        let f = std::fs::File::open(&p).expect("open");
+        f.sync_all().expect("fsync");
+        rustix::fs::fadvise(&f, 0, None, Advice::DontNeed).expect("fadvise");
+        if std::fs::metadata(&p).expect("stat").len() > 0 {
+            probe = Some(f);
+        }
+    }
+    let f = probe.expect("a file with content");
+    let mut one = [0u8; 1];
+    let mut bufs = [std::io::IoSliceMut::new(&mut one)];
+    // The probe starts that file's readahead; evict it again after.
+    let cold =
+        rustix::io::preadv2(f.as_fd(), &mut bufs, 0, ReadWriteFlags::NOWAIT) == Err(Errno::AGAIN);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let _ = rustix::fs::fadvise(&f, 0, None, Advice::DontNeed);
+    cold
+}
+
+#[test]
+fn uncached_trees_commit_in_batches_to_the_same_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    build(&src);
+    let commit = |name: &str| {
+        let repo = Repo::init(&dir.path().join(name), RepoMode::BareUser).expect("init");
+        let scan = commit_dir_tree(&repo, &src).expect("commit");
+        (scan.root, Stats::get(&scan.stats.batched))
+    };
+    let (cached_id, cached_batched) = commit("cached");
+    assert_eq!(cached_batched, 0, "a cached tree is read file by file");
+    if !evict(&src) {
+        eprintln!(
+            "SKIP: {} stays in the page cache (tmpfs?); batches untested",
+            dir.path().display()
+        );
+        return;
+    }
+    let (id, batched) = commit("cold");
+    assert_eq!(id, cached_id, "batched commit differs");
+    // 150 files: 15 too large for a batch, the probe's directory's files
+    // all batched save any whose read came up short.
+    assert!(batched >= 120, "only {batched} files read in batches");
+
+    assert!(evict(&src), "evicted once, not twice");
+    batch::NO_READER.store(true, Ordering::Relaxed);
+    let (id, batched) = commit("no-uring");
+    batch::NO_READER.store(false, Ordering::Relaxed);
+    assert_eq!(id, cached_id, "commit without io_uring differs");
+    assert_eq!(batched, 0);
+}
