@@ -3,9 +3,9 @@
 //! one `syncfs`, and an atomic move of the branch.
 
 mod batch;
-#[cfg(test)]
-mod batch_tests;
 mod dir;
+#[cfg(test)]
+mod scan_tests;
 mod tar;
 
 pub use self::tar::{commit_tar_tree, sanitize_member_path};

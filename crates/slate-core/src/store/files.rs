@@ -233,8 +233,8 @@ impl Repo {
             }
             _ => fsutil::write_all_fd(fd, content),
         });
-        self.finish_tmp(tmp, &id)?;
-        Ok(StoredFile { id, written: true })
+        let written = self.finish_tmp(tmp, &id)?;
+        Ok(StoredFile { id, written })
     }
 
     fn write_file_stream(
@@ -281,13 +281,14 @@ impl Repo {
             }
             return self
                 .finish_tmp(Ok(t), &id)
-                .map(|()| StoredFile { id, written: true });
+                .map(|written| StoredFile { id, written });
         }
-        self.finish_tmp(tmp, &id)?;
-        Ok(StoredFile { id, written: true })
+        let written = self.finish_tmp(tmp, &id)?;
+        Ok(StoredFile { id, written })
     }
 
-    fn finish_tmp(&self, tmp: std::io::Result<TmpObject>, id: &ObjectId) -> Result<()> {
+    /// Link a finished object into place; `false` if it was there already.
+    fn finish_tmp(&self, tmp: std::io::Result<TmpObject>, id: &ObjectId) -> Result<bool> {
         match tmp {
             Ok(t) => self.link_tmp(t, ObjectType::File, id),
             Err(e) => Err(Error::io(&self.object_path(ObjectType::File, id), e)),

@@ -130,7 +130,7 @@ impl Repo {
             self.drop_tmp(tmp);
             return Err(Error::io(&self.object_path(kind, id), e));
         }
-        self.link_tmp(tmp, kind, id)
+        self.link_tmp(tmp, kind, id).map(|_| ())
     }
 
     /// Store a tree as a loose object, whether or not a pack holds it.

@@ -76,8 +76,9 @@ impl Repo {
     }
 
     /// Give a finished temporary file its final name. If the object
-    /// appeared meanwhile (same id, same content), the new copy is dropped.
-    pub(crate) fn link_tmp(&self, tmp: TmpObject, kind: ObjectType, id: &ObjectId) -> Result<()> {
+    /// appeared meanwhile (same id, same content), the new copy is dropped
+    /// and `false` returned.
+    pub(crate) fn link_tmp(&self, tmp: TmpObject, kind: ObjectType, id: &ObjectId) -> Result<bool> {
         let rel = rel_path(kind, id);
         let err = |e: Errno| Error::io(&self.object_path(kind, id), e.into());
         if self.mode == super::RepoMode::Archive {
@@ -88,14 +89,15 @@ impl Repo {
                 Err(e) => return Err(err(e)),
             }
         }
-        match self.link_tmp_at(tmp, &rel) {
+        let linked = match self.link_tmp_at(tmp, &rel) {
             // The same object, linked meanwhile: same id, same content.
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                false
             }
-            r => r?,
-        }
+            r => r.map(|()| true)?,
+        };
         self.note_linked(kind, id);
-        Ok(())
+        Ok(linked)
     }
 
     /// Give a finished temporary file the name `rel` below `objects/`.

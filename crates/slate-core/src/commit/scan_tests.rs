@@ -1,5 +1,6 @@
-//! A tree read from disk is committed in batches, with the same result as
-//! a tree read from the page cache, and the same again without io_uring.
+//! Scanning directories: a tree read from disk is committed in batches,
+//! with the same result as a tree read from the page cache, and the same
+//! again without io_uring; objects written are counted once each.
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -91,4 +92,27 @@ fn uncached_trees_commit_in_batches_to_the_same_ids() {
     batch::NO_READER.store(false, Ordering::Relaxed);
     assert_eq!(id, cached_id, "commit without io_uring differs");
     assert_eq!(batched, 0);
+}
+
+#[test]
+fn identical_files_scanned_at_once_count_as_one_new_object() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    for d in 0..8 {
+        let sub = src.join(format!("d{d}"));
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        for i in 0..100 {
+            std::fs::write(sub.join(format!("same{i}")), b"one content").expect("write");
+            std::fs::write(sub.join(format!("own{i}")), format!("{d}/{i}")).expect("write");
+        }
+    }
+    for round in 0..3 {
+        let repo =
+            Repo::init(&dir.path().join(format!("r{round}")), RepoMode::BareUser).expect("init");
+        let scan = commit_dir_tree(&repo, &src).expect("commit");
+        // 800 distinct files, one shared content, 8 subdirectory trees and
+        // the root tree (directory metadata objects are not counted).
+        let written = Stats::get(&scan.stats.objects_written);
+        assert_eq!(written, 801, "round {round}: {written} new objects counted");
+    }
 }
