@@ -29,7 +29,8 @@ use super::{Result, Stats};
 use crate::object::TreeEntry;
 use crate::sys::{self, BatchReader};
 
-/// Regular files of one directory handed to one thread at a time.
+/// Regular files of one directory handed to one thread at a time, at most
+/// (see [`files_per_batch`]).
 const BATCH_FILES: usize = 32;
 /// Files from this size on are read on their own.
 const BATCH_FILE_MAX: u64 = 256 << 10;
@@ -53,6 +54,38 @@ thread_local! {
     /// Each scan thread's reader, made on first use; `Some(None)` where
     /// the kernel offers no io_uring.
     static READER: RefCell<Option<Option<BatchReader>>> = const { RefCell::new(None) };
+}
+
+/// How many files a batch may hold open, given the limit on open files and
+/// the scan's thread count: every thread may be inside a batch at once, and
+/// half the limit stays for everything else (directories being listed, the
+/// repository, objects being written). Below 4, batches are not worth it: 0.
+pub(super) fn files_per_batch(open_limit: u64, threads: usize) -> usize {
+    let per_thread = open_limit / 2 / threads.max(1) as u64;
+    match per_thread.min(BATCH_FILES as u64) as usize {
+        n if n < 4 => 0,
+        n => n,
+    }
+}
+
+/// The process's limit on open files, first raised to its hard maximum (up
+/// to 65,536): the soft limit of 1,024 that many systems still set exists
+/// for `select()`, which Slate does not use.
+pub(super) fn open_file_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let soft = lim.current.unwrap_or(u64::MAX);
+    let want = lim.maximum.unwrap_or(u64::MAX).min(1 << 16);
+    if soft < want {
+        let raised = Rlimit {
+            current: Some(want),
+            maximum: lim.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return want;
+        }
+    }
+    soft
 }
 
 /// A directory entry: name, whether the directory calls it a regular file,
@@ -99,7 +132,7 @@ impl Scanner<'_> {
             .map(|(name, regular, _)| self.entry(dir, path, rel, name, regular))
             .collect::<Result<_>>()?;
         let batched: Vec<Vec<Option<TreeEntry>>> = files
-            .par_chunks(BATCH_FILES)
+            .par_chunks(self.batch_files)
             .map(|chunk| self.file_batch(dir, path, rel, chunk))
             .collect::<Result<_>>()?;
         entries.extend(batched.into_iter().flatten());
@@ -185,5 +218,56 @@ impl Scanner<'_> {
             Ok(())
         })?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_fit_in_the_limit_on_open_files() {
+        assert_eq!(files_per_batch(1 << 16, 32), BATCH_FILES);
+        assert_eq!(files_per_batch(1024, 32), 16);
+        assert_eq!(files_per_batch(1024, 64), 8);
+        assert_eq!(files_per_batch(256, 64), 0);
+        assert_eq!(files_per_batch(0, 0), 0);
+        // Never more open at once than half the limit.
+        for limit in [64u64, 300, 1024, 4096, 20000] {
+            for threads in [1usize, 2, 16, 33, 64] {
+                let n = files_per_batch(limit, threads) as u64;
+                assert!(n * threads as u64 <= limit / 2, "{limit} {threads}: {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_soft_limit_on_open_files_is_raised_to_the_hard_one() {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let before = getrlimit(Resource::Nofile);
+        // Start from a low soft limit (lowering it needs no privilege).
+        let start = before.maximum.map_or(512, |m| m.min(512));
+        let low = Rlimit {
+            current: Some(start),
+            maximum: before.maximum,
+        };
+        setrlimit(Resource::Nofile, low).expect("lower the soft limit");
+        let got = open_file_limit();
+        let after = getrlimit(Resource::Nofile);
+        assert_eq!(
+            after.current,
+            Some(got),
+            "the limit reported is the limit set"
+        );
+        assert_eq!(
+            after.maximum, before.maximum,
+            "the hard limit is left alone"
+        );
+        let want = before.maximum.unwrap_or(u64::MAX).min(1 << 16);
+        assert_eq!(
+            got,
+            want.max(start),
+            "raised from {start} to the hard limit"
+        );
     }
 }

@@ -21,9 +21,9 @@ pub(super) struct Scanner<'a> {
     repo: &'a Repo,
     pub(super) stats: Stats,
     sockets: Mutex<Vec<String>>,
-    /// Whether regular files may be read in batches (not for `archive`
-    /// repositories, whose packs read their files later themselves).
-    batch: bool,
+    /// How many regular files may be read in one batch; 0 for none (in
+    /// `archive` repositories, whose packs read their files later).
+    pub(super) batch_files: usize,
 }
 
 pub(super) fn src_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
@@ -75,7 +75,10 @@ fn scan(repo: &Repo, path: &Path) -> Result<TreeScan> {
         repo,
         stats: Stats::default(),
         sockets: Mutex::new(Vec::new()),
-        batch: repo.mode() != RepoMode::Archive,
+        batch_files: match repo.mode() {
+            RepoMode::Archive => 0,
+            _ => batch::files_per_batch(batch::open_file_limit(), rayon::current_num_threads()),
+        },
     };
     let root = scanner.dir(fd, path, "")?;
     let mut skipped = scanner
@@ -148,7 +151,8 @@ impl Scanner<'_> {
         }
         Stats::add(&self.stats.dirs, 1);
         let fd = d.fd().map_err(errno(path))?;
-        let entries: Vec<Option<TreeEntry>> = if self.batch && batch::uncached(fd, &names) {
+        let entries: Vec<Option<TreeEntry>> = if self.batch_files > 0 && batch::uncached(fd, &names)
+        {
             self.entries_in_batches(fd, path, rel, names)?
         } else {
             names
