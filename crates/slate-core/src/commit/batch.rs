@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use rustix::fs as rfs;
 use rustix::io::{Errno, ReadWriteFlags};
 
-use super::dir::{errno, file_flags, open_source, Scanner};
+use super::dir::{dir_flags, errno, file_flags, open_source, Scanner};
 use super::{Result, Stats};
 use crate::object::TreeEntry;
 use crate::sys::{self, BatchReader};
@@ -92,28 +92,92 @@ pub(super) fn open_file_limit() -> u64 {
 /// inode number.
 pub(super) type Name = (Vec<u8>, bool, u64);
 
+/// Whether the file `name` below `dir` starts in the page cache: `None` for
+/// an empty file or one that cannot be read, which tells nothing. The probe
+/// reads one byte without waiting (on a miss, the kernel starts reading
+/// that file).
+fn cached(dir: BorrowedFd<'_>, name: &[u8]) -> Option<bool> {
+    let fd = open_source(dir, OsStr::from_bytes(name), file_flags()).ok()?;
+    let mut one = [0u8; 1];
+    let mut bufs = [std::io::IoSliceMut::new(&mut one)];
+    match rustix::io::preadv2(&fd, &mut bufs, 0, ReadWriteFlags::NOWAIT) {
+        Ok(0) => None,
+        Ok(_) => Some(true),
+        Err(Errno::AGAIN) => Some(false),
+        Err(_) => None,
+    }
+}
+
 /// Whether the directory's files are to be read from disk: the first of its
-/// regular files with content is not in the page cache. The probe reads one
-/// byte without waiting (on a miss, the kernel starts reading that file).
-/// A directory with a single regular file is not worth a batch.
+/// regular files with content is not in the page cache. A directory with a
+/// single regular file is not worth a batch.
 pub(super) fn uncached(dir: BorrowedFd<'_>, names: &[Name]) -> bool {
     let regular = names.iter().filter(|n| n.1);
     if regular.clone().nth(1).is_none() {
         return false;
     }
-    for (name, _, _) in regular.take(4) {
-        let Ok(fd) = open_source(dir, OsStr::from_bytes(name), file_flags()) else {
-            return false;
+    regular
+        .take(4)
+        .find_map(|(name, _, _)| cached(dir, name))
+        .is_some_and(|c| !c)
+}
+
+/// Directories a tree probe lists, at most.
+const PROBE_DIRS: usize = 32;
+/// Files a tree probe reads from, at most.
+const PROBE_FILES: usize = 16;
+
+/// Whether the tree below `root` seems to be in the page cache: the last
+/// regular file of each of the first directories met breadth first (at
+/// most [`PROBE_DIRS`] of them) is, until [`PROBE_FILES`] with content were
+/// asked. It stops at the first that is not, so a tree read from disk waits
+/// only for the listings that led to it. (The last file, because the probe
+/// brings its file into the cache, and [`uncached`] asks the first ones.)
+/// A tree with no file to ask counts as cached.
+pub(super) fn tree_cached(root: BorrowedFd<'_>) -> bool {
+    let mut queue = std::collections::VecDeque::new();
+    let mut dirs = 0;
+    let mut asked = 0;
+    let mut dir: Option<rustix::fd::OwnedFd> = None;
+    loop {
+        let fd = match &dir {
+            Some(fd) => fd.as_fd(),
+            None => root,
         };
-        let mut one = [0u8; 1];
-        let mut bufs = [std::io::IoSliceMut::new(&mut one)];
-        match rustix::io::preadv2(&fd, &mut bufs, 0, ReadWriteFlags::NOWAIT) {
-            Ok(0) => continue,
-            Ok(_) => return false,
-            Err(e) => return e == Errno::AGAIN,
+        let Ok(mut listing) = rfs::Dir::read_from(fd) else {
+            return true;
+        };
+        dirs += 1;
+        let mut last = None;
+        while let Some(Ok(ent)) = listing.read() {
+            let name = ent.file_name().to_bytes();
+            match ent.file_type() {
+                rfs::FileType::RegularFile => last = Some(name.to_vec()),
+                rfs::FileType::Directory
+                    if name != b"." && name != b".." && dirs + queue.len() < PROBE_DIRS =>
+                {
+                    if let Ok(sub) = open_source(fd, OsStr::from_bytes(name), dir_flags()) {
+                        queue.push_back(sub);
+                    }
+                }
+                _ => {}
+            }
+        }
+        match last.and_then(|name| cached(fd, &name)) {
+            Some(false) => return false,
+            Some(true) => {
+                asked += 1;
+                if asked == PROBE_FILES {
+                    return true;
+                }
+            }
+            None => {}
+        }
+        match queue.pop_front() {
+            Some(next) => dir = Some(next),
+            None => return true,
         }
     }
-    false
 }
 
 impl Scanner<'_> {

@@ -42,35 +42,41 @@ pub(super) fn errno(path: &Path) -> impl Fn(rustix::io::Errno) -> Error + '_ {
 
 /// Store every inode below `path` and return the root tree.
 pub fn commit_dir_tree(repo: &Repo, path: &Path) -> Result<TreeScan> {
-    match scan_pool() {
-        Some(pool) => pool.install(|| scan(repo, path)),
-        None => scan(repo, path),
+    let fd = fsutil::open_dir(path).map_err(src_err(path))?;
+    let cached = batch::tree_cached(fd.as_fd());
+    match scan_pool(cached) {
+        Some(pool) => pool.install(|| scan(repo, fd, path)),
+        None => scan(repo, fd, path),
     }
 }
 
-/// The thread pool for a scan: sixteen threads per CPU, at least 16 and at
-/// most 64. A scan mostly waits (on the source's disk when the tree is not
-/// in the page cache, on inode creation), and more reads in flight shorten
-/// it. On 2 CPUs, a fresh bare-user commit of a cold Debian tree took
-/// 1.375 s with 2 threads, 0.855 s with 8, and another 8% and 5% less with
-/// 16 and 32; a cached tree took the same time with each. An archive scan
-/// only hashes (its pack is compressed afterwards, on the global pool of one
-/// thread per CPU) and gains as much: 2.06 s instead of 2.6 s cold.
-/// `RAYON_NUM_THREADS`, when set, sets the count instead.
-fn scan_pool() -> Option<rayon::ThreadPool> {
+/// The thread pool for a scan. A scan of a tree read from disk mostly
+/// waits, and more reads in flight shorten it: sixteen threads per CPU, at
+/// least 16 and at most 64. On 2 CPUs, a fresh bare-user commit of a cold
+/// Debian tree took 1.375 s with 2 threads, 0.855 s with 8, and another 8%
+/// and 5% less with 16 and 32. A scan of a cached tree is work for the
+/// CPUs, which more threads only make switch and contend: one thread per
+/// CPU and one more, which took 8% less than 32 threads (0.376 s instead of
+/// 0.410 s). [`batch::tree_cached`] tells which. `RAYON_NUM_THREADS`, when
+/// set, sets the count instead.
+fn scan_pool(cached: bool) -> Option<rayon::ThreadPool> {
     if std::env::var_os("RAYON_NUM_THREADS").is_some() {
         return None;
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if cached {
+        cpus + 1
+    } else {
+        (cpus * 16).clamp(16, 64)
+    };
     rayon::ThreadPoolBuilder::new()
-        .num_threads((cpus * 16).clamp(16, 64))
+        .num_threads(threads)
         .thread_name(|i| format!("slate-scan-{i}"))
         .build()
         .ok()
 }
 
-fn scan(repo: &Repo, path: &Path) -> Result<TreeScan> {
-    let fd = fsutil::open_dir(path).map_err(src_err(path))?;
+fn scan(repo: &Repo, fd: OwnedFd, path: &Path) -> Result<TreeScan> {
     let scanner = Scanner {
         repo,
         stats: Stats::default(),
@@ -100,7 +106,7 @@ pub(super) fn file_flags() -> OFlags {
 }
 
 /// Open flags for a source directory.
-fn dir_flags() -> OFlags {
+pub(super) fn dir_flags() -> OFlags {
     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 

@@ -116,3 +116,33 @@ fn identical_files_scanned_at_once_count_as_one_new_object() {
         assert_eq!(written, 801, "round {round}: {written} new objects counted");
     }
 }
+
+#[test]
+fn a_tree_probe_tells_a_cached_tree_from_one_on_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(empty.join("a/b")).expect("mkdir");
+    std::fs::write(empty.join("a/nothing"), b"").expect("write");
+    let open = |p: &Path| crate::fsutil::open_dir(p).expect("open");
+    assert!(
+        batch::tree_cached(open(&empty).as_fd()),
+        "a tree without content counts as cached"
+    );
+    let src = dir.path().join("src");
+    build(&src);
+    assert!(
+        batch::tree_cached(open(&src).as_fd()),
+        "a tree just written is cached"
+    );
+    if !evict(&src) {
+        eprintln!(
+            "SKIP: {} stays in the page cache (tmpfs?); the probe of a tree on disk is untested",
+            dir.path().display()
+        );
+        return;
+    }
+    assert!(
+        !batch::tree_cached(open(&src).as_fd()),
+        "a tree read from disk is found out"
+    );
+}
