@@ -43,6 +43,7 @@ enum Command {
     Prune(cmd::prune::PruneArgs),
     Sysusers(cmd::sysusers::SysusersArgs),
     Tmpfiles(cmd::tmpfiles::TmpfilesArgs),
+    Man(cmd::man::ManArgs),
 }
 
 /// `--repo`, shared by every command that works on a repository.
@@ -78,6 +79,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Diff(a) => cmd::diff::run(a),
         Command::PullLocal(a) => cmd::pull::run(a),
         Command::Prune(a) => cmd::prune::run(a),
+        Command::Man(a) => cmd::man::run(a),
         Command::Sysusers(a) => return cmd::sysusers::run(a),
         Command::Tmpfiles(a) => return cmd::tmpfiles::run(a),
     }?;

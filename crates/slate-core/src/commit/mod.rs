@@ -72,6 +72,8 @@ pub struct Stats {
     pub symlinks: AtomicU64,
     pub specials: AtomicU64,
     pub content_bytes: AtomicU64,
+    /// File objects (regular files, symlinks, devices, fifos) that were
+    /// not yet in the repository; trees are not counted.
     pub objects_written: AtomicU64,
     /// Regular files read in batches (see `commit/batch.rs`).
     pub batched: AtomicU64,

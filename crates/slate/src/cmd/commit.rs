@@ -4,9 +4,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use serde::Serialize;
 use slate_core::commit::{self, CommitOptions, ParentSpec, Source, Stats};
 
 use crate::cli::RepoArg;
+use crate::output;
 
 /// Commit a directory or a tar archive to a branch; prints the commit id.
 #[derive(Args)]
@@ -37,8 +39,27 @@ pub struct CommitArgs {
     /// Parent: `auto` (the branch's current commit), `none`, or a revision.
     #[arg(long, default_value = "auto")]
     parent: String,
+    /// Print the commit id, its parent and what the scan found as JSON
+    /// instead of the bare id.
+    #[arg(long)]
+    json: bool,
     /// Directory, tar archive (.tar, .tar.gz, .tar.zst), or `-` for a tar on stdin.
     source: PathBuf,
+}
+
+#[derive(Serialize)]
+struct CommitView {
+    id: String,
+    branch: String,
+    parent: Option<String>,
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+    specials: u64,
+    content_bytes: u64,
+    new_file_objects: u64,
+    skipped_sockets: Vec<String>,
+    seconds: f64,
 }
 
 fn parse_timestamp(s: &str) -> anyhow::Result<i64> {
@@ -122,8 +143,23 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
             eprintln!("  {p}");
         }
     }
+    if a.json {
+        return output::json(&CommitView {
+            id: out.id.to_hex(),
+            branch: a.branch,
+            parent: out.parent.map(|p| p.to_hex()),
+            files: Stats::get(&s.files),
+            dirs: Stats::get(&s.dirs),
+            symlinks: Stats::get(&s.symlinks),
+            specials: Stats::get(&s.specials),
+            content_bytes: Stats::get(&s.content_bytes),
+            new_file_objects: Stats::get(&s.objects_written),
+            skipped_sockets: out.scan.skipped_sockets,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
     eprintln!(
-        "{}: {} files, {} dirs, {} symlinks, {} devices/fifos, {:.1} MB; {} new objects; {:.2} s",
+        "{}: {} files, {} dirs, {} symlinks, {} devices/fifos, {:.1} MB; {} new file objects; {:.2} s",
         a.branch,
         Stats::get(&s.files),
         Stats::get(&s.dirs),

@@ -33,12 +33,34 @@ pub struct LsArgs {
 
 /// Print the content of a file in a commit.
 #[derive(Args)]
-#[command(after_help = "Example:\n  slate cat --repo repo os/main /etc/os-release")]
+#[command(
+    after_help = "Examples:\n  slate cat --repo repo os/main /etc/os-release\n  slate cat --json os/main /usr/bin/true | jq -r .content_base64 | base64 -d"
+)]
 pub struct CatArgs {
     #[command(flatten)]
     repo: RepoArg,
+    /// The file's metadata and content as JSON: `content` when the content
+    /// is UTF-8 text, `content_base64` otherwise.
+    #[arg(long)]
+    json: bool,
     commit: String,
     path: String,
+}
+
+#[derive(Serialize)]
+struct CatView {
+    commit: String,
+    path: String,
+    id: String,
+    mode: String,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    xattrs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_base64: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -200,6 +222,33 @@ pub fn run_cat(a: CatArgs) -> anyhow::Result<()> {
             a.path,
             k.name()
         ),
+    }
+    if a.json {
+        use base64::Engine as _;
+        let (content, content_base64) = match String::from_utf8(content) {
+            Ok(text) => (Some(text), None),
+            Err(e) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())),
+            ),
+        };
+        return output::json(&CatView {
+            commit: id.to_hex(),
+            path: format!("/{}", a.path.trim_matches('/')),
+            id: oid.to_hex(),
+            mode: format!("{:04o}", h.meta.mode),
+            uid: h.meta.uid,
+            gid: h.meta.gid,
+            size: h.size,
+            xattrs: h
+                .meta
+                .xattrs
+                .iter()
+                .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+                .collect(),
+            content,
+            content_base64,
+        });
     }
     std::io::stdout().lock().write_all(&content)?;
     Ok(())

@@ -8,6 +8,7 @@ pub mod fsck;
 pub mod init;
 pub mod log;
 pub mod ls;
+pub mod man;
 pub mod prune;
 pub mod pull;
 pub mod refs;

@@ -43,6 +43,9 @@ pub struct RevParseArgs {
 pub struct ResetArgs {
     #[command(flatten)]
     repo: RepoArg,
+    /// Print `{"branch", "from", "to"}` as JSON instead of the new id.
+    #[arg(long)]
+    json: bool,
     branch: String,
     commit: String,
 }
@@ -111,6 +114,13 @@ pub fn run_reset(a: ResetArgs) -> anyhow::Result<()> {
         .read_ref(&a.branch)?
         .with_context(|| format!("branch {:?} does not exist", a.branch))?;
     repo.write_ref(&a.branch, &id)?;
+    if a.json {
+        return output::json(&serde_json::json!({
+            "branch": a.branch,
+            "from": old.to_hex(),
+            "to": id.to_hex(),
+        }));
+    }
     eprintln!("{}: {} -> {}", a.branch, old.short(12), id.short(12));
     println!("{id}");
     Ok(())

@@ -2,6 +2,7 @@
 //! Tests that need root or an outside tool print why they skip.
 
 mod common;
+mod json_out;
 mod maintenance;
 mod prune;
 mod store_cmds;

@@ -211,13 +211,13 @@ fn diff_between_commits_and_against_a_directory() {
     assert!(fails(&repo, &["diff", &c1, "nosuch"]).contains("unknown revision"));
 }
 
-/// The "N new objects" figure of a commit's summary line.
+/// The "N new file objects" figure of a commit's summary line.
 fn new_objects(stderr: &str) -> usize {
     let line = stderr
         .lines()
-        .find(|l| l.contains(" new objects;"))
+        .find(|l| l.contains(" new file objects;"))
         .unwrap_or_else(|| panic!("no summary line in {stderr}"));
-    let before = line.split(" new objects;").next().expect("split");
+    let before = line.split(" new file objects;").next().expect("split");
     before
         .rsplit(' ')
         .next()
