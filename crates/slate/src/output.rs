@@ -66,3 +66,52 @@ pub fn print_error(e: &anyhow::Error) {
         let _ = writeln!(err, "hint: {h}");
     }
 }
+
+/// A live status line on stderr while long work runs, drawn only when
+/// stderr is a terminal: `message` is asked for its text ten times a
+/// second. The line is cleared when the value is dropped.
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn progress(message: impl Fn() -> String + Send + 'static) -> Progress {
+    let target = indicatif::ProgressDrawTarget::stderr_with_hz(10);
+    let bar = indicatif::ProgressBar::with_draw_target(None, target);
+    if bar.is_hidden() {
+        return Progress {
+            bar,
+            stop: None,
+            ticker: None,
+        };
+    }
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{elapsed:>3} {msg}") {
+        bar.set_style(style);
+    }
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let shown = bar.clone();
+    let ticker = std::thread::spawn(move || {
+        shown.set_message(message());
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            stopped.recv_timeout(std::time::Duration::from_millis(100))
+        {
+            shown.set_message(message());
+        }
+    });
+    Progress {
+        bar,
+        stop: Some(stop),
+        ticker: Some(ticker),
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+        self.bar.finish_and_clear();
+    }
+}

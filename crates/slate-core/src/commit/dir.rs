@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use rustix::fs::{self as rfs, AtFlags, Dir, Mode, OFlags};
@@ -19,7 +19,7 @@ use crate::store::{FileContent, Repo, RepoMode};
 
 pub(super) struct Scanner<'a> {
     repo: &'a Repo,
-    pub(super) stats: Stats,
+    pub(super) stats: Arc<Stats>,
     sockets: Mutex<Vec<String>>,
     /// How many regular files may be read in one batch; 0 for none (in
     /// `archive` repositories, whose packs read their files later).
@@ -42,11 +42,16 @@ pub(super) fn errno(path: &Path) -> impl Fn(rustix::io::Errno) -> Error + '_ {
 
 /// Store every inode below `path` and return the root tree.
 pub fn commit_dir_tree(repo: &Repo, path: &Path) -> Result<TreeScan> {
+    commit_dir_tree_counted(repo, path, Arc::default())
+}
+
+/// [`commit_dir_tree`], counting into `stats` as it goes (for progress).
+pub fn commit_dir_tree_counted(repo: &Repo, path: &Path, stats: Arc<Stats>) -> Result<TreeScan> {
     let fd = fsutil::open_dir(path).map_err(src_err(path))?;
     let cached = batch::tree_cached(fd.as_fd());
     match scan_pool(cached) {
-        Some(pool) => pool.install(|| scan(repo, fd, path)),
-        None => scan(repo, fd, path),
+        Some(pool) => pool.install(|| scan(repo, fd, path, stats)),
+        None => scan(repo, fd, path, stats),
     }
 }
 
@@ -76,10 +81,10 @@ fn scan_pool(cached: bool) -> Option<rayon::ThreadPool> {
         .ok()
 }
 
-fn scan(repo: &Repo, fd: OwnedFd, path: &Path) -> Result<TreeScan> {
+fn scan(repo: &Repo, fd: OwnedFd, path: &Path, stats: Arc<Stats>) -> Result<TreeScan> {
     let scanner = Scanner {
         repo,
-        stats: Stats::default(),
+        stats,
         sockets: Mutex::new(Vec::new()),
         batch_files: match repo.mode() {
             RepoMode::Archive => 0,

@@ -9,11 +9,12 @@ mod scan_tests;
 mod tar;
 
 pub use self::tar::{commit_tar_tree, sanitize_member_path};
-pub use dir::commit_dir_tree;
+pub use dir::{commit_dir_tree, commit_dir_tree_counted};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::hash::ObjectId;
 use crate::object::{Commit, ObjectType};
@@ -92,7 +93,7 @@ impl Stats {
 #[derive(Debug)]
 pub struct TreeScan {
     pub root: ObjectId,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     /// Sockets found in the source and left out (paths relative to it).
     pub skipped_sockets: Vec<String>,
 }
@@ -127,6 +128,17 @@ impl Drop for EndListing<'_> {
 
 /// Commit `source` onto `opts.branch`, holding the writer lock throughout.
 pub fn commit(repo: &Repo, source: Source<'_>, opts: &CommitOptions) -> Result<CommitOutcome> {
+    commit_counted(repo, source, opts, Arc::default())
+}
+
+/// [`commit`], counting what the scan has stored so far into `stats`,
+/// which another thread may read meanwhile (for progress).
+pub fn commit_counted(
+    repo: &Repo,
+    source: Source<'_>,
+    opts: &CommitOptions,
+    stats: Arc<Stats>,
+) -> Result<CommitOutcome> {
     store::validate_ref_name(&opts.branch)?;
     if let ParentSpec::Id(p) = &opts.parent {
         if !repo.has_object(ObjectType::Commit, p)? {
@@ -155,8 +167,8 @@ pub fn commit(repo: &Repo, source: Source<'_>, opts: &CommitOptions) -> Result<C
             }
         });
         let r = match source {
-            Source::Dir(path) => commit_dir_tree(repo, path),
-            Source::Tar { reader, name } => commit_tar_tree(repo, reader, &name),
+            Source::Dir(path) => commit_dir_tree_counted(repo, path, stats),
+            Source::Tar { reader, name } => commit_tar_tree(repo, reader, &name, stats),
         };
         drop(done);
         r

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{Error, Result, Stats, TreeScan};
 use crate::hash::ObjectId;
@@ -65,8 +66,13 @@ fn decompressed<'a>(reader: Box<dyn Read + 'a>, name: &str) -> Result<Box<dyn Re
 }
 
 /// Store every member of the archive and return the root tree.
-pub fn commit_tar_tree(repo: &Repo, reader: Box<dyn Read + '_>, name: &str) -> Result<TreeScan> {
-    let stats = Stats::default();
+/// `stats` counts as it goes (for progress).
+pub fn commit_tar_tree(
+    repo: &Repo,
+    reader: Box<dyn Read + '_>,
+    name: &str,
+    stats: Arc<Stats>,
+) -> Result<TreeScan> {
     let mut archive = tar::Archive::new(decompressed(reader, name)?);
     let read_err = |source| Error::TarRead {
         archive: name.to_owned(),

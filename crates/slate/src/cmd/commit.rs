@@ -131,8 +131,19 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let out = commit::commit(&repo, source, &opts)
-        .with_context(|| format!("committing {src_name} to {}", a.branch))?;
+    let stats = std::sync::Arc::new(Stats::default());
+    let shown = stats.clone();
+    let progress = output::progress(move || {
+        format!(
+            "{} files, {:.1} MB stored, {} new file objects",
+            Stats::get(&shown.files),
+            Stats::get(&shown.content_bytes) as f64 / 1e6,
+            Stats::get(&shown.objects_written)
+        )
+    });
+    let out = commit::commit_counted(&repo, source, &opts, stats);
+    drop(progress);
+    let out = out.with_context(|| format!("committing {src_name} to {}", a.branch))?;
     let s = &out.scan.stats;
     if !out.scan.skipped_sockets.is_empty() {
         eprintln!(

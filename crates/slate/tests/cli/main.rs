@@ -4,6 +4,7 @@
 mod common;
 mod json_out;
 mod maintenance;
+mod progress;
 mod prune;
 mod store_cmds;
 mod store_safety;
