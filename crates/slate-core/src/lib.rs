@@ -14,6 +14,7 @@ pub mod fsck;
 pub mod fsutil;
 pub mod hash;
 pub mod object;
+pub mod progress;
 pub mod prune;
 pub mod pull;
 pub mod store;

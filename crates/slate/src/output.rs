@@ -70,17 +70,17 @@ pub fn print_error(e: &anyhow::Error) {
 /// A live status line on stderr while long work runs, drawn only when
 /// stderr is a terminal: `message` is asked for its text ten times a
 /// second. The line is cleared when the value is dropped.
-pub struct Progress {
+pub struct StatusLine {
     bar: indicatif::ProgressBar,
     stop: Option<std::sync::mpsc::Sender<()>>,
     ticker: Option<std::thread::JoinHandle<()>>,
 }
 
-pub fn progress(message: impl Fn() -> String + Send + 'static) -> Progress {
+pub fn status_line(message: impl Fn() -> String + Send + 'static) -> StatusLine {
     let target = indicatif::ProgressDrawTarget::stderr_with_hz(10);
     let bar = indicatif::ProgressBar::with_draw_target(None, target);
     if bar.is_hidden() {
-        return Progress {
+        return StatusLine {
             bar,
             stop: None,
             ticker: None,
@@ -99,14 +99,14 @@ pub fn progress(message: impl Fn() -> String + Send + 'static) -> Progress {
             shown.set_message(message());
         }
     });
-    Progress {
+    StatusLine {
         bar,
         stop: Some(stop),
         ticker: Some(ticker),
     }
 }
 
-impl Drop for Progress {
+impl Drop for StatusLine {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(t) = self.ticker.take() {
@@ -114,4 +114,23 @@ impl Drop for Progress {
         }
         self.bar.finish_and_clear();
     }
+}
+
+/// A status line of `p`: "`what` DONE/TOTAL `unit`" (DONE alone while the
+/// total is not known), and the bytes moved once there are any.
+pub fn status_of(
+    what: &'static str,
+    unit: &'static str,
+    p: std::sync::Arc<slate_core::progress::Progress>,
+) -> StatusLine {
+    status_line(move || {
+        let mut s = match p.total() {
+            0 => format!("{what} {} {unit}", p.done()),
+            total => format!("{what} {}/{total} {unit}", p.done()),
+        };
+        if p.bytes() > 0 {
+            s.push_str(&format!(", {:.1} MB", p.bytes() as f64 / 1e6));
+        }
+        s
+    })
 }

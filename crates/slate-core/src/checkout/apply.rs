@@ -12,6 +12,7 @@ use super::{CheckoutOptions, CheckoutStats, Error, Plan, Result};
 use crate::fsutil;
 use crate::hash::ObjectId;
 use crate::object::{FileKind, FileMeta, Xattrs};
+use crate::progress::Progress;
 use crate::store::{Repo, RepoMode};
 
 struct Ctx<'a> {
@@ -20,6 +21,7 @@ struct Ctx<'a> {
     /// Absolute path of `root`, for path-based calls (xattrs).
     root_path: PathBuf,
     opts: &'a CheckoutOptions,
+    progress: &'a Progress,
     can_link: bool,
     hardlinked: AtomicU64,
     copied: AtomicU64,
@@ -38,6 +40,7 @@ pub(super) fn apply(
     plan: &Plan,
     dest: &Path,
     opts: &CheckoutOptions,
+    progress: &Progress,
 ) -> Result<CheckoutStats> {
     let single_file = plan.dirs.is_empty();
     let dest_abs = std::path::absolute(dest).map_err(dest_err(dest.to_path_buf()))?;
@@ -82,6 +85,7 @@ pub(super) fn apply(
         root,
         root_path,
         opts,
+        progress,
         can_link: same_fs,
         hardlinked: AtomicU64::new(0),
         copied: AtomicU64::new(0),
@@ -219,6 +223,7 @@ impl Ctx<'_> {
                 Err(e) => return Err(dest_err(self.path(other))(e.into())),
             }
         }
+        self.progress.add(paths.len() as u64, 0);
         Ok(())
     }
 
@@ -273,6 +278,7 @@ impl Ctx<'_> {
                 )
                 .map_err(|e| err(e.into()))?;
                 fsutil::write_all_fd(&fd, &content).map_err(&err)?;
+                self.progress.add(0, content.len() as u64);
                 if !self.opts.user_mode {
                     rfs::fchown(
                         &fd,

@@ -16,6 +16,7 @@ pub use plan::{plan, Plan, PlannedDir};
 use std::path::{Path, PathBuf};
 
 use crate::hash::ObjectId;
+use crate::progress::Progress;
 use crate::store::{self, Repo};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,14 +56,17 @@ pub struct CheckoutStats {
     pub skipped_devices: u64,
 }
 
-/// Check out `commit` at `dest`.
+/// Check out `commit` at `dest`. `progress` counts the paths placed, of
+/// all there are, and the bytes of those copied.
 pub fn checkout(
     repo: &Repo,
     commit: &ObjectId,
     dest: &Path,
     opts: &CheckoutOptions,
+    progress: &Progress,
 ) -> Result<CheckoutStats> {
     let c = repo.read_commit(commit)?;
     let p = plan(repo, commit, &c.tree, opts.subpath.as_deref())?;
-    apply::apply(repo, &p, dest, opts)
+    progress.set_total(p.files.iter().map(|f| f.1.len() as u64).sum());
+    apply::apply(repo, &p, dest, opts, progress)
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::hash::ObjectId;
 use crate::object::{EntryKind, ObjectType, Tree};
+use crate::progress::Progress;
 use crate::store::{self, Repo};
 
 /// What is wrong with one object.
@@ -50,8 +51,12 @@ const MAX_USES: usize = 20;
 
 /// Check `repo`. With `delete_corrupt`, corrupt loose objects are moved to
 /// `REPO/corrupt/` (under the writer lock) so that a later pull fetches
-/// them again.
-pub fn fsck(repo: &Repo, delete_corrupt: bool) -> Result<Report, store::Error> {
+/// them again. `progress` counts the objects checked, of all there are.
+pub fn fsck(
+    repo: &Repo,
+    delete_corrupt: bool,
+    progress: &Progress,
+) -> Result<Report, store::Error> {
     let mut objects = repo.list_objects()?;
     // Storage order: each pack frame is then decompressed once.
     let mut keyed = objects
@@ -60,6 +65,7 @@ pub fn fsck(repo: &Repo, delete_corrupt: bool) -> Result<Report, store::Error> {
         .collect::<Result<Vec<_>, store::Error>>()?;
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     let objects: Vec<(ObjectType, ObjectId)> = keyed.into_iter().map(|(_, o)| o).collect();
+    progress.set_total(objects.len() as u64);
     let corrupt: HashMap<ObjectId, (ObjectType, String)> = objects
         .par_iter()
         .filter_map(|(kind, id)| {
@@ -68,6 +74,7 @@ pub fn fsck(repo: &Repo, delete_corrupt: bool) -> Result<Report, store::Error> {
                 ObjectType::Tree => repo.read_tree(id).map(drop),
                 ObjectType::Commit => repo.read_commit(id).map(drop),
             };
+            progress.add(1, 0);
             r.err().map(|e| (*id, (*kind, e.to_string())))
         })
         .collect();

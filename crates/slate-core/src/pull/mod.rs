@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::hash::ObjectId;
 use crate::object::{EntryKind, FileKind, ObjectType};
+use crate::progress::Progress;
 use crate::store::{self, FileContent, Repo};
 
 #[derive(Debug, thiserror::Error)]
@@ -124,8 +125,15 @@ fn check(kind: ObjectType, id: &ObjectId, got: ObjectId) -> Result<(), Error> {
     Ok(())
 }
 
-/// Carry out a plan. Takes the destination's writer lock.
-pub fn apply(src: &Repo, dest: &Repo, p: &PullPlan) -> Result<PullStats, Error> {
+/// Carry out a plan. Takes the destination's writer lock. `progress`
+/// counts the objects copied, of all there are, and the file bytes.
+pub fn apply(
+    src: &Repo,
+    dest: &Repo,
+    p: &PullPlan,
+    progress: &Progress,
+) -> Result<PullStats, Error> {
+    progress.set_total((p.files.len() + p.trees.len() + p.commits.len()) as u64);
     let _lock = dest.lock()?;
     dest.begin_pack()?;
     let copied = (|| -> Result<u64, Error> {
@@ -148,11 +156,13 @@ pub fn apply(src: &Repo, dest: &Repo, p: &PullPlan) -> Result<PullStats, Error> 
                     _ => dest.write_special(&h.meta)?,
                 };
                 check(ObjectType::File, id, stored.id)?;
+                progress.add(1, h.size);
                 Ok(h.size)
             })
             .try_reduce(|| 0, |a, b| Ok(a + b))?;
         for id in &p.trees {
             check(ObjectType::Tree, id, dest.write_tree(&src.read_tree(id)?)?)?;
+            progress.add(1, 0);
         }
         for id in &p.commits {
             check(
@@ -160,6 +170,7 @@ pub fn apply(src: &Repo, dest: &Repo, p: &PullPlan) -> Result<PullStats, Error> 
                 id,
                 dest.write_commit(&src.read_commit(id)?)?,
             )?;
+            progress.add(1, 0);
         }
         Ok(bytes)
     })();

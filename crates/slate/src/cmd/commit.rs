@@ -133,7 +133,7 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
     };
     let stats = std::sync::Arc::new(Stats::default());
     let shown = stats.clone();
-    let progress = output::progress(move || {
+    let progress = output::status_line(move || {
         format!(
             "{} files, {:.1} MB stored, {} new file objects",
             Stats::get(&shown.files),

@@ -2,6 +2,7 @@ use std::time::Instant;
 
 use clap::Args;
 use slate_core::fsck;
+use slate_core::progress::Progress;
 
 use crate::cli::RepoArg;
 use crate::output;
@@ -26,7 +27,11 @@ pub struct FsckArgs {
 pub fn run(a: FsckArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let repo = a.repo.open()?;
-    let report = fsck::fsck(&repo, a.delete_corrupt)?;
+    let progress = std::sync::Arc::new(Progress::default());
+    let line = output::status_of("checked", "objects", progress.clone());
+    let report = fsck::fsck(&repo, a.delete_corrupt, &progress);
+    drop(line);
+    let report = report?;
     if a.json {
         output::json(&report)?;
     } else {

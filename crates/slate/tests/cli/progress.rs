@@ -1,6 +1,20 @@
-//! Progress of a commit: a status line on a terminal, nothing otherwise.
+//! Progress of long work (commit, checkout, fsck, pull-local): a status
+//! line on a terminal, nothing otherwise.
 
 use crate::common::*;
+
+/// Run `slate ARGS` on a pseudo-terminal (script(1)); what it wrote there.
+fn on_terminal(dir: &std::path::Path, args: &str) -> String {
+    let typescript = dir.join("typescript");
+    let cmd = format!("{} {args}", slate_bin().to_str().expect("utf-8"));
+    let out = std::process::Command::new("script")
+        .args(["-qefc", &cmd])
+        .arg(&typescript)
+        .output()
+        .expect("run script");
+    assert!(out.status.success(), "{args}: {out:?}");
+    String::from_utf8_lossy(&std::fs::read(&typescript).expect("typescript")).into_owned()
+}
 
 #[test]
 fn a_commit_shows_progress_on_a_terminal_only() {
@@ -22,22 +36,10 @@ fn a_commit_shows_progress_on_a_terminal_only() {
         skip("script(1) missing (util-linux): progress on a terminal untested");
         return;
     }
-    // script(1) runs the command on a pseudo-terminal and copies what it
-    // writes there.
-    let bin = slate_bin();
-    let cmd = format!(
-        "{} commit --repo {r} -b tty --timestamp 0 {s}",
-        bin.to_str().expect("utf-8")
+    let seen = on_terminal(
+        dir.path(),
+        &format!("commit --repo {r} -b tty --timestamp 0 {s}"),
     );
-    let typescript = dir.path().join("typescript");
-    let out = std::process::Command::new("script")
-        .args(["-qefc", &cmd])
-        .arg(&typescript)
-        .output()
-        .expect("run script");
-    assert!(out.status.success(), "{out:?}");
-    let seen =
-        String::from_utf8_lossy(&std::fs::read(&typescript).expect("typescript")).into_owned();
     assert!(
         seen.contains("files, ") && seen.contains("MB stored"),
         "no progress line: {seen}"
@@ -48,4 +50,65 @@ fn a_commit_shows_progress_on_a_terminal_only() {
         seen.contains(id.trim()),
         "the id still reaches stdout: {seen}"
     );
+}
+
+#[test]
+fn checkout_fsck_and_pull_show_progress_on_a_terminal_only() {
+    if !have("script") {
+        skip("script(1) missing (util-linux): progress on a terminal untested");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = init(dir.path(), "bare-user");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    for i in 0..40 {
+        std::fs::write(src.join(format!("f{i}")), vec![i as u8; 500]).expect("write");
+    }
+    let r = repo.to_str().expect("utf-8");
+    ok(
+        &repo,
+        &[
+            "commit",
+            "-b",
+            "main",
+            "--timestamp",
+            "0",
+            src.to_str().expect("utf-8"),
+        ],
+    );
+    let archive = init(dir.path(), "archive");
+    let a = archive.to_str().expect("utf-8");
+
+    let pulled = on_terminal(dir.path(), &format!("pull-local --repo {a} {r} main"));
+    // The first line may come before the total is known: "copied 0
+    // objects" or "copied N/42 objects".
+    let line = |seen: &str, what: &str, unit: &str| {
+        seen.split(what).skip(1).any(|rest| {
+            let count = rest.split(' ').next().unwrap_or("");
+            let (done, total) = count.split_once('/').unwrap_or((count, ""));
+            done.parse::<u64>().is_ok()
+                && (total.is_empty() || total.parse::<u64>().is_ok())
+                && rest[count.len()..].starts_with(unit)
+        }) && seen.contains("\x1b[2K")
+    };
+    assert!(line(&pulled, "copied ", " objects"), "{pulled}");
+    let fsck = on_terminal(dir.path(), &format!("fsck --repo {a}"));
+    assert!(line(&fsck, "checked ", " objects"), "{fsck}");
+    let dest = dir.path().join("out");
+    let co = on_terminal(
+        dir.path(),
+        &format!("checkout --repo {a} main {}", dest.display()),
+    );
+    assert!(line(&co, "placed ", " paths"), "{co}");
+    assert!(dest.join("f39").exists());
+
+    let dest2 = dir.path().join("out2");
+    let dest2 = dest2.to_str().expect("utf-8");
+    for args in [&["fsck"][..], &["checkout", "main", dest2][..]] {
+        let o = slate(&archive, args);
+        assert!(o.status.success(), "{args:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!e.contains("\x1b[2K"), "status line on a pipe: {e}");
+    }
 }

@@ -1,0 +1,36 @@
+//! How far long work has come: counters that the working threads add to
+//! and another thread may read meanwhile (to draw a status line).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Items done out of a total (0 while the total is not known yet), and
+/// bytes moved.
+#[derive(Debug, Default)]
+pub struct Progress {
+    done: AtomicU64,
+    total: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Progress {
+    pub fn set_total(&self, n: u64) {
+        self.total.store(n, Ordering::Relaxed);
+    }
+    pub fn add(&self, items: u64, bytes: u64) {
+        if items > 0 {
+            self.done.fetch_add(items, Ordering::Relaxed);
+        }
+        if bytes > 0 {
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+    pub fn done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
