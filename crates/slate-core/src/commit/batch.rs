@@ -92,19 +92,34 @@ pub(super) fn open_file_limit() -> u64 {
 /// inode number.
 pub(super) type Name = (Vec<u8>, bool, u64);
 
-/// Whether the file `name` below `dir` starts in the page cache: `None` for
-/// an empty file or one that cannot be read, which tells nothing. The probe
+/// What a one-byte read without waiting says of a file's first page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    Cached,
+    /// Not in the page cache (the probe started reading it).
+    OnDisk,
+    /// Empty or unreadable.
+    Unknown,
+    /// On a filesystem that cannot read without waiting (`RWF_NOWAIT`
+    /// refused).
+    Unsupported,
+}
+
+/// Whether the file `name` below `dir` starts in the page cache. The probe
 /// reads one byte without waiting (on a miss, the kernel starts reading
 /// that file).
-fn cached(dir: BorrowedFd<'_>, name: &[u8]) -> Option<bool> {
-    let fd = open_source(dir, OsStr::from_bytes(name), file_flags()).ok()?;
+fn probe(dir: BorrowedFd<'_>, name: &[u8]) -> Probe {
+    let Ok(fd) = open_source(dir, OsStr::from_bytes(name), file_flags()) else {
+        return Probe::Unknown;
+    };
     let mut one = [0u8; 1];
     let mut bufs = [std::io::IoSliceMut::new(&mut one)];
     match rustix::io::preadv2(&fd, &mut bufs, 0, ReadWriteFlags::NOWAIT) {
-        Ok(0) => None,
-        Ok(_) => Some(true),
-        Err(Errno::AGAIN) => Some(false),
-        Err(_) => None,
+        Ok(0) => Probe::Unknown,
+        Ok(_) => Probe::Cached,
+        Err(Errno::AGAIN) => Probe::OnDisk,
+        Err(Errno::OPNOTSUPP | Errno::INVAL) => Probe::Unsupported,
+        Err(_) => Probe::Unknown,
     }
 }
 
@@ -116,10 +131,24 @@ pub(super) fn uncached(dir: BorrowedFd<'_>, names: &[Name]) -> bool {
     if regular.clone().nth(1).is_none() {
         return false;
     }
-    regular
-        .take(4)
-        .find_map(|(name, _, _)| cached(dir, name))
-        .is_some_and(|c| !c)
+    for (name, _, _) in regular.take(4) {
+        match probe(dir, name) {
+            Probe::Unknown => continue,
+            p => return p == Probe::OnDisk,
+        }
+    }
+    false
+}
+
+/// Whether `dir` is on a filesystem that lives in memory (tmpfs, ramfs),
+/// which refuses reads without waiting but never waits.
+fn in_memory(dir: BorrowedFd<'_>) -> bool {
+    /// ramfs's `f_type` (linux/magic.h; libc does not name it).
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    rfs::fstatfs(dir).is_ok_and(|st| {
+        let kind = st.f_type as u64;
+        kind == libc::TMPFS_MAGIC as u64 || kind == RAMFS_MAGIC
+    })
 }
 
 /// Directories a tree probe lists, at most.
@@ -133,8 +162,14 @@ const PROBE_FILES: usize = 16;
 /// asked. It stops at the first that is not, so a tree read from disk waits
 /// only for the listings that led to it. (The last file, because the probe
 /// brings its file into the cache, and [`uncached`] asks the first ones.)
-/// A tree with no file to ask counts as cached.
+/// A tree with no file to ask, or on tmpfs, counts as cached; a tree on
+/// another filesystem that cannot read without waiting (some network and
+/// FUSE filesystems) counts as one on disk, whose scan gains from more
+/// reads in flight.
 pub(super) fn tree_cached(root: BorrowedFd<'_>) -> bool {
+    if in_memory(root) {
+        return true;
+    }
     let mut queue = std::collections::VecDeque::new();
     let mut dirs = 0;
     let mut asked = 0;
@@ -163,15 +198,16 @@ pub(super) fn tree_cached(root: BorrowedFd<'_>) -> bool {
                 _ => {}
             }
         }
-        match last.and_then(|name| cached(fd, &name)) {
-            Some(false) => return false,
-            Some(true) => {
+        match last.map_or(Probe::Unknown, |name| probe(fd, &name)) {
+            // A filesystem that cannot tell is treated as slow to read.
+            Probe::OnDisk | Probe::Unsupported => return false,
+            Probe::Cached => {
                 asked += 1;
                 if asked == PROBE_FILES {
                     return true;
                 }
             }
-            None => {}
+            Probe::Unknown => {}
         }
         match queue.pop_front() {
             Some(next) => dir = Some(next),

@@ -146,3 +146,22 @@ fn a_tree_probe_tells_a_cached_tree_from_one_on_disk() {
         "a tree read from disk is found out"
     );
 }
+
+#[test]
+fn a_tree_on_tmpfs_counts_as_cached() {
+    let shm = Path::new("/dev/shm");
+    let on_tmpfs =
+        rustix::fs::statfs(shm).is_ok_and(|st| st.f_type as u64 == libc::TMPFS_MAGIC as u64);
+    if !on_tmpfs {
+        eprintln!("SKIP: /dev/shm is not a tmpfs here; the tmpfs case is untested");
+        return;
+    }
+    let dir = tempfile::tempdir_in(shm).expect("tempdir");
+    build(dir.path());
+    let fd = crate::fsutil::open_dir(dir.path()).expect("open");
+    // tmpfs refuses RWF_NOWAIT reads, which elsewhere mean a slow source.
+    assert!(
+        batch::tree_cached(fd.as_fd()),
+        "a tree on tmpfs is in memory"
+    );
+}
