@@ -11,6 +11,7 @@ use tar::{EntryType, Header};
 
 use crate::hash::ObjectId;
 use crate::object::{DirMeta, EntryKind, FileKind, Xattrs};
+use crate::progress::Progress;
 use crate::store::{self, Repo};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +37,7 @@ struct Exporter<'a, W: Write> {
     /// First path of each file object, for hard links.
     seen: HashMap<ObjectId, String>,
     stats: ExportStats,
+    progress: &'a Progress,
 }
 
 /// A PAX extended header body: `LEN key=value\n` records.
@@ -114,6 +116,7 @@ impl<W: Write> Exporter<'_, W> {
         self.out.append(&h, data)?;
         self.stats.entries += 1;
         self.stats.bytes += data.len() as u64;
+        self.progress.add(1, data.len() as u64);
         Ok(())
     }
 
@@ -209,12 +212,14 @@ fn set_name(h: &mut Header, path: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Write `commit` (or its `subpath`) as a tar stream to `out`.
+/// Write `commit` (or its `subpath`) as a tar stream to `out`. `progress`
+/// counts the entries written and their content bytes (no total).
 pub fn export<W: Write>(
     repo: &Repo,
     commit: &ObjectId,
     subpath: Option<&str>,
     out: W,
+    progress: &Progress,
 ) -> Result<ExportStats, Error> {
     let c = repo.read_commit(commit)?;
     let mut ex = Exporter {
@@ -223,6 +228,7 @@ pub fn export<W: Write>(
         mtime: c.timestamp.max(0) as u64,
         seen: HashMap::new(),
         stats: ExportStats::default(),
+        progress,
     };
     let sub = subpath
         .map(|s| s.trim_matches('/'))

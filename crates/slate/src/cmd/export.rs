@@ -1,3 +1,4 @@
+use slate_core::progress::Progress;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -6,6 +7,7 @@ use clap::Args;
 use slate_core::export;
 
 use crate::cli::RepoArg;
+use crate::output;
 
 /// Write a commit as a reproducible tar archive (stdout by default).
 #[derive(Args)]
@@ -33,20 +35,29 @@ fn write_archive<W: Write>(
     repo: &slate_core::store::Repo,
     id: &slate_core::hash::ObjectId,
     out: W,
+    progress: &Progress,
 ) -> anyhow::Result<export::ExportStats> {
     if a.format == "tar.zst" {
         let mut enc = zstd::stream::Encoder::new(out, 3)?;
-        let stats = export::export(repo, id, a.subpath.as_deref(), &mut enc)?;
+        let stats = export::export(repo, id, a.subpath.as_deref(), &mut enc, progress)?;
         enc.finish()?.flush()?;
         Ok(stats)
     } else {
-        Ok(export::export(repo, id, a.subpath.as_deref(), out)?)
+        Ok(export::export(
+            repo,
+            id,
+            a.subpath.as_deref(),
+            out,
+            progress,
+        )?)
     }
 }
 
 pub fn run(a: ExportArgs) -> anyhow::Result<()> {
     let repo = a.repo.open()?;
     let id = repo.rev_parse(&a.commit)?;
+    let progress = std::sync::Arc::new(Progress::default());
+    let line = output::status_of("wrote", "entries", progress.clone());
     let stats = match &a.output {
         Some(path) => {
             let dir = path
@@ -62,6 +73,7 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
                 &repo,
                 &id,
                 std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut()),
+                &progress,
             )?;
             tmp.as_file()
                 .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
@@ -84,9 +96,11 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
                 &repo,
                 &id,
                 std::io::BufWriter::with_capacity(1 << 20, stdout.lock()),
+                &progress,
             )?
         }
     };
+    drop(line);
     eprintln!(
         "exported {}: {} entries, {:.1} MB of content",
         id.short(12),

@@ -1,5 +1,5 @@
-//! Progress of long work (commit, checkout, fsck, pull-local): a status
-//! line on a terminal, nothing otherwise.
+//! Progress of long work (commit, checkout, fsck, pull-local, export): a
+//! status line on a terminal, nothing otherwise.
 
 use crate::common::*;
 
@@ -53,7 +53,7 @@ fn a_commit_shows_progress_on_a_terminal_only() {
 }
 
 #[test]
-fn checkout_fsck_and_pull_show_progress_on_a_terminal_only() {
+fn checkout_fsck_pull_and_export_show_progress_on_a_terminal_only() {
     if !have("script") {
         skip("script(1) missing (util-linux): progress on a terminal untested");
         return;
@@ -102,10 +102,23 @@ fn checkout_fsck_and_pull_show_progress_on_a_terminal_only() {
     );
     assert!(line(&co, "placed ", " paths"), "{co}");
     assert!(dest.join("f39").exists());
+    let tar = dir.path().join("out.tar");
+    let ex = on_terminal(
+        dir.path(),
+        &format!("export --repo {a} main -o {}", tar.display()),
+    );
+    assert!(line(&ex, "wrote ", " entries"), "{ex}");
+    assert!(std::fs::metadata(&tar).expect("tar").len() > 40 * 500);
 
     let dest2 = dir.path().join("out2");
     let dest2 = dest2.to_str().expect("utf-8");
-    for args in [&["fsck"][..], &["checkout", "main", dest2][..]] {
+    let tar2 = dir.path().join("out2.tar");
+    let tar2 = tar2.to_str().expect("utf-8");
+    for args in [
+        &["fsck"][..],
+        &["checkout", "main", dest2][..],
+        &["export", "main", "-o", tar2][..],
+    ] {
         let o = slate(&archive, args);
         assert!(o.status.success(), "{args:?}");
         let e = String::from_utf8_lossy(&o.stderr);
