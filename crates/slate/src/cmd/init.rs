@@ -15,12 +15,21 @@ pub struct InitArgs {
     /// for any user; archive: zstd-compressed, to serve over HTTP.
     #[arg(long, default_value = "bare-user", value_parser = ["bare", "bare-user", "archive"])]
     mode: String,
+    /// Print `{"path", "mode"}` of the new repository as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(a: InitArgs) -> anyhow::Result<()> {
     let mode = RepoMode::from_name(&a.mode).context("unknown mode")?;
     let repo = Repo::init(&a.repo, mode)
         .with_context(|| format!("creating repository {}", a.repo.display()))?;
+    if a.json {
+        return crate::output::json(&serde_json::json!({
+            "path": repo.path(),
+            "mode": mode.to_string(),
+        }));
+    }
     eprintln!(
         "initialized empty {mode} repository in {}",
         repo.path().display()

@@ -1,4 +1,5 @@
-//! `--json` on the commands that write: `commit`, `reset`; and on `cat`.
+//! `--json` on the commands that write: `init`, `commit`, `reset`; and on
+//! `cat`.
 
 use crate::common::*;
 
@@ -10,7 +11,18 @@ fn json(repo: &std::path::Path, args: &[&str]) -> serde_json::Value {
 #[test]
 fn commit_reset_and_cat_report_as_json() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let repo = init(dir.path(), "bare-user");
+    let repo = dir.path().join("repo");
+    let r = repo.to_str().expect("utf-8");
+    let made = json(
+        &repo,
+        &["init", "--json", "--repo", r, "--mode", "bare-user"],
+    );
+    assert_eq!(made["mode"], "bare-user");
+    let path = std::path::PathBuf::from(made["path"].as_str().expect("path"));
+    assert_eq!(
+        path.canonicalize().expect("path"),
+        repo.canonicalize().expect("repo")
+    );
     let src = dir.path().join("src");
     std::fs::create_dir_all(src.join("etc")).expect("mkdir");
     std::fs::create_dir_all(src.join("usr/lib")).expect("mkdir");
