@@ -40,13 +40,9 @@ pub(super) fn errno(path: &Path) -> impl Fn(rustix::io::Errno) -> Error + '_ {
     }
 }
 
-/// Store every inode below `path` and return the root tree.
-pub fn commit_dir_tree(repo: &Repo, path: &Path) -> Result<TreeScan> {
-    commit_dir_tree_counted(repo, path, Arc::default())
-}
-
-/// [`commit_dir_tree`], counting into `stats` as it goes (for progress).
-pub fn commit_dir_tree_counted(repo: &Repo, path: &Path, stats: Arc<Stats>) -> Result<TreeScan> {
+/// Store every inode below `path` and return the root tree, counting into
+/// `stats` as it goes (for progress).
+pub fn commit_dir_tree(repo: &Repo, path: &Path, stats: Arc<Stats>) -> Result<TreeScan> {
     let fd = fsutil::open_dir(path).map_err(src_err(path))?;
     let cached = batch::tree_cached(fd.as_fd());
     match scan_pool(cached) {

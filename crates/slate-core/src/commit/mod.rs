@@ -9,7 +9,7 @@ mod scan_tests;
 mod tar;
 
 pub use self::tar::{commit_tar_tree, sanitize_member_path};
-pub use dir::{commit_dir_tree, commit_dir_tree_counted};
+pub use dir::commit_dir_tree;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -127,13 +127,9 @@ impl Drop for EndListing<'_> {
 }
 
 /// Commit `source` onto `opts.branch`, holding the writer lock throughout.
-pub fn commit(repo: &Repo, source: Source<'_>, opts: &CommitOptions) -> Result<CommitOutcome> {
-    commit_counted(repo, source, opts, Arc::default())
-}
-
-/// [`commit`], counting what the scan has stored so far into `stats`,
-/// which another thread may read meanwhile (for progress).
-pub fn commit_counted(
+/// The scan counts what it has stored so far into `stats`, which another
+/// thread may read meanwhile (for progress).
+pub fn commit(
     repo: &Repo,
     source: Source<'_>,
     opts: &CommitOptions,
@@ -167,7 +163,7 @@ pub fn commit_counted(
             }
         });
         let r = match source {
-            Source::Dir(path) => commit_dir_tree_counted(repo, path, stats),
+            Source::Dir(path) => commit_dir_tree(repo, path, stats),
             Source::Tar { reader, name } => commit_tar_tree(repo, reader, &name, stats),
         };
         drop(done);

@@ -68,7 +68,7 @@ fn uncached_trees_commit_in_batches_to_the_same_ids() {
     build(&src);
     let commit = |name: &str| {
         let repo = Repo::init(&dir.path().join(name), RepoMode::BareUser).expect("init");
-        let scan = commit_dir_tree(&repo, &src).expect("commit");
+        let scan = commit_dir_tree(&repo, &src, Default::default()).expect("commit");
         (scan.root, Stats::get(&scan.stats.batched))
     };
     let (cached_id, cached_batched) = commit("cached");
@@ -109,7 +109,7 @@ fn identical_files_scanned_at_once_count_as_one_new_object() {
     for round in 0..3 {
         let repo =
             Repo::init(&dir.path().join(format!("r{round}")), RepoMode::BareUser).expect("init");
-        let scan = commit_dir_tree(&repo, &src).expect("commit");
+        let scan = commit_dir_tree(&repo, &src, Default::default()).expect("commit");
         // 800 distinct files and one shared content (trees are not
         // counted).
         let written = Stats::get(&scan.stats.objects_written);

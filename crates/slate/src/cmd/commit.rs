@@ -141,7 +141,7 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
             Stats::get(&shown.objects_written)
         )
     });
-    let out = commit::commit_counted(&repo, source, &opts, stats);
+    let out = commit::commit(&repo, source, &opts, stats);
     drop(progress);
     let out = out.with_context(|| format!("committing {src_name} to {}", a.branch))?;
     let s = &out.scan.stats;

@@ -51,7 +51,7 @@ pub fn run(a: DiffArgs) -> anyhow::Result<()> {
     let ca = repo.rev_parse(&a.a)?;
     let ta = repo.read_commit(&ca)?.tree;
     let tb = if b_is_dir {
-        slate_core::commit::commit_dir_tree(&repo, Path::new(&a.b))
+        slate_core::commit::commit_dir_tree(&repo, Path::new(&a.b), Default::default())
             .with_context(|| format!("scanning {}", a.b))?
             .root
     } else {
