@@ -1,8 +1,7 @@
 //! `slate man`: the manual pages, made from the command line's own
 //! definitions so that they never disagree with `--help`.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, CommandFactory};
@@ -42,25 +41,14 @@ pub fn pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     Ok(pages)
 }
 
-/// Write `data` to `path` atomically: a temporary file in the same
-/// directory, synced, renamed over the old one.
-fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(data)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming onto {}", path.display()))?;
-    Ok(())
-}
-
 pub fn run(a: ManArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let dir = slate_core::fsutil::open_dir(&a.out)
+        .with_context(|| format!("opening {}", a.out.display()))?;
     let pages = pages()?;
     for (name, text) in &pages {
-        write_atomic(&a.out.join(name), text)?;
+        slate_core::fsutil::atomic_write_at(&dir, name, text, 0o644)
+            .with_context(|| format!("writing {}", a.out.join(name).display()))?;
     }
     eprintln!("wrote {} manual pages to {}", pages.len(), a.out.display());
     Ok(())
@@ -74,7 +62,7 @@ mod tests {
     /// change to an option's help must come with the regenerated pages.
     #[test]
     fn docs_man_holds_the_current_pages() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/man");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/man");
         let fix = "run `cargo run -q -- man --out docs/man` and commit the result";
         let pages = pages().expect("render");
         assert!(pages.len() > 10, "{} pages", pages.len());
