@@ -116,21 +116,26 @@ impl Drop for StatusLine {
     }
 }
 
-/// A status line of `p`: "`what` DONE/TOTAL `unit`" (DONE alone while the
-/// total is not known), and the bytes moved once there are any.
-pub fn status_of(
+/// Run `work` with a [`Progress`](slate_core::progress::Progress) it
+/// fills, under a status line of it: "`what` DONE/TOTAL `unit`" (DONE alone
+/// while the total is not known), and the bytes moved once there are any.
+/// The line is gone when `work` returns.
+pub fn counted<T>(
     what: &'static str,
     unit: &'static str,
-    p: std::sync::Arc<slate_core::progress::Progress>,
-) -> StatusLine {
-    status_line(move || {
-        let mut s = match p.total() {
-            0 => format!("{what} {} {unit}", p.done()),
-            total => format!("{what} {}/{total} {unit}", p.done()),
+    work: impl FnOnce(&slate_core::progress::Progress) -> T,
+) -> T {
+    let p = std::sync::Arc::new(slate_core::progress::Progress::default());
+    let shown = p.clone();
+    let _line = status_line(move || {
+        let mut s = match shown.total() {
+            0 => format!("{what} {} {unit}", shown.done()),
+            total => format!("{what} {}/{total} {unit}", shown.done()),
         };
-        if p.bytes() > 0 {
-            s.push_str(&format!(", {:.1} MB", p.bytes() as f64 / 1e6));
+        if shown.bytes() > 0 {
+            s.push_str(&format!(", {:.1} MB", shown.bytes() as f64 / 1e6));
         }
         s
-    })
+    });
+    work(&p)
 }

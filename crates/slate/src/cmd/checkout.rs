@@ -1,4 +1,3 @@
-use slate_core::progress::Progress;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -43,12 +42,10 @@ pub fn run(a: CheckoutArgs) -> anyhow::Result<()> {
         subpath: a.subpath,
         user_mode: a.user_mode,
     };
-    let progress = std::sync::Arc::new(Progress::default());
-    let line = output::status_of("placed", "paths", progress.clone());
-    let stats = checkout::checkout(&repo, &id, &a.dest, &opts, &progress);
-    drop(line);
-    let stats =
-        stats.with_context(|| format!("checking out {} at {}", id.short(12), a.dest.display()))?;
+    let stats = output::counted("placed", "paths", |p| {
+        checkout::checkout(&repo, &id, &a.dest, &opts, p)
+    })
+    .with_context(|| format!("checking out {} at {}", id.short(12), a.dest.display()))?;
     if a.json {
         return output::json(
             &serde_json::json!({ "commit": id.to_hex(), "dest": a.dest, "stats": stats }),

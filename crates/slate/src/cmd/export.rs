@@ -1,10 +1,10 @@
-use slate_core::progress::Progress;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use slate_core::export;
+use slate_core::progress::Progress;
 
 use crate::cli::RepoArg;
 use crate::output;
@@ -56,51 +56,50 @@ fn write_archive<W: Write>(
 pub fn run(a: ExportArgs) -> anyhow::Result<()> {
     let repo = a.repo.open()?;
     let id = repo.rev_parse(&a.commit)?;
-    let progress = std::sync::Arc::new(Progress::default());
-    let line = output::status_of("wrote", "entries", progress.clone());
-    let stats = match &a.output {
-        Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let mut tmp = tempfile::Builder::new()
-                .prefix(".slate-export")
-                .tempfile_in(dir)
-                .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-            let stats = write_archive(
-                &a,
-                &repo,
-                &id,
-                std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut()),
-                &progress,
-            )?;
-            tmp.as_file()
-                .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-            tmp.as_file()
-                .sync_all()
-                .with_context(|| format!("writing {}", path.display()))?;
-            tmp.persist(path)
-                .with_context(|| format!("writing {}", path.display()))?;
-            stats
-        }
-        None => {
-            let stdout = std::io::stdout();
-            if stdout.is_terminal() {
-                bail!(
+    let stats = output::counted("wrote", "entries", |progress| -> anyhow::Result<_> {
+        Ok(match &a.output {
+            Some(path) => {
+                let dir = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                let mut tmp = tempfile::Builder::new()
+                    .prefix(".slate-export")
+                    .tempfile_in(dir)
+                    .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+                let stats = write_archive(
+                    &a,
+                    &repo,
+                    &id,
+                    std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut()),
+                    progress,
+                )?;
+                tmp.as_file()
+                    .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+                tmp.as_file()
+                    .sync_all()
+                    .with_context(|| format!("writing {}", path.display()))?;
+                tmp.persist(path)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                stats
+            }
+            None => {
+                let stdout = std::io::stdout();
+                if stdout.is_terminal() {
+                    bail!(
                     "refusing to write a tar archive to a terminal: use -o FILE or a redirection"
                 );
+                }
+                write_archive(
+                    &a,
+                    &repo,
+                    &id,
+                    std::io::BufWriter::with_capacity(1 << 20, stdout.lock()),
+                    progress,
+                )?
             }
-            write_archive(
-                &a,
-                &repo,
-                &id,
-                std::io::BufWriter::with_capacity(1 << 20, stdout.lock()),
-                &progress,
-            )?
-        }
-    };
-    drop(line);
+        })
+    })?;
     eprintln!(
         "exported {}: {} entries, {:.1} MB of content",
         id.short(12),

@@ -2,7 +2,6 @@ use std::time::Instant;
 
 use clap::Args;
 use slate_core::fsck;
-use slate_core::progress::Progress;
 
 use crate::cli::RepoArg;
 use crate::output;
@@ -27,11 +26,9 @@ pub struct FsckArgs {
 pub fn run(a: FsckArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let repo = a.repo.open()?;
-    let progress = std::sync::Arc::new(Progress::default());
-    let line = output::status_of("checked", "objects", progress.clone());
-    let report = fsck::fsck(&repo, a.delete_corrupt, &progress);
-    drop(line);
-    let report = report?;
+    let report = output::counted("checked", "objects", |p| {
+        fsck::fsck(&repo, a.delete_corrupt, p)
+    })?;
     if a.json {
         output::json(&report)?;
     } else {

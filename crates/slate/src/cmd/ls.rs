@@ -88,12 +88,14 @@ fn join(parent: &str, name: &[u8]) -> String {
     }
 }
 
+/// The names of extended attributes, for listing.
+fn xattr_names(x: &slate_core::object::Xattrs) -> Vec<String> {
+    x.iter()
+        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+        .collect()
+}
+
 fn entry(repo: &Repo, path: String, kind: EntryKind, id: ObjectId) -> anyhow::Result<LsEntry> {
-    let xnames = |x: &slate_core::object::Xattrs| {
-        x.iter()
-            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
-            .collect()
-    };
     Ok(match kind {
         EntryKind::Dir => {
             let t = repo.read_tree(&id)?;
@@ -106,7 +108,7 @@ fn entry(repo: &Repo, path: String, kind: EntryKind, id: ObjectId) -> anyhow::Re
                 size: 0,
                 id: id.to_hex(),
                 target: None,
-                xattrs: xnames(&t.meta.xattrs),
+                xattrs: xattr_names(&t.meta.xattrs),
             }
         }
         EntryKind::File => {
@@ -125,7 +127,7 @@ fn entry(repo: &Repo, path: String, kind: EntryKind, id: ObjectId) -> anyhow::Re
                 size: h.size,
                 id: id.to_hex(),
                 target,
-                xattrs: xnames(&h.meta.xattrs),
+                xattrs: xattr_names(&h.meta.xattrs),
             }
         }
     })
@@ -240,12 +242,7 @@ pub fn run_cat(a: CatArgs) -> anyhow::Result<()> {
             uid: h.meta.uid,
             gid: h.meta.gid,
             size: h.size,
-            xattrs: h
-                .meta
-                .xattrs
-                .iter()
-                .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
-                .collect(),
+            xattrs: xattr_names(&h.meta.xattrs),
             content,
             content_base64,
         });

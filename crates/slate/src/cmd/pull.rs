@@ -1,4 +1,3 @@
-use slate_core::progress::Progress;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -56,11 +55,8 @@ pub fn run(a: PullLocalArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let progress = std::sync::Arc::new(Progress::default());
-    let line = output::status_of("copied", "objects", progress.clone());
-    let stats = pull::apply(&src, &dest, &plan, &progress);
-    drop(line);
-    let stats = stats.with_context(|| format!("pulling from {}", a.src.display()))?;
+    let stats = output::counted("copied", "objects", |p| pull::apply(&src, &dest, &plan, p))
+        .with_context(|| format!("pulling from {}", a.src.display()))?;
     if a.json {
         return output::json(&serde_json::json!({ "refs": plan.refs, "stats": stats }));
     }

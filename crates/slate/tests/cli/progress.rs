@@ -16,15 +16,21 @@ fn on_terminal(dir: &std::path::Path, args: &str) -> String {
     String::from_utf8_lossy(&std::fs::read(&typescript).expect("typescript")).into_owned()
 }
 
+/// `DIR/src` holding `n` files `f0`... of `size` bytes each.
+fn files(dir: &std::path::Path, n: usize, size: usize) -> std::path::PathBuf {
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    for i in 0..n {
+        std::fs::write(src.join(format!("f{i}")), vec![i as u8; size]).expect("write");
+    }
+    src
+}
+
 #[test]
 fn a_commit_shows_progress_on_a_terminal_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let repo = init(dir.path(), "bare-user");
-    let src = dir.path().join("src");
-    std::fs::create_dir_all(&src).expect("mkdir");
-    for i in 0..50 {
-        std::fs::write(src.join(format!("f{i}")), vec![i as u8; 1000]).expect("write");
-    }
+    let src = files(dir.path(), 50, 1000);
     let (r, s) = (repo.to_str().expect("utf-8"), src.to_str().expect("utf-8"));
     let quiet = slate(&repo, &["commit", "-b", "pipe", "--timestamp", "0", s]);
     assert!(quiet.status.success());
@@ -45,7 +51,7 @@ fn a_commit_shows_progress_on_a_terminal_only() {
         "no progress line: {seen}"
     );
     assert!(seen.contains("\x1b[2K"), "the line is not cleared: {seen}");
-    let id = ok(&repo, &["rev-parse", "pipe"]);
+    let id = ok(&repo, &["rev-parse", "tty"]);
     assert!(
         seen.contains(id.trim()),
         "the id still reaches stdout: {seen}"
@@ -60,11 +66,7 @@ fn checkout_fsck_pull_and_export_show_progress_on_a_terminal_only() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let repo = init(dir.path(), "bare-user");
-    let src = dir.path().join("src");
-    std::fs::create_dir_all(&src).expect("mkdir");
-    for i in 0..40 {
-        std::fs::write(src.join(format!("f{i}")), vec![i as u8; 500]).expect("write");
-    }
+    let src = files(dir.path(), 40, 500);
     let r = repo.to_str().expect("utf-8");
     ok(
         &repo,
