@@ -21,3 +21,4 @@ pub mod store;
 pub mod sys;
 pub mod sysusers;
 pub mod tmpfiles;
+pub mod walk;

@@ -1,15 +1,18 @@
 //! How far long work has come: counters that the working threads add to
-//! and another thread may read meanwhile (to draw a status line).
+//! and another thread may read meanwhile (to draw a status line). Every
+//! long operation of the library (commit, checkout, fsck, pull, export,
+//! prune) takes one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Items done out of a total (0 while the total is not known yet), and
-/// bytes moved.
+/// Items done out of a total (0 while the total is not known yet), bytes
+/// moved, and new objects stored.
 #[derive(Debug, Default)]
 pub struct Progress {
     done: AtomicU64,
     total: AtomicU64,
     bytes: AtomicU64,
+    new: AtomicU64,
 }
 
 impl Progress {
@@ -24,6 +27,10 @@ impl Progress {
             self.bytes.fetch_add(bytes, Ordering::Relaxed);
         }
     }
+    /// Count objects that were not stored before.
+    pub fn add_new(&self, objects: u64) {
+        self.new.fetch_add(objects, Ordering::Relaxed);
+    }
     pub fn done(&self) -> u64 {
         self.done.load(Ordering::Relaxed)
     }
@@ -32,5 +39,8 @@ impl Progress {
     }
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+    pub fn new_objects(&self) -> u64 {
+        self.new.load(Ordering::Relaxed)
     }
 }

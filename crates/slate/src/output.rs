@@ -14,6 +14,13 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A path of this machine as text: its bytes with the lossless escape of
+/// names (`docs/format/paths.md`), so a name that is not UTF-8 is shown, not
+/// altered.
+pub fn shown_path(p: &std::path::Path) -> String {
+    slate_core::fsutil::show(p)
+}
+
 /// RFC 3339 UTC date of a Unix timestamp.
 pub fn date(ts: i64) -> String {
     match u64::try_from(ts) {

@@ -1,6 +1,10 @@
-//! Carrying out a checkout plan.
+//! Carrying out a checkout plan. Every path is reached below a directory
+//! handle (`fsutil::at`, for trees deeper than `PATH_MAX`); names are the
+//! tree's bytes; copied content is streamed from the repository.
 
+use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,17 +13,19 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, RenameFlags,
 use rustix::io::Errno;
 
 use super::{CheckoutOptions, CheckoutStats, Error, Plan, Result};
-use crate::fsutil;
+use crate::fsutil::{self, at};
 use crate::hash::ObjectId;
-use crate::object::{FileKind, FileMeta, Xattrs};
+use crate::object::{name, DirMeta, FileKind, FileMeta, Xattrs};
 use crate::progress::Progress;
-use crate::store::{Repo, RepoMode};
+use crate::store::{ObjectRead, Repo, RepoMode};
 
 struct Ctx<'a> {
     repo: &'a Repo,
     root: OwnedFd,
-    /// Absolute path of `root`, for path-based calls (xattrs).
+    /// The path of `root`, for messages.
     root_path: PathBuf,
+    /// Where DEST is in the commit's tree.
+    base: &'a [u8],
     opts: &'a CheckoutOptions,
     progress: &'a Progress,
     can_link: bool,
@@ -35,6 +41,13 @@ fn dest_err(path: PathBuf) -> impl Fn(std::io::Error) -> Error {
     }
 }
 
+fn errno(path: PathBuf) -> impl Fn(Errno) -> Error {
+    move |e| Error::Dest {
+        path: path.clone(),
+        source: e.into(),
+    }
+}
+
 pub(super) fn apply(
     repo: &Repo,
     plan: &Plan,
@@ -47,7 +60,7 @@ pub(super) fn apply(
     let parent = dest_abs.parent().unwrap_or(Path::new("/")).to_path_buf();
     let name = dest_abs
         .file_name()
-        .map(|n| n.to_os_string())
+        .map(|n| n.as_bytes().to_vec())
         .unwrap_or_default();
     let exists = rfs::lstat(&dest_abs).is_ok();
     if exists && !opts.union {
@@ -58,10 +71,10 @@ pub(super) fn apply(
     let staging = if opts.union {
         dest_abs.clone()
     } else {
-        parent.join(format!(
-            ".{}",
-            fsutil::tmp_name(&format!("{}.slate-checkout", name.to_string_lossy()))
-        ))
+        let mut n = b".".to_vec();
+        n.extend_from_slice(&name);
+        n.extend_from_slice(fsutil::tmp_name(".slate-checkout").as_bytes());
+        parent.join(OsStr::from_bytes(&n))
     };
     let (root_path, root) = if single_file {
         (
@@ -70,8 +83,7 @@ pub(super) fn apply(
         )
     } else {
         if !(exists && opts.union) {
-            rfs::mkdir(&staging, Mode::from_raw_mode(0o700))
-                .map_err(|e| dest_err(staging.clone())(e.into()))?;
+            rfs::mkdir(&staging, Mode::from_raw_mode(0o700)).map_err(errno(staging.clone()))?;
         }
         (
             staging.clone(),
@@ -84,6 +96,7 @@ pub(super) fn apply(
         repo,
         root,
         root_path,
+        base: &plan.base,
         opts,
         progress,
         can_link: same_fs,
@@ -93,11 +106,11 @@ pub(super) fn apply(
     };
     let result = if single_file {
         let file_rel = if opts.union {
-            name.to_string_lossy().into_owned()
+            name.clone()
         } else {
             staging
                 .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
+                .map(|n| n.as_bytes().to_vec())
                 .unwrap_or_default()
         };
         let (id, _) = &plan.files[0];
@@ -125,7 +138,7 @@ pub(super) fn apply(
         )
         .map_err(|e| {
             let _ = std::fs::remove_dir_all(&staging);
-            dest_err(dest_abs.clone())(e.into())
+            errno(dest_abs.clone())(e)
         })?;
     }
     Ok(CheckoutStats {
@@ -136,39 +149,27 @@ pub(super) fn apply(
     })
 }
 
-fn rel_or_dot(rel: &str) -> &str {
-    if rel.is_empty() {
-        "."
-    } else {
-        rel
-    }
-}
-
 impl Ctx<'_> {
-    fn path(&self, rel: &str) -> PathBuf {
-        if rel.is_empty() {
-            self.root_path.clone()
-        } else {
-            self.root_path.join(rel)
-        }
+    fn path(&self, rel: &[u8]) -> PathBuf {
+        fsutil::joined(&self.root_path, rel)
+    }
+
+    fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
+    /// Whether the file at `rel` must be a private copy.
+    fn private(&self, rel: &[u8]) -> bool {
+        let full = name::join(self.base, rel);
+        self.opts.private.iter().any(|p| {
+            full.strip_prefix(p.as_slice())
+                .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+        })
     }
 
     fn run(&self, plan: &Plan) -> Result<()> {
         for d in plan.dirs.iter().skip(1) {
-            match rfs::mkdirat(&self.root, d.rel.as_str(), Mode::from_raw_mode(0o700)) {
-                Ok(()) => {}
-                Err(Errno::EXIST) if self.opts.union => {
-                    let st = rfs::statat(&self.root, d.rel.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                        .map_err(|e| dest_err(self.path(&d.rel))(e.into()))?;
-                    if st.st_mode & 0o170000 != 0o040000 {
-                        rfs::unlinkat(&self.root, d.rel.as_str(), AtFlags::empty())
-                            .map_err(|e| dest_err(self.path(&d.rel))(e.into()))?;
-                        rfs::mkdirat(&self.root, d.rel.as_str(), Mode::from_raw_mode(0o700))
-                            .map_err(|e| dest_err(self.path(&d.rel))(e.into()))?;
-                    }
-                }
-                Err(e) => return Err(dest_err(self.path(&d.rel))(e.into())),
-            }
+            self.make_dir(&d.rel)?;
         }
         plan.files
             .par_iter()
@@ -181,18 +182,66 @@ impl Ctx<'_> {
             .try_for_each(|d| self.dir_meta(&d.rel, &d.meta))
     }
 
-    fn dir_meta(&self, rel: &str, meta: &crate::object::DirMeta) -> Result<()> {
+    fn make_dir(&self, rel: &[u8]) -> Result<()> {
+        let mode = Mode::from_raw_mode(0o700);
+        at(self.root(), rel, |d, n| match rfs::mkdirat(d, n, mode) {
+            Err(Errno::EXIST) if self.opts.union => {
+                let st = rfs::statat(d, n, AtFlags::SYMLINK_NOFOLLOW)?;
+                if st.st_mode & 0o170000 != 0o040000 {
+                    rfs::unlinkat(d, n, AtFlags::empty())?;
+                    rfs::mkdirat(d, n, mode)?;
+                }
+                Ok(())
+            }
+            r => Ok(r?),
+        })
+        .map_err(dest_err(self.path(rel)))
+    }
+
+    fn dir_meta(&self, rel: &[u8], meta: &DirMeta) -> Result<()> {
         let err = dest_err(self.path(rel));
-        let at = rel_or_dot(rel);
-        self.owner_and_xattrs(rel, meta.uid, meta.gid, &meta.xattrs)?;
-        rfs::chmodat(
-            &self.root,
-            at,
-            Mode::from_raw_mode(meta.mode),
-            AtFlags::empty(),
-        )
-        .map_err(|e| err(e.into()))?;
-        fsutil::zero_times_at(&self.root, Path::new(at)).map_err(err)
+        let fd = at(self.root(), rel, |d, n| {
+            Ok(rfs::openat(
+                d,
+                n,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?)
+        })
+        .map_err(&err)?;
+        self.chown(rel, meta.uid, meta.gid, |u, g| rfs::fchown(&fd, u, g))?;
+        for (k, v) in self.xattrs_for(&meta.xattrs) {
+            rfs::fsetxattr(&fd, k.as_slice(), v, rfs::XattrFlags::empty())
+                .map_err(|e| err(e.into()))?;
+        }
+        rfs::fchmod(&fd, Mode::from_raw_mode(meta.mode)).map_err(|e| err(e.into()))?;
+        fsutil::zero_times_fd(&fd).map_err(err)
+    }
+
+    /// Give `rel` an owner (unless in user mode). A refusal to a user who
+    /// is not root says how to check out as one.
+    fn chown(
+        &self,
+        rel: &[u8],
+        uid: u32,
+        gid: u32,
+        f: impl FnOnce(Option<Uid>, Option<Gid>) -> rustix::io::Result<()>,
+    ) -> Result<()> {
+        if self.opts.user_mode {
+            return Ok(());
+        }
+        f(Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))).map_err(|e| {
+            if e == Errno::PERM && !fsutil::is_root() {
+                Error::Owner {
+                    path: self.path(rel),
+                    uid,
+                    gid,
+                    source: e.into(),
+                }
+            } else {
+                errno(self.path(rel))(e)
+            }
+        })
     }
 
     fn xattrs_for<'x>(&self, x: &'x Xattrs) -> impl Iterator<Item = &'x (Vec<u8>, Vec<u8>)> {
@@ -201,94 +250,112 @@ impl Ctx<'_> {
             .filter(move |(k, _)| !user_mode || k.starts_with(b"user."))
     }
 
-    fn set_xattrs_path(&self, rel: &str, x: &Xattrs) -> Result<()> {
-        let path = self.path(rel);
-        for (k, v) in self.xattrs_for(x) {
-            rfs::lsetxattr(&path, k.as_slice(), v, rfs::XattrFlags::empty())
-                .map_err(|e| dest_err(path.clone())(e.into()))?;
-        }
-        Ok(())
-    }
-
-    /// Create the first path of an object, then hard-link the others to it.
-    fn place(&self, id: &ObjectId, paths: &[String]) -> Result<()> {
-        let first = &paths[0];
-        if !self.link_object(id, first)? {
-            self.copy_object(id, first)?;
-        }
-        for other in &paths[1..] {
-            match self.linkat_replacing(self.root.as_fd(), first, other) {
-                Ok(()) => {}
-                Err(Errno::MLINK) => self.copy_object(id, other)?,
-                Err(e) => return Err(dest_err(self.path(other))(e.into())),
+    /// Create the first path of an object, then hard-link the others to it:
+    /// paths that may share the repository's inode to the first of them,
+    /// private paths to the first private copy.
+    fn place(&self, id: &ObjectId, paths: &[Vec<u8>]) -> Result<()> {
+        let (private, shared): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) =
+            paths.iter().partition(|p| self.private(p));
+        if let Some((first, others)) = shared.split_first() {
+            if !self.link_object(id, first)? {
+                self.copy_object(id, first)?;
             }
+            self.link_others(id, first, others)?;
+        }
+        if let Some((first, others)) = private.split_first() {
+            self.copy_object(id, first)?;
+            self.link_others(id, first, others)?;
         }
         self.progress.add(paths.len() as u64, 0);
         Ok(())
     }
 
-    fn linkat_replacing(&self, src_dir: BorrowedFd<'_>, src: &str, rel: &str) -> Result<(), Errno> {
-        match rfs::linkat(src_dir, src, &self.root, rel, AtFlags::empty()) {
+    fn link_others(&self, id: &ObjectId, first: &[u8], others: &[&Vec<u8>]) -> Result<()> {
+        for other in others {
+            let linked = at(self.root(), first, |d, n| {
+                Ok(self.link_replacing(d, n, other))
+            })
+            .map_err(dest_err(self.path(first)))?;
+            match linked {
+                Ok(()) => {}
+                Err(Errno::MLINK) => self.copy_object(id, other)?,
+                Err(e) => return Err(errno(self.path(other))(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `linkat(src_dir, src, DEST/rel)`, replacing what is at `rel` in a
+    /// union checkout.
+    fn link_replacing(&self, src_dir: BorrowedFd<'_>, src: &[u8], rel: &[u8]) -> Result<(), Errno> {
+        let flags = AtFlags::empty();
+        let link = |d: BorrowedFd<'_>, n: &[u8]| match rfs::linkat(src_dir, src, d, n, flags) {
             Err(Errno::EXIST) if self.opts.union => {
-                rfs::unlinkat(&self.root, rel, AtFlags::empty())?;
-                rfs::linkat(src_dir, src, &self.root, rel, AtFlags::empty())
+                rfs::unlinkat(d, n, AtFlags::empty())?;
+                rfs::linkat(src_dir, src, d, n, flags)
             }
             r => r,
-        }
+        };
+        at(self.root(), rel, |d, n| Ok(link(d, n)?))
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
     }
 
     /// Hard-link the stored object at `rel`, if that gives every attribute.
-    fn link_object(&self, id: &ObjectId, rel: &str) -> Result<bool> {
+    fn link_object(&self, id: &ObjectId, rel: &[u8]) -> Result<bool> {
         if !self.can_link || !self.repo.object_linkable(id)? {
             return Ok(false);
         }
         let (objects, src) = self.repo.object_link_source(id);
-        match self.linkat_replacing(objects, &src, rel) {
+        match self.link_replacing(objects, src.as_bytes(), rel) {
             Ok(()) => {
                 self.hardlinked.fetch_add(1, Ordering::Relaxed);
                 Ok(true)
             }
+            // EPERM: fs.protected_hardlinks forbids linking a file of
+            // another owner; a copy does.
             Err(Errno::XDEV | Errno::MLINK | Errno::PERM) => Ok(false),
             Err(Errno::NOENT) => Err(crate::store::Error::Missing {
                 kind: crate::object::ObjectType::File,
                 id: *id,
             }
             .into()),
-            Err(e) => Err(dest_err(self.path(rel))(e.into())),
+            Err(e) => Err(errno(self.path(rel))(e)),
         }
     }
 
-    fn copy_object(&self, id: &ObjectId, rel: &str) -> Result<()> {
-        let (header, content) = self.repo.read_file(id)?;
-        let meta = &header.meta;
+    fn copy_object(&self, id: &ObjectId, rel: &[u8]) -> Result<()> {
+        let mut stream = self.repo.open_file(id)?;
+        let meta = stream.header().meta.clone();
         let err = dest_err(self.path(rel));
         if self.opts.union {
-            match rfs::unlinkat(&self.root, rel, AtFlags::empty()) {
-                Ok(()) | Err(Errno::NOENT) => {}
-                Err(e) => return Err(err(e.into())),
-            }
+            at(self.root(), rel, |d, n| {
+                match rfs::unlinkat(d, n, AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .map_err(&err)?;
         }
         match meta.kind {
             FileKind::Regular => {
-                let fd = rfs::openat(
-                    &self.root,
-                    rel,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| err(e.into()))?;
-                fsutil::write_all_fd(&fd, &content).map_err(&err)?;
-                self.progress.add(0, content.len() as u64);
-                if !self.opts.user_mode {
-                    rfs::fchown(
-                        &fd,
-                        Some(Uid::from_raw(meta.uid)),
-                        Some(Gid::from_raw(meta.gid)),
-                    )
-                    .map_err(|e| err(e.into()))?;
-                }
+                let fd = at(self.root(), rel, |d, n| {
+                    Ok(rfs::openat(
+                        d,
+                        n,
+                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )?)
+                })
+                .map_err(&err)?;
+                let mut file = std::fs::File::from(fd);
+                let n = stream.copy_to(&mut file).map_err(|e| match e {
+                    Ok(io) => err(io),
+                    Err(store) => store.into(),
+                })?;
+                self.progress.add(0, n);
+                self.chown(rel, meta.uid, meta.gid, |u, g| rfs::fchown(&file, u, g))?;
                 for (k, v) in self.xattrs_for(&meta.xattrs) {
-                    rfs::fsetxattr(&fd, k.as_slice(), v, rfs::XattrFlags::empty())
+                    rfs::fsetxattr(&file, k.as_slice(), v, rfs::XattrFlags::empty())
                         .map_err(|e| err(e.into()))?;
                 }
                 let mode = if self.opts.user_mode {
@@ -296,12 +363,16 @@ impl Ctx<'_> {
                 } else {
                     meta.mode
                 };
-                rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| err(e.into()))?;
-                fsutil::zero_times_fd(&fd).map_err(&err)?;
+                rfs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| err(e.into()))?;
+                fsutil::zero_times_fd(&file).map_err(&err)?;
             }
             FileKind::Symlink => {
-                rfs::symlinkat(content.as_slice(), &self.root, rel).map_err(|e| err(e.into()))?;
-                self.finish_special(rel, meta)?;
+                let target = stream.read_all()?;
+                at(self.root(), rel, |d, n| {
+                    Ok(rfs::symlinkat(target.as_slice(), d, n)?)
+                })
+                .map_err(&err)?;
+                self.finish_special(rel, &meta)?;
             }
             FileKind::CharDevice | FileKind::BlockDevice | FileKind::Fifo => {
                 if meta.kind != FileKind::Fifo && !fsutil::is_root() {
@@ -319,17 +390,27 @@ impl Ctx<'_> {
                     FileKind::BlockDevice => FileType::BlockDevice,
                     _ => FileType::Fifo,
                 };
-                rfs::mknodat(&self.root, rel, ft, Mode::from_raw_mode(0o600), meta.rdev)
-                    .map_err(|e| err(e.into()))?;
-                self.finish_special(rel, meta)?;
+                at(self.root(), rel, |d, n| {
+                    Ok(rfs::mknodat(
+                        d,
+                        n,
+                        ft,
+                        Mode::from_raw_mode(0o600),
+                        meta.rdev,
+                    )?)
+                })
+                .map_err(&err)?;
+                self.finish_special(rel, &meta)?;
                 if !self.opts.user_mode || meta.kind == FileKind::Fifo {
-                    rfs::chmodat(
-                        &self.root,
-                        rel,
-                        Mode::from_raw_mode(meta.mode),
-                        AtFlags::empty(),
-                    )
-                    .map_err(|e| err(e.into()))?;
+                    at(self.root(), rel, |d, n| {
+                        Ok(rfs::chmodat(
+                            d,
+                            n,
+                            Mode::from_raw_mode(meta.mode),
+                            AtFlags::empty(),
+                        )?)
+                    })
+                    .map_err(&err)?;
                 }
             }
         }
@@ -337,24 +418,27 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn finish_special(&self, rel: &str, meta: &FileMeta) -> Result<()> {
-        self.owner_and_xattrs(rel, meta.uid, meta.gid, &meta.xattrs)?;
-        fsutil::zero_times_at(&self.root, Path::new(rel)).map_err(dest_err(self.path(rel)))
-    }
-
-    /// Owner (unless in user mode) and xattrs of `rel`, not following a
-    /// final symlink; `rel` empty is DEST itself.
-    fn owner_and_xattrs(&self, rel: &str, uid: u32, gid: u32, xattrs: &Xattrs) -> Result<()> {
-        if !self.opts.user_mode {
-            rfs::chownat(
-                &self.root,
-                rel_or_dot(rel),
-                Some(Uid::from_raw(uid)),
-                Some(Gid::from_raw(gid)),
+    /// Owner, xattrs and times of a symlink, device node or fifo, not
+    /// following a symlink.
+    fn finish_special(&self, rel: &[u8], meta: &FileMeta) -> Result<()> {
+        let err = dest_err(self.path(rel));
+        let root = self.root();
+        self.chown(rel, meta.uid, meta.gid, |u, g| {
+            at(root, rel, |d, n| {
+                Ok(rfs::chownat(d, n, u, g, AtFlags::SYMLINK_NOFOLLOW)?)
+            })
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+        })?;
+        let xattrs: Xattrs = self.xattrs_for(&meta.xattrs).cloned().collect();
+        at(root, rel, |d, n| {
+            fsutil::set_xattrs_at(d, n, &xattrs)?;
+            Ok(rfs::utimensat(
+                d,
+                n,
+                &fsutil::zero_timestamps(),
                 AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(|e| dest_err(self.path(rel))(e.into()))?;
-        }
-        self.set_xattrs_path(rel, xattrs)
+            )?)
+        })
+        .map_err(err)
     }
 }

@@ -4,9 +4,12 @@
 //!
 //! From `bare` and `bare-user` repositories a file is a hard link to its
 //! object when DEST is on the same filesystem and the object's inode carries
-//! every attribute of the committed file; otherwise it is copied. From
-//! `archive` every file is decompressed. Paths sharing one object are hard
-//! links of each other. Every inode's atime and mtime is the epoch.
+//! every attribute of the committed file; otherwise it is copied. Files
+//! below the private paths (`/etc` and `/var` unless told otherwise), which
+//! a machine writes to, are always copies: nothing written there reaches
+//! the repository. From `archive` every file is decompressed. Paths sharing
+//! one object are hard links of each other (private paths among
+//! themselves). Every inode's atime and mtime is the epoch.
 
 mod apply;
 mod plan;
@@ -15,37 +18,64 @@ pub use plan::{plan, Plan, PlannedDir};
 
 use std::path::{Path, PathBuf};
 
+use crate::fsutil::show;
 use crate::hash::ObjectId;
 use crate::progress::Progress;
-use crate::store::{self, Repo};
+use crate::store::{self, ObjectRead, Repo};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Store(#[from] store::Error),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", show(path))]
     Dest {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: already exists (use --union to check out over it)", .0.display())]
+    #[error("{}: already exists (use --union to check out over it)", show(.0))]
     Exists(PathBuf),
-    #[error("commit {commit}: no path {path:?}")]
+    #[error("commit {commit}: no path \"{path}\"")]
     NoSuchPath { commit: ObjectId, path: String },
-    #[error("{}: cannot check out {kind} as a non-root user", path.display())]
+    #[error("{}: cannot check out {kind} as a non-root user", show(path))]
     NeedsRoot { path: PathBuf, kind: &'static str },
+    #[error("{}: cannot give it the owner {uid}:{gid}: {source}", show(path))]
+    Owner {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CheckoutOptions {
     /// Check out over an existing directory: keep directories, replace files.
     pub union: bool,
     /// Only this path of the commit (a directory or a file).
-    pub subpath: Option<String>,
+    pub subpath: Option<Vec<u8>>,
     /// Ignore owners (and xattrs outside `user.*`): for non-root users.
     pub user_mode: bool,
+    /// Paths of the tree (relative, e.g. `etc`) whose files are always
+    /// copied, never hard links of repository objects.
+    pub private: Vec<Vec<u8>>,
+}
+
+/// The paths a machine writes to: `/etc` and `/var`.
+pub fn default_private() -> Vec<Vec<u8>> {
+    vec![b"etc".to_vec(), b"var".to_vec()]
+}
+
+impl Default for CheckoutOptions {
+    fn default() -> Self {
+        CheckoutOptions {
+            union: false,
+            subpath: None,
+            user_mode: false,
+            private: default_private(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -67,6 +97,6 @@ pub fn checkout(
 ) -> Result<CheckoutStats> {
     let c = repo.read_commit(commit)?;
     let p = plan(repo, commit, &c.tree, opts.subpath.as_deref())?;
-    progress.set_total(p.files.iter().map(|f| f.1.len() as u64).sum());
+    progress.set_total(p.paths());
     apply::apply(repo, &p, dest, opts, progress)
 }

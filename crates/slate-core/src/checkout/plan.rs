@@ -3,33 +3,62 @@
 use std::collections::HashMap;
 
 use crate::hash::ObjectId;
-use crate::object::{DirMeta, EntryKind, Tree};
-use crate::store::Repo;
+use crate::object::{DirMeta, EntryKind, Tree, TreeEntry};
+use crate::store::{self, Repo, RepoMode};
+use crate::walk::{self, Visitor};
 
 use super::{Error, Result};
 
 #[derive(Clone, Debug)]
 pub struct PlannedDir {
-    /// Relative to DEST; empty for DEST itself.
-    pub rel: String,
+    /// Relative to DEST (bytes, `/`-separated); empty for DEST itself.
+    pub rel: Vec<u8>,
     pub meta: DirMeta,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
+    /// Where in the commit's tree DEST is (empty: the root).
+    pub base: Vec<u8>,
     /// Parents before children. Empty when the plan is a single file.
     pub dirs: Vec<PlannedDir>,
     /// Each file object with the paths (relative to DEST) it appears at;
     /// a single-file plan has one object with the path "".
-    pub files: Vec<(ObjectId, Vec<String>)>,
+    pub files: Vec<(ObjectId, Vec<Vec<u8>>)>,
 }
 
-fn join(a: &str, b: &[u8]) -> String {
-    let b = String::from_utf8_lossy(b);
-    if a.is_empty() {
-        b.into_owned()
-    } else {
-        format!("{a}/{b}")
+impl Plan {
+    /// How many paths the plan places.
+    pub fn paths(&self) -> u64 {
+        self.files.iter().map(|f| f.1.len() as u64).sum()
+    }
+}
+
+struct Planner {
+    plan: Plan,
+    index: HashMap<ObjectId, usize>,
+}
+
+impl Visitor for Planner {
+    type Error = store::Error;
+
+    fn tree(&mut self, path: &[u8], _id: &ObjectId, tree: &Tree) -> store::Result<()> {
+        self.plan.dirs.push(PlannedDir {
+            rel: path.to_vec(),
+            meta: tree.meta.clone(),
+        });
+        Ok(())
+    }
+
+    fn file(&mut self, path: &[u8], e: &TreeEntry) -> store::Result<()> {
+        match self.index.get(&e.id) {
+            Some(&i) => self.plan.files[i].1.push(path.to_vec()),
+            None => {
+                self.index.insert(e.id, self.plan.files.len());
+                self.plan.files.push((e.id, vec![path.to_vec()]));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -38,72 +67,39 @@ pub fn plan(
     repo: &Repo,
     commit: &ObjectId,
     root: &ObjectId,
-    subpath: Option<&str>,
+    subpath: Option<&[u8]>,
 ) -> Result<Plan> {
-    let mut tree = repo.read_tree(root)?;
-    if let Some(sub) = subpath {
-        let comps: Vec<&str> = sub
-            .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
-            .collect();
-        for (i, comp) in comps.iter().enumerate() {
-            let missing = || Error::NoSuchPath {
-                commit: *commit,
-                path: sub.to_owned(),
-            };
-            let e = tree.get(comp.as_bytes()).ok_or_else(missing)?.clone();
-            match e.kind {
-                EntryKind::Dir => tree = repo.read_tree(&e.id)?,
-                EntryKind::File if i + 1 == comps.len() => {
-                    return Ok(Plan {
-                        dirs: Vec::new(),
-                        files: vec![(e.id, vec![String::new()])],
-                    });
-                }
-                EntryKind::File => return Err(missing()),
-            }
-        }
+    let base = walk::normalize(subpath.unwrap_or(b""));
+    let (kind, id) = walk::lookup(repo, root, &base)?.ok_or_else(|| Error::NoSuchPath {
+        commit: *commit,
+        path: crate::object::name::escape(&crate::object::name::absolute(&base)),
+    })?;
+    if kind == EntryKind::File {
+        return Ok(Plan {
+            base,
+            dirs: Vec::new(),
+            files: vec![(id, vec![Vec::new()])],
+        });
     }
-    let mut p = Plan::default();
-    let mut index: HashMap<ObjectId, usize> = HashMap::new();
-    walk(repo, tree, String::new(), &mut p, &mut index)?;
-    if repo.mode() == crate::store::RepoMode::Archive {
+    let mut p = Planner {
+        plan: Plan {
+            base,
+            ..Plan::default()
+        },
+        index: HashMap::new(),
+    };
+    walk::walk(repo, &id, b"", &mut p)?;
+    let mut plan = p.plan;
+    if repo.mode() == RepoMode::Archive {
         // Read objects in storage order: each pack frame is decompressed
         // once by the thread that reads its run of objects.
-        let mut keyed = p
+        let mut keyed = plan
             .files
             .into_iter()
             .map(|f| Ok((repo.storage_order_key(&f.0)?, f)))
             .collect::<Result<Vec<_>>>()?;
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
-        p.files = keyed.into_iter().map(|(_, f)| f).collect();
+        plan.files = keyed.into_iter().map(|(_, f)| f).collect();
     }
-    Ok(p)
-}
-
-fn walk(
-    repo: &Repo,
-    tree: Tree,
-    rel: String,
-    p: &mut Plan,
-    index: &mut HashMap<ObjectId, usize>,
-) -> Result<()> {
-    p.dirs.push(PlannedDir {
-        rel: rel.clone(),
-        meta: tree.meta,
-    });
-    for e in tree.entries {
-        let path = join(&rel, &e.name);
-        match e.kind {
-            EntryKind::Dir => walk(repo, repo.read_tree(&e.id)?, path, p, index)?,
-            EntryKind::File => match index.get(&e.id) {
-                Some(&i) => p.files[i].1.push(path),
-                None => {
-                    index.insert(e.id, p.files.len());
-                    p.files.push((e.id, vec![path]));
-                }
-            },
-        }
-    }
-    Ok(())
+    Ok(plan)
 }

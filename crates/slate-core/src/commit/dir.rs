@@ -5,49 +5,42 @@ use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
-use rustix::fs::{self as rfs, AtFlags, Dir, Mode, OFlags};
+use rustix::fs::{self as rfs, AtFlags, Dir};
 
-use super::{batch, Error, Result, Stats, TreeScan};
+use super::probe;
+use super::source::{dir_flags, errno, file_flags, open_source, src_err};
+use super::{Result, Stats, TreeScan};
 use crate::fsutil;
 use crate::hash::ObjectId;
-use crate::object::{DirMeta, EntryKind, FileKind, FileMeta, Tree, TreeEntry};
-use crate::store::{FileContent, Repo, RepoMode};
+use crate::object::{name, DirMeta, EntryKind, FileKind, FileMeta, Tree, TreeEntry};
+use crate::progress::Progress;
+use crate::store::{FileContent, ObjectWrite};
 
-pub(super) struct Scanner<'a> {
-    repo: &'a Repo,
-    pub(super) stats: Arc<Stats>,
-    sockets: Mutex<Vec<String>>,
-    /// How many regular files may be read in one batch; 0 for none (in
-    /// `archive` repositories, whose packs read their files later).
+pub(super) struct Scanner<'a, W: ?Sized> {
+    store: &'a W,
+    pub(super) stats: Stats,
+    pub(super) progress: &'a Progress,
+    sockets: Mutex<Vec<Vec<u8>>>,
+    /// How many regular files may be read in one batch; 0 for none (when
+    /// the store reads them again later, as an archive pack does).
     pub(super) batch_files: usize,
 }
 
-pub(super) fn src_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::Source {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-pub(super) fn errno(path: &Path) -> impl Fn(rustix::io::Errno) -> Error + '_ {
-    move |e| Error::Source {
-        path: path.to_path_buf(),
-        source: e.into(),
-    }
-}
-
-/// Store every inode below `path` and return the root tree, counting into
-/// `stats` as it goes (for progress).
-pub fn commit_dir_tree(repo: &Repo, path: &Path, stats: Arc<Stats>) -> Result<TreeScan> {
+/// Store every inode below `path` into `store` and return the root tree.
+/// `progress` counts the files stored and their bytes as it goes.
+pub fn commit_dir_tree<W: ObjectWrite + ?Sized>(
+    store: &W,
+    path: &Path,
+    progress: &Progress,
+) -> Result<TreeScan> {
     let fd = fsutil::open_dir(path).map_err(src_err(path))?;
-    let cached = batch::tree_cached(fd.as_fd());
+    let cached = probe::tree_cached(fd.as_fd());
     match scan_pool(cached) {
-        Some(pool) => pool.install(|| scan(repo, fd, path, stats)),
-        None => scan(repo, fd, path, stats),
+        Some(pool) => pool.install(|| scan(store, fd, path, progress)),
+        None => scan(store, fd, path, progress),
     }
 }
 
@@ -58,7 +51,7 @@ pub fn commit_dir_tree(repo: &Repo, path: &Path, stats: Arc<Stats>) -> Result<Tr
 /// and 5% less with 16 and 32. A scan of a cached tree is work for the
 /// CPUs, which more threads only make switch and contend: one thread per
 /// CPU and one more, which took 8% less than 32 threads (0.376 s instead of
-/// 0.410 s). [`batch::tree_cached`] tells which. `RAYON_NUM_THREADS`, when
+/// 0.410 s). [`probe::tree_cached`] tells which. `RAYON_NUM_THREADS`, when
 /// set, sets the count instead.
 fn scan_pool(cached: bool) -> Option<rayon::ThreadPool> {
     if std::env::var_os("RAYON_NUM_THREADS").is_some() {
@@ -73,21 +66,30 @@ fn scan_pool(cached: bool) -> Option<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("slate-scan-{i}"))
+        // A scan recurses once per directory level: room for deep trees.
+        .stack_size(16 << 20)
         .build()
         .ok()
 }
 
-fn scan(repo: &Repo, fd: OwnedFd, path: &Path, stats: Arc<Stats>) -> Result<TreeScan> {
+fn scan<W: ObjectWrite + ?Sized>(
+    store: &W,
+    fd: OwnedFd,
+    path: &Path,
+    progress: &Progress,
+) -> Result<TreeScan> {
     let scanner = Scanner {
-        repo,
-        stats,
+        store,
+        stats: Stats::default(),
+        progress,
         sockets: Mutex::new(Vec::new()),
-        batch_files: match repo.mode() {
-            RepoMode::Archive => 0,
-            _ => batch::files_per_batch(batch::open_file_limit(), rayon::current_num_threads()),
+        batch_files: if store.rereads_files() {
+            0
+        } else {
+            probe::files_per_batch(probe::open_file_limit(), rayon::current_num_threads())
         },
     };
-    let root = scanner.dir(fd, path, "")?;
+    let root = scanner.dir(fd, path, b"")?;
     let mut skipped = scanner
         .sockets
         .into_inner()
@@ -95,47 +97,13 @@ fn scan(repo: &Repo, fd: OwnedFd, path: &Path, stats: Arc<Stats>) -> Result<Tree
     skipped.sort();
     Ok(TreeScan {
         root,
-        stats: scanner.stats,
+        stats: scanner.stats.snapshot(),
         skipped_sockets: skipped,
     })
 }
 
-/// Open flags for a source file: never follow a symlink, never block on a
-/// fifo swapped in, never become a controlling terminal.
-pub(super) fn file_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK
-}
-
-/// Open flags for a source directory.
-pub(super) fn dir_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
-}
-
-/// Whether `O_NOATIME` is still worth asking for. Reading a source must not
-/// dirty its inodes (a freshly built tree would otherwise have every
-/// inode's access time written back); the kernel allows the flag to the
-/// files' owner and to root, and after its first refusal it is not asked
-/// for again.
-static NOATIME: AtomicBool = AtomicBool::new(true);
-
-/// Open `name` below `dir` for reading with `flags`, adding `O_NOATIME`
-/// where the kernel allows it.
-pub(super) fn open_source(
-    dir: BorrowedFd<'_>,
-    name: &OsStr,
-    flags: OFlags,
-) -> rustix::io::Result<OwnedFd> {
-    if NOATIME.load(Ordering::Relaxed) {
-        match rfs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
-            Err(rustix::io::Errno::PERM) => NOATIME.store(false, Ordering::Relaxed),
-            r => return r,
-        }
-    }
-    rfs::openat(dir, name, flags, Mode::empty())
-}
-
-impl Scanner<'_> {
-    fn dir(&self, fd: OwnedFd, path: &Path, rel: &str) -> Result<ObjectId> {
+impl<W: ObjectWrite + ?Sized> Scanner<'_, W> {
+    fn dir(&self, fd: OwnedFd, path: &Path, rel: &[u8]) -> Result<ObjectId> {
         let st = rfs::fstat(&fd).map_err(errno(path))?;
         let xattrs = fsutil::fd_xattrs(&fd).map_err(src_err(path))?;
         let meta = DirMeta {
@@ -158,7 +126,7 @@ impl Scanner<'_> {
         }
         Stats::add(&self.stats.dirs, 1);
         let fd = d.fd().map_err(errno(path))?;
-        let entries: Vec<Option<TreeEntry>> = if self.batch_files > 0 && batch::uncached(fd, &names)
+        let entries: Vec<Option<TreeEntry>> = if self.batch_files > 0 && probe::uncached(fd, &names)
         {
             self.entries_in_batches(fd, path, rel, names)?
         } else {
@@ -172,7 +140,7 @@ impl Scanner<'_> {
             entries: entries.into_iter().flatten().collect(),
         };
         tree.sort();
-        Ok(self.repo.write_tree(&tree)?)
+        Ok(self.store.write_tree(&tree)?)
     }
 
     /// One directory entry. `regular` is the directory's word that it is a
@@ -181,7 +149,7 @@ impl Scanner<'_> {
         &self,
         dir: BorrowedFd<'_>,
         dpath: &Path,
-        drel: &str,
+        drel: &[u8],
         name: Vec<u8>,
         regular: bool,
     ) -> Result<Option<TreeEntry>> {
@@ -195,14 +163,7 @@ impl Scanner<'_> {
             }
         }
         let st = rfs::statat(dir, oname, AtFlags::SYMLINK_NOFOLLOW).map_err(errno(&path))?;
-        let rel = || {
-            let n = String::from_utf8_lossy(&name);
-            if drel.is_empty() {
-                n.into_owned()
-            } else {
-                format!("{drel}/{n}")
-            }
-        };
+        let rel = || name::join(drel, &name);
         match st.st_mode & 0o170000 {
             0o040000 => {
                 let fd = open_source(dir, oname, dir_flags()).map_err(errno(&path))?;
@@ -233,7 +194,7 @@ impl Scanner<'_> {
                 st.st_mode
             )))
         })?;
-        let xattrs = fsutil::path_xattrs(&path).map_err(src_err(&path))?;
+        let xattrs = fsutil::xattrs_at(dir, &name).map_err(src_err(&path))?;
         let mut meta = FileMeta {
             kind,
             mode: st.st_mode & 0o7777,
@@ -245,16 +206,18 @@ impl Scanner<'_> {
         let stored = if kind == FileKind::Symlink {
             let target = rfs::readlinkat(dir, oname, Vec::new()).map_err(errno(&path))?;
             Stats::add(&self.stats.symlinks, 1);
-            self.repo.write_symlink(&meta, target.as_bytes())?
+            self.store.write_symlink(&meta, target.as_bytes())?
         } else {
             if kind != FileKind::Fifo {
                 meta.rdev = st.st_rdev;
             }
             Stats::add(&self.stats.specials, 1);
-            self.repo.write_special(&meta)?
+            self.store.write_special(&meta)?
         };
+        self.progress.add(1, 0);
         if stored.written {
             Stats::add(&self.stats.objects_written, 1);
+            self.progress.add_new(1);
         }
         Ok(Some(TreeEntry {
             name,
@@ -316,9 +279,11 @@ impl Scanner<'_> {
         };
         Stats::add(&self.stats.files, 1);
         Stats::add(&self.stats.content_bytes, st.st_size as u64);
-        let stored = self.repo.write_file(&meta, st.st_size as u64, content)?;
+        let stored = self.store.write_file(&meta, st.st_size as u64, content)?;
+        self.progress.add(1, st.st_size as u64);
         if stored.written {
             Stats::add(&self.stats.objects_written, 1);
+            self.progress.add_new(1);
         }
         Ok(TreeEntry {
             name,

@@ -4,8 +4,10 @@
 
 mod batch;
 mod dir;
+mod probe;
 #[cfg(test)]
 mod scan_tests;
+mod source;
 mod tar;
 
 pub use self::tar::{commit_tar_tree, sanitize_member_path};
@@ -14,18 +16,21 @@ pub use dir::commit_dir_tree;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
+use serde::Serialize;
+
+use crate::fsutil::show;
 use crate::hash::ObjectId;
-use crate::object::{Commit, ObjectType};
-use crate::store::{self, Repo};
+use crate::object::{name, Commit, ObjectType};
+use crate::progress::Progress;
+use crate::store::{self, ObjectRead, ObjectWrite, Repo, Transaction};
 
 /// What can go wrong while committing.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Store(#[from] store::Error),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}", show(path))]
     Source {
         path: PathBuf,
         source: std::io::Error,
@@ -65,37 +70,70 @@ pub struct CommitOptions {
     pub parent: ParentSpec,
 }
 
-/// Counters filled while scanning a source.
+/// Counters filled while scanning a source (by many threads).
 #[derive(Default, Debug)]
-pub struct Stats {
-    pub files: AtomicU64,
-    pub dirs: AtomicU64,
-    pub symlinks: AtomicU64,
-    pub specials: AtomicU64,
-    pub content_bytes: AtomicU64,
-    /// File objects (regular files, symlinks, devices, fifos) that were
-    /// not yet in the repository; trees are not counted.
-    pub objects_written: AtomicU64,
-    /// Regular files read in batches (see `commit/batch.rs`).
-    pub batched: AtomicU64,
+pub(crate) struct Stats {
+    files: AtomicU64,
+    dirs: AtomicU64,
+    symlinks: AtomicU64,
+    specials: AtomicU64,
+    content_bytes: AtomicU64,
+    objects_written: AtomicU64,
+    batched: AtomicU64,
 }
 
 impl Stats {
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+
+    fn snapshot(&self) -> ScanStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ScanStats {
+            files: get(&self.files),
+            dirs: get(&self.dirs),
+            symlinks: get(&self.symlinks),
+            specials: get(&self.specials),
+            content_bytes: get(&self.content_bytes),
+            new_file_objects: get(&self.objects_written),
+            batched: get(&self.batched),
+        }
     }
+}
+
+/// What a scan found and stored.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Serialize)]
+pub struct ScanStats {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub specials: u64,
+    pub content_bytes: u64,
+    /// File objects (regular files, symlinks, devices, fifos) that were
+    /// not yet stored; trees are not counted.
+    pub new_file_objects: u64,
+    /// Regular files read in batches (see `commit/batch.rs`).
+    #[serde(skip)]
+    pub batched: u64,
 }
 
 /// The result of scanning a source into objects.
 #[derive(Debug)]
 pub struct TreeScan {
     pub root: ObjectId,
-    pub stats: Arc<Stats>,
+    pub stats: ScanStats,
     /// Sockets found in the source and left out (paths relative to it).
-    pub skipped_sockets: Vec<String>,
+    pub skipped_sockets: Vec<Vec<u8>>,
+}
+
+impl TreeScan {
+    /// The skipped sockets' paths as text (escaped).
+    pub fn skipped_shown(&self) -> Vec<String> {
+        self.skipped_sockets
+            .iter()
+            .map(|p| name::escape(p))
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -116,24 +154,26 @@ pub enum Source<'a> {
     },
 }
 
-/// Ends the repository's listing of its objects when a commit ends, however
-/// it ends (before the writer lock is released).
-struct EndListing<'a>(&'a Repo);
-
-impl Drop for EndListing<'_> {
-    fn drop(&mut self) {
-        self.0.end_listing();
+/// Store `source` into `store` and return its root tree. `progress` counts
+/// the files stored and their bytes, and the new objects.
+pub fn scan_source<W: ObjectWrite + ?Sized>(
+    store: &W,
+    source: Source<'_>,
+    progress: &Progress,
+) -> Result<TreeScan> {
+    match source {
+        Source::Dir(path) => commit_dir_tree(store, path, progress),
+        Source::Tar { reader, name } => commit_tar_tree(store, reader, &name, progress),
     }
 }
 
-/// Commit `source` onto `opts.branch`, holding the writer lock throughout.
-/// The scan counts what it has stored so far into `stats`, which another
-/// thread may read meanwhile (for progress).
+/// Commit `source` onto `opts.branch` in one transaction. `progress`
+/// counts what the scan has stored so far (another thread may read it).
 pub fn commit(
     repo: &Repo,
     source: Source<'_>,
     opts: &CommitOptions,
-    stats: Arc<Stats>,
+    progress: &Progress,
 ) -> Result<CommitOutcome> {
     store::validate_ref_name(&opts.branch)?;
     if let ParentSpec::Id(p) = &opts.parent {
@@ -145,10 +185,8 @@ pub fn commit(
             .into());
         }
     }
-    let _lock = repo.lock()?;
-    repo.begin_listing();
-    let _listing = EndListing(repo);
-    repo.begin_pack()?;
+    let mut tx = Transaction::begin(repo)?;
+    let current = tx.read_ref(&opts.branch)?;
     // Writeback overlaps the scan: a helper thread flushes what has been
     // written so far, so the final `syncfs` before the ref moves has little
     // left to do. (Durability still rests on that final call alone.)
@@ -162,23 +200,12 @@ pub fn commit(
                 let _ = repo.sync();
             }
         });
-        let r = match source {
-            Source::Dir(path) => commit_dir_tree(repo, path, stats),
-            Source::Tar { reader, name } => commit_tar_tree(repo, reader, &name, stats),
-        };
+        let r = scan_source(&tx, source, progress);
         drop(done);
         r
-    });
-    let scan = match scan {
-        Ok(s) => s,
-        Err(e) => {
-            repo.abort_pack();
-            return Err(e);
-        }
-    };
-    repo.finish_pack()?;
+    })?;
     let parent = match &opts.parent {
-        ParentSpec::Auto => repo.read_ref(&opts.branch)?,
+        ParentSpec::Auto => current,
         ParentSpec::None => None,
         ParentSpec::Id(p) => Some(*p),
     };
@@ -190,8 +217,8 @@ pub fn commit(
         body: opts.body.clone(),
         metadata: opts.metadata.clone(),
     };
-    let id = repo.write_commit(&c)?;
-    repo.sync()?;
-    repo.write_ref(&opts.branch, &id)?;
+    let id = tx.write_commit(&c)?;
+    tx.set_ref(&opts.branch, current, id)?;
+    tx.commit()?;
     Ok(CommitOutcome { id, parent, scan })
 }

@@ -9,8 +9,18 @@ use std::sync::atomic::Ordering;
 use rustix::fs::Advice;
 use rustix::io::{Errno, ReadWriteFlags};
 
-use super::{batch, commit_dir_tree, Stats};
-use crate::store::{Repo, RepoMode};
+use super::{batch, commit_dir_tree, probe, TreeScan};
+use crate::progress::Progress;
+use crate::store::{Repo, RepoMode, Transaction};
+
+/// Scan `src` into a new repository at `at`.
+fn scan_into(at: &Path, src: &Path) -> TreeScan {
+    let repo = Repo::init(at, RepoMode::BareUser).expect("init");
+    let tx = Transaction::begin(&repo).expect("begin");
+    let scan = commit_dir_tree(&tx, src, &Progress::default()).expect("commit");
+    tx.commit().expect("commit");
+    scan
+}
 
 /// A directory of many regular files of every size class (empty, small,
 /// too large for a batch), with a subdirectory, a symlink, a fifo and an
@@ -67,9 +77,8 @@ fn uncached_trees_commit_in_batches_to_the_same_ids() {
     let src = dir.path().join("src");
     build(&src);
     let commit = |name: &str| {
-        let repo = Repo::init(&dir.path().join(name), RepoMode::BareUser).expect("init");
-        let scan = commit_dir_tree(&repo, &src, Default::default()).expect("commit");
-        (scan.root, Stats::get(&scan.stats.batched))
+        let scan = scan_into(&dir.path().join(name), &src);
+        (scan.root, scan.stats.batched)
     };
     let (cached_id, cached_batched) = commit("cached");
     assert_eq!(cached_batched, 0, "a cached tree is read file by file");
@@ -107,12 +116,10 @@ fn identical_files_scanned_at_once_count_as_one_new_object() {
         }
     }
     for round in 0..3 {
-        let repo =
-            Repo::init(&dir.path().join(format!("r{round}")), RepoMode::BareUser).expect("init");
-        let scan = commit_dir_tree(&repo, &src, Default::default()).expect("commit");
+        let scan = scan_into(&dir.path().join(format!("r{round}")), &src);
         // 800 distinct files and one shared content (trees are not
         // counted).
-        let written = Stats::get(&scan.stats.objects_written);
+        let written = scan.stats.new_file_objects;
         assert_eq!(written, 801, "round {round}: {written} new objects counted");
     }
 }
@@ -125,13 +132,13 @@ fn a_tree_probe_tells_a_cached_tree_from_one_on_disk() {
     std::fs::write(empty.join("a/nothing"), b"").expect("write");
     let open = |p: &Path| crate::fsutil::open_dir(p).expect("open");
     assert!(
-        batch::tree_cached(open(&empty).as_fd()),
+        probe::tree_cached(open(&empty).as_fd()),
         "a tree without content counts as cached"
     );
     let src = dir.path().join("src");
     build(&src);
     assert!(
-        batch::tree_cached(open(&src).as_fd()),
+        probe::tree_cached(open(&src).as_fd()),
         "a tree just written is cached"
     );
     if !evict(&src) {
@@ -142,7 +149,7 @@ fn a_tree_probe_tells_a_cached_tree_from_one_on_disk() {
         return;
     }
     assert!(
-        !batch::tree_cached(open(&src).as_fd()),
+        !probe::tree_cached(open(&src).as_fd()),
         "a tree read from disk is found out"
     );
 }
@@ -161,7 +168,7 @@ fn a_tree_on_tmpfs_counts_as_cached() {
     let fd = crate::fsutil::open_dir(dir.path()).expect("open");
     // tmpfs refuses RWF_NOWAIT reads, which elsewhere mean a slow source.
     assert!(
-        batch::tree_cached(fd.as_fd()),
+        probe::tree_cached(fd.as_fd()),
         "a tree on tmpfs is in memory"
     );
 }

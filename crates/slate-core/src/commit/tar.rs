@@ -4,18 +4,39 @@
 //! `SCHILY.xattr.*` records; a leading `/` is stripped as GNU tar does; a
 //! member climbing out with `..`, or a hard link to a path the archive has
 //! not yet listed, is refused.
+//!
+//! The stream is read to its end before anything is committed: a gzip
+//! member's CRC and a zstd frame's checksum are checked there, and an
+//! archive cut off before its end-of-archive blocks, or followed by
+//! anything but zeros, is refused. Sparse members (GNU or PAX) are refused.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::sync::Arc;
 
 use super::{Error, Result, Stats, TreeScan};
 use crate::hash::ObjectId;
 use crate::object::{
-    valid_entry_name, DirMeta, EntryKind, FileKind, FileMeta, Tree, TreeEntry, Xattrs,
+    name, valid_entry_name, DirMeta, EntryKind, FileKind, FileMeta, Tree, TreeEntry, Xattrs,
 };
-use crate::store::{FileContent, Repo};
+use crate::progress::Progress;
+use crate::store::{self, FileContent, ObjectWrite};
+
+/// The decompressed stream, counting what it gives and noting its end.
+struct Tracked<'a> {
+    inner: Box<dyn Read + 'a>,
+    eof: bool,
+}
+
+impl Read for Tracked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        Ok(n)
+    }
+}
 
 enum Node {
     Dir {
@@ -34,10 +55,7 @@ pub fn sanitize_member_path(raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
             b"" | b"." => {}
             b".." => return Err("name climbs out of the archive with '..'".into()),
             c if !valid_entry_name(c) => {
-                return Err(format!(
-                    "invalid component {:?}",
-                    String::from_utf8_lossy(c)
-                ))
+                return Err(format!("invalid component \"{}\"", name::escape(c)))
             }
             c => out.push(c.to_vec()),
         }
@@ -65,15 +83,20 @@ fn decompressed<'a>(reader: Box<dyn Read + 'a>, name: &str) -> Result<Box<dyn Re
     })
 }
 
-/// Store every member of the archive and return the root tree.
-/// `stats` counts as it goes (for progress).
-pub fn commit_tar_tree(
-    repo: &Repo,
+/// Store every member of the archive into `store` and return the root
+/// tree. `progress` counts the files stored and their bytes as it goes.
+pub fn commit_tar_tree<W: ObjectWrite + ?Sized>(
+    store: &W,
     reader: Box<dyn Read + '_>,
-    name: &str,
-    stats: Arc<Stats>,
+    archive_name: &str,
+    progress: &Progress,
 ) -> Result<TreeScan> {
-    let mut archive = tar::Archive::new(decompressed(reader, name)?);
+    let name = archive_name;
+    let stats = Stats::default();
+    let mut archive = tar::Archive::new(Tracked {
+        inner: decompressed(reader, name)?,
+        eof: false,
+    });
     let read_err = |source| Error::TarRead {
         archive: name.to_owned(),
         source,
@@ -82,10 +105,11 @@ pub fn commit_tar_tree(
         meta: DirMeta::default(),
         children: BTreeMap::new(),
     };
-    for entry in archive.entries().map_err(read_err)? {
+    let mut entries = archive.entries().map_err(read_err)?;
+    for entry in entries.by_ref() {
         let mut entry = entry.map_err(read_err)?;
         let raw_path = entry.path_bytes().into_owned();
-        let member = String::from_utf8_lossy(&raw_path).into_owned();
+        let member = name::escape(&raw_path);
         let bad = |reason: String| Error::Tar {
             archive: name.to_owned(),
             member: member.clone(),
@@ -103,6 +127,13 @@ pub fn commit_tar_tree(
         if let Some(exts) = entry.pax_extensions().map_err(|e| bad(e.to_string()))? {
             for ext in exts {
                 let ext = ext.map_err(|e| bad(e.to_string()))?;
+                if ext.key_bytes().starts_with(b"GNU.sparse.") {
+                    return Err(bad(
+                        "sparse member (PAX GNU.sparse records): not supported; \
+                         make the archive without --sparse"
+                            .into(),
+                    ));
+                }
                 let num = || -> Result<u32> {
                     std::str::from_utf8(ext.value_bytes())
                         .ok()
@@ -122,10 +153,7 @@ pub fn commit_tar_tree(
             }
         }
         if let Some(dup) = crate::object::normalize_xattrs(&mut xattrs) {
-            return Err(bad(format!(
-                "xattr {:?} given twice",
-                String::from_utf8_lossy(&dup)
-            )));
+            return Err(bad(format!("xattr \"{}\" given twice", name::escape(&dup))));
         }
         use tar::EntryType as T;
         let file_meta = |kind, rdev| FileMeta {
@@ -153,16 +181,30 @@ pub fn commit_tar_tree(
                 Stats::add(&stats.files, 1);
                 Stats::add(&stats.content_bytes, size);
                 let p = Path::new(&member);
-                let st = repo.write_file(
-                    &file_meta(FileKind::Regular, 0),
-                    size,
-                    FileContent::Reader {
-                        reader: &mut entry,
-                        path: p,
-                    },
-                )?;
+                let st = store
+                    .write_file(
+                        &file_meta(FileKind::Regular, 0),
+                        size,
+                        FileContent::Reader {
+                            reader: &mut entry,
+                            path: p,
+                        },
+                    )
+                    .map_err(|e| match e {
+                        store::Error::Io { source, .. }
+                            if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+                        {
+                            bad(format!(
+                                "the archive ends inside this member's {size} bytes of \
+                                 content (is it truncated?)"
+                            ))
+                        }
+                        e => e.into(),
+                    })?;
+                progress.add(1, size);
                 if st.written {
                     Stats::add(&stats.objects_written, 1);
+                    progress.add_new(1);
                 }
                 Node::File(st.id)
             }
@@ -180,7 +222,8 @@ pub fn commit_tar_tree(
                     mode: 0o777,
                     ..file_meta(FileKind::Symlink, 0)
                 };
-                Node::File(repo.write_symlink(&meta, &target)?.id)
+                progress.add(1, 0);
+                Node::File(store.write_symlink(&meta, &target)?.id)
             }
             T::Link => {
                 let target = entry
@@ -191,12 +234,10 @@ pub fn commit_tar_tree(
                     .map_err(|r| bad(format!("hard link target: {r}")))?;
                 match lookup(&root, &tcomps) {
                     Some(Node::File(id)) => Node::File(*id),
-                    _ => {
-                        return Err(bad(format!(
-                            "hard link to {:?}, which is not a file listed earlier in the archive",
-                            String::from_utf8_lossy(&target)
-                        )))
-                    }
+                    _ => return Err(bad(format!(
+                        "hard link to \"{}\", which is not a file listed earlier in the archive",
+                        name::escape(&target)
+                    ))),
                 }
             }
             T::Char | T::Block => {
@@ -214,26 +255,68 @@ pub fn commit_tar_tree(
                     FileKind::BlockDevice
                 };
                 Stats::add(&stats.specials, 1);
+                progress.add(1, 0);
                 Node::File(
-                    repo.write_special(&file_meta(kind, rustix::fs::makedev(major, minor)))?
+                    store
+                        .write_special(&file_meta(kind, rustix::fs::makedev(major, minor)))?
                         .id,
                 )
             }
             T::Fifo => {
                 Stats::add(&stats.specials, 1);
-                Node::File(repo.write_special(&file_meta(FileKind::Fifo, 0))?.id)
+                progress.add(1, 0);
+                Node::File(store.write_special(&file_meta(FileKind::Fifo, 0))?.id)
             }
             T::XGlobalHeader => continue,
+            T::GNUSparse => {
+                return Err(bad(
+                    "sparse member (GNU format): not supported; make the archive without --sparse"
+                        .into(),
+                ))
+            }
             other => return Err(bad(format!("unsupported member type {other:?}"))),
         };
         insert(&mut root, &comps, node).map_err(&bad)?;
     }
-    let root_id = write_node(repo, &root)?;
+    finish_stream(archive.into_inner(), name)?;
+    let root_id = write_node(store, &root)?;
     Ok(TreeScan {
         root: root_id,
-        stats,
+        stats: stats.snapshot(),
         skipped_sockets: Vec::new(),
     })
+}
+
+/// After the last member: the archive must have ended with its
+/// end-of-archive block, not with the stream, and the stream must hold
+/// nothing after it but zeros. Reading the stream to its end checks a
+/// gzip member's CRC and length and a zstd frame's checksum.
+fn finish_stream(mut t: Tracked<'_>, name: &str) -> Result<()> {
+    let bad = |reason: String| Error::TarRead {
+        archive: name.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
+    };
+    if t.eof {
+        return Err(bad(
+            "the archive ends without its end-of-archive blocks (is it truncated?)".into(),
+        ));
+    }
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = t.read(&mut buf).map_err(|e| Error::TarRead {
+            archive: name.to_owned(),
+            source: e,
+        })?;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(bad(
+                "the archive continues after its end-of-archive blocks with data that is not zeros"
+                    .into(),
+            ));
+        }
+    }
 }
 
 fn lookup<'n>(mut node: &'n Node, comps: &[Vec<u8>]) -> Option<&'n Node> {
@@ -258,11 +341,10 @@ fn dir_at<'n>(root: &'n mut Node, comps: &[Vec<u8>]) -> Result<&'n mut Node, Str
             children: BTreeMap::new(),
         });
         if matches!(child, Node::File(_)) {
-            let p: Vec<_> = comps[..=i]
-                .iter()
-                .map(|c| String::from_utf8_lossy(c).into_owned())
-                .collect();
-            return Err(format!("parent {:?} is not a directory", p.join("/")));
+            return Err(format!(
+                "parent \"{}\" is not a directory",
+                name::escape(&comps[..=i].join(&b'/'))
+            ));
         }
         node = child;
     }
@@ -301,7 +383,7 @@ fn insert(root: &mut Node, comps: &[Vec<u8>], node: Node) -> Result<(), String> 
     Ok(())
 }
 
-fn write_node(repo: &Repo, node: &Node) -> Result<ObjectId> {
+fn write_node<W: ObjectWrite + ?Sized>(store: &W, node: &Node) -> Result<ObjectId> {
     match node {
         Node::File(id) => Ok(*id),
         Node::Dir { meta, children } => {
@@ -315,11 +397,11 @@ fn write_node(repo: &Repo, node: &Node) -> Result<ObjectId> {
                 entries.push(TreeEntry {
                     name: name.clone(),
                     kind,
-                    id: write_node(repo, child)?,
+                    id: write_node(store, child)?,
                 });
             }
             // BTreeMap order is byte order: already sorted.
-            Ok(repo.write_tree(&Tree {
+            Ok(store.write_tree(&Tree {
                 meta: meta.clone(),
                 entries,
             })?)

@@ -1,8 +1,18 @@
-//! Checking a repository: every object re-hashed and decoded (in parallel),
-//! every commit reachable from a ref walked to make sure its trees and files
-//! are present, and each bad object reported with the commits and paths
-//! that use it. A parent commit that is absent ends that history (as after
-//! `prune --depth`) and is reported as such, not as damage.
+//! Checking a repository: every object re-hashed and decoded (in parallel,
+//! contents streamed), every pack file checked whole, every commit
+//! reachable from a ref walked to make sure its trees and files are
+//! present, and each bad object reported with the commits and paths that
+//! use it. A ref must name a commit. A parent commit that is absent ends
+//! that history (as after `prune --depth`) and is reported as such, not as
+//! damage.
+//!
+//! Objects are identified by kind and id. A writer working meanwhile
+//! (a prune deleting, a commit adding) is not damage: an object that
+//! vanishes between the listing and its check is not reported, and what
+//! looks damaged is checked again under the writer lock before it is
+//! reported.
+
+mod walk;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -10,9 +20,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::hash::ObjectId;
-use crate::object::{EntryKind, ObjectType, Tree};
+use crate::object::ObjectType;
 use crate::progress::Progress;
-use crate::store::{self, Repo};
+use crate::store::{self, ObjectRead, Repo, Transaction};
 
 /// What is wrong with one object.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -24,10 +34,17 @@ pub struct Problem {
     /// decode) or `missing`.
     pub state: &'static str,
     pub detail: String,
-    /// `COMMIT:/path` of every use found (at most 20 listed).
+    /// `COMMIT:/path` of every use found (at most 20 listed; paths escaped).
     pub used_by: Vec<String>,
     /// Uses beyond those listed.
     pub more_uses: usize,
+}
+
+/// A pack file that is damaged as a whole.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PackProblem {
+    pub pack: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -35,6 +52,8 @@ pub struct Report {
     pub objects_checked: usize,
     pub commits_walked: usize,
     pub problems: Vec<Problem>,
+    /// Packs whose index or pack file is damaged.
+    pub pack_problems: Vec<PackProblem>,
     /// Refs whose history ends at an absent parent: (ref, last commit present).
     pub truncated_histories: Vec<(String, String)>,
     /// Corrupt objects moved aside (with `delete_corrupt`).
@@ -43,15 +62,43 @@ pub struct Report {
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.pack_problems.is_empty()
     }
 }
 
 const MAX_USES: usize = 20;
 
+type Key = (ObjectType, ObjectId);
+
+/// The rehash of every listed object: which are corrupt.
+fn rehash(
+    repo: &Repo,
+    objects: &[Key],
+    progress: &Progress,
+) -> Result<HashMap<Key, String>, store::Error> {
+    Ok(objects
+        .par_iter()
+        .filter_map(|&(kind, id)| {
+            let r = match kind {
+                ObjectType::File => repo.open_file(&id).and_then(|mut s| s.each_chunk(|_| ())),
+                ObjectType::Tree => repo.read_tree(&id).map(drop),
+                ObjectType::Commit => repo.read_commit(&id).map(drop),
+            };
+            progress.add(1, 0);
+            match r {
+                Ok(()) => None,
+                // Listed, then gone: a prune or a repair meanwhile.
+                Err(store::Error::Missing { .. }) => None,
+                Err(e) => Some(((kind, id), e.to_string())),
+            }
+        })
+        .collect())
+}
+
 /// Check `repo`. With `delete_corrupt`, corrupt loose objects are moved to
-/// `REPO/corrupt/` (under the writer lock) so that a later pull fetches
-/// them again. `progress` counts the objects checked, of all there are.
+/// `REPO/corrupt/` (and a pack holding corrupt objects is emptied into
+/// loose objects and moved there), so that a later pull fetches them again.
+/// `progress` counts the objects checked, of all there are.
 pub fn fsck(
     repo: &Repo,
     delete_corrupt: bool,
@@ -64,94 +111,31 @@ pub fn fsck(
         .map(|o| Ok((repo.storage_order_key(&o.1)?, o)))
         .collect::<Result<Vec<_>, store::Error>>()?;
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    let objects: Vec<(ObjectType, ObjectId)> = keyed.into_iter().map(|(_, o)| o).collect();
+    let objects: Vec<Key> = keyed.into_iter().map(|(_, o)| o).collect();
     progress.set_total(objects.len() as u64);
-    let corrupt: HashMap<ObjectId, (ObjectType, String)> = objects
-        .par_iter()
-        .filter_map(|(kind, id)| {
-            let r = match kind {
-                ObjectType::File => repo.read_file(id).map(drop),
-                ObjectType::Tree => repo.read_tree(id).map(drop),
-                ObjectType::Commit => repo.read_commit(id).map(drop),
-            };
-            progress.add(1, 0);
-            r.err().map(|e| (*id, (*kind, e.to_string())))
-        })
-        .collect();
-    let present: HashSet<ObjectId> = objects.iter().map(|(_, id)| *id).collect();
-    let mut report = Report {
-        objects_checked: objects.len(),
-        ..Report::default()
-    };
-
-    // Walk every commit reachable from a ref.
-    let mut uses: BTreeMap<ObjectId, (ObjectType, Vec<String>, usize)> = BTreeMap::new();
-    let mut note = |id: ObjectId, kind: ObjectType, at: String| {
-        let e = uses.entry(id).or_insert((kind, Vec::new(), 0));
-        if e.1.len() < MAX_USES {
-            e.1.push(at);
-        } else {
-            e.2 += 1;
+    let mut corrupt = rehash(repo, &objects, progress)?;
+    let mut pack_problems = check_packs(repo)?;
+    let mut report = walk::check_refs(repo, &corrupt)?;
+    report.objects_checked = objects.len();
+    if !report.problems.is_empty() || !corrupt.is_empty() || !pack_problems.is_empty() {
+        // Confirm under the writer lock, with no writer at work: an object
+        // a concurrent prune deleted, or a ref it moved, is not damage.
+        if let Ok(_tx) = Transaction::begin(repo) {
+            corrupt.retain(|&(kind, id), _| {
+                !matches!(
+                    recheck(repo, kind, &id),
+                    Ok(true) | Err(store::Error::Missing { .. })
+                )
+            });
+            pack_problems = check_packs(repo)?;
+            let again = walk::check_refs(repo, &corrupt)?;
+            report.problems = again.problems;
+            report.truncated_histories = again.truncated_histories;
+            report.commits_walked = again.commits_walked;
         }
-    };
-    let mut trees: HashMap<ObjectId, Option<Tree>> = HashMap::new();
-    let mut seen_commits = HashSet::new();
-    for (name, head) in repo.list_refs()? {
-        let mut next = Some(head);
-        let mut last_present = None;
-        while let Some(c) = next.take() {
-            if !present.contains(&c) {
-                match last_present {
-                    // The ref itself names an absent commit: damage.
-                    None => note(c, ObjectType::Commit, format!("ref {name}")),
-                    Some(l) => report
-                        .truncated_histories
-                        .push((name.clone(), ObjectId::to_hex(&l))),
-                }
-                break;
-            }
-            if !seen_commits.insert(c) {
-                break;
-            }
-            last_present = Some(c);
-            let Ok(commit) = repo.read_commit(&c) else {
-                note(c, ObjectType::Commit, format!("ref {name}"));
-                break;
-            };
-            report.commits_walked += 1;
-            let label = c.short(12);
-            walk(
-                repo,
-                &commit.tree,
-                &format!("{label}:"),
-                &present,
-                &corrupt,
-                &mut trees,
-                &mut note,
-            );
-            next = commit.parent;
-        }
-    }
-    for (id, (kind, used_by, more)) in uses {
-        let (state, detail) = match corrupt.get(&id) {
-            Some((_, d)) => ("corrupt", d.clone()),
-            None if !present.contains(&id) => (
-                "missing",
-                format!("{kind} object {id} is not in the repository"),
-            ),
-            None => continue,
-        };
-        report.problems.push(Problem {
-            id: id.to_hex(),
-            kind: kind.to_string(),
-            state,
-            detail,
-            used_by,
-            more_uses: more,
-        });
     }
     // Corrupt objects no commit uses are still damage.
-    for (id, (kind, detail)) in &corrupt {
+    for ((kind, id), detail) in &corrupt {
         if !report.problems.iter().any(|p| p.id == id.to_hex()) {
             report.problems.push(Problem {
                 id: id.to_hex(),
@@ -164,58 +148,65 @@ pub fn fsck(
         }
     }
     report.problems.sort_by(|a, b| a.id.cmp(&b.id));
+    report.pack_problems = pack_problems;
     if delete_corrupt && !corrupt.is_empty() {
-        let _lock = repo.lock()?;
-        let bad: HashSet<ObjectId> = corrupt.keys().copied().collect();
-        for (id, (kind, _)) in &corrupt {
-            if repo.move_aside(*kind, id)? {
-                report.moved_aside.push(id.to_hex());
-            } else if let Some(pack) = repo.pack_of(id)? {
-                // A packed object cannot be moved alone: the pack's sound
-                // objects become loose ones, then the pack goes aside.
-                repo.evacuate_pack(&pack, &bad)?;
-                report.moved_aside.push(id.to_hex());
-            }
-        }
-        report.moved_aside.sort();
+        report.moved_aside = move_aside(repo, &corrupt)?;
     }
     Ok(report)
 }
 
-/// Walk a tree, noting every use of a missing or corrupt object.
-fn walk(
-    repo: &Repo,
-    id: &ObjectId,
-    at: &str,
-    present: &HashSet<ObjectId>,
-    corrupt: &HashMap<ObjectId, (ObjectType, String)>,
-    trees: &mut HashMap<ObjectId, Option<Tree>>,
-    note: &mut impl FnMut(ObjectId, ObjectType, String),
-) {
-    let path = if at.ends_with(':') {
-        format!("{at}/")
-    } else {
-        at.to_owned()
-    };
-    if !present.contains(id) || corrupt.contains_key(id) {
-        note(*id, ObjectType::Tree, path);
-        return;
+/// Whether an object reads back sound now.
+fn recheck(repo: &Repo, kind: ObjectType, id: &ObjectId) -> Result<bool, store::Error> {
+    match kind {
+        ObjectType::File => repo.open_file(id)?.each_chunk(|_| ())?,
+        ObjectType::Tree => drop(repo.read_tree(id)?),
+        ObjectType::Commit => drop(repo.read_commit(id)?),
     }
-    let tree = trees
-        .entry(*id)
-        .or_insert_with(|| repo.read_tree(id).ok())
-        .clone();
-    let Some(tree) = tree else { return };
-    for e in &tree.entries {
-        let name = String::from_utf8_lossy(&e.name);
-        let child = format!("{at}/{name}");
-        match e.kind {
-            EntryKind::Dir => walk(repo, &e.id, &child, present, corrupt, trees, note),
-            EntryKind::File => {
-                if !present.contains(&e.id) || corrupt.contains_key(&e.id) {
-                    note(e.id, ObjectType::File, child);
-                }
-            }
+    Ok(true)
+}
+
+/// Every pack whose index cannot be used, or whose pack file does not
+/// hash to its name.
+fn check_packs(repo: &Repo) -> Result<Vec<PackProblem>, store::Error> {
+    let mut out: Vec<PackProblem> = repo
+        .damaged_packs()?
+        .into_iter()
+        .map(|d| PackProblem {
+            pack: d.name,
+            detail: d.reason,
+        })
+        .collect();
+    for (name, _, _) in repo.pack_contents()? {
+        if let Err(e) = repo.verify_pack(&name) {
+            out.push(PackProblem {
+                pack: name,
+                detail: e.to_string(),
+            });
         }
     }
+    out.sort_by(|a, b| a.pack.cmp(&b.pack));
+    Ok(out)
+}
+
+fn move_aside(repo: &Repo, corrupt: &HashMap<Key, String>) -> Result<Vec<String>, store::Error> {
+    let tx = Transaction::begin(repo)?;
+    let bad: HashSet<ObjectId> = corrupt.keys().map(|k| k.1).collect();
+    let mut moved = Vec::new();
+    let mut packs = BTreeMap::new();
+    for (kind, id) in corrupt.keys() {
+        if tx.move_aside(*kind, id)? {
+            moved.push(id.to_hex());
+        } else if let Some(pack) = repo.pack_of(id)? {
+            packs.insert(pack, ());
+            moved.push(id.to_hex());
+        }
+    }
+    // A packed object cannot be moved alone: the pack's sound objects
+    // become loose ones, then the pack goes aside.
+    for pack in packs.keys() {
+        tx.evacuate_pack(pack, &bad)?;
+    }
+    tx.commit()?;
+    moved.sort();
+    Ok(moved)
 }

@@ -1,9 +1,13 @@
 //! Filesystem helpers used by every layer: directory handles, atomic
 //! replacement of small files, extended attributes, fixed timestamps.
 
+mod at;
+mod atomic;
 mod inroot;
 mod xattr;
 
+pub use at::{at, open_dir_long, set_xattrs_at, xattrs_at};
+pub use atomic::{AtomicFile, Output};
 pub use inroot::{read_fd_to_end, Root};
 
 pub use xattr::{fd_xattrs, path_xattrs, set_fd_xattrs, set_path_xattrs, RESERVED_XATTR};
@@ -14,6 +18,23 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, Timespec, Timestamps};
+
+/// A path as text for messages: its bytes with `object::name`'s lossless
+/// escape (a name that is not UTF-8 is shown, not altered).
+pub fn show(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    crate::object::name::escape(path.as_os_str().as_bytes())
+}
+
+/// A byte path below `dir` as a path on this machine, for messages.
+pub fn joined(dir: &Path, rel: &[u8]) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    if rel.is_empty() {
+        dir.to_path_buf()
+    } else {
+        dir.join(std::ffi::OsStr::from_bytes(rel))
+    }
+}
 
 /// Open a directory as a handle (`O_DIRECTORY | O_CLOEXEC`).
 pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {

@@ -72,6 +72,15 @@ pub fn path_xattrs(path: &Path) -> io::Result<Xattrs> {
     )
 }
 
+/// All xattrs of what `path` resolves to, following symlinks (for
+/// `/proc/self/fd/N` of an `O_PATH` handle, the handle's own inode).
+pub(super) fn followed_xattrs(path: &Path) -> io::Result<Xattrs> {
+    collect(
+        |b| rfs::listxattr(path, b),
+        |n, b| rfs::getxattr(path, n, b),
+    )
+}
+
 pub fn set_fd_xattrs<Fd: AsFd>(fd: Fd, x: &Xattrs) -> io::Result<()> {
     let fd = fd.as_fd();
     for (k, v) in x {

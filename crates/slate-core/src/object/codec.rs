@@ -13,6 +13,14 @@ pub struct DecodeError {
     pub reason: String,
 }
 
+impl DecodeError {
+    /// Whether the bytes ended before the object did (more bytes may make
+    /// it decode).
+    pub fn is_truncated(&self) -> bool {
+        self.reason.starts_with("truncated")
+    }
+}
+
 pub(crate) fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_be_bytes());
 }

@@ -6,6 +6,7 @@
 mod codec;
 mod commit;
 mod file;
+pub mod name;
 mod tree;
 
 pub use codec::DecodeError;
@@ -17,7 +18,7 @@ pub use tree::{DirMeta, EntryKind, Tree, TreeEntry};
 pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The kinds of object a repository holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectType {
     File,
     Tree,

@@ -1,22 +1,27 @@
 //! Deleting what no root reaches. Plan first (a plain value that
-//! `--dry-run` prints), then apply under the writer lock: commits first,
-//! then trees, then files, so that a prune killed at any moment leaves
-//! every kept commit complete (a removed parent only shortens history).
+//! `--dry-run` prints, made without the writer lock), then apply in a
+//! transaction, planned again under its lock: commits first, then trees,
+//! then files, so that a prune killed at any moment leaves every kept
+//! commit complete (a removed parent only shortens history).
 //!
 //! Roots: every commit in the repository by default (so only objects no
 //! commit uses go); with `refs_only` or `depth`, only the refs, each with
 //! at most `depth` parents, plus any commit on their history younger than
-//! `keep_younger_than`. A pack is deleted when none of its objects is live;
-//! live packs are kept whole. Packs without an index (an interrupted
-//! writer's) are deleted too.
+//! `keep_younger_than`. A ref whose head is not a commit of the repository
+//! (missing, moved aside as corrupt, or an object of another kind) stops
+//! the prune: it would delete everything the ref protects. A pack is
+//! deleted when none of its objects is live; live packs are kept whole.
+//! Packs without an index (an interrupted writer's) are deleted too.
 
 use std::collections::HashSet;
 
 use serde::Serialize;
 
 use crate::hash::ObjectId;
-use crate::object::{EntryKind, ObjectType};
-use crate::store::{self, Repo};
+use crate::object::{ObjectType, TreeEntry};
+use crate::progress::Progress;
+use crate::store::{self, ObjectRead, Repo, Transaction};
+use crate::walk::{self, Visit, Visitor};
 
 #[derive(Clone, Debug, Default)]
 pub struct PruneOptions {
@@ -39,12 +44,48 @@ pub struct PrunePlan {
     pub kept_in_packs: usize,
 }
 
-pub fn plan(repo: &Repo, opts: &PruneOptions) -> Result<PrunePlan, store::Error> {
+/// Why a prune cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(
+        "ref {name} names {id}, which is not a commit in this repository ({why}); \
+         a prune would delete everything the ref protects"
+    )]
+    BrokenRef {
+        name: String,
+        id: ObjectId,
+        why: String,
+    },
+}
+
+/// What a ref's head is, when it is not a commit here.
+fn why_not_a_commit(repo: &Repo, id: &ObjectId) -> Result<Option<String>, store::Error> {
+    if repo.has_object(ObjectType::Commit, id)? {
+        return Ok(None);
+    }
+    for kind in [ObjectType::Tree, ObjectType::File] {
+        if repo.has_object(kind, id)? {
+            return Ok(Some(format!("it is a {kind} object")));
+        }
+    }
+    Ok(Some("it is missing".into()))
+}
+
+pub fn plan(repo: &Repo, opts: &PruneOptions) -> Result<PrunePlan, Error> {
     let objects = repo.list_objects()?;
     let mut keep_commits: Vec<ObjectId> = Vec::new();
     if opts.refs_only || opts.depth.is_some() {
         let mut seen = HashSet::new();
-        for (_, head) in repo.list_refs()? {
+        for (name, head) in repo.list_refs()? {
+            if let Some(why) = why_not_a_commit(repo, &head)? {
+                return Err(Error::BrokenRef {
+                    name,
+                    id: head,
+                    why,
+                });
+            }
             let mut next = Some(head);
             let mut n = 0usize;
             while let Some(c) = next.take() {
@@ -113,52 +154,71 @@ pub fn plan(repo: &Repo, opts: &PruneOptions) -> Result<PrunePlan, store::Error>
     Ok(p)
 }
 
-fn mark(repo: &Repo, tree: &ObjectId, live: &mut HashSet<ObjectId>) -> Result<(), store::Error> {
-    if !live.insert(*tree) {
-        return Ok(());
+/// Marks every object of the trees it walks as live.
+struct Marker<'a> {
+    live: &'a mut HashSet<ObjectId>,
+}
+
+impl Visitor for Marker<'_> {
+    type Error = store::Error;
+    fn enter(&mut self, _path: &[u8], id: &ObjectId) -> Result<Visit, store::Error> {
+        Ok(if self.live.insert(*id) {
+            Visit::Descend
+        } else {
+            Visit::Skip
+        })
     }
-    for e in repo.read_tree(tree)?.entries {
-        match e.kind {
-            EntryKind::Dir => mark(repo, &e.id, live)?,
-            EntryKind::File => {
-                live.insert(e.id);
-            }
-        }
+    fn file(&mut self, _path: &[u8], e: &TreeEntry) -> Result<(), store::Error> {
+        self.live.insert(e.id);
+        Ok(())
+    }
+}
+
+fn mark(repo: &Repo, tree: &ObjectId, live: &mut HashSet<ObjectId>) -> Result<(), store::Error> {
+    walk::walk(repo, tree, b"", &mut Marker { live })
+}
+
+/// Carry out a plan made under the transaction's lock (see [`prune`]).
+fn apply(tx: &Transaction<'_>, p: &PrunePlan, progress: &Progress) -> Result<(), store::Error> {
+    progress.set_total((p.delete.len() + p.delete_packs.len()) as u64);
+    for (kind, id) in &p.delete {
+        let kind = ObjectType::from_suffix(kind).expect("plan holds valid kinds");
+        tx.delete_object(kind, id)?;
+        progress.add(1, 0);
+    }
+    for name in &p.delete_packs {
+        tx.delete_pack(name)?;
+        progress.add(1, 0);
     }
     Ok(())
 }
 
-/// Carry out a plan made under the same lock (see [`prune`]).
-fn apply(repo: &Repo, p: &PrunePlan) -> Result<(), store::Error> {
-    for (kind, id) in &p.delete {
-        let kind = ObjectType::from_suffix(kind).expect("plan holds valid kinds");
-        repo.delete_object(kind, id)?;
+/// Plan, and unless `dry_run` apply. A dry run takes no lock; a prune plans
+/// again inside a transaction, so that no commit runs in between.
+pub fn prune(
+    repo: &Repo,
+    opts: &PruneOptions,
+    dry_run: bool,
+    progress: &Progress,
+) -> Result<PrunePlan, Error> {
+    if dry_run {
+        return plan(repo, opts);
     }
-    for name in &p.delete_packs {
-        repo.delete_pack(name)?;
-    }
-    repo.sync()
-}
-
-/// Plan and (unless `dry_run`) apply, holding the writer lock throughout so
-/// that no commit runs in between.
-pub fn prune(repo: &Repo, opts: &PruneOptions, dry_run: bool) -> Result<PrunePlan, store::Error> {
-    let _lock = repo.lock()?;
+    let tx = Transaction::begin(repo)?;
     let p = plan(repo, opts)?;
-    if !dry_run {
-        apply(repo, &p)?;
-    }
+    apply(&tx, &p, progress)?;
+    tx.commit()?;
     Ok(p)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::{Commit, DirMeta, FileKind, FileMeta, Tree, TreeEntry};
-    use crate::store::{FileContent, RepoMode};
+    use crate::object::{Commit, DirMeta, EntryKind, FileKind, FileMeta, Tree, TreeEntry};
+    use crate::store::{FileContent, ObjectWrite, RepoMode};
     use proptest::prelude::*;
 
-    fn file(repo: &Repo, n: u8) -> ObjectId {
+    fn file(repo: &Transaction<'_>, n: u8) -> ObjectId {
         let meta = FileMeta {
             kind: FileKind::Regular,
             mode: 0o644,
@@ -174,7 +234,7 @@ mod tests {
     }
 
     /// A commit whose tree holds files `picks` (a small pool, so versions share objects).
-    fn commit(repo: &Repo, picks: &[u8], parent: Option<ObjectId>, ts: i64) -> ObjectId {
+    fn commit(repo: &Transaction<'_>, picks: &[u8], parent: Option<ObjectId>, ts: i64) -> ObjectId {
         let mut sub = Tree {
             meta: DirMeta::default(),
             entries: vec![],
@@ -239,15 +299,20 @@ mod tests {
             let mode = if archive { RepoMode::Archive } else { RepoMode::BareUser };
             let repo = Repo::init(&dir.path().join("r"), mode).expect("init");
             let mut heads: [Option<ObjectId>; 3] = [None; 3];
+            let mut tx = Transaction::begin(&repo).expect("begin");
             for (i, (branch, picks)) in history.iter().enumerate() {
-                let c = commit(&repo, picks, heads[*branch], i as i64);
-                heads[*branch] = Some(c);
-                repo.write_ref(&format!("b{branch}"), &c).expect("ref");
+                heads[*branch] = Some(commit(&tx, picks, heads[*branch], i as i64));
+            }
+            for (b, head) in heads.iter().enumerate() {
+                if let Some(h) = head {
+                    tx.create_ref(&format!("b{b}"), *h).expect("ref");
+                }
             }
             // Garbage: a commit no ref names.
-            let orphan = commit(&repo, &[200], None, 99);
+            let orphan = commit(&tx, &[200], None, 99);
+            tx.commit().expect("commit");
             let opts = PruneOptions { depth, keep_younger_than: None, refs_only };
-            prune(&repo, &opts, false).expect("prune");
+            prune(&repo, &opts, false, &Progress::default()).expect("prune");
             for (_, head) in repo.list_refs().expect("refs") {
                 let mut next = Some(head);
                 let mut n = 0;

@@ -1,18 +1,23 @@
-//! Copying commits between local repositories of any modes. Every object is
-//! read through its source's checks (re-hashed) and its id is computed again
-//! when written; the destination's refs move only after its objects are
-//! durable. Plan first (which commits, trees and files are missing), then
-//! copy (files in parallel).
+//! Copying commits into a repository from any source that reads objects
+//! (another local repository today; an HTTP remote implements the same
+//! [`ObjectRead`]). Every object is read through its source's checks
+//! (re-hashed as it streams) and its id is computed again when written;
+//! the destination's refs move only after its objects are durable, and
+//! only from the value they had when the pull was planned. Plan first
+//! (which commits, trees and files are missing), then copy (files in
+//! parallel, streamed).
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::hash::ObjectId;
-use crate::object::{EntryKind, FileKind, ObjectType};
+use crate::object::{FileKind, ObjectType, TreeEntry};
 use crate::progress::Progress;
-use crate::store::{self, FileContent, Repo};
+use crate::store::{self, FileContent, ObjectRead, ObjectWrite, Repo, Transaction};
+use crate::walk::{self, Visit, Visitor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -26,11 +31,27 @@ pub enum Error {
     },
 }
 
+/// A commit to pull, and the ref to set to it in the destination (a ref of
+/// the source pulled by name), if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub commit: ObjectId,
+    pub set_ref: Option<String>,
+}
+
+/// A ref the pull moves: from what the destination had when it was
+/// planned to the commit pulled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RefMove {
+    pub name: String,
+    pub old: Option<ObjectId>,
+    pub new: ObjectId,
+}
+
 /// What a pull will copy.
 #[derive(Debug, Default, Serialize)]
 pub struct PullPlan {
-    /// (ref to set in the destination, commit), for refs named by name.
-    pub refs: Vec<(String, String)>,
+    pub refs: Vec<RefMove>,
     pub commits: Vec<ObjectId>,
     pub trees: Vec<ObjectId>,
     pub files: Vec<ObjectId>,
@@ -44,24 +65,75 @@ pub struct PullStats {
     pub content_bytes: u64,
 }
 
-/// Plan copying `revs` (ref names or revisions) with all the history the
-/// source holds (or `depth` parents at most).
-pub fn plan(
-    src: &Repo,
+/// Resolve revisions of a local source repository: a ref name is pulled
+/// and set in the destination; any other revision (an id, `main^`) only
+/// pulled.
+pub fn local_heads(src: &Repo, revs: &[String]) -> Result<Vec<Head>, Error> {
+    revs.iter()
+        .map(|rev| {
+            let commit = src.rev_parse(rev)?;
+            let by_name = store::validate_ref_name(rev).is_ok() && src.read_ref(rev)?.is_some();
+            Ok(Head {
+                commit,
+                set_ref: by_name.then(|| rev.clone()),
+            })
+        })
+        .collect()
+}
+
+/// Finds the trees and files of a source that the destination lacks.
+struct Missing<'a> {
+    dest: &'a Repo,
+    seen_trees: HashSet<ObjectId>,
+    seen_files: HashSet<ObjectId>,
+    plan: &'a mut PullPlan,
+}
+
+impl Visitor for Missing<'_> {
+    type Error = store::Error;
+
+    // Walked even when the destination has the tree: objects below it may
+    // have been moved aside by `fsck --delete-corrupt`, and a pull repairs.
+    fn enter(&mut self, _path: &[u8], id: &ObjectId) -> Result<Visit, store::Error> {
+        if !self.seen_trees.insert(*id) {
+            return Ok(Visit::Skip);
+        }
+        if !self.dest.has_object(ObjectType::Tree, id)? {
+            self.plan.trees.push(*id);
+        }
+        Ok(Visit::Descend)
+    }
+
+    fn file(&mut self, _path: &[u8], e: &TreeEntry) -> Result<(), store::Error> {
+        if self.seen_files.insert(e.id) && !self.dest.has_object(ObjectType::File, &e.id)? {
+            self.plan.files.push(e.id);
+        }
+        Ok(())
+    }
+}
+
+/// Plan copying `heads` with all the history the source holds (or `depth`
+/// parents at most).
+pub fn plan<S: ObjectRead + ?Sized>(
+    src: &S,
     dest: &Repo,
-    revs: &[String],
+    heads: &[Head],
     depth: Option<usize>,
 ) -> Result<PullPlan, Error> {
     let mut p = PullPlan::default();
-    let mut seen_trees = HashSet::new();
-    let mut seen_files = HashSet::new();
-    let mut seen_commits = HashSet::new();
-    for rev in revs {
-        let head = src.rev_parse(rev)?;
-        if store::validate_ref_name(rev).is_ok() && src.read_ref(rev)?.is_some() {
-            p.refs.push((rev.clone(), head.to_hex()));
+    for h in heads {
+        if let Some(name) = &h.set_ref {
+            p.refs.push(RefMove {
+                name: name.clone(),
+                old: dest.read_ref(name)?,
+                new: h.commit,
+            });
         }
-        let mut next = Some(head);
+    }
+    let mut seen_commits = HashSet::new();
+    let mut commits = Vec::new();
+    for h in heads {
+        let mut next = Some(h.commit);
         let mut n = 0usize;
         while let Some(c) = next.take() {
             if depth.is_some_and(|d| n > d) || !seen_commits.insert(c) {
@@ -74,48 +146,21 @@ pub fn plan(
             if !dest.has_object(ObjectType::Commit, &c)? {
                 p.commits.push(c);
             }
-            walk_tree(
-                src,
-                dest,
-                &commit.tree,
-                &mut seen_trees,
-                &mut seen_files,
-                &mut p,
-            )?;
+            commits.push(commit.tree);
             next = commit.parent;
             n += 1;
         }
     }
+    let mut m = Missing {
+        dest,
+        seen_trees: HashSet::new(),
+        seen_files: HashSet::new(),
+        plan: &mut p,
+    };
+    for tree in commits {
+        walk::walk(src, &tree, b"", &mut m)?;
+    }
     Ok(p)
-}
-
-fn walk_tree(
-    src: &Repo,
-    dest: &Repo,
-    id: &ObjectId,
-    trees: &mut HashSet<ObjectId>,
-    files: &mut HashSet<ObjectId>,
-    p: &mut PullPlan,
-) -> Result<(), Error> {
-    if !trees.insert(*id) {
-        return Ok(());
-    }
-    // Walked even when the destination has the tree: objects below it may
-    // have been moved aside by `fsck --delete-corrupt`, and a pull repairs.
-    if !dest.has_object(ObjectType::Tree, id)? {
-        p.trees.push(*id);
-    }
-    for e in src.read_tree(id)?.entries {
-        match e.kind {
-            EntryKind::Dir => walk_tree(src, dest, &e.id, trees, files, p)?,
-            EntryKind::File => {
-                if files.insert(e.id) && !dest.has_object(ObjectType::File, &e.id)? {
-                    p.files.push(e.id);
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 fn check(kind: ObjectType, id: &ObjectId, got: ObjectId) -> Result<(), Error> {
@@ -125,74 +170,89 @@ fn check(kind: ObjectType, id: &ObjectId, got: ObjectId) -> Result<(), Error> {
     Ok(())
 }
 
-/// Carry out a plan. Takes the destination's writer lock. `progress`
+/// Copy one file object, streamed.
+fn copy_file<S: ObjectRead + ?Sized>(
+    src: &S,
+    tx: &Transaction<'_>,
+    id: &ObjectId,
+) -> Result<u64, Error> {
+    let mut s = src.open_file(id)?;
+    let h = s.header().clone();
+    let label = format!("file object {id}");
+    let stored = match h.meta.kind {
+        FileKind::Symlink => tx.write_symlink(&h.meta, &s.read_all()?)?,
+        FileKind::Regular => tx.write_file(
+            &h.meta,
+            h.size,
+            FileContent::Reader {
+                reader: &mut s,
+                path: Path::new(&label),
+            },
+        )?,
+        _ => tx.write_special(&h.meta)?,
+    };
+    check(ObjectType::File, id, stored.id)?;
+    Ok(h.size)
+}
+
+/// Carry out a plan in one transaction of the destination. `progress`
 /// counts the objects copied, of all there are, and the file bytes.
-pub fn apply(
-    src: &Repo,
+pub fn apply<S: ObjectRead + ?Sized>(
+    src: &S,
     dest: &Repo,
     p: &PullPlan,
     progress: &Progress,
 ) -> Result<PullStats, Error> {
     progress.set_total((p.files.len() + p.trees.len() + p.commits.len()) as u64);
-    let _lock = dest.lock()?;
-    dest.begin_pack()?;
-    let copied = (|| -> Result<u64, Error> {
-        // Files in the source's storage order: pack frames are read once.
-        let mut files = p
-            .files
-            .iter()
-            .map(|id| Ok((src.storage_order_key(id)?, *id)))
-            .collect::<Result<Vec<_>, store::Error>>()?;
-        files.sort();
-        let bytes = files
-            .par_iter()
-            .map(|(_, id)| -> Result<u64, Error> {
-                let (h, content) = src.read_file(id)?;
-                let stored = match h.meta.kind {
-                    FileKind::Symlink => dest.write_symlink(&h.meta, &content)?,
-                    FileKind::Regular => {
-                        dest.write_file(&h.meta, h.size, FileContent::Bytes(&content))?
-                    }
-                    _ => dest.write_special(&h.meta)?,
-                };
-                check(ObjectType::File, id, stored.id)?;
-                progress.add(1, h.size);
-                Ok(h.size)
-            })
-            .try_reduce(|| 0, |a, b| Ok(a + b))?;
-        for id in &p.trees {
-            check(ObjectType::Tree, id, dest.write_tree(&src.read_tree(id)?)?)?;
-            progress.add(1, 0);
-        }
-        for id in &p.commits {
-            check(
-                ObjectType::Commit,
-                id,
-                dest.write_commit(&src.read_commit(id)?)?,
-            )?;
-            progress.add(1, 0);
-        }
-        Ok(bytes)
-    })();
-    let bytes = match copied {
-        Ok(b) => b,
-        Err(e) => {
-            dest.abort_pack();
-            return Err(e);
-        }
-    };
-    dest.finish_pack()?;
-    dest.sync()?;
-    for (name, id) in &p.refs {
-        let id: ObjectId = id
-            .parse()
-            .map_err(|e: crate::hash::ParseIdError| store::Error::Invalid(e.to_string()))?;
-        dest.write_ref(name, &id)?;
+    let mut tx = Transaction::begin(dest)?;
+    let bytes = p
+        .files
+        .par_iter()
+        .map(|id| {
+            let n = copy_file(src, &tx, id)?;
+            progress.add(1, n);
+            progress.add_new(1);
+            Ok::<u64, Error>(n)
+        })
+        .try_reduce(|| 0, |a, b| Ok(a + b))?;
+    for id in &p.trees {
+        check(ObjectType::Tree, id, tx.write_tree(&src.read_tree(id)?)?)?;
+        progress.add(1, 0);
     }
+    for id in &p.commits {
+        check(
+            ObjectType::Commit,
+            id,
+            tx.write_commit(&src.read_commit(id)?)?,
+        )?;
+        progress.add(1, 0);
+    }
+    for r in &p.refs {
+        tx.set_ref(&r.name, r.old, r.new)?;
+    }
+    tx.commit()?;
     Ok(PullStats {
         commits: p.commits.len(),
         trees: p.trees.len(),
         files: p.files.len(),
         content_bytes: bytes,
     })
+}
+
+/// Pull from a local repository: plan, then copy in source storage order
+/// (pack frames are read once).
+pub fn pull_local(
+    src: &Repo,
+    dest: &Repo,
+    p: &mut PullPlan,
+    progress: &Progress,
+) -> Result<PullStats, Error> {
+    let mut keyed = p
+        .files
+        .iter()
+        .map(|id| Ok((src.storage_order_key(id)?, *id)))
+        .collect::<Result<Vec<_>, store::Error>>()?;
+    keyed.sort();
+    p.files = keyed.into_iter().map(|(_, id)| id).collect();
+    apply(src, dest, p, progress)
 }

@@ -41,8 +41,25 @@ pub enum Error {
     },
     #[error("ref {name:?} does not exist")]
     NoSuchRef { name: String },
+    #[error(
+        "ref {name:?} moved meanwhile: expected {}, found {}",
+        show_ref(expected),
+        show_ref(found)
+    )]
+    RefMoved {
+        name: String,
+        expected: Option<ObjectId>,
+        found: Option<ObjectId>,
+    },
     #[error("{0}")]
     Invalid(String),
+}
+
+fn show_ref(id: &Option<ObjectId>) -> String {
+    match id {
+        Some(id) => id.to_hex(),
+        None => "no such ref".into(),
+    }
 }
 
 impl Error {
@@ -51,5 +68,32 @@ impl Error {
             path: path.to_path_buf(),
             source,
         }
+    }
+
+    /// This error carried through an `io::Error` (from a `Read`
+    /// implementation such as [`FileStream`](super::FileStream)).
+    pub fn into_io(self) -> std::io::Error {
+        let kind = match &self {
+            Error::Io { source, .. } => source.kind(),
+            Error::Missing { .. } => std::io::ErrorKind::NotFound,
+            _ => std::io::ErrorKind::InvalidData,
+        };
+        std::io::Error::new(kind, self)
+    }
+
+    /// The store error an `io::Error` carries (see [`Error::into_io`]),
+    /// else an I/O error at `path`.
+    pub fn from_io(path: &Path, e: std::io::Error) -> Self {
+        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            let inner = e.into_inner().expect("checked above");
+            return *inner.downcast::<Error>().expect("checked above");
+        }
+        Error::io(path, e)
+    }
+
+    /// Whether `e` carries a store error (a corrupt or missing object
+    /// met while reading), as opposed to a failure of the reader's own.
+    pub fn carried_by(e: &std::io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<Error>())
     }
 }

@@ -21,7 +21,7 @@ use rustix::io::Errno;
 
 use super::readbuf;
 use super::tmpobj::TmpObject;
-use super::{Error, Repo, RepoMode, Result};
+use super::{Error, FileContent, Repo, RepoMode, Result, StoredFile, Transaction};
 use crate::fsutil::{self, RESERVED_XATTR};
 use crate::hash::ObjectId;
 use crate::object::{FileHeader, FileKind, FileMeta, ObjectType};
@@ -32,20 +32,6 @@ const SMALL_FILE: u64 = 4 << 20;
 /// A buffer that holds any file read into memory, and one byte more.
 pub(super) const SMALL_FILE_CAP: usize = SMALL_FILE as usize + 1;
 const CHUNK: usize = 1 << 20;
-
-/// Where a file object's content comes from.
-pub enum FileContent<'a> {
-    /// Content in memory (symlink targets, tar members).
-    Bytes(&'a [u8]),
-    /// An open regular file of `size` bytes; `path` names it in errors. It
-    /// must not grow or shrink while it is read.
-    Fd { fd: BorrowedFd<'a>, path: &'a Path },
-    /// A stream that yields at least `size` bytes (a tar member).
-    Reader {
-        reader: &'a mut dyn Read,
-        path: &'a Path,
-    },
-}
 
 struct FdReader<'a>(BorrowedFd<'a>);
 
@@ -58,14 +44,6 @@ impl Read for FdReader<'_> {
             }
         }
     }
-}
-
-/// The outcome of storing one file object.
-#[derive(Clone, Copy, Debug)]
-pub struct StoredFile {
-    pub id: ObjectId,
-    /// False when the object was already present.
-    pub written: bool,
 }
 
 thread_local! {
@@ -99,23 +77,37 @@ fn mode(m: u32) -> Mode {
 }
 
 impl Repo {
+    /// zstd at `level`, with a compressor kept per thread.
+    pub(crate) fn compress_level(&self, content: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+        ZSTD.with(|z| {
+            let mut z = z.borrow_mut();
+            if z.as_ref().is_none_or(|(l, _)| *l != level) {
+                *z = Some((level, zstd::bulk::Compressor::new(level)?));
+            }
+            z.as_mut().expect("set above").1.compress(content)
+        })
+    }
+
+    pub(crate) fn compress(&self, content: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.compress_level(content, self.compression_level)
+    }
+}
+
+impl Transaction<'_> {
     /// Store a file object with metadata `meta` and `size` bytes of content.
-    pub fn write_file(
+    pub(crate) fn store_file(
         &self,
         meta: &FileMeta,
         size: u64,
         content: FileContent<'_>,
     ) -> Result<StoredFile> {
-        if let Some(d) = &self.dry {
-            return self.dry_write_file(d, meta, size, content);
-        }
         let header = FileHeader {
             meta: meta.clone(),
             size,
         };
-        if let (FileContent::Fd { fd, path }, Some(pw)) = (&content, self.active_pack()) {
+        if let (FileContent::Fd { fd, path }, Some(pw)) = (&content, self.pack()) {
             if size <= super::packwrite::PACKED_MAX {
-                return self.defer_file(&pw, &header, *fd, path);
+                return self.defer_file(pw, &header, *fd, path);
             }
         }
         match content {
@@ -144,7 +136,9 @@ impl Repo {
             FileContent::Reader { reader, path } if size <= SMALL_FILE => {
                 readbuf::with_buf(size as usize, |buf| {
                     buf.resize(size as usize, 0);
-                    reader.read_exact(buf).map_err(|e| Error::io(path, e))?;
+                    reader
+                        .read_exact(buf)
+                        .map_err(|e| Error::from_io(path, e))?;
                     self.write_file_bytes(&header, buf, name_of(path))
                 })
             }
@@ -212,23 +206,23 @@ impl Repo {
         if self.has_object(ObjectType::File, &id)? {
             return Ok(StoredFile { id, written: false });
         }
-        if let Some(pw) = self.active_pack() {
+        if let Some(pw) = self.pack() {
             let written = pw
                 .add(
-                    self,
+                    self.repo,
                     ObjectType::File,
                     id,
                     &header.encode(),
                     content,
                     super::packwrite::bucket_of(name),
                 )
-                .map_err(|e| Error::io(&self.path.join("tmp"), e))?;
+                .map_err(|e| Error::io(&self.repo.path.join("tmp"), e))?;
             return Ok(StoredFile { id, written });
         }
-        let tmp = self.materialize(header, |fd| match self.mode {
+        let tmp = self.materialize(header, |fd| match self.repo.mode {
             RepoMode::Archive => {
                 let mut out = header.encode();
-                out.extend_from_slice(&self.compress(content)?);
+                out.extend_from_slice(&self.repo.compress(content)?);
                 fsutil::write_all_fd(fd, &out)
             }
             _ => fsutil::write_all_fd(fd, content),
@@ -244,13 +238,14 @@ impl Repo {
         path: &Path,
     ) -> Result<StoredFile> {
         let mut hasher = header.hasher();
+        let mut src_err = None;
         let tmp = self.materialize(header, |fd| {
             let mut file = std::fs::File::from(fd.try_clone_to_owned()?);
-            let mut enc = match self.mode {
+            let mut enc = match self.repo.mode {
                 RepoMode::Archive => {
                     file.write_all(&header.encode())?;
                     let mut e =
-                        zstd::stream::Encoder::new(file.try_clone()?, self.compression_level)?;
+                        zstd::stream::Encoder::new(file.try_clone()?, self.repo.compression_level)?;
                     e.set_pledged_src_size(Some(header.size))?;
                     Some(e)
                 }
@@ -260,7 +255,11 @@ impl Repo {
             let mut left = header.size;
             while left > 0 {
                 let n = (left as usize).min(CHUNK);
-                src.read_exact(&mut chunk[..n]).map_err(|e| wrap(path, e))?;
+                if let Err(e) = src.read_exact(&mut chunk[..n]) {
+                    let kind = e.kind();
+                    src_err = Some(e);
+                    return Err(std::io::Error::new(kind, "reading the source failed"));
+                }
                 hasher.update(&chunk[..n]);
                 match enc.as_mut() {
                     Some(e) => e.write_all(&chunk[..n])?,
@@ -273,10 +272,13 @@ impl Repo {
             }
             Ok(())
         });
+        if let Some(e) = src_err {
+            return Err(Error::from_io(path, e));
+        }
         let id = hasher.finish();
         if let Ok(t) = tmp {
             if self.has_object(ObjectType::File, &id)? {
-                self.drop_tmp(t);
+                self.repo.drop_tmp(t);
                 return Ok(StoredFile { id, written: false });
             }
             return self
@@ -290,33 +292,18 @@ impl Repo {
     /// Link a finished object into place; `false` if it was there already.
     fn finish_tmp(&self, tmp: std::io::Result<TmpObject>, id: &ObjectId) -> Result<bool> {
         match tmp {
-            Ok(t) => self.link_tmp(t, ObjectType::File, id),
-            Err(e) => Err(Error::io(&self.object_path(ObjectType::File, id), e)),
+            Ok(t) => self.link(t, ObjectType::File, id),
+            Err(e) => Err(Error::io(&self.repo.object_path(ObjectType::File, id), e)),
         }
     }
 
     /// Rename a finished special inode (bare mode) from `tmp/` into place.
     fn publish_special(&self, name: &str, res: std::io::Result<()>, id: &ObjectId) -> Result<()> {
         if let Err(e) = res {
-            let _ = rfs::unlinkat(&self.tmp, name, AtFlags::empty());
-            return Err(Error::io(&self.path.join("tmp").join(name), e));
+            let _ = rfs::unlinkat(&self.repo.tmp, name, AtFlags::empty());
+            return Err(Error::io(&self.repo.path.join("tmp").join(name), e));
         }
         self.publish(name, ObjectType::File, id)
-    }
-
-    fn compress(&self, content: &[u8]) -> std::io::Result<Vec<u8>> {
-        self.compress_level(content, self.compression_level)
-    }
-
-    /// zstd at `level`, with a compressor kept per thread.
-    pub(crate) fn compress_level(&self, content: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-        ZSTD.with(|z| {
-            let mut z = z.borrow_mut();
-            if z.as_ref().is_none_or(|(l, _)| *l != level) {
-                *z = Some((level, zstd::bulk::Compressor::new(level)?));
-            }
-            z.as_mut().expect("set above").1.compress(content)
-        })
     }
 
     /// Create a temporary regular file for the object, let `fill` write its
@@ -326,11 +313,11 @@ impl Repo {
         F: FnOnce(BorrowedFd<'_>) -> std::io::Result<()>,
     {
         let want = self.stored_mode(&header.meta);
-        let (tmp, exact) = self.create_tmp_mode(want)?;
+        let (tmp, exact) = self.repo.create_tmp_mode(want)?;
         match self.fill_tmp(&tmp, header, fill, if exact { None } else { Some(want) }) {
             Ok(()) => Ok(tmp),
             Err(e) => {
-                self.drop_tmp(tmp);
+                self.repo.drop_tmp(tmp);
                 Err(e)
             }
         }
@@ -338,7 +325,7 @@ impl Repo {
 
     /// The permission bits of the inode that stores an object.
     fn stored_mode(&self, meta: &FileMeta) -> u32 {
-        match self.mode {
+        match self.repo.mode {
             RepoMode::Bare => meta.mode,
             RepoMode::BareUser if bare_user_natural(meta) => meta.mode,
             RepoMode::BareUser if meta.kind == FileKind::Regular => (meta.mode & 0o777) | 0o400,
@@ -361,7 +348,7 @@ impl Repo {
         let meta = &header.meta;
         let fd = tmp.fd();
         fill(fd)?;
-        match self.mode {
+        match self.repo.mode {
             RepoMode::Bare => {
                 rfs::fchown(fd, Some(uid(meta.uid)), Some(gid(meta.gid)))?;
                 fsutil::set_fd_xattrs(fd, &meta.xattrs)?;
@@ -380,7 +367,7 @@ impl Repo {
 
     fn materialize_bare_special(&self, name: &str, header: &FileHeader) -> std::io::Result<()> {
         let meta = &header.meta;
-        let path = self.path.join("tmp").join(name);
+        let path = self.repo.path.join("tmp").join(name);
         match meta.kind {
             FileKind::Symlink => {
                 return Err(std::io::Error::other(
@@ -393,9 +380,9 @@ impl Repo {
                 } else {
                     FileType::BlockDevice
                 };
-                rfs::mknodat(&self.tmp, name, ft, mode(0o600), meta.rdev)?;
+                rfs::mknodat(&self.repo.tmp, name, ft, mode(0o600), meta.rdev)?;
             }
-            FileKind::Fifo => rfs::mkfifoat(&self.tmp, name, mode(0o600))?,
+            FileKind::Fifo => rfs::mkfifoat(&self.repo.tmp, name, mode(0o600))?,
             FileKind::Regular => unreachable!("regular files are handled by materialize"),
         }
         self.finish_special(&path, name, meta)
@@ -403,27 +390,24 @@ impl Repo {
 
     fn finish_special(&self, path: &Path, name: &str, meta: &FileMeta) -> std::io::Result<()> {
         rfs::chownat(
-            &self.tmp,
+            &self.repo.tmp,
             name,
             Some(uid(meta.uid)),
             Some(gid(meta.gid)),
             AtFlags::SYMLINK_NOFOLLOW,
         )?;
         if meta.kind != FileKind::Symlink {
-            rfs::chmodat(&self.tmp, name, mode(meta.mode), AtFlags::empty())?;
+            rfs::chmodat(&self.repo.tmp, name, mode(meta.mode), AtFlags::empty())?;
         }
         fsutil::set_path_xattrs(path, &meta.xattrs)?;
-        fsutil::zero_times_at(&self.tmp, Path::new(name))
+        fsutil::zero_times_at(&self.repo.tmp, Path::new(name))
     }
 
     /// Store a symlink object whose target is `target`.
-    pub fn write_symlink(&self, meta: &FileMeta, target: &[u8]) -> Result<StoredFile> {
-        if let Some(d) = &self.dry {
-            return self.dry_write_file(d, meta, target.len() as u64, FileContent::Bytes(target));
-        }
+    pub(crate) fn store_symlink(&self, meta: &FileMeta, target: &[u8]) -> Result<StoredFile> {
         debug_assert_eq!(meta.kind, FileKind::Symlink);
-        if self.mode != RepoMode::Bare {
-            return self.write_file(meta, target.len() as u64, FileContent::Bytes(target));
+        if self.repo.mode != RepoMode::Bare {
+            return self.store_file(meta, target.len() as u64, FileContent::Bytes(target));
         }
         let header = FileHeader {
             meta: meta.clone(),
@@ -434,9 +418,9 @@ impl Repo {
             return Ok(StoredFile { id, written: false });
         }
         let name = fsutil::tmp_name("link");
-        let path = self.path.join("tmp").join(&name);
+        let path = self.repo.path.join("tmp").join(&name);
         let res = (|| {
-            rfs::symlinkat(target, &self.tmp, name.as_str())?;
+            rfs::symlinkat(target, &self.repo.tmp, name.as_str())?;
             self.finish_special(&path, &name, meta)
         })();
         self.publish_special(&name, res, &id)?;
@@ -444,12 +428,9 @@ impl Repo {
     }
 
     /// Store a device node or fifo object.
-    pub fn write_special(&self, meta: &FileMeta) -> Result<StoredFile> {
-        if let Some(d) = &self.dry {
-            return self.dry_write_file(d, meta, 0, FileContent::Bytes(&[]));
-        }
-        if self.mode != RepoMode::Bare {
-            return self.write_file(meta, 0, FileContent::Bytes(&[]));
+    pub(crate) fn store_special(&self, meta: &FileMeta) -> Result<StoredFile> {
+        if self.repo.mode != RepoMode::Bare {
+            return self.store_file(meta, 0, FileContent::Bytes(&[]));
         }
         let header = FileHeader {
             meta: meta.clone(),
@@ -482,10 +463,6 @@ fn check_eof(fd: BorrowedFd<'_>, path: &Path) -> Result<()> {
         ))),
         Err(e) => Err(Error::io(path, e.into())),
     }
-}
-
-fn wrap(path: &Path, e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
 fn uid(u: u32) -> rustix::fs::Uid {

@@ -1,40 +1,74 @@
-//! Reading file objects in the three modes: headers, whole objects
-//! (checked against their ids), and what a checkout needs to hard-link.
+//! Reading file objects in the three modes: headers, content as a
+//! checked stream, and what a checkout needs to hard-link.
 
+use std::io::{Cursor, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::{Error, Repo, RepoMode, Result};
+use super::{Error, FileStream, Repo, RepoMode, Result};
 use crate::fsutil::{self, RESERVED_XATTR};
 use crate::hash::ObjectId;
 use crate::object::{FileHeader, FileKind, FileMeta, ObjectType};
 
-impl Repo {
-    /// Header and content of an archive-mode object, loose or packed (not
-    /// yet checked against the id).
-    fn archive_object(&self, id: &ObjectId) -> Result<(FileHeader, Vec<u8>)> {
-        let dec = |source| Error::Decode {
-            kind: ObjectType::File,
-            id: *id,
-            source,
+/// The largest header a file object may have (its xattrs included).
+const MAX_HEADER: usize = 16 << 20;
+
+/// Read a file object's header from the start of `r`; returns it and the
+/// bytes read past it.
+fn read_header(r: &mut dyn Read, id: &ObjectId, path: &Path) -> Result<(FileHeader, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = 4096usize;
+    loop {
+        let start = buf.len();
+        buf.resize(start + chunk, 0);
+        let n = loop {
+            match r.read(&mut buf[start..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(|e| Error::from_io(path, e))?,
+            }
         };
-        if let Some((pack, e)) = self.find_packed(id)? {
-            let raw = self.read_packed(&pack, &e)?;
-            let (h, n) = FileHeader::decode_prefix(&raw).map_err(dec)?;
-            return Ok((h, raw[n..].to_vec()));
+        buf.truncate(start + n);
+        match FileHeader::decode_prefix(&buf) {
+            Ok((h, used)) => return Ok((h, buf.split_off(used))),
+            Err(e) if e.is_truncated() && n > 0 && buf.len() < MAX_HEADER => {
+                chunk = (chunk * 2).min(1 << 20);
+            }
+            Err(source) => {
+                return Err(Error::Decode {
+                    kind: ObjectType::File,
+                    id: *id,
+                    source,
+                })
+            }
         }
-        let raw = self.read_raw(ObjectType::File, id)?;
-        let (h, n) = FileHeader::decode_prefix(&raw).map_err(dec)?;
-        let content =
-            zstd::bulk::decompress(&raw[n..], h.size as usize).map_err(|e| Error::Corrupt {
+    }
+}
+
+impl Repo {
+    /// Header and a reader of the content of an archive-mode object, loose
+    /// (header, then one zstd frame) or packed (header and content in a
+    /// frame of the pack); not yet checked against the id.
+    fn archive_parts(&self, id: &ObjectId) -> Result<(FileHeader, Box<dyn Read + Send>, PathBuf)> {
+        if let Some((pack, e)) = self.find_packed(id)? {
+            let path = self.pack_dir().join(format!("{}.pack", pack.name));
+            let mut r = self.packed_reader(&pack, &e)?;
+            let (h, rest) = read_header(&mut r, id, &path)?;
+            return Ok((h, Box::new(Cursor::new(rest).chain(r)), path));
+        }
+        let path = self.object_path(ObjectType::File, id);
+        let mut f = std::fs::File::from(self.open_object(id)?);
+        let (h, rest) = read_header(&mut f, id, &path)?;
+        let dec = zstd::stream::read::Decoder::new(Cursor::new(rest).chain(f)).map_err(|e| {
+            Error::Corrupt {
                 kind: ObjectType::File,
                 id: *id,
                 detail: format!("zstd: {e}"),
-            })?;
-        Ok((h, content))
+            }
+        })?;
+        Ok((h, Box::new(dec), path))
     }
 
     fn open_object(&self, id: &ObjectId) -> Result<OwnedFd> {
@@ -68,45 +102,47 @@ impl Repo {
 
     /// A file object's header (metadata and size), without reading or
     /// checking its content.
-    pub fn file_header(&self, id: &ObjectId) -> Result<FileHeader> {
-        let path = self.object_path(ObjectType::File, id);
+    pub(crate) fn header_of(&self, id: &ObjectId) -> Result<FileHeader> {
         match self.mode {
-            RepoMode::Archive => self.archive_object(id).map(|(h, _)| h),
+            RepoMode::Archive => self.archive_parts(id).map(|(h, _, _)| h),
             RepoMode::BareUser => {
                 let fd = self.open_object(id)?;
-                self.bare_user_header(id, &fd, &path)
+                self.bare_user_header(id, &fd, &self.object_path(ObjectType::File, id))
             }
-            RepoMode::Bare => {
-                let st = self.stat_object(id)?;
-                let kind = FileKind::from_st_mode(st.st_mode).ok_or_else(|| Error::Corrupt {
-                    kind: ObjectType::File,
-                    id: *id,
-                    detail: format!("unexpected inode type {:o}", st.st_mode),
-                })?;
-                let xattrs = fsutil::path_xattrs(&path).map_err(|e| Error::io(&path, e))?;
-                let rdev = if matches!(kind, FileKind::CharDevice | FileKind::BlockDevice) {
-                    st.st_rdev
-                } else {
-                    0
-                };
-                let size = if matches!(kind, FileKind::Regular | FileKind::Symlink) {
-                    st.st_size as u64
-                } else {
-                    0
-                };
-                Ok(FileHeader {
-                    meta: FileMeta {
-                        kind,
-                        mode: st.st_mode & 0o7777,
-                        uid: st.st_uid,
-                        gid: st.st_gid,
-                        rdev,
-                        xattrs,
-                    },
-                    size,
-                })
-            }
+            RepoMode::Bare => self.bare_header(id),
         }
+    }
+
+    fn bare_header(&self, id: &ObjectId) -> Result<FileHeader> {
+        let path = self.object_path(ObjectType::File, id);
+        let st = self.stat_object(id)?;
+        let kind = FileKind::from_st_mode(st.st_mode).ok_or_else(|| Error::Corrupt {
+            kind: ObjectType::File,
+            id: *id,
+            detail: format!("unexpected inode type {:o}", st.st_mode),
+        })?;
+        let xattrs = fsutil::path_xattrs(&path).map_err(|e| Error::io(&path, e))?;
+        let rdev = if matches!(kind, FileKind::CharDevice | FileKind::BlockDevice) {
+            st.st_rdev
+        } else {
+            0
+        };
+        let size = if matches!(kind, FileKind::Regular | FileKind::Symlink) {
+            st.st_size as u64
+        } else {
+            0
+        };
+        Ok(FileHeader {
+            meta: FileMeta {
+                kind,
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid,
+                gid: st.st_gid,
+                rdev,
+                xattrs,
+            },
+            size,
+        })
     }
 
     fn bare_user_header(&self, id: &ObjectId, fd: &OwnedFd, path: &Path) -> Result<FileHeader> {
@@ -156,54 +192,32 @@ impl Repo {
         }
     }
 
-    /// Read a file object whole: header and content (a symlink's target),
-    /// checked against the id.
-    pub fn read_file(&self, id: &ObjectId) -> Result<(FileHeader, Vec<u8>)> {
+    /// A file object's content as a stream checked against its id.
+    pub(crate) fn stream_file(&self, id: &ObjectId) -> Result<FileStream<'_>> {
         let path = self.object_path(ObjectType::File, id);
-        let (header, content) = match self.mode {
-            RepoMode::Archive => self.archive_object(id)?,
+        let (header, inner, path): (FileHeader, Box<dyn Read + Send>, PathBuf) = match self.mode {
+            RepoMode::Archive => self.archive_parts(id)?,
             RepoMode::BareUser => {
                 let fd = self.open_object(id)?;
                 let h = self.bare_user_header(id, &fd, &path)?;
-                let mut c = vec![0u8; h.size as usize];
-                fsutil::read_exact_fd(&fd, &mut c).map_err(|e| Error::io(&path, e))?;
-                (h, c)
+                (h, Box::new(std::fs::File::from(fd)), path)
             }
             RepoMode::Bare => {
-                let h = self.file_header(id)?;
-                let c = match h.meta.kind {
-                    FileKind::Regular => std::fs::read(&path).map_err(|e| Error::io(&path, e))?,
+                let h = self.bare_header(id)?;
+                let inner: Box<dyn Read + Send> = match h.meta.kind {
+                    FileKind::Regular => Box::new(std::fs::File::from(self.open_object(id)?)),
                     FileKind::Symlink => {
                         let rel = super::objects::rel_path(ObjectType::File, id);
-                        rfs::readlinkat(self.objects_fd(), rel.as_str(), Vec::new())
-                            .map_err(|e| Error::io(&path, e.into()))?
-                            .into_bytes()
+                        let target = rfs::readlinkat(self.objects_fd(), rel.as_str(), Vec::new())
+                            .map_err(|e| Error::io(&path, e.into()))?;
+                        Box::new(Cursor::new(target.into_bytes()))
                     }
-                    _ => Vec::new(),
+                    _ => Box::new(std::io::empty()),
                 };
-                (h, c)
+                (h, inner, path)
             }
         };
-        if content.len() as u64 != header.size {
-            return Err(Error::Corrupt {
-                kind: ObjectType::File,
-                id: *id,
-                detail: format!(
-                    "content is {} bytes, header says {}",
-                    content.len(),
-                    header.size
-                ),
-            });
-        }
-        let got = header.id_of(&content);
-        if got != *id {
-            return Err(Error::Corrupt {
-                kind: ObjectType::File,
-                id: *id,
-                detail: format!("content and metadata hash to {got}"),
-            });
-        }
-        Ok((header, content))
+        FileStream::new(*id, header, inner, &path)
     }
 
     /// Whether a hard link to the stored object gives a checkout every

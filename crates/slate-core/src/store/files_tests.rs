@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use super::{Error, FileContent, Repo, RepoMode};
+use super::{Error, FileContent, ObjectRead, ObjectWrite, Repo, RepoMode, Transaction};
 use crate::object::{FileHeader, FileKind, FileMeta};
 
 fn meta() -> FileMeta {
@@ -54,11 +54,16 @@ fn files_of_every_size_class_store_and_read_back() {
         for size in [0usize, 3000, (1 << 20) + 5, 3 << 20, (4 << 20) + 7] {
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let src = file_of(dir.path(), &data);
+            let src_path = dir.path().join("src");
             let fd = FileContent::Fd {
                 fd: src.as_fd(),
-                path: Path::new("src"),
+                path: &src_path,
             };
-            let stored = repo.write_file(&meta(), size as u64, fd).expect("store");
+            // An archive pack reads its files at the end: one transaction
+            // each, so that the source is still there.
+            let tx = Transaction::begin(&repo).expect("begin");
+            let stored = tx.write_file(&meta(), size as u64, fd).expect("store");
+            tx.commit().expect("commit");
             let header = FileHeader {
                 meta: meta(),
                 size: size as u64,
@@ -76,6 +81,7 @@ fn a_file_that_changed_size_is_refused_and_stores_nothing() {
     let repo_path = dir.path().join("repo");
     let repo = Repo::init(&repo_path, RepoMode::BareUser).expect("init");
     let before = count_objects(&repo_path);
+    let tx = Transaction::begin(&repo).expect("begin");
     for size in [3000usize, (1 << 20) + 5, 3 << 20] {
         let data = vec![7u8; size];
         for claimed in [size - 1, size + 1] {
@@ -84,7 +90,7 @@ fn a_file_that_changed_size_is_refused_and_stores_nothing() {
                 fd: src.as_fd(),
                 path: Path::new("etc/grown"),
             };
-            match repo.write_file(&meta(), claimed as u64, fd) {
+            match tx.write_file(&meta(), claimed as u64, fd) {
                 Err(Error::Invalid(msg)) => assert!(
                     msg.contains("etc/grown") && msg.contains("changed size"),
                     "{msg}"
@@ -93,6 +99,7 @@ fn a_file_that_changed_size_is_refused_and_stores_nothing() {
             }
         }
     }
+    drop(tx);
     assert_eq!(
         count_objects(&repo_path),
         before,

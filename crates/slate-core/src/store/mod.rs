@@ -2,11 +2,17 @@
 //! revision parsing and the writer lock. Layout and encodings are in
 //! `docs/format/repository.md`.
 //!
+//! Reading goes through [`ObjectRead`] (a [`Repo`] implements it), writing
+//! through a [`Transaction`]: it holds the writer lock, the pack being
+//! written and the listing of present objects, and ends by making
+//! everything durable and moving refs with a compare-and-swap; dropped
+//! unfinished, it removes what it wrote. A [`HashSink`] computes ids
+//! without storing anything.
+//!
 //! Objects appear under their final name only complete (temporary file,
 //! then rename). Refs move by atomic replacement after one `syncfs`.
 
 mod config;
-mod dry;
 mod error;
 mod files;
 mod files_read;
@@ -14,20 +20,29 @@ mod lock;
 mod looseidx;
 mod objects;
 mod pack;
+mod packread;
 mod packwrite;
 mod readbuf;
 mod refs;
 mod revparse;
+mod sink;
+mod stream;
 mod tmpobj;
+mod traits;
+mod txn;
 
 #[cfg(test)]
 mod files_tests;
 
 pub use config::RepoMode;
 pub use error::{Error, Result};
-pub use files::{FileContent, StoredFile};
 pub use lock::WriteLock;
+pub use pack::DamagedPack;
 pub use refs::validate_ref_name;
+pub use sink::HashSink;
+pub use stream::FileStream;
+pub use traits::{FileContent, ObjectRead, ObjectWrite, StoredFile};
+pub use txn::{RefChange, Transaction};
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -44,11 +59,6 @@ pub struct Repo {
     compression_level: i32,
     packs: pack::PackSet,
     packs_loaded: std::sync::OnceLock<()>,
-    pack_writer: std::sync::RwLock<Option<std::sync::Arc<packwrite::PackWriter>>>,
-    /// Set on hash-only handles (see `dry.rs`).
-    dry: Option<std::sync::Mutex<dry::DryStore>>,
-    /// Set while a commit holds the writer lock (see `looseidx.rs`).
-    loose: std::sync::RwLock<Option<std::sync::Arc<looseidx::LooseIndex>>>,
 }
 
 impl Repo {
@@ -134,9 +144,6 @@ impl Repo {
             compression_level: cfg.compression_level,
             packs: Default::default(),
             packs_loaded: Default::default(),
-            pack_writer: Default::default(),
-            dry: None,
-            loose: Default::default(),
         })
     }
 
@@ -148,22 +155,6 @@ impl Repo {
     }
     pub(crate) fn objects_fd(&self) -> &OwnedFd {
         &self.objects
-    }
-
-    /// Answer "is this object stored?" from listings of the fan-out
-    /// directories until [`Repo::end_listing`]. Only for a holder of the
-    /// writer lock: nobody else may add or remove objects meanwhile.
-    pub fn begin_listing(&self) {
-        *self.loose.write().unwrap_or_else(|p| p.into_inner()) =
-            Some(std::sync::Arc::new(looseidx::LooseIndex::new()));
-    }
-
-    pub fn end_listing(&self) {
-        *self.loose.write().unwrap_or_else(|p| p.into_inner()) = None;
-    }
-
-    fn listing(&self) -> Option<std::sync::Arc<looseidx::LooseIndex>> {
-        self.loose.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Flush every write of this filesystem to stable storage (one

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
+use super::looseidx::LooseIndex;
 use super::{Error, Repo, Result};
-use crate::fsutil;
 use crate::hash::{is_lower_hex, ObjectId};
 use crate::object::{Commit, ObjectType, Tree};
 
@@ -24,8 +24,20 @@ impl Repo {
         self.path.join("objects").join(rel_path(kind, id))
     }
 
-    pub fn has_object(&self, kind: ObjectType, id: &ObjectId) -> Result<bool> {
-        let listed = match self.listing() {
+    /// Whether the object is stored, loose or packed (asked of the disk).
+    pub(crate) fn has_stored(&self, kind: ObjectType, id: &ObjectId) -> Result<bool> {
+        self.has_loose_or_packed(kind, id, None)
+    }
+
+    /// [`Repo::has_stored`], where a listing of the fan-out directories
+    /// may answer for the loose objects (see `looseidx.rs`).
+    pub(crate) fn has_loose_or_packed(
+        &self,
+        kind: ObjectType,
+        id: &ObjectId,
+        listing: Option<&LooseIndex>,
+    ) -> Result<bool> {
+        let listed = match listing {
             Some(l) => l
                 .lookup(&self.objects, kind, id)
                 .map_err(|e| Error::io(&self.path.join("objects"), e))?,
@@ -51,8 +63,9 @@ impl Repo {
         }
     }
 
-    /// Read an object's stored bytes.
-    pub(crate) fn read_raw(&self, kind: ObjectType, id: &ObjectId) -> Result<Vec<u8>> {
+    /// An object's stored bytes (trees and commits: their canonical
+    /// encoding), loose or packed.
+    fn read_raw(&self, kind: ObjectType, id: &ObjectId) -> Result<Vec<u8>> {
         let rel = rel_path(kind, id);
         let fd = match rfs::openat(
             &self.objects,
@@ -78,100 +91,6 @@ impl Repo {
         Ok(buf)
     }
 
-    /// Move a finished temporary file (in `tmp/`) to its final name.
-    pub(crate) fn publish(&self, tmp_name: &str, kind: ObjectType, id: &ObjectId) -> Result<()> {
-        rfs::renameat(
-            &self.tmp,
-            tmp_name,
-            &self.objects,
-            rel_path(kind, id).as_str(),
-        )
-        .map_err(|e| Error::io(&self.object_path(kind, id), e.into()))?;
-        self.note_linked(kind, id);
-        Ok(())
-    }
-
-    /// Tell the listing (if any) that an object is now in place.
-    pub(crate) fn note_linked(&self, kind: ObjectType, id: &ObjectId) {
-        if let Some(l) = self.listing() {
-            l.insert(kind, id);
-        }
-    }
-
-    /// Store canonical bytes of a tree or commit under `id`, unless present.
-    fn write_meta_object(&self, kind: ObjectType, id: &ObjectId, bytes: &[u8]) -> Result<bool> {
-        if self.has_object(kind, id)? {
-            return Ok(false);
-        }
-        if kind == ObjectType::Tree {
-            if let Some(pw) = self.active_pack() {
-                pw.add(self, kind, *id, bytes, &[], super::packwrite::TREE_BUCKET)
-                    .map_err(|e| Error::io(&self.path.join("tmp"), e))?;
-                return Ok(true);
-            }
-        }
-        self.write_loose_bytes(kind, id, bytes)?;
-        Ok(true)
-    }
-
-    /// Store `bytes` as the loose object `id`, whether or not a pack holds it.
-    pub(crate) fn write_loose_bytes(
-        &self,
-        kind: ObjectType,
-        id: &ObjectId,
-        bytes: &[u8],
-    ) -> Result<()> {
-        let tmp = self
-            .create_tmp()
-            .map_err(|e| Error::io(&self.object_path(kind, id), e))?;
-        if let Err(e) = fsutil::write_all_fd(tmp.fd(), bytes)
-            .and_then(|()| Ok(rfs::fchmod(tmp.fd(), Mode::from_raw_mode(0o644))?))
-        {
-            self.drop_tmp(tmp);
-            return Err(Error::io(&self.object_path(kind, id), e));
-        }
-        self.link_tmp(tmp, kind, id).map(|_| ())
-    }
-
-    /// Store a tree as a loose object, whether or not a pack holds it.
-    pub(crate) fn write_loose_tree(&self, tree: &Tree) -> Result<()> {
-        let bytes = tree.encode();
-        self.write_loose_bytes(ObjectType::Tree, &ObjectId::digest(&bytes), &bytes)
-    }
-
-    /// Store an archive-mode file object as a loose object.
-    pub(crate) fn write_loose_file(
-        &self,
-        header: &crate::object::FileHeader,
-        content: &[u8],
-    ) -> Result<()> {
-        let id = header.id_of(content);
-        let mut bytes = header.encode();
-        bytes.extend_from_slice(
-            &self
-                .compress_level(content, self.compression_level)
-                .map_err(|e| Error::io(&self.object_path(ObjectType::File, &id), e))?,
-        );
-        self.write_loose_bytes(ObjectType::File, &id, &bytes)
-    }
-
-    pub fn write_tree(&self, tree: &Tree) -> Result<ObjectId> {
-        if let Some(id) = self.dry_write_tree(tree) {
-            return Ok(id);
-        }
-        let bytes = tree.encode();
-        let id = ObjectId::digest(&bytes);
-        self.write_meta_object(ObjectType::Tree, &id, &bytes)?;
-        Ok(id)
-    }
-
-    pub fn write_commit(&self, commit: &Commit) -> Result<ObjectId> {
-        let bytes = commit.encode();
-        let id = ObjectId::digest(&bytes);
-        self.write_meta_object(ObjectType::Commit, &id, &bytes)?;
-        Ok(id)
-    }
-
     fn read_verified(&self, kind: ObjectType, id: &ObjectId) -> Result<Vec<u8>> {
         let bytes = self.read_raw(kind, id)?;
         let got = ObjectId::digest(&bytes);
@@ -186,10 +105,7 @@ impl Repo {
     }
 
     /// Read a tree, checking its content against its id.
-    pub fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
-        if let Some(t) = self.dry_tree(id) {
-            return Ok(t);
-        }
+    pub(crate) fn load_tree(&self, id: &ObjectId) -> Result<Tree> {
         let bytes = self.read_verified(ObjectType::Tree, id)?;
         Tree::decode(&bytes).map_err(|source| Error::Decode {
             kind: ObjectType::Tree,
@@ -199,7 +115,7 @@ impl Repo {
     }
 
     /// Read a commit, checking its content against its id.
-    pub fn read_commit(&self, id: &ObjectId) -> Result<Commit> {
+    pub(crate) fn load_commit(&self, id: &ObjectId) -> Result<Commit> {
         let bytes = self.read_verified(ObjectType::Commit, id)?;
         Commit::decode(&bytes).map_err(|source| Error::Decode {
             kind: ObjectType::Commit,
@@ -256,34 +172,10 @@ impl Repo {
 }
 
 impl Repo {
-    /// The entry at `path` (slash-separated, relative to `root`; empty or
-    /// `/` for the root itself), or `None` if there is no such path.
-    pub fn lookup_path(
-        &self,
-        root: &ObjectId,
-        path: &str,
-    ) -> Result<Option<(crate::object::EntryKind, ObjectId)>> {
-        use crate::object::EntryKind;
-        let mut cur = (EntryKind::Dir, *root);
-        for comp in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
-            if cur.0 != EntryKind::Dir {
-                return Ok(None);
-            }
-            let tree = self.read_tree(&cur.1)?;
-            match tree.get(comp.as_bytes()) {
-                Some(e) => cur = (e.kind, e.id),
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(cur))
-    }
-}
-
-impl Repo {
     /// Move a corrupt loose object to `REPO/corrupt/ID.TYPE`, so that it no
     /// longer counts as present. Returns false for a packed object, which
     /// stays where it is (its pack holds other, sound objects).
-    pub fn move_aside(&self, kind: ObjectType, id: &ObjectId) -> Result<bool> {
+    pub(crate) fn move_aside(&self, kind: ObjectType, id: &ObjectId) -> Result<bool> {
         let rel = rel_path(kind, id);
         let dir = self.path.join("corrupt");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
@@ -298,10 +190,28 @@ impl Repo {
 
 impl Repo {
     /// Delete a loose object (absent is fine).
-    pub fn delete_object(&self, kind: ObjectType, id: &ObjectId) -> Result<()> {
+    pub(crate) fn delete_object(&self, kind: ObjectType, id: &ObjectId) -> Result<()> {
         match rfs::unlinkat(&self.objects, rel_path(kind, id).as_str(), AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(Error::io(&self.object_path(kind, id), e.into())),
         }
+    }
+}
+
+impl super::ObjectRead for Repo {
+    fn has_object(&self, kind: ObjectType, id: &ObjectId) -> Result<bool> {
+        self.has_stored(kind, id)
+    }
+    fn read_tree(&self, id: &ObjectId) -> Result<Tree> {
+        self.load_tree(id)
+    }
+    fn read_commit(&self, id: &ObjectId) -> Result<Commit> {
+        self.load_commit(id)
+    }
+    fn file_header(&self, id: &ObjectId) -> Result<crate::object::FileHeader> {
+        self.header_of(id)
+    }
+    fn open_file(&self, id: &ObjectId) -> Result<super::FileStream<'_>> {
+        self.stream_file(id)
     }
 }

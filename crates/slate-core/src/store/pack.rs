@@ -127,18 +127,21 @@ pub(crate) struct LoadedPack {
 #[derive(Default)]
 pub(crate) struct PackSet {
     packs: RwLock<Vec<Arc<LoadedPack>>>,
+    /// Packs whose index cannot be used: left out of every lookup (their
+    /// objects read as missing), reported by `fsck`.
+    damaged: RwLock<Vec<DamagedPack>>,
 }
 
-/// A decompressed frame: (pack name, frame offset, bytes).
-type CachedFrame = Option<(String, u64, Arc<Vec<u8>>)>;
-
-thread_local! {
-    /// The last frame decompressed by this thread: (pack name, frame offset).
-    static FRAME: std::cell::RefCell<CachedFrame> = const { std::cell::RefCell::new(None) };
+/// A pack that cannot be read: its index is damaged, or it has an index
+/// and no pack file.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DamagedPack {
+    pub name: String,
+    pub reason: String,
 }
 
 impl Repo {
-    fn pack_dir(&self) -> PathBuf {
+    pub(crate) fn pack_dir(&self) -> PathBuf {
         self.path.join("objects/pack")
     }
 
@@ -168,18 +171,21 @@ impl Repo {
             if known.contains(name) {
                 continue;
             }
-            let idx_path = dir.join(&fname);
-            let bytes = std::fs::read(&idx_path).map_err(|e| Error::io(&idx_path, e))?;
-            let entries = decode_index(&bytes)
-                .map_err(|m| Error::Invalid(format!("{}: {m}", idx_path.display())))?;
-            let pack_path = dir.join(format!("{name}.pack"));
-            let file = rfs::open(&pack_path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| Error::io(&pack_path, e.into()))?;
-            fresh.push(Arc::new(LoadedPack {
-                name: name.to_owned(),
-                file,
-                entries,
-            }));
+            if self.damaged_pack(name).is_some() {
+                continue;
+            }
+            match self.load_pack(&dir, name) {
+                Ok(p) => fresh.push(Arc::new(p)),
+                Err(reason) => self
+                    .packs
+                    .damaged
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(DamagedPack {
+                        name: name.to_owned(),
+                        reason,
+                    }),
+            }
         }
         if fresh.is_empty() {
             return Ok(false);
@@ -188,6 +194,48 @@ impl Repo {
         packs.extend(fresh);
         packs.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(true)
+    }
+
+    /// Read one pack's index and open its pack file; the reason it cannot
+    /// be used, else.
+    fn load_pack(&self, dir: &std::path::Path, name: &str) -> Result<LoadedPack, String> {
+        let idx_path = dir.join(format!("{name}.idx"));
+        let bytes = std::fs::read(&idx_path).map_err(|e| format!("{}: {e}", idx_path.display()))?;
+        let entries = decode_index(&bytes).map_err(|m| format!("{}: {m}", idx_path.display()))?;
+        let pack_path = dir.join(format!("{name}.pack"));
+        let file = rfs::open(&pack_path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| format!("{}: {e}", pack_path.display()))?;
+        Ok(LoadedPack {
+            name: name.to_owned(),
+            file,
+            entries,
+        })
+    }
+
+    fn damaged_pack(&self, name: &str) -> Option<DamagedPack> {
+        self.packs
+            .damaged
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|d| d.name == name)
+            .cloned()
+    }
+
+    /// Packs whose index cannot be used (their objects read as missing).
+    pub fn damaged_packs(&self) -> Result<Vec<DamagedPack>> {
+        if self.mode != super::RepoMode::Archive {
+            return Ok(Vec::new());
+        }
+        self.refresh_packs()?;
+        let mut out = self
+            .packs
+            .damaged
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
     fn find_in_loaded(&self, id: &ObjectId) -> Option<(Arc<LoadedPack>, PackEntry)> {
@@ -219,56 +267,6 @@ impl Repo {
             return Ok(self.find_in_loaded(id));
         }
         Ok(None)
-    }
-
-    /// The canonical bytes of a packed object (not yet checked against its id).
-    pub(crate) fn read_packed(&self, pack: &LoadedPack, e: &PackEntry) -> Result<Vec<u8>> {
-        let frame = FRAME.with(|f| {
-            f.borrow()
-                .as_ref()
-                .filter(|(n, o, _)| *n == pack.name && *o == e.frame_off)
-                .map(|(_, _, d)| d.clone())
-        });
-        let frame = match frame {
-            Some(d) => d,
-            None => {
-                let kind = kind_of_code(e.kind).unwrap_or(ObjectType::File);
-                let corrupt = |detail: String| Error::Corrupt {
-                    kind,
-                    id: e.id,
-                    detail,
-                };
-                let mut buf = vec![0u8; e.frame_len as usize];
-                let pack_path = self.pack_dir().join(format!("{}.pack", pack.name));
-                let n = rustix::io::pread(&pack.file, &mut buf[..], e.frame_off)
-                    .map_err(|err| Error::io(&pack_path, err.into()))?;
-                if n != buf.len() {
-                    return Err(corrupt(format!("pack {} is truncated", pack.name)));
-                }
-                let raw =
-                    zstd::bulk::decompress(&buf, e.frame_raw_len as usize).map_err(|err| {
-                        corrupt(format!(
-                            "pack {} frame at {}: zstd: {err}",
-                            pack.name, e.frame_off
-                        ))
-                    })?;
-                let d = Arc::new(raw);
-                FRAME.with(|f| *f.borrow_mut() = Some((pack.name.clone(), e.frame_off, d.clone())));
-                d
-            }
-        };
-        let (off, len) = (e.off as usize, e.len as usize);
-        frame
-            .get(off..off + len)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| Error::Corrupt {
-                kind: kind_of_code(e.kind).unwrap_or(ObjectType::File),
-                id: e.id,
-                detail: format!(
-                    "pack {} frame at {} is shorter than its index says",
-                    pack.name, e.frame_off
-                ),
-            })
     }
 
     /// All packed objects.
@@ -333,7 +331,7 @@ impl Repo {
     }
 
     /// Delete a pack: its index first, which makes it invisible, then the pack.
-    pub fn delete_pack(&self, name: &str) -> Result<()> {
+    pub(crate) fn delete_pack(&self, name: &str) -> Result<()> {
         let dir = self.pack_dir();
         for ext in ["idx", "pack"] {
             let p = dir.join(format!("{name}.{ext}"));
@@ -353,46 +351,36 @@ impl Repo {
 }
 
 impl Repo {
-    /// The name of the pack holding `id`, if it is packed.
-    pub fn pack_of(&self, id: &ObjectId) -> Result<Option<String>> {
-        Ok(self.find_packed(id)?.map(|(p, _)| p.name.clone()))
-    }
-
-    /// Rewrite every sound object of pack `name` (those not in `bad`) as a
-    /// loose object, then move the pack and its index to `REPO/corrupt/`.
-    /// The caller holds the writer lock.
-    pub fn evacuate_pack(&self, name: &str, bad: &HashSet<ObjectId>) -> Result<()> {
-        let pack = {
-            let packs = self.packs.packs.read().unwrap_or_else(|p| p.into_inner());
-            match packs.iter().find(|p| p.name == name) {
-                Some(p) => p.clone(),
-                None => return Ok(()),
-            }
-        };
-        for e in pack.entries.iter().filter(|e| !bad.contains(&e.id)) {
-            match kind_of_code(e.kind) {
-                Some(ObjectType::Tree) => {
-                    self.write_loose_tree(&self.read_tree(&e.id)?)?;
-                }
-                _ => {
-                    let (h, content) = self.read_file(&e.id)?;
-                    self.write_loose_file(&h, &content)?;
-                }
-            }
-        }
+    /// Move a pack and its index to `REPO/corrupt/` (the caller holds the
+    /// writer lock and has saved the pack's sound objects).
+    pub(crate) fn move_pack_aside(&self, name: &str) -> Result<()> {
         let dir = self.path.join("corrupt");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         for ext in ["idx", "pack"] {
             let from = self.pack_dir().join(format!("{name}.{ext}"));
             let to = dir.join(format!("pack-{name}.{ext}"));
-            std::fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
+            match std::fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&from, e)),
+            }
         }
         self.packs
             .packs
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|p| p.name != name);
+        self.packs
+            .damaged
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|p| p.name != name);
         self.sync()
+    }
+
+    /// The name of the pack holding `id`, if it is packed.
+    pub fn pack_of(&self, id: &ObjectId) -> Result<Option<String>> {
+        Ok(self.find_packed(id)?.map(|(p, _)| p.name.clone()))
     }
 }
 

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -219,7 +219,7 @@ impl PackWriter {
     /// Pack the deferred files and the remaining buckets, then link the pack
     /// and its index into place. Returns the pack's name, or `None` if it
     /// holds nothing.
-    fn finish(self, repo: &Repo) -> Result<Option<String>> {
+    pub(crate) fn finish(self, repo: &Repo) -> Result<Option<String>> {
         let io = |e| Error::io(&repo.path.join("objects/pack"), e);
         let mut deferred = std::mem::take(&mut *lock(&self.deferred));
         deferred.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
@@ -268,55 +268,18 @@ impl PackWriter {
     }
 }
 
-impl Repo {
-    /// Start collecting new objects into a pack (archive mode only; a no-op
-    /// otherwise). The caller holds the write lock.
-    pub fn begin_pack(&self) -> Result<()> {
-        if self.mode != super::RepoMode::Archive {
-            return Ok(());
-        }
-        fsutil::mkdir_p_at(&self.objects, "pack", 0o755)
-            .map_err(|e| Error::io(&self.path.join("objects/pack"), e))?;
-        let pw = PackWriter::new(self).map_err(|e| Error::io(&self.path.join("tmp"), e))?;
-        *self.pack_writer.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(pw));
-        Ok(())
-    }
-
-    /// Finish the pack begun by [`Repo::begin_pack`]; its objects become
-    /// visible. Returns the pack's name if it holds any object.
-    pub fn finish_pack(&self) -> Result<Option<String>> {
-        let Some(pw) = self
-            .pack_writer
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        else {
-            return Ok(None);
-        };
-        let pw =
-            Arc::try_unwrap(pw).map_err(|_| Error::Invalid("pack writer still in use".into()))?;
-        pw.finish(self)
+impl PackWriter {
+    /// Start collecting new objects into a pack. The caller holds the
+    /// writer lock.
+    pub(crate) fn begin(repo: &Repo) -> Result<Self> {
+        fsutil::mkdir_p_at(&repo.objects, "pack", 0o755)
+            .map_err(|e| Error::io(&repo.path.join("objects/pack"), e))?;
+        PackWriter::new(repo).map_err(|e| Error::io(&repo.path.join("tmp"), e))
     }
 
     /// Drop an unfinished pack: its objects never become visible.
-    pub fn abort_pack(&self) {
-        if let Some(pw) = self
-            .pack_writer
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            if let Ok(pw) = Arc::try_unwrap(pw) {
-                self.drop_tmp(pw.tmp);
-            }
-        }
-    }
-
-    pub(crate) fn active_pack(&self) -> Option<Arc<PackWriter>> {
-        self.pack_writer
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    pub(crate) fn abort(self, repo: &Repo) {
+        repo.drop_tmp(self.tmp);
     }
 }
 

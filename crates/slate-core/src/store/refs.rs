@@ -81,7 +81,7 @@ impl Repo {
 
     /// Point `name` at `id`, atomically. The caller holds the write lock
     /// and has made the objects durable (see [`Repo::sync`]).
-    pub fn write_ref(&self, name: &str, id: &ObjectId) -> Result<()> {
+    pub(crate) fn write_ref(&self, name: &str, id: &ObjectId) -> Result<()> {
         validate_ref_name(name)?;
         let rel = Self::ref_rel(name);
         if let Some((parent, _)) = rel.rsplit_once('/') {
@@ -92,11 +92,9 @@ impl Repo {
             .map_err(|e| Error::io(&self.path.join(&rel), e))
     }
 
-    /// Delete a ref; fails if it does not exist.
-    pub fn delete_ref(&self, name: &str) -> Result<ObjectId> {
-        let old = self.read_ref(name)?.ok_or_else(|| Error::NoSuchRef {
-            name: name.to_owned(),
-        })?;
+    /// Delete a ref (the caller holds the write lock).
+    pub(crate) fn remove_ref(&self, name: &str) -> Result<()> {
+        validate_ref_name(name)?;
         let path = self.path.join(Self::ref_rel(name));
         std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         // Remove directories the ref leaves empty, up to refs/heads.
@@ -109,7 +107,7 @@ impl Repo {
             dir = d.parent().map(Path::to_path_buf);
         }
         let _ = rustix::fs::fsync(fsutil::open_dir(&heads).map_err(|e| Error::io(&heads, e))?);
-        Ok(old)
+        Ok(())
     }
 
     /// All refs, sorted by name.

@@ -2,7 +2,7 @@
 //! least 4 hex digits), followed by any number of `^` (parent) and `~N`
 //! (N-th ancestor) suffixes.
 
-use super::{Error, Repo, Result};
+use super::{Error, ObjectRead, Repo, Result};
 use crate::hash::{is_lower_hex, ObjectId};
 use crate::object::ObjectType;
 

@@ -50,8 +50,7 @@ impl Repo {
     pub(crate) fn create_tmp_mode(&self, want: u32) -> std::io::Result<(TmpObject, bool)> {
         let exact = want & 0o7000 == 0 && process_umask().is_some_and(|u| want & u == 0);
         let m = Mode::from_raw_mode(if exact { want } else { 0o600 });
-        let (t, _) = (self.create_tmp_raw(m)?, ());
-        Ok((t, exact))
+        Ok((self.create_tmp_raw(m)?, exact))
     }
 
     fn create_tmp_raw(&self, m: Mode) -> std::io::Result<TmpObject> {
@@ -77,7 +76,8 @@ impl Repo {
 
     /// Give a finished temporary file its final name. If the object
     /// appeared meanwhile (same id, same content), the new copy is dropped
-    /// and `false` returned.
+    /// and `false` returned. (A [`Transaction`](super::Transaction) links
+    /// through this and notes what it linked.)
     pub(crate) fn link_tmp(&self, tmp: TmpObject, kind: ObjectType, id: &ObjectId) -> Result<bool> {
         let rel = rel_path(kind, id);
         let err = |e: Errno| Error::io(&self.object_path(kind, id), e.into());
@@ -89,15 +89,13 @@ impl Repo {
                 Err(e) => return Err(err(e)),
             }
         }
-        let linked = match self.link_tmp_at(tmp, &rel) {
+        match self.link_tmp_at(tmp, &rel) {
             // The same object, linked meanwhile: same id, same content.
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
-                false
+                Ok(false)
             }
-            r => r.map(|()| true)?,
-        };
-        self.note_linked(kind, id);
-        Ok(linked)
+            r => r.map(|()| true),
+        }
     }
 
     /// Give a finished temporary file the name `rel` below `objects/`.

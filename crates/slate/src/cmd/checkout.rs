@@ -1,6 +1,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use std::os::unix::ffi::OsStringExt;
+
 use anyhow::Context;
 use clap::Args;
 use slate_core::checkout::{self, CheckoutOptions};
@@ -22,7 +24,7 @@ pub struct CheckoutArgs {
     union: bool,
     /// Check out only this path of the commit.
     #[arg(long, value_name = "PATH")]
-    subpath: Option<String>,
+    subpath: Option<std::ffi::OsString>,
     /// Ignore owners and non-`user.*` xattrs (for users who are not root).
     #[arg(long)]
     user_mode: bool,
@@ -39,22 +41,29 @@ pub fn run(a: CheckoutArgs) -> anyhow::Result<()> {
     let id = repo.rev_parse(&a.commit)?;
     let opts = CheckoutOptions {
         union: a.union,
-        subpath: a.subpath,
+        subpath: a.subpath.map(|p| p.into_vec()),
         user_mode: a.user_mode,
+        ..CheckoutOptions::default()
     };
     let stats = output::counted("placed", "paths", |p| {
         checkout::checkout(&repo, &id, &a.dest, &opts, p)
     })
-    .with_context(|| format!("checking out {} at {}", id.short(12), a.dest.display()))?;
+    .with_context(|| {
+        format!(
+            "checking out {} at {}",
+            id.short(12),
+            output::shown_path(&a.dest)
+        )
+    })?;
     if a.json {
         return output::json(
-            &serde_json::json!({ "commit": id.to_hex(), "dest": a.dest, "stats": stats }),
+            &serde_json::json!({ "commit": id.to_hex(), "dest": output::shown_path(&a.dest), "stats": stats }),
         );
     }
     eprintln!(
         "checked out {} at {}: {} dirs, {} hard links, {} copies{}; {:.2} s",
         id.short(12),
-        a.dest.display(),
+        output::shown_path(&a.dest),
         stats.dirs,
         stats.hardlinked,
         stats.copied,

@@ -5,7 +5,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
-use slate_core::commit::{self, CommitOptions, ParentSpec, Source, Stats};
+use slate_core::commit::{self, CommitOptions, ParentSpec, Source};
+use slate_core::progress::Progress;
 
 use crate::cli::RepoArg;
 use crate::output;
@@ -95,7 +96,9 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
         if k.is_empty() {
             bail!("--add-metadata {kv:?}: empty key");
         }
-        metadata.insert(k.to_owned(), v.to_owned());
+        if metadata.insert(k.to_owned(), v.to_owned()).is_some() {
+            bail!("--add-metadata: the key {k:?} is given twice");
+        }
     }
     let parent = match a.parent.as_str() {
         "auto" => ParentSpec::Auto,
@@ -131,26 +134,27 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let stats = std::sync::Arc::new(Stats::default());
-    let shown = stats.clone();
-    let progress = output::status_line(move || {
+    let progress = std::sync::Arc::new(Progress::default());
+    let shown = progress.clone();
+    let line = output::status_line(move || {
         format!(
             "{} files, {:.1} MB stored, {} new file objects",
-            Stats::get(&shown.files),
-            Stats::get(&shown.content_bytes) as f64 / 1e6,
-            Stats::get(&shown.objects_written)
+            shown.done(),
+            shown.bytes() as f64 / 1e6,
+            shown.new_objects()
         )
     });
-    let out = commit::commit(&repo, source, &opts, stats);
-    drop(progress);
+    let out = commit::commit(&repo, source, &opts, &progress);
+    drop(line);
     let out = out.with_context(|| format!("committing {src_name} to {}", a.branch))?;
     let s = &out.scan.stats;
-    if !out.scan.skipped_sockets.is_empty() {
+    let sockets = out.scan.skipped_shown();
+    if !sockets.is_empty() {
         eprintln!(
             "warning: skipped {} socket(s), which an image cannot hold:",
-            out.scan.skipped_sockets.len()
+            sockets.len()
         );
-        for p in &out.scan.skipped_sockets {
+        for p in &sockets {
             eprintln!("  {p}");
         }
     }
@@ -159,25 +163,25 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
             id: out.id.to_hex(),
             branch: a.branch,
             parent: out.parent.map(|p| p.to_hex()),
-            files: Stats::get(&s.files),
-            dirs: Stats::get(&s.dirs),
-            symlinks: Stats::get(&s.symlinks),
-            specials: Stats::get(&s.specials),
-            content_bytes: Stats::get(&s.content_bytes),
-            new_file_objects: Stats::get(&s.objects_written),
-            skipped_sockets: out.scan.skipped_sockets,
+            files: s.files,
+            dirs: s.dirs,
+            symlinks: s.symlinks,
+            specials: s.specials,
+            content_bytes: s.content_bytes,
+            new_file_objects: s.new_file_objects,
+            skipped_sockets: sockets,
             seconds: started.elapsed().as_secs_f64(),
         });
     }
     eprintln!(
         "{}: {} files, {} dirs, {} symlinks, {} devices/fifos, {:.1} MB; {} new file objects; {:.2} s",
         a.branch,
-        Stats::get(&s.files),
-        Stats::get(&s.dirs),
-        Stats::get(&s.symlinks),
-        Stats::get(&s.specials),
-        Stats::get(&s.content_bytes) as f64 / 1e6,
-        Stats::get(&s.objects_written),
+        s.files,
+        s.dirs,
+        s.symlinks,
+        s.specials,
+        s.content_bytes as f64 / 1e6,
+        s.new_file_objects,
         started.elapsed().as_secs_f64()
     );
     println!("{}", out.id);

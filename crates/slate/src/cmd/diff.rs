@@ -1,11 +1,11 @@
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use anyhow::Context;
 use clap::Args;
-use slate_core::diff::{self, Change};
-use slate_core::hash::ObjectId;
-use slate_core::object::EntryKind;
-use slate_core::store::Repo;
+use slate_core::diff;
+use slate_core::object::name;
+use slate_core::store::ObjectRead;
 
 use crate::cli::RepoArg;
 use crate::output;
@@ -14,7 +14,8 @@ use crate::output;
 /// between two commits, or between a commit and a directory.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  slate diff --repo repo os/main^ os/main\n  \
+    after_help = "Paths that are not printable UTF-8 are shown escaped (\\xHH, \\n, \\t, \\r, \\\\).\n\n\
+    Examples:\n  slate diff --repo repo os/main^ os/main\n  \
     slate diff --stat os/main /srv/rootfs\n  slate diff --json os/main~3 os/main /etc"
 )]
 pub struct DiffArgs {
@@ -28,77 +29,56 @@ pub struct DiffArgs {
     /// The old side: a revision.
     a: String,
     /// The new side: a revision, or a directory (scanned without writing).
-    b: String,
+    b: OsString,
     /// Only this path.
-    path: Option<String>,
-}
-
-fn subtree(repo: &Repo, root: &ObjectId, path: &str, side: &str) -> anyhow::Result<ObjectId> {
-    match repo.lookup_path(root, path)? {
-        Some((EntryKind::Dir, id)) => Ok(id),
-        Some((EntryKind::File, _)) => anyhow::bail!("{side}: {path:?} is not a directory"),
-        None => anyhow::bail!("{side}: no path {path:?}"),
-    }
+    path: Option<OsString>,
 }
 
 pub fn run(a: DiffArgs) -> anyhow::Result<()> {
-    let b_is_dir = Path::new(&a.b).is_dir();
-    let repo = if b_is_dir {
-        Repo::open_hash_only(&a.repo.repo)?
-    } else {
-        a.repo.open()?
-    };
+    let repo = a.repo.open()?;
     let ca = repo.rev_parse(&a.a)?;
     let ta = repo.read_commit(&ca)?.tree;
-    let tb = if b_is_dir {
-        slate_core::commit::commit_dir_tree(&repo, Path::new(&a.b), Default::default())
-            .with_context(|| format!("scanning {}", a.b))?
-            .root
+    let sub = a.path.as_ref().map(|p| p.as_bytes());
+    let b_dir = Path::new(&a.b);
+    let entries = if b_dir.is_dir() {
+        output::counted("scanned", "files", |p| {
+            diff::diff_dir(&repo, &ta, b_dir, sub, p)
+        })?
     } else {
-        let cb = repo.rev_parse(&a.b)?;
-        repo.read_commit(&cb)?.tree
+        let b_rev = a.b.to_str().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} is neither a directory nor a revision",
+                name::escape(a.b.as_bytes())
+            )
+        })?;
+        let cb = repo.rev_parse(b_rev)?;
+        let tb = repo.read_commit(&cb)?.tree;
+        diff::diff(&repo, &ta, &tb, sub, (&a.a, b_rev))?
     };
-    let base = a
-        .path
-        .as_deref()
-        .map(|p| format!("/{}", p.trim_matches('/')))
-        .filter(|p| p != "/");
-    let (ta, tb, base) = match &base {
-        Some(p) => (
-            subtree(&repo, &ta, p, &a.a)?,
-            subtree(&repo, &tb, p, &a.b)?,
-            p.clone(),
-        ),
-        None => (ta, tb, String::new()),
-    };
-    let entries = diff::diff_trees(&repo, &ta, &tb, &base)?;
-    let count = |c: Change| entries.iter().filter(|e| e.change == c).count();
-    if a.json {
-        if a.stat {
-            return output::json(&serde_json::json!({
-                "added": count(Change::Added), "removed": count(Change::Removed),
-                "modified": count(Change::Modified), "metadata": count(Change::Metadata),
-            }));
-        }
-        return output::json(&entries);
-    }
     if a.stat {
+        let s = diff::stat(&entries);
+        if a.json {
+            return output::json(&s);
+        }
         println!(
             "{} added, {} removed, {} modified, {} metadata only",
-            count(Change::Added),
-            count(Change::Removed),
-            count(Change::Modified),
-            count(Change::Metadata)
+            s.added, s.removed, s.modified, s.metadata
         );
         return Ok(());
     }
+    if a.json {
+        return output::json(&entries);
+    }
+    let mut out = std::io::stdout().lock();
     for e in &entries {
-        println!(
+        use std::io::Write;
+        writeln!(
+            out,
             "{}    {}{}",
             e.change.letter(),
-            e.path,
-            if e.dir { "/" } else { "" }
-        );
+            name::escape(&e.path),
+            if e.dir && e.path != b"/" { "/" } else { "" }
+        )?;
     }
     Ok(())
 }

@@ -41,6 +41,9 @@ pub fn run(a: FsckArgs) -> anyhow::Result<()> {
                 println!("  ... and {} more uses", p.more_uses);
             }
         }
+        for p in &report.pack_problems {
+            println!("damaged pack {}: {}", p.pack, p.detail);
+        }
         for (r, c) in &report.truncated_histories {
             println!("note: history of {r} ends at {c} (its parent is not in this repository)");
         }
@@ -56,14 +59,18 @@ pub fn run(a: FsckArgs) -> anyhow::Result<()> {
         if report.ok() {
             "no problems".to_string()
         } else {
-            format!("{} problems", report.problems.len())
+            format!(
+                "{} problems",
+                report.problems.len() + report.pack_problems.len()
+            )
         }
     );
     if !report.ok() {
         anyhow::bail!(
-            "{} corrupt or missing objects in {}",
+            "{} corrupt or missing objects and {} damaged packs in {}",
             report.problems.len(),
-            repo.path().display()
+            report.pack_problems.len(),
+            output::shown_path(repo.path())
         );
     }
     Ok(())

@@ -2,7 +2,7 @@ use clap::Args;
 use serde::Serialize;
 use slate_core::hash::ObjectId;
 use slate_core::object::Commit;
-use slate_core::store::{Error as StoreError, Repo};
+use slate_core::store::{Error as StoreError, ObjectRead, Repo};
 
 use crate::cli::RepoArg;
 use crate::output;

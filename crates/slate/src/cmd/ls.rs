@@ -1,11 +1,13 @@
+use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
-use slate_core::hash::ObjectId;
-use slate_core::object::{EntryKind, FileKind};
-use slate_core::store::Repo;
+use slate_core::object::{name, EntryKind, FileKind};
+use slate_core::store::ObjectRead;
+use slate_core::walk;
 
 use crate::cli::RepoArg;
 use crate::output;
@@ -13,7 +15,9 @@ use crate::output;
 /// List the paths of a commit.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  slate ls --repo repo os/main /etc\n  slate ls -R -l os/main /usr/lib/systemd"
+    after_help = "Names that are not printable UTF-8 are shown escaped (\\xHH, \\n, \\t, \\r, \\\\); \
+    a PATH argument may be given either way.\n\n\
+    Examples:\n  slate ls --repo repo os/main /etc\n  slate ls -R -l os/main /usr/lib/systemd"
 )]
 pub struct LsArgs {
     #[command(flatten)]
@@ -28,7 +32,7 @@ pub struct LsArgs {
     json: bool,
     commit: String,
     #[arg(default_value = "/")]
-    path: String,
+    path: OsString,
 }
 
 /// Print the content of a file in a commit.
@@ -44,158 +48,65 @@ pub struct CatArgs {
     #[arg(long)]
     json: bool,
     commit: String,
-    path: String,
+    path: OsString,
 }
 
 #[derive(Serialize)]
 struct CatView {
     commit: String,
-    path: String,
+    #[serde(serialize_with = "name::serialize")]
+    path: Vec<u8>,
     id: String,
     mode: String,
     uid: u32,
     gid: u32,
     size: u64,
-    xattrs: Vec<String>,
+    #[serde(serialize_with = "name::serialize_all")]
+    xattrs: Vec<Vec<u8>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content_base64: Option<String>,
 }
 
-#[derive(Serialize)]
-struct LsEntry {
-    path: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    mode: String,
-    uid: u32,
-    gid: u32,
-    size: u64,
-    id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    target: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    xattrs: Vec<String>,
-}
-
-fn join(parent: &str, name: &[u8]) -> String {
-    let name = String::from_utf8_lossy(name);
-    if parent == "/" {
-        format!("/{name}")
-    } else {
-        format!("{parent}/{name}")
-    }
-}
-
-/// The names of extended attributes, for listing.
-fn xattr_names(x: &slate_core::object::Xattrs) -> Vec<String> {
-    x.iter()
-        .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
-        .collect()
-}
-
-fn entry(repo: &Repo, path: String, kind: EntryKind, id: ObjectId) -> anyhow::Result<LsEntry> {
-    Ok(match kind {
-        EntryKind::Dir => {
-            let t = repo.read_tree(&id)?;
-            LsEntry {
-                path,
-                kind: "dir",
-                mode: format!("{:04o}", t.meta.mode),
-                uid: t.meta.uid,
-                gid: t.meta.gid,
-                size: 0,
-                id: id.to_hex(),
-                target: None,
-                xattrs: xattr_names(&t.meta.xattrs),
-            }
-        }
-        EntryKind::File => {
-            let h = repo.file_header(&id)?;
-            let target = if h.meta.kind == FileKind::Symlink {
-                Some(String::from_utf8_lossy(&repo.read_file(&id)?.1).into_owned())
-            } else {
-                None
-            };
-            LsEntry {
-                path,
-                kind: h.meta.kind.name(),
-                mode: format!("{:04o}", h.meta.mode),
-                uid: h.meta.uid,
-                gid: h.meta.gid,
-                size: h.size,
-                id: id.to_hex(),
-                target,
-                xattrs: xattr_names(&h.meta.xattrs),
-            }
-        }
-    })
-}
-
-fn collect(
-    repo: &Repo,
-    path: String,
-    id: ObjectId,
-    recursive: bool,
-    out: &mut Vec<LsEntry>,
-) -> anyhow::Result<()> {
-    for e in repo.read_tree(&id)?.entries {
-        let p = join(&path, &e.name);
-        out.push(entry(repo, p.clone(), e.kind, e.id)?);
-        if recursive && e.kind == EntryKind::Dir {
-            collect(repo, p, e.id, true, out)?;
-        }
-    }
-    Ok(())
-}
-
-fn type_char(kind: &str) -> char {
-    match kind {
-        "dir" => 'd',
-        "symlink" => 'l',
-        "char-device" => 'c',
-        "block-device" => 'b',
-        "fifo" => 'p',
-        _ => '-',
-    }
-}
+/// Files larger than this are not put into `--json` (their bytes are
+/// streamed by plain `cat`).
+const JSON_CONTENT_MAX: u64 = 64 << 20;
 
 pub fn run_ls(a: LsArgs) -> anyhow::Result<()> {
     let repo = a.repo.open()?;
     let id = repo.rev_parse(&a.commit)?;
     let c = repo.read_commit(&id)?;
-    let norm = format!("/{}", a.path.trim_matches('/'));
-    let (kind, oid) = repo
-        .lookup_path(&c.tree, &norm)?
-        .with_context(|| format!("commit {id}: no path {norm:?}"))?;
-    let mut out = Vec::new();
-    match kind {
-        EntryKind::Dir => collect(&repo, norm, oid, a.recursive, &mut out)?,
-        EntryKind::File => out.push(entry(&repo, norm, kind, oid)?),
-    }
+    let (path, _, _) = walk::lookup_arg(&repo, &c.tree, a.path.as_bytes())?.with_context(|| {
+        format!(
+            "commit {id}: no path \"{}\"",
+            name::escape(a.path.as_bytes())
+        )
+    })?;
+    let out = walk::list(&repo, &c.tree, &path, a.recursive)?
+        .with_context(|| format!("commit {id}: no path \"{}\"", name::escape(&path)))?;
     if a.json {
         return output::json(&out);
     }
     let mut so = std::io::stdout().lock();
     for e in &out {
+        let shown = name::escape(&e.path);
         if a.long {
             write!(
                 so,
-                "{}{} {:>5} {:>5} {:>10} {}",
-                type_char(e.kind),
+                "{}{} {:>5} {:>5} {:>10} {shown}",
+                e.type_char(),
                 e.mode,
                 e.uid,
                 e.gid,
                 e.size,
-                e.path
             )?;
             if let Some(t) = &e.target {
-                write!(so, " -> {t}")?;
+                write!(so, " -> {}", name::escape(t))?;
             }
             writeln!(so)?;
         } else {
-            writeln!(so, "{}", e.path)?;
+            writeln!(so, "{shown}")?;
         }
     }
     Ok(())
@@ -205,28 +116,41 @@ pub fn run_cat(a: CatArgs) -> anyhow::Result<()> {
     let repo = a.repo.open()?;
     let id = repo.rev_parse(&a.commit)?;
     let c = repo.read_commit(&id)?;
-    let (kind, oid) = repo
-        .lookup_path(&c.tree, &a.path)?
-        .with_context(|| format!("commit {id}: no path {:?}", a.path))?;
+    let (path, kind, oid) =
+        walk::lookup_arg(&repo, &c.tree, a.path.as_bytes())?.with_context(|| {
+            format!(
+                "commit {id}: no path \"{}\"",
+                name::escape(a.path.as_bytes())
+            )
+        })?;
+    let shown = name::escape(&name::absolute(&path));
     if kind == EntryKind::Dir {
-        bail!("commit {id}: {:?} is a directory", a.path);
+        bail!("commit {id}: \"{shown}\" is a directory");
     }
-    let (h, content) = repo.read_file(&oid)?;
+    let mut stream = repo.open_file(&oid)?;
+    let h = stream.header().clone();
     match h.meta.kind {
         FileKind::Regular => {}
         FileKind::Symlink => bail!(
-            "commit {id}: {:?} is a symlink to {:?}",
-            a.path,
-            String::from_utf8_lossy(&content)
+            "commit {id}: \"{shown}\" is a symlink to \"{}\"",
+            name::escape(&stream.read_all()?)
         ),
         k => bail!(
-            "commit {id}: {:?} is a {}, which has no content",
-            a.path,
+            "commit {id}: \"{shown}\" is a {}, which has no content",
             k.name()
         ),
     }
     if a.json {
+        if h.size > JSON_CONTENT_MAX {
+            bail!(
+                "commit {id}: \"{shown}\" has {} bytes, too many for --json (at most {}); \
+                 use `slate cat` without --json",
+                h.size,
+                JSON_CONTENT_MAX
+            );
+        }
         use base64::Engine as _;
+        let content = stream.read_all()?;
         let (content, content_base64) = match String::from_utf8(content) {
             Ok(text) => (Some(text), None),
             Err(e) => (
@@ -236,17 +160,22 @@ pub fn run_cat(a: CatArgs) -> anyhow::Result<()> {
         };
         return output::json(&CatView {
             commit: id.to_hex(),
-            path: format!("/{}", a.path.trim_matches('/')),
+            path: name::absolute(&path),
             id: oid.to_hex(),
             mode: format!("{:04o}", h.meta.mode),
             uid: h.meta.uid,
             gid: h.meta.gid,
             size: h.size,
-            xattrs: xattr_names(&h.meta.xattrs),
+            xattrs: h.meta.xattrs.iter().map(|(k, _)| k.clone()).collect(),
             content,
             content_base64,
         });
     }
-    std::io::stdout().lock().write_all(&content)?;
+    let mut out = std::io::stdout().lock();
+    stream.copy_to(&mut out).map_err(|e| match e {
+        Ok(io) => anyhow::Error::from(io).context("writing to standard output"),
+        Err(store) => store.into(),
+    })?;
+    out.flush().context("writing to standard output")?;
     Ok(())
 }

@@ -46,7 +46,9 @@ pub fn run(a: PruneArgs) -> anyhow::Result<()> {
         keep_younger_than: keep,
         refs_only: a.refs_only,
     };
-    let plan = prune::prune(&repo, &opts, a.dry_run)?;
+    let plan = output::counted("deleted", "objects", |p| {
+        prune::prune(&repo, &opts, a.dry_run, p)
+    })?;
     if a.json {
         return output::json(&serde_json::json!({ "dry_run": a.dry_run, "plan": plan }));
     }

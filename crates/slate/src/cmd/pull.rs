@@ -38,8 +38,9 @@ pub fn run(a: PullLocalArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let dest = a.repo.open()?;
     let src = Repo::open(&a.src)
-        .with_context(|| format!("opening source repository {}", a.src.display()))?;
-    let plan = pull::plan(&src, &dest, &a.refs, a.depth)?;
+        .with_context(|| format!("opening source repository {}", output::shown_path(&a.src)))?;
+    let heads = pull::local_heads(&src, &a.refs)?;
+    let mut plan = pull::plan(&src, &dest, &heads, a.depth)?;
     if a.dry_run {
         if a.json {
             return output::json(&plan);
@@ -50,18 +51,20 @@ pub fn run(a: PullLocalArgs) -> anyhow::Result<()> {
             plan.trees.len(),
             plan.files.len()
         );
-        for (r, c) in &plan.refs {
-            println!("would set {r} to {c}");
+        for r in &plan.refs {
+            println!("would set {} to {}", r.name, r.new);
         }
         return Ok(());
     }
-    let stats = output::counted("copied", "objects", |p| pull::apply(&src, &dest, &plan, p))
-        .with_context(|| format!("pulling from {}", a.src.display()))?;
+    let stats = output::counted("copied", "objects", |p| {
+        pull::pull_local(&src, &dest, &mut plan, p)
+    })
+    .with_context(|| format!("pulling from {}", output::shown_path(&a.src)))?;
     if a.json {
         return output::json(&serde_json::json!({ "refs": plan.refs, "stats": stats }));
     }
-    for (r, c) in &plan.refs {
-        println!("{r} {c}");
+    for r in &plan.refs {
+        println!("{} {}", r.name, r.new);
     }
     eprintln!(
         "copied {} commits, {} trees, {} files ({:.1} MB) in {:.2} s",

@@ -1,6 +1,7 @@
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
+use slate_core::store::{Error as StoreError, Transaction};
 
 use crate::cli::RepoArg;
 use crate::output;
@@ -62,19 +63,24 @@ pub fn run_refs(a: RefsArgs) -> anyhow::Result<()> {
         let (name, rev) = (&v[0], &v[1]);
         slate_core::store::validate_ref_name(name)?;
         let id = repo.rev_parse(rev)?;
-        let _lock = repo.lock()?;
-        if repo.read_ref(name)?.is_some() {
+        let mut tx = Transaction::begin(&repo)?;
+        if tx.read_ref(name)?.is_some() {
             anyhow::bail!(
                 "ref {name:?} already exists (use `slate reset {name} {rev}` to move it)"
             );
         }
-        repo.write_ref(name, &id)?;
+        tx.create_ref(name, id)?;
+        tx.commit()?;
         eprintln!("created {name} at {id}");
         return Ok(());
     }
     if let Some(name) = a.delete {
-        let _lock = repo.lock()?;
-        let old = repo.delete_ref(&name)?;
+        let mut tx = Transaction::begin(&repo)?;
+        let old = tx
+            .read_ref(&name)?
+            .ok_or_else(|| StoreError::NoSuchRef { name: name.clone() })?;
+        tx.delete_ref(&name, old)?;
+        tx.commit()?;
         eprintln!("deleted {name} (was {old})");
         return Ok(());
     }
@@ -109,11 +115,12 @@ pub fn run_rev_parse(a: RevParseArgs) -> anyhow::Result<()> {
 pub fn run_reset(a: ResetArgs) -> anyhow::Result<()> {
     let repo = a.repo.open()?;
     let id = repo.rev_parse(&a.commit)?;
-    let _lock = repo.lock()?;
-    let old = repo
+    let mut tx = Transaction::begin(&repo)?;
+    let old = tx
         .read_ref(&a.branch)?
         .with_context(|| format!("branch {:?} does not exist", a.branch))?;
-    repo.write_ref(&a.branch, &id)?;
+    tx.set_ref(&a.branch, Some(old), id)?;
+    tx.commit()?;
     if a.json {
         return output::json(&serde_json::json!({
             "branch": a.branch,

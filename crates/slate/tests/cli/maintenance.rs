@@ -1,7 +1,7 @@
 //! fsck and diff.
 
 use slate_core::object::ObjectType;
-use slate_core::store::Repo;
+use slate_core::store::{ObjectRead, Repo};
 
 use crate::common::*;
 

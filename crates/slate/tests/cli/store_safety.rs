@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use slate_core::hash::ObjectId;
 use slate_core::object::ObjectType;
-use slate_core::store::Repo;
+use slate_core::store::{ObjectRead, ObjectWrite, Repo, Transaction};
 
 use crate::common::*;
 
@@ -186,15 +186,17 @@ fn bad_arguments_get_clear_errors() {
         .read_commit(&ObjectId::from_hex(&head).expect("id"))
         .expect("commit");
     let mut seen = std::collections::HashMap::new();
+    let tx = Transaction::begin(&r).expect("begin");
     let prefix = (0..100_000i64)
         .find_map(|ts| {
             c.timestamp = ts;
-            let id = r.write_commit(&c).expect("write").to_hex();
+            let id = tx.write_commit(&c).expect("write").to_hex();
             seen.insert(id[..4].to_owned(), id.clone())
                 .filter(|old| *old != id)
                 .map(|_| id[..4].to_owned())
         })
         .expect("a shared prefix");
+    tx.commit().expect("commit");
     let err = fails(&repo, &["rev-parse", &prefix]);
     assert!(
         err.contains("ambiguous id prefix") && err.contains(&prefix) && err.contains("hint:"),

@@ -1,0 +1,196 @@
+//! Reading packed objects: a frame is decompressed whole (and kept by the
+//! thread for the objects that follow in it) when it is small; a large
+//! frame, which holds one large object, is decompressed as a stream. And
+//! checking a pack file whole, for `fsck`.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use super::pack::{kind_of_code, LoadedPack, PackEntry, PACK_MAGIC};
+use super::{Error, Repo, Result};
+use crate::hash::{Hasher, ObjectId};
+use crate::object::ObjectType;
+
+/// Frames up to this decompressed size are read whole and kept; larger
+/// ones are streamed.
+const WHOLE_FRAME_MAX: u32 = 16 << 20;
+
+/// A decompressed frame: (pack name, frame offset, bytes).
+type CachedFrame = Option<(String, u64, Arc<Vec<u8>>)>;
+
+thread_local! {
+    /// The last frame decompressed by this thread.
+    static FRAME: std::cell::RefCell<CachedFrame> = const { std::cell::RefCell::new(None) };
+}
+
+/// A range of a kept frame, read without copying the frame.
+struct FrameSlice {
+    frame: Arc<Vec<u8>>,
+    pos: usize,
+    end: usize,
+}
+
+impl Read for FrameSlice {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.end - self.pos);
+        buf[..n].copy_from_slice(&self.frame[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A byte range of a pack file, read with `pread`.
+struct PackRegion {
+    pack: Arc<LoadedPack>,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for PackRegion {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf
+            .len()
+            .min(usize::try_from(self.end - self.pos).unwrap_or(usize::MAX));
+        if n == 0 {
+            return Ok(0);
+        }
+        let got = rustix::io::pread(&self.pack.file, &mut buf[..n], self.pos)?;
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+fn corrupt(e: &PackEntry, detail: String) -> Error {
+    Error::Corrupt {
+        kind: kind_of_code(e.kind).unwrap_or(ObjectType::File),
+        id: e.id,
+        detail,
+    }
+}
+
+impl Repo {
+    /// The decompressed frame that holds `e`, from this thread's cache or
+    /// read and decompressed whole.
+    fn frame(&self, pack: &LoadedPack, e: &PackEntry) -> Result<Arc<Vec<u8>>> {
+        let cached = FRAME.with(|f| {
+            f.borrow()
+                .as_ref()
+                .filter(|(n, o, _)| *n == pack.name && *o == e.frame_off)
+                .map(|(_, _, d)| d.clone())
+        });
+        if let Some(d) = cached {
+            return Ok(d);
+        }
+        let mut buf = vec![0u8; e.frame_len as usize];
+        let pack_path = self.pack_dir().join(format!("{}.pack", pack.name));
+        let n = rustix::io::pread(&pack.file, &mut buf[..], e.frame_off)
+            .map_err(|err| Error::io(&pack_path, err.into()))?;
+        if n != buf.len() {
+            return Err(corrupt(e, format!("pack {} is truncated", pack.name)));
+        }
+        let raw = zstd::bulk::decompress(&buf, e.frame_raw_len as usize).map_err(|err| {
+            corrupt(
+                e,
+                format!("pack {} frame at {}: zstd: {err}", pack.name, e.frame_off),
+            )
+        })?;
+        let d = Arc::new(raw);
+        FRAME.with(|f| *f.borrow_mut() = Some((pack.name.clone(), e.frame_off, d.clone())));
+        Ok(d)
+    }
+
+    /// The canonical bytes of a packed object, whole (trees; not yet
+    /// checked against the id).
+    pub(crate) fn read_packed(&self, pack: &Arc<LoadedPack>, e: &PackEntry) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.packed_reader(pack, e)?
+            .read_to_end(&mut out)
+            .map_err(|err| Error::io(&self.pack_dir().join(format!("{}.pack", pack.name)), err))?;
+        if out.len() != e.len as usize {
+            return Err(corrupt(
+                e,
+                format!(
+                    "pack {} frame at {} is shorter than its index says",
+                    pack.name, e.frame_off
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// A reader of a packed object's canonical bytes (not yet checked
+    /// against the id).
+    pub(crate) fn packed_reader(
+        &self,
+        pack: &Arc<LoadedPack>,
+        e: &PackEntry,
+    ) -> Result<Box<dyn Read + Send>> {
+        let (off, len) = (e.off as usize, e.len as usize);
+        if e.frame_raw_len <= WHOLE_FRAME_MAX {
+            let frame = self.frame(pack, e)?;
+            if off.checked_add(len).is_none_or(|end| end > frame.len()) {
+                return Err(corrupt(
+                    e,
+                    format!(
+                        "pack {} frame at {} is shorter than its index says",
+                        pack.name, e.frame_off
+                    ),
+                ));
+            }
+            return Ok(Box::new(FrameSlice {
+                frame,
+                pos: off,
+                end: off + len,
+            }));
+        }
+        let region = PackRegion {
+            pack: pack.clone(),
+            pos: e.frame_off,
+            end: e.frame_off + e.frame_len as u64,
+        };
+        let mut dec = zstd::stream::read::Decoder::new(region)
+            .map_err(|err| corrupt(e, format!("zstd: {err}")))?;
+        io::copy(&mut (&mut dec).take(off as u64), &mut io::sink())
+            .map_err(|err| corrupt(e, format!("zstd: {err}")))?;
+        Ok(Box::new(dec.take(len as u64)))
+    }
+
+    /// Check a pack file whole: its magic, and that it hashes to its name
+    /// (which its index records too).
+    pub fn verify_pack(&self, name: &str) -> Result<()> {
+        let path = self.pack_dir().join(format!("{name}.pack"));
+        let bad = |detail: String| Error::Invalid(format!("pack {name}: {detail}"));
+        let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let mut h = Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut first = true;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| Error::io(&path, e))?;
+            if n == 0 {
+                break;
+            }
+            if first && !buf[..n].starts_with(PACK_MAGIC) {
+                return Err(bad("bad magic: not a Slate pack".into()));
+            }
+            first = false;
+            h.update(&buf[..n]);
+        }
+        if first {
+            return Err(bad("empty pack file".into()));
+        }
+        let got = h.finish();
+        if got.to_hex() != name {
+            return Err(bad(format!("content hashes to {got}")));
+        }
+        let idx = self.pack_dir().join(format!("{name}.idx"));
+        let ib = std::fs::read(&idx).map_err(|e| Error::io(&idx, e))?;
+        let recorded = ib
+            .get(ib.len().saturating_sub(32)..)
+            .and_then(|t| <[u8; 32]>::try_from(t).ok())
+            .map(ObjectId);
+        if recorded != Some(got) {
+            return Err(bad("its index records another pack digest".into()));
+        }
+        Ok(())
+    }
+}
