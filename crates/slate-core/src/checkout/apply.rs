@@ -90,7 +90,8 @@ pub(super) fn apply(
             fsutil::open_dir(&staging).map_err(dest_err(staging.clone()))?,
         )
     };
-    let same_fs = repo.mode() != RepoMode::Archive
+    let same_fs = !opts.copy
+        && repo.mode() != RepoMode::Archive
         && rfs::fstat(&root).map(|s| s.st_dev).ok() == Some(repo.objects_dev()?);
     let ctx = Ctx {
         repo,

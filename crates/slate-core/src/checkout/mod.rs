@@ -60,6 +60,8 @@ pub struct CheckoutOptions {
     /// Paths of the tree (relative, e.g. `etc`) whose files are always
     /// copied, never hard links of repository objects.
     pub private: Vec<Vec<u8>>,
+    /// Copy every file: a tree that may be changed in place.
+    pub copy: bool,
 }
 
 /// The paths a machine writes to: `/etc` and `/var`.
@@ -74,6 +76,7 @@ impl Default for CheckoutOptions {
             subpath: None,
             user_mode: false,
             private: default_private(),
+            copy: false,
         }
     }
 }

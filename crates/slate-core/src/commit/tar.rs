@@ -164,118 +164,119 @@ pub fn commit_tar_tree<W: ObjectWrite + ?Sized>(
             rdev,
             xattrs: xattrs.clone(),
         };
-        let node = match etype {
-            T::Directory => {
-                Stats::add(&stats.dirs, 1);
-                let meta = DirMeta {
-                    mode,
-                    uid,
-                    gid,
-                    xattrs: xattrs.clone(),
-                };
-                set_dir(&mut root, &comps, meta).map_err(&bad)?;
-                continue;
-            }
-            T::Regular | T::Continuous => {
-                let size = entry.size();
-                Stats::add(&stats.files, 1);
-                Stats::add(&stats.content_bytes, size);
-                let p = Path::new(&member);
-                let st = store
-                    .write_file(
-                        &file_meta(FileKind::Regular, 0),
-                        size,
-                        FileContent::Reader {
-                            reader: &mut entry,
-                            path: p,
-                        },
-                    )
-                    .map_err(|e| match e {
-                        store::Error::Io { source, .. }
-                            if source.kind() == std::io::ErrorKind::UnexpectedEof =>
-                        {
-                            bad(format!(
-                                "the archive ends inside this member's {size} bytes of \
+        let node =
+            match etype {
+                T::Directory => {
+                    Stats::add(&stats.dirs, 1);
+                    let meta = DirMeta {
+                        mode,
+                        uid,
+                        gid,
+                        xattrs: xattrs.clone(),
+                    };
+                    set_dir(&mut root, &comps, meta).map_err(&bad)?;
+                    continue;
+                }
+                T::Regular | T::Continuous => {
+                    let size = entry.size();
+                    Stats::add(&stats.files, 1);
+                    Stats::add(&stats.content_bytes, size);
+                    let p = Path::new(&member);
+                    let st = store
+                        .write_file(
+                            &file_meta(FileKind::Regular, 0),
+                            size,
+                            FileContent::Reader {
+                                reader: &mut entry,
+                                path: p,
+                            },
+                        )
+                        .map_err(|e| match e {
+                            store::Error::Io { source, .. }
+                                if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+                            {
+                                bad(format!(
+                                    "the archive ends inside this member's {size} bytes of \
                                  content (is it truncated?)"
-                            ))
-                        }
-                        e => e.into(),
-                    })?;
-                progress.add(1, size);
-                if st.written {
-                    Stats::add(&stats.objects_written, 1);
-                    progress.add_new(1);
+                                ))
+                            }
+                            e => e.into(),
+                        })?;
+                    progress.add(1, size);
+                    if st.written {
+                        Stats::add(&stats.objects_written, 1);
+                        progress.add_new(1);
+                    }
+                    Node::File(st.id)
                 }
-                Node::File(st.id)
-            }
-            T::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| bad("symlink without a target".into()))?
-                    .into_owned();
-                if target.is_empty() || target.len() > 4095 || target.contains(&0) {
-                    return Err(bad("symlink target is empty, too long or has a NUL".into()));
+                T::Symlink => {
+                    let target = entry
+                        .link_name_bytes()
+                        .ok_or_else(|| bad("symlink without a target".into()))?
+                        .into_owned();
+                    if target.is_empty() || target.len() > 4095 || target.contains(&0) {
+                        return Err(bad("symlink target is empty, too long or has a NUL".into()));
+                    }
+                    Stats::add(&stats.symlinks, 1);
+                    // Linux gives every symlink mode 0777, whatever the archive says.
+                    let meta = FileMeta {
+                        mode: 0o777,
+                        ..file_meta(FileKind::Symlink, 0)
+                    };
+                    progress.add(1, 0);
+                    Node::File(store.write_symlink(&meta, &target)?.id)
                 }
-                Stats::add(&stats.symlinks, 1);
-                // Linux gives every symlink mode 0777, whatever the archive says.
-                let meta = FileMeta {
-                    mode: 0o777,
-                    ..file_meta(FileKind::Symlink, 0)
-                };
-                progress.add(1, 0);
-                Node::File(store.write_symlink(&meta, &target)?.id)
-            }
-            T::Link => {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| bad("hard link without a target".into()))?
-                    .into_owned();
-                let tcomps = sanitize_member_path(&target)
-                    .map_err(|r| bad(format!("hard link target: {r}")))?;
-                match lookup(&root, &tcomps) {
-                    Some(Node::File(id)) => Node::File(*id),
-                    _ => return Err(bad(format!(
+                T::Link => {
+                    let target = entry
+                        .link_name_bytes()
+                        .ok_or_else(|| bad("hard link without a target".into()))?
+                        .into_owned();
+                    let tcomps = sanitize_member_path(&target)
+                        .map_err(|r| bad(format!("hard link target: {r}")))?;
+                    match lookup(&root, &tcomps) {
+                        Some(Node::File(id)) => Node::File(*id),
+                        _ => {
+                            return Err(bad(format!(
                         "hard link to \"{}\", which is not a file listed earlier in the archive",
                         name::escape(&target)
-                    ))),
+                    )))
+                        }
+                    }
                 }
-            }
-            T::Char | T::Block => {
-                let major = h
-                    .device_major()
-                    .map_err(|e| bad(e.to_string()))?
-                    .unwrap_or(0);
-                let minor = h
-                    .device_minor()
-                    .map_err(|e| bad(e.to_string()))?
-                    .unwrap_or(0);
-                let kind = if etype == T::Char {
-                    FileKind::CharDevice
-                } else {
-                    FileKind::BlockDevice
-                };
-                Stats::add(&stats.specials, 1);
-                progress.add(1, 0);
-                Node::File(
-                    store
-                        .write_special(&file_meta(kind, rustix::fs::makedev(major, minor)))?
-                        .id,
-                )
-            }
-            T::Fifo => {
-                Stats::add(&stats.specials, 1);
-                progress.add(1, 0);
-                Node::File(store.write_special(&file_meta(FileKind::Fifo, 0))?.id)
-            }
-            T::XGlobalHeader => continue,
-            T::GNUSparse => {
-                return Err(bad(
+                T::Char | T::Block => {
+                    let major = h
+                        .device_major()
+                        .map_err(|e| bad(e.to_string()))?
+                        .unwrap_or(0);
+                    let minor = h
+                        .device_minor()
+                        .map_err(|e| bad(e.to_string()))?
+                        .unwrap_or(0);
+                    let kind = if etype == T::Char {
+                        FileKind::CharDevice
+                    } else {
+                        FileKind::BlockDevice
+                    };
+                    Stats::add(&stats.specials, 1);
+                    progress.add(1, 0);
+                    Node::File(
+                        store
+                            .write_special(&file_meta(kind, rustix::fs::makedev(major, minor)))?
+                            .id,
+                    )
+                }
+                T::Fifo => {
+                    Stats::add(&stats.specials, 1);
+                    progress.add(1, 0);
+                    Node::File(store.write_special(&file_meta(FileKind::Fifo, 0))?.id)
+                }
+                T::XGlobalHeader => continue,
+                T::GNUSparse => return Err(bad(
                     "sparse member (GNU format): not supported; make the archive without --sparse"
                         .into(),
-                ))
-            }
-            other => return Err(bad(format!("unsupported member type {other:?}"))),
-        };
+                )),
+                other => return Err(bad(format!("unsupported member type {other:?}"))),
+            };
         insert(&mut root, &comps, node).map_err(&bad)?;
     }
     finish_stream(archive.into_inner(), name)?;

@@ -336,3 +336,133 @@ impl ObjectRead for Transaction<'_> {
         self.repo.open_file(id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::{DirMeta, EntryKind, FileKind, TreeEntry};
+
+    fn count_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.map(|e| {
+                    let e = e.expect("entry");
+                    if e.file_type().expect("type").is_dir() {
+                        count_files(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Write a file, a tree and a commit; returns the commit.
+    fn write_some(tx: &Transaction<'_>, n: u8) -> ObjectId {
+        let meta = FileMeta {
+            kind: FileKind::Regular,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            xattrs: vec![],
+        };
+        let f = tx
+            .write_file(&meta, 3, FileContent::Bytes(&[n, n, n]))
+            .expect("file");
+        let tree = tx
+            .write_tree(&Tree {
+                meta: DirMeta::default(),
+                entries: vec![TreeEntry {
+                    name: b"f".to_vec(),
+                    kind: EntryKind::File,
+                    id: f.id,
+                }],
+            })
+            .expect("tree");
+        tx.write_commit(&Commit {
+            parent: None,
+            tree,
+            timestamp: n as i64,
+            subject: String::new(),
+            body: String::new(),
+            metadata: Default::default(),
+        })
+        .expect("commit")
+    }
+
+    #[test]
+    fn a_transaction_dropped_or_panicking_leaves_nothing() {
+        for mode in [RepoMode::BareUser, RepoMode::Archive] {
+            let t = tempfile::tempdir().expect("tempdir");
+            let repo = Repo::init(&t.path().join("r"), mode).expect("init");
+            let objects = repo.path().join("objects");
+            let before = count_files(&objects);
+            let tx = Transaction::begin(&repo).expect("begin");
+            let c = write_some(&tx, 1);
+            drop(tx);
+            assert_eq!(count_files(&objects), before, "{mode}: objects left");
+            assert!(!repo.has_object(ObjectType::Commit, &c).expect("has"));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let tx = Transaction::begin(&repo).expect("begin");
+                write_some(&tx, 2);
+                panic!("a writer fails");
+            }));
+            assert!(r.is_err());
+            assert_eq!(
+                count_files(&objects),
+                before,
+                "{mode}: objects left by a panic"
+            );
+            assert_eq!(count_files(&repo.path().join("tmp")), 0);
+            // The lock was released: a new transaction commits.
+            let mut tx = Transaction::begin(&repo).expect("begin");
+            let c = write_some(&tx, 3);
+            tx.create_ref("main", c).expect("ref");
+            tx.commit().expect("commit");
+            assert_eq!(repo.read_ref("main").expect("read"), Some(c));
+            assert!(repo.read_commit(&c).is_ok());
+        }
+    }
+
+    #[test]
+    fn refs_move_only_from_what_their_caller_read() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let repo = Repo::init(&t.path().join("r"), RepoMode::BareUser).expect("init");
+        let mut tx = Transaction::begin(&repo).expect("begin");
+        let c1 = write_some(&tx, 1);
+        tx.create_ref("a", c1).expect("ref");
+        tx.create_ref("b", c1).expect("ref");
+        tx.commit().expect("commit");
+
+        let mut tx = Transaction::begin(&repo).expect("begin");
+        let c2 = write_some(&tx, 2);
+        tx.set_ref("a", Some(c1), c2).expect("ref");
+        // `b` was read as absent: it exists, so nothing moves.
+        tx.create_ref("b", c2).expect("ref");
+        match tx.commit() {
+            Err(Error::RefMoved {
+                name,
+                expected,
+                found,
+            }) => {
+                assert_eq!((name.as_str(), expected, found), ("b", None, Some(c1)));
+            }
+            other => panic!("a ref that moved was overwritten: {other:?}"),
+        }
+        assert_eq!(
+            repo.read_ref("a").expect("read"),
+            Some(c1),
+            "a moved anyway"
+        );
+        assert_eq!(repo.read_ref("b").expect("read"), Some(c1));
+        // The failed transaction's objects are gone too.
+        assert!(!repo.has_object(ObjectType::Commit, &c2).expect("has"));
+
+        let mut tx = Transaction::begin(&repo).expect("begin");
+        tx.delete_ref("a", c1).expect("delete");
+        tx.commit().expect("commit");
+        assert_eq!(repo.read_ref("a").expect("read"), None);
+    }
+}

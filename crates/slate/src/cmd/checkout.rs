@@ -28,6 +28,12 @@ pub struct CheckoutArgs {
     /// Ignore owners and non-`user.*` xattrs (for users who are not root).
     #[arg(long)]
     user_mode: bool,
+    /// Copy every file instead of hard-linking it to the repository: a tree
+    /// whose files may be changed in place. (Without it, a file outside
+    /// /etc and /var is the repository's own inode: replace it, never
+    /// write into it.)
+    #[arg(long)]
+    copy: bool,
     /// Print what was done as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -43,6 +49,7 @@ pub fn run(a: CheckoutArgs) -> anyhow::Result<()> {
         union: a.union,
         subpath: a.subpath.map(|p| p.into_vec()),
         user_mode: a.user_mode,
+        copy: a.copy,
         ..CheckoutOptions::default()
     };
     let stats = output::counted("placed", "paths", |p| {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -217,11 +218,14 @@ pub fn snapshot(root: &Path, with_owners: bool) -> Snapshot {
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
         let md = std::fs::symlink_metadata(&p).expect("lstat");
-        let rel = p
-            .strip_prefix(root)
-            .expect("below root")
-            .to_string_lossy()
-            .into_owned();
+        // Keys are names escaped losslessly: two names that differ only in
+        // bytes that are not UTF-8 stay apart.
+        let rel = slate_core::object::name::escape(
+            p.strip_prefix(root)
+                .expect("below root")
+                .as_os_str()
+                .as_encoded_bytes(),
+        );
         let ft = md.mode() & 0o170000;
         let content = match ft {
             0o100000 => std::fs::read(&p).expect("read"),
@@ -289,7 +293,12 @@ pub fn assert_same_tree(want: &Path, got: &Path, with_owners: bool) {
     for (k, v) in &a.inodes {
         assert_eq!(Some(v), b.inodes.get(k), "path {k:?} differs");
     }
-    let ino = |p: &str| std::fs::symlink_metadata(got.join(p)).expect("lstat").ino();
+    let ino = |p: &str| {
+        let raw = slate_core::object::name::unescape(p).expect("escaped key");
+        std::fs::symlink_metadata(got.join(std::ffi::OsStr::from_bytes(&raw)))
+            .expect("lstat")
+            .ino()
+    };
     for set in &a.links {
         let first = ino(&set[0]);
         for p in &set[1..] {

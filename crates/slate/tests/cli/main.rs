@@ -4,10 +4,12 @@
 mod common;
 mod json_out;
 mod maintenance;
+mod names;
 mod progress;
 mod prune;
 mod store_cmds;
 mod store_safety;
+mod streaming;
 mod sysusers;
 mod sysusers_diff;
 mod tmpfiles;
