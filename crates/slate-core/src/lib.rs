@@ -2,8 +2,13 @@
 //! the engines around it. Layers, lowest first (a layer never imports a
 //! higher one):
 //!
-//! `hash` → `object` → `store` → { `checkout`, `commit` } ; `fsutil` is a
-//! leaf used by all. See `docs/architecture.md`.
+//! ```text
+//! hash → object → store → walk → { checkout, commit, diff, export, fsck, prune } → pull
+//! confd → userdb → { sysusers, tmpfiles }   (engines: load, plan, apply; host facts passed in)
+//! fsutil, sys, progress: leaves used by all
+//! ```
+//!
+//! See `docs/architecture.md`.
 
 pub mod checkout;
 pub mod commit;
@@ -21,4 +26,5 @@ pub mod store;
 pub mod sys;
 pub mod sysusers;
 pub mod tmpfiles;
+pub mod userdb;
 pub mod walk;

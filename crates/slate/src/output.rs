@@ -14,6 +14,33 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The events an engine reported, as systemd's tools print them: one
+/// line each on stderr, debug-level ones left out.
+pub fn print_events(log: &slate_core::confd::Log) {
+    let mut err = std::io::stderr().lock();
+    for e in log.printed() {
+        let _ = writeln!(err, "{}", e.text);
+    }
+}
+
+/// The `--json` of `slate tmpfiles` and `slate sysusers`, one shape for
+/// both: `{tool, dry_run, status, plan, events}`.
+pub fn engine_json<P: Serialize>(
+    tool: &str,
+    dry_run: bool,
+    status: u8,
+    plan: &P,
+    log: &slate_core::confd::Log,
+) -> anyhow::Result<()> {
+    json(&serde_json::json!({
+        "tool": tool,
+        "dry_run": dry_run,
+        "status": status,
+        "plan": plan,
+        "events": log.events,
+    }))
+}
+
 /// A path of this machine as text: its bytes with the lossless escape of
 /// names (`docs/format/paths.md`), so a name that is not UTF-8 is shown, not
 /// altered.

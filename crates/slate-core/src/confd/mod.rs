@@ -1,11 +1,21 @@
 //! systemd-style configuration, shared by `tmpfiles` and `sysusers`:
 //! drop-in directories (`/etc/X.d`, `/run/X.d`, `/usr/local/lib/X.d`,
-//! `/usr/lib/X.d`) looked up inside a root, with overriding by file name
-//! and masking; `--replace=`; line reading; word splitting; specifiers.
+//! `/usr/lib/X.d`, `/lib/X.d`) looked up inside a root, with overriding by
+//! file name and masking; the one configuration loader (`load.rs`:
+//! arguments, `--replace=`, standard input, the `X.extra` credential); line
+//! reading; word splitting; specifiers; what the engines know of their
+//! host (`host.rs`) and the events they report (`event.rs`).
 //! A leaf: it knows nothing of the store.
 
+mod event;
+mod host;
+mod load;
 pub mod specifier;
 pub mod words;
+
+pub use event::{Event, Kind, Level, Log};
+pub use host::{architecture_name, Credentials, Host};
+pub use load::{load, LineOutcome, Source};
 
 use std::collections::HashSet;
 use std::io;
@@ -13,27 +23,6 @@ use std::io;
 use rustix::fs::{FileType, OFlags};
 
 use crate::fsutil::Root;
-
-/// How bad a message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Error,
-    Warning,
-    Info,
-}
-
-/// Messages in the order they arose, for the caller to print.
-#[derive(Debug, Default)]
-pub struct Log {
-    pub messages: Vec<(Level, String)>,
-}
-
-impl Log {
-    pub fn push(&mut self, level: Level, text: String) {
-        self.messages.push((level, text));
-    }
-}
 
 /// The text of an OS error without Rust's " (os error N)" suffix.
 pub fn os_text(e: &io::Error) -> String {
@@ -44,9 +33,11 @@ pub fn os_text(e: &io::Error) -> String {
     }
 }
 
-/// The four directories of `KIND.d`, highest priority first.
+/// The directories of `KIND.d`, highest priority first. `/lib` comes
+/// last: Debian's systemd 252 is built for a split `/usr` and reads it too
+/// (on a merged `/usr` it is `/usr/lib` again, and read once).
 pub fn dirs(kind: &str) -> Vec<String> {
-    ["/etc", "/run", "/usr/local/lib", "/usr/lib"]
+    ["/etc", "/run", "/usr/local/lib", "/usr/lib", "/lib"]
         .iter()
         .map(|d| format!("{d}/{kind}"))
         .collect()

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use super::Host;
 use crate::fsutil::Root;
 
 /// Why a specifier could not be expanded. The texts are the `strerror`
@@ -18,6 +19,8 @@ pub enum SpecError {
     TooLong,
     /// `os-release` or `machine-id` is missing in the root.
     NotAttached,
+    /// The text around the specifiers is invalid (`EINVAL`).
+    Invalid,
     /// Another lookup failure, as an OS error text.
     Other(String),
 }
@@ -28,6 +31,7 @@ impl fmt::Display for SpecError {
             SpecError::Unknown(_) => f.write_str("Invalid slot"),
             SpecError::TooLong => f.write_str("File name too long"),
             SpecError::NotAttached => f.write_str("Protocol driver not attached"),
+            SpecError::Invalid => f.write_str("Invalid argument"),
             SpecError::Other(s) => f.write_str(s),
         }
     }
@@ -73,18 +77,20 @@ pub fn expand(text: &[u8], max_len: usize, lookup: &mut Lookup<'_>) -> Result<Ve
 /// The specifiers every systemd tool knows (`%a %A %b %B %H %l %q %m %M
 /// %o %v %w %W`) and the temporary directories (`%T %V`), answered for a
 /// root: os-release and machine-id come from inside it; the host name,
-/// boot id and kernel are the running machine's, as in systemd.
+/// boot id and kernel from the [`Host`] the caller describes.
 pub struct SystemSpecifiers<'r> {
     root: &'r Root,
+    host: &'r Host,
     /// Whether `--root` was given: then `%T`/`%V` ignore `$TMPDIR`.
     explicit_root: bool,
     os_release: Option<Option<Vec<(String, String)>>>,
 }
 
 impl<'r> SystemSpecifiers<'r> {
-    pub fn new(root: &'r Root, explicit_root: bool) -> Self {
+    pub fn new(root: &'r Root, explicit_root: bool, host: &'r Host) -> Self {
         SystemSpecifiers {
             root,
+            host,
             explicit_root,
             os_release: None,
         }
@@ -93,20 +99,25 @@ impl<'r> SystemSpecifiers<'r> {
     /// The value for `c`, or `None` when `c` is not one of these specifiers.
     pub fn lookup(&mut self, c: u8) -> Option<Result<String, SpecError>> {
         Some(match c {
-            b'a' => Ok(architecture()),
+            b'a' => Ok(self.host.architecture.clone()),
             b'A' => self.os_field("IMAGE_VERSION"),
-            b'b' => read_trimmed("/proc/sys/kernel/random/boot_id").map(|s| s.replace('-', "")),
+            b'b' => self
+                .host
+                .boot_id
+                .clone()
+                .ok_or_else(|| SpecError::Other("No such file or directory".into())),
             b'B' => self.os_field("BUILD_ID"),
-            b'H' => Ok(hostname()),
-            b'l' => Ok(short_hostname()),
-            b'q' => Ok(pretty_hostname().unwrap_or_else(short_hostname)),
+            b'H' => Ok(self.host.hostname.clone()),
+            b'l' => Ok(self.short_hostname()),
+            b'q' => Ok(self
+                .host
+                .pretty_hostname
+                .clone()
+                .unwrap_or_else(|| self.short_hostname())),
             b'm' => self.machine_id(),
             b'M' => self.os_field("IMAGE_ID"),
             b'o' => self.os_field("ID"),
-            b'v' => Ok(rustix::system::uname()
-                .release()
-                .to_string_lossy()
-                .into_owned()),
+            b'v' => Ok(self.host.kernel_release.clone()),
             b'w' => self.os_field("VERSION_ID"),
             b'W' => self.os_field("VARIANT_ID"),
             b'T' => Ok(self.tmp_dir("/tmp")),
@@ -116,17 +127,19 @@ impl<'r> SystemSpecifiers<'r> {
     }
 
     fn tmp_dir(&self, default: &str) -> String {
-        if self.explicit_root {
-            return default.to_string();
+        match &self.host.tmpdir {
+            Some(t) if !self.explicit_root => t.clone(),
+            _ => default.to_string(),
         }
-        for var in ["TMPDIR", "TEMP", "TMP"] {
-            if let Ok(v) = std::env::var(var) {
-                if v.starts_with('/') {
-                    return v;
-                }
-            }
-        }
-        default.to_string()
+    }
+
+    fn short_hostname(&self) -> String {
+        self.host
+            .hostname
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 
     fn machine_id(&self) -> Result<String, SpecError> {
@@ -198,52 +211,6 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
         out.push((k.trim().to_string(), value));
     }
     out
-}
-
-fn read_trimmed(path: &str) -> Result<String, SpecError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| SpecError::Other(e.to_string()))
-}
-
-fn hostname() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn short_hostname() -> String {
-    hostname().split('.').next().unwrap_or_default().to_string()
-}
-
-fn pretty_hostname() -> Option<String> {
-    let text = std::fs::read_to_string("/etc/machine-info").ok()?;
-    let v = parse_env_file(&text)
-        .into_iter()
-        .rev()
-        .find(|(k, _)| k == "PRETTY_HOSTNAME")?
-        .1;
-    (!v.is_empty()).then_some(v)
-}
-
-/// systemd's name for the machine's architecture (`%a`).
-pub fn architecture() -> String {
-    let m = rustix::system::uname()
-        .machine()
-        .to_string_lossy()
-        .into_owned();
-    match m.as_str() {
-        "x86_64" => "x86-64".into(),
-        "i386" | "i486" | "i586" | "i686" => "x86".into(),
-        "aarch64" => "arm64".into(),
-        "aarch64_be" => "arm64-be".into(),
-        "ppc64le" => "ppc64-le".into(),
-        "riscv64" => "riscv64".into(),
-        "s390x" => "s390x".into(),
-        m if m.starts_with("arm") => "arm".into(),
-        m => m.to_string(),
-    }
 }
 
 #[cfg(test)]

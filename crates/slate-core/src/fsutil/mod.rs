@@ -178,6 +178,24 @@ pub fn mkdir_p_at<Fd: AsFd>(dir: Fd, path: &str, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// The process umask, read from `/proc/self/status` (reading it with
+/// `umask(2)` would change it for every thread for a moment; Slate never
+/// changes it). `None` where `/proc` does not say.
+pub fn process_umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    })
+}
+
+/// The permission bits of `mode` that the umask takes from a new inode
+/// (all of them when the umask is not known).
+pub fn umask_loss(mode: u32) -> u32 {
+    mode & 0o777 & process_umask().unwrap_or(0o777)
+}
+
 /// Whether the current process runs as root.
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()

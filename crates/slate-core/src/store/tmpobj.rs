@@ -15,17 +15,6 @@ use crate::fsutil;
 use crate::hash::ObjectId;
 use crate::object::ObjectType;
 
-/// The process umask, read from `/proc/self/status` (reading it with
-/// `umask(2)` would change it for every thread for a moment).
-fn process_umask() -> Option<u32> {
-    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
-    *UMASK.get_or_init(|| {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
-        u32::from_str_radix(line.trim(), 8).ok()
-    })
-}
-
 pub(crate) enum TmpObject {
     Unnamed(OwnedFd),
     Named(OwnedFd, String),
@@ -48,7 +37,8 @@ impl Repo {
     /// Like [`Repo::create_tmp`], asking for permission bits `want`; says
     /// whether the inode got exactly them (else the caller must `fchmod`).
     pub(crate) fn create_tmp_mode(&self, want: u32) -> std::io::Result<(TmpObject, bool)> {
-        let exact = want & 0o7000 == 0 && process_umask().is_some_and(|u| want & u == 0);
+        let exact =
+            want & 0o7000 == 0 && crate::fsutil::process_umask().is_some_and(|u| want & u == 0);
         let m = Mode::from_raw_mode(if exact { want } else { 0o600 });
         Ok((self.create_tmp_raw(m)?, exact))
     }

@@ -8,21 +8,23 @@
 //! follows symlinks out of `--root` (config directories, `u NAME /PATH`,
 //! the databases themselves), Slate resolves them inside the root.
 //!
-//! [`plan`] computes what would be created without writing anything;
-//! [`run`] does what the `systemd-sysusers` command does.
+//! As a library: [`load`] reads the configuration, [`plan`] computes what
+//! would be created without writing anything, [`apply`] writes it; [`run`]
+//! does what the `systemd-sysusers` command does. What they need of the
+//! machine (credentials, the date of `$SOURCE_DATE_EPOCH`, standard input)
+//! comes in a [`Host`]; what happens comes back as events in a [`Log`].
 
-pub mod db;
 pub mod parse;
 pub mod plan;
 pub mod write;
 
-use std::io::{self, Read};
+use std::io;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::confd::{self, specifier::SystemSpecifiers};
-pub use crate::confd::{os_text, Level, Log};
+use crate::confd::{self, specifier::SystemSpecifiers, LineOutcome, Source};
+pub use crate::confd::{os_text, Event, Host, Kind, Level, Log};
 use crate::fsutil::Root;
 
 pub use parse::Config;
@@ -84,84 +86,6 @@ fn dirs() -> Vec<String> {
     confd::dirs("sysusers.d")
 }
 
-struct Loader<'r> {
-    root: &'r Root,
-    specs: SystemSpecifiers<'r>,
-    config: Config,
-}
-
-impl Loader<'_> {
-    /// Parse a whole file; returns whether every line parsed.
-    fn parse_text(&mut self, shown: &str, data: &[u8], log: &mut Log) -> bool {
-        let mut ok = true;
-        for (n, line) in confd::lines(data).into_iter().enumerate() {
-            let line = confd::strip(line);
-            if line.is_empty() || line[0] == b'#' {
-                continue;
-            }
-            if let Err(e) = self
-                .config
-                .parse_line(&mut self.specs, shown, n + 1, line, log)
-            {
-                log.push(Level::Error, format!("{shown}:{}: {e}", n + 1));
-                ok = false;
-            }
-        }
-        ok
-    }
-
-    /// A CONFIG argument (`read_config_file(fn, false)`).
-    fn read_arg(&mut self, name: &str, log: &mut Log) -> Result<(), Failed> {
-        let (shown, data) = if name == "-" {
-            let mut data = Vec::new();
-            io::stdin()
-                .read_to_end(&mut data)
-                .map_err(|e| fail(log, format!("Failed to read '-': {e}")))?;
-            ("-".to_string(), data)
-        } else if name.starts_with('/') {
-            let data = std::fs::read(name).map_err(|e| {
-                fail(
-                    log,
-                    format!("Failed to open '{name}', ignoring: {}", os_text(&e)),
-                )
-            })?;
-            (name.to_string(), data)
-        } else {
-            let (path, data) = confd::search(self.root, &dirs(), name).map_err(|e| {
-                fail(
-                    log,
-                    format!("Failed to open '{name}', ignoring: {}", os_text(&e)),
-                )
-            })?;
-            (self.root.display(&path), data)
-        };
-        if self.parse_text(&shown, &data, log) {
-            Ok(())
-        } else {
-            Err(Failed)
-        }
-    }
-
-    fn parse_arguments(&mut self, opts: &Options, log: &mut Log) -> Result<(), Failed> {
-        for (i, arg) in opts.args.iter().enumerate() {
-            if opts.inline {
-                if let Err(e) = self.config.parse_line(
-                    &mut self.specs,
-                    "(argument)",
-                    i + 1,
-                    arg.as_bytes(),
-                    log,
-                ) {
-                    return Err(fail(log, format!("(argument):{}: {e}", i + 1)));
-                }
-            } else {
-                self.read_arg(arg, log)?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The configuration files in the order they are read, with `--replace=`
 /// applied (`--cat-config`).
 pub fn config_files(root: &Root, opts: &Options) -> Vec<confd::ConfFile> {
@@ -173,40 +97,37 @@ pub fn config_files(root: &Root, opts: &Options) -> Vec<confd::ConfFile> {
 }
 
 /// Read the configuration the way `systemd-sysusers` does: CONFIG
-/// arguments alone, or every file of the directories (with the arguments
-/// in place of `--replace=`'s file). Errors in the directories' files are
+/// arguments alone (or lines with `--inline`), or every file of the
+/// directories (with the arguments in place of `--replace=`'s file), then
+/// the `sysusers.extra` credential. Errors in the directories' files are
 /// reported and skipped; errors in arguments are fatal.
-pub fn load(root: &Root, opts: &Options, log: &mut Log) -> Result<Config, Failed> {
-    let mut loader = Loader {
-        root,
-        specs: SystemSpecifiers::new(root, opts.root.is_some()),
-        config: Config::default(),
+pub fn load(root: &Root, opts: &Options, host: &Host, log: &mut Log) -> Result<Config, Failed> {
+    let mut specs = SystemSpecifiers::new(root, opts.root.is_some(), host);
+    let mut config = Config::default();
+    let src = Source {
+        kind: "sysusers.d",
+        args: &opts.args,
+        replace: opts.replace.as_deref(),
+        inline: opts.inline,
+        extra_credential: "sysusers.extra",
+        stdin_name: "-",
+        open_error_suffix: ", ignoring",
     };
-    if opts.replace.is_some() || opts.args.is_empty() {
-        for f in config_files(root, opts) {
-            if opts.replace.as_deref() == Some(f.path.as_str()) {
-                loader.parse_arguments(opts, log)?;
-            } else {
-                match confd::read(root, &f) {
-                    Ok(data) => {
-                        loader.parse_text(&root.display(&f.path), &data, log);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => log.push(
-                        Level::Error,
-                        format!(
-                            "Failed to open '{}', ignoring: {}",
-                            root.display(&f.path),
-                            os_text(&e)
-                        ),
-                    ),
-                }
-            }
+    let mut on_line = |shown: &str, n: usize, line: &[u8], log: &mut Log| match config
+        .parse_line(&mut specs, shown, n, line, log)
+    {
+        Ok(()) => LineOutcome::Ok,
+        Err(e) => {
+            log.event(
+                Level::Error,
+                Kind::InvalidLine,
+                None,
+                format!("{shown}:{n}: {e}"),
+            );
+            LineOutcome::Failed
         }
-    } else {
-        loader.parse_arguments(opts, log)?;
-    }
-    let mut config = loader.config;
+    };
+    confd::load(root, &src, host, log, &mut on_line).map_err(|_| Failed)?;
     config.add_implicit();
     Ok(config)
 }
@@ -245,9 +166,21 @@ pub struct Outcome {
     pub files: Vec<String>,
 }
 
+/// Write what `plan` creates into the four databases of `root`; returns
+/// the files written. With `dry_run`, only says what would be written.
+pub fn apply(
+    root: &Root,
+    host: &Host,
+    plan: &Plan,
+    dry_run: bool,
+    log: &mut Log,
+) -> Result<Vec<String>, Failed> {
+    write::write_files(root, host, plan, dry_run, log).map_err(|e| fail(log, e))
+}
+
 /// Everything `systemd-sysusers` does: read the configuration, take the
 /// lock, plan, write. `Err` means exit status 1.
-pub fn run(opts: &Options, log: &mut Log) -> Result<Outcome, Failed> {
+pub fn run(opts: &Options, host: &Host, log: &mut Log) -> Result<Outcome, Failed> {
     let root = opts.open_root().map_err(|e| {
         fail(
             log,
@@ -258,7 +191,7 @@ pub fn run(opts: &Options, log: &mut Log) -> Result<Outcome, Failed> {
             ),
         )
     })?;
-    let config = load(&root, opts, log)?;
+    let config = load(&root, opts, host, log)?;
     let _lock = if opts.dry_run {
         None
     } else {
@@ -270,6 +203,6 @@ pub fn run(opts: &Options, log: &mut Log) -> Result<Outcome, Failed> {
         })?)
     };
     let plan = plan(&root, &config, log)?;
-    let files = write::write_files(&root, &plan, opts.dry_run, log).map_err(|e| fail(log, e))?;
+    let files = apply(&root, host, &plan, opts.dry_run, log)?;
     Ok(Outcome { plan, files })
 }

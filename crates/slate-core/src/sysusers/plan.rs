@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use crate::fsutil::Root;
 
-use super::db::{self, Field};
 use super::parse::{Config, Item};
 use super::{Level, Log};
+use crate::confd::Kind;
+use crate::userdb::{self as db, Field};
 
 /// The range systemd uses without `r` lines: its build-time
 /// `SYSTEM_ALLOC_UID_MIN`…`SYSTEM_UID_MAX` (Debian: 1…999).
@@ -246,7 +247,12 @@ impl Planner<'_> {
             ));
         }
         self.todo_gids.insert(gid, r);
-        self.info(format!("Creating group '{name}' with GID {gid}."));
+        self.log.event(
+            Level::Info,
+            Kind::Group,
+            Some(&name),
+            format!("Creating group '{name}' with GID {gid}."),
+        );
         Ok(())
     }
 
@@ -298,9 +304,12 @@ impl Planner<'_> {
         }
         self.todo_uids.insert(uid, Ref::User(idx));
         let desc = it.description.as_deref().unwrap_or("n/a");
-        self.info(format!(
-            "Creating user '{name}' ({desc}) with UID {uid} and GID {gid}."
-        ));
+        self.log.event(
+            Level::Info,
+            Kind::User,
+            Some(&name),
+            format!("Creating user '{name}' ({desc}) with UID {uid} and GID {gid}."),
+        );
         Ok(())
     }
 

@@ -12,9 +12,9 @@ use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags, Timestamps}
 
 use crate::fsutil::{self, Root};
 
-use super::db::{self, Field, GShadow, Group, Passwd, Shadow};
 use super::plan::Plan;
-use super::{Level, Log};
+use super::{Host, Kind, Level, Log};
+use crate::userdb::{self as db, Field, GShadow, Group, Passwd, Shadow};
 
 const NOLOGIN: &str = "/usr/sbin/nologin";
 const DEFAULT_USER_SHELL: &str = "/bin/bash";
@@ -36,21 +36,6 @@ pub fn take_lock(root: &Root) -> io::Result<PasswdLock> {
     )?;
     rfs::fcntl_lock(&fd, FlockOperation::LockExclusive)?;
     Ok(PasswdLock { _fd: fd })
-}
-
-/// Today as days since the epoch (shadow's "last change" field).
-fn today() -> i64 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    (secs / 86400) as i64
-}
-
-/// A credential passed to the service (`$CREDENTIALS_DIRECTORY/NAME`).
-fn credential(name: &str) -> Option<Vec<u8>> {
-    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
-    std::fs::read(std::path::Path::new(&dir).join(name)).ok()
 }
 
 /// One rewritten database, ready to replace the old one.
@@ -129,8 +114,13 @@ fn merged(plan: &Plan, name: &[u8], current: &[Field]) -> Option<Vec<Field>> {
     Some(uniq)
 }
 
-fn shell_for(root: &Root, u: &super::plan::NewUser) -> Vec<u8> {
-    if let Some(c) = credential(&format!("passwd.shell.{}", u.name)) {
+/// A credential, when given and readable.
+fn credential(host: &Host, name: &str) -> Option<Vec<u8>> {
+    host.credentials.get(name).ok().flatten()
+}
+
+fn shell_for(root: &Root, host: &Host, u: &super::plan::NewUser) -> Vec<u8> {
+    if let Some(c) = credential(host, &format!("passwd.shell.{}", u.name)) {
         return c;
     }
     match &u.shell {
@@ -235,7 +225,7 @@ fn gshadow_file(root: &Root, plan: &Plan) -> Result<Option<Pending>, String> {
     }))
 }
 
-fn passwd_file(root: &Root, plan: &Plan) -> Result<Option<Pending>, String> {
+fn passwd_file(root: &Root, host: &Host, plan: &Plan) -> Result<Option<Pending>, String> {
     if plan.users.is_empty() {
         return Ok(None);
     }
@@ -268,7 +258,7 @@ fn passwd_file(root: &Root, plan: &Plan) -> Result<Option<Pending>, String> {
             gid: u.gid,
             gecos: u.gecos.as_bytes().to_vec(),
             dir: u.home.as_bytes().to_vec(),
-            shell: shell_for(root, u),
+            shell: shell_for(root, host, u),
         };
         db::put_passwd(&mut out, &p);
     }
@@ -283,13 +273,18 @@ fn passwd_file(root: &Root, plan: &Plan) -> Result<Option<Pending>, String> {
     }))
 }
 
-fn shadow_file(root: &Root, plan: &Plan, log: &mut Log) -> Result<Option<Pending>, String> {
+fn shadow_file(
+    root: &Root,
+    host: &Host,
+    plan: &Plan,
+    log: &mut Log,
+) -> Result<Option<Pending>, String> {
     if plan.users.is_empty() {
         return Ok(None);
     }
     let (old, entries) = load(root, "shadow", db::parse_shadow)?;
     let nis_at = nis_index(&entries, |s| &s.name);
-    let lstchg = today();
+    let lstchg = host.today();
     let mut done: HashSet<&[u8]> = HashSet::new();
     let mut out = Vec::new();
     for s in &entries[..nis_at] {
@@ -307,9 +302,9 @@ fn shadow_file(root: &Root, plan: &Plan, log: &mut Log) -> Result<Option<Pending
         .filter(|u| !done.contains(u.name.as_bytes()))
     {
         let mut pwd = LOCKED.to_vec();
-        if let Some(h) = credential(&format!("passwd.hashed-password.{}", u.name)) {
+        if let Some(h) = credential(host, &format!("passwd.hashed-password.{}", u.name)) {
             pwd = h;
-        } else if credential(&format!("passwd.plaintext-password.{}", u.name)).is_some() {
+        } else if credential(host, &format!("passwd.plaintext-password.{}", u.name)).is_some() {
             log.push(
                 Level::Warning,
                 format!(
@@ -400,6 +395,7 @@ fn write_temp(
 /// Returns the files written (`/etc/group`, ...).
 pub fn write_files(
     root: &Root,
+    host: &Host,
     plan: &Plan,
     dry_run: bool,
     log: &mut Log,
@@ -407,8 +403,8 @@ pub fn write_files(
     let pending: Vec<Pending> = [
         group_file(root, plan)?,
         gshadow_file(root, plan)?,
-        passwd_file(root, plan)?,
-        shadow_file(root, plan, log)?,
+        passwd_file(root, host, plan)?,
+        shadow_file(root, host, plan, log)?,
     ]
     .into_iter()
     .flatten()
@@ -478,5 +474,8 @@ pub fn write_files(
         }
     }
     rfs::fsync(etc.as_fd()).map_err(|e| format!("Failed to sync {}: {e}", root.display("/etc")))?;
+    for n in &names {
+        log.done(Kind::Database, n, format!("Wrote {}.", root.display(n)));
+    }
     Ok(names)
 }

@@ -9,7 +9,7 @@ use rustix::io::Errno;
 
 use super::fs;
 use super::parse::Item;
-use super::{Failed, Level, Runner};
+use super::{Failed, Kind, Level, Runner};
 
 type R = Result<(), Failed>;
 
@@ -61,26 +61,6 @@ fn needs_cleanup(t: &Times, cutoff: u64, age_by: u8) -> bool {
         || too_new(AGE_BY_BTIME, t.btime))
 }
 
-fn now_usec() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-/// Paths of the AF_UNIX sockets that are listening or connected.
-fn live_sockets() -> HashSet<String> {
-    let Ok(text) = std::fs::read_to_string("/proc/net/unix") else {
-        return HashSet::new();
-    };
-    text.lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().nth(7))
-        .filter(|p| p.starts_with('/'))
-        .map(String::from)
-        .collect()
-}
-
 fn open_dir_nomod(dir: BorrowedFd<'_>, name: &str) -> Result<OwnedFd, Errno> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     match rfs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
@@ -93,10 +73,20 @@ struct Clean<'a> {
     cutoff: u64,
     age_by_file: u8,
     age_by_dir: u8,
-    sockets: &'a mut Option<HashSet<String>>,
+    sockets: &'a HashSet<String>,
 }
 
 impl Runner<'_> {
+    fn removed(&mut self, path: &str) {
+        let text = format!("Removed {}.", self.show(path));
+        self.log.done(Kind::Removed, path, text);
+    }
+
+    fn cleaned(&mut self, path: &str) {
+        let text = format!("Removed {} (older than its age).", self.show(path));
+        self.log.done(Kind::Cleaned, path, text);
+    }
+
     pub(super) fn remove_item(&mut self, i: &Item) -> R {
         match i.kind {
             b'D' => {
@@ -127,7 +117,12 @@ impl Runner<'_> {
                 };
                 let dev = rfs::fstat(&d).map(|s| s.st_dev).unwrap_or(0);
                 match fs::rm_children(&d, dev) {
-                    Ok(()) | Err(Errno::NOENT) => Ok(()),
+                    Ok(()) => {
+                        let text = format!("Removed the contents of {}.", self.show(&i.path));
+                        self.log.done(Kind::Removed, &i.path, text);
+                        Ok(())
+                    }
+                    Err(Errno::NOENT) => Ok(()),
                     Err(e) => {
                         Err(self.error(format!("rm_rf({}): {}", self.show(&i.path), errno_text(e))))
                     }
@@ -168,12 +163,20 @@ impl Runner<'_> {
                 r => r,
             };
             match r {
-                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Ok(()) => {
+                    self.removed(path);
+                    Ok(())
+                }
+                Err(Errno::NOENT) => Ok(()),
                 Err(e) => Err(self.error(format!("rm({}): {}", self.show(path), errno_text(e)))),
             }
         } else {
             match fs::rm_rf_at(parent.as_fd(), name) {
-                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Ok(()) => {
+                    self.removed(path);
+                    Ok(())
+                }
+                Err(Errno::NOENT) => Ok(()),
                 Err(e) => Err(self.error(format!("rm_rf({}): {}", self.show(path), errno_text(e)))),
             }
         }
@@ -203,7 +206,7 @@ impl Runner<'_> {
         let Some(age) = i.age else {
             return Ok(());
         };
-        let now = now_usec();
+        let now = self.host.now_usec();
         if now < age {
             return Ok(());
         }
@@ -254,12 +257,11 @@ impl Runner<'_> {
                 .map(|s| s.st_dev != up.st_dev || s.st_ino == up.st_ino)
                 .unwrap_or(false)
         };
-        let mut sockets = None;
         let mut c = Clean {
             cutoff,
             age_by_file: i.age_by_file,
             age_by_dir: i.age_by_dir,
-            sockets: &mut sockets,
+            sockets: &self.host.live_sockets,
         };
         let own = times(&sx);
         self.dir_cleanup(
@@ -376,7 +378,8 @@ impl Runner<'_> {
                     continue;
                 }
                 match rfs::unlinkat(d, name.as_str(), AtFlags::REMOVEDIR) {
-                    Ok(()) | Err(Errno::NOENT | Errno::NOTEMPTY) => {}
+                    Ok(()) => self.cleaned(&sub_path),
+                    Err(Errno::NOENT | Errno::NOTEMPTY) => {}
                     Err(e) => {
                         self.log.push(
                             Level::Warning,
@@ -402,7 +405,7 @@ impl Runner<'_> {
                 }
                 if ft == FileType::Socket {
                     let shown = self.show(&sub_path);
-                    if c.sockets.get_or_insert_with(live_sockets).contains(&shown) {
+                    if c.sockets.contains(&shown) {
                         continue;
                     }
                 }
@@ -415,7 +418,8 @@ impl Runner<'_> {
                     continue;
                 }
                 match rfs::unlinkat(d, name.as_str(), AtFlags::empty()) {
-                    Ok(()) | Err(Errno::NOENT) => {}
+                    Ok(()) => self.cleaned(&sub_path),
+                    Err(Errno::NOENT) => {}
                     Err(e) => {
                         self.log.push(
                             Level::Warning,

@@ -230,7 +230,7 @@ fn is_empty(d: &OwnedFd) -> Result<bool, Errno> {
     Ok(true)
 }
 
-fn copy_data(src: &OwnedFd, dst: &OwnedFd) -> Result<(), Errno> {
+pub(super) fn copy_data(src: &OwnedFd, dst: &OwnedFd) -> Result<(), Errno> {
     loop {
         match rfs::copy_file_range(src, None, dst, None, 1 << 30) {
             Ok(0) => return Ok(()),

@@ -9,14 +9,21 @@ use rustix::io::Errno;
 use super::fs::{self, file_type, ChaseError};
 use super::parse::Item;
 use super::perms::{errno_text, Creation};
-use super::{Failed, Level, Runner};
+use super::{Failed, Kind, Level, Runner};
 
 type R = Result<(), Failed>;
 
 impl Runner<'_> {
+    /// Note what was created.
+    pub(super) fn created(&mut self, path: &str, what: &str) {
+        let text = format!("Created {what} {}.", self.show(path));
+        self.log.done(Kind::Created, path, text);
+    }
+
     fn chase_error(&mut self, e: ChaseError, text: String) -> Failed {
         match e {
-            ChaseError::Unsafe(m) => {
+            ChaseError::Unsafe(t) => {
+                let m = t.message(|uid| self.host.user_name(uid));
                 self.log.push(Level::Warning, m);
                 Failed
             }
@@ -57,7 +64,8 @@ impl Runner<'_> {
         let dn = fs::dir_name(path);
         match fs::chase(self.root, &dn, true, false) {
             Ok(r) => Ok(r.fd),
-            Err(ChaseError::Unsafe(m)) => {
+            Err(ChaseError::Unsafe(t)) => {
+                let m = t.message(|uid| self.host.user_name(uid));
                 self.log.push(Level::Warning, m);
                 Err(Failed)
             }
@@ -262,7 +270,7 @@ impl Runner<'_> {
                 if let Some(st) = st {
                     self.wrong_type_rm(dir.as_fd(), &cur, c, &st)?;
                 }
-                if let Err(e) = rfs::mkdirat(&dir, *c, Mode::from_raw_mode(0o755)) {
+                if let Err(e) = fs::mkdir_exact(dir.as_fd(), c, 0o755) {
                     let m = format!(
                         "Failed to mkdir \"{c}\" at \"{}\": {}",
                         self.show(&cur),
@@ -306,9 +314,7 @@ impl Runner<'_> {
                 self.create_symlink(i)
             }
             b'c' | b'b' => {
-                if !rustix::thread::capabilities(None)
-                    .is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::MKNOD))
-                {
+                if !self.host.can_mknod {
                     return Ok(());
                 }
                 let t = if i.kind == b'b' {
@@ -351,7 +357,14 @@ impl Runner<'_> {
                 return Err(self.error(m));
             }
         };
+        let st = self.fstat_logged(&fd, path)?;
+        let fd = match self.own_inode(fd.as_fd(), path, st)? {
+            (Some(copy), _) => self.reopen_for_write(&copy, path, flags)?,
+            (None, _) => fd,
+        };
         self.write_argument(i, fd.as_fd(), path)?;
+        self.log
+            .done(Kind::Written, path, format!("Wrote {}.", self.show(path)));
         self.set_perms(i, fd.as_fd(), path, None, Creation::Existing)
     }
 
@@ -385,13 +398,23 @@ impl Runner<'_> {
             self.create_file_atomically(i, dir.as_fd(), bn, flags)
                 .map(Err)
         } else {
-            rfs::openat(&dir, bn, flags, Mode::from_raw_mode(i.mode)).map(Ok)
+            rfs::openat(&dir, bn, flags, Mode::from_raw_mode(i.mode))
+                .and_then(|fd| fs::restore_umask_fd(&fd, i.mode).map(|()| fd))
+                .map(Ok)
         };
         match created {
-            Ok(Ok(fd)) => self.set_perms(i, fd.as_fd(), &path, None, Creation::Normal),
+            Ok(Ok(fd)) => {
+                self.created(&path, "file");
+                self.set_perms(i, fd.as_fd(), &path, None, Creation::Normal)
+            }
             // Made complete (content, owner, mode) and renamed into place,
             // or failed with the reason logged.
-            Ok(Err(done)) => done,
+            Ok(Err(done)) => {
+                if done.is_ok() {
+                    self.created(&path, "file");
+                }
+                done
+            }
             Err(Errno::EXIST) => {
                 let fd = rfs::openat(
                     &dir,
@@ -441,6 +464,7 @@ impl Runner<'_> {
         }
         let tmp = crate::fsutil::tmp_name(".#tmpfiles");
         let fd = rfs::openat(dir, tmp.as_str(), flags, Mode::from_raw_mode(i.mode))?;
+        fs::restore_umask_fd(&fd, i.mode)?;
         let path = i.path.clone();
         let done = self
             .write_argument(i, fd.as_fd(), &path)
@@ -470,7 +494,8 @@ impl Runner<'_> {
         let (fd, creation) = match rfs::openat(&dir, bn, base, mode) {
             Ok(fd) => (Ok(fd), Creation::Existing),
             Err(Errno::NOENT) => (
-                rfs::openat(&dir, bn, base | OFlags::CREATE, mode),
+                rfs::openat(&dir, bn, base | OFlags::CREATE, mode)
+                    .and_then(|fd| fs::restore_umask_fd(&fd, i.mode).map(|()| fd)),
                 Creation::Normal,
             ),
             Err(e) => (Err(e), Creation::Existing),
@@ -487,6 +512,19 @@ impl Runner<'_> {
         if file_type(&st) != FileType::RegularFile {
             let m = format!("{} exists and is not a regular file.", self.show(&path));
             return Err(self.error(m));
+        }
+        let (fd, st) = match self.own_inode(fd.as_fd(), &path, st)? {
+            (Some(copy), st) => (self.reopen_for_write(&copy, &path, base)?, st),
+            (None, st) => (fd, st),
+        };
+        if creation == Creation::Normal {
+            self.created(&path, "file");
+        } else if st.st_size > 0 {
+            self.log.done(
+                Kind::Truncated,
+                &path,
+                format!("Truncated {}.", self.show(&path)),
+            );
         }
         let mut known = None;
         if st.st_size > 0 {
@@ -514,8 +552,9 @@ impl Runner<'_> {
             return self.set_perms(i, r.fd.as_fd(), &path, Some(r.st), Creation::Existing);
         };
         let dir = self.open_parent(&path, i.allow_failure)?;
-        let made = rfs::mkdirat(&dir, bn, Mode::from_raw_mode(i.mode));
+        let made = fs::mkdir_exact(dir.as_fd(), bn, i.mode);
         let creation = if made.is_ok() {
+            self.created(&path, "directory");
             Creation::Normal
         } else {
             Creation::Existing

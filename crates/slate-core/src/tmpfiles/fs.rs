@@ -23,8 +23,33 @@ pub struct Resolved {
 pub enum ChaseError {
     Io(Errno),
     /// A non-root-owned directory leads to something owned by another
-    /// user (`ENOLINK`); the message says where.
-    Unsafe(String),
+    /// user (`ENOLINK`).
+    Unsafe(Box<Transition>),
+}
+
+/// An unsafe transition: paths as shown (below the root), their owners,
+/// and the path being resolved.
+#[derive(Debug)]
+pub struct Transition {
+    pub from: String,
+    pub from_uid: u32,
+    pub to: String,
+    pub to_uid: u32,
+    pub path: String,
+}
+
+impl Transition {
+    /// systemd's warning, owners named by `name`.
+    pub fn message(&self, name: impl Fn(u32) -> String) -> String {
+        format!(
+            "Detected unsafe path transition {} (owned by {}) → {} (owned by {}) during canonicalization of {}.",
+            self.from,
+            name(self.from_uid),
+            self.to,
+            name(self.to_uid),
+            self.path
+        )
+    }
 }
 
 impl std::fmt::Display for ChaseError {
@@ -150,28 +175,13 @@ pub fn chase(root: &Root, path: &str, safe: bool, nofollow: bool) -> Result<Reso
 }
 
 fn unsafe_error(root: &Root, from: (&str, &Stat), to: (&str, &Stat), path: &str) -> ChaseError {
-    ChaseError::Unsafe(format!(
-        "Detected unsafe path transition {} (owned by {}) → {} (owned by {}) during canonicalization of {}.",
-        root.display(from.0),
-        user_name(from.1.st_uid),
-        root.display(to.0),
-        user_name(to.1.st_uid),
-        root.display(path)
-    ))
-}
-
-/// The name of a user of this machine (as `uid_to_name()` gives it), or
-/// the number.
-fn user_name(uid: u32) -> String {
-    std::fs::read("/etc/passwd")
-        .ok()
-        .and_then(|d| {
-            crate::sysusers::db::parse_passwd(&d)
-                .into_iter()
-                .find(|p| p.uid == uid)
-                .map(|p| String::from_utf8_lossy(&p.name).into_owned())
-        })
-        .unwrap_or_else(|| uid.to_string())
+    ChaseError::Unsafe(Box::new(Transition {
+        from: root.display(from.0),
+        from_uid: from.1.st_uid,
+        to: root.display(to.0),
+        to_uid: to.1.st_uid,
+        path: root.display(path),
+    }))
 }
 
 fn split(p: &str) -> VecDeque<String> {
@@ -210,7 +220,7 @@ pub fn mkdir_parents(root: &Root, path: &str) {
                 let Ok(dfd) = root.open(&cur, OFlags::PATH | OFlags::DIRECTORY, 0) else {
                     return;
                 };
-                if let Err(e) = rfs::mkdirat(&dfd, c.as_str(), Mode::from_raw_mode(0o755)) {
+                if let Err(e) = mkdir_exact(dfd.as_fd(), c.as_str(), 0o755) {
                     if e != Errno::EXIST {
                         return;
                     }
@@ -235,6 +245,11 @@ pub fn lstat_at(dir: BorrowedFd<'_>, name: &str) -> Result<Stat, Errno> {
 /// on the same filesystem (`rm_rf_child(…, REMOVE_PHYSICAL)`).
 pub fn rm_rf_at(dir: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
     let st = lstat_at(dir, name)?;
+    let dev = rfs::fstat(dir)?.st_dev;
+    if is_mount_point_at(dir, name, dev)? {
+        // What is mounted there is not the root's to remove.
+        return Err(Errno::BUSY);
+    }
     if file_type(&st) == FileType::Directory {
         let fd = rfs::openat(
             dir,
@@ -249,8 +264,29 @@ pub fn rm_rf_at(dir: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
     }
 }
 
+/// `STATX_ATTR_MOUNT_ROOT`: the inode is the root of a mount.
+const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
+
+/// Whether `name` below `dir` is a mount point (a bind mount of the same
+/// filesystem included), as far as the kernel tells; `dev` is the
+/// directory's device, compared where the kernel cannot tell.
+pub fn is_mount_point_at(dir: BorrowedFd<'_>, name: &str, dev: u64) -> Result<bool, Errno> {
+    let sx = rfs::statx(
+        dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT,
+        rfs::StatxFlags::TYPE,
+    )?;
+    if sx.stx_attributes_mask.bits() & STATX_ATTR_MOUNT_ROOT != 0 {
+        return Ok(sx.stx_attributes.bits() & STATX_ATTR_MOUNT_ROOT != 0);
+    }
+    Ok(rfs::makedev(sx.stx_dev_major, sx.stx_dev_minor) != dev)
+}
+
 /// Remove everything inside the directory `fd`, not crossing onto other
-/// filesystems. Returns the first error; removal goes on past it.
+/// filesystems and stopping at every mount point (a bind mount of the same
+/// filesystem too, which may show what lies outside the root). Returns the
+/// first error; removal goes on past it.
 pub fn rm_children(fd: &OwnedFd, dev: u64) -> Result<(), Errno> {
     let mut names = Vec::new();
     let dir = rfs::Dir::read_from(fd)?;
@@ -264,6 +300,9 @@ pub fn rm_children(fd: &OwnedFd, dev: u64) -> Result<(), Errno> {
     let mut first = Ok(());
     for n in names {
         let r = (|| {
+            if is_mount_point_at(fd.as_fd(), &n, dev)? {
+                return Ok(());
+            }
             let st = lstat_at(fd.as_fd(), &n)?;
             if file_type(&st) == FileType::Directory {
                 if st.st_dev != dev {
@@ -288,6 +327,41 @@ pub fn rm_children(fd: &OwnedFd, dev: u64) -> Result<(), Errno> {
         }
     }
     first
+}
+
+/// Give a just created inode the permission bits of `mode` that the
+/// process umask took, as if it had been created under umask 0 (as
+/// systemd-tmpfiles creates them). The umask itself is never changed.
+pub fn restore_umask_fd<Fd: AsFd>(fd: Fd, mode: u32) -> Result<(), Errno> {
+    let lost = crate::fsutil::umask_loss(mode);
+    if lost == 0 {
+        return Ok(());
+    }
+    let st = rfs::fstat(&fd)?;
+    rfs::chmod(
+        proc_path(&fd),
+        Mode::from_raw_mode((st.st_mode & 0o7777) | lost),
+    )
+}
+
+/// [`restore_umask_fd`] for `name` below `dir`, not following a symlink.
+pub fn restore_umask_at(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<(), Errno> {
+    if crate::fsutil::umask_loss(mode) == 0 {
+        return Ok(());
+    }
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    restore_umask_fd(&fd, mode)
+}
+
+/// `mkdirat` with exactly `mode`, whatever the umask.
+pub fn mkdir_exact(dir: BorrowedFd<'_>, name: &str, mode: u32) -> Result<(), Errno> {
+    rfs::mkdirat(dir, name, Mode::from_raw_mode(mode))?;
+    restore_umask_at(dir, name, mode)
 }
 
 /// `/proc/self/fd/N` of a handle, to reach the inode of an `O_PATH` fd.

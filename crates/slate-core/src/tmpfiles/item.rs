@@ -35,11 +35,26 @@ pub struct Item {
     pub append_or_force: bool,
     pub allow_failure: bool,
     pub try_replace: bool,
-    /// Operations already applied (bits of [`super::Op`]).
-    pub done: u8,
+    /// Where the line is: `FILE:LINE`.
+    pub line: String,
 }
 
 impl Item {
+    /// The line's type with its modifiers, as written: `L+`, `f!`.
+    pub fn type_text(&self) -> String {
+        let mut t = (self.kind as char).to_string();
+        if self.append_or_force {
+            t.push('+');
+        }
+        if self.allow_failure {
+            t.push('-');
+        }
+        if self.try_replace {
+            t.push('=');
+        }
+        t
+    }
+
     pub fn arg_text(&self) -> String {
         self.argument
             .as_deref()

@@ -8,7 +8,16 @@
 //! exit status are the same. Where 252 follows a symlink out of `--root`
 //! (`w` on a link to an absolute path, `R` below a link, globs and parent
 //! creation through links, `C` sources), Slate resolves every path inside
-//! the root: nothing outside it is read, written or removed.
+//! the root: nothing outside it is read, written or removed; removal stops
+//! at mount points. A file with several hard links is replaced by a copy
+//! of its own before it is changed in place, so no other link (a
+//! repository object, say) changes with it.
+//!
+//! As a library: [`load`] reads the configuration, [`plan`] computes what
+//! will be done in which order (a plain value, with what each step is
+//! expected to do), [`apply`] carries it out. What they need of the
+//! machine comes in a [`Host`]; what happens comes back as [`Event`]s; the
+//! process umask is never changed.
 
 pub mod acl;
 mod clean;
@@ -19,17 +28,22 @@ mod item;
 mod nodes;
 pub mod parse;
 mod perms;
+mod plan;
+#[cfg(test)]
+mod tests;
+mod unshare;
 mod values;
 
-use std::io::{self, Read};
+use std::io;
 use std::path::PathBuf;
 
 use indexmap::IndexMap;
 
-use crate::confd::{self, ConfFile};
-pub use crate::confd::{os_text, Level, Log};
+use crate::confd::{self, ConfFile, LineOutcome, Source};
+pub use crate::confd::{os_text, Event, Host, Kind, Level, Log};
 use crate::fsutil::Root;
 use parse::{Item, Parser};
+pub use plan::{Effect, Plan, Step};
 
 /// Operations, as bits.
 pub const OP_CREATE: u8 = 1;
@@ -56,6 +70,8 @@ pub struct Options {
     /// CONFIG arguments: names looked up in the directories, absolute
     /// paths (read as given, like systemd), `-` for standard input.
     pub args: Vec<String>,
+    /// Plan only: change nothing.
+    pub dry_run: bool,
 }
 
 impl Options {
@@ -89,7 +105,7 @@ impl Options {
         Root::new(self.root.as_deref().unwrap_or(std::path::Path::new("/")))
     }
 
-    fn operations(&self) -> u8 {
+    pub fn operations(&self) -> u8 {
         (if self.create { OP_CREATE } else { 0 })
             | (if self.remove { OP_REMOVE } else { 0 })
             | (if self.clean { OP_CLEAN } else { 0 })
@@ -240,125 +256,55 @@ impl Config {
     }
 }
 
-/// A run: the root, the configuration, the messages.
+/// A run: the root, the configuration, the host, the events.
 pub struct Runner<'r> {
     pub root: &'r Root,
     pub config: Config,
+    pub host: &'r Host,
     pub log: Log,
-    hardlinks_protected: Option<bool>,
 }
 
 /// A failure already reported in the log.
 #[derive(Debug)]
 pub struct Failed;
 
-struct Loader<'r, 'l> {
-    root: &'r Root,
-    parser: Parser<'r>,
-    config: Config,
-    log: &'l mut Log,
-}
-
-impl Loader<'_, '_> {
-    fn parse_text(&mut self, shown: &str, data: &[u8]) -> Result<(), Failed> {
-        let mut result = Ok(());
-        for (n, line) in confd::lines(data).into_iter().enumerate() {
-            let line = confd::strip(line);
-            if line.is_empty() || line[0] == b'#' {
-                continue;
-            }
-            match self.parser.parse_line(shown, n + 1, line, self.log) {
-                Ok(Some(item)) => {
-                    let at = format!("{shown}:{}", n + 1);
-                    self.config.add(item, &at, self.root, self.log);
-                }
-                Ok(None) => {}
-                Err(r) if r.invalid => self.config.invalid = true,
-                Err(_) => result = Err(Failed),
-            }
-        }
-        self.config.inherit_ages();
-        result
-    }
-
-    /// A CONFIG argument: errors opening it end the run.
-    fn read_arg(&mut self, name: &str) -> Result<(), Failed> {
-        let (shown, data) = if name == "-" {
-            let mut data = Vec::new();
-            io::stdin().read_to_end(&mut data).map_err(|e| {
-                self.log
-                    .push(Level::Error, format!("Failed to read '-': {}", os_text(&e)));
-                Failed
-            })?;
-            ("<stdin>".to_string(), data)
-        } else {
-            let found = if name.starts_with('/') {
-                std::fs::read(name).map(|d| (name.to_string(), d))
-            } else {
-                confd::search(self.root, &dirs(), name).map(|(p, d)| (self.root.display(&p), d))
-            };
-            found.map_err(|e| {
-                self.log.push(
-                    Level::Error,
-                    format!("Failed to open '{name}': {}", os_text(&e)),
-                );
-                Failed
-            })?
-        };
-        self.parse_text(&shown, &data)
-    }
-}
-
 /// Read the configuration as `systemd-tmpfiles` does: CONFIG arguments
 /// alone, or every file of the directories (the arguments in place of
-/// `--replace=`'s file), then `$CREDENTIALS_DIRECTORY/tmpfiles.extra`.
-pub fn load(root: &Root, opts: &Options, log: &mut Log) -> Result<Config, Failed> {
-    let mut parser = Parser::new(root, opts.root.is_some());
+/// `--replace=`'s file), then the `tmpfiles.extra` credential.
+pub fn load(root: &Root, opts: &Options, host: &Host, log: &mut Log) -> Result<Config, Failed> {
+    let mut parser = Parser::new(root, opts.root.is_some(), host);
     parser.boot = opts.boot;
     parser.graceful = opts.graceful;
     parser.include = opts.prefix.clone();
     parser.exclude = opts.exclude_prefix.clone();
-    let mut loader = Loader {
-        root,
-        parser,
-        config: Config::default(),
-        log,
+    let mut config = Config::default();
+    let src = Source {
+        kind: "tmpfiles.d",
+        args: &opts.args,
+        replace: opts.replace.as_deref(),
+        inline: false,
+        extra_credential: "tmpfiles.extra",
+        stdin_name: "<stdin>",
+        open_error_suffix: "",
     };
-    if opts.replace.is_some() || opts.args.is_empty() {
-        for f in config_files(root, opts) {
-            if opts.replace.as_deref() == Some(f.path.as_str()) {
-                for a in &opts.args {
-                    loader.read_arg(a)?;
-                }
-            } else {
-                match confd::read(root, &f) {
-                    Ok(data) => {
-                        let _ = loader.parse_text(&root.display(&f.path), &data);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => loader.log.push(
-                        Level::Error,
-                        format!(
-                            "Failed to open '{}': {}",
-                            root.display(&f.path),
-                            os_text(&e)
-                        ),
-                    ),
-                }
-            }
+    let mut on_line = |shown: &str, n: usize, line: &[u8], log: &mut Log| match parser
+        .parse_line(shown, n, line, log)
+    {
+        Ok(Some(mut item)) => {
+            let at = format!("{shown}:{n}");
+            item.line = at.clone();
+            config.add(item, &at, root, log);
+            LineOutcome::Ok
         }
-    } else {
-        for a in &opts.args {
-            loader.read_arg(a)?;
+        Ok(None) => LineOutcome::Ok,
+        Err(r) if r.invalid => {
+            config.invalid = true;
+            LineOutcome::Invalid
         }
-    }
-    if let Ok(dir) = std::env::var("CREDENTIALS_DIRECTORY") {
-        let path = format!("{dir}/tmpfiles.extra");
-        if let Ok(data) = std::fs::read(&path) {
-            let _ = loader.parse_text(&path, &data);
-        }
-    }
-    let mut config = loader.config;
+        Err(_) => LineOutcome::Failed,
+    };
+    confd::load(root, &src, host, log, &mut on_line).map_err(|_| Failed)?;
+    config.inherit_ages();
     config.link_parents();
     config.glob_matchers = config
         .globs
@@ -369,10 +315,20 @@ pub fn load(root: &Root, opts: &Options, log: &mut Log) -> Result<Config, Failed
     Ok(config)
 }
 
-/// Everything `systemd-tmpfiles` does; returns its exit status (0, 65 for
-/// invalid configuration, 73 when something could not be done, 1 when
-/// the run could not start).
-pub fn run(opts: &Options, log: &mut Log) -> u8 {
+/// The result of a run.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Outcome {
+    /// A line was invalid (`systemd-tmpfiles` exits 65).
+    pub invalid_config: bool,
+    /// Something could not be done (exit 73).
+    pub failed: bool,
+    /// The steps, in order.
+    pub plan: Vec<Step>,
+}
+
+/// Everything `systemd-tmpfiles` does: read the configuration, plan, and
+/// (unless `dry_run`) apply. `Err` when the run could not start (exit 1).
+pub fn run(opts: &Options, host: &Host, log: &mut Log) -> Result<Outcome, Failed> {
     let root = match opts.open_root() {
         Ok(r) => r,
         Err(e) => {
@@ -384,29 +340,57 @@ pub fn run(opts: &Options, log: &mut Log) -> u8 {
                     os_text(&e)
                 ),
             );
-            return 1;
+            return Err(Failed);
         }
     };
-    let Ok(config) = load(&root, opts, log) else {
-        return 1;
-    };
-    let old_umask = rustix::process::umask(rustix::fs::Mode::empty());
-    let mut runner = Runner {
-        root: &root,
-        config,
-        log: Log::default(),
-        hardlinks_protected: None,
-    };
-    let ok = runner.apply(opts.operations());
-    rustix::process::umask(old_umask);
-    log.messages.append(&mut runner.log.messages);
-    if runner.config.invalid {
-        EXIT_DATAERR
-    } else if !ok {
-        EXIT_CANTCREAT
+    let config = load(&root, opts, host, log)?;
+    let invalid_config = config.invalid;
+    let p = plan(&root, config, opts.operations(), host);
+    let steps = p.steps.clone();
+    let failed = if opts.dry_run {
+        false
     } else {
-        0
+        !apply(&root, p, host, log)
+    };
+    Ok(Outcome {
+        invalid_config,
+        failed,
+        plan: steps,
+    })
+}
+
+/// What `config` will do to `root` with the operations `ops`
+/// ([`OP_CREATE`], [`OP_REMOVE`], [`OP_CLEAN`]), step by step in the order
+/// they run; nothing is changed.
+pub fn plan(root: &Root, config: Config, ops: u8, host: &Host) -> Plan {
+    let r = Runner {
+        root,
+        config,
+        host,
+        log: Log::default(),
+    };
+    let steps = r.plan_steps(ops);
+    Plan {
+        steps,
+        config: r.config,
     }
+}
+
+/// Carry out a plan; whether every step succeeded. Events go to `log`.
+pub fn apply(root: &Root, plan: Plan, host: &Host, log: &mut Log) -> bool {
+    let mut r = Runner {
+        root,
+        config: plan.config,
+        host,
+        log: Log::default(),
+    };
+    let mut ok = true;
+    for s in &plan.steps {
+        let item = r.config.arrays[s.array].items[s.item].clone();
+        ok &= r.process_item(&item, s.ops);
+    }
+    log.events.append(&mut r.log.events);
+    ok
 }
 
 impl Runner<'_> {
@@ -419,55 +403,7 @@ impl Runner<'_> {
         Failed
     }
 
-    /// Remove and clean first, then create; plain paths before globs.
-    /// Returns whether everything succeeded.
-    pub fn apply(&mut self, ops: u8) -> bool {
-        let mut ok = true;
-        for op in [ops & (OP_REMOVE | OP_CLEAN), ops & OP_CREATE] {
-            if op == 0 {
-                continue;
-            }
-            let order: Vec<usize> = self
-                .config
-                .items
-                .values()
-                .chain(self.config.globs.values())
-                .copied()
-                .collect();
-            for a in order {
-                ok &= self.process_array(a, op);
-            }
-        }
-        ok
-    }
-
-    fn process_array(&mut self, a: usize, op: u8) -> bool {
-        let mut ok = true;
-        if op & OP_CREATE != 0 {
-            if let Some(p) = self.config.arrays[a].parent {
-                ok &= self.process_array(p, OP_CREATE);
-            }
-        }
-        if op & (OP_REMOVE | OP_CLEAN) != 0 {
-            let children = self.config.arrays[a].children.clone();
-            for c in children {
-                ok &= self.process_array(c, op & (OP_REMOVE | OP_CLEAN));
-            }
-        }
-        for n in 0..self.config.arrays[a].items.len() {
-            let item = &mut self.config.arrays[a].items[n];
-            let todo = op & !item.done;
-            if todo == 0 {
-                continue;
-            }
-            item.done |= op;
-            let item = item.clone();
-            ok &= self.process_item(&item, op);
-        }
-        ok
-    }
-
-    fn process_item(&mut self, i: &Item, op: u8) -> bool {
+    pub(super) fn process_item(&mut self, i: &Item, op: u8) -> bool {
         let mut created = if op & OP_CREATE != 0 {
             self.create_item(i).is_ok()
         } else {
@@ -479,14 +415,5 @@ impl Runner<'_> {
         let removed = op & OP_REMOVE == 0 || self.remove_item(i).is_ok();
         let cleaned = op & OP_CLEAN == 0 || self.clean_item(i).is_ok();
         created && removed && cleaned
-    }
-
-    /// Whether `fs.protected_hardlinks` is on (assumed off when unknown).
-    fn hardlinks_protected(&mut self) -> bool {
-        *self.hardlinks_protected.get_or_insert_with(|| {
-            std::fs::read_to_string("/proc/sys/fs/protected_hardlinks")
-                .map(|s| s.trim() == "1")
-                .unwrap_or(false)
-        })
     }
 }

@@ -9,7 +9,7 @@ use rustix::io::Errno;
 use super::fs::{self, file_type};
 use super::parse::Item;
 use super::perms::{errno_text, Creation};
-use super::{Failed, Level, Runner};
+use super::{Failed, Kind, Level, Runner};
 
 type R = Result<(), Failed>;
 
@@ -28,7 +28,8 @@ impl Runner<'_> {
             t,
             Mode::from_raw_mode(i.mode),
             if t == FileType::Fifo { 0 } else { dev },
-        )
+        )?;
+        fs::restore_umask_at(dir, bn, i.mode)
     }
 
     /// `p`, `c`, `b`: a FIFO or a device node.
@@ -42,6 +43,7 @@ impl Runner<'_> {
         let dir = self.open_parent(&path, i.allow_failure)?;
         let made = self.make_node(dir.as_fd(), bn, i, t);
         let mut creation = if made.is_ok() {
+            self.created(&path, what);
             Creation::Normal
         } else {
             Creation::Existing
@@ -119,9 +121,15 @@ impl Runner<'_> {
                     self.error(format!("{what} we just created is not a {what}, refusing."))
                 );
             }
+            self.replaced(&path);
             creation = Creation::Force;
         }
         self.set_perms(i, fd.as_fd(), &path, Some(st), creation)
+    }
+
+    pub(super) fn replaced(&mut self, path: &str) {
+        let text = format!("Replaced {}.", self.show(path));
+        self.log.done(Kind::Replaced, path, text);
     }
 
     /// Put a new inode in place of whatever is at `bn`: made under a
@@ -166,6 +174,7 @@ impl Runner<'_> {
         let dir = self.open_parent(&path, i.allow_failure)?;
         let made = rfs::symlinkat(target.as_slice(), &dir, bn);
         let mut creation = if made.is_ok() {
+            self.created(&path, "symlink");
             Creation::Normal
         } else {
             Creation::Existing
@@ -223,6 +232,7 @@ impl Runner<'_> {
                     self.error("Symlink we just created is not a symlink, refusing.".into())
                 );
             }
+            self.replaced(&path);
             creation = Creation::Force;
         }
         self.set_perms(i, fd.as_fd(), &path, Some(st), creation)
@@ -264,6 +274,10 @@ impl Runner<'_> {
             );
             self.error(m)
         })?;
+        if copied.is_ok() {
+            let text = format!("Copied {} to {}.", self.show(&src), self.show(&path));
+            self.log.done(Kind::Copied, &path, text);
+        }
         if file_type(&st) != file_type(&a) {
             return Ok(());
         }

@@ -12,8 +12,9 @@ pub use super::values::{parse_sec, path_startswith, simplify, CHATTR_ALL_FL, FS_
 use super::{Level, Log};
 use crate::confd::specifier::{self, SpecError, SystemSpecifiers};
 use crate::confd::words::{self, Flags};
+use crate::confd::{Host, Kind};
 use crate::fsutil::Root;
-use crate::sysusers::db;
+use crate::userdb::Names;
 
 pub const AGE_BY_ATIME: u8 = 1;
 pub const AGE_BY_BTIME: u8 = 2;
@@ -31,20 +32,17 @@ pub struct Rejected {
     pub invalid: bool,
 }
 
-/// Names and ids of a user or group database, or why it could not be read.
-type NameTable = Result<Vec<(Vec<u8>, u32)>, String>;
-
 /// Everything a line needs besides its text.
 pub struct Parser<'r> {
     pub root: &'r Root,
+    host: &'r Host,
     pub explicit_root: bool,
     pub boot: bool,
     pub graceful: bool,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     specs: SystemSpecifiers<'r>,
-    passwd: Option<NameTable>,
-    group: Option<NameTable>,
+    names: Names<'r>,
     notified: bool,
 }
 
@@ -57,26 +55,27 @@ fn failed() -> Rejected {
 }
 
 impl<'r> Parser<'r> {
-    pub fn new(root: &'r Root, explicit_root: bool) -> Self {
+    pub fn new(root: &'r Root, explicit_root: bool, host: &'r Host) -> Self {
         Parser {
             root,
+            host,
             explicit_root,
             boot: false,
             graceful: false,
             include: Vec::new(),
             exclude: Vec::new(),
-            specs: SystemSpecifiers::new(root, explicit_root),
-            passwd: None,
-            group: None,
+            specs: SystemSpecifiers::new(root, explicit_root, host),
+            names: Names::new(root),
             notified: false,
         }
     }
 
     fn expand(&mut self, text: &[u8], max: usize) -> Result<Vec<u8>, SpecError> {
         let specs = &mut self.specs;
+        let home = home_dir(self.host.home.as_deref());
         specifier::expand(text, max, &mut |c| match c {
             b'A' | b'M' | b'q' => None,
-            b'h' => Some(Ok(home_dir())),
+            b'h' => Some(Ok(home.clone())),
             b'C' => Some(Ok("/var/cache".into())),
             b'L' => Some(Ok("/var/log".into())),
             b'S' => Some(Ok("/var/lib".into())),
@@ -104,40 +103,6 @@ impl<'r> Parser<'r> {
         self.notified = true;
     }
 
-    fn lookup_db(&mut self, user: bool, name: &str) -> Result<u32, String> {
-        let root = self.root;
-        let slot = if user {
-            &mut self.passwd
-        } else {
-            &mut self.group
-        };
-        let db = slot.get_or_insert_with(|| {
-            let file = if user { "/etc/passwd" } else { "/etc/group" };
-            match root.read(file) {
-                Ok(data) => Ok(if user {
-                    db::parse_passwd(&data)
-                        .into_iter()
-                        .map(|p| (p.name, p.uid))
-                        .collect()
-                } else {
-                    db::parse_group(&data)
-                        .into_iter()
-                        .map(|g| (g.name, g.gid))
-                        .collect()
-                }),
-                Err(e) => Err(crate::confd::os_text(&e)),
-            }
-        });
-        match db {
-            Err(e) => Err(e.clone()),
-            Ok(list) => list
-                .iter()
-                .find(|(n, _)| n == name.as_bytes())
-                .map(|(_, id)| *id)
-                .ok_or_else(|| "No such process".to_string()),
-        }
-    }
-
     /// `find_uid()`/`find_gid()`: a number, `root`, or a name from the
     /// root's own `/etc/passwd` or `/etc/group`.
     pub fn resolve(&mut self, user: bool, name: &str) -> Result<u32, String> {
@@ -147,7 +112,7 @@ impl<'r> Parser<'r> {
         if name == "root" {
             return Ok(0);
         }
-        self.lookup_db(user, name)
+        self.names.id(user, name)
     }
 
     fn should_include(&self, path: &str) -> bool {
@@ -168,7 +133,12 @@ impl<'r> Parser<'r> {
     ) -> Result<Option<Item>, Rejected> {
         let at = format!("{file}:{line}");
         let err = |log: &mut Log, msg: String, inv: bool| {
-            log.push(Level::Error, format!("{at}: {msg}"));
+            log.event(
+                Level::Error,
+                Kind::InvalidLine,
+                None,
+                format!("{at}: {msg}"),
+            );
             Rejected { invalid: inv }
         };
         let mut rest = Some(text);
@@ -347,7 +317,7 @@ impl<'r> Parser<'r> {
                 match parse_attribute(&String::from_utf8_lossy(a), &item.path) {
                     Ok(v) => item.attribute = Some(v),
                     Err(m) => {
-                        log.push(Level::Error, m);
+                        log.event(Level::Error, Kind::InvalidLine, None, m);
                         return Err(invalid());
                     }
                 }
@@ -364,7 +334,7 @@ impl<'r> Parser<'r> {
             return Ok(None);
         }
         if !unbase64 {
-            if let Err(e) = self.expand_argument(&mut item) {
+            if let Err(e) = self.expand_argument(&mut item, log) {
                 if is_noinfo(&e) {
                     self.unresolvable(file, line, log);
                     return Ok(None);
@@ -422,12 +392,12 @@ impl<'r> Parser<'r> {
                     false,
                 ));
             }
-            let Ok(dir) = std::env::var("CREDENTIALS_DIRECTORY") else {
+            if !self.host.credentials.given() {
                 return Ok(None);
-            };
-            match std::fs::read(format!("{dir}/{name}")) {
-                Ok(data) => item.argument = Some(data),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            }
+            match self.host.credentials.get(&name) {
+                Ok(Some(data)) => item.argument = Some(data),
+                Ok(None) => return Ok(None),
                 Err(e) => {
                     log.push(
                         Level::Error,
@@ -546,11 +516,17 @@ impl<'r> Parser<'r> {
         Ok(Some(item))
     }
 
-    fn expand_argument(&mut self, item: &mut Item) -> Result<(), SpecError> {
+    fn expand_argument(&mut self, item: &mut Item, log: &mut Log) -> Result<(), SpecError> {
         match item.kind {
             b'C' | b'L' | b'f' | b'F' | b'w' => {
                 if let Some(a) = &item.argument {
-                    let unescaped = cunescape(a);
+                    let Some(unescaped) = cunescape(a) else {
+                        log.push(
+                            Level::Error,
+                            format!("Failed to unescape parameter to write: {}", item_text(a)),
+                        );
+                        return Err(SpecError::Invalid);
+                    };
                     item.argument = Some(self.expand(&unescaped, PATH_MAX - 1)?);
                 }
             }

@@ -1,7 +1,7 @@
 //! Owner, mode, xattrs, ACLs and file attributes of an inode, applied as
 //! systemd-tmpfiles 252 applies them (`fd_set_perms()` and friends).
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
@@ -9,7 +9,7 @@ use rustix::io::Errno;
 use super::acl::{self, Acl};
 use super::fs::{self, file_type};
 use super::parse::{Item, FS_DIRSYNC_FL};
-use super::{Failed, Level, Runner};
+use super::{Failed, Kind, Level, Runner};
 
 type R = Result<(), Failed>;
 
@@ -73,7 +73,7 @@ impl Runner<'_> {
     }
 
     pub(super) fn hardlink_vulnerable(&mut self, st: &Stat) -> bool {
-        file_type(st) != FileType::Directory && st.st_nlink > 1 && !self.hardlinks_protected()
+        file_type(st) != FileType::Directory && st.st_nlink > 1 && !self.host.protected_hardlinks
     }
 
     /// `fd_set_perms()`: owner and mode of the inode behind `fd`.
@@ -118,6 +118,11 @@ impl Runner<'_> {
         };
         let do_chmod = (new_mode ^ st.st_mode) & 0o7777 != 0;
         let symlink = file_type(&st) == FileType::Symlink;
+        if !(do_chmod || do_chown) {
+            return Ok(());
+        }
+        let (own, st) = self.own_inode(fd, path, st)?;
+        let fd = own.as_ref().map_or(fd, |f| f.as_fd());
         if do_chmod && do_chown && !symlink {
             let m = new_mode & st.st_mode & 0o7777;
             if (m ^ st.st_mode) & 0o7777 != 0 {
@@ -133,15 +138,26 @@ impl Runner<'_> {
                 self.error(format!("fchownat() of {shown} failed: {}", errno_text(e)))
             })?;
         }
-        if (do_chmod || do_chown) && !symlink {
+        if !symlink {
             chmod_fd(fd, new_mode).map_err(|e| {
                 self.error(format!("fchmod() of {shown} failed: {}", errno_text(e)))
             })?;
         }
+        self.log.done(
+            Kind::Adjusted,
+            path,
+            format!("Set owner {new_uid}:{new_gid} and mode {new_mode:04o} of {shown}."),
+        );
         Ok(())
     }
 
     pub(super) fn set_xattrs(&mut self, i: &Item, fd: BorrowedFd<'_>, path: &str) -> R {
+        if i.xattrs.is_empty() {
+            return Ok(());
+        }
+        let st = self.fstat_logged(fd, path)?;
+        let (own, _) = self.own_inode(fd, path, st)?;
+        let fd = own.as_ref().map_or(fd, |f| f.as_fd());
         for (name, value) in &i.xattrs {
             if let Err(e) = rfs::setxattr(
                 fs::proc_path(fd),
@@ -158,6 +174,8 @@ impl Runner<'_> {
                 return Err(self.error(m));
             }
         }
+        let text = format!("Set extended attributes of {}.", self.show(path));
+        self.log.done(Kind::Adjusted, path, text);
         Ok(())
     }
 
@@ -228,6 +246,12 @@ impl Runner<'_> {
         if file_type(st) == FileType::Symlink {
             return Ok(());
         }
+        if i.acl_access.is_none() && i.acl_default.is_none() {
+            return Ok(());
+        }
+        let (own, st) = self.own_inode(fd, path, *st)?;
+        let fd = own.as_ref().map_or(fd, |f| f.as_fd());
+        let st = &st;
         if let Some(a) = &i.acl_access {
             self.set_one_acl(fd, path, false, a, i.append_or_force)?;
         }
@@ -261,6 +285,8 @@ impl Runner<'_> {
         if ft != FileType::Directory {
             f &= !FS_DIRSYNC_FL;
         }
+        let (own, _) = self.own_inode(fd, path, *st)?;
+        let fd = own.as_ref().map_or(fd, |f| f.as_fd());
         let file = fs::reopen(fd, OFlags::RDONLY | OFlags::NOATIME)
             .map_err(|e| self.error(format!("Failed to re-open '{shown}': {}", errno_text(e))))?;
         let warn = |this: &mut Self, e: Errno| {

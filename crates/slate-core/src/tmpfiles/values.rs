@@ -203,23 +203,23 @@ pub fn parse_attribute(arg: &str, path: &str) -> Result<(u32, u32), String> {
     Ok((value, mask))
 }
 
-/// `cunescape()` of a whole argument: C escapes decoded, a bad escape kept
-/// as written.
-pub fn cunescape(a: &[u8]) -> Vec<u8> {
+/// `cunescape()` of a whole argument: C escapes decoded; `None` for an
+/// escape systemd does not know, or a lone backslash at the end (the line
+/// is then invalid).
+pub fn cunescape(a: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(a.len());
     let mut i = 0;
     while i < a.len() {
-        if a[i] == b'\\' && i + 1 < a.len() {
-            if let Some((bytes, used)) = words::cunescape_one(&a[i + 1..]) {
-                out.extend_from_slice(&bytes);
-                i += 1 + used;
-                continue;
-            }
+        if a[i] == b'\\' {
+            let (bytes, used) = words::cunescape_one(a.get(i + 1..).unwrap_or_default())?;
+            out.extend_from_slice(&bytes);
+            i += 1 + used;
+            continue;
         }
         out.push(a[i]);
         i += 1;
     }
-    out
+    Some(out)
 }
 
 pub fn parse_age_by(s: &str) -> Option<(u8, u8)> {
@@ -295,9 +295,10 @@ pub fn parse_xattrs(arg: &[u8], log: &mut Log) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-pub fn home_dir() -> String {
-    match std::env::var("HOME") {
-        Ok(h) if h.starts_with('/') && simplify(&h) == h => h,
+/// `%h`: `$HOME` when it is a simple absolute path, else `/root`.
+pub fn home_dir(home: Option<&str>) -> String {
+    match home {
+        Some(h) if h.starts_with('/') && simplify(h) == h => h.to_string(),
         _ => "/root".into(),
     }
 }
@@ -315,7 +316,10 @@ pub fn is_noinfo(e: &SpecError) -> bool {
 /// `Failed to ...: %m` texts of specifier errors, and whether they make
 /// the configuration invalid (EINVAL, EBADSLT).
 pub fn spec_error(e: &SpecError) -> (String, bool) {
-    (e.to_string(), matches!(e, SpecError::Unknown(_)))
+    (
+        e.to_string(),
+        matches!(e, SpecError::Unknown(_) | SpecError::Invalid),
+    )
 }
 
 pub fn item_text(a: &[u8]) -> String {
@@ -390,7 +394,9 @@ mod tests {
         assert_eq!(parse_attribute("=", "/p"), Ok((0, CHATTR_ALL_FL)));
         assert_eq!(parse_attribute("-d", "/p"), Ok((0, 0x40)));
         assert!(parse_attribute("+q", "/p").is_err());
-        assert_eq!(cunescape(b"a\\tb\\x41\\q"), b"a\tbA\\q");
+        assert_eq!(cunescape(b"a\\tb\\x41").as_deref(), Some(&b"a\tbA"[..]));
+        assert_eq!(cunescape(b"a\\q"), None);
+        assert_eq!(cunescape(b"end\\"), None);
         assert_eq!(simplify("//a/./b//c/"), "/a/b/c");
         assert!(path_startswith("/srv/a/b", "/srv/a/"));
         assert!(!path_startswith("/srv/ab", "/srv/a"));
@@ -403,6 +409,6 @@ mod tests {
                 ("user.b".to_string(), b"x y".to_vec())
             ]
         );
-        assert_eq!(log.messages.len(), 2);
+        assert_eq!(log.events.len(), 2);
     }
 }

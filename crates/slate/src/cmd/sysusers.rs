@@ -1,11 +1,11 @@
 //! `slate sysusers`: systemd-sysusers' command line on Slate's engine.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use slate_core::sysusers::{self, Level, Log, Options};
+use slate_core::confd::Host;
+use slate_core::sysusers::{self, Log, Options};
 
 use crate::output;
 
@@ -50,13 +50,6 @@ pub struct SysusersArgs {
     config: Vec<String>,
 }
 
-fn print_log(log: &Log) {
-    let mut err = std::io::stderr().lock();
-    for (_, text) in &log.messages {
-        let _ = writeln!(err, "{text}");
-    }
-}
-
 pub fn run(a: SysusersArgs) -> anyhow::Result<ExitCode> {
     let opts = Options {
         root: a.root.clone(),
@@ -76,31 +69,23 @@ pub fn run(a: SysusersArgs) -> anyhow::Result<ExitCode> {
         slate_core::confd::cat(&root, &files, &mut out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut log = Log::default();
-    let result = sysusers::run(&opts, &mut log);
-    print_log(&log);
-    let failed = result.is_err();
-    if a.json {
-        let errors: Vec<&str> = log
-            .messages
-            .iter()
-            .filter(|(l, _)| *l == Level::Error)
-            .map(|(_, t)| t.as_str())
-            .collect();
-        let outcome = result.unwrap_or_default();
-        output::json(&serde_json::json!({
-            "dry_run": a.dry_run,
-            "ok": !failed,
-            "groups": outcome.plan.groups,
-            "users": outcome.plan.users,
-            "members": outcome.plan.members,
-            "files": outcome.files,
-            "errors": errors,
-        }))?;
+    let mut host = Host::from_system();
+    if !a.inline {
+        host.read_stdin_for(&opts.args)?;
     }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let mut log = Log::default();
+    let result = sysusers::run(&opts, &host, &mut log);
+    output::print_events(&log);
+    let status: u8 = if result.is_err() { 1 } else { 0 };
+    if a.json {
+        let o = result.unwrap_or_default();
+        let plan = serde_json::json!({
+            "groups": o.plan.groups,
+            "users": o.plan.users,
+            "members": o.plan.members,
+            "files": o.files,
+        });
+        output::engine_json("sysusers", a.dry_run, status, &plan, &log)?;
+    }
+    Ok(ExitCode::from(status))
 }

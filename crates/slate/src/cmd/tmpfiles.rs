@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use slate_core::tmpfiles::{self, Log, Options};
+use slate_core::confd::Host;
+use slate_core::tmpfiles::{self, Effect, Log, Options};
 
 use crate::output;
 
@@ -23,6 +24,10 @@ use crate::output;
 /// Exit status: 0; 65 when a line is invalid (the other lines still
 /// apply); 73 when something could not be created, removed or cleaned;
 /// 1 when the run could not start.
+///
+/// A file with several hard links (a checkout's file shared with its
+/// repository) is replaced by a copy of its own before it is changed;
+/// removal stops at mount points.
 #[derive(Args)]
 #[command(
     after_help = "Examples:\n  slate tmpfiles --create --boot --root=/srv/sysroot\n  \
@@ -68,7 +73,10 @@ pub struct TmpfilesArgs {
     /// Accepted for compatibility; Slate never pipes into a pager.
     #[arg(long)]
     no_pager: bool,
-    /// Print the exit status and every message as JSON on stdout.
+    /// Show what would be done, step by step; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the plan, the exit status and every event as JSON on stdout.
     #[arg(long)]
     json: bool,
     /// Configuration files.
@@ -92,6 +100,7 @@ pub fn run(a: TmpfilesArgs) -> anyhow::Result<ExitCode> {
         replace: a.replace.clone(),
         graceful: a.graceful,
         args: a.config.clone(),
+        dry_run: a.dry_run,
     };
     if let Err(e) = opts.validate(a.cat_config) {
         eprintln!("{e}");
@@ -104,24 +113,38 @@ pub fn run(a: TmpfilesArgs) -> anyhow::Result<ExitCode> {
         slate_core::confd::cat(&root, &files, &mut out)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let mut host = Host::from_system();
+    host.read_stdin_for(&opts.args)?;
     let mut log = Log::default();
-    let status = tmpfiles::run(&opts, &mut log);
-    {
-        let mut err = std::io::stderr().lock();
-        for (_, text) in &log.messages {
-            let _ = writeln!(err, "{text}");
-        }
-    }
+    let outcome = tmpfiles::run(&opts, &host, &mut log);
+    // systemd-tmpfiles' exit statuses.
+    let status: u8 = match &outcome {
+        Err(_) => 1,
+        Ok(o) if o.invalid_config => tmpfiles::EXIT_DATAERR,
+        Ok(o) if o.failed => tmpfiles::EXIT_CANTCREAT,
+        Ok(_) => 0,
+    };
+    output::print_events(&log);
+    let plan = outcome.map(|o| o.plan).unwrap_or_default();
     if a.json {
-        let messages: Vec<_> = log
-            .messages
-            .iter()
-            .map(|(level, text)| serde_json::json!({"level": level, "text": text}))
-            .collect();
-        output::json(&serde_json::json!({
-            "status": status,
-            "messages": messages,
-        }))?;
+        output::engine_json("tmpfiles", a.dry_run, status, &plan, &log)?;
+    } else if a.dry_run {
+        let mut out = std::io::stdout().lock();
+        for s in &plan {
+            if s.effect == Effect::Nothing {
+                continue;
+            }
+            let effect = serde_json::to_value(s.effect)?;
+            let effect = effect.as_str().unwrap_or("?");
+            let paths = if s.matches.is_empty() {
+                vec![s.path.clone()]
+            } else {
+                s.matches.clone()
+            };
+            for p in paths {
+                writeln!(out, "{effect:<9} {p}\t{} {}", s.kind, s.line)?;
+            }
+        }
     }
     Ok(ExitCode::from(status))
 }

@@ -317,6 +317,7 @@ pub fn run_in_root(
     args: &[String],
     stdin: &str,
     creds: &[(String, String)],
+    env: &[(String, String)],
 ) -> Output {
     use std::io::Write;
     let root_s = root.display().to_string();
@@ -328,6 +329,8 @@ pub fn run_in_root(
         .env("SYSTEMD_LOG_LEVEL", "info")
         .env("SYSTEMD_COLORS", "0")
         .env("HOME", "/root")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -170,6 +170,26 @@ fn command_line() -> Vec<Case> {
             "a.conf",
             "# comment\n\n   \t\n  u spaced -   \"Spaced  Out\"  \r\nu crlf -\r\n",
         ),
+        case("sysusers.extra credential adds lines")
+            .conf("a.conf", "u from_conf -\n")
+            .credential(
+                "sysusers.extra",
+                "u from_cred - \"From a credential\"\ng cred_group 555\n",
+            ),
+        case("sysusers.extra credential after CONFIG arguments")
+            .credential("sysusers.extra", "u from_cred -\n")
+            .args(&["--inline", "u from_arg -"]),
+        case("SOURCE_DATE_EPOCH sets the password change day")
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(&["--inline", "u dated -"]),
+        case("/lib/sysusers.d is read last")
+            .file("lib/sysusers.d/a.conf", "u from_lib_dir -\n")
+            .file("lib/sysusers.d/z.conf", "u only_in_lib -\n")
+            .conf("a.conf", "u from_usr_lib -\n"),
+        case("/lib/sysusers.d in --cat-config")
+            .file("lib/sysusers.d/z.conf", "u only_in_lib -\n")
+            .conf("a.conf", "u from_usr_lib -\n")
+            .args(&["--cat-config"]),
     ]
 }
 
@@ -221,7 +241,13 @@ fn dry_run_json(root: &std::path::Path, args: &[&str]) -> serde_json::Value {
         .output()
         .expect("run");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).expect("json")
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    // One shape with `slate tmpfiles --json`.
+    assert_eq!(v["tool"], "sysusers");
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(v["status"], 0);
+    assert!(v["events"].is_array(), "{v}");
+    v["plan"].clone()
 }
 
 /// 252 follows `u NAME /PATH` and the config directories' symlinks out of

@@ -24,6 +24,8 @@ pub struct Case {
     stdin: String,
     /// Credentials (name, content) passed through `$CREDENTIALS_DIRECTORY`.
     creds: Vec<(String, String)>,
+    /// Environment variables set for both tools.
+    env: Vec<(String, String)>,
 }
 
 pub fn case(name: &'static str) -> Case {
@@ -34,6 +36,7 @@ pub fn case(name: &'static str) -> Case {
         args: vec![],
         stdin: String::new(),
         creds: vec![],
+        env: vec![],
     }
 }
 
@@ -64,6 +67,10 @@ impl Case {
     }
     pub fn args(mut self, args: &[&str]) -> Self {
         self.args = args.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
     pub fn credential(mut self, name: &str, content: &str) -> Self {
@@ -154,7 +161,7 @@ struct Run {
 
 fn run_tool(tool: &[&str], root: &Path, case: &Case) -> Run {
     let root_s = root.display().to_string();
-    let o = run_in_root(tool, root, &case.args, &case.stdin, &case.creds);
+    let o = run_in_root(tool, root, &case.args, &case.stdin, &case.creds, &case.env);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     Run {
         status: o.status.code().unwrap_or(-1),

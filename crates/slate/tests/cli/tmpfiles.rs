@@ -289,6 +289,10 @@ fn modifiers_and_specifiers() {
                 "a.conf",
                 "f~ /srv/b64 - - - - aGVsbG8gd29y bGQ=\nw~ /srv/b64 - - - - Zm9v\nf^ /srv/cred - - - - greeting\nf^ /srv/nocred - - - - absent\nL~ /srv/l - - - - eA==\nf~ /srv/bad - - - - !!!\n",
             ),
+        case("%h is $HOME; %T ignores $TMPDIR under --root")
+            .env("HOME", "/home/alice")
+            .env("TMPDIR", "/elsewhere")
+            .conf("a.conf", "d %h/cache\nd %T/x\nd %V/y\n"),
         case("unresolvable specifiers are skipped in a root")
             .conf("a.conf", "d /srv/%m\nd /srv/%o\nd /srv/ok-%%\n"),
         case("bad specifier, bad lines in a directory file").conf(
@@ -315,6 +319,19 @@ fn modifiers_and_specifiers() {
             .conf("a.conf", "b+ /dev2/blk 0600 - - - 8:1\nC+ /srv/cp\nm /srv/m 0600 daemon\nd /srv/x 0700\n")
             .conf("b.conf", "d /srv/x 0755\nd /srv/x 0700\ne /srv/x - web\n"),
         case("/var/run is rewritten").conf("a.conf", "d /var/run/svc 0700\n").file("etc/tmpfiles.d/b.conf", "d /var/run/other\n"),
+        case("an argument with an unknown escape or a lone backslash is invalid").conf(
+            "a.conf",
+            "f /srv/a - - - - x\\qy\nf /srv/b - - - - end\\\nf /srv/c - - - - ok\\tz\nw /srv/c - - - - \\\nL /srv/l - - - - tar\\get\n",
+        ),
+        case("modes are exact under a strict umask, parents made 0755")
+            .umask(0o077)
+            .conf(
+                "a.conf",
+                "d /srv/a 0775\nf /srv/f 0666 - - - x\nF /srv/g 0664\np /srv/p 0666\nd /srv/deep/er/d 0711\nf /srv/dflt\nd /srv/dflt-dir\n",
+            ),
+        case("an argument with a lone backslash in a CONFIG argument")
+            .stdin("f /srv/b - - - - end\\\nd /srv/after\n")
+            .args(&["--create", "-"]),
     ]);
 }
 
@@ -355,6 +372,18 @@ fn options() {
             .stdin("d /srv/stdin\n")
             .args(&["--create", "a.conf", "-"]),
         case("a missing CONFIG").args(&["--create", "nothere.conf"]),
+        case("/lib/tmpfiles.d is read last, and --cat-config shows it")
+            .file("lib/tmpfiles.d/a.conf", "d /srv/from-lib\n")
+            .file("lib/tmpfiles.d/b.conf", "d /srv/lib-b\n")
+            .conf("b.conf", "d /srv/usr-lib-b\n")
+            .args(&["--create"]),
+        case("/lib/tmpfiles.d in --cat-config")
+            .file("lib/tmpfiles.d/a.conf", "d /srv/from-lib\n")
+            .conf("b.conf", "d /srv/usr-lib-b\n")
+            .args(&["--cat-config"]),
+        case("CONFIG found in /lib/tmpfiles.d")
+            .file("lib/tmpfiles.d/only.conf", "d /srv/only-in-lib\n")
+            .args(&["--create", "only.conf"]),
         case("no operation").conf("a.conf", "d /srv/a\n").args(&[]),
         case("bad --replace").args(&["--create", "--replace=relative.conf", "x"]),
         case("--replace without CONFIG").args(&["--create", "--replace=/etc/tmpfiles.d/x.conf"]),
@@ -494,7 +523,17 @@ fn graceful_skips_unknown_owners() {
     assert!(o.stderr.is_empty(), "{o:?}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["status"], 0);
-    assert_eq!(v["messages"].as_array().map(Vec::len), Some(0));
+    assert_eq!(v["tool"], "tmpfiles");
+    // Only debug-level events (what was done), no message.
+    let events = v["events"].as_array().expect("events");
+    assert!(events.iter().all(|e| e["level"] == "debug"), "{v}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "created" && e["path"] == "/srv/c"),
+        "{v}"
+    );
+    assert!(v["plan"].as_array().is_some_and(|p| !p.is_empty()), "{v}");
     assert!(
         root.join("srv/c").is_dir() && !root.join("srv/a").exists() && !root.join("srv/b").exists()
     );

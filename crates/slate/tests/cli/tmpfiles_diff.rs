@@ -30,6 +30,10 @@ pub struct Case {
     args: Vec<String>,
     stdin: String,
     creds: Vec<(String, String)>,
+    /// Environment variables set for both tools.
+    env: Vec<(String, String)>,
+    /// The umask both tools run under.
+    umask: Option<u32>,
     compare_stderr: bool,
 }
 
@@ -53,6 +57,8 @@ pub fn case(name: &'static str) -> Case {
         args: vec!["--create".into()],
         stdin: String::new(),
         creds: vec![],
+        env: vec![],
+        umask: None,
         compare_stderr: true,
     }
 }
@@ -103,6 +109,14 @@ impl Case {
     }
     pub fn stdin(mut self, s: &str) -> Self {
         self.stdin = s.into();
+        self
+    }
+    pub fn umask(mut self, u: u32) -> Self {
+        self.umask = Some(u);
+        self
+    }
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
     pub fn credential(mut self, name: &str, content: &str) -> Self {
@@ -264,7 +278,23 @@ struct Run {
 
 fn run_tool(tool: &[&str], root: &Path, case: &Case) -> Run {
     let root_s = root.display().to_string();
-    let o = run_in_root(tool, root, &case.args, &case.stdin, &case.creds);
+    // With a umask: `sh -c 'umask U; exec TOOL ARGS...'`.
+    let script = case
+        .umask
+        .map(|u| format!("umask {u:03o}; exec \"$0\" \"$@\""));
+    let mut wrapped: Vec<&str> = Vec::new();
+    if let Some(s) = &script {
+        wrapped.extend(["sh", "-c", s.as_str()]);
+    }
+    wrapped.extend_from_slice(tool);
+    let o = run_in_root(
+        &wrapped,
+        root,
+        &case.args,
+        &case.stdin,
+        &case.creds,
+        &case.env,
+    );
     let norm = |b: &[u8]| String::from_utf8_lossy(b).replace(&root_s, "@ROOT@");
     Run {
         status: o.status.code().unwrap_or(-1),

@@ -1,8 +1,14 @@
-//! `/etc/passwd`, `/etc/shadow`, `/etc/group` and `/etc/gshadow`, read and
-//! written exactly as glibc's `fgetpwent()`/`putpwent()` family does, so
-//! that rewriting a file gives the bytes systemd-sysusers gives: blank and
-//! comment lines and lines that do not parse are dropped, every kept entry
-//! is re-serialised field by field.
+//! The user and group databases, shared by `sysusers` (which writes them)
+//! and `tmpfiles` (which resolves owner names in them): `/etc/passwd`,
+//! `/etc/shadow`, `/etc/group` and `/etc/gshadow`, read and written exactly
+//! as glibc's `fgetpwent()`/`putpwent()` family does, so that rewriting a
+//! file gives the bytes systemd-sysusers gives: blank and comment lines and
+//! lines that do not parse are dropped, every kept entry is re-serialised
+//! field by field. [`Names`] answers name lookups inside a root.
+
+mod names;
+
+pub use names::Names;
 
 /// A field as bytes: the files need not be UTF-8.
 pub type Field = Vec<u8>;
