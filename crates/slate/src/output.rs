@@ -6,6 +6,28 @@ use std::io::Write;
 use serde::Serialize;
 use slate_core::{checkout, commit, store};
 
+/// Write one line to standard output; an error (a closed pipe is not one:
+/// SIGPIPE ends the process; a full disk or `/dev/full` is) is returned,
+/// never a panic.
+pub fn line(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .context("writing to standard output")
+}
+
+/// `println!` that returns the error of a failed write: `outln!(...)?`.
+#[macro_export]
+macro_rules! outln {
+    () => {
+        $crate::output::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))
+    };
+}
+
 /// Print `value` as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -48,14 +70,59 @@ pub fn shown_path(p: &std::path::Path) -> String {
     slate_core::fsutil::show(p)
 }
 
-/// RFC 3339 UTC date of a Unix timestamp.
+/// The UTC date of a Unix timestamp, RFC 3339 (`2024-05-01T12:00:00Z`)
+/// for the years 0 to 9999, and the same form with the year's sign and
+/// digits as many as it needs outside them (`+10000-01-01T00:00:00Z`):
+/// every `i64` has a date, none panics.
 pub fn date(ts: i64) -> String {
-    match u64::try_from(ts) {
-        Ok(s) => humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
-        )
-        .to_string(),
-        Err(_) => format!("@{ts}"),
+    let days = ts.div_euclid(86_400);
+    let secs = ts.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil, in i128 so no timestamp overflows.
+    let z = days as i128 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i128::from(month <= 2);
+    let year = if (0..=9999).contains(&year) {
+        format!("{year:04}")
+    } else {
+        format!("{year:+05}")
+    };
+    format!(
+        "{year}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_timestamp_has_a_date() {
+        use super::date;
+        assert_eq!(date(0), "1970-01-01T00:00:00Z");
+        assert_eq!(date(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(date(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(date(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(date(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(date(253_402_300_800), "+10000-01-01T00:00:00Z");
+        assert_eq!(date(-62_167_219_201), "-0001-12-31T23:59:59Z");
+        // Milliseconds taken for seconds, and the extremes.
+        assert!(date(1_700_000_000_000).starts_with("+55840-"));
+        assert!(date(i64::MAX).ends_with('Z') && date(i64::MIN).starts_with('-'));
+        // Agrees with humantime over its range.
+        for ts in (0..253_402_300_799i64).step_by(7_777_777_777) {
+            let h = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(ts as u64),
+            )
+            .to_string();
+            assert_eq!(date(ts), h);
+        }
     }
 }
 
@@ -74,6 +141,25 @@ fn store_error(e: &anyhow::Error) -> Option<&store::Error> {
 }
 
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    if e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<checkout::Error>(),
+            Some(checkout::Error::Owner { .. } | checkout::Error::NeedsRoot { .. })
+        )
+    }) {
+        return Some(
+            "only root can give files other owners; `slate checkout --user-mode` checks out \
+             with your own (and skips device nodes)",
+        );
+    }
+    if e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<store::Error>(),
+            Some(store::Error::RefMoved { .. })
+        )
+    }) {
+        return Some("another writer moved the ref meanwhile; run the command again");
+    }
     match store_error(e)? {
         store::Error::NotARepo { .. } => Some("create one with `slate init --repo DIR`, or point --repo / SLATE_REPO at an existing one"),
         store::Error::Ambiguous { .. } => Some("give more hex digits of the id"),

@@ -90,6 +90,9 @@ impl Repo {
         for d in ["objects", "refs", "refs/heads", "tmp"] {
             fsutil::mkdir_p_at(&root, d, 0o755).map_err(|e| Error::io(&path.join(d), e))?;
         }
+        if mode == RepoMode::Bare {
+            Self::restrict(&root, path)?;
+        }
         let objects = fsutil::open_dir_at(&root, Path::new("objects")).map_err(io)?;
         for i in 0..=255u8 {
             if mode == RepoMode::Archive {
@@ -155,6 +158,27 @@ impl Repo {
     }
     pub(crate) fn objects_fd(&self) -> &OwnedFd {
         &self.objects
+    }
+
+    /// A `bare` repository holds objects with real owners and modes: setuid
+    /// files and device nodes from an image, possibly untrusted. Only its
+    /// owner may reach them: `objects/` and `tmp/` are `0700` (a checkout
+    /// hard-links them where they are meant to be used).
+    pub(crate) fn restrict(root: &OwnedFd, path: &Path) -> Result<()> {
+        for d in ["objects", "tmp"] {
+            let st = rustix::fs::statat(root, d, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| Error::io(&path.join(d), e.into()))?;
+            if st.st_mode & 0o077 != 0 {
+                rustix::fs::chmodat(
+                    root,
+                    d,
+                    rustix::fs::Mode::from_raw_mode(0o700),
+                    rustix::fs::AtFlags::empty(),
+                )
+                .map_err(|e| Error::io(&path.join(d), e.into()))?;
+            }
+        }
+        Ok(())
     }
 
     /// Flush every write of this filesystem to stable storage (one

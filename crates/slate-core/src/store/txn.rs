@@ -50,6 +50,10 @@ impl<'r> Transaction<'r> {
     /// Wait for the writer lock and start a transaction.
     pub fn begin(repo: &'r Repo) -> Result<Self> {
         let lock = repo.lock()?;
+        if repo.mode == RepoMode::Bare {
+            // Repositories made before objects were kept private.
+            Repo::restrict(&repo.root, &repo.path)?;
+        }
         let pack = match repo.mode {
             RepoMode::Archive => Some(PackWriter::begin(repo)?),
             _ => None,

@@ -184,6 +184,6 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
         s.new_file_objects,
         started.elapsed().as_secs_f64()
     );
-    println!("{}", out.id);
+    crate::outln!("{}", out.id)?;
     Ok(())
 }

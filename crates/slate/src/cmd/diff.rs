@@ -60,10 +60,13 @@ pub fn run(a: DiffArgs) -> anyhow::Result<()> {
         if a.json {
             return output::json(&s);
         }
-        println!(
+        crate::outln!(
             "{} added, {} removed, {} modified, {} metadata only",
-            s.added, s.removed, s.modified, s.metadata
-        );
+            s.added,
+            s.removed,
+            s.modified,
+            s.metadata
+        )?;
         return Ok(());
     }
     if a.json {

@@ -33,22 +33,24 @@ pub fn run(a: FsckArgs) -> anyhow::Result<()> {
         output::json(&report)?;
     } else {
         for p in &report.problems {
-            println!("{} {} object {}: {}", p.state, p.kind, p.id, p.detail);
+            crate::outln!("{} {} object {}: {}", p.state, p.kind, p.id, p.detail)?;
             for u in &p.used_by {
-                println!("  used by {u}");
+                crate::outln!("  used by {u}")?;
             }
             if p.more_uses > 0 {
-                println!("  ... and {} more uses", p.more_uses);
+                crate::outln!("  ... and {} more uses", p.more_uses)?;
             }
         }
         for p in &report.pack_problems {
-            println!("damaged pack {}: {}", p.pack, p.detail);
+            crate::outln!("damaged pack {}: {}", p.pack, p.detail)?;
         }
         for (r, c) in &report.truncated_histories {
-            println!("note: history of {r} ends at {c} (its parent is not in this repository)");
+            crate::outln!(
+                "note: history of {r} ends at {c} (its parent is not in this repository)"
+            )?;
         }
         for id in &report.moved_aside {
-            println!("moved aside: {id}");
+            crate::outln!("moved aside: {id}")?;
         }
     }
     eprintln!(

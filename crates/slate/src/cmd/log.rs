@@ -61,29 +61,29 @@ impl CommitView {
         }
     }
 
-    fn print(&self, with_metadata: bool) {
-        println!("commit {}", self.id);
+    fn print(&self, with_metadata: bool) -> anyhow::Result<()> {
+        crate::outln!("commit {}", self.id)?;
         if let Some(p) = &self.parent {
-            println!("Parent: {p}");
+            crate::outln!("Parent: {p}")?;
         }
-        println!("Date:   {}", self.date);
+        crate::outln!("Date:   {}", self.date)?;
         if with_metadata {
-            println!("Tree:   {}", self.tree);
+            crate::outln!("Tree:   {}", self.tree)?;
             for (k, v) in &self.metadata {
-                println!("Meta:   {k}={v}");
+                crate::outln!("Meta:   {k}={v}")?;
             }
         }
-        println!();
+        crate::outln!()?;
         if !self.subject.is_empty() {
-            println!("    {}", self.subject);
+            crate::outln!("    {}", self.subject)?;
         }
         if !self.body.is_empty() {
-            println!();
+            crate::outln!()?;
             for l in self.body.lines() {
-                println!("    {l}");
+                crate::outln!("    {l}")?;
             }
         }
-        println!();
+        crate::outln!()
     }
 }
 
@@ -115,7 +115,7 @@ pub fn run_log(a: LogArgs) -> anyhow::Result<()> {
         return output::json(&commits);
     }
     for c in &commits {
-        c.print(false);
+        c.print(false)?;
     }
     if truncated {
         eprintln!("(history continues with a parent that is not in this repository)");
@@ -130,6 +130,5 @@ pub fn run_show(a: ShowArgs) -> anyhow::Result<()> {
     if a.json {
         return output::json(&view);
     }
-    view.print(true);
-    Ok(())
+    view.print(true)
 }

@@ -55,10 +55,10 @@ pub fn run(a: PruneArgs) -> anyhow::Result<()> {
     let verb = if a.dry_run { "would delete" } else { "deleted" };
     if a.dry_run {
         for (kind, id) in &plan.delete {
-            println!("{kind} {id}");
+            crate::outln!("{kind} {id}")?;
         }
         for p in &plan.delete_packs {
-            println!("pack {p}");
+            crate::outln!("pack {p}")?;
         }
     }
     eprintln!(

@@ -45,14 +45,14 @@ pub fn run(a: PullLocalArgs) -> anyhow::Result<()> {
         if a.json {
             return output::json(&plan);
         }
-        println!(
+        crate::outln!(
             "would copy {} commits, {} trees, {} files",
             plan.commits.len(),
             plan.trees.len(),
             plan.files.len()
-        );
+        )?;
         for r in &plan.refs {
-            println!("would set {} to {}", r.name, r.new);
+            crate::outln!("would set {} to {}", r.name, r.new)?;
         }
         return Ok(());
     }
@@ -64,7 +64,7 @@ pub fn run(a: PullLocalArgs) -> anyhow::Result<()> {
         return output::json(&serde_json::json!({ "refs": plan.refs, "stats": stats }));
     }
     for r in &plan.refs {
-        println!("{} {}", r.name, r.new);
+        crate::outln!("{} {}", r.name, r.new)?;
     }
     eprintln!(
         "copied {} commits, {} trees, {} files ({:.1} MB) in {:.2} s",

@@ -97,7 +97,7 @@ pub fn run_refs(a: RefsArgs) -> anyhow::Result<()> {
         );
     }
     for (n, _) in refs {
-        println!("{n}");
+        crate::outln!("{n}")?;
     }
     Ok(())
 }
@@ -108,7 +108,7 @@ pub fn run_rev_parse(a: RevParseArgs) -> anyhow::Result<()> {
     if a.json {
         return output::json(&serde_json::json!({ "rev": a.rev, "commit": id.to_hex() }));
     }
-    println!("{id}");
+    crate::outln!("{id}")?;
     Ok(())
 }
 
@@ -129,6 +129,6 @@ pub fn run_reset(a: ResetArgs) -> anyhow::Result<()> {
         }));
     }
     eprintln!("{}: {} -> {}", a.branch, old.short(12), id.short(12));
-    println!("{id}");
+    crate::outln!("{id}")?;
     Ok(())
 }

@@ -2,6 +2,9 @@
 //! Tests that need root or an outside tool print why they skip.
 
 mod common;
+mod hostile_fs;
+mod hostile_repo;
+mod hostile_tar;
 mod json_out;
 mod maintenance;
 mod names;
