@@ -100,32 +100,6 @@ pub fn date(ts: i64) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_timestamp_has_a_date() {
-        use super::date;
-        assert_eq!(date(0), "1970-01-01T00:00:00Z");
-        assert_eq!(date(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(date(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(date(-1), "1969-12-31T23:59:59Z");
-        assert_eq!(date(253_402_300_799), "9999-12-31T23:59:59Z");
-        assert_eq!(date(253_402_300_800), "+10000-01-01T00:00:00Z");
-        assert_eq!(date(-62_167_219_201), "-0001-12-31T23:59:59Z");
-        // Milliseconds taken for seconds, and the extremes.
-        assert!(date(1_700_000_000_000).starts_with("+55840-"));
-        assert!(date(i64::MAX).ends_with('Z') && date(i64::MIN).starts_with('-'));
-        // Agrees with humantime over its range.
-        for ts in (0..253_402_300_799i64).step_by(7_777_777_777) {
-            let h = humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(ts as u64),
-            )
-            .to_string();
-            assert_eq!(date(ts), h);
-        }
-    }
-}
-
 fn store_error(e: &anyhow::Error) -> Option<&store::Error> {
     e.chain().find_map(|c| {
         c.downcast_ref::<store::Error>()
@@ -258,4 +232,30 @@ pub fn counted<T>(
         s
     });
     work(&p)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_timestamp_has_a_date() {
+        use super::date;
+        assert_eq!(date(0), "1970-01-01T00:00:00Z");
+        assert_eq!(date(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(date(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(date(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(date(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(date(253_402_300_800), "+10000-01-01T00:00:00Z");
+        assert_eq!(date(-62_167_219_201), "-0001-12-31T23:59:59Z");
+        // Milliseconds taken for seconds, and the extremes.
+        assert!(date(1_700_000_000_000).starts_with("+55840-"));
+        assert!(date(i64::MAX).ends_with('Z') && date(i64::MIN).starts_with('-'));
+        // Agrees with humantime over its range.
+        for ts in (0..253_402_300_799i64).step_by(7_777_777_777) {
+            let h = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(ts as u64),
+            )
+            .to_string();
+            assert_eq!(date(ts), h);
+        }
+    }
 }
