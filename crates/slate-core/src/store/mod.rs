@@ -44,6 +44,12 @@ pub use stream::FileStream;
 pub use traits::{FileContent, ObjectRead, ObjectWrite, StoredFile};
 pub use txn::{RefChange, Transaction};
 
+/// Check the bytes of a pack index as the store does when it loads one;
+/// the number of objects it lists. (For tests and fuzzing.)
+pub fn check_pack_index(bytes: &[u8]) -> std::result::Result<usize, String> {
+    pack::decode_index(bytes).map(|e| e.len())
+}
+
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
