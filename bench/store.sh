@@ -30,6 +30,11 @@
 #   reading file contents when its output is /dev/null, hence the pipe.)
 # Prints every run, medians of RUNS runs, the range of the per-iteration
 # ratios, peak RSS.
+#
+# BASELINE=/path/to/an/older/slate times that binary too, in the same
+# iterations and on the same device (the order of the three tools rotating),
+# and prints how the current build compares with it: "nothing got slower"
+# is measured, not assumed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -45,7 +50,9 @@ BENCH_DIR=$BENCH_DIR bash "$shared/bench/make-rootfs.sh" "$BENCH_DIR" >/dev/null
 TREE=$BENCH_DIR/rootfs-v1
 (cd "$top" && cargo build --release -q)
 SLATE=$top/target/release/slate
+BASELINE=${BASELINE:-}
 echo "slate: $($SLATE --version); $(ostree --version | sed -n 's/.*Version: //p' | tr -d "'" | head -1 | sed 's/^/ostree /')"
+[[ -z $BASELINE ]] || echo "baseline: $BASELINE ($($BASELINE --version))"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/slate-bench-store.XXXXXX")
 mnt=$work/mnt
@@ -81,9 +88,18 @@ run() {
   /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
   echo "$name $(cat "$work/t") $i" >>"$results"
 }
-# pair A B: run the shell functions A and B, in this order on odd
-# iterations and in the other on even ones.
-pair() { if (( i % 2 )); then "$1"; "$2"; else "$2"; "$1"; fi; }
+# pair A B [C]: run the shell functions A and B, in this order on odd
+# iterations and in the other on even ones; with a baseline, C too, the
+# three in an order that rotates from one iteration to the next.
+pair() {
+  if [[ -n $BASELINE && -n ${3:-} ]]; then
+    case $(( i % 3 )) in
+      0) "$1"; "$2"; "$3" ;;
+      1) "$2"; "$3"; "$1" ;;
+      *) "$3"; "$1"; "$2" ;;
+    esac
+  elif (( i % 2 )); then "$1"; "$2"; else "$2"; "$1"; fi
+}
 
 for i in $(seq "$RUNS"); do
   echo "iteration $i of $RUNS..."
@@ -101,6 +117,10 @@ for i in $(seq "$RUNS"); do
     ostree init --repo="$mnt/o-bu-$c" --mode=bare-user
     "$SLATE" init --repo "$mnt/s-ar-$c" --mode archive 2>/dev/null
     ostree init --repo="$mnt/o-ar-$c" --mode=archive
+    if [[ -n $BASELINE ]]; then
+      "$BASELINE" init --repo "$mnt/b-bu-$c" --mode bare-user 2>/dev/null
+      "$BASELINE" init --repo "$mnt/b-ar-$c" --mode archive 2>/dev/null
+    fi
   done
   for c in hot cold; do
     if [[ $c == hot ]]; then WARM=("$TREE"); else WARM=(cold); fi
@@ -110,7 +130,10 @@ for i in $(seq "$RUNS"); do
     o_ar() { run "ostree-commit-archive-$c" ostree commit --repo="$mnt/o-ar-$c" -b main "$TREE"; }
     s_re() { run "slate-recommit-$c" "$SLATE" commit --repo "$mnt/s-bu-$c" -b main --timestamp 1 "$TREE"; }
     o_re() { run "ostree-recommit-$c" ostree commit --repo="$mnt/o-bu-$c" -b main "$TREE"; }
-    pair s_bu o_bu; pair s_ar o_ar; pair s_re o_re
+    b_bu() { run "before-commit-bare-user-$c" "$BASELINE" commit --repo "$mnt/b-bu-$c" -b main --timestamp 0 "$TREE"; }
+    b_ar() { run "before-commit-archive-$c" "$BASELINE" commit --repo "$mnt/b-ar-$c" -b main --timestamp 0 "$TREE"; }
+    b_re() { run "before-recommit-$c" "$BASELINE" commit --repo "$mnt/b-bu-$c" -b main --timestamp 1 "$TREE"; }
+    pair s_bu o_bu b_bu; pair s_ar o_ar b_ar; pair s_re o_re b_re
   done
   s_fs() { WARM=("$mnt/s-bu-hot"); run slate-fsck "$SLATE" fsck --repo "$mnt/s-bu-hot"; }
   o_fs() { WARM=("$mnt/o-bu-hot"); run ostree-fsck ostree fsck --repo="$mnt/o-bu-hot"; }
@@ -119,7 +142,10 @@ for i in $(seq "$RUNS"); do
   o_ex() { WARM=("$mnt/o-bu-hot"); run ostree-export sh -c "ostree export --repo='$mnt/o-bu-hot' main > '$mnt/o.tar'"; }
   s_co() { WARM=("$mnt/s-bu-hot"); run slate-checkout "$SLATE" checkout --repo "$mnt/s-bu-hot" main "$mnt/co-s"; }
   o_co() { WARM=("$mnt/o-bu-hot"); run ostree-checkout ostree checkout --repo="$mnt/o-bu-hot" -U main "$mnt/co-o"; }
-  pair s_co o_co; pair s_fs o_fs; pair s_ex o_ex
+  b_fs() { WARM=("$mnt/b-bu-hot"); run before-fsck "$BASELINE" fsck --repo "$mnt/b-bu-hot"; }
+  b_ex() { WARM=("$mnt/b-bu-hot"); run before-export sh -c "'$BASELINE' export --repo '$mnt/b-bu-hot' main > '$mnt/b.tar'"; }
+  b_co() { WARM=("$mnt/b-bu-hot"); run before-checkout "$BASELINE" checkout --repo "$mnt/b-bu-hot" main "$mnt/co-b"; }
+  pair s_co o_co b_co; pair s_fs o_fs b_fs; pair s_ex o_ex b_ex
   WARM=("$mnt/tree"); run cp-al cp -al "$mnt/tree" "$mnt/co-cp"
   echo "$(du -sb "$mnt/s-ar-hot" | cut -f1) $(du -sb "$mnt/o-ar-hot" | cut -f1)" >"$work/sizes"
 done
@@ -151,4 +177,14 @@ row("export to a tar file", "slate-export", "ostree-export", ">= 1x")
 row("checkout against cp -al", "slate-checkout", "cp-al", ">= 0.67x (within 1.5x of cp -al)", mem=False)
 print(f"archive repository size: slate {s_size/1e6:.1f} MB, ostree {o_size/1e6:.1f} MB, ratio {s_size/o_size:.2f} (target <= 0.8)")
 print(f"runs per figure: {len(t['slate-commit-bare-user-hot'])} (medians); loop device direct I/O: {'on' if sys.argv[3] == '1' else 'off'}")
+if 'before-fsck' in t:
+    print()
+    print(f"{'this build against BASELINE':<30}{'now':>7}{'before':>8}{'ratio':>7}  {'per-iteration ratios':<30}{'RSS':>8}  target")
+    for c in ("hot", "cold"):
+        row(f"commit bare-user, {c}", f"slate-commit-bare-user-{c}", f"before-commit-bare-user-{c}", ">= 1 (no slower)")
+        row(f"commit archive, {c}", f"slate-commit-archive-{c}", f"before-commit-archive-{c}", ">= 1")
+        row(f"commit unchanged tree, {c}", f"slate-recommit-{c}", f"before-recommit-{c}", ">= 1")
+    row("hard-link checkout", "slate-checkout", "before-checkout", ">= 1")
+    row("fsck (bare-user)", "slate-fsck", "before-fsck", ">= 1")
+    row("export to a tar file", "slate-export", "before-export", ">= 1")
 PY

@@ -1,11 +1,8 @@
 //! The command line: global definitions and dispatch.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
-use slate_core::store::Repo;
+use clap::{Parser, Subcommand};
 
 use crate::cmd;
 
@@ -46,21 +43,6 @@ enum Command {
     Man(cmd::man::ManArgs),
 }
 
-/// `--repo`, shared by every command that works on a repository.
-#[derive(Args, Clone)]
-pub struct RepoArg {
-    /// Repository directory.
-    #[arg(long, env = "SLATE_REPO", value_name = "DIR")]
-    pub repo: PathBuf,
-}
-
-impl RepoArg {
-    pub fn open(&self) -> anyhow::Result<Repo> {
-        Repo::open(&self.repo)
-            .with_context(|| format!("opening repository {}", self.repo.display()))
-    }
-}
-
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
@@ -79,7 +61,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Diff(a) => cmd::diff::run(a),
         Command::PullLocal(a) => cmd::pull::run(a),
         Command::Prune(a) => cmd::prune::run(a),
-        Command::Man(a) => cmd::man::run(a),
+        Command::Man(a) => cmd::man::run(a, <Cli as clap::CommandFactory>::command()),
         Command::Sysusers(a) => return cmd::sysusers::run(a),
         Command::Tmpfiles(a) => return cmd::tmpfiles::run(a),
     }?;

@@ -26,11 +26,7 @@ use crate::fsutil::{self, RESERVED_XATTR};
 use crate::hash::ObjectId;
 use crate::object::{FileHeader, FileKind, FileMeta, ObjectType};
 
-/// Files up to this size are read into memory once and hashed before
-/// anything is written; larger ones are streamed to a temporary object.
-const SMALL_FILE: u64 = 4 << 20;
-/// A buffer that holds any file read into memory, and one byte more.
-pub(super) const SMALL_FILE_CAP: usize = SMALL_FILE as usize + 1;
+use readbuf::SMALL_FILE;
 const CHUNK: usize = 1 << 20;
 
 struct FdReader<'a>(BorrowedFd<'a>);

@@ -17,6 +17,12 @@ use std::sync::Mutex;
 
 use rustix::io::Errno;
 
+/// Files up to this size are read into memory once and hashed before
+/// anything is written; larger ones are streamed to a temporary object.
+pub(super) const SMALL_FILE: u64 = 4 << 20;
+/// A buffer that holds any file read into memory, and one byte more.
+const SMALL_FILE_CAP: usize = SMALL_FILE as usize + 1;
+
 /// What a thread's own buffer may keep between files.
 pub(super) const KEPT_PER_THREAD: usize = 1 << 20;
 /// How many large buffers the pool keeps while none is in use.
@@ -46,8 +52,7 @@ pub(super) fn with_buf<R>(need: usize, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         .unwrap_or_else(|e| e.into_inner())
         .pop()
         .filter(|b| b.capacity() >= need);
-    let mut buf =
-        taken.unwrap_or_else(|| Vec::with_capacity(need.max(super::files::SMALL_FILE_CAP)));
+    let mut buf = taken.unwrap_or_else(|| Vec::with_capacity(need.max(SMALL_FILE_CAP)));
     buf.clear();
     let r = f(&mut buf);
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());

@@ -27,6 +27,7 @@ pub mod fs;
 mod item;
 mod nodes;
 pub mod parse;
+mod paths;
 mod perms;
 mod plan;
 #[cfg(test)]

@@ -2,12 +2,14 @@
 //! file attribute letters, xattr assignments, C escapes and paths, parsed
 //! the way systemd 252 parses them.
 
-use super::acl::Acl;
-use super::parse::{Item, Parser};
-use super::parse::{
-    AGE_BY_ATIME, AGE_BY_BTIME, AGE_BY_CTIME, AGE_BY_DEFAULT_DIR, AGE_BY_DEFAULT_FILE, AGE_BY_MTIME,
-};
 use super::{Level, Log};
+
+pub const AGE_BY_ATIME: u8 = 1;
+pub const AGE_BY_BTIME: u8 = 2;
+pub const AGE_BY_CTIME: u8 = 4;
+pub const AGE_BY_MTIME: u8 = 8;
+pub const AGE_BY_DEFAULT_FILE: u8 = 15;
+pub const AGE_BY_DEFAULT_DIR: u8 = AGE_BY_ATIME | AGE_BY_BTIME | AGE_BY_MTIME;
 use crate::confd::specifier::SpecError;
 use crate::confd::words::{self, Flags};
 
@@ -324,45 +326,6 @@ pub fn spec_error(e: &SpecError) -> (String, bool) {
 
 pub fn item_text(a: &[u8]) -> String {
     String::from_utf8_lossy(a).into_owned()
-}
-
-impl Parser<'_> {
-    /// `a`/`A` arguments: access and `d:` default entries, with a mask
-    /// computed when the line does not merge (`parse_acl()`).
-    pub fn parse_acls(&mut self, item: &mut Item, text: &str, log: &mut Log) {
-        let (mut access, mut default) = (Vec::new(), Vec::new());
-        for entry in text.split(',') {
-            match entry
-                .strip_prefix("default:")
-                .or_else(|| entry.strip_prefix("d:"))
-            {
-                Some(d) => default.push(d),
-                None => access.push(entry),
-            }
-        }
-        let want_mask = !item.append_or_force;
-        let parse = |list: &[&str], this: &mut Self| -> Result<Option<Acl>, ()> {
-            if list.is_empty() {
-                return Ok(None);
-            }
-            let mut resolve = |user: bool, name: &str| this.resolve(user, name).ok();
-            let mut acl = Acl::from_text(&list.join(","), &mut resolve).ok_or(())?;
-            if want_mask {
-                acl.add_mask_if_needed();
-            }
-            Ok(Some(acl))
-        };
-        match (parse(&access, self), parse(&default, self)) {
-            (Ok(a), Ok(d)) => {
-                item.acl_access = a;
-                item.acl_default = d;
-            }
-            _ => log.push(
-                Level::Warning,
-                format!("Failed to parse ACL \"{text}\": Invalid argument. Ignoring"),
-            ),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use slate_core::checkout::{self, CheckoutOptions};
 
-use crate::cli::RepoArg;
+use super::RepoArg;
 use crate::output;
 
 /// Check a commit out into a directory (hard links where possible).

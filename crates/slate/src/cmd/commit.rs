@@ -8,7 +8,7 @@ use serde::Serialize;
 use slate_core::commit::{self, CommitOptions, ParentSpec, Source};
 use slate_core::progress::Progress;
 
-use crate::cli::RepoArg;
+use super::RepoArg;
 use crate::output;
 
 /// Commit a directory or a tar archive to a branch; prints the commit id.

@@ -7,7 +7,7 @@ use slate_core::diff;
 use slate_core::object::name;
 use slate_core::store::ObjectRead;
 
-use crate::cli::RepoArg;
+use super::RepoArg;
 use crate::output;
 
 /// Show added (A), removed (D), modified (M) and metadata-only (m) paths

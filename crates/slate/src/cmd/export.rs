@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use slate_core::export::{self, ExportOptions, Format};
 
-use crate::cli::RepoArg;
+use super::RepoArg;
 use crate::output;
 
 /// Write a commit as a reproducible tar archive (stdout by default).

@@ -3,7 +3,7 @@ use std::time::Instant;
 use clap::Args;
 use slate_core::fsck;
 
-use crate::cli::RepoArg;
+use super::RepoArg;
 use crate::output;
 
 /// Check every object of a repository and every commit a ref reaches.

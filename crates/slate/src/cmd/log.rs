@@ -4,7 +4,7 @@ use slate_core::hash::ObjectId;
 use slate_core::object::Commit;
 use slate_core::store::{Error as StoreError, ObjectRead, Repo};
 
-use crate::cli::RepoArg;
+use super::RepoArg;
 use crate::output;
 
 /// Show the history of a branch or commit, newest first.

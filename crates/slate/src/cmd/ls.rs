@@ -9,7 +9,7 @@ use slate_core::object::{name, EntryKind, FileKind};
 use slate_core::store::ObjectRead;
 use slate_core::walk;
 
-use crate::cli::RepoArg;
+use super::RepoArg;
 use crate::output;
 
 /// List the paths of a commit.

@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, CommandFactory};
-
-use crate::cli::Cli;
+use clap::Args;
 
 /// Write the manual pages: slate(1) and one slate-COMMAND(1) per command.
 #[derive(Args)]
@@ -20,9 +18,8 @@ pub struct ManArgs {
     out: PathBuf,
 }
 
-/// Every page, as (file name, roff text).
-pub fn pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-    let mut top = Cli::command();
+/// Every page of the command line `top`, as (file name, roff text).
+pub fn pages(mut top: clap::Command) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     top.build();
     let mut pages = Vec::new();
     let mut text = Vec::new();
@@ -41,11 +38,11 @@ pub fn pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     Ok(pages)
 }
 
-pub fn run(a: ManArgs) -> anyhow::Result<()> {
+pub fn run(a: ManArgs, top: clap::Command) -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let dir = slate_core::fsutil::open_dir(&a.out)
         .with_context(|| format!("opening {}", a.out.display()))?;
-    let pages = pages()?;
+    let pages = pages(top)?;
     for (name, text) in &pages {
         slate_core::fsutil::atomic_write_at(&dir, name, text, 0o644)
             .with_context(|| format!("writing {}", a.out.join(name).display()))?;
@@ -56,7 +53,11 @@ pub fn run(a: ManArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use clap::CommandFactory;
+
+    fn pages() -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        super::pages(crate::cli::Cli::command())
+    }
 
     /// The pages kept in `docs/man/` are the ones the binary makes: a
     /// change to an option's help must come with the regenerated pages.

@@ -2,7 +2,7 @@ use anyhow::Context;
 use clap::Args;
 use slate_core::prune::{self, PruneOptions};
 
-use crate::cli::RepoArg;
+use super::RepoArg;
 use crate::output;
 
 /// Delete objects no commit (or, with --refs-only / --depth, no ref) reaches.

@@ -6,7 +6,7 @@ use clap::Args;
 use slate_core::pull;
 use slate_core::store::Repo;
 
-use crate::cli::RepoArg;
+use super::RepoArg;
 use crate::output;
 
 /// Copy commits (with their history) from another local repository of any

@@ -3,7 +3,7 @@ use clap::Args;
 use serde::Serialize;
 use slate_core::store::{Error as StoreError, Transaction};
 
-use crate::cli::RepoArg;
+use super::RepoArg;
 use crate::output;
 
 /// List refs, or create or delete one.
