@@ -230,3 +230,168 @@ fn removal_reports_what_it_removed() {
         .collect();
     assert_eq!(removed, ["/var/tmp/x", "/var/tmp/gone"]);
 }
+
+/// Run `lines` with the operations of `opts` (its args and root set here).
+fn run_with(root: &Path, lines: &str, mut opts: Options) -> (Outcome, Log) {
+    let mut host = Host::for_image();
+    host.stdin = Some(lines.as_bytes().to_vec());
+    opts.root = Some(root.to_path_buf());
+    opts.args = vec!["-".into()];
+    let mut log = Log::default();
+    let o = run(&opts, &host, &mut log).expect("the run starts");
+    (o, log)
+}
+
+#[test]
+fn cleaning_by_age_keeps_what_is_young_or_excluded() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = t.path();
+    let cache = root.join("var/cache/app");
+    std::fs::create_dir_all(cache.join("old-dir")).expect("mkdir");
+    for (name, age_days) in [
+        ("old", 30),
+        ("young", 0),
+        ("keep.me", 30),
+        ("old-dir/f", 30),
+    ] {
+        let p = cache.join(name);
+        std::fs::write(&p, b"x").expect("write");
+        let when = std::time::SystemTime::now() - std::time::Duration::from_secs(age_days * 86_400);
+        let f = std::fs::File::options().write(true).open(&p).expect("open");
+        f.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(when)
+                .set_modified(when),
+        )
+        .expect("times");
+    }
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(30 * 86_400);
+    std::fs::File::open(cache.join("old-dir"))
+        .expect("open")
+        .set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(old)
+                .set_modified(old),
+        )
+        .expect("times");
+    let opts = Options {
+        clean: true,
+        ..Options::default()
+    };
+    let (o, log) = run_with(
+        root,
+        "d /var/cache/app - - - mM:10d\nx /var/cache/app/keep.*\n",
+        opts,
+    );
+    assert!(!o.failed, "{:?}", log.events);
+    assert!(!cache.join("old").exists());
+    assert!(!cache.join("old-dir/f").exists());
+    assert!(cache.join("young").exists());
+    assert!(
+        cache.join("keep.me").exists(),
+        "an x line's path was cleaned"
+    );
+    let cleaned: Vec<&str> = log
+        .events
+        .iter()
+        .filter(|e| e.kind == Kind::Cleaned)
+        .filter_map(|e| e.path.as_deref())
+        .collect();
+    assert!(cleaned.contains(&"/var/cache/app/old"), "{cleaned:?}");
+    // The plan said the directory would be cleaned.
+    assert!(o
+        .plan
+        .iter()
+        .any(|s| s.path == "/var/cache/app" && s.effect == Effect::Clean));
+}
+
+#[test]
+fn copies_globs_and_replacements() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let root = t.path();
+    let factory = root.join("usr/share/factory/etc/app");
+    std::fs::create_dir_all(factory.join("conf.d")).expect("mkdir");
+    std::fs::write(factory.join("main.conf"), b"main").expect("write");
+    std::fs::write(factory.join("conf.d/10.conf"), b"ten").expect("write");
+    std::fs::create_dir_all(root.join("srv/logs")).expect("mkdir");
+    for n in ["a.log", "b.log", "c.txt"] {
+        std::fs::write(root.join("srv/logs").join(n), b"log").expect("write");
+    }
+    std::fs::write(root.join("srv/not-a-link"), b"file").expect("write");
+    let lines = "C /etc/app\n\
+                 z /srv/logs/*.log 0600\n\
+                 L+ /srv/not-a-link - - - - /etc/app\n\
+                 e /srv/logs 0700\n";
+    let opts = Options {
+        create: true,
+        ..Options::default()
+    };
+    let (o, log) = run_with(root, lines, opts);
+    assert!(!o.failed && !o.invalid_config, "{:?}", log.events);
+    assert_eq!(
+        std::fs::read(root.join("etc/app/conf.d/10.conf")).expect("read"),
+        b"ten"
+    );
+    assert_eq!(mode(&root.join("srv/logs/a.log")), 0o600);
+    assert_eq!(mode(&root.join("srv/logs/b.log")), 0o600);
+    assert_eq!(
+        mode(&root.join("srv/logs/c.txt")),
+        0o644,
+        "the glob matched too much"
+    );
+    assert_eq!(mode(&root.join("srv/logs")), 0o700);
+    assert_eq!(
+        std::fs::read_link(root.join("srv/not-a-link")).expect("readlink"),
+        Path::new("/etc/app")
+    );
+    let glob = o.plan.iter().find(|s| s.kind == "z").expect("the z step");
+    assert_eq!(glob.matches, ["/srv/logs/a.log", "/srv/logs/b.log"]);
+    assert!(log.has(Kind::Copied) && log.has(Kind::Replaced));
+    // A second copy finds the directory there and leaves it alone.
+    std::fs::write(root.join("etc/app/main.conf"), b"edited").expect("write");
+    let (o, _) = run_with(
+        root,
+        "C /etc/app\n",
+        Options {
+            create: true,
+            ..Options::default()
+        },
+    );
+    assert!(!o.failed);
+    assert_eq!(
+        std::fs::read(root.join("etc/app/main.conf")).expect("read"),
+        b"edited"
+    );
+}
+
+#[test]
+fn paths_never_leave_the_root() {
+    let outer = tempfile::tempdir().expect("tempdir");
+    let root = outer.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::write(outer.path().join("secret"), b"outside").expect("write");
+    // Symlinks inside the root that point out of it, absolute and climbing.
+    std::os::unix::fs::symlink(outer.path().join("secret"), root.join("etc/abs")).expect("ln");
+    std::os::unix::fs::symlink("../../secret", root.join("etc/climb")).expect("ln");
+    std::os::unix::fs::symlink(outer.path(), root.join("out")).expect("ln");
+    let lines = "w /etc/abs - - - - overwritten\n\
+                 w /etc/climb - - - - overwritten\n\
+                 R /out/secret\n\
+                 f /out/new - - - - made\n";
+    let (_, log) = run_with(
+        &root,
+        lines,
+        Options {
+            create: true,
+            remove: true,
+            ..Options::default()
+        },
+    );
+    assert_eq!(
+        std::fs::read(outer.path().join("secret")).expect("read"),
+        b"outside",
+        "{:?}",
+        log.events
+    );
+    assert!(!outer.path().join("new").exists());
+}
