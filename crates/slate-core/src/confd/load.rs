@@ -62,6 +62,18 @@ fn parse_text(shown: &str, data: &[u8], log: &mut Log, on_line: &mut OnLine<'_>)
 }
 
 /// Read one CONFIG argument; an error opening it, or a failed line, fails.
+fn open_failed(log: &mut Log, src: &Source<'_>, name: &str, e: &io::Error) -> Failed {
+    log.push(
+        Level::Error,
+        format!(
+            "Failed to open '{name}'{}: {}",
+            src.open_error_suffix,
+            os_text(e)
+        ),
+    );
+    Failed
+}
+
 fn read_arg(
     root: &Root,
     src: &Source<'_>,
@@ -70,17 +82,6 @@ fn read_arg(
     log: &mut Log,
     on_line: &mut OnLine<'_>,
 ) -> Result<(), Failed> {
-    let open_failed = |log: &mut Log, e: &io::Error| {
-        log.push(
-            Level::Error,
-            format!(
-                "Failed to open '{name}'{}: {}",
-                src.open_error_suffix,
-                os_text(e)
-            ),
-        );
-        Failed
-    };
     let (shown, data) = if name == "-" {
         match &host.stdin {
             Some(d) => (src.stdin_name.to_string(), d.clone()),
@@ -94,11 +95,11 @@ fn read_arg(
         }
     } else if name.starts_with('/') {
         // An absolute path is read as given, as systemd reads it.
-        let data = std::fs::read(name).map_err(|e| open_failed(log, &e))?;
+        let data = std::fs::read(name).map_err(|e| open_failed(log, src, name, &e))?;
         (name.to_string(), data)
     } else {
-        let (path, data) =
-            super::search(root, &dirs(src.kind), name).map_err(|e| open_failed(log, &e))?;
+        let (path, data) = super::search(root, &dirs(src.kind), name)
+            .map_err(|e| open_failed(log, src, name, &e))?;
         (root.display(&path), data)
     };
     if parse_text(&shown, &data, log, on_line) {
@@ -153,15 +154,9 @@ pub fn load(
                     parse_text(&root.display(&f.path), &data, log, on_line);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => log.push(
-                    Level::Error,
-                    format!(
-                        "Failed to open '{}'{}: {}",
-                        root.display(&f.path),
-                        src.open_error_suffix,
-                        os_text(&e)
-                    ),
-                ),
+                Err(e) => {
+                    open_failed(log, src, &root.display(&f.path), &e);
+                }
             }
         }
     } else {

@@ -104,20 +104,23 @@ impl<'a> FileStream<'a> {
     }
 
     /// Call `f` with each chunk of the rest of the content, in order.
-    pub fn each_chunk(&mut self, mut f: impl FnMut(&[u8])) -> Result<()> {
-        CHUNK_BUF.with(|b| {
-            let mut buf = b.borrow_mut();
-            if buf.len() < CHUNK {
-                buf.resize(CHUNK, 0);
+    pub fn each_chunk(&mut self, f: impl FnMut(&[u8])) -> Result<()> {
+        /// A writer that hands each chunk to a function and never fails.
+        struct Each<F>(F);
+        impl<F: FnMut(&[u8])> io::Write for Each<F> {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                (self.0)(buf);
+                Ok(buf.len())
             }
-            while self.left > 0 {
-                let n = self
-                    .read(&mut buf[..])
-                    .map_err(|e| Error::from_io(&self.path, e))?;
-                f(&buf[..n]);
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
             }
-            Ok(())
-        })
+        }
+        match self.copy_to(&mut Each(f)) {
+            Ok(_) => Ok(()),
+            Err(Err(e)) => Err(e),
+            Err(Ok(e)) => Err(Error::from_io(&self.path, e)),
+        }
     }
 
     /// Copy the rest of the content to `out` (errors writing it are
