@@ -150,6 +150,23 @@ pub(super) fn apply(
     })
 }
 
+/// The plan's directories grouped by depth, shallowest first (indices).
+fn by_depth(plan: &Plan) -> Vec<Vec<usize>> {
+    let mut levels: Vec<Vec<usize>> = Vec::new();
+    for (i, d) in plan.dirs.iter().enumerate() {
+        let depth = if d.rel.is_empty() {
+            0
+        } else {
+            1 + d.rel.iter().filter(|&&b| b == b'/').count()
+        };
+        if levels.len() <= depth {
+            levels.resize_with(depth + 1, Vec::new);
+        }
+        levels[depth].push(i);
+    }
+    levels
+}
+
 impl Ctx<'_> {
     fn path(&self, rel: &[u8]) -> PathBuf {
         fsutil::joined(&self.root_path, rel)
@@ -161,26 +178,39 @@ impl Ctx<'_> {
 
     /// Whether the file at `rel` must be a private copy.
     fn private(&self, rel: &[u8]) -> bool {
-        let full = name::join(self.base, rel);
-        self.opts.private.iter().any(|p| {
-            full.strip_prefix(p.as_slice())
-                .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
-        })
+        let under = |full: &[u8]| {
+            self.opts.private.iter().any(|p| {
+                full.strip_prefix(p.as_slice())
+                    .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+            })
+        };
+        if self.base.is_empty() {
+            under(rel)
+        } else {
+            under(&name::join(self.base, rel))
+        }
     }
 
     fn run(&self, plan: &Plan) -> Result<()> {
-        for d in plan.dirs.iter().skip(1) {
-            self.make_dir(&d.rel)?;
+        // Directories a level at a time, in parallel within a level: a
+        // parent exists before its children are made.
+        let levels = by_depth(plan);
+        for level in levels.iter().skip(1) {
+            level
+                .par_iter()
+                .try_for_each(|&i| self.make_dir(&plan.dirs[i].rel))?;
         }
         plan.files
             .par_iter()
             .try_for_each(|(id, paths)| self.place(id, paths))?;
         // Directory metadata last and deepest first: a read-only directory
         // must not stop its own entries from being created.
-        plan.dirs
-            .iter()
-            .rev()
-            .try_for_each(|d| self.dir_meta(&d.rel, &d.meta))
+        for level in levels.iter().rev() {
+            level
+                .par_iter()
+                .try_for_each(|&i| self.dir_meta(&plan.dirs[i].rel, &plan.dirs[i].meta))?;
+        }
+        Ok(())
     }
 
     fn make_dir(&self, rel: &[u8]) -> Result<()> {
@@ -196,27 +226,31 @@ impl Ctx<'_> {
             }
             r => Ok(r?),
         })
-        .map_err(dest_err(self.path(rel)))
+        .map_err(|e| dest_err(self.path(rel))(e))
     }
 
+    /// Owner, xattrs, mode and times of a directory we made (no symlink
+    /// can be in its place: every directory on the way is ours).
     fn dir_meta(&self, rel: &[u8], meta: &DirMeta) -> Result<()> {
-        let err = dest_err(self.path(rel));
-        let fd = at(self.root(), rel, |d, n| {
-            Ok(rfs::openat(
+        let root = self.root();
+        self.chown(rel, meta.uid, meta.gid, |u, g| {
+            at(root, rel, |d, n| {
+                Ok(rfs::chownat(d, n, u, g, AtFlags::SYMLINK_NOFOLLOW)?)
+            })
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
+        })?;
+        let xattrs: Xattrs = self.xattrs_for(&meta.xattrs).cloned().collect();
+        at(root, rel, |d, n| {
+            fsutil::set_xattrs_at(d, n, &xattrs)?;
+            rfs::chmodat(d, n, Mode::from_raw_mode(meta.mode), AtFlags::empty())?;
+            Ok(rfs::utimensat(
                 d,
                 n,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
+                &fsutil::zero_timestamps(),
+                AtFlags::SYMLINK_NOFOLLOW,
             )?)
         })
-        .map_err(&err)?;
-        self.chown(rel, meta.uid, meta.gid, |u, g| rfs::fchown(&fd, u, g))?;
-        for (k, v) in self.xattrs_for(&meta.xattrs) {
-            rfs::fsetxattr(&fd, k.as_slice(), v, rfs::XattrFlags::empty())
-                .map_err(|e| err(e.into()))?;
-        }
-        rfs::fchmod(&fd, Mode::from_raw_mode(meta.mode)).map_err(|e| err(e.into()))?;
-        fsutil::zero_times_fd(&fd).map_err(err)
+        .map_err(|e| dest_err(self.path(rel))(e))
     }
 
     /// Give `rel` an owner (unless in user mode). A refusal to a user who
@@ -255,6 +289,18 @@ impl Ctx<'_> {
     /// paths that may share the repository's inode to the first of them,
     /// private paths to the first private copy.
     fn place(&self, id: &ObjectId, paths: &[Vec<u8>]) -> Result<()> {
+        if !paths.iter().any(|p| self.private(p)) {
+            // The common case: no private path, nothing to sort out.
+            let (first, others) = paths.split_first().expect("an object has a path");
+            if !self.link_object(id, first)? {
+                self.copy_object(id, first)?;
+            }
+            for other in others {
+                self.link_other(id, first, other)?;
+            }
+            self.progress.add(paths.len() as u64, 0);
+            return Ok(());
+        }
         let (private, shared): (Vec<&Vec<u8>>, Vec<&Vec<u8>>) =
             paths.iter().partition(|p| self.private(p));
         if let Some((first, others)) = shared.split_first() {
@@ -272,18 +318,22 @@ impl Ctx<'_> {
     }
 
     fn link_others(&self, id: &ObjectId, first: &[u8], others: &[&Vec<u8>]) -> Result<()> {
-        for other in others {
-            let linked = at(self.root(), first, |d, n| {
-                Ok(self.link_replacing(d, n, other))
-            })
-            .map_err(dest_err(self.path(first)))?;
-            match linked {
-                Ok(()) => {}
-                Err(Errno::MLINK) => self.copy_object(id, other)?,
-                Err(e) => return Err(errno(self.path(other))(e)),
-            }
+        others
+            .iter()
+            .try_for_each(|other| self.link_other(id, first, other))
+    }
+
+    /// Hard-link `other` to `first` (a copy when the file has too many links).
+    fn link_other(&self, id: &ObjectId, first: &[u8], other: &[u8]) -> Result<()> {
+        let linked = at(self.root(), first, |d, n| {
+            Ok(self.link_replacing(d, n, other))
+        })
+        .map_err(|e| dest_err(self.path(first))(e))?;
+        match linked {
+            Ok(()) => Ok(()),
+            Err(Errno::MLINK) => self.copy_object(id, other),
+            Err(e) => Err(errno(self.path(other))(e)),
         }
-        Ok(())
     }
 
     /// `linkat(src_dir, src, DEST/rel)`, replacing what is at `rel` in a

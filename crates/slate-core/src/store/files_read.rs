@@ -3,6 +3,7 @@
 
 use std::io::{Cursor, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
@@ -12,6 +13,9 @@ use super::{Error, FileStream, Repo, RepoMode, Result};
 use crate::fsutil::{self, RESERVED_XATTR};
 use crate::hash::ObjectId;
 use crate::object::{FileHeader, FileKind, FileMeta, ObjectType};
+
+/// What joins a repository's path and an object's name.
+const OBJECTS: &[u8] = b"/objects/";
 
 /// The largest header a file object may have (its xattrs included).
 const MAX_HEADER: usize = 16 << 20;
@@ -227,15 +231,28 @@ impl Repo {
             RepoMode::Archive => Ok(false),
             RepoMode::Bare => Ok(true),
             RepoMode::BareUser => {
-                let path = self.object_path(ObjectType::File, id);
-                match rfs::lgetxattr_query(&path, RESERVED_XATTR) {
+                // The path is built on the stack when it is short: a
+                // checkout asks this of every file, from several threads.
+                let rel = super::objects::rel_path(ObjectType::File, id);
+                let base = self.path.as_os_str().as_bytes();
+                let mut buf = [0u8; 240];
+                let len = base.len() + OBJECTS.len() + rel.len();
+                let asked = if len <= buf.len() {
+                    buf[..base.len()].copy_from_slice(base);
+                    buf[base.len()..base.len() + OBJECTS.len()].copy_from_slice(OBJECTS);
+                    buf[base.len() + OBJECTS.len()..len].copy_from_slice(rel.as_bytes());
+                    rfs::lgetxattr_query(&buf[..len], RESERVED_XATTR)
+                } else {
+                    rfs::lgetxattr_query(&self.object_path(ObjectType::File, id), RESERVED_XATTR)
+                };
+                match asked {
                     Ok(_) => Ok(false),
                     Err(Errno::NODATA) => Ok(true),
                     Err(Errno::NOENT) => Err(Error::Missing {
                         kind: ObjectType::File,
                         id: *id,
                     }),
-                    Err(e) => Err(Error::io(&path, e.into())),
+                    Err(e) => Err(Error::io(&self.object_path(ObjectType::File, id), e.into())),
                 }
             }
         }
@@ -243,7 +260,7 @@ impl Repo {
 
     /// Relative path of a file object below the objects directory, and the
     /// directory's handle, for `linkat`.
-    pub fn object_link_source(&self, id: &ObjectId) -> (BorrowedFd<'_>, String) {
+    pub fn object_link_source(&self, id: &ObjectId) -> (BorrowedFd<'_>, super::objects::RelPath) {
         (
             self.objects_fd().as_fd(),
             super::objects::rel_path(ObjectType::File, id),

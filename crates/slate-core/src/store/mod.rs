@@ -37,6 +37,7 @@ mod files_tests;
 pub use config::RepoMode;
 pub use error::{Error, Result};
 pub use lock::WriteLock;
+pub use objects::RelPath;
 pub use pack::DamagedPack;
 pub use refs::validate_ref_name;
 pub use sink::HashSink;

@@ -13,15 +13,61 @@ use crate::hash::{is_lower_hex, ObjectId};
 use crate::object::{Commit, ObjectType, Tree};
 
 /// `xx/yyyy….suffix`, relative to `objects/`.
-pub(crate) fn rel_path(kind: ObjectType, id: &ObjectId) -> String {
-    let hex = id.to_hex();
-    format!("{}/{}.{}", &hex[..2], &hex[2..], kind.suffix())
+pub(crate) fn rel_path(kind: ObjectType, id: &ObjectId) -> RelPath {
+    RelPath::new(kind, id)
+}
+
+/// An object's name below `objects/`, held on the stack: checkouts and
+/// commits name thousands of objects a second from several threads, and
+/// a heap allocation for each makes them wait on the allocator's locks.
+#[derive(Clone, Copy)]
+pub struct RelPath {
+    buf: [u8; RelPath::CAP],
+    len: usize,
+}
+
+impl RelPath {
+    /// `xx/` + 62 digits + `.commit`, the longest suffix.
+    const CAP: usize = 3 + 62 + 7;
+
+    pub fn new(kind: ObjectType, id: &ObjectId) -> Self {
+        let mut buf = [0u8; Self::CAP];
+        let mut hex = [0u8; ObjectId::HEX_LEN];
+        hex::encode_to_slice(id.0, &mut hex).expect("64 digits for 32 bytes");
+        buf[..2].copy_from_slice(&hex[..2]);
+        buf[2] = b'/';
+        buf[3..65].copy_from_slice(&hex[2..]);
+        buf[65] = b'.';
+        let suffix = kind.suffix().as_bytes();
+        buf[66..66 + suffix.len()].copy_from_slice(suffix);
+        RelPath {
+            buf,
+            len: 66 + suffix.len(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("hex digits and a suffix are ASCII")
+    }
+}
+
+impl std::ops::Deref for RelPath {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<std::path::Path> for RelPath {
+    fn as_ref(&self) -> &std::path::Path {
+        std::path::Path::new(self.as_str())
+    }
 }
 
 impl Repo {
     /// Absolute path of an object (whether or not it exists).
     pub fn object_path(&self, kind: ObjectType, id: &ObjectId) -> PathBuf {
-        self.path.join("objects").join(rel_path(kind, id))
+        self.path.join("objects").join(rel_path(kind, id).as_str())
     }
 
     /// Whether the object is stored, loose or packed (asked of the disk).
