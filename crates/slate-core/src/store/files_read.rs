@@ -243,7 +243,7 @@ impl Repo {
                     buf[base.len() + OBJECTS.len()..len].copy_from_slice(rel.as_bytes());
                     rfs::lgetxattr_query(&buf[..len], RESERVED_XATTR)
                 } else {
-                    rfs::lgetxattr_query(&self.object_path(ObjectType::File, id), RESERVED_XATTR)
+                    rfs::lgetxattr_query(self.object_path(ObjectType::File, id), RESERVED_XATTR)
                 };
                 match asked {
                     Ok(_) => Ok(false),

@@ -226,7 +226,7 @@ impl Repo {
         let dir = self.path.join("corrupt");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let dest = dir.join(format!("{id}.{kind}"));
-        match std::fs::rename(self.path.join("objects").join(&rel), &dest) {
+        match std::fs::rename(self.path.join("objects").join(rel), &dest) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(Error::io(&dest, e)),
