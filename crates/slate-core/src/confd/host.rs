@@ -49,6 +49,59 @@ impl Credentials {
     }
 }
 
+/// The user an engine runs as, and the environment a per-user run
+/// (`tmpfiles --user`) takes its directories from.
+#[derive(Clone, Debug, Default)]
+pub struct UserEnv {
+    pub uid: u32,
+    pub gid: u32,
+    /// The user's and the group's names in the user database (`%u`,
+    /// `%g`); the numbers stand in when there are none.
+    pub name: Option<String>,
+    pub group: Option<String>,
+    /// The home directory the user database gives (`%h` when `$HOME` is
+    /// not a usable path).
+    pub db_home: Option<String>,
+    /// `$XDG_RUNTIME_DIR`, `$XDG_CONFIG_HOME`, `$XDG_CACHE_HOME`,
+    /// `$XDG_DATA_HOME`, `$XDG_CONFIG_DIRS`, `$XDG_DATA_DIRS`, as set.
+    pub runtime_dir: Option<String>,
+    pub config_home: Option<String>,
+    pub cache_home: Option<String>,
+    pub data_home: Option<String>,
+    pub config_dirs: Option<String>,
+    pub data_dirs: Option<String>,
+}
+
+impl UserEnv {
+    /// root, with no XDG variables.
+    pub fn root() -> UserEnv {
+        UserEnv {
+            name: Some("root".into()),
+            group: Some("root".into()),
+            db_home: Some("/root".into()),
+            ..UserEnv::default()
+        }
+    }
+
+    /// The user's name (`%u`): from the user database, else the number.
+    pub fn user_name(&self) -> String {
+        match (&self.name, self.uid) {
+            (_, 0) => "root".into(),
+            (Some(n), _) => n.clone(),
+            (None, uid) => uid.to_string(),
+        }
+    }
+
+    /// The group's name (`%g`): from the group database, else the number.
+    pub fn group_name(&self) -> String {
+        match (&self.group, self.gid) {
+            (_, 0) => "root".into(),
+            (Some(n), _) => n.clone(),
+            (None, gid) => gid.to_string(),
+        }
+    }
+}
+
 /// The machine an engine runs on, as its caller describes it.
 #[derive(Clone, Debug)]
 pub struct Host {
@@ -85,6 +138,8 @@ pub struct Host {
     /// Names of this machine's users, for messages that name owners as
     /// systemd does (uids not here are shown as numbers).
     pub user_names: BTreeMap<u32, String>,
+    /// Who runs the engine, and the XDG environment of a per-user run.
+    pub user: UserEnv,
 }
 
 impl Host {
@@ -132,6 +187,7 @@ impl Host {
             user_names: std::fs::read_to_string("/etc/passwd")
                 .map(|t| passwd_names(&t))
                 .unwrap_or_default(),
+            user: user_env(),
         }
     }
 
@@ -155,6 +211,7 @@ impl Host {
             source_date_epoch: None,
             stdin: None,
             user_names: BTreeMap::new(),
+            user: UserEnv::root(),
         }
     }
 
@@ -219,6 +276,36 @@ fn passwd_names(text: &str) -> BTreeMap<u32, String> {
             Some((uid, name.to_string()))
         })
         .collect()
+}
+
+/// The running process's user, group and XDG variables. Names and the
+/// home directory come from `/etc/passwd` and `/etc/group` (the files, as
+/// the engines read user databases everywhere else).
+fn user_env() -> UserEnv {
+    let env = |k: &str| std::env::var(k).ok();
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    let entry = |file: &str, id: u32| -> Option<Vec<String>> {
+        let text = std::fs::read_to_string(file).ok()?;
+        text.lines().find_map(|l| {
+            let f: Vec<String> = l.split(':').map(String::from).collect();
+            (f.len() >= 3 && f[2].parse() == Ok(id)).then_some(f)
+        })
+    };
+    let pw = entry("/etc/passwd", uid);
+    UserEnv {
+        uid,
+        gid,
+        name: pw.as_ref().map(|f| f[0].clone()),
+        group: entry("/etc/group", gid).map(|f| f[0].clone()),
+        db_home: pw.and_then(|f| f.get(5).cloned()),
+        runtime_dir: env("XDG_RUNTIME_DIR"),
+        config_home: env("XDG_CONFIG_HOME"),
+        cache_home: env("XDG_CACHE_HOME"),
+        data_home: env("XDG_DATA_HOME"),
+        config_dirs: env("XDG_CONFIG_DIRS"),
+        data_dirs: env("XDG_DATA_DIRS"),
+    }
 }
 
 /// Paths of the AF_UNIX sockets that are listening or connected.

@@ -7,14 +7,14 @@
 
 use std::io;
 
-use super::{dirs, insert_replacement, lines, list, os_text, read, strip, Host, Level, Log};
+use super::{insert_replacement, lines, list, os_text, read, strip, Host, Level, Log};
 use crate::fsutil::Root;
 
 /// What to read, and how the tool names what it reads.
 #[derive(Clone, Debug)]
 pub struct Source<'a> {
-    /// `tmpfiles.d`, `sysusers.d`.
-    pub kind: &'a str,
+    /// The drop-in directories, highest priority first.
+    pub dirs: &'a [String],
     /// CONFIG arguments.
     pub args: &'a [String],
     /// `--replace=PATH`.
@@ -98,8 +98,8 @@ fn read_arg(
         let data = std::fs::read(name).map_err(|e| open_failed(log, src, name, &e))?;
         (name.to_string(), data)
     } else {
-        let (path, data) = super::search(root, &dirs(src.kind), name)
-            .map_err(|e| open_failed(log, src, name, &e))?;
+        let (path, data) =
+            super::search(root, src.dirs, name).map_err(|e| open_failed(log, src, name, &e))?;
         (root.display(&path), data)
     };
     if parse_text(&shown, &data, log, on_line) {
@@ -139,10 +139,9 @@ pub fn load(
     on_line: &mut OnLine<'_>,
 ) -> Result<(), Failed> {
     if src.replace.is_some() || src.args.is_empty() {
-        let kind_dirs = dirs(src.kind);
-        let mut files = list(root, &kind_dirs, ".conf");
+        let mut files = list(root, src.dirs, ".conf");
         if let Some(r) = src.replace {
-            insert_replacement(&mut files, &kind_dirs, r);
+            insert_replacement(&mut files, src.dirs, r);
         }
         for f in files {
             if src.replace == Some(f.path.as_str()) {

@@ -14,7 +14,7 @@ pub mod specifier;
 pub mod words;
 
 pub use event::{Event, Kind, Level, Log};
-pub use host::{architecture_name, Credentials, Host};
+pub use host::{architecture_name, Credentials, Host, UserEnv};
 pub use load::{load, LineOutcome, Source};
 
 use std::collections::HashSet;

@@ -19,6 +19,8 @@ pub enum SpecError {
     TooLong,
     /// `os-release` or `machine-id` is missing in the root.
     NotAttached,
+    /// A per-user directory whose `$XDG_…` variable is not set (`ENXIO`).
+    Unset,
     /// The text around the specifiers is invalid (`EINVAL`).
     Invalid,
     /// Another lookup failure, as an OS error text.
@@ -31,6 +33,7 @@ impl fmt::Display for SpecError {
             SpecError::Unknown(_) => f.write_str("Invalid slot"),
             SpecError::TooLong => f.write_str("File name too long"),
             SpecError::NotAttached => f.write_str("Protocol driver not attached"),
+            SpecError::Unset => f.write_str("No such device or address"),
             SpecError::Invalid => f.write_str("Invalid argument"),
             SpecError::Other(s) => f.write_str(s),
         }

@@ -104,8 +104,9 @@ pub fn config_files(root: &Root, opts: &Options) -> Vec<confd::ConfFile> {
 pub fn load(root: &Root, opts: &Options, host: &Host, log: &mut Log) -> Result<Config, Failed> {
     let mut specs = SystemSpecifiers::new(root, opts.root.is_some(), host);
     let mut config = Config::default();
+    let dirs = dirs();
     let src = Source {
-        kind: "sysusers.d",
+        dirs: &dirs,
         args: &opts.args,
         replace: opts.replace.as_deref(),
         inline: opts.inline,

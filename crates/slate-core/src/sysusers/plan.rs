@@ -85,6 +85,7 @@ struct Planner<'a> {
     users: Vec<Item>,
     groups: Vec<Item>,
     group_index: HashMap<String, usize>,
+    user_index: HashMap<String, usize>,
     todo_uids: IndexMap<u32, Ref>,
     todo_gids: IndexMap<u32, Ref>,
     log: &'a mut Log,
@@ -316,13 +317,27 @@ impl Planner<'_> {
     fn process_user(&mut self, idx: usize) -> Result<(), String> {
         let it = self.users[idx].clone();
         let target = it.group_name.clone().unwrap_or_else(|| it.name.clone());
-        let todo_group = self.group_index.get(&target).copied().filter(|&gi| {
-            self.groups[gi]
-                .gid
-                .is_some_and(|g| self.todo_gids.get(&g) == Some(&Ref::Group(gi)))
-        });
-        if let Some(gi) = todo_group {
-            self.users[idx].gid = self.groups[gi].gid;
+        // A group of that name queued by a `g` line, or else (a group
+        // given by name) the group an earlier `u` line queued for itself.
+        let queued = |r: Ref| {
+            let gid = match r {
+                Ref::Group(i) => self.groups[i].gid,
+                Ref::User(i) => self.users[i].gid,
+            };
+            gid.filter(|g| self.todo_gids.get(g) == Some(&r))
+        };
+        let todo_group = self
+            .group_index
+            .get(&target)
+            .and_then(|&gi| queued(Ref::Group(gi)))
+            .or_else(|| {
+                let gn = it.group_name.as_ref()?;
+                self.user_index
+                    .get(gn)
+                    .and_then(|&ui| queued(Ref::User(ui)))
+            });
+        if let Some(gid) = todo_group {
+            self.users[idx].gid = Some(gid);
             self.users[idx].id_set_strict = true;
         } else if let Some(gn) = &it.group_name {
             let gid = *self
@@ -356,6 +371,12 @@ pub(crate) fn make_plan(root: &Root, config: &Config, db: &Existing, log: &mut L
         groups: config.groups.values().cloned().collect(),
         group_index: config
             .groups
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect(),
+        user_index: config
+            .users
             .keys()
             .enumerate()
             .map(|(i, k)| (k.clone(), i))

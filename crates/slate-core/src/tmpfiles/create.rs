@@ -340,22 +340,65 @@ impl Runner<'_> {
             ),
             Err(e) => (Err(e), Creation::Existing),
         };
-        let fd = fd.map_err(|e| {
-            let m = format!(
-                "Failed to open/create file {}: {}",
-                self.show(&path),
-                errno_text(e)
-            );
-            self.error(m)
-        })?;
+        // On a read-only file system an existing file that is already
+        // empty, with the right owner and mode, is no failure: go on with
+        // a path handle and let whatever would change it fail.
+        let (fd, read_only) = match fd {
+            Ok(fd) => (fd, false),
+            Err(Errno::ROFS) => {
+                match rfs::openat(
+                    &dir,
+                    bn,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => (fd, true),
+                    Err(Errno::NOENT) => {
+                        let m = format!(
+                            "Cannot create file {} on a read-only file system.",
+                            self.show(&path)
+                        );
+                        return Err(self.error(m));
+                    }
+                    Err(e) => {
+                        let m = format!(
+                            "Failed to re-open file {}: {}",
+                            self.show(&path),
+                            errno_text(e)
+                        );
+                        return Err(self.error(m));
+                    }
+                }
+            }
+            Err(e) => {
+                let m = format!(
+                    "Failed to open/create file {}: {}",
+                    self.show(&path),
+                    errno_text(e)
+                );
+                return Err(self.error(m));
+            }
+        };
         let st = self.stat_logged(&fd, &path)?;
         if file_type(&st) != FileType::RegularFile {
             let m = format!("{} exists and is not a regular file.", self.show(&path));
             return Err(self.error(m));
         }
-        let (fd, st) = match self.own_inode(fd.as_fd(), &path, st)? {
-            (Some(copy), st) => (self.reopen_for_write(&copy, &path, base)?, st),
-            (None, st) => (fd, st),
+        if read_only && (st.st_size > 0 || i.argument.is_some()) {
+            let what = if st.st_size > 0 { "truncate" } else { "write" };
+            let m = format!(
+                "Failed to {what} file {}: {}",
+                self.show(&path),
+                errno_text(Errno::ROFS)
+            );
+            return Err(self.error(m));
+        }
+        let (fd, st) = match read_only {
+            true => (fd, st),
+            false => match self.own_inode(fd.as_fd(), &path, st)? {
+                (Some(copy), st) => (self.reopen_for_write(&copy, &path, base)?, st),
+                (None, st) => (fd, st),
+            },
         };
         if creation == Creation::Normal {
             self.created(&path, "file");

@@ -106,6 +106,9 @@ pub fn chase(root: &Root, path: &str, safe: bool, nofollow: bool) -> Result<Reso
     let mut stack: Vec<(OwnedFd, Stat, String)> = Vec::new();
     let mut todo: VecDeque<String> = split(path);
     let mut hops = 0;
+    // What the last step reached (a symlink included): a transition is
+    // judged from it, as systemd judges it; messages name the handles.
+    let mut prev = root_st;
     while let Some(c) = todo.pop_front() {
         let (top_fd, top_st, top_path) = match stack.last() {
             Some((f, s, p)) => (f.as_fd(), *s, p.clone()),
@@ -117,9 +120,10 @@ pub fn chase(root: &Root, path: &str, safe: bool, nofollow: bool) -> Result<Reso
                     Some((_, s, p)) => (*s, p.clone()),
                     None => (root_st, "/".into()),
                 };
-                if safe && unsafe_transition(&st, &up_st) {
+                if safe && unsafe_transition(&prev, &up_st) {
                     return Err(unsafe_error(root, (&p, &st), (&up_path, &up_st), path));
                 }
+                prev = up_st;
             }
             continue;
         }
@@ -131,7 +135,7 @@ pub fn chase(root: &Root, path: &str, safe: bool, nofollow: bool) -> Result<Reso
         )?;
         let st = rfs::fstat(&child)?;
         let child_path = join(&top_path, &c);
-        if safe && unsafe_transition(&top_st, &st) {
+        if safe && unsafe_transition(&prev, &st) {
             return Err(unsafe_error(
                 root,
                 (&top_path, &top_st),
@@ -139,6 +143,7 @@ pub fn chase(root: &Root, path: &str, safe: bool, nofollow: bool) -> Result<Reso
                 path,
             ));
         }
+        prev = st;
         if file_type(&st) == FileType::Symlink && !(nofollow && todo.is_empty()) {
             hops += 1;
             if hops > 32 {
@@ -151,14 +156,17 @@ pub fn chase(root: &Root, path: &str, safe: bool, nofollow: bool) -> Result<Reso
                 todo.push_front(p);
             }
             if target.starts_with('/') {
-                if safe && unsafe_transition(&top_st, &root_st) {
+                // Leaving the symlink for the root: the symlink itself is
+                // named, with its own owner.
+                if safe && unsafe_transition(&st, &root_st) {
                     return Err(unsafe_error(
                         root,
-                        (&top_path, &top_st),
+                        (&child_path, &st),
                         ("/", &root_st),
                         path,
                     ));
                 }
+                prev = root_st;
                 stack.clear();
             }
             continue;
@@ -175,10 +183,18 @@ pub fn chase(root: &Root, path: &str, safe: bool, nofollow: bool) -> Result<Reso
 }
 
 fn unsafe_error(root: &Root, from: (&str, &Stat), to: (&str, &Stat), path: &str) -> ChaseError {
+    // A handle's path, as systemd shows it: the root is its own path.
+    let shown = |p: &str| {
+        let d = root.display(p);
+        match d.strip_suffix('/') {
+            Some(t) if !t.is_empty() => t.to_string(),
+            _ => d,
+        }
+    };
     ChaseError::Unsafe(Box::new(Transition {
-        from: root.display(from.0),
+        from: shown(from.0),
         from_uid: from.1.st_uid,
-        to: root.display(to.0),
+        to: shown(to.0),
         to_uid: to.1.st_uid,
         path: root.display(path),
     }))

@@ -73,6 +73,9 @@ pub struct Options {
     pub args: Vec<String>,
     /// Plan only: change nothing.
     pub dry_run: bool,
+    /// `--user`: the user's own configuration (`user-tmpfiles.d` in the
+    /// XDG directories) and specifiers.
+    pub user: bool,
 }
 
 impl Options {
@@ -90,6 +93,9 @@ impl Options {
             return Err(
                 "You need to specify at least one of --clean, --create or --remove.".into(),
             );
+        }
+        if self.user && self.root.is_some() {
+            return Err("Combination of --user and --root= is not supported.".into());
         }
         if self.replace.is_some() && cat_config {
             return Err("Option --replace= is not supported with --cat-config".into());
@@ -113,16 +119,51 @@ impl Options {
     }
 }
 
-fn dirs() -> Vec<String> {
-    confd::dirs("tmpfiles.d")
+/// The directories of the configuration, highest priority first: the
+/// system's `tmpfiles.d`, or with `--user` the `user-tmpfiles.d` of
+/// `$XDG_CONFIG_DIRS` (`/etc/xdg`), `$XDG_CONFIG_HOME` (`~/.config`),
+/// `$XDG_RUNTIME_DIR` (when set), `$XDG_DATA_HOME` (`~/.local/share`)
+/// and `$XDG_DATA_DIRS` (`/usr/local/share:/usr/share`), as systemd 252
+/// orders them.
+pub fn config_dirs(opts: &Options, host: &Host) -> Vec<String> {
+    if !opts.user {
+        return confd::dirs("tmpfiles.d");
+    }
+    let u = &host.user;
+    let home = values::home_dir(host.home.as_deref(), u).ok();
+    let list = |v: &Option<String>, default: &[&str]| -> Vec<String> {
+        match v {
+            Some(v) => v
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(String::from)
+                .collect(),
+            None => default.iter().map(|d| d.to_string()).collect(),
+        }
+    };
+    let below_home = |v: &Option<String>, sub: &str| match v {
+        Some(v) => Some(v.clone()),
+        None => home
+            .as_ref()
+            .map(|h| format!("{}/{sub}", h.trim_end_matches('/'))),
+    };
+    let mut dirs = list(&u.config_dirs, &["/etc/xdg"]);
+    dirs.extend(below_home(&u.config_home, ".config"));
+    dirs.extend(u.runtime_dir.clone());
+    dirs.extend(below_home(&u.data_home, ".local/share"));
+    dirs.extend(list(&u.data_dirs, &["/usr/local/share", "/usr/share"]));
+    dirs.iter()
+        .map(|d| format!("{}/user-tmpfiles.d", d.trim_end_matches('/')))
+        .collect()
 }
 
 /// The configuration files in the order they are read, with `--replace=`
 /// applied (`--cat-config`).
-pub fn config_files(root: &Root, opts: &Options) -> Vec<ConfFile> {
-    let mut files = confd::list(root, &dirs(), ".conf");
+pub fn config_files(root: &Root, opts: &Options, host: &Host) -> Vec<ConfFile> {
+    let dirs = config_dirs(opts, host);
+    let mut files = confd::list(root, &dirs, ".conf");
     if let Some(r) = &opts.replace {
-        confd::insert_replacement(&mut files, &dirs(), r);
+        confd::insert_replacement(&mut files, &dirs, r);
     }
     files
 }
@@ -278,9 +319,11 @@ pub fn load(root: &Root, opts: &Options, host: &Host, log: &mut Log) -> Result<C
     parser.graceful = opts.graceful;
     parser.include = opts.prefix.clone();
     parser.exclude = opts.exclude_prefix.clone();
+    parser.user = opts.user;
     let mut config = Config::default();
+    let dirs = config_dirs(opts, host);
     let src = Source {
-        kind: "tmpfiles.d",
+        dirs: &dirs,
         args: &opts.args,
         replace: opts.replace.as_deref(),
         inline: false,

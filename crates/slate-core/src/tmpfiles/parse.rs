@@ -24,6 +24,11 @@ pub use super::values::{
 
 const PATH_MAX: usize = 4096;
 
+/// `dir/name`, with one slash between them.
+fn name_join(dir: &str, name: &str) -> String {
+    format!("{}/{name}", dir.trim_end_matches('/'))
+}
+
 /// A line that was not accepted.
 pub struct Rejected {
     /// The configuration is invalid (exit status 65), as opposed to an
@@ -40,6 +45,8 @@ pub struct Parser<'r> {
     pub graceful: bool,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    /// `--user`: the per-user specifiers (`%h %t %S %C %L %u %U %g %G`).
+    pub user: bool,
     specs: SystemSpecifiers<'r>,
     names: Names<'r>,
     notified: bool,
@@ -63,6 +70,7 @@ impl<'r> Parser<'r> {
             graceful: false,
             include: Vec::new(),
             exclude: Vec::new(),
+            user: false,
             specs: SystemSpecifiers::new(root, explicit_root, host),
             names: Names::new(root),
             notified: false,
@@ -71,14 +79,36 @@ impl<'r> Parser<'r> {
 
     fn expand(&mut self, text: &[u8], max: usize) -> Result<Vec<u8>, SpecError> {
         let specs = &mut self.specs;
-        let home = home_dir(self.host.home.as_deref());
+        let host = self.host;
+        let u = &host.user;
+        let home = || home_dir(host.home.as_deref(), u);
+        // A `$XDG_…` directory: the variable when it is an absolute path,
+        // else (`fallback`) a directory below the home directory.
+        let xdg = |var: &Option<String>, fallback: Option<&str>| match var {
+            Some(v) if v.starts_with('/') => Ok(v.clone()),
+            _ => match fallback {
+                Some(sub) => home().map(|h| name_join(&h, sub)),
+                None => Err(SpecError::Unset),
+            },
+        };
+        let user = self.user;
         specifier::expand(text, max, &mut |c| match c {
             b'A' | b'M' | b'q' => None,
-            b'h' => Some(Ok(home.clone())),
+            b'h' => Some(home()),
+            b'C' if user => Some(xdg(&u.cache_home, Some(".cache"))),
+            b'L' if user => {
+                Some(xdg(&u.config_home, Some(".config")).map(|d| name_join(&d, "log")))
+            }
+            b'S' if user => Some(xdg(&u.config_home, Some(".config"))),
+            b't' if user => Some(xdg(&u.runtime_dir, None)),
             b'C' => Some(Ok("/var/cache".into())),
             b'L' => Some(Ok("/var/log".into())),
             b'S' => Some(Ok("/var/lib".into())),
             b't' => Some(Ok("/run".into())),
+            b'u' if user => Some(Ok(u.user_name())),
+            b'g' if user => Some(Ok(u.group_name())),
+            b'U' if user => Some(Ok(u.uid.to_string())),
+            b'G' if user => Some(Ok(u.gid.to_string())),
             b'g' | b'u' => Some(Ok("root".into())),
             b'G' | b'U' => Some(Ok("0".into())),
             c => specs.lookup(c),
@@ -86,13 +116,16 @@ impl<'r> Parser<'r> {
     }
 
     fn unresolvable(&mut self, file: &str, line: usize, log: &mut Log) {
+        let why = if self.user {
+            "Required $XDG_... variable not defined"
+        } else {
+            "uninitialized /etc/ detected"
+        };
         // Within --root (or a chroot) systemd logs this at debug level.
         if !self.notified && !self.explicit_root {
             log.push(
                 Level::Info,
-                format!(
-                    "{file}:{line}: Failed to resolve specifier: uninitialized /etc/ detected, skipping."
-                ),
+                format!("{file}:{line}: Failed to resolve specifier: {why}, skipping."),
             );
             log.push(
                 Level::Info,

@@ -12,6 +12,7 @@ pub const AGE_BY_DEFAULT_FILE: u8 = 15;
 pub const AGE_BY_DEFAULT_DIR: u8 = AGE_BY_ATIME | AGE_BY_BTIME | AGE_BY_MTIME;
 use crate::confd::specifier::SpecError;
 use crate::confd::words::{self, Flags};
+use crate::confd::UserEnv;
 
 /// Whether `path` lies below `prefix`, compared by components.
 pub fn path_startswith(path: &str, prefix: &str) -> bool {
@@ -297,11 +298,18 @@ pub fn parse_xattrs(arg: &[u8], log: &mut Log) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// `%h`: `$HOME` when it is a simple absolute path, else `/root`.
-pub fn home_dir(home: Option<&str>) -> String {
+/// `%h`: `$HOME` when it is a simple absolute path; else `/root` for
+/// root, `/` for nobody, and the user database's home for anyone else.
+pub fn home_dir(home: Option<&str>, user: &UserEnv) -> Result<String, SpecError> {
     match home {
-        Some(h) if h.starts_with('/') && simplify(h) == h => h.to_string(),
-        _ => "/root".into(),
+        Some(h) if h.starts_with('/') && simplify(h) == h => Ok(h.to_string()),
+        _ if user.uid == 0 => Ok("/root".into()),
+        _ if user.uid == 65534 => Ok("/".into()),
+        _ => match &user.db_home {
+            Some(h) if h.starts_with('/') => Ok(simplify(h)),
+            Some(_) => Err(SpecError::Invalid),
+            None => Err(SpecError::Other("No such process".into())),
+        },
     }
 }
 
@@ -309,7 +317,7 @@ pub fn home_dir(home: Option<&str>) -> String {
 /// (the line is skipped, not an error).
 pub fn is_noinfo(e: &SpecError) -> bool {
     match e {
-        SpecError::NotAttached => true,
+        SpecError::NotAttached | SpecError::Unset => true,
         SpecError::Other(s) => s == "No medium found",
         _ => false,
     }

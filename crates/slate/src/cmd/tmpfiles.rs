@@ -15,7 +15,8 @@ use crate::output;
 ///
 /// Without CONFIG, every *.conf of /etc/tmpfiles.d, /run/tmpfiles.d,
 /// /usr/local/lib/tmpfiles.d and /usr/lib/tmpfiles.d is read (inside
-/// --root); a file in an earlier directory overrides a same-named one in a
+/// --root; with --user, user-tmpfiles.d of $XDG_CONFIG_DIRS, ~/.config,
+/// $XDG_RUNTIME_DIR, ~/.local/share and $XDG_DATA_DIRS); a file in an earlier directory overrides a same-named one in a
 /// later one, and a symlink to /dev/null masks it. CONFIG names a file
 /// looked up in those directories, an absolute path, or `-` for standard
 /// input. Every path resolves inside --root: a symlink pointing to an
@@ -49,6 +50,12 @@ pub struct TmpfilesArgs {
     /// Also apply lines marked with `!` (safe only at boot).
     #[arg(long)]
     boot: bool,
+    /// Act for the user running the command: read user-tmpfiles.d from
+    /// the XDG configuration and data directories, and take %h %t %S %C %L
+    /// from $HOME and $XDG_RUNTIME_DIR, $XDG_CONFIG_HOME, $XDG_CACHE_HOME;
+    /// %u %U %g %G are the user's. Not with --root.
+    #[arg(long)]
+    user: bool,
     /// Operate on this directory as the root filesystem.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
@@ -101,19 +108,20 @@ pub fn run(a: TmpfilesArgs) -> anyhow::Result<ExitCode> {
         graceful: a.graceful,
         args: a.config.clone(),
         dry_run: a.dry_run,
+        user: a.user,
     };
     if let Err(e) = opts.validate(a.cat_config) {
         eprintln!("{e}");
         return Ok(ExitCode::from(1));
     }
+    let mut host = Host::from_system();
     if a.cat_config {
         let root = opts.open_root()?;
-        let files = tmpfiles::config_files(&root, &opts);
+        let files = tmpfiles::config_files(&root, &opts, &host);
         let mut out = std::io::stdout().lock();
         slate_core::confd::cat(&root, &files, &mut out)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut host = Host::from_system();
     host.read_stdin_for(&opts.args)?;
     let mut log = Log::default();
     let outcome = tmpfiles::run(&opts, &host, &mut log);

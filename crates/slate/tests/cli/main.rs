@@ -18,3 +18,4 @@ mod sysusers_diff;
 mod tmpfiles;
 mod tmpfiles_diff;
 mod transfer;
+mod upstream;

@@ -51,6 +51,9 @@ fn line_types() -> Vec<Case> {
         case("UID taken by another group's GID").conf("a.conf", "g other 900\nu me 900\n"),
         case("u UID:GID with missing GID").conf("a.conf", "u strict 700:701\n"),
         case("u UID:groupname missing").conf("a.conf", "u lost 702:nosuchgroup\n"),
+        // systemd 252.39: the group an earlier u line made for itself.
+        case("u UID:groupname of an earlier u line's group")
+            .conf("a.conf", "u foo -\nu bar 300:foo\nu own 301:own\n"),
         case("r ranges").conf("a.conf", "r - 500-502\nr - 800\nu a -\nu b -\nu c -\nu d -\nu e -\ng f -\n"),
         case("ranges exhausted").conf("a.conf", "r - 10-11\nu a -\nu b -\nu c -\n"),
         case("uid 0 root shell with bash").file("usr/bin/bash", "").link("bin", "usr/bin").conf("a.conf", "u root 0 \"Super User\" /root\n"),

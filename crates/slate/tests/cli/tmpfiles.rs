@@ -404,7 +404,270 @@ fn unsafe_transitions_and_owners() {
             "a.conf",
             "d /srv/a - web web\nd /srv/b - 33 4\nd /srv/c - root root\nd /srv/d - 4294967295\n",
         ),
+        // TEST-22.03: the refusal names the symlink itself, with its owner.
+        case("a user's symlink to an absolute path owned by root")
+            .dir("srv/daemon")
+            .dir("root")
+            .link("srv/daemon/unsafe-symlink", "/root")
+            .own("srv/daemon", 1, 1, 0o755)
+            .own("srv/daemon/unsafe-symlink", 1, 1, 0o777)
+            .conf(
+                "a.conf",
+                "f /srv/daemon/unsafe-symlink/exploit 0644 daemon daemon - -\n",
+            )
+            .status(73),
+        case("a user's symlink in root's directory, climbing out")
+            .dir("srv/pub/sub")
+            .link("srv/pub/up", "../..")
+            .own("srv/pub/up", 1, 1, 0o777)
+            .conf("a.conf", "d /srv/pub/up/srv/x 0755\n")
+            .status(73),
+        case("a user's directory climbing out through ..")
+            .dir("srv/daemon/sub")
+            .link("srv/daemon/rel", "../../root")
+            .dir("root")
+            .own("srv/daemon", 1, 1, 0o755)
+            .own("srv/daemon/rel", 1, 1, 0o777)
+            .conf("a.conf", "f /srv/daemon/rel/exploit 0644\n")
+            .status(73),
     ]);
+}
+
+/// The user's environment of a `--user` run, every XDG directory in the
+/// case's tree.
+fn xdg(c: Case) -> Case {
+    c.env("HOME", "@ROOT@/home")
+        .env("XDG_CONFIG_DIRS", "@ROOT@/xa:@ROOT@/xb")
+        .env("XDG_CONFIG_HOME", "@ROOT@/config")
+        .env("XDG_RUNTIME_DIR", "@ROOT@/run")
+        .env("XDG_DATA_HOME", "@ROOT@/data")
+        .env("XDG_DATA_DIRS", "@ROOT@/da:@ROOT@/db")
+        .env("XDG_CACHE_HOME", "@ROOT@/cache")
+        .dir("home")
+}
+
+const SPECIFIER_LINES: &str = "f %h/S - - - - %S\nf %h/C - - - - %C\nf %h/L - - - - %L\nf %h/t - - - - %t\nf %h/h - - - - %h\nf %h/ids - - - - %u %U %g %G\nf %h/pct - - - - 100%%\nd %t/made-in-runtime 0700\nd %C/made-in-cache\n";
+
+#[test]
+fn user_mode() {
+    let dirs = ["xa", "xb", "config", "run", "data", "da", "db"];
+    let mut every_dir = xdg(case("--user reads user-tmpfiles.d of every XDG directory"))
+        .dir("run")
+        .user(None);
+    for d in dirs {
+        every_dir = every_dir
+            .file(
+                &format!("{d}/user-tmpfiles.d/{d}.conf"),
+                &format!("d %h/only-{d}\n"),
+            )
+            .file(
+                &format!("{d}/user-tmpfiles.d/same.conf"),
+                &format!("d %h/same-{d}\n"),
+            );
+    }
+    let mut cat = xdg(case("--user --cat-config lists them in order"))
+        .user(None)
+        .args(&["--cat-config"]);
+    for d in dirs {
+        cat = cat.file(&format!("{d}/user-tmpfiles.d/{d}.conf"), "d %h/x\n");
+    }
+    check(vec![
+        every_dir,
+        cat,
+        case("without XDG variables: ~/.config and ~/.local/share")
+            .env("HOME", "@ROOT@/home")
+            .env("XDG_CONFIG_DIRS", "@ROOT@/none")
+            .env("XDG_DATA_DIRS", "@ROOT@/none")
+            .file("home/.config/user-tmpfiles.d/a.conf", "d %h/from-config\n")
+            .file("home/.local/share/user-tmpfiles.d/b.conf", SPECIFIER_LINES)
+            .user(None),
+        xdg(case("specifiers from the XDG variables"))
+            .dir("run")
+            .dir("cache")
+            .stdin(SPECIFIER_LINES)
+            .args(&["--create", "-"])
+            .user(None),
+        case("relative XDG variables are not used for specifiers")
+            .env("HOME", "@ROOT@/home")
+            .env("XDG_RUNTIME_DIR", "relative")
+            .env("XDG_CONFIG_HOME", "relative")
+            .env("XDG_CACHE_HOME", "relative")
+            .dir("home")
+            .stdin(SPECIFIER_LINES)
+            .args(&["--create", "-"])
+            .user(None),
+        case("--user with --root is refused")
+            .stdin("d /srv/x\n")
+            .args(&["--create", "--root=@ROOT@", "-"])
+            .user(None)
+            .status(1),
+        xdg(case("as another user (nobody)"))
+            .dir("run")
+            .dir("cache")
+            .stdin(&format!(
+                "{SPECIFIER_LINES}d /etc/not-for-nobody\nf %h/nobody-file 0600 - - - x\n"
+            ))
+            .args(&["--create", "-"])
+            .user(Some((65534, 65534)))
+            .status(73),
+        case("as nobody, %t without $XDG_RUNTIME_DIR: the line is skipped")
+            .env("HOME", "@ROOT@/home")
+            .dir("home")
+            .stdin("w %h/foo - - - - \"specifier for --user %t\"\nf %h/after - - - - ok\n")
+            .args(&["--create", "-"])
+            .user(Some((65534, 65534)))
+            .status(0),
+    ]);
+}
+
+/// The lines systemd's own test-systemd-tmpfiles.py rejects: each alone,
+/// in both modes, exits 65.
+#[test]
+fn invalid_lines_exit_65() {
+    const INVALID: &[&str] = &[
+        "asdfa",
+        "f \"open quote",
+        "f closed quote\"\"",
+        "Y /unknown/letter",
+        "w non/absolute/path",
+        "s",
+        "f!! /too/many/bangs",
+        "f++ /too/many/plusses",
+        "f+!+ /too/many/plusses",
+        "f!+! /too/many/bangs",
+        "f== /too/many/equals",
+        "w /unresolved/argument - - - - \"%Y\"",
+        "w /unresolved/argument/sandwich - - - - \"%v%Y%v\"",
+        "w /unresolved/filename/%Y - - - - \"whatever\"",
+        "w /unresolved/filename/sandwich/%v%Y%v - - - - \"whatever\"",
+        "w - - - - - \"no file specified\"",
+        "C - - - - - \"no file specified\"",
+        "C non/absolute/path - - - - -",
+        "b - - - - - -",
+        "b 1234 - - - - -",
+        "c - - - - - -",
+        "c 1234 - - - - -",
+        "t - - -",
+        "T - - -",
+        "a - - -",
+        "A - - -",
+        "h - - -",
+        "H - - -",
+    ];
+    let mut cases = Vec::new();
+    for (user, mode) in [(false, "system"), (true, "--user")] {
+        for line in INVALID {
+            let name: &'static str = Box::leak(format!("{mode}: {line}").into_boxed_str());
+            let mut c = case(name)
+                .stdin(&format!("{line}\n"))
+                .args(&["--create", "-"])
+                .status(65);
+            if user {
+                c = c.env("HOME", "@ROOT@").user(None);
+            }
+            cases.push(c);
+        }
+    }
+    check(cases);
+}
+
+/// Under `--root`, systemd 252 puts the root in front of what `%S %C %L
+/// %t` expand to (so `d %S/x` lands at ROOT/ROOT/var/lib/x, and a file's
+/// content names the build machine's path); Slate expands them as the
+/// image will see them.
+#[test]
+fn state_directories_under_root_are_the_images() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let out = std::process::Command::new(slate_bin())
+        .args(["tmpfiles", "--create", "-"])
+        .arg(format!("--root={}", root.display()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"d %S/app\nf /srv/dirs - - - - %S %C %L %t\n")?;
+            c.wait_with_output()
+        })
+        .expect("run slate tmpfiles");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(root.join("var/lib/app").is_dir());
+    assert_eq!(
+        std::fs::read_to_string(root.join("srv/dirs")).expect("read"),
+        "/var/lib /var/cache /var/log /run"
+    );
+}
+
+/// The other checks of test-systemd-tmpfiles.py: specifiers in both
+/// modes, and `f=` replacing whatever is in the way.
+#[test]
+fn specifiers_and_hard_cleanup() {
+    let mut cases = vec![
+        case("system specifiers")
+            .file("etc/machine-id", "0123456789abcdef0123456789abcdef\n")
+            .stdin("f /srv/words - - - - two words\nf /srv/m - - - - %m\nf /srv/b - - - - %b\nf /srv/H - - - - %H\nf /srv/v - - - - %v\nf /srv/U - - - - %U\nf /srv/G - - - - %G\nf /srv/u - - - - %u\nf /srv/g - - - - %g\nf /srv/h - - - - %h\nf /srv/pct - - - - %%\nf~ /srv/base64 - - - - UGlmZgpQYWZmClB1ZmYgCg==\n")
+            .args(&["--create", "-"])
+            .status(0),
+        xdg(case("user specifiers"))
+            .stdin("f %h/words - - - - two words\nf %h/b - - - - %b\nf %h/H - - - - %H\nf %h/v - - - - %v\nf %h/U - - - - %U\nf %h/G - - - - %G\nf %h/u - - - - %u\nf %h/g - - - - %g\nf %h/h - - - - %h\nf %h/t - - - - %t\nf %h/S - - - - %S\nf %h/C - - - - %C\nf %h/L - - - - %L\nf %h/pct - - - - %%\n")
+            .args(&["--create", "-"])
+            .user(None)
+            .status(0),
+    ];
+    // f= over nothing, a file, a directory (holding a symlink to itself),
+    // a symlink to a file, a fifo; shallow and deep; and a valid symlink
+    // to a directory on the way.
+    for user in [false, true] {
+        for kind in ["none", "file", "dir", "symlink", "fifo", "valid-symlink"] {
+            for sub in ["shallow", "deep/1/2"] {
+                if kind == "valid-symlink" && sub == "shallow" {
+                    continue;
+                }
+                let first = sub.split('/').next().expect("a component");
+                let name: &'static str = Box::leak(
+                    format!(
+                        "f= over {kind} at {sub}{}",
+                        if user { " (--user)" } else { "" }
+                    )
+                    .into_boxed_str(),
+                );
+                let mut c = case(name).dir("t");
+                c = match kind {
+                    "file" => c.file(&format!("t/{sub}"), &format!("file-{first}")),
+                    "dir" => c
+                        .dir(&format!("t/{first}"))
+                        .link(&format!("t/{first}/self"), "."),
+                    "symlink" => c
+                        .file("t/link-target", "target")
+                        .link(&format!("t/{first}"), "link-target"),
+                    "fifo" => c.fifo(&format!("t/{first}")),
+                    "valid-symlink" => c
+                        .dir("t/link-target")
+                        .link(&format!("t/{first}"), "link-target"),
+                    _ => c,
+                };
+                let label = format!("{kind}-{first}");
+                c = if user {
+                    c.env("HOME", "@ROOT@")
+                        .stdin(&format!("f= %h/t/{sub} - - - - {label}\n"))
+                        .user(None)
+                } else {
+                    c.stdin(&format!("f= /t/{sub} - - - - {label}\n"))
+                };
+                cases.push(c.args(&["--create", "-"]));
+            }
+        }
+    }
+    check(cases);
 }
 
 /// Debian's own rules (the host's /usr/lib/tmpfiles.d), applied at boot to

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 use crate::common::{have, is_root, raw_xattrs, run_in_root, skip, slate_bin, tree_diffs};
 
@@ -35,6 +36,12 @@ pub struct Case {
     /// The umask both tools run under.
     umask: Option<u32>,
     compare_stderr: bool,
+    /// `--user` instead of `--root`: the tools act on real paths
+    /// (`@ROOT@` in lines, arguments and the environment is the case's
+    /// tree), as `uid:gid` when given (the tree is theirs).
+    user: Option<Option<(u32, u32)>>,
+    /// The exit status both must have, when the case names one.
+    status: Option<i32>,
 }
 
 /// A case with `/etc/passwd` and `/etc/group` in its root.
@@ -60,6 +67,8 @@ pub fn case(name: &'static str) -> Case {
         env: vec![],
         umask: None,
         compare_stderr: true,
+        user: None,
+        status: None,
     }
 }
 
@@ -123,6 +132,17 @@ impl Case {
         self.creds.push((name.into(), content.into()));
         self
     }
+    /// Run with `--user` (added to the arguments), not `--root`, as the
+    /// user `as_user` names (the current one when `None`).
+    pub fn user(mut self, as_user: Option<(u32, u32)>) -> Self {
+        self.user = Some(as_user);
+        self
+    }
+    /// Both tools must exit with `status` (besides agreeing).
+    pub fn status(mut self, status: i32) -> Self {
+        self.status = Some(status);
+        self
+    }
     /// Messages may differ (for instance where systemd prints a path
     /// outside the root, or a wording Slate does not copy).
     pub fn loose_messages(mut self) -> Self {
@@ -155,8 +175,14 @@ impl Case {
         for (p, uid, gid, mode) in &self.owners {
             let path = root.join(p);
             std::os::unix::fs::lchown(&path, Some(*uid), Some(*gid)).expect("chown");
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(*mode))
+            // A symlink has no mode of its own: only its owner is set.
+            if !path.is_symlink() {
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(*mode),
+                )
                 .expect("chmod");
+            }
         }
         for (p, n, v) in &self.xattrs {
             rustix::fs::lsetxattr(
@@ -213,6 +239,9 @@ fn attributes(path: &Path, md: &std::fs::Metadata) -> Option<u32> {
 
 /// Everything tmpfiles may touch, for every path of the tree.
 fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    // Contents and link targets may name the tree (`--user` runs on real
+    // paths): shown as `@ROOT@`, like the messages.
+    let root_s = root.display().to_string();
     let mut out = BTreeMap::new();
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -263,7 +292,7 @@ fn snapshot(root: &Path) -> BTreeMap<String, String> {
             if md.mtime() < OLD && !ft.is_dir() {
                 desc += &format!(" mtime={}", md.mtime());
             }
-            out.insert(rel, desc);
+            out.insert(rel, desc.replace(&root_s, "@ROOT@"));
         }
     }
     out
@@ -287,20 +316,95 @@ fn run_tool(tool: &[&str], root: &Path, case: &Case) -> Run {
         wrapped.extend(["sh", "-c", s.as_str()]);
     }
     wrapped.extend_from_slice(tool);
-    let o = run_in_root(
-        &wrapped,
-        root,
-        &case.args,
-        &case.stdin,
-        &case.creds,
-        &case.env,
-    );
+    let o = match case.user {
+        None => run_in_root(
+            &wrapped,
+            root,
+            &case.args,
+            &case.stdin,
+            &case.creds,
+            &case.env,
+        ),
+        Some(as_user) => run_as_user(&wrapped, root, case, as_user),
+    };
     let norm = |b: &[u8]| String::from_utf8_lossy(b).replace(&root_s, "@ROOT@");
     Run {
         status: o.status.code().unwrap_or(-1),
         stdout: norm(&o.stdout),
         stderr: norm(&o.stderr),
         tree: snapshot(root),
+    }
+}
+
+/// Run a `--user` case: no `--root`; `@ROOT@` replaced everywhere; no XDG
+/// variable but the case's; as another user when asked (then the tree is
+/// chowned to that user first).
+fn run_as_user(tool: &[&str], root: &Path, case: &Case, as_user: Option<(u32, u32)>) -> Output {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let root_s = root.display().to_string();
+    let put = |s: &str| s.replace("@ROOT@", &root_s);
+    let mut cmd = Command::new(tool[0]);
+    cmd.args(&tool[1..])
+        .arg("--user")
+        .args(case.args.iter().map(|a| put(a)))
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("SYSTEMD_LOG_LEVEL", "info")
+        .env("SYSTEMD_COLORS", "0")
+        .env("HOME", "/root");
+    for k in [
+        "XDG_RUNTIME_DIR",
+        "XDG_CONFIG_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_DATA_HOME",
+        "XDG_CONFIG_DIRS",
+        "XDG_DATA_DIRS",
+        "XDG_STATE_HOME",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.envs(case.env.iter().map(|(k, v)| (k.as_str(), put(v))))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .current_dir("/");
+    if let Some((uid, gid)) = as_user {
+        chown_tree(root, uid, gid);
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(put(&case.stdin).as_bytes())
+        .expect("stdin");
+    child.wait_with_output().expect("wait")
+}
+
+/// Give a tree to a user, and let that user reach it.
+fn chown_tree(root: &Path, uid: u32, gid: u32) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).expect("chown");
+        if p.is_dir() && !p.is_symlink() {
+            for e in std::fs::read_dir(&p).expect("read_dir") {
+                stack.push(e.expect("entry").path());
+            }
+        }
+    }
+    let mut up = root.parent();
+    while let Some(d) = up {
+        let md = std::fs::metadata(d).expect("stat");
+        if md.mode() & 0o001 == 0 {
+            std::fs::set_permissions(
+                d,
+                std::os::unix::fs::PermissionsExt::from_mode(md.mode() | 0o711),
+            )
+            .expect("chmod");
+        }
+        up = d.parent();
     }
 }
 
@@ -324,6 +428,14 @@ pub fn compare(cases: &[Case]) -> Vec<String> {
                 "exit status: systemd {} slate {}",
                 want.status, got.status
             ));
+        }
+        if let Some(st) = c.status {
+            if got.status != st || want.status != st {
+                diffs.push(format!(
+                    "exit status: expected {st}, systemd {} slate {}",
+                    want.status, got.status
+                ));
+            }
         }
         if want.stdout != got.stdout {
             diffs.push(format!(
