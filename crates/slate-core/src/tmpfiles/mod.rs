@@ -9,7 +9,11 @@
 //! (`w` on a link to an absolute path, `R` below a link, globs and parent
 //! creation through links, `C` sources), Slate resolves every path inside
 //! the root: nothing outside it is read, written or removed; removal stops
-//! at mount points. A file with several hard links is replaced by a copy
+//! at mount points. Where 252 puts `--root` in front of what `%S %C %L %t`
+//! expand to (a path then lands twice inside the root, a file's content
+//! names the build machine), Slate expands them as the image sees them.
+//! With `--user` (per-user configuration from the XDG directories, the
+//! user's specifiers) it follows 252 exactly. A file with several hard links is replaced by a copy
 //! of its own before it is changed in place, so no other link (a
 //! repository object, say) changes with it.
 //!
