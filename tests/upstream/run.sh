@@ -43,13 +43,21 @@ skip() { echo "SKIP systemd's test suites: $*"; exit 0; }
 # ---------------------------------------------------------------------------
 # Inside the namespace: set up the throw-away system, run one case.
 
+# The namespace's own state lives on its fresh /run: the host's /tmp and
+# /var/tmp stay reachable below it (the tools under test may live there),
+# the copy of /etc, the PATH wrappers.
+stage=/run/.upstream
+
 isolate() {
+  mount -t tmpfs -o mode=755 tmpfs /run || return 1
+  mkdir -p "$stage"/{host-tmp,host-var-tmp,etc,bin} || return 1
+  mount --rbind /tmp "$stage/host-tmp" || return 1
+  mount --rbind /var/tmp "$stage/host-var-tmp" || return 1
   mount -t tmpfs -o mode=1777 tmpfs /tmp || return 1
   mount -t tmpfs -o mode=1777 tmpfs /var/tmp || return 1
-  mount -t tmpfs -o mode=755 tmpfs /run || return 1
   # /etc: a copy on the fresh /run, bound over the real one.
-  mkdir /run/.upstream-etc && cp -a /etc/. /run/.upstream-etc/ || return 1
-  mount --bind /run/.upstream-etc /etc || return 1
+  cp -a /etc/. "$stage/etc/" || return 1
+  mount --bind "$stage/etc" /etc || return 1
   rm -rf /etc/tmpfiles.d && mkdir /etc/tmpfiles.d
   # The host's tmpfiles.d hidden (TEST-22.13 writes to /usr/lib/tmpfiles.d).
   local d
@@ -159,11 +167,35 @@ sysusers_case() {
   esac
 }
 
+# Where a host path is inside the namespace.
+moved() {
+  case $1 in
+    /tmp/*) echo "$stage/host-tmp/${1#/tmp/}" ;;
+    /var/tmp/*) echo "$stage/host-var-tmp/${1#/var/tmp/}" ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# inside TOOL KIND ARGS…: TOOL is `systemd` or the path of Slate's binary.
 inside() {
-  local bin=$1 kind=$2
+  local tool=$1 kind=$2
   shift 2
   isolate || { echo "could not set up the namespace" >&2; return 2; }
-  export PATH="$bin:$PATH"
+  data=$(moved "$data")
+  local t s
+  if [[ $tool == systemd ]]; then
+    t=$(command -v systemd-tmpfiles) s=$(command -v systemd-sysusers)
+  else
+    tool=$(moved "$tool")
+    t="$tool tmpfiles" s="$tool sysusers"
+  fi
+  printf '#!/bin/sh\nexec %s "$@"\n' "$t" >"$stage/bin/systemd-tmpfiles"
+  printf '#!/bin/sh\nexec %s "$@"\n' "$s" >"$stage/bin/systemd-sysusers"
+  chmod 755 "$stage"/bin/*
+  export PATH="$stage/bin:$PATH"
+  local args=() a
+  for a in "$@"; do args+=("$(moved "$a")"); done
+  set -- "${args[@]}"
   cd /tmp || return 2
   case $kind in
     sysusers) sysusers_case "$@" ;;
@@ -227,15 +259,13 @@ fi
 command -v unshare >/dev/null || skip "unshare (util-linux) is not installed"
 unshare --mount true 2>/dev/null || skip "cannot make a mount namespace here (unshare --mount failed)"
 
-# run LABEL TMPFILES SYSUSERS REPORT: every case with these tools.
+# run LABEL TOOL REPORT: every case with these tools (TOOL: `systemd` or
+# the path of Slate's binary).
 run_suite() {
-  local label=$1 tmpfiles=$2 sysusers=$3 report=$4
-  local bin="$work/$label/bin" logs="$work/$label/logs"
+  local label=$1 tool=$2 report=$3
+  local logs="$work/$label/logs"
   rm -rf "${work:?}/$label"
-  mkdir -p "$bin" "$logs"
-  printf '#!/bin/sh\nexec %s "$@"\n' "$tmpfiles" >"$bin/systemd-tmpfiles"
-  printf '#!/bin/sh\nexec %s "$@"\n' "$sysusers" >"$bin/systemd-sysusers"
-  chmod 755 "$bin"/*
+  mkdir -p "$logs"
   : >"$report"
   local passed=0 failed=0 name log fields
   echo "== systemd's test suites against $label"
@@ -244,7 +274,7 @@ run_suite() {
     [[ -n $only && ! $name =~ $only ]] && continue
     log="$logs/$(echo "$name" | tr -c 'A-Za-z0-9.-' '_').log"
     if timeout 300 unshare --mount --propagation private -- \
-      "$self" --inside "$data" "$bin" "${fields[@]:1}" >"$log" 2>&1; then
+      "$self" --inside "$data" "$tool" "${fields[@]:1}" >"$log" 2>&1; then
       echo "ok   $name"
       echo "PASS $name" >>"$report"
       ((passed++))
@@ -262,9 +292,6 @@ run_suite() {
 [[ -n $work ]] || work=$(cd "$here/../.." && pwd)/target/upstream
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
-case $work in
-  /tmp/* | /var/tmp/* | /run/*) die "--work $work would be hidden by the namespace's fresh /tmp, /var/tmp or /run" ;;
-esac
 
 systemd_tmpfiles=$(command -v systemd-tmpfiles || true)
 systemd_sysusers=$(command -v systemd-sysusers || true)
@@ -278,12 +305,18 @@ if ((!control || compare)); then
   [[ -n $slate ]] || slate=$(cd "$here/../.." && pwd)/target/debug/slate
   [[ -x $slate ]] || die "no Slate binary at $slate (build it, or pass --slate BIN)"
   slate=$(cd "$(dirname "$slate")" && pwd)/$(basename "$slate")
+  case $slate in
+    /run/*) die "Slate's binary $slate would be hidden by the namespace's fresh /run" ;;
+  esac
 fi
+case $data in
+  /run/*) die "--data $data would be hidden by the namespace's fresh /run" ;;
+esac
 
 status=0
 if ((compare)); then
-  run_suite systemd "$systemd_tmpfiles" "$systemd_sysusers" "$work/systemd.report"
-  run_suite slate "$slate tmpfiles" "$slate sysusers" "$work/slate.report"
+  run_suite systemd systemd "$work/systemd.report"
+  run_suite slate "$slate" "$work/slate.report"
   sys_pass=$(grep -c '^PASS' "$work/systemd.report")
   slate_pass=$(grep -c '^PASS' "$work/slate.report")
   total=$(wc -l <"$work/systemd.report")
@@ -302,7 +335,7 @@ if ((compare)); then
   fi
   exit $status
 elif ((control)); then
-  run_suite systemd "$systemd_tmpfiles" "$systemd_sysusers" "$work/systemd.report"
+  run_suite systemd systemd "$work/systemd.report"
 else
-  run_suite slate "$slate tmpfiles" "$slate sysusers" "$work/slate.report"
+  run_suite slate "$slate" "$work/slate.report"
 fi
