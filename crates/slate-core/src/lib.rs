@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! hash → object → store → walk → { checkout, commit, diff, export, fsck, prune } → pull
+//!      → sysroot (deployments, boot entries, /etc merge)
 //! confd → userdb → { sysusers, tmpfiles }   (engines: load, plan, apply; host facts passed in)
 //! fsutil, sys, progress: leaves used by all
 //! ```
@@ -24,6 +25,7 @@ pub mod prune;
 pub mod pull;
 pub mod store;
 pub mod sys;
+pub mod sysroot;
 pub mod sysusers;
 pub mod tmpfiles;
 pub mod userdb;

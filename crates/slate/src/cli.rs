@@ -40,6 +40,7 @@ enum Command {
     Prune(cmd::prune::PruneArgs),
     Sysusers(cmd::sysusers::SysusersArgs),
     Tmpfiles(cmd::tmpfiles::TmpfilesArgs),
+    Admin(cmd::admin::AdminArgs),
     Man(cmd::man::ManArgs),
 }
 
@@ -61,6 +62,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Diff(a) => cmd::diff::run(a),
         Command::PullLocal(a) => cmd::pull::run(a),
         Command::Prune(a) => cmd::prune::run(a),
+        Command::Admin(a) => cmd::admin::run(a),
         Command::Man(a) => cmd::man::run(a, <Cli as clap::CommandFactory>::command()),
         Command::Sysusers(a) => return cmd::sysusers::run(a),
         Command::Tmpfiles(a) => return cmd::tmpfiles::run(a),

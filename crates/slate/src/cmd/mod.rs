@@ -1,5 +1,6 @@
 //! One module per verb: parse, call the library, render.
 
+pub mod admin;
 pub mod checkout;
 pub mod commit;
 pub mod diff;

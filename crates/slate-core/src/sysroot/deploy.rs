@@ -1,0 +1,488 @@
+//! `deploy`: a commit becomes a deployment and the default. Plan first
+//! (which OS, which id, which kernel, the kernel arguments, the space it
+//! needs, what it replaces), then apply, in an order where a kill at any
+//! moment leaves the old default or the new one, complete:
+//!
+//! 1. the commit's objects are checked (those of the deployment it
+//!    follows were checked before);
+//! 2. the tree is checked out under a temporary name, `/etc` prepared,
+//!    then renamed to `deploy/OS/ID`;
+//! 3. its record is written, and a ref `deploy/OS/ID` in the repository
+//!    keeps its objects from `prune`;
+//! 4. the kernel and initrd are copied to the boot directory;
+//! 5. its boot entry is written under a temporary name and renamed: with
+//!    the highest `version`, it is the boot loader's default from then on;
+//! 6. deployments no longer wanted are removed, oldest first.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::kernel::{self, Kernel};
+use super::status::Ordered;
+use super::{entries, io_err, verify, BootEntry, Error, Record, Result, Sysroot};
+use crate::checkout::{self, CheckoutOptions};
+use crate::hash::ObjectId;
+use crate::object::EntryKind;
+use crate::progress::Progress;
+use crate::store::{ObjectRead, Transaction};
+use crate::walk;
+
+#[derive(Clone, Debug)]
+pub struct DeployOptions {
+    /// The OS to deploy to; by default the booted deployment's, or the
+    /// only one set up.
+    pub os: Option<String>,
+    /// Kernel arguments: `KEY=VALUE` or `KEY`, replacing any of the same
+    /// key inherited from the deployment this one follows.
+    pub kargs: Vec<String>,
+    /// Boot-counting tries of the new entry (0: not counted).
+    pub tries: u32,
+    /// Keep every older deployment (by default only the booted one, the
+    /// previous default and pinned ones stay).
+    pub retain: bool,
+    /// The ref deployed, when a ref was named (what `upgrade` follows).
+    pub origin: Option<String>,
+    /// Unix time written into the record.
+    pub now: i64,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        DeployOptions {
+            os: None,
+            kargs: Vec::new(),
+            tries: 3,
+            retain: false,
+            origin: None,
+            now: 0,
+        }
+    }
+}
+
+/// What a deploy will do.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeployPlan {
+    pub os: String,
+    pub commit: ObjectId,
+    pub origin: Option<String>,
+    pub id: String,
+    pub serial: u64,
+    pub kernel: Option<Kernel>,
+    pub kargs: Vec<String>,
+    pub priority: u64,
+    /// The deployment whose `/etc` and kernel arguments this one follows.
+    pub follows: Option<String>,
+    /// Deployments removed once the new one is the default (`OS/ID`).
+    pub removes: Vec<String>,
+    /// Bytes the deployment needs in the sysroot and in the boot directory.
+    pub sysroot_bytes: u64,
+    pub boot_bytes: u64,
+    pub pretty_name: String,
+    pub version_id: String,
+}
+
+/// What a deploy did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Deployed {
+    pub plan: DeployPlan,
+    pub record: Record,
+    /// The boot entry written, if the tree has a kernel.
+    pub entry: Option<String>,
+    pub removed: Vec<String>,
+    /// File objects whose content was checked.
+    pub checked_objects: usize,
+}
+
+/// `KEY` of `KEY=VALUE`.
+fn karg_key(k: &str) -> &str {
+    k.split_once('=').map_or(k, |(k, _)| k)
+}
+
+/// `base` with each of `changes` replacing the argument of the same key,
+/// or appended.
+pub fn merge_kargs(base: &[String], changes: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = base.to_vec();
+    for c in changes {
+        match out.iter_mut().find(|k| karg_key(k) == karg_key(c)) {
+            Some(k) => *k = c.clone(),
+            None => out.push(c.clone()),
+        }
+    }
+    out
+}
+
+/// `PRETTY_NAME` and `VERSION_ID` of the tree's os-release.
+fn os_release<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> (String, String) {
+    for p in [&b"usr/lib/os-release"[..], b"etc/os-release"] {
+        if let Ok(Some((EntryKind::File, id))) = walk::lookup(store, root, p) {
+            if let Ok(text) = store.open_file(&id).and_then(|mut s| s.read_all()) {
+                if text.len() > 64 << 10 {
+                    continue;
+                }
+                let text = String::from_utf8_lossy(&text);
+                let field = |k: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
+                        .map(|v| v.trim().trim_matches(['"', '\'']).to_string())
+                        .unwrap_or_default()
+                };
+                return (field("PRETTY_NAME"), field("VERSION_ID"));
+            }
+        }
+    }
+    (String::new(), String::new())
+}
+
+impl Sysroot {
+    /// The OS a command acts on: the one named, else the booted
+    /// deployment's, else the only one set up.
+    pub fn pick_os(&self, os: Option<&str>) -> Result<String> {
+        if let Some(os) = os {
+            self.os_config(os)?;
+            return Ok(os.to_string());
+        }
+        if let Some(b) = &self.booted {
+            if let Some((os, _)) = b.split_once('/') {
+                return Ok(os.to_string());
+            }
+        }
+        let oses = self.oses()?;
+        match oses.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(Error::Refused(
+                "no OS is set up in this sysroot; run `slate admin os-init NAME` first".into(),
+            )),
+            _ => Err(Error::Refused(format!(
+                "this sysroot has several OSes ({}); name one with --os",
+                oses.join(", ")
+            ))),
+        }
+    }
+
+    /// Plan the deployment of `commit`.
+    pub fn plan_deploy(&self, commit: &ObjectId, opts: &DeployOptions) -> Result<DeployPlan> {
+        let os = self.pick_os(opts.os.as_deref())?;
+        let c = self.repo.read_commit(commit)?;
+        let order = self.ordered()?;
+        let follows = self.merge_deployment(&order, &os);
+        let serial = self.next_serial(&os, &order)?;
+        let id = format!("{}.{serial}", &commit.to_hex()[..12]);
+        let kernel = kernel::find(&self.repo, &c.tree)?;
+        let base = follows.map(|d| d.record.kargs.clone()).unwrap_or_default();
+        let kargs = merge_kargs(&base, &opts.kargs);
+        if let Some(bad) = kargs.iter().find(|k| karg_key(k) == "slate") {
+            return Err(Error::Refused(format!(
+                "kernel argument {bad:?}: slate= is set by Slate itself"
+            )));
+        }
+        let priority = order.iter().map(|d| d.priority()).max().unwrap_or(0) + 1;
+        let removes = if opts.retain {
+            Vec::new()
+        } else {
+            self.auto_removals(&order, &os)
+        };
+        let (pretty_name, version_id) = os_release(&self.repo, &c.tree);
+        let sysroot_bytes = self.private_bytes(&c.tree)?;
+        let boot_bytes = match &kernel {
+            Some(k) => self.kernel_bytes_needed(&os, k)?,
+            None => 0,
+        };
+        Ok(DeployPlan {
+            os,
+            commit: *commit,
+            origin: opts.origin.clone(),
+            id,
+            serial,
+            kernel,
+            kargs,
+            priority,
+            follows: follows.map(|d| d.record.name()),
+            removes,
+            sysroot_bytes,
+            boot_bytes,
+            pretty_name,
+            version_id,
+        })
+    }
+
+    /// The deployment a new one of `os` follows: the booted one when it is
+    /// of `os`, else the first of `os` in the boot order.
+    pub(crate) fn merge_deployment<'o>(
+        &self,
+        order: &'o [Ordered],
+        os: &str,
+    ) -> Option<&'o Ordered> {
+        let booted = self
+            .booted
+            .as_deref()
+            .and_then(|b| order.iter().find(|d| d.record.name() == b))
+            .filter(|d| d.record.os == os);
+        booted.or_else(|| order.iter().find(|d| d.record.os == os))
+    }
+
+    fn next_serial(&self, os: &str, order: &[Ordered]) -> Result<u64> {
+        let mut max = order
+            .iter()
+            .filter(|d| d.record.os == os)
+            .map(|d| d.record.serial)
+            .max()
+            .unwrap_or(0);
+        // Leftovers of interrupted deploys keep their numbers too.
+        let dir = self.deploy_dir(os);
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                let n = n.trim_start_matches(".staging-");
+                if let Some(s) = n
+                    .split('.')
+                    .nth(1)
+                    .and_then(|s| s.trim_end_matches(".toml").parse::<u64>().ok())
+                {
+                    max = max.max(s);
+                }
+            }
+        }
+        Ok(max + 1)
+    }
+
+    /// Deployments of `os` that a new deploy replaces: all but the booted
+    /// one, the current default of `os` (the rollback) and pinned ones.
+    fn auto_removals(&self, order: &[Ordered], os: &str) -> Vec<String> {
+        let keep_first = order
+            .iter()
+            .find(|d| d.record.os == os)
+            .map(|d| d.record.name());
+        order
+            .iter()
+            .filter(|d| d.record.os == os && !d.record.pinned)
+            .map(|d| d.record.name())
+            .filter(|n| {
+                Some(n) != keep_first.as_ref() && Some(n.as_str()) != self.booted.as_deref()
+            })
+            .collect()
+    }
+
+    /// Bytes of the files a deployment copies (everything outside `/usr`)
+    /// and of its directories.
+    fn private_bytes(&self, root: &ObjectId) -> Result<u64> {
+        struct Sizes<'a> {
+            repo: &'a crate::store::Repo,
+            bytes: u64,
+        }
+        impl walk::Visitor for Sizes<'_> {
+            type Error = crate::store::Error;
+            fn tree(
+                &mut self,
+                _p: &[u8],
+                _id: &ObjectId,
+                _t: &crate::object::Tree,
+            ) -> crate::store::Result<()> {
+                self.bytes += 4096;
+                Ok(())
+            }
+            fn file(
+                &mut self,
+                path: &[u8],
+                e: &crate::object::TreeEntry,
+            ) -> crate::store::Result<()> {
+                if !(path.starts_with(b"usr/") || path == b"usr") {
+                    let size = self.repo.file_header(&e.id)?.size;
+                    self.bytes += size.div_ceil(4096) * 4096;
+                }
+                Ok(())
+            }
+        }
+        let mut s = Sizes {
+            repo: &self.repo,
+            bytes: 0,
+        };
+        walk::walk(&self.repo, root, b"", &mut s)?;
+        Ok(s.bytes)
+    }
+
+    /// Carry out `plan`. `progress` counts the paths checked out.
+    pub fn deploy(
+        &self,
+        plan: DeployPlan,
+        opts: &DeployOptions,
+        progress: &Progress,
+    ) -> Result<Deployed> {
+        self.check_space(&plan)?;
+        let c = self.repo.read_commit(&plan.commit)?;
+        let order = self.ordered()?;
+        // 1. The objects, except those of the deployment followed.
+        let known: Vec<ObjectId> = plan
+            .follows
+            .as_deref()
+            .and_then(|f| order.iter().find(|d| d.record.name() == f))
+            .and_then(|d| ObjectId::from_hex(&d.record.commit).ok())
+            .and_then(|id| self.repo.read_commit(&id).ok())
+            .map(|c| vec![c.tree])
+            .unwrap_or_default();
+        let checked_objects = verify::check(&self.repo, &c.tree, &known)?;
+        // 2. The tree, under a temporary name.
+        let dir = self.deploy_dir(&plan.os);
+        let staging = dir.join(format!(".staging-{}", plan.id));
+        let final_path = dir.join(&plan.id);
+        remove_tree(&staging)?;
+        let root_tree = self.repo.read_tree(&c.tree)?;
+        let private: Vec<Vec<u8>> = root_tree
+            .entries
+            .iter()
+            .filter(|e| e.name != b"usr")
+            .map(|e| e.name.clone())
+            .collect();
+        let co = CheckoutOptions {
+            private,
+            ..CheckoutOptions::default()
+        };
+        checkout::checkout(&self.repo, &plan.commit, &staging, &co, progress)?;
+        let mut conflicts = Vec::new();
+        let follows = plan
+            .follows
+            .as_deref()
+            .and_then(|f| order.iter().find(|d| d.record.name() == f));
+        if let Some(prev) = follows {
+            conflicts = self.prepare_etc(&staging, prev, &c.tree)?;
+        }
+        std::fs::rename(&staging, &final_path).map_err(io_err(&final_path))?;
+        kernel::sync_dir(&dir)?;
+        // 3. The record and the ref.
+        let record = Record {
+            os: plan.os.clone(),
+            id: plan.id.clone(),
+            serial: plan.serial,
+            commit: plan.commit.to_hex(),
+            origin: plan.origin.clone(),
+            kargs: plan.kargs.clone(),
+            kernel: plan.kernel.as_ref().map(|k| k.version.clone()),
+            priority: plan.priority,
+            pinned: false,
+            created: opts.now,
+            etc_conflicts: conflicts,
+            pretty_name: plan.pretty_name.clone(),
+            version_id: plan.version_id.clone(),
+        };
+        self.write_record(&record)?;
+        let mut tx = Transaction::begin(&self.repo)?;
+        tx.set_ref(&deploy_ref(&record), None, plan.commit)?;
+        tx.commit()?;
+        // 4 and 5. The kernel, then the entry: the switch.
+        let entry = match &plan.kernel {
+            Some(k) => {
+                let kdir = self.install_kernel(&plan.os, k)?;
+                let e = self.entry_for(&record, &kdir, k, plan.priority, opts.tries)?;
+                entries::write(&self.entries_dir(), &e)?;
+                Some(e.file)
+            }
+            None => None,
+        };
+        // 6. What the new deployment replaces.
+        let mut removed = Vec::new();
+        for name in &plan.removes {
+            if self.undeploy_unlocked(name, false).is_ok() {
+                removed.push(name.clone());
+            }
+        }
+        self.remove_unused_kernels()?;
+        self.repo.sync()?;
+        Ok(Deployed {
+            plan,
+            record,
+            entry,
+            removed,
+            checked_objects,
+        })
+    }
+
+    /// The boot entry of a deployment.
+    pub(crate) fn entry_for(
+        &self,
+        r: &Record,
+        kdir: &Path,
+        k: &Kernel,
+        priority: u64,
+        tries: u32,
+    ) -> Result<BootEntry> {
+        let rel = |p: PathBuf| -> String {
+            let rel = p.strip_prefix(&self.boot).unwrap_or(&p);
+            format!("/{}", rel.display())
+        };
+        let mut options = r.kargs.clone();
+        options.push(format!("slate={}", r.slate_arg()));
+        let title = if r.pretty_name.is_empty() {
+            format!("{} {}", r.os, r.id)
+        } else {
+            format!("{} ({} {})", r.pretty_name, r.os, r.id)
+        };
+        let tries = (tries > 0).then_some((tries, 0));
+        Ok(BootEntry {
+            file: entries::file_name(&r.entry_id(), tries),
+            id: r.entry_id(),
+            tries,
+            title,
+            version: priority.to_string(),
+            sort_key: "slate".into(),
+            linux: rel(kdir.join("linux")),
+            initrd: k
+                .initrd
+                .map(|_| vec![rel(kdir.join("initrd"))])
+                .unwrap_or_default(),
+            options: options.join(" "),
+        })
+    }
+
+    /// Refuse, naming the numbers, when the sysroot or the boot directory
+    /// has less free space than the plan needs.
+    fn check_space(&self, plan: &DeployPlan) -> Result<()> {
+        for (what, path, need) in [
+            ("the sysroot", self.path.clone(), plan.sysroot_bytes),
+            ("the boot directory", self.boot.clone(), plan.boot_bytes),
+        ] {
+            let st = rustix::fs::statvfs(&path).map_err(|e| io_err(&path)(e.into()))?;
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            if need > free {
+                return Err(Error::Refused(format!(
+                    "{what} ({}) has {} free and the deployment needs {}: nothing was written \
+                     (remove deployments with `slate admin undeploy`, or deploy with --auto-prune)",
+                    path.display(),
+                    human_bytes(free),
+                    human_bytes(need)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The repository ref that keeps a deployment's objects.
+pub(crate) fn deploy_ref(r: &Record) -> String {
+    format!("deploy/{}/{}", r.os, r.id)
+}
+
+/// Remove a directory tree if it exists.
+pub(crate) fn remove_tree(p: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(p)(e)),
+    }
+}
+
+/// `1.5 GiB`, `300 MiB`, `12 KiB`, `512 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,113 @@
+//! The kernel of a tree (`/usr/lib/modules/KVER/vmlinuz` and `initrd`) and
+//! its copy in the boot directory, `BOOT/slate/OS/KVER-HASH/{linux,initrd}`,
+//! shared by every deployment with the same two files.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{io_err, Result, Sysroot};
+use crate::fsutil::{self, AtomicFile};
+use crate::hash::ObjectId;
+use crate::object::EntryKind;
+use crate::store::ObjectRead;
+use crate::walk;
+
+/// A kernel found in a tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Kernel {
+    pub version: String,
+    pub linux: ObjectId,
+    pub initrd: Option<ObjectId>,
+}
+
+impl Kernel {
+    /// `KVER-HASH`: the directory of this kernel in the boot directory.
+    pub fn dir_name(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.linux.0);
+        if let Some(i) = &self.initrd {
+            h.update(i.0);
+        }
+        let d = h.finalize();
+        format!("{}-{}", self.version, hex::encode(&d[..6]))
+    }
+}
+
+/// The newest kernel of the tree `root`: `/usr/lib/modules/KVER/vmlinuz`,
+/// with `initrd` (or `initramfs.img`) beside it when there is one.
+pub fn find<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> Result<Option<Kernel>> {
+    let Some((EntryKind::Dir, modules)) = walk::lookup(store, root, b"usr/lib/modules")? else {
+        return Ok(None);
+    };
+    let mut found: Vec<Kernel> = Vec::new();
+    for e in store.read_tree(&modules)?.entries {
+        if e.kind != EntryKind::Dir {
+            continue;
+        }
+        let Ok(version) = String::from_utf8(e.name.clone()) else {
+            continue;
+        };
+        let t = store.read_tree(&e.id)?;
+        let file = |n: &[u8]| t.get(n).filter(|x| x.kind == EntryKind::File).map(|x| x.id);
+        if let Some(linux) = file(b"vmlinuz") {
+            let initrd = file(b"initrd").or_else(|| file(b"initramfs.img"));
+            found.push(Kernel {
+                version,
+                linux,
+                initrd,
+            });
+        }
+    }
+    found.sort_by(|a, b| super::strverscmp(&a.version, &b.version));
+    Ok(found.pop())
+}
+
+impl Sysroot {
+    /// Copy `k` into the boot directory unless it is there; returns its
+    /// directory. Each file is written whole under a temporary name,
+    /// synced and renamed: a present file is complete.
+    pub(crate) fn install_kernel(&self, os: &str, k: &Kernel) -> Result<PathBuf> {
+        let dir = self.kernels_dir(os).join(k.dir_name());
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut files = vec![("linux", k.linux)];
+        if let Some(i) = k.initrd {
+            files.push(("initrd", i));
+        }
+        for (name, id) in files {
+            let p = dir.join(name);
+            if p.exists() {
+                continue;
+            }
+            let mut out = AtomicFile::create(&p, 0o644).map_err(io_err(&p))?;
+            let mut stream = self.repo.open_file(&id)?;
+            stream.copy_to(&mut out).map_err(|e| match e {
+                Ok(io) => io_err(&p)(io),
+                Err(store) => store.into(),
+            })?;
+            out.commit().map_err(io_err(&p))?;
+        }
+        let parent = self.kernels_dir(os);
+        sync_dir(&parent)?;
+        Ok(dir)
+    }
+
+    /// Bytes that installing `k` would add to the boot directory.
+    pub(crate) fn kernel_bytes_needed(&self, os: &str, k: &Kernel) -> Result<u64> {
+        let dir = self.kernels_dir(os).join(k.dir_name());
+        let mut n = 0;
+        for (name, id) in [("linux", Some(k.linux)), ("initrd", k.initrd)] {
+            let Some(id) = id else { continue };
+            if !dir.join(name).exists() {
+                n += self.repo.file_header(&id)?.size;
+            }
+        }
+        Ok(n)
+    }
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    let fd = fsutil::open_dir(dir).map_err(io_err(dir))?;
+    rustix::fs::fsync(&fd).map_err(|e| io_err(dir)(e.into()))
+}

@@ -1,0 +1,327 @@
+//! Deployments: several versions of an OS side by side in one sysroot, one
+//! of them the default, switched atomically, rolled back by one switch.
+//!
+//! A sysroot is any directory (the physical root of a machine, or a
+//! directory a test builds):
+//!
+//! ```text
+//! SYSROOT/slate/sysroot.toml          where the boot directory is
+//! SYSROOT/slate/lock                  held by every command that writes
+//! SYSROOT/slate/repo/                 a bare repository
+//! SYSROOT/slate/deploy/OS/ID/         a deployment: a checkout of its commit
+//! SYSROOT/slate/deploy/OS/ID.toml     its record (commit, origin, kernel arguments, pin)
+//! SYSROOT/slate/state/OS/os.toml      the OS's settings (/etc and /var modes)
+//! SYSROOT/slate/state/OS/var/         the OS's persistent /var
+//! BOOT/loader/entries/slate-OS-ID+3.conf   a Boot Loader Specification entry
+//! BOOT/slate/OS/KVER-HASH/{linux,initrd}   kernels, shared by deployments
+//! ```
+//!
+//! The boot loader's order of the entries (systemd-boot's: `sort-key`,
+//! then `version` newest first, entries with no tries left last) is the
+//! order of the deployments: the switch to another default is one entry
+//! written under a temporary name and renamed. See
+//! `docs/format/sysroot.md`.
+
+mod deploy;
+mod entries;
+mod etc;
+mod kernel;
+mod ops;
+mod record;
+mod status;
+mod verify;
+
+pub use deploy::{human_bytes, merge_kargs, DeployOptions, DeployPlan, Deployed};
+pub use entries::{strverscmp, BootEntry, EntryState};
+pub use etc::NEW_SUFFIX;
+pub use kernel::Kernel;
+pub use ops::{CleanupReport, Undeployed};
+pub use record::Record;
+pub use status::{DeploymentStatus, Status};
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{self, show};
+use crate::store::{self, Repo, RepoMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Checkout(#[from] crate::checkout::Error),
+    #[error("{}: {source}", show(path))]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a sysroot (no slate/sysroot.toml); create one with `slate admin init-fs`", show(.0))]
+    NotASysroot(PathBuf),
+    #[error("OS {0:?} is not set up in this sysroot; run `slate admin os-init {0}`")]
+    NoSuchOs(String),
+    #[error("no deployment {0} (see `slate admin status`)")]
+    NoSuchDeployment(String),
+    /// Bad input or a request that would break the sysroot; nothing changed.
+    #[error("{0}")]
+    Refused(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// How an OS keeps `/etc`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EtcMode {
+    /// An empty tmpfs at every boot, filled from the image's factory defaults.
+    Stateless,
+    /// Each deployment has its own `/etc`, local changes carried over by a
+    /// three-way merge at deploy time.
+    Persistent,
+}
+
+/// How an OS keeps `/var`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VarMode {
+    /// `SYSROOT/slate/state/OS/var`, shared by the OS's deployments.
+    Persistent,
+    /// An empty tmpfs at every boot.
+    Volatile,
+}
+
+impl std::str::FromStr for EtcMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "stateless" => Ok(EtcMode::Stateless),
+            "persistent" => Ok(EtcMode::Persistent),
+            _ => Err(format!("{s:?}: /etc is stateless or persistent")),
+        }
+    }
+}
+
+impl std::str::FromStr for VarMode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "persistent" => Ok(VarMode::Persistent),
+            "volatile" => Ok(VarMode::Volatile),
+            _ => Err(format!("{s:?}: /var is persistent or volatile")),
+        }
+    }
+}
+
+/// `SYSROOT/slate/state/OS/os.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsConfig {
+    pub etc: EtcMode,
+    pub var: VarMode,
+}
+
+/// `SYSROOT/slate/sysroot.toml`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct SysrootConfig {
+    /// The boot directory (an ESP, an XBOOTLDR partition, or a directory):
+    /// absolute, or relative to the sysroot.
+    boot: PathBuf,
+}
+
+/// An opened sysroot.
+pub struct Sysroot {
+    path: PathBuf,
+    boot: PathBuf,
+    repo: Repo,
+    /// The deployment running now (`OS/ID`), when this sysroot is the
+    /// running system's.
+    booted: Option<String>,
+}
+
+/// The writer lock of a sysroot, released on drop.
+pub struct SysrootLock {
+    _fd: OwnedFd,
+}
+
+/// Whether `name` may name an OS: letters, digits, `.`, `_`, `-`; not
+/// starting with `.` or `-`; at most 64 bytes.
+pub fn validate_os_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Refused(format!(
+            "{name:?} is not an OS name: use letters, digits, '.', '_' and '-', \
+             not starting with '.' or '-' (no '/' or '..')"
+        )))
+    }
+}
+
+impl Sysroot {
+    /// Make `path` a sysroot: the repository, the directories, the boot
+    /// directory (`boot`, default `SYSROOT/boot`). The configuration is
+    /// written last: its presence marks a complete sysroot.
+    pub fn init_fs(path: &Path, boot: Option<&Path>) -> Result<Sysroot> {
+        std::fs::create_dir_all(path).map_err(io_err(path))?;
+        let slate = path.join("slate");
+        if slate.join("sysroot.toml").exists() {
+            return Err(Error::Refused(format!("{}: already a sysroot", show(path))));
+        }
+        for d in ["deploy", "state"] {
+            let p = slate.join(d);
+            std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        let repo_path = slate.join("repo");
+        if !repo_path.join("config").exists() {
+            let _ = std::fs::remove_dir_all(&repo_path);
+            Repo::init(&repo_path, RepoMode::Bare)?;
+        }
+        let boot_rel = boot
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("boot"));
+        let boot_abs = path.join(&boot_rel);
+        let entries = boot_abs.join("loader/entries");
+        std::fs::create_dir_all(&entries).map_err(io_err(&entries))?;
+        let cfg = SysrootConfig { boot: boot_rel };
+        write_toml(&slate, "sysroot.toml", &cfg)?;
+        Sysroot::open(path, None)
+    }
+
+    /// Open the sysroot at `path`. `booted` is the running deployment
+    /// (`OS/ID`), when the caller knows this sysroot is the running one.
+    pub fn open(path: &Path, booted: Option<String>) -> Result<Sysroot> {
+        let path = std::fs::canonicalize(path).map_err(io_err(path))?;
+        let cfg_path = path.join("slate/sysroot.toml");
+        let cfg: SysrootConfig = match std::fs::read(&cfg_path) {
+            Ok(b) => toml::from_str(&String::from_utf8_lossy(&b))
+                .map_err(|e| Error::Refused(format!("{}: {e}", show(&cfg_path))))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotASysroot(path))
+            }
+            Err(e) => return Err(io_err(&cfg_path)(e)),
+        };
+        let repo = Repo::open(&path.join("slate/repo"))?;
+        let boot = path.join(&cfg.boot);
+        Ok(Sysroot {
+            path,
+            boot,
+            repo,
+            booted,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn boot_dir(&self) -> &Path {
+        &self.boot
+    }
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+    pub fn booted(&self) -> Option<&str> {
+        self.booted.as_deref()
+    }
+
+    pub(crate) fn deploy_dir(&self, os: &str) -> PathBuf {
+        self.path.join("slate/deploy").join(os)
+    }
+    pub(crate) fn state_dir(&self, os: &str) -> PathBuf {
+        self.path.join("slate/state").join(os)
+    }
+    pub(crate) fn entries_dir(&self) -> PathBuf {
+        self.boot.join("loader/entries")
+    }
+    pub(crate) fn kernels_dir(&self, os: &str) -> PathBuf {
+        self.boot.join("slate").join(os)
+    }
+
+    /// Wait for and take the sysroot's writer lock.
+    pub fn lock(&self) -> Result<SysrootLock> {
+        let p = self.path.join("slate/lock");
+        let fd = rfs::open(
+            &p,
+            OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io_err(&p)(e.into()))?;
+        rfs::flock(&fd, FlockOperation::LockExclusive).map_err(|e| io_err(&p)(e.into()))?;
+        Ok(SysrootLock { _fd: fd })
+    }
+
+    /// Set up (or change the settings of) the OS `name`.
+    pub fn os_init(&self, name: &str, cfg: &OsConfig) -> Result<bool> {
+        validate_os_name(name)?;
+        let state = self.state_dir(name);
+        let existed = state.join("os.toml").exists();
+        for d in [self.deploy_dir(name), state.join("var")] {
+            std::fs::create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        write_toml(&state, "os.toml", cfg)?;
+        Ok(!existed)
+    }
+
+    /// The settings of the OS `name`.
+    pub fn os_config(&self, name: &str) -> Result<OsConfig> {
+        validate_os_name(name)?;
+        let p = self.state_dir(name).join("os.toml");
+        match std::fs::read(&p) {
+            Ok(b) => toml::from_str(&String::from_utf8_lossy(&b))
+                .map_err(|e| Error::Refused(format!("{}: {e}", show(&p)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::NoSuchOs(name.to_string()))
+            }
+            Err(e) => Err(io_err(&p)(e)),
+        }
+    }
+
+    /// The OSes set up here, sorted.
+    pub fn oses(&self) -> Result<Vec<String>> {
+        let dir = self.path.join("slate/state");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let e = e.map_err(io_err(&dir))?;
+            if let Some(n) = e.file_name().to_str() {
+                if e.path().join("os.toml").exists() {
+                    out.push(n.to_string());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// Write `dir/name` as TOML, atomically.
+pub(crate) fn write_toml<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
+    let text = toml::to_string(value)
+        .expect("plain data serializes")
+        .into_bytes();
+    let fd = fsutil::open_dir(dir).map_err(io_err(dir))?;
+    fsutil::atomic_write_at(&fd, name, &text, 0o644).map_err(io_err(&dir.join(name)))
+}
+
+/// The deployment a kernel command line names (`slate=/slate/deploy/OS/ID`),
+/// as `OS/ID`.
+pub fn booted_from_cmdline(cmdline: &str) -> Option<String> {
+    cmdline.split_whitespace().find_map(|w| {
+        let v = w.strip_prefix("slate=")?;
+        let rest = v.trim_start_matches('/').strip_prefix("slate/deploy/")?;
+        let (os, id) = rest.split_once('/')?;
+        (!os.is_empty() && !id.is_empty() && !id.contains('/')).then(|| format!("{os}/{id}"))
+    })
+}

@@ -1,0 +1,156 @@
+//! The deployments in boot order, and `status`.
+
+use serde::Serialize;
+
+use super::{entries, BootEntry, EntryState, Record, Result, Sysroot};
+
+/// A deployment with its boot entry, if it has one.
+#[derive(Clone, Debug)]
+pub struct Ordered {
+    pub record: Record,
+    pub entry: Option<BootEntry>,
+}
+
+impl Ordered {
+    /// Its place in the order: the entry's `version` (what the boot loader
+    /// reads), else the record's.
+    pub fn priority(&self) -> u64 {
+        self.entry
+            .as_ref()
+            .and_then(|e| e.version.parse().ok())
+            .unwrap_or(self.record.priority)
+    }
+
+    fn bad(&self) -> bool {
+        self.entry
+            .as_ref()
+            .is_some_and(|e| e.state() == EntryState::Bad)
+    }
+}
+
+/// One line of `status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeploymentStatus {
+    pub index: usize,
+    pub os: String,
+    pub id: String,
+    pub commit: String,
+    pub origin: Option<String>,
+    pub version: String,
+    pub pretty_name: String,
+    pub default: bool,
+    pub booted: bool,
+    pub pinned: bool,
+    /// `good`, `pending` (with tries left) or `bad`; absent without a
+    /// kernel (no entry).
+    pub entry_state: Option<EntryState>,
+    pub tries_left: Option<u32>,
+    pub entry: Option<String>,
+    pub kernel: Option<String>,
+    pub kargs: Vec<String>,
+    pub etc_conflicts: Vec<String>,
+    pub created: i64,
+}
+
+/// `status`: the deployments in boot order (the first is the default).
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub sysroot: String,
+    pub boot: String,
+    pub booted: Option<String>,
+    pub deployments: Vec<DeploymentStatus>,
+    /// Entry files of Slate's that name no deployment (an interrupted
+    /// command's leftovers; `cleanup` removes them).
+    pub stray_entries: Vec<String>,
+}
+
+impl Sysroot {
+    /// Every deployment, in the boot loader's order: by entry state (no
+    /// tries left last), then priority, highest first. Deployments without
+    /// a kernel (no entry) are ordered by their records. Of two entries
+    /// for one deployment (a re-counted entry written before the old one
+    /// was removed), the first in boot order counts.
+    pub(crate) fn ordered(&self) -> Result<Vec<Ordered>> {
+        let all = entries::list(&self.entries_dir())?;
+        let mut out: Vec<Ordered> = self
+            .all_records()?
+            .into_iter()
+            .map(|record| {
+                let id = record.entry_id();
+                let entry = all.iter().find(|e| e.id == id).cloned();
+                Ordered { record, entry }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            a.bad()
+                .cmp(&b.bad())
+                .then(b.priority().cmp(&a.priority()))
+                .then_with(|| b.record.id.cmp(&a.record.id))
+        });
+        Ok(out)
+    }
+
+    /// Entries of Slate's (`slate-*`) that name no deployment.
+    pub(crate) fn stray_entries(&self, order: &[Ordered]) -> Result<Vec<BootEntry>> {
+        Ok(entries::list(&self.entries_dir())?
+            .into_iter()
+            .filter(|e| e.id.starts_with("slate-"))
+            .filter(|e| {
+                !order
+                    .iter()
+                    .any(|d| d.entry.as_ref().is_some_and(|x| x.file == e.file))
+            })
+            .collect())
+    }
+
+    pub fn status(&self) -> Result<Status> {
+        let order = self.ordered()?;
+        let stray = self.stray_entries(&order)?;
+        let deployments = order
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let r = &d.record;
+                DeploymentStatus {
+                    index: i,
+                    os: r.os.clone(),
+                    id: r.id.clone(),
+                    commit: r.commit.clone(),
+                    origin: r.origin.clone(),
+                    version: r.version_id.clone(),
+                    pretty_name: r.pretty_name.clone(),
+                    default: i == 0,
+                    booted: self.booted.as_deref() == Some(r.name().as_str()),
+                    pinned: r.pinned,
+                    entry_state: d.entry.as_ref().map(|e| e.state()),
+                    tries_left: d.entry.as_ref().and_then(|e| e.tries_left()),
+                    entry: d.entry.as_ref().map(|e| e.file.clone()),
+                    kernel: r.kernel.clone(),
+                    kargs: r.kargs.clone(),
+                    etc_conflicts: r.etc_conflicts.clone(),
+                    created: r.created,
+                }
+            })
+            .collect();
+        Ok(Status {
+            sysroot: self.path.display().to_string(),
+            boot: self.boot.display().to_string(),
+            booted: self.booted.clone(),
+            deployments,
+            stray_entries: stray.into_iter().map(|e| e.file).collect(),
+        })
+    }
+
+    /// The deployment at `index` of the boot order, or named `OS/ID` or ID.
+    pub(crate) fn find(&self, order: &[Ordered], which: &str) -> Result<Ordered> {
+        let found = match which.parse::<usize>() {
+            Ok(i) => order.get(i),
+            Err(_) => order
+                .iter()
+                .find(|d| d.record.name() == which || d.record.id == which),
+        };
+        found
+            .cloned()
+            .ok_or_else(|| super::Error::NoSuchDeployment(which.to_string()))
+    }
+}
