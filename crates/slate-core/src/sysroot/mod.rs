@@ -32,7 +32,7 @@ mod status;
 mod verify;
 
 pub use deploy::{human_bytes, merge_kargs, DeployOptions, DeployPlan, Deployed};
-pub use entries::{strverscmp, BootEntry, EntryState};
+pub use entries::{boot_order, strverscmp, BootEntry, EntryState};
 pub use etc::NEW_SUFFIX;
 pub use kernel::Kernel;
 pub use ops::{CleanupReport, Undeployed};

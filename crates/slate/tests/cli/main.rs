@@ -1,6 +1,7 @@
 //! Integration tests of the `slate` binary: one test binary for the crate.
 //! Tests that need root or an outside tool print why they skip.
 
+mod admin;
 mod common;
 mod hostile_fs;
 mod hostile_repo;
