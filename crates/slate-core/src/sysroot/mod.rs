@@ -23,20 +23,26 @@
 //! `docs/format/sysroot.md`.
 
 mod deploy;
+mod drift;
 mod entries;
 mod etc;
 mod kernel;
 mod ops;
+mod prepare;
 mod record;
+mod reset;
 mod status;
 mod verify;
 
 pub use deploy::{human_bytes, merge_kargs, DeployOptions, DeployPlan, Deployed};
+pub use drift::Drift;
 pub use entries::{boot_order, strverscmp, BootEntry, EntryState};
 pub use etc::NEW_SUFFIX;
 pub use kernel::Kernel;
 pub use ops::{CleanupReport, Undeployed};
+pub use prepare::{Mounted, Prepared};
 pub use record::Record;
+pub use reset::ResetPlan;
 pub use status::{DeploymentStatus, Status};
 
 use std::os::fd::OwnedFd;
@@ -142,9 +148,11 @@ pub struct Sysroot {
     path: PathBuf,
     boot: PathBuf,
     repo: Repo,
-    /// The deployment running now (`OS/ID`), when this sysroot is the
-    /// running system's.
+    /// The deployment booted (`OS/ID`), as a kernel command line names it.
     booted: Option<String>,
+    /// Whether `booted` is running this process (its `/etc` and `/var`
+    /// are the live ones), not merely named.
+    running: bool,
 }
 
 /// The writer lock of a sysroot, released on drop.
@@ -221,7 +229,14 @@ impl Sysroot {
             boot,
             repo,
             booted,
+            running: false,
         })
+    }
+
+    /// Declare that the booted deployment is the one running this
+    /// process: `/etc` and `/var` are then read live.
+    pub fn set_running(&mut self, running: bool) {
+        self.running = running && self.booted.is_some();
     }
 
     pub fn path(&self) -> &Path {

@@ -52,6 +52,64 @@ enum AdminCommand {
     Undeploy(UndeployArgs),
     Pin(PinArgs),
     Cleanup(CleanupArgs),
+    ConfigDiff(ConfigDiffArgs),
+    FactoryReset(FactoryResetArgs),
+    PrepareRoot(PrepareRootArgs),
+}
+
+/// The drift of a machine from its image: every path of /etc added (A),
+/// modified (M, m for metadata only) or removed (D) against the image's
+/// /etc, and every path of /var that no tmpfiles.d line of the image
+/// declares (?).
+#[derive(Args)]
+#[command(after_help = "Examples:\n  slate admin config-diff\n  slate admin config-diff --json 1")]
+struct ConfigDiffArgs {
+    /// The deployment (index, OS/ID or ID; default: the booted one, else
+    /// the default).
+    deployment: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Return an OS to its shipped state: wipe /etc (and the kept machine id)
+/// and /var, or /var alone (the settings stay, the collected state goes).
+/// Done at the next boot, or at once with --now when the OS is not the
+/// running one. Prints what will be lost.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  slate admin factory-reset\n  \
+    slate admin factory-reset --var\n  slate admin --sysroot /mnt/disk factory-reset --now")]
+struct FactoryResetArgs {
+    /// The OS (default: the booted deployment's, or the only one).
+    #[arg(long)]
+    os: Option<String>,
+    /// Wipe /etc (with neither flag: both).
+    #[arg(long)]
+    etc: bool,
+    /// Wipe /var (with neither flag: both).
+    #[arg(long)]
+    var: bool,
+    /// Reset now instead of at the next boot (not for the running OS).
+    #[arg(long)]
+    now: bool,
+    /// Only print what would be lost.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+/// The initrd's step before switching root: build the booted deployment's
+/// root (read from the kernel command line) at TARGET: /usr read-only,
+/// /etc and /var as the OS keeps them, the machine id, the physical
+/// sysroot at /sysroot; a requested factory reset first.
+#[derive(Args)]
+struct PrepareRootArgs {
+    /// Where to build the root (default: over the sysroot itself, as in
+    /// an initrd).
+    #[arg(long, value_name = "DIR")]
+    target: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
 }
 
 /// Make a directory a sysroot: a bare repository, the deployment and
@@ -332,6 +390,114 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
             eprintln!("{} {name}", if p.unpin { "unpinned" } else { "pinned" });
             Ok(())
         }
+        AdminCommand::ConfigDiff(c) => {
+            let drift = s.config_diff(c.deployment.as_deref())?;
+            if c.json {
+                return output::json(&drift);
+            }
+            for e in &drift.etc {
+                crate::outln!(
+                    "{} {}",
+                    e.change.letter(),
+                    slate_core::object::name::escape(&e.path)
+                )?;
+            }
+            for p in &drift.var {
+                crate::outln!("? {p}")?;
+            }
+            eprintln!(
+                "{}: {} changes in /etc{}, {} undeclared paths in /var{}",
+                drift.deployment,
+                drift.etc.len(),
+                drift
+                    .etc_dir
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_else(|| " (stateless: rebuilt at every boot)".into()),
+                drift.var.len(),
+                drift
+                    .var_dir
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_else(|| " (volatile)".into()),
+            );
+            Ok(())
+        }
+        AdminCommand::FactoryReset(f) => {
+            let lock = s.lock()?;
+            let os = s.pick_os(f.os.as_deref())?;
+            let (etc, var) = if f.etc || f.var {
+                (f.etc, f.var)
+            } else {
+                (true, true)
+            };
+            let plan = s.plan_factory_reset(&os, etc, var)?;
+            if !f.json {
+                if plan.etc {
+                    eprintln!(
+                        "/etc goes back to the image's; lost: {} changed paths",
+                        plan.etc_changes.len()
+                    );
+                    for e in &plan.etc_changes {
+                        eprintln!(
+                            "  {} {}",
+                            e.change.letter(),
+                            slate_core::object::name::escape(&e.path)
+                        );
+                    }
+                    if plan.machine_id {
+                        eprintln!("  the machine id (the next boot is a first boot)");
+                    }
+                }
+                if plan.var {
+                    eprintln!(
+                        "/var is emptied; lost: {} files, {}",
+                        plan.var_files,
+                        sysroot::human_bytes(plan.var_bytes)
+                    );
+                }
+            }
+            if !f.dry_run {
+                if f.now {
+                    s.factory_reset_now(&lock, &plan)?;
+                } else {
+                    s.request_factory_reset(&lock, &plan)?;
+                }
+            }
+            if f.json {
+                return output::json(&serde_json::json!({
+                    "plan": plan, "dry_run": f.dry_run, "now": f.now
+                }));
+            }
+            if f.dry_run {
+                eprintln!("nothing was changed (--dry-run)");
+            } else if f.now {
+                eprintln!("{os} is reset");
+            } else {
+                eprintln!("{os} will be reset at its next boot");
+            }
+            Ok(())
+        }
+        AdminCommand::PrepareRoot(p) => {
+            let done = s.prepare_root(p.target.as_deref())?;
+            if p.json {
+                return output::json(&done);
+            }
+            for m in &done.mounts {
+                eprintln!("{} on {} ({})", m.source, m.target, m.how);
+            }
+            eprintln!(
+                "{} ready at {}{}",
+                done.deployment,
+                done.target,
+                if done.first_boot {
+                    "; first boot: new machine id"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
         AdminCommand::Cleanup(c) => {
             let lock = s.lock()?;
             let rep = s.cleanup(&lock)?;
@@ -390,8 +556,11 @@ fn open(a: &AdminArgs) -> anyhow::Result<Sysroot> {
                 .with_context(|| format!("reading {}", output::shown_path(f)))?;
             sysroot::booted_from_cmdline(&text)
         }
-        // /proc/cmdline names a deployment of this sysroot only if that
-        // deployment's /usr is the running /usr.
+        // In the initrd, the kernel command line names the deployment
+        // about to boot.
+        None if matches!(a.command, AdminCommand::PrepareRoot(_)) => booted_here,
+        // Otherwise /proc/cmdline names a deployment of this sysroot only
+        // if that deployment's /usr is the running /usr.
         None => booted_here.filter(|b| {
             same_inode(
                 &probe.path().join("slate/deploy").join(b).join("usr"),
@@ -399,7 +568,12 @@ fn open(a: &AdminArgs) -> anyhow::Result<Sysroot> {
             )
         }),
     };
-    Ok(Sysroot::open(&path, booted)?)
+    let running = a.cmdline.is_none()
+        && booted.is_some()
+        && !matches!(a.command, AdminCommand::PrepareRoot(_));
+    let mut s = Sysroot::open(&path, booted)?;
+    s.set_running(running);
+    Ok(s)
 }
 
 fn same_inode(a: &Path, b: &Path) -> bool {
