@@ -738,3 +738,297 @@ fn killed_at_any_moment_the_default_is_the_old_or_the_new() {
         String::from_utf8_lossy(&fsck.stderr)
     );
 }
+
+#[test]
+fn config_diff_and_factory_reset() {
+    let Some(e) = setup("persistent") else { return };
+    // The image declares /var/lib/app.
+    let t = e.trees.join("v1");
+    write(&t, "usr/lib/tmpfiles.d/app.conf", "d /var/lib/app 0755\n");
+    ok(
+        &e.build,
+        &[
+            "commit",
+            "--repo",
+            s(&e.build),
+            "-b",
+            "os/main",
+            "-s",
+            "v1+tmpfiles",
+            s(&t),
+        ],
+    );
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    let d = status(&e.sr)["deployments"][0].clone();
+    let etc = deployment_dir(&e, &d).join("etc");
+    std::fs::write(etc.join("motd"), "changed\n").expect("motd");
+    std::fs::write(etc.join("local"), "added\n").expect("local");
+    let var = e.sr.join("slate/state/test/var");
+    write(&var, "lib/app/db", "collected\n");
+    write(&var, "cache/thing", "collected\n");
+    std::fs::write(
+        e.sr.join("slate/state/test/machine-id"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("id");
+
+    let drift: Value =
+        serde_json::from_str(&admin_ok(&e.sr, &["config-diff", "--json"])).expect("json");
+    let etc_paths: Vec<String> = drift["etc"]
+        .as_array()
+        .expect("etc")
+        .iter()
+        .map(|x| {
+            format!(
+                "{} {}",
+                x["change"].as_str().expect("change"),
+                x["path"].as_str().expect("path")
+            )
+        })
+        .collect();
+    assert_eq!(etc_paths, ["added /etc/local", "modified /etc/motd"]);
+    assert_eq!(
+        drift["var"],
+        serde_json::json!(["/var/cache", "/var/lib/app/db"])
+    );
+    let text = admin_ok(&e.sr, &["config-diff"]);
+    assert_eq!(
+        text,
+        "A /etc/local\nM /etc/motd\n? /var/cache\n? /var/lib/app/db\n"
+    );
+
+    // Dry run: what would be lost, nothing changed.
+    let o = admin(&e.sr, &["factory-reset", "--dry-run"]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("lost: 2 changed paths") && err.contains("lost: 2 files"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(etc.join("motd")).expect("motd"),
+        "changed\n"
+    );
+
+    // The running OS is reset at its next boot only.
+    let cmdline = e.sr.parent().expect("parent").join("cmdline");
+    std::fs::write(
+        &cmdline,
+        format!(
+            "slate=/slate/deploy/test/{}\n",
+            d["id"].as_str().expect("id")
+        ),
+    )
+    .expect("cmdline");
+    let o = Command::new(slate_bin())
+        .args([
+            "admin",
+            "--sysroot",
+            s(&e.sr),
+            "--cmdline",
+            s(&cmdline),
+            "factory-reset",
+            "--now",
+        ])
+        .output()
+        .expect("reset");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("happens at the next boot"));
+
+    // /var alone, requested for the next boot.
+    admin_ok(&e.sr, &["factory-reset", "--var"]);
+    assert_eq!(
+        std::fs::read_to_string(e.sr.join("slate/state/test/factory-reset")).expect("request"),
+        "var\n"
+    );
+    // Both, now.
+    admin_ok(&e.sr, &["factory-reset", "--now"]);
+    assert_eq!(
+        std::fs::read_to_string(etc.join("motd")).expect("motd"),
+        "welcome\n"
+    );
+    assert!(!etc.join("local").exists());
+    assert_eq!(std::fs::read_dir(&var).expect("var").count(), 0);
+    assert!(!e.sr.join("slate/state/test/machine-id").exists());
+    assert!(!e.sr.join("slate/state/test/factory-reset").exists());
+    let drift: Value =
+        serde_json::from_str(&admin_ok(&e.sr, &["config-diff", "--json"])).expect("json");
+    assert_eq!(drift["etc"], serde_json::json!([]));
+    assert_eq!(drift["var"], serde_json::json!([]));
+}
+
+/// `/proc/self/mountinfo` lines as (mount point, root, options, fstype).
+fn mountinfo(text: &str) -> Vec<(String, String, String, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let (a, b) = l.split_once(" - ")?;
+            let f: Vec<&str> = a.split(' ').collect();
+            let fstype = b.split(' ').next()?.to_string();
+            Some((
+                f.get(4)?.to_string(),
+                f.get(3)?.to_string(),
+                f.get(5)?.to_string(),
+                fstype,
+            ))
+        })
+        .collect()
+}
+
+/// Run prepare-root in a private mount namespace; return its JSON and
+/// what the namespace saw (mountinfo, whether /usr took a write, the
+/// machine id).
+fn prepare_in_namespace(
+    e: &Env,
+    cmdline: &Path,
+    target: &Path,
+) -> Option<(Value, String, bool, String)> {
+    if !crate::common::have("unshare") {
+        skip("unshare is not installed: prepare-root is not tried");
+        return None;
+    }
+    let out = e.sr.parent().expect("parent").join("ns-out");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).expect("mkdir");
+    std::fs::create_dir_all(target).expect("mkdir target");
+    let script = format!(
+        "set -e\n\
+         '{bin}' admin --sysroot '{sr}' --cmdline '{cl}' prepare-root --target '{t}' --json > '{o}/prepared.json'\n\
+         cat /proc/self/mountinfo > '{o}/mountinfo'\n\
+         if touch '{t}/usr/written' 2>/dev/null; then echo yes > '{o}/usr-written'; else echo no > '{o}/usr-written'; fi\n\
+         cat '{t}/etc/machine-id' > '{o}/machine-id'\n",
+        bin = slate_bin().display(),
+        sr = e.sr.display(),
+        cl = cmdline.display(),
+        t = target.display(),
+        o = out.display()
+    );
+    let st = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "bash", "-c", &script])
+        .output()
+        .expect("unshare");
+    if !st.status.success() && String::from_utf8_lossy(&st.stderr).contains("unshare failed") {
+        skip("no mount namespaces here: prepare-root is not tried");
+        return None;
+    }
+    assert!(
+        st.status.success(),
+        "prepare-root failed: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let read = |n: &str| std::fs::read_to_string(out.join(n)).expect(n);
+    Some((
+        serde_json::from_str(&read("prepared.json")).expect("json"),
+        read("mountinfo"),
+        read("usr-written").trim() == "yes",
+        read("machine-id").trim().to_string(),
+    ))
+}
+
+#[test]
+fn prepare_root_builds_the_root_in_a_mount_namespace() {
+    let Some(e) = setup("persistent") else { return };
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    let d = status(&e.sr)["deployments"][0].clone();
+    let id = d["id"].as_str().expect("id").to_string();
+    let cmdline = e.sr.parent().expect("parent").join("cmdline");
+    std::fs::write(
+        &cmdline,
+        format!("root=/dev/vda2 slate=/slate/deploy/test/{id} quiet\n"),
+    )
+    .expect("cmdline");
+    let target = e.sr.parent().expect("parent").join("newroot");
+    // A /var reset requested before this boot.
+    write(&e.sr.join("slate/state/test/var"), "old/state", "x\n");
+    admin_ok(&e.sr, &["factory-reset", "--var"]);
+
+    let Some((prep, mi, usr_written, id1)) = prepare_in_namespace(&e, &cmdline, &target) else {
+        return;
+    };
+    assert_eq!(prep["deployment"], format!("test/{id}"));
+    assert_eq!(prep["first_boot"], true);
+    assert_eq!(prep["reset"], serde_json::json!([false, true]));
+    assert!(
+        !e.sr.join("slate/state/test/var/old").exists(),
+        "the reset ran before the mounts"
+    );
+    assert!(!usr_written, "/usr took a write");
+    let mounts = mountinfo(&mi);
+    let at = |p: &Path| {
+        mounts
+            .iter()
+            .rev()
+            .find(|m| m.0 == p.to_str().expect("utf-8"))
+            .unwrap_or_else(|| panic!("nothing mounted at {}:\n{mi}", p.display()))
+            .clone()
+    };
+    let root = at(&target);
+    assert!(
+        root.1.ends_with(&format!("slate/deploy/test/{id}")),
+        "{root:?}"
+    );
+    let usr = at(&target.join("usr"));
+    assert!(
+        usr.1.ends_with(&format!("slate/deploy/test/{id}/usr")),
+        "{usr:?}"
+    );
+    assert!(
+        usr.2.split(',').any(|o| o == "ro"),
+        "/usr is not read-only: {usr:?}"
+    );
+    let var = at(&target.join("var"));
+    assert!(var.1.ends_with("slate/state/test/var"), "{var:?}");
+    assert!(var.2.split(',').any(|o| o == "rw"), "{var:?}");
+    let sysroot = at(&target.join("sysroot"));
+    assert!(sysroot.1.ends_with("sysroot"), "{sysroot:?}");
+    assert!(
+        !mounts
+            .iter()
+            .any(|m| m.0 == target.join("etc").to_str().expect("utf-8")),
+        "a persistent /etc is the deployment's own, not a mount"
+    );
+    let kept = std::fs::read_to_string(e.sr.join("slate/state/test/machine-id")).expect("kept id");
+    assert_eq!(id1, kept.trim());
+    assert_eq!(id1.len(), 32);
+    // The next boot is not a first boot: the same id.
+    let Some((prep2, _, _, id2)) = prepare_in_namespace(&e, &cmdline, &target) else {
+        return;
+    };
+    assert_eq!(prep2["first_boot"], false);
+    assert_eq!(id2, id1);
+}
+
+#[test]
+fn prepare_root_of_a_stateless_volatile_os() {
+    let Some(e) = setup("stateless") else { return };
+    admin_ok(
+        &e.sr,
+        &["os-init", "test", "--etc", "stateless", "--var", "volatile"],
+    );
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    let id = status(&e.sr)["deployments"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let cmdline = e.sr.parent().expect("parent").join("cmdline");
+    std::fs::write(&cmdline, format!("slate=/slate/deploy/test/{id}\n")).expect("cmdline");
+    let target = e.sr.parent().expect("parent").join("newroot");
+    let Some((_, mi, _, machine_id)) = prepare_in_namespace(&e, &cmdline, &target) else {
+        return;
+    };
+    let mounts = mountinfo(&mi);
+    let fstype = |p: &Path| {
+        mounts
+            .iter()
+            .rev()
+            .find(|m| m.0 == p.to_str().expect("utf-8"))
+            .map(|m| m.3.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(fstype(&target.join("etc")), "tmpfs", "{mi}");
+    assert_eq!(fstype(&target.join("var")), "tmpfs", "{mi}");
+    assert_eq!(
+        machine_id.len(),
+        32,
+        "the machine id is written into the empty /etc"
+    );
+}
