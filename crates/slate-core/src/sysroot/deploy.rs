@@ -339,6 +339,7 @@ impl Sysroot {
             ..CheckoutOptions::default()
         };
         checkout::checkout(&self.repo, &plan.commit, &staging, &co, progress)?;
+        stamp_usr(&staging)?;
         let mut conflicts = Vec::new();
         let follows = plan
             .follows
@@ -485,4 +486,33 @@ pub fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// Give the deployment's `/usr` directory the time of the deploy. A
+/// checkout leaves every time at the epoch; systemd runs the units with
+/// `ConditionNeedsUpdate=/etc` or `/var` when `/usr` is newer than
+/// `/etc/.updated` or `/var/.updated` (which systemd-update-done writes
+/// with `/usr`'s time), so on the first boot of each new deployment, once.
+fn stamp_usr(root: &Path) -> Result<()> {
+    let usr = root.join("usr");
+    if !usr.is_dir() {
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let t = rustix::fs::Timespec {
+        tv_sec: now.as_secs() as i64,
+        tv_nsec: now.subsec_nanos() as _,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        &usr,
+        &rustix::fs::Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| io_err(&usr)(e.into()))
 }

@@ -187,5 +187,19 @@ fn take_local(src: &Path, dst: &Path) -> Result<()> {
         std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))
             .map_err(io_err(dst))?;
     }
-    Ok(())
+    // The times too: systemd compares /etc/.updated's with /usr's.
+    let ts = |s: i64, ns: i64| rustix::fs::Timespec {
+        tv_sec: s,
+        tv_nsec: ns as _,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        dst,
+        &rustix::fs::Timestamps {
+            last_access: ts(m.atime(), m.atime_nsec()),
+            last_modification: ts(m.mtime(), m.mtime_nsec()),
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| io_err(dst)(e.into()))
 }

@@ -1032,3 +1032,75 @@ fn prepare_root_of_a_stateless_volatile_os() {
         "the machine id is written into the empty /etc"
     );
 }
+
+/// systemd's own test of `ConditionNeedsUpdate=`: `systemd-analyze
+/// condition` in a mount namespace where `/etc` and `/var` are the
+/// deployment's and `/usr` has its time (an overlay on the host's /usr,
+/// whose upper directory carries the deployment's /usr times).
+fn needs_update(e: &Env, dep: &Path, stamp: bool) -> Option<bool> {
+    let out = e.sr.parent().expect("parent").join("cond");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(out.join("up")).expect("mkdir");
+    std::fs::create_dir_all(out.join("work")).expect("mkdir");
+    let usr = std::fs::metadata(dep.join("usr")).expect("usr");
+    let nsec = usr.mtime() as i128 * 1_000_000_000 + usr.mtime_nsec() as i128;
+    let script = format!(
+        "set -e\n\
+         touch -r '{dep}/usr' '{o}/up'\n\
+         mount -t overlay overlay -o lowerdir=/usr,upperdir='{o}/up',workdir='{o}/work' /usr\n\
+         mount --bind '{dep}/etc' /etc\n\
+         mount --bind '{var}' /var\n\
+         if [ {stamp} = 1 ]; then for d in /etc /var; do\n\
+           printf '# systemd-update-done\\nTIMESTAMP_NSEC={nsec}\\n' > $d/.updated; touch -r /usr $d/.updated; done; fi\n\
+         systemd-analyze condition ConditionNeedsUpdate=/etc ConditionNeedsUpdate=/var\n",
+        dep = dep.display(),
+        o = out.display(),
+        var = e.sr.join("slate/state/test/var").display(),
+        stamp = u8::from(stamp),
+    );
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "bash", "-c", &script])
+        .output()
+        .expect("unshare");
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    if text.contains("unknown filesystem type 'overlay'") || text.contains("unshare failed") {
+        skip("no overlayfs or mount namespaces here: ConditionNeedsUpdate= is not tried");
+        return None;
+    }
+    if text.contains("Conditions succeeded.") {
+        Some(true)
+    } else if text.contains("Conditions failed.") || text.contains("failed.") {
+        Some(false)
+    } else {
+        panic!("systemd-analyze condition said neither: {text}");
+    }
+}
+
+#[test]
+fn needs_update_units_run_once_after_each_deploy() {
+    let Some(e) = setup("persistent") else { return };
+    if !crate::common::have("systemd-analyze") || !crate::common::have("unshare") {
+        skip("systemd-analyze or unshare missing: ConditionNeedsUpdate= is not tried");
+        return;
+    }
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    let d1 = deployment_dir(&e, &status(&e.sr)["deployments"][0]);
+    let Some(first) = needs_update(&e, &d1, false) else {
+        return;
+    };
+    assert!(
+        first,
+        "the first boot of a deployment runs the update units"
+    );
+    // systemd-update-done has run: not again.
+    assert_eq!(needs_update(&e, &d1, true), Some(false));
+    // The next deployment carries /etc/.updated over, and runs them again.
+    commit_version(&e.build, &e.trees, 2, true);
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    let d2 = deployment_dir(&e, &status(&e.sr)["deployments"][0]);
+    assert!(
+        d2.join("etc/.updated").exists(),
+        "/etc/.updated is carried over"
+    );
+    assert_eq!(needs_update(&e, &d2, false), Some(true));
+}
