@@ -43,6 +43,9 @@ pub struct DeployOptions {
     pub retain: bool,
     /// The ref deployed, when a ref was named (what `upgrade` follows).
     pub origin: Option<String>,
+    /// When space is short, remove the oldest deployments that are
+    /// neither booted nor pinned, one at a time, until it is not.
+    pub auto_prune: bool,
     /// Unix time written into the record.
     pub now: i64,
 }
@@ -55,6 +58,7 @@ impl Default for DeployOptions {
             tries: 3,
             retain: false,
             origin: None,
+            auto_prune: false,
             now: 0,
         }
     }
@@ -309,7 +313,26 @@ impl Sysroot {
         opts: &DeployOptions,
         progress: &Progress,
     ) -> Result<Deployed> {
-        self.check_space(&plan)?;
+        let mut pruned = Vec::new();
+        while let Err(short) = self.check_space(&plan) {
+            if !opts.auto_prune {
+                return Err(short);
+            }
+            let order = self.ordered()?;
+            let oldest = order
+                .iter()
+                .filter(|d| {
+                    !d.record.pinned && self.booted.as_deref() != Some(d.record.name().as_str())
+                })
+                .filter(|d| Some(d.record.name()) != plan.follows)
+                .min_by_key(|d| (d.record.created, d.record.serial));
+            let Some(victim) = oldest.map(|d| d.record.name()) else {
+                return Err(short);
+            };
+            self.undeploy_unlocked(&victim, false)?;
+            self.remove_unused_kernels()?;
+            pruned.push(victim);
+        }
         let c = self.repo.read_commit(&plan.commit)?;
         let order = self.ordered()?;
         // 1. The objects, except those of the deployment followed.
@@ -381,8 +404,11 @@ impl Sysroot {
             None => None,
         };
         // 6. What the new deployment replaces.
-        let mut removed = Vec::new();
+        let mut removed = pruned;
         for name in &plan.removes {
+            if removed.contains(name) {
+                continue;
+            }
             if self.undeploy_unlocked(name, false).is_ok() {
                 removed.push(name.clone());
             }
@@ -438,10 +464,26 @@ impl Sysroot {
     /// Refuse, naming the numbers, when the sysroot or the boot directory
     /// has less free space than the plan needs.
     fn check_space(&self, plan: &DeployPlan) -> Result<()> {
-        for (what, path, need) in [
-            ("the sysroot", self.path.clone(), plan.sysroot_bytes),
-            ("the boot directory", self.boot.clone(), plan.boot_bytes),
-        ] {
+        let dev = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+                .ok()
+        };
+        // One file system for both: one sum.
+        let shared = dev(&self.path).is_some() && dev(&self.path) == dev(&self.boot);
+        let checks = if shared {
+            vec![(
+                "the sysroot",
+                self.path.clone(),
+                plan.sysroot_bytes + plan.boot_bytes,
+            )]
+        } else {
+            vec![
+                ("the sysroot", self.path.clone(), plan.sysroot_bytes),
+                ("the boot directory", self.boot.clone(), plan.boot_bytes),
+            ]
+        };
+        for (what, path, need) in checks {
             let st = rustix::fs::statvfs(&path).map_err(|e| io_err(&path)(e.into()))?;
             let free = st.f_bavail.saturating_mul(st.f_frsize);
             if need > free {

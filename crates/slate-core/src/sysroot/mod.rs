@@ -43,7 +43,7 @@ pub use ops::{CleanupReport, Undeployed};
 pub use prepare::{Mounted, Prepared};
 pub use record::Record;
 pub use reset::ResetPlan;
-pub use status::{DeploymentStatus, Status};
+pub use status::{DeploymentStatus, DriftCount, Status};
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};

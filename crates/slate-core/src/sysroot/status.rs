@@ -50,6 +50,16 @@ pub struct DeploymentStatus {
     pub kargs: Vec<String>,
     pub etc_conflicts: Vec<String>,
     pub created: i64,
+    /// For the booted deployment (else the default): how many paths of
+    /// `/etc` differ from the image, and how many in `/var` no tmpfiles.d
+    /// line declares (`config-diff` lists them).
+    pub drift: Option<DriftCount>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct DriftCount {
+    pub etc: usize,
+    pub var: usize,
 }
 
 /// `status`: the deployments in boot order (the first is the default).
@@ -106,6 +116,7 @@ impl Sysroot {
     pub fn status(&self) -> Result<Status> {
         let order = self.ordered()?;
         let stray = self.stray_entries(&order)?;
+        let drift = self.config_diff(None).ok();
         let deployments = order
             .iter()
             .enumerate()
@@ -129,6 +140,13 @@ impl Sysroot {
                     kargs: r.kargs.clone(),
                     etc_conflicts: r.etc_conflicts.clone(),
                     created: r.created,
+                    drift: drift
+                        .as_ref()
+                        .filter(|x| x.deployment == r.name())
+                        .map(|x| DriftCount {
+                            etc: x.etc.len(),
+                            var: x.var.len(),
+                        }),
                 }
             })
             .collect();

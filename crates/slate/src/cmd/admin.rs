@@ -186,6 +186,11 @@ struct DeployCommon {
     /// previous default and pinned ones stay).
     #[arg(long)]
     retain: bool,
+    /// When the sysroot or the boot directory lacks space, remove the
+    /// oldest deployments that are neither booted nor pinned (nor the one
+    /// this follows) first.
+    #[arg(long)]
+    auto_prune: bool,
     /// Show what would be done; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -298,6 +303,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
                 kargs: d.kargs.clone(),
                 tries: d.common.tries,
                 retain: d.common.retain,
+                auto_prune: d.common.auto_prune,
                 origin,
                 now: now(),
             };
@@ -338,6 +344,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
                 kargs: Vec::new(),
                 tries: u.common.tries,
                 retain: u.common.retain,
+                auto_prune: u.common.auto_prune,
                 origin,
                 now: now(),
             };
@@ -595,6 +602,10 @@ fn resolve(
     if let Some(src) = from {
         let src_repo = Repo::open(src)
             .with_context(|| format!("opening repository {}", output::shown_path(src)))?;
+        let commit = src_repo
+            .rev_parse(rev)
+            .with_context(|| format!("{rev:?} names no commit of {}", output::shown_path(src)))?;
+        let is_ref = store::validate_ref_name(rev).is_ok() && src_repo.read_ref(rev)?.is_some();
         let heads = pull::local_heads(&src_repo, &[rev.to_string()])?;
         let mut plan = pull::plan(&src_repo, repo, &heads, None)?;
         let stats = output::counted("pulled", "objects", |p| {
@@ -611,6 +622,7 @@ fn resolve(
                 output::shown_path(src)
             );
         }
+        return Ok((commit, is_ref.then(|| rev.to_string())));
     }
     let commit = repo
         .rev_parse(rev)
@@ -720,6 +732,14 @@ fn print_status(st: &Status) -> anyhow::Result<()> {
         }
         if d.pinned {
             crate::outln!("    pinned")?;
+        }
+        if let Some(x) = &d.drift {
+            crate::outln!(
+                "    drift    {} paths of /etc differ from the image, {} of /var are undeclared \
+                 (slate admin config-diff)",
+                x.etc,
+                x.var
+            )?;
         }
         for c in &d.etc_conflicts {
             crate::outln!(

@@ -791,6 +791,11 @@ fn config_diff_and_factory_reset() {
         drift["var"],
         serde_json::json!(["/var/cache", "/var/lib/app/db"])
     );
+    let st = status(&e.sr);
+    assert_eq!(
+        st["deployments"][0]["drift"],
+        serde_json::json!({"etc": 2, "var": 2})
+    );
     let text = admin_ok(&e.sr, &["config-diff"]);
     assert_eq!(
         text,
@@ -1103,4 +1108,96 @@ fn needs_update_units_run_once_after_each_deploy() {
         "/etc/.updated is carried over"
     );
     assert_eq!(needs_update(&e, &d2, false), Some(true));
+}
+
+#[test]
+fn space_is_checked_before_anything_is_written() {
+    if !is_root() || !crate::common::have("unshare") {
+        skip("needs root and unshare (a small tmpfs as the sysroot's file system)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let build = dir.path().join("build");
+    let trees = dir.path().join("trees");
+    ok(
+        &build,
+        &["init", "--repo", s(&build), "--mode", "bare-user"],
+    );
+    // 1.5 MB of /etc: each deployment has its own copy.
+    let big: String = (0..150_000)
+        .map(|i| format!("{:09}\n", i))
+        .collect::<String>()[..1_500_000]
+        .to_string();
+    for v in [1, 2] {
+        let t = trees.join(format!("v{v}"));
+        os_tree(&t, v, true);
+        write(&t, "etc/big", &big);
+        ok(
+            &build,
+            &[
+                "commit",
+                "--repo",
+                s(&build),
+                "-b",
+                "os/main",
+                "-s",
+                "v",
+                s(&t),
+            ],
+        );
+    }
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).expect("mkdir");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let bin = slate_bin().display().to_string();
+    let script = format!(
+        "set -u\n\
+         mount -t tmpfs -o size=6000k tmpfs '{small}' || exit 99\n\
+         sr='{small}/sr'\n\
+         '{bin}' admin init-fs \"$sr\" >/dev/null 2>&1\n\
+         '{bin}' admin --sysroot \"$sr\" os-init test >/dev/null 2>&1\n\
+         '{bin}' admin --sysroot \"$sr\" deploy --from '{build}' os/main~1 > '{out}/d1' 2>&1; echo $? > '{out}/d1.rc'\n\
+         '{bin}' admin --sysroot \"$sr\" deploy --retain --from '{build}' os/main~1 >> '{out}/d1' 2>&1 || echo 1 > '{out}/d1.rc'\n\
+         '{bin}' pull-local --repo \"$sr/slate/repo\" '{build}' os/main >/dev/null 2>&1\n\
+         ls \"$sr/slate/deploy/test\" > '{out}/before'\n\
+         '{bin}' admin --sysroot \"$sr\" deploy os/main > '{out}/d2' 2>&1; echo $? > '{out}/d2.rc'\n\
+         ls \"$sr/slate/deploy/test\" > '{out}/after-refused'\n\
+         '{bin}' admin --sysroot \"$sr\" deploy --auto-prune os/main > '{out}/d3' 2>&1; echo $? > '{out}/d3.rc'\n\
+         '{bin}' admin --sysroot \"$sr\" status --json > '{out}/status'\n",
+        small = small.display(),
+        build = build.display(),
+        out = out.display(),
+    );
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "bash", "-c", &script])
+        .output()
+        .expect("unshare");
+    if o.status.code() == Some(99) {
+        skip("cannot mount a tmpfs here");
+        return;
+    }
+    let read = |n: &str| std::fs::read_to_string(out.join(n)).unwrap_or_default();
+    assert_eq!(read("d1.rc").trim(), "0", "{}", read("d1"));
+    assert_ne!(
+        read("d2.rc").trim(),
+        "0",
+        "the second deploy fit: {}",
+        read("d2")
+    );
+    assert!(
+        read("d2").contains("free and the deployment needs"),
+        "{}",
+        read("d2")
+    );
+    assert_eq!(
+        read("before"),
+        read("after-refused"),
+        "a refused deploy wrote something"
+    );
+    assert_eq!(read("d3.rc").trim(), "0", "{}", read("d3"));
+    let st: Value = serde_json::from_str(&read("status")).expect("status");
+    let d = st["deployments"].as_array().expect("d");
+    assert_eq!(d.len(), 2, "the oldest one made room: {st}");
+    assert!(read("d3").contains("removed test/"), "{}", read("d3"));
 }
