@@ -25,17 +25,29 @@ pub fn pages(mut top: clap::Command) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut text = Vec::new();
     clap_mangen::Man::new(top.clone()).render(&mut text)?;
     pages.push(("slate.1".to_owned(), text));
-    for sub in top
+    sub_pages(&top, "slate", &mut pages)?;
+    Ok(pages)
+}
+
+/// A page for each subcommand of `cmd` (named `PREFIX-NAME`), and for
+/// theirs (`slate admin deploy`: `slate-admin-deploy.1`).
+fn sub_pages(
+    cmd: &clap::Command,
+    prefix: &str,
+    pages: &mut Vec<(String, Vec<u8>)>,
+) -> anyhow::Result<()> {
+    for sub in cmd
         .get_subcommands()
         .filter(|s| !s.is_hide_set() && s.get_name() != "help")
     {
-        let name = format!("slate-{}", sub.get_name());
-        let sub = sub.clone().name(name.clone()).display_name(name.clone());
+        let name = format!("{prefix}-{}", sub.get_name());
+        let page = sub.clone().name(name.clone()).display_name(name.clone());
         let mut text = Vec::new();
-        clap_mangen::Man::new(sub).render(&mut text)?;
+        clap_mangen::Man::new(page).render(&mut text)?;
         pages.push((format!("{name}.1"), text));
+        sub_pages(sub, &name, pages)?;
     }
-    Ok(pages)
+    Ok(())
 }
 
 pub fn run(a: ManArgs, top: clap::Command) -> anyhow::Result<()> {

@@ -1201,3 +1201,57 @@ fn space_is_checked_before_anything_is_written() {
     assert_eq!(d.len(), 2, "the oldest one made room: {st}");
     assert!(read("d3").contains("removed test/"), "{}", read("d3"));
 }
+
+#[test]
+fn two_admin_commands_run_one_after_the_other() {
+    let Some(e) = setup("persistent") else { return };
+    ok(
+        &repo(&e),
+        &["pull-local", "--repo", s(&repo(&e)), s(&e.build), "os/main"],
+    );
+    let spawn = || {
+        Command::new(slate_bin())
+            .args([
+                "admin",
+                "--sysroot",
+                s(&e.sr),
+                "deploy",
+                "--retain",
+                "os/main",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let children: Vec<_> = (0..4).map(|_| spawn()).collect();
+    let mut names = Vec::new();
+    for c in children {
+        let o = c.wait_with_output().expect("wait");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        names.push(String::from_utf8_lossy(&o.stdout).trim().to_string());
+    }
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 4, "four deployments, four names: {names:?}");
+    let st = status(&e.sr);
+    assert_eq!(st["deployments"].as_array().expect("d").len(), 4);
+    let entries = std::fs::read_dir(e.sr.join("boot/loader/entries"))
+        .expect("dir")
+        .count();
+    assert_eq!(entries, 4);
+    let versions: std::collections::HashSet<String> =
+        std::fs::read_dir(e.sr.join("boot/loader/entries"))
+            .expect("dir")
+            .map(|x| std::fs::read_to_string(x.expect("e").path()).expect("read"))
+            .filter_map(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("version ").map(String::from))
+            })
+            .collect();
+    assert_eq!(
+        versions.len(),
+        4,
+        "every entry has its own place in the order"
+    );
+}
