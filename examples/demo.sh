@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Slate's main job on a built-in example: build a small OS-like tree, commit
 # it into a repository, show the log, change it, commit again, and check out
-# both versions. Runs as any user; everything happens in a temporary
-# directory (kept with KEEP=1).
+# both versions; then (as root: a sysroot's repository keeps real owners)
+# deploy both versions side by side into a sysroot in a directory, show
+# the status, roll back, and show how the machine drifted from its image.
+# Everything happens in a temporary directory (kept with KEEP=1).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cargo build --release -q --manifest-path "$top/Cargo.toml"
@@ -58,3 +60,38 @@ slate reset example/main "$v1" >/dev/null
 slate checkout example/main "$work/deploy-v1"
 grep VERSION_ID "$work/deploy-v1/usr/lib/os-release"
 [[ $(slate rev-parse example/main) == "$v1" ]] && echo "branch is back at v1 ($v1); v2 was $v2"
+
+if [[ $(id -u) != 0 ]]; then
+    echo "== skipping the deployments: a sysroot's repository is bare (real owners) and needs root"
+    exit 0
+fi
+sysroot=$work/sysroot
+echo "== slate admin init-fs $sysroot; os-init example"
+slate admin init-fs "$sysroot"
+export SLATE_SYSROOT=$sysroot
+slate admin os-init example --etc persistent --var persistent
+# A kernel for the boot entries (a stand-in: nothing boots here).
+mkdir -p "$tree/usr/lib/modules/6.1.0-example"
+printf 'kernel\n' >"$tree/usr/lib/modules/6.1.0-example/vmlinuz"
+printf 'initrd\n' >"$tree/usr/lib/modules/6.1.0-example/initrd"
+printf 'Welcome to the Slate example OS\n' >"$tree/etc/motd"
+printf 'NAME="Slate Example"\nVERSION_ID=1\nPRETTY_NAME="Slate Example 1"\n' >"$tree/usr/lib/os-release"
+SOURCE_DATE_EPOCH=1700172800 slate commit -b example/main -s "Example OS 1, bootable" "$tree" >/dev/null
+echo "== slate admin deploy --from \$SLATE_REPO --karg root=/dev/vda2 example/main"
+slate admin deploy --from "$SLATE_REPO" --karg root=/dev/vda2 example/main
+dep1=$(slate admin status | awk '$1 == "*" { print $3; exit }')
+echo "== the machine changes its /etc: a local motd"
+printf 'This machine is ours\n' >"$sysroot/slate/deploy/$dep1/etc/motd"
+echo "== version 2 of the image, deployed beside version 1 (the local motd carried over)"
+printf 'NAME="Slate Example"\nVERSION_ID=2\nPRETTY_NAME="Slate Example 2"\n' >"$tree/usr/lib/os-release"
+SOURCE_DATE_EPOCH=1700259200 slate commit -b example/main -s "Example OS 2, bootable" "$tree" >/dev/null
+slate admin deploy --from "$SLATE_REPO" example/main
+echo "== slate admin status"
+slate admin status
+echo "== the boot entries (Boot Loader Specification, counted by systemd-boot)"
+ls "$sysroot/boot/loader/entries"
+echo "== slate admin rollback"
+slate admin rollback
+slate admin status | grep -E '^[* ] [0-9]'
+echo "== slate admin config-diff: how the default deployment drifted from its image"
+slate admin config-diff

@@ -735,7 +735,7 @@ fn print_status(st: &Status) -> anyhow::Result<()> {
         }
         if let Some(x) = &d.drift {
             crate::outln!(
-                "    drift    {} paths of /etc differ from the image, {} of /var are undeclared \
+                "    drift    /etc: {} paths changed, /var: {} paths undeclared \
                  (slate admin config-diff)",
                 x.etc,
                 x.var
