@@ -62,6 +62,10 @@ pub struct CheckoutOptions {
     pub private: Vec<Vec<u8>>,
     /// Copy every file: a tree that may be changed in place.
     pub copy: bool,
+    /// Directories (relative to DEST) made with their own metadata but
+    /// none of their entries (a deployment's `/var`, whose content is the
+    /// OS's state).
+    pub empty: Vec<Vec<u8>>,
 }
 
 /// The paths a machine writes to: `/etc` and `/var`.
@@ -77,6 +81,7 @@ impl Default for CheckoutOptions {
             user_mode: false,
             private: default_private(),
             copy: false,
+            empty: Vec::new(),
         }
     }
 }
@@ -99,7 +104,7 @@ pub fn checkout(
     progress: &Progress,
 ) -> Result<CheckoutStats> {
     let c = repo.read_commit(commit)?;
-    let p = plan(repo, commit, &c.tree, opts.subpath.as_deref())?;
+    let p = plan(repo, commit, &c.tree, opts.subpath.as_deref(), &opts.empty)?;
     progress.set_total(p.paths());
     apply::apply(repo, &p, dest, opts, progress)
 }

@@ -34,13 +34,33 @@ impl Plan {
     }
 }
 
-struct Planner {
+struct Planner<'a> {
     plan: Plan,
     index: HashMap<ObjectId, usize>,
+    /// Directories (relative to DEST) made without their entries.
+    empty: &'a [Vec<u8>],
 }
 
-impl Visitor for Planner {
+impl Planner<'_> {
+    /// Whether `path` lies below one of the directories made empty.
+    fn inside_empty(&self, path: &[u8]) -> bool {
+        self.empty.iter().any(|e| {
+            path.strip_prefix(e.as_slice())
+                .is_some_and(|rest| rest.first() == Some(&b'/'))
+        })
+    }
+}
+
+impl Visitor for Planner<'_> {
     type Error = store::Error;
+
+    fn enter(&mut self, path: &[u8], _id: &ObjectId) -> store::Result<walk::Visit> {
+        Ok(if self.inside_empty(path) {
+            walk::Visit::Skip
+        } else {
+            walk::Visit::Descend
+        })
+    }
 
     fn tree(&mut self, path: &[u8], _id: &ObjectId, tree: &Tree) -> store::Result<()> {
         self.plan.dirs.push(PlannedDir {
@@ -51,6 +71,9 @@ impl Visitor for Planner {
     }
 
     fn file(&mut self, path: &[u8], e: &TreeEntry) -> store::Result<()> {
+        if self.inside_empty(path) {
+            return Ok(());
+        }
         match self.index.get(&e.id) {
             Some(&i) => self.plan.files[i].1.push(path.to_vec()),
             None => {
@@ -68,6 +91,7 @@ pub fn plan(
     commit: &ObjectId,
     root: &ObjectId,
     subpath: Option<&[u8]>,
+    empty: &[Vec<u8>],
 ) -> Result<Plan> {
     let base = walk::normalize(subpath.unwrap_or(b""));
     let (kind, id) = walk::lookup(repo, root, &base)?.ok_or_else(|| Error::NoSuchPath {
@@ -87,6 +111,7 @@ pub fn plan(
             ..Plan::default()
         },
         index: HashMap::new(),
+        empty,
     };
     walk::walk(repo, &id, b"", &mut p)?;
     let mut plan = p.plan;

@@ -13,7 +13,7 @@
 //! deleted when none of its objects is live; live packs are kept whole.
 //! Packs without an index (an interrupted writer's) are deleted too.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -77,7 +77,10 @@ pub fn plan(repo: &Repo, opts: &PruneOptions) -> Result<PrunePlan, Error> {
     let objects = repo.list_objects()?;
     let mut keep_commits: Vec<ObjectId> = Vec::new();
     if opts.refs_only || opts.depth.is_some() {
-        let mut seen = HashSet::new();
+        // The least depth at which each commit was reached: a commit past
+        // one ref's depth may be another ref's head.
+        let mut reached: HashMap<ObjectId, usize> = HashMap::new();
+        let mut kept: HashSet<ObjectId> = HashSet::new();
         for (name, head) in repo.list_refs()? {
             if let Some(why) = why_not_a_commit(repo, &head)? {
                 return Err(Error::BrokenRef {
@@ -89,15 +92,18 @@ pub fn plan(repo: &Repo, opts: &PruneOptions) -> Result<PrunePlan, Error> {
             let mut next = Some(head);
             let mut n = 0usize;
             while let Some(c) = next.take() {
-                if !seen.insert(c) || !repo.has_object(ObjectType::Commit, &c)? {
+                if reached.get(&c).is_some_and(|&m| m <= n)
+                    || !repo.has_object(ObjectType::Commit, &c)?
+                {
                     break;
                 }
+                reached.insert(c, n);
                 let commit = repo.read_commit(&c)?;
                 let within = opts.depth.is_none_or(|d| n <= d);
                 let young = opts
                     .keep_younger_than
                     .is_some_and(|t| commit.timestamp >= t);
-                if within || young {
+                if (within || young) && kept.insert(c) {
                     keep_commits.push(c);
                 }
                 next = commit.parent;

@@ -357,12 +357,16 @@ impl Sysroot {
             .filter(|e| e.name != b"usr")
             .map(|e| e.name.clone())
             .collect();
+        // /var is the OS's state: a deployment has an empty one (the
+        // mount point); the image's seeds the state the first time.
         let co = CheckoutOptions {
             private,
+            empty: vec![b"var".to_vec()],
             ..CheckoutOptions::default()
         };
         checkout::checkout(&self.repo, &plan.commit, &staging, &co, progress)?;
         stamp_usr(&staging)?;
+        self.seed_var(&plan.os, &plan.commit)?;
         let mut conflicts = Vec::new();
         let follows = plan
             .follows
@@ -422,6 +426,36 @@ impl Sysroot {
             removed,
             checked_objects,
         })
+    }
+
+    /// Fill the OS's persistent `/var` with the image's when it is empty
+    /// (the OS's first deployment, or after a reset).
+    fn seed_var(&self, os: &str, commit: &ObjectId) -> Result<()> {
+        if self.os_config(os)?.var != super::VarMode::Persistent {
+            return Ok(());
+        }
+        let var = self.state_dir(os).join("var");
+        let empty = std::fs::read_dir(&var)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true);
+        if !empty {
+            return Ok(());
+        }
+        let seed = self.state_dir(os).join(".var-seed");
+        remove_tree(&seed)?;
+        let co = CheckoutOptions {
+            subpath: Some(b"var".to_vec()),
+            copy: true,
+            ..CheckoutOptions::default()
+        };
+        match checkout::checkout(&self.repo, commit, &seed, &co, &Progress::default()) {
+            Ok(_) => {}
+            Err(checkout::Error::NoSuchPath { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        // Onto the empty directory: one rename.
+        std::fs::rename(&seed, &var).map_err(io_err(&var))?;
+        kernel::sync_dir(&self.state_dir(os))
     }
 
     /// The boot entry of a deployment.

@@ -237,7 +237,14 @@ fn two_versions_side_by_side_with_rollback() {
         1
     );
 
-    // /usr is hard-linked from the repository, /etc and /var are copies.
+    // /usr is hard-linked from the repository, /etc is a copy, /var the
+    // OS's state (seeded with the image's by the first deployment).
+    let state = e.sr.join("slate/state/test/var/lib/app/state");
+    assert_eq!(
+        std::fs::read_to_string(&state).expect("seeded /var"),
+        "factory state\n"
+    );
+    assert_eq!(std::fs::metadata(&state).expect("var").nlink(), 1);
     for dep in d {
         let dir = deployment_dir(&e, dep);
         assert!(
@@ -253,10 +260,9 @@ fn two_versions_side_by_side_with_rollback() {
             1
         );
         assert_eq!(
-            std::fs::metadata(dir.join("var/lib/app/state"))
-                .expect("var")
-                .nlink(),
-            1
+            std::fs::read_dir(dir.join("var")).expect("var").count(),
+            0,
+            "a deployment's /var is a mount point"
         );
         let commit = dep["commit"].as_str().expect("commit");
         let diff = ok(
@@ -789,17 +795,17 @@ fn config_diff_and_factory_reset() {
     assert_eq!(etc_paths, ["added /etc/local", "modified /etc/motd"]);
     assert_eq!(
         drift["var"],
-        serde_json::json!(["/var/cache", "/var/lib/app/db"])
+        serde_json::json!(["/var/cache", "/var/lib/app/db", "/var/lib/app/state"])
     );
     let st = status(&e.sr);
     assert_eq!(
         st["deployments"][0]["drift"],
-        serde_json::json!({"etc": 2, "var": 2})
+        serde_json::json!({"etc": 2, "var": 3})
     );
     let text = admin_ok(&e.sr, &["config-diff"]);
     assert_eq!(
         text,
-        "A /etc/local\nM /etc/motd\n? /var/cache\n? /var/lib/app/db\n"
+        "A /etc/local\nM /etc/motd\n? /var/cache\n? /var/lib/app/db\n? /var/lib/app/state\n"
     );
 
     // Dry run: what would be lost, nothing changed.
@@ -807,7 +813,7 @@ fn config_diff_and_factory_reset() {
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("lost: 2 changed paths") && err.contains("lost: 2 files"),
+        err.contains("lost: 2 changed paths") && err.contains("lost: 3 files"),
         "{err}"
     );
     assert_eq!(

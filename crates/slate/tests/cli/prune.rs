@@ -223,3 +223,42 @@ fn prune_beside_a_commit_never_takes_what_the_commit_needs() {
         assert_same_tree(&src, &co, is_root());
     }
 }
+
+/// With --depth, a commit beyond one ref's depth that another ref names
+/// is that ref's head, and stays, whatever order the refs are read in.
+#[test]
+fn prune_depth_keeps_a_head_that_is_another_refs_ancestor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = init(dir.path(), "bare-user");
+    let tree = dir.path().join("t");
+    std::fs::create_dir_all(&tree).expect("mkdir");
+    let mut ids = Vec::new();
+    for v in 1..=3 {
+        std::fs::write(tree.join("f"), format!("v{v}")).expect("write");
+        ok(
+            &repo,
+            &[
+                "commit",
+                "-b",
+                "main",
+                "-s",
+                &format!("v{v}"),
+                tree.to_str().expect("utf-8"),
+            ],
+        );
+        ids.push(ok(&repo, &["rev-parse", "main"]).trim().to_string());
+    }
+    // "a-old" sorts before "main", "z-old" after it: both orders are tried.
+    ok(&repo, &["refs", "--create", "a-old", &ids[0]]);
+    ok(&repo, &["refs", "--create", "z-old", &ids[1]]);
+    ok(&repo, &["prune", "--depth", "0"]);
+    for id in &ids {
+        ok(&repo, &["show", id]);
+    }
+    let fsck = fails_or_ok_fsck(&repo);
+    assert!(fsck, "fsck after prune");
+}
+
+fn fails_or_ok_fsck(repo: &std::path::Path) -> bool {
+    crate::common::slate(repo, &["fsck"]).status.success()
+}
