@@ -290,6 +290,7 @@ fn two_versions_side_by_side_with_rollback() {
 
     let fsck = ok(&repo(&e), &["fsck", "--repo", s(&repo(&e))]);
     assert!(fsck.is_empty() || !fsck.contains("corrupt"), "{fsck}");
+    fsck_clean(&e);
 }
 
 #[test]
@@ -369,6 +370,7 @@ fn etc_changes_are_carried_over_by_a_three_way_merge() {
         std::fs::read_to_string(etc.join("motd")).expect("old motd"),
         "our motd\n"
     );
+    fsck_clean(&e);
 }
 
 #[test]
@@ -385,6 +387,7 @@ fn a_stateless_etc_is_the_images() {
         "welcome\n"
     );
     assert_eq!(d2["etc_conflicts"], serde_json::json!([]));
+    fsck_clean(&e);
 }
 
 #[test]
@@ -403,6 +406,7 @@ fn a_tree_without_a_kernel_deploys_without_an_entry() {
             .count(),
         0
     );
+    fsck_clean(&e);
 }
 
 #[test]
@@ -564,6 +568,7 @@ fn boot_counting_states_and_set_default_on_a_bad_entry() {
     assert_eq!(st["deployments"][0]["entry_state"], "pending");
     assert_eq!(st["deployments"][0]["tries_left"], 3);
     assert!(!entries.join(&bad).exists(), "the exhausted entry is gone");
+    fsck_clean(&e);
 }
 
 #[test]
@@ -587,6 +592,17 @@ fn prune_keeps_what_deployments_use() {
         fsck.status.success(),
         "{}",
         String::from_utf8_lossy(&fsck.stderr)
+    );
+}
+
+/// The sysroot's repository is intact: no deployment changed an object.
+fn fsck_clean(e: &Env) {
+    let o = slate_fsck(&repo(e));
+    assert!(
+        o.status.success(),
+        "fsck of the sysroot's repository: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
     );
 }
 
@@ -866,6 +882,7 @@ fn config_diff_and_factory_reset() {
         serde_json::from_str(&admin_ok(&e.sr, &["config-diff", "--json"])).expect("json");
     assert_eq!(drift["etc"], serde_json::json!([]));
     assert_eq!(drift["var"], serde_json::json!([]));
+    fsck_clean(&e);
 }
 
 /// `/proc/self/mountinfo` lines as (mount point, root, options, fstype).
@@ -1006,6 +1023,7 @@ fn prepare_root_builds_the_root_in_a_mount_namespace() {
     };
     assert_eq!(prep2["first_boot"], false);
     assert_eq!(id2, id1);
+    fsck_clean(&e);
 }
 
 #[test]
@@ -1114,6 +1132,7 @@ fn needs_update_units_run_once_after_each_deploy() {
         "/etc/.updated is carried over"
     );
     assert_eq!(needs_update(&e, &d2, false), Some(true));
+    fsck_clean(&e);
 }
 
 #[test]
@@ -1260,4 +1279,5 @@ fn two_admin_commands_run_one_after_the_other() {
         4,
         "every entry has its own place in the order"
     );
+    fsck_clean(&e);
 }
