@@ -1281,3 +1281,57 @@ fn two_admin_commands_run_one_after_the_other() {
     );
     fsck_clean(&e);
 }
+
+#[test]
+fn upgrade_follows_the_origin_and_pinned_deployments_stay() {
+    let Some(e) = setup("persistent") else { return };
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    let first = status(&e.sr)["deployments"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    admin_ok(&e.sr, &["pin", "0"]);
+    // Nothing new on the ref: nothing to do.
+    let o = admin(&e.sr, &["upgrade", "--from", s(&e.build)]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to do"));
+    assert_eq!(status(&e.sr)["deployments"].as_array().expect("d").len(), 1);
+    // Three new versions, each upgraded to: only the pinned first one, the
+    // rollback and the newest stay.
+    for v in 2..=4 {
+        let c = commit_version(&e.build, &e.trees, v, true);
+        admin_ok(&e.sr, &["upgrade", "--from", s(&e.build)]);
+        assert_eq!(status(&e.sr)["deployments"][0]["commit"], c.as_str());
+    }
+    let st = status(&e.sr);
+    let d = st["deployments"].as_array().expect("d");
+    let ids: Vec<&str> = d.iter().map(|x| x["id"].as_str().expect("id")).collect();
+    assert_eq!(d.len(), 3, "{ids:?}");
+    assert!(
+        ids.contains(&first.as_str()),
+        "the pinned deployment was removed: {ids:?}"
+    );
+    assert!(d.iter().any(|x| x["pinned"] == true));
+    // Unpinned, the next upgrade removes it.
+    admin_ok(&e.sr, &["pin", "--unpin", &first]);
+    commit_version(&e.build, &e.trees, 5, true);
+    admin_ok(&e.sr, &["upgrade", "--from", s(&e.build)]);
+    let st = status(&e.sr);
+    let ids: Vec<&str> = st["deployments"]
+        .as_array()
+        .expect("d")
+        .iter()
+        .map(|x| x["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(!ids.contains(&first.as_str()));
+    // A deployment made from a commit has no origin to follow.
+    let c = commit_version(&e.build, &e.trees, 6, true);
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), &c]);
+    let err = admin_fails(&e.sr, &["upgrade"]);
+    assert!(
+        err.contains("was deployed from a commit, not a ref"),
+        "{err}"
+    );
+    fsck_clean(&e);
+}
