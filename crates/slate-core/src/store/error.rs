@@ -16,6 +16,9 @@ pub enum Error {
     },
     #[error("{}: not a Slate repository (no config file)", path.display())]
     NotARepo { path: PathBuf },
+    /// A source that fetches objects (an HTTP remote) could not.
+    #[error("{0}")]
+    Fetch(String),
     #[error("{kind} object {id} not found in the repository")]
     Missing { kind: ObjectType, id: ObjectId },
     #[error("{kind} object {id} is corrupt: {detail}")]

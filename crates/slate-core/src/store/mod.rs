@@ -38,7 +38,9 @@ pub use config::RepoMode;
 pub use error::{Error, Result};
 pub use lock::WriteLock;
 pub use objects::RelPath;
-pub use pack::DamagedPack;
+pub use pack::{
+    decode_index as decode_pack_index, kind_of_code, DamagedPack, PackEntry, PACK_MAGIC,
+};
 pub use refs::validate_ref_name;
 pub use sink::HashSink;
 pub use stream::FileStream;

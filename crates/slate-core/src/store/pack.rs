@@ -17,13 +17,13 @@ use super::{Error, Repo, Result};
 use crate::hash::ObjectId;
 use crate::object::ObjectType;
 
-pub(crate) const PACK_MAGIC: &[u8; 8] = b"SLATEP1\0";
+pub const PACK_MAGIC: &[u8; 8] = b"SLATEP1\0";
 pub(crate) const INDEX_MAGIC: &[u8; 8] = b"SLATEI1\0";
 pub(crate) const ENTRY_LEN: usize = 57;
 
 /// Where one object lives in a pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct PackEntry {
+pub struct PackEntry {
     pub id: ObjectId,
     /// `f` file object, `t` tree.
     pub kind: u8,
@@ -74,7 +74,7 @@ pub(crate) fn encode_index(entries: &[PackEntry], pack_digest: &ObjectId) -> Vec
 }
 
 /// Decode an index, checking its shape and order.
-pub(crate) fn decode_index(b: &[u8]) -> Result<Vec<PackEntry>, String> {
+pub fn decode_index(b: &[u8]) -> Result<Vec<PackEntry>, String> {
     if b.len() < 44 || &b[..8] != INDEX_MAGIC {
         return Err("not a Slate pack index (bad magic or too short)".into());
     }
@@ -107,7 +107,7 @@ pub(crate) fn kind_code(kind: ObjectType) -> u8 {
     }
 }
 
-pub(crate) fn kind_of_code(c: u8) -> Option<ObjectType> {
+pub fn kind_of_code(c: u8) -> Option<ObjectType> {
     match c {
         b'f' => Some(ObjectType::File),
         b't' => Some(ObjectType::Tree),

@@ -13,6 +13,7 @@ pub mod man;
 pub mod prune;
 pub mod pull;
 pub mod refs;
+pub mod remote;
 pub mod sysusers;
 pub mod tmpfiles;
 

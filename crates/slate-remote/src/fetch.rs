@@ -1,0 +1,377 @@
+//! An archive repository over HTTP, read as an [`ObjectRead`]: objects are
+//! found through the packs' indexes and read from their zstd frames, which
+//! are fetched by byte range; what no pack holds is fetched loose. Frames
+//! are fetched ahead in few large requests ([`HttpStore::prefetch`]:
+//! neighbouring frames are fetched together), kept on disk in the remote's
+//! cache (so an interrupted pull resumes), and every object is checked
+//! against its id as it is read.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use slate_core::hash::ObjectId;
+use slate_core::object::{Commit, FileHeader, ObjectType, Tree};
+use slate_core::progress::Progress;
+use slate_core::store::{self, decode_pack_index, FileStream, ObjectRead, PackEntry};
+use slate_core::summary::Summary;
+
+use crate::client::Client;
+use crate::Error;
+
+/// Frames closer than this are fetched in one request (the gap is wasted).
+const MAX_GAP: u64 = 256 << 10;
+/// A request covers at most this many bytes (a unit of resuming).
+const MAX_SPAN: u64 = 32 << 20;
+/// The largest loose object fetched whole into memory.
+const LOOSE_LIMIT: u64 = 1 << 30;
+
+/// A frame: its pack and offset.
+type FrameKey = (usize, u64);
+
+struct Pack {
+    name: String,
+    entries: Vec<PackEntry>,
+}
+
+/// A downloaded byte range of a pack, on disk.
+#[derive(Clone, Debug)]
+struct Span {
+    pack: usize,
+    start: u64,
+    end: u64,
+    path: PathBuf,
+}
+
+pub struct HttpStore<'c> {
+    client: &'c Client,
+    cache: PathBuf,
+    packs: Vec<Pack>,
+    by_id: HashMap<ObjectId, (usize, PackEntry)>,
+    spans: Mutex<Vec<Span>>,
+    frames: Mutex<Vec<(FrameKey, Arc<Vec<u8>>)>>,
+    /// Bytes fetched, for a progress line.
+    progress: Option<&'c Progress>,
+}
+
+fn fetch_err(e: Error) -> store::Error {
+    store::Error::Fetch(e.to_string())
+}
+
+fn corrupt(kind: ObjectType, id: &ObjectId, detail: String) -> store::Error {
+    store::Error::Corrupt {
+        kind,
+        id: *id,
+        detail,
+    }
+}
+
+impl<'c> HttpStore<'c> {
+    /// The remote's packs as its (checked) summary lists them; indexes are
+    /// fetched once and kept in `cache`, checked against the summary's
+    /// digests.
+    pub fn open(
+        client: &'c Client,
+        cache: &Path,
+        summary: &Summary,
+    ) -> Result<HttpStore<'c>, Error> {
+        std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
+        let mut packs = Vec::new();
+        for p in &summary.packs {
+            let local = cache.join(format!("{}.idx", p.name));
+            let cached = std::fs::read(&local)
+                .ok()
+                .filter(|b| hex::encode(Sha256::digest(b)) == p.idx_sha256);
+            let bytes = match cached {
+                Some(b) => b,
+                None => {
+                    let b = client.get(&format!("objects/pack/{}.idx", p.name), 1 << 30)?;
+                    if hex::encode(Sha256::digest(&b)) != p.idx_sha256 {
+                        return Err(Error::Corrupt(format!(
+                            "objects/pack/{}.idx does not match the summary's digest",
+                            p.name
+                        )));
+                    }
+                    std::fs::write(&local, &b).map_err(|e| Error::io(&local, e))?;
+                    b
+                }
+            };
+            let entries = decode_pack_index(&bytes)
+                .map_err(|e| Error::Corrupt(format!("objects/pack/{}.idx: {e}", p.name)))?;
+            packs.push(Pack {
+                name: p.name.clone(),
+                entries,
+            });
+        }
+        let mut by_id = HashMap::new();
+        for (i, p) in packs.iter().enumerate() {
+            for e in &p.entries {
+                by_id.entry(e.id).or_insert((i, *e));
+            }
+        }
+        // Spans downloaded by an earlier, interrupted pull.
+        let mut spans = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(cache) {
+            for f in rd.flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                let Some((pack, range)) = name.split_once('@') else {
+                    continue;
+                };
+                let Some((a, b)) = range.split_once('-') else {
+                    continue;
+                };
+                let (Ok(start), Ok(end)) = (a.parse::<u64>(), b.parse::<u64>()) else {
+                    continue;
+                };
+                if let Some(i) = packs.iter().position(|p| p.name == pack) {
+                    spans.push(Span {
+                        pack: i,
+                        start,
+                        end,
+                        path: f.path(),
+                    });
+                }
+            }
+        }
+        Ok(HttpStore {
+            client,
+            cache: cache.to_path_buf(),
+            packs,
+            by_id,
+            spans: Mutex::new(spans),
+            frames: Mutex::new(Vec::new()),
+            progress: None,
+        })
+    }
+
+    pub fn with_progress(mut self, p: &'c Progress) -> Self {
+        self.progress = Some(p);
+        self
+    }
+
+    /// Fetch the frames that hold `ids` (those not fetched yet), in few
+    /// requests, several at a time.
+    pub fn prefetch(&self, ids: &[ObjectId]) -> Result<(), Error> {
+        let mut want: Vec<(usize, u64, u64)> = ids
+            .iter()
+            .filter_map(|id| self.by_id.get(id))
+            .map(|(p, e)| (*p, e.frame_off, e.frame_off + e.frame_len as u64))
+            .filter(|&(p, s, e)| self.span_for(p, s, e).is_none())
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        let mut runs: Vec<(usize, u64, u64)> = Vec::new();
+        for (p, s, e) in want {
+            match runs.last_mut() {
+                Some(r) if r.0 == p && s <= r.2 + MAX_GAP && e - r.1 <= MAX_SPAN => {
+                    r.2 = r.2.max(e)
+                }
+                _ => runs.push((p, s, e)),
+            }
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .map_err(|e| Error::Fetch(e.to_string()))?;
+        pool.install(|| {
+            runs.par_iter()
+                .try_for_each(|&(p, s, e)| self.fetch_span(p, s, e).map(drop))
+        })
+    }
+
+    fn span_for(&self, pack: usize, start: u64, end: u64) -> Option<Span> {
+        self.spans
+            .lock()
+            .expect("no panic while held")
+            .iter()
+            .find(|sp| sp.pack == pack && sp.start <= start && end <= sp.end)
+            .cloned()
+    }
+
+    /// Download bytes `start..end` of a pack into the cache.
+    fn fetch_span(&self, pack: usize, start: u64, end: u64) -> Result<Span, Error> {
+        let name = &self.packs[pack].name;
+        let fin = self.cache.join(format!("{name}@{start}-{end}"));
+        let part = self.cache.join(format!(".{name}@{start}-{end}.part"));
+        let progress = self.progress;
+        self.client.download(
+            &format!("objects/pack/{name}.pack"),
+            start,
+            end,
+            &part,
+            &move |n| {
+                if let Some(p) = progress {
+                    p.add(0, n);
+                }
+            },
+        )?;
+        std::fs::rename(&part, &fin).map_err(|e| Error::io(&fin, e))?;
+        let sp = Span {
+            pack,
+            start,
+            end,
+            path: fin,
+        };
+        self.spans
+            .lock()
+            .expect("no panic while held")
+            .push(sp.clone());
+        Ok(sp)
+    }
+
+    /// The decompressed frame holding `e`.
+    fn frame(&self, pack: usize, e: &PackEntry, kind: ObjectType) -> store::Result<Arc<Vec<u8>>> {
+        let key = (pack, e.frame_off);
+        if let Some((_, f)) = self
+            .frames
+            .lock()
+            .expect("no panic while held")
+            .iter()
+            .find(|(k, _)| *k == key)
+        {
+            return Ok(f.clone());
+        }
+        let end = e.frame_off + e.frame_len as u64;
+        let sp = match self.span_for(pack, e.frame_off, end) {
+            Some(sp) => sp,
+            None => self.fetch_span(pack, e.frame_off, end).map_err(fetch_err)?,
+        };
+        let f = std::fs::File::open(&sp.path)
+            .map_err(|err| store::Error::Fetch(format!("{}: {err}", sp.path.display())))?;
+        let mut raw = vec![0u8; e.frame_len as usize];
+        f.read_exact_at(&mut raw, e.frame_off - sp.start)
+            .map_err(|err| store::Error::Fetch(format!("{}: {err}", sp.path.display())))?;
+        let frame = zstd::bulk::decompress(&raw, e.frame_raw_len as usize).map_err(|err| {
+            corrupt(
+                kind,
+                &e.id,
+                format!(
+                    "pack {} frame at {}: {err}",
+                    self.packs[pack].name, e.frame_off
+                ),
+            )
+        })?;
+        let frame = Arc::new(frame);
+        let mut frames = self.frames.lock().expect("no panic while held");
+        if frames.len() >= 16 {
+            frames.remove(0);
+        }
+        frames.push((key, frame.clone()));
+        Ok(frame)
+    }
+
+    /// An object's canonical bytes, checked against its id.
+    fn canonical(&self, kind: ObjectType, id: &ObjectId) -> store::Result<Vec<u8>> {
+        let bytes = match self.by_id.get(id) {
+            Some((p, e)) => {
+                let frame = self.frame(*p, e, kind)?;
+                let (off, len) = (e.off as usize, e.len as usize);
+                frame
+                    .get(off..off + len)
+                    .ok_or_else(|| {
+                        corrupt(kind, id, "the frame is shorter than the index says".into())
+                    })?
+                    .to_vec()
+            }
+            None => self.loose(kind, id)?,
+        };
+        if ObjectId::digest(&bytes) != *id {
+            return Err(corrupt(
+                kind,
+                id,
+                "the remote's bytes do not hash to its id".into(),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// A loose object: trees and commits as their canonical bytes; a file
+    /// as its header and one zstd frame of content.
+    fn loose(&self, kind: ObjectType, id: &ObjectId) -> store::Result<Vec<u8>> {
+        let hex = id.to_hex();
+        let path = format!("objects/{}/{}.{}", &hex[..2], &hex[2..], kind.suffix());
+        let raw = match self.client.get(&path, LOOSE_LIMIT) {
+            Ok(b) => b,
+            Err(Error::NotFound(..)) => return Err(store::Error::Missing { kind, id: *id }),
+            Err(e) => return Err(fetch_err(e)),
+        };
+        if let Some(p) = self.progress {
+            p.add(0, raw.len() as u64);
+        }
+        if kind != ObjectType::File {
+            return Ok(raw);
+        }
+        let (h, n) =
+            FileHeader::decode_prefix(&raw).map_err(|e| corrupt(kind, id, e.to_string()))?;
+        let mut out = raw[..n].to_vec();
+        let mut dec = zstd::stream::read::Decoder::new(&raw[n..])
+            .map_err(|e| corrupt(kind, id, e.to_string()))?;
+        (&mut dec)
+            .take(h.size)
+            .read_to_end(&mut out)
+            .map_err(|e| corrupt(kind, id, format!("zstd: {e}")))?;
+        Ok(out)
+    }
+
+    /// Where an object lies (pack, frame): reading in this order
+    /// decompresses each frame once.
+    pub fn storage_key(&self, id: &ObjectId) -> (usize, u64) {
+        self.by_id
+            .get(id)
+            .map(|(p, e)| (*p, e.frame_off))
+            .unwrap_or((usize::MAX, 0))
+    }
+
+    /// Whether the remote's packs index this object.
+    pub fn packed(&self, id: &ObjectId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Remove the downloaded spans (after a pull that finished).
+    pub fn clear_spans(&self) {
+        for sp in self.spans.lock().expect("no panic while held").drain(..) {
+            let _ = std::fs::remove_file(sp.path);
+        }
+    }
+}
+
+impl ObjectRead for HttpStore<'_> {
+    fn has_object(&self, _kind: ObjectType, id: &ObjectId) -> store::Result<bool> {
+        Ok(self.by_id.contains_key(id))
+    }
+    fn read_tree(&self, id: &ObjectId) -> store::Result<Tree> {
+        let b = self.canonical(ObjectType::Tree, id)?;
+        Tree::decode(&b).map_err(|source| store::Error::Decode {
+            kind: ObjectType::Tree,
+            id: *id,
+            source,
+        })
+    }
+    fn read_commit(&self, id: &ObjectId) -> store::Result<Commit> {
+        let b = self.canonical(ObjectType::Commit, id)?;
+        Commit::decode(&b).map_err(|source| store::Error::Decode {
+            kind: ObjectType::Commit,
+            id: *id,
+            source,
+        })
+    }
+    fn file_header(&self, id: &ObjectId) -> store::Result<FileHeader> {
+        Ok(self.open_file(id)?.header().clone())
+    }
+    fn open_file(&self, id: &ObjectId) -> store::Result<FileStream<'_>> {
+        let b = self.canonical(ObjectType::File, id)?;
+        let (h, n) = FileHeader::decode_prefix(&b)
+            .map_err(|e| corrupt(ObjectType::File, id, e.to_string()))?;
+        let content = b[n..].to_vec();
+        FileStream::new(
+            *id,
+            h,
+            Box::new(std::io::Cursor::new(content)),
+            Path::new("remote"),
+        )
+    }
+}

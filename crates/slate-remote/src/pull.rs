@@ -1,0 +1,289 @@
+//! `slate pull REMOTE REF`: the remote's summary, checked (its signature
+//! where the remote requires one; never older than the last one accepted),
+//! then the commit (and its signature), then its missing objects, then the
+//! ref, which moves only once everything is stored and durable, and never
+//! to an older commit unless asked.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde::Serialize;
+use slate_core::hash::ObjectId;
+use slate_core::object::{EntryKind, ObjectType};
+use slate_core::progress::Progress;
+use slate_core::pull::{self as local_pull, PullPlan, RefMove};
+use slate_core::sign::{self, PublicKey};
+use slate_core::store::{ObjectRead, Repo};
+use slate_core::summary::{Summary, SUMMARY, SUMMARY_SIG};
+
+use crate::client::Client;
+use crate::config::{self, RemoteConfig, RemoteState};
+use crate::fetch::HttpStore;
+use crate::Error;
+
+#[derive(Clone, Debug)]
+pub struct PullOptions {
+    /// Move the ref even to an older commit.
+    pub allow_downgrade: bool,
+    /// How long a connection may deliver nothing before it is given up.
+    pub stall: Duration,
+    /// Tries of each mirror before the next.
+    pub retries: u32,
+    pub backoff: Duration,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            allow_downgrade: false,
+            stall: Duration::from_secs(30),
+            retries: 3,
+            backoff: Duration::from_millis(300),
+        }
+    }
+}
+
+/// What a pull did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Pulled {
+    pub remote: String,
+    pub remote_ref: String,
+    /// The local ref set (`remotes/REMOTE/REF`).
+    pub local_ref: String,
+    pub commit: String,
+    /// The ref's commit before, if it had one.
+    pub previous: Option<String>,
+    /// The key whose signature checked, if signatures are required.
+    pub signed_by: Option<String>,
+    /// How the objects came: `present`, `delta`, `packs`.
+    pub method: String,
+    pub objects: usize,
+    pub trees: usize,
+    pub files: usize,
+    /// Bytes of the files stored.
+    pub content_bytes: u64,
+    /// What was asked of the server.
+    pub requests: u64,
+    pub bytes_fetched: u64,
+}
+
+/// The summary of a remote, checked: its signature against `keys` (when
+/// the remote requires one) and its age against `state`.
+pub fn fetch_summary(
+    client: &Client,
+    cfg: &RemoteConfig,
+    state: &RemoteState,
+    name: &str,
+) -> Result<Summary, Error> {
+    let bytes = client.get(SUMMARY, 64 << 20)?;
+    if cfg.verifies() {
+        let keys = cfg.public_keys()?;
+        let sig = match client.get(SUMMARY_SIG, 1024) {
+            Ok(s) => s,
+            Err(Error::NotFound(..)) => {
+                return Err(Error::Refused(format!(
+                    "remote {name} has no summary signature ({SUMMARY_SIG}) and its \
+                     summaries must be signed"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        if !keys.iter().any(|k| k.verify(&bytes, &sig)) {
+            return Err(Error::Refused(format!(
+                "remote {name}: the summary's signature does not check with any trusted key"
+            )));
+        }
+    }
+    let s = Summary::from_bytes(&bytes)
+        .map_err(|e| Error::Corrupt(format!("remote {name}: {SUMMARY}: {e}")))?;
+    if s.timestamp < state.summary_timestamp {
+        return Err(Error::Refused(format!(
+            "remote {name} serves a summary from {} older than one accepted before ({}): \
+             refused as a replay",
+            s.timestamp, state.summary_timestamp
+        )));
+    }
+    Ok(s)
+}
+
+/// Fetch and check a signature of `commit` by one of `keys`; keep it.
+fn fetch_signature(
+    client: &Client,
+    dest: &Repo,
+    commit: &ObjectId,
+    keys: &[PublicKey],
+) -> Result<Option<String>, Error> {
+    for k in keys {
+        let rel = Repo::signature_rel(commit, &k.key_id());
+        let sig = match client.get(&rel, 1024) {
+            Ok(s) => s,
+            Err(Error::NotFound(..)) => continue,
+            Err(e) => return Err(e),
+        };
+        if k.verify(&sign::commit_message(commit), &sig) {
+            dest.store_signature(commit, &k.key_id(), &sig)
+                .map_err(|e| Error::Fetch(e.to_string()))?;
+            return Ok(Some(k.key_id()));
+        }
+    }
+    Ok(None)
+}
+
+/// The trees and files of `commit`'s tree that `dest` lacks, reading trees
+/// from `dest` where it has them and from `src` (a level at a time,
+/// fetched ahead) where not.
+fn missing(
+    src: &HttpStore<'_>,
+    dest: &Repo,
+    root: &ObjectId,
+) -> Result<(Vec<ObjectId>, Vec<ObjectId>), Error> {
+    let mut trees = Vec::new();
+    let mut files = Vec::new();
+    let mut seen = HashSet::new();
+    let mut level = vec![*root];
+    while !level.is_empty() {
+        let remote: Vec<ObjectId> = level
+            .iter()
+            .copied()
+            .filter(|id| !dest.has_object(ObjectType::Tree, id).unwrap_or(false))
+            .collect();
+        src.prefetch(&remote)?;
+        let mut next = Vec::new();
+        for id in level {
+            if !seen.insert(id) {
+                continue;
+            }
+            let here = dest.has_object(ObjectType::Tree, &id)?;
+            let t = if here {
+                dest.read_tree(&id)?
+            } else {
+                trees.push(id);
+                src.read_tree(&id)?
+            };
+            for e in t.entries {
+                match e.kind {
+                    EntryKind::Dir => next.push(e.id),
+                    EntryKind::File => {
+                        if seen.insert(e.id) && !dest.has_object(ObjectType::File, &e.id)? {
+                            files.push(e.id);
+                        }
+                    }
+                }
+            }
+        }
+        level = next;
+    }
+    Ok((trees, files))
+}
+
+/// Pull `remote_ref` of the remote `name` into `dest`, setting
+/// `remotes/NAME/REF`.
+pub fn pull(
+    dest: &Repo,
+    name: &str,
+    remote_ref: &str,
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<Pulled, Error> {
+    let cfg = config::get(dest, name)?;
+    let state = config::state(dest, name);
+    let client = Client::new(&cfg.urls, opts.stall).with_retries(opts.retries, opts.backoff);
+    let summary = fetch_summary(&client, &cfg, &state, name)?;
+    let info = summary.refs.get(remote_ref).ok_or_else(|| {
+        Error::Refused(format!(
+            "remote {name} has no ref {remote_ref} (it has: {})",
+            summary.refs.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let commit = ObjectId::from_hex(&info.commit)
+        .map_err(|e| Error::Corrupt(format!("remote {name}: {SUMMARY}: {e}")))?;
+    let local_ref = config::tracking_ref(name, remote_ref);
+    let previous = dest.read_ref(&local_ref)?;
+    if let Some(prev) = previous {
+        if prev != commit && !opts.allow_downgrade {
+            if let Ok(pc) = dest.read_commit(&prev) {
+                if info.timestamp < pc.timestamp {
+                    return Err(Error::Refused(format!(
+                        "remote {name}'s {remote_ref} is {} from {}, older than {} from {} \
+                         that {local_ref} has: refused as a downgrade (--allow-downgrade)",
+                        commit.short(12),
+                        info.timestamp,
+                        prev.short(12),
+                        pc.timestamp
+                    )));
+                }
+            }
+        }
+    }
+    let signed_by = if cfg.verifies() {
+        let keys = cfg.public_keys()?;
+        match fetch_signature(&client, dest, &commit, &keys)? {
+            Some(k) => Some(k),
+            None => {
+                return Err(Error::Refused(format!(
+                    "commit {commit} of remote {name} has no valid signature by a trusted key"
+                )))
+            }
+        }
+    } else {
+        None
+    };
+
+    let cache = config::cache_dir(dest, name);
+    let store = HttpStore::open(&client, &cache, &summary)?.with_progress(progress);
+    let mut plan = PullPlan::default();
+    plan.refs.push(RefMove {
+        name: local_ref.clone(),
+        old: previous,
+        new: commit,
+    });
+    let method;
+    if dest.has_object(ObjectType::Commit, &commit)? {
+        method = "present";
+        let tree = dest.read_commit(&commit)?.tree;
+        // A commit whose tree is incomplete (an interrupted pull) is completed.
+        let (trees, files) = missing(&store, dest, &tree)?;
+        plan.trees = trees;
+        plan.files = files;
+    } else {
+        method = "packs";
+        let c = store.read_commit(&commit)?;
+        let (trees, files) = missing(&store, dest, &c.tree)?;
+        plan.commits.push(commit);
+        plan.trees = trees;
+        plan.files = files;
+    }
+    store.prefetch(&plan.files)?;
+    // Files in storage order: each frame is decompressed once.
+    plan.files.sort_by_key(|id| store.storage_key(id));
+    let stats = local_pull::apply(&store, dest, &plan, progress)?;
+    store.clear_spans();
+    config::set_state(
+        dest,
+        name,
+        &RemoteState {
+            summary_timestamp: summary.timestamp.max(state.summary_timestamp),
+        },
+    )?;
+    Ok(Pulled {
+        remote: name.to_string(),
+        remote_ref: remote_ref.to_string(),
+        local_ref,
+        commit: commit.to_hex(),
+        previous: previous.map(|p| p.to_hex()),
+        signed_by,
+        method: method.to_string(),
+        objects: stats.commits + stats.trees + stats.files,
+        trees: stats.trees,
+        files: stats.files,
+        content_bytes: stats.content_bytes,
+        requests: client
+            .counters
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        bytes_fetched: client
+            .counters
+            .bytes
+            .load(std::sync::atomic::Ordering::Relaxed),
+    })
+}

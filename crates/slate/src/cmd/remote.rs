@@ -1,0 +1,354 @@
+//! Publishing and pulling over HTTP: `keygen`, `sign`, `summary`, `serve`,
+//! `remote`, `pull`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use slate_core::sign::{self, SecretKey};
+use slate_core::store::ObjectRead;
+use slate_core::summary;
+use slate_remote::config::{self as remotes, RemoteConfig};
+use slate_remote::pull::{self, PullOptions};
+
+use super::RepoArg;
+use crate::output;
+
+/// Make an Ed25519 key pair: KEY (private, PKCS#8 PEM as `openssl genpkey
+/// -algorithm ed25519` writes it) and KEY.pub (the public key).
+#[derive(Args)]
+#[command(after_help = "Example:\n  slate keygen /etc/slate/signing.pem\n  \
+    openssl pkey -in /etc/slate/signing.pem -pubout   # the same public key")]
+pub struct KeygenArgs {
+    /// Where to write the private key (its public half goes to KEY.pub).
+    key: PathBuf,
+}
+
+/// Sign a commit with a private key (the signature goes to
+/// REPO/signatures/COMMIT/KEYID.sig).
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  slate sign --repo /srv/os os/main --key /etc/slate/signing.pem"
+)]
+pub struct SignArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    /// The commit (a revision).
+    commit: String,
+    #[arg(long, value_name = "KEY")]
+    key: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Write the summary of an archive repository (its refs, packs and
+/// deltas, with a timestamp that only grows), signed with --sign KEY.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  slate summary --repo /srv/os --update --sign /etc/slate/signing.pem"
+)]
+pub struct SummaryArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    /// Write a new summary (without it, the current one is shown).
+    #[arg(long)]
+    update: bool,
+    /// Sign the summary with this private key.
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Serve a repository's folder over HTTP/1.1, read-only (keep-alive,
+/// range requests). Any static web server serves it as well.
+#[derive(Args)]
+#[command(after_help = "Example:\n  slate serve --bind 0.0.0.0:8080 /srv/os")]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    bind: String,
+    /// Threads answering requests.
+    #[arg(long, default_value_t = 8)]
+    threads: usize,
+    /// The repository's folder.
+    repo: PathBuf,
+}
+
+/// The remotes of a repository.
+#[derive(Args)]
+pub struct RemoteArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    #[command(subcommand)]
+    command: RemoteCommand,
+}
+
+#[derive(Subcommand)]
+enum RemoteCommand {
+    /// Add a remote: one or more URLs (mirrors, tried in order) and how
+    /// its signatures are checked.
+    Add {
+        name: String,
+        #[arg(required = true)]
+        urls: Vec<String>,
+        /// A trusted public key (PEM file; repeatable): summaries and
+        /// commits must carry its signature.
+        #[arg(long = "sign-verify", value_name = "PUBKEY")]
+        keys: Vec<PathBuf>,
+        /// Pull without checking signatures.
+        #[arg(long, conflicts_with = "keys")]
+        no_sign_verify: bool,
+    },
+    /// List the remotes.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a remote.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a remote (its configuration, state and cache).
+    Delete { name: String },
+}
+
+/// Pull a ref of a remote into `remotes/REMOTE/REF`: checked summary and
+/// signatures, the missing objects in few large resumable requests, every
+/// object checked, the ref moved last.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate pull --repo /srv/local origin os/main\n  \
+    slate pull --json origin os/main"
+)]
+pub struct PullArgs {
+    #[command(flatten)]
+    repo: RepoArg,
+    remote: String,
+    #[arg(name = "REF")]
+    remote_ref: String,
+    /// Move the ref even to an older commit.
+    #[arg(long)]
+    allow_downgrade: bool,
+    /// Seconds a connection may deliver nothing before it is given up.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    stall_timeout: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_keygen(a: KeygenArgs) -> anyhow::Result<()> {
+    let k = SecretKey::generate().context("reading random numbers")?;
+    let mut pubpath = a.key.clone().into_os_string();
+    pubpath.push(".pub");
+    let pubpath = PathBuf::from(pubpath);
+    for p in [&a.key, &pubpath] {
+        if p.exists() {
+            anyhow::bail!("{} exists already; not overwritten", p.display());
+        }
+    }
+    let write = |p: &PathBuf, text: &str, mode: u32| -> anyhow::Result<()> {
+        let mut f = slate_core::fsutil::AtomicFile::create(p, mode)
+            .with_context(|| format!("writing {}", p.display()))?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        f.commit()
+            .with_context(|| format!("writing {}", p.display()))
+    };
+    write(&a.key, &k.to_pem(), 0o600)?;
+    write(&pubpath, &k.public().to_pem(), 0o644)?;
+    crate::outln!("{}", k.public().key_id())?;
+    eprintln!(
+        "wrote {} (private) and {} (public), key id {}",
+        a.key.display(),
+        pubpath.display(),
+        k.public().key_id()
+    );
+    Ok(())
+}
+
+pub fn run_sign(a: SignArgs) -> anyhow::Result<()> {
+    let repo = a.repo.open()?;
+    let commit = repo.rev_parse(&a.commit)?;
+    repo.read_commit(&commit)
+        .with_context(|| format!("{} is not a commit of {}", a.commit, repo.path().display()))?;
+    let key = sign::load_secret(&a.key)?;
+    let path = repo.sign_commit(&commit, &key)?;
+    if a.json {
+        return output::json(&serde_json::json!({
+            "commit": commit, "key_id": key.public().key_id(), "signature": path
+        }));
+    }
+    crate::outln!("{}", path.display())?;
+    eprintln!("signed {commit} with key {}", key.public().key_id());
+    Ok(())
+}
+
+pub fn run_summary(a: SummaryArgs) -> anyhow::Result<()> {
+    let repo = a.repo.open()?;
+    let s = if a.update {
+        let key = a.sign.as_deref().map(sign::load_secret).transpose()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs() as i64;
+        summary::update(&repo, key.as_ref(), now)?
+    } else {
+        summary::read(&repo).with_context(|| {
+            format!(
+                "{} has no summary yet (write one with --update)",
+                repo.path().display()
+            )
+        })?
+    };
+    if a.json {
+        return output::json(&s);
+    }
+    for (name, r) in &s.refs {
+        crate::outln!("{name} {} ({} bytes)", r.commit, r.size)?;
+    }
+    for d in &s.deltas {
+        crate::outln!(
+            "delta {} -> {} ({} bytes)",
+            d.from
+                .as_deref()
+                .map(|f| &f[..12.min(f.len())])
+                .unwrap_or("empty"),
+            &d.to[..12.min(d.to.len())],
+            d.size
+        )?;
+    }
+    eprintln!(
+        "summary of {}: {} refs, {} packs, {} deltas, timestamp {}{}",
+        repo.path().display(),
+        s.refs.len(),
+        s.packs.len(),
+        s.deltas.len(),
+        s.timestamp,
+        if a.update && a.sign.is_some() {
+            ", signed"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
+    let h = slate_remote::serve::start(&a.repo, &a.bind, a.threads)?;
+    eprintln!(
+        "serving {} on http://{} (Ctrl-C stops)",
+        a.repo.display(),
+        h.addr
+    );
+    loop {
+        std::thread::park();
+    }
+}
+
+pub fn run_remote(a: RemoteArgs) -> anyhow::Result<()> {
+    let repo = a.repo.open()?;
+    match a.command {
+        RemoteCommand::Add {
+            name,
+            urls,
+            keys,
+            no_sign_verify,
+        } => {
+            let keys = keys
+                .iter()
+                .map(|p| sign::load_public(p).map(|k| k.to_pem()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let cfg = RemoteConfig {
+                urls,
+                keys,
+                no_sign_verify,
+            };
+            remotes::add(&repo, &name, &cfg)?;
+            eprintln!(
+                "added remote {name} ({} URLs{})",
+                cfg.urls.len(),
+                if cfg.verifies() {
+                    format!(", {} trusted keys", cfg.keys.len())
+                } else {
+                    ", signatures not checked".into()
+                }
+            );
+        }
+        RemoteCommand::List { json } => {
+            let all = remotes::list(&repo)?;
+            if json {
+                return output::json(
+                    &all.iter()
+                        .map(|(n, c)| serde_json::json!({"name": n, "config": c}))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            for (n, c) in all {
+                crate::outln!("{n} {}", c.urls.join(" "))?;
+            }
+        }
+        RemoteCommand::Show { name, json } => {
+            let c = remotes::get(&repo, &name)?;
+            let st = remotes::state(&repo, &name);
+            let ids: Vec<String> = c.public_keys()?.iter().map(|k| k.key_id()).collect();
+            if json {
+                return output::json(&serde_json::json!({
+                    "name": name, "urls": c.urls, "key_ids": ids,
+                    "sign_verify": c.verifies(), "summary_timestamp": st.summary_timestamp
+                }));
+            }
+            crate::outln!("{name}")?;
+            for u in &c.urls {
+                crate::outln!("  url {u}")?;
+            }
+            if c.verifies() {
+                for k in &ids {
+                    crate::outln!("  trusted key {k}")?;
+                }
+            } else {
+                crate::outln!("  signatures not checked")?;
+            }
+            crate::outln!("  last summary {}", st.summary_timestamp)?;
+        }
+        RemoteCommand::Delete { name } => {
+            remotes::delete(&repo, &name)?;
+            eprintln!("deleted remote {name}");
+        }
+    }
+    Ok(())
+}
+
+pub fn run_pull(a: PullArgs) -> anyhow::Result<()> {
+    let repo = a.repo.open()?;
+    let opts = PullOptions {
+        allow_downgrade: a.allow_downgrade,
+        stall: Duration::from_secs(a.stall_timeout.max(1)),
+        ..PullOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let done = output::counted("pulled", "objects", |p| {
+        pull::pull(&repo, &a.remote, &a.remote_ref, &opts, p)
+    })
+    .with_context(|| format!("pulling {} from {}", a.remote_ref, a.remote))?;
+    if a.json {
+        return output::json(&done);
+    }
+    crate::outln!("{} {}", done.local_ref, done.commit)?;
+    eprintln!(
+        "pulled {} ({}): {} objects ({:.1} MB of files) in {} requests, {:.1} MB fetched, {:.2} s{}",
+        done.commit.get(..12).unwrap_or(&done.commit),
+        done.method,
+        done.objects,
+        done.content_bytes as f64 / 1e6,
+        done.requests,
+        done.bytes_fetched as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        done.signed_by
+            .as_deref()
+            .map(|k| format!("; signed by {k}"))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
