@@ -176,6 +176,28 @@ fn missing(
     Ok((trees, files))
 }
 
+/// Whether `new` (committed at `new_time`) is older than `current`: one
+/// of its ancestors, or committed earlier.
+fn older(dest: &Repo, new: &ObjectId, new_time: i64, current: &ObjectId) -> bool {
+    let mut next = Some(*current);
+    let mut first = true;
+    for _ in 0..100_000 {
+        let Some(c) = next else { break };
+        let Ok(commit) = dest.read_commit(&c) else {
+            break;
+        };
+        if first && new_time < commit.timestamp {
+            return true;
+        }
+        first = false;
+        if commit.parent == Some(*new) {
+            return true;
+        }
+        next = commit.parent;
+    }
+    false
+}
+
 /// Pull `remote_ref` of the remote `name` into `dest`, setting
 /// `remotes/NAME/REF`.
 pub fn pull(
@@ -200,19 +222,13 @@ pub fn pull(
     let local_ref = config::tracking_ref(name, remote_ref);
     let previous = dest.read_ref(&local_ref)?;
     if let Some(prev) = previous {
-        if prev != commit && !opts.allow_downgrade {
-            if let Ok(pc) = dest.read_commit(&prev) {
-                if info.timestamp < pc.timestamp {
-                    return Err(Error::Refused(format!(
-                        "remote {name}'s {remote_ref} is {} from {}, older than {} from {} \
-                         that {local_ref} has: refused as a downgrade (--allow-downgrade)",
-                        commit.short(12),
-                        info.timestamp,
-                        prev.short(12),
-                        pc.timestamp
-                    )));
-                }
-            }
+        if prev != commit && !opts.allow_downgrade && older(dest, &commit, info.timestamp, &prev) {
+            return Err(Error::Refused(format!(
+                "remote {name}'s {remote_ref} is {}, older than {} that {local_ref} has: \
+                 refused as a downgrade (--allow-downgrade)",
+                commit.short(12),
+                prev.short(12),
+            )));
         }
     }
     let signed_by = if cfg.verifies() {

@@ -35,13 +35,11 @@ impl ServeHandle {
 }
 
 /// What is never served: the writer's temporary files and lock, the
-/// remotes' configuration and caches, objects set aside.
+/// repository's configuration, the remotes' configuration and caches,
+/// objects set aside.
 fn private(path: &str) -> bool {
     let first = path.split('/').next().unwrap_or("");
-    matches!(
-        first,
-        "tmp" | "remotes" | "lock" | "corrupt" | "config.toml"
-    )
+    matches!(first, "tmp" | "remotes" | "lock" | "corrupt" | "config")
 }
 
 /// `bytes=A-B`, `bytes=A-`, `bytes=-N` of a file of `len` bytes.

@@ -3,6 +3,8 @@
 
 mod admin;
 mod common;
+mod delivery;
+mod faultserve;
 mod hostile_fs;
 mod hostile_repo;
 mod hostile_tar;
