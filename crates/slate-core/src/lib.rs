@@ -14,6 +14,7 @@
 pub mod checkout;
 pub mod commit;
 pub mod confd;
+pub mod delta;
 pub mod diff;
 pub mod export;
 pub mod fsck;

@@ -1,0 +1,408 @@
+//! Storing what a delta carries: records read in order, blocks of files
+//! and patches decoded in parallel, every object's id computed again and
+//! compared with the one the delta names, all in one transaction (it
+//! moves no ref: the caller completes the commit and moves its ref).
+
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::generate::CHUNK;
+use super::{parse_header, Error, Header};
+use crate::hash::ObjectId;
+use crate::object::{Commit, FileHeader, FileKind, ObjectType, Tree};
+use crate::progress::Progress;
+use crate::store::{self, FileContent, ObjectRead, ObjectWrite, Repo, StoredFile, Transaction};
+
+/// What applying a delta stored.
+#[derive(Clone, Debug, Serialize)]
+pub struct Applied {
+    pub from: Option<ObjectId>,
+    pub to: ObjectId,
+    pub trees: u64,
+    pub files: u64,
+    pub patched: u64,
+    /// Patches whose old file the repository lacks (the caller fetches
+    /// those files another way).
+    pub skipped: u64,
+    pub content_bytes: u64,
+}
+
+/// Records of whole files held in memory and decoded together, up to this
+/// many bytes; a larger record is decoded as it is read.
+const BATCH: u64 = 64 << 20;
+/// Largest commit, trees and patches records accepted.
+const MAX_COMMIT: u32 = 1 << 20;
+const MAX_RECORD: u64 = 1 << 30;
+
+struct Ctx<'a, 't> {
+    tx: &'a Transaction<'t>,
+    path: &'a Path,
+    progress: &'a Progress,
+    files: AtomicU64,
+    patched: AtomicU64,
+    skipped: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Ctx<'_, '_> {
+    fn err(&self, reason: impl Into<String>) -> Error {
+        Error::format(self.path, reason)
+    }
+
+    fn check(&self, kind: ObjectType, id: &ObjectId, got: &ObjectId) -> Result<(), Error> {
+        if got != id {
+            return Err(self.err(format!(
+                "{kind} object {id} rebuilt as {got}: the delta is damaged"
+            )));
+        }
+        Ok(())
+    }
+
+    fn stored(&self, id: &ObjectId, s: StoredFile, size: u64) -> Result<(), Error> {
+        self.check(ObjectType::File, id, &s.id)?;
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        self.progress.add(1, size);
+        if s.written {
+            self.progress.add_new(1);
+        }
+        Ok(())
+    }
+
+    /// One file whose header has been read; its content follows in `r`.
+    fn file(&self, id: &ObjectId, h: &FileHeader, r: &mut dyn Read) -> Result<(), Error> {
+        let label = PathBuf::from(format!("file object {id} in {}", self.path.display()));
+        let s = match h.meta.kind {
+            FileKind::Regular => self.tx.write_file(
+                &h.meta,
+                h.size,
+                FileContent::Reader {
+                    reader: r,
+                    path: &label,
+                },
+            )?,
+            FileKind::Symlink => {
+                let mut target = vec![0u8; h.size as usize];
+                r.read_exact(&mut target)
+                    .map_err(|e| self.err(format!("file object {id}: {e}")))?;
+                self.tx.write_symlink(&h.meta, &target)?
+            }
+            _ => self.tx.write_special(&h.meta)?,
+        };
+        self.stored(id, s, h.size)
+    }
+
+    /// A block of whole files.
+    fn block(&self, z: &mut dyn Read) -> Result<(), Error> {
+        let mut d = zstd::stream::read::Decoder::new(z).map_err(|e| self.err(e.to_string()))?;
+        loop {
+            let mut id = [0u8; 32];
+            match read_exact_or_eof(&mut d, &mut id) {
+                Ok(false) => return Ok(()),
+                Ok(true) => {}
+                Err(e) => return Err(self.err(format!("a block of files: {e}"))),
+            }
+            let id = ObjectId(id);
+            let h = read_header(&mut d).map_err(|e| self.err(format!("file object {id}: {e}")))?;
+            self.file(&id, &h, &mut d)?;
+        }
+    }
+
+    /// A record of patches.
+    fn patches(&self, b: &[u8]) -> Result<(), Error> {
+        let mut r = b;
+        let n = take_u32(&mut r).ok_or_else(|| self.err("truncated patch record"))?;
+        let mut items = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let bad = || self.err("truncated patch record");
+            let id = ObjectId(take(&mut r, 32).ok_or_else(bad)?.try_into().expect("32"));
+            let base = ObjectId(take(&mut r, 32).ok_or_else(bad)?.try_into().expect("32"));
+            let hl = take_u32(&mut r).ok_or_else(bad)?;
+            let hb = take(&mut r, hl as usize).ok_or_else(bad)?;
+            let h =
+                FileHeader::decode(hb).map_err(|e| self.err(format!("file object {id}: {e}")))?;
+            let pl = take_u32(&mut r).ok_or_else(bad)?;
+            let patch = take(&mut r, pl as usize).ok_or_else(bad)?;
+            items.push((id, base, h, patch));
+        }
+        items.par_iter().try_for_each(|(id, base, h, patch)| {
+            let old = match self.tx.read_file(base) {
+                Ok((_, old)) => old,
+                Err(store::Error::Missing { .. }) => {
+                    self.skipped.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut d = zstd::stream::read::Decoder::with_ref_prefix(*patch, &old)
+                .map_err(|e| self.err(format!("file object {id}: {e}")))?;
+            d.window_log_max(super::MAX_WINDOW_LOG)
+                .map_err(|e| self.err(format!("file object {id}: {e}")))?;
+            let mut content = Vec::with_capacity(h.size as usize);
+            (&mut d)
+                .take(h.size + 1)
+                .read_to_end(&mut content)
+                .map_err(|e| self.err(format!("patch of file object {id}: {e}")))?;
+            if content.len() as u64 != h.size {
+                return Err(self.err(format!(
+                    "patch of file object {id} gives {} bytes, not {}",
+                    content.len(),
+                    h.size
+                )));
+            }
+            let s = self
+                .tx
+                .write_file(&h.meta, h.size, FileContent::Bytes(&content))?;
+            self.patched.fetch_add(1, Ordering::Relaxed);
+            self.stored(id, s, h.size)
+        })
+    }
+}
+
+fn take<'b>(r: &mut &'b [u8], n: usize) -> Option<&'b [u8]> {
+    if r.len() < n {
+        return None;
+    }
+    let (a, b) = r.split_at(n);
+    *r = b;
+    Some(a)
+}
+
+fn take_u32(r: &mut &[u8]) -> Option<u32> {
+    take(r, 4).map(|b| u32::from_be_bytes(b.try_into().expect("4")))
+}
+
+fn read_u32(r: &mut dyn Read) -> std::io::Result<u32> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b)?;
+    Ok(u32::from_be_bytes(b))
+}
+
+fn read_u64(r: &mut dyn Read) -> std::io::Result<u64> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)?;
+    Ok(u64::from_be_bytes(b))
+}
+
+fn read_header(r: &mut dyn Read) -> std::io::Result<FileHeader> {
+    let n = read_u32(r)?;
+    if n > 1 << 20 {
+        return Err(std::io::Error::other(format!("file header of {n} bytes")));
+    }
+    let mut hb = vec![0u8; n as usize];
+    r.read_exact(&mut hb)?;
+    FileHeader::decode(&hb).map_err(std::io::Error::other)
+}
+
+/// Fill `buf`; false at a clean end of input before its first byte.
+fn read_exact_or_eof(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// The content of a large file: chunks decompressed one at a time.
+struct Chunks<'r> {
+    inner: &'r mut dyn Read,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Read for Chunks<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            let n = read_u32(self.inner)?;
+            if n == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+            if n as usize > 2 * CHUNK {
+                return Err(std::io::Error::other(format!("chunk of {n} bytes")));
+            }
+            let mut z = vec![0u8; n as usize];
+            self.inner.read_exact(&mut z)?;
+            self.buf = zstd::bulk::decompress(&z, CHUNK)?;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Store the objects of the delta at `path` in `repo`. The commit is
+/// stored last; the repository's refs are not touched.
+pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = BufReader::with_capacity(1 << 20, std::fs::File::open(path).map_err(io)?);
+    let mut hb = [0u8; 72];
+    f.read_exact(&mut hb)
+        .map_err(|_| Error::format(path, "truncated header"))?;
+    let Header { from, to } = parse_header(path, &hb)?;
+    let tx = Transaction::begin(repo)?;
+    let ctx = Ctx {
+        tx: &tx,
+        path,
+        progress,
+        files: AtomicU64::new(0),
+        patched: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+    };
+    let trunc = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::format(path, "truncated (it ends before its end record)")
+        } else {
+            io(e)
+        }
+    };
+    let mut commit: Option<Commit> = None;
+    let mut trees = 0u64;
+    let mut pending: Vec<Vec<u8>> = Vec::new();
+    let mut pending_bytes = 0u64;
+    let flush = |pending: &mut Vec<Vec<u8>>| -> Result<(), Error> {
+        pending
+            .par_iter()
+            .try_for_each(|z| ctx.block(&mut z.as_slice()))?;
+        pending.clear();
+        Ok(())
+    };
+    let counts = loop {
+        let mut tag = [0u8; 1];
+        f.read_exact(&mut tag).map_err(trunc)?;
+        match tag[0] {
+            b'C' => {
+                let n = read_u32(&mut f).map_err(trunc)?;
+                if n > MAX_COMMIT {
+                    return Err(ctx.err(format!("commit record of {n} bytes")));
+                }
+                let mut b = vec![0u8; n as usize];
+                f.read_exact(&mut b).map_err(trunc)?;
+                let c = Commit::decode(&b).map_err(|e| ctx.err(e.to_string()))?;
+                ctx.check(ObjectType::Commit, &to, &c.id())?;
+                commit = Some(c);
+            }
+            b'T' | b'P' | b'F' => {
+                let n = read_u64(&mut f).map_err(trunc)?;
+                if tag[0] == b'F' && n > BATCH {
+                    flush(&mut pending)?;
+                    let mut r = (&mut f).take(n);
+                    ctx.block(&mut r)?;
+                    if r.limit() != 0 {
+                        return Err(ctx.err("a block of files ends before its record"));
+                    }
+                    continue;
+                }
+                if n > MAX_RECORD {
+                    return Err(ctx.err(format!("record of {n} bytes")));
+                }
+                let mut b = vec![0u8; n as usize];
+                f.read_exact(&mut b).map_err(trunc)?;
+                match tag[0] {
+                    b'T' => trees += store_trees(&ctx, &b)?,
+                    b'P' => ctx.patches(&b)?,
+                    _ => {
+                        pending_bytes += n;
+                        pending.push(b);
+                        if pending_bytes >= BATCH {
+                            flush(&mut pending)?;
+                            pending_bytes = 0;
+                        }
+                    }
+                }
+            }
+            b'L' => {
+                flush(&mut pending)?;
+                pending_bytes = 0;
+                let mut id = [0u8; 32];
+                f.read_exact(&mut id).map_err(trunc)?;
+                let id = ObjectId(id);
+                let h = read_header(&mut f).map_err(trunc)?;
+                let mut chunks = Chunks {
+                    inner: &mut f,
+                    buf: Vec::new(),
+                    pos: 0,
+                    done: false,
+                };
+                ctx.file(&id, &h, &mut chunks)?;
+                let mut rest = [0u8; 1];
+                if chunks.read(&mut rest).map_err(trunc)? != 0 {
+                    return Err(ctx.err(format!("file object {id}: more content than its size")));
+                }
+            }
+            b'E' => {
+                let mut c = [0u64; 3];
+                for v in &mut c {
+                    *v = read_u64(&mut f).map_err(trunc)?;
+                }
+                break c;
+            }
+            t => return Err(ctx.err(format!("unknown record {t:#04x}"))),
+        }
+    };
+    flush(&mut pending)?;
+    let Some(commit) = commit else {
+        return Err(ctx.err("no commit record"));
+    };
+    let files = ctx.files.load(Ordering::Relaxed);
+    let skipped = ctx.skipped.load(Ordering::Relaxed);
+    if counts != [1, trees, files + skipped] {
+        return Err(ctx.err(format!(
+            "its end record counts {:?} (commits, trees, files) but it held [1, {trees}, {}]",
+            counts,
+            files + skipped
+        )));
+    }
+    let got = tx.write_commit(&commit)?;
+    ctx.check(ObjectType::Commit, &to, &got)?;
+    let out = Applied {
+        from,
+        to,
+        trees,
+        files: files - ctx.patched.load(Ordering::Relaxed),
+        patched: ctx.patched.load(Ordering::Relaxed),
+        skipped,
+        content_bytes: ctx.bytes.load(Ordering::Relaxed),
+    };
+    drop(ctx);
+    tx.commit()?;
+    Ok(out)
+}
+
+fn store_trees(ctx: &Ctx<'_, '_>, z: &[u8]) -> Result<u64, Error> {
+    let raw = zstd::stream::decode_all(z).map_err(|e| ctx.err(format!("trees: {e}")))?;
+    let mut r = raw.as_slice();
+    let mut n = 0;
+    while !r.is_empty() {
+        let bad = || ctx.err("truncated trees record");
+        let id = ObjectId(take(&mut r, 32).ok_or_else(bad)?.try_into().expect("32"));
+        let len = take_u32(&mut r).ok_or_else(bad)?;
+        let b = take(&mut r, len as usize).ok_or_else(bad)?;
+        let t = Tree::decode(b).map_err(|e| ctx.err(format!("tree object {id}: {e}")))?;
+        let got = ctx.tx.write_tree(&t)?;
+        ctx.check(ObjectType::Tree, &id, &got)?;
+        n += 1;
+        ctx.progress.add(1, 0);
+    }
+    Ok(n)
+}

@@ -1,0 +1,437 @@
+//! Making a delta: the objects of `to` that `from` lacks, a changed file
+//! patched against the file that had its path (or, failing that, its name
+//! alone) in `from`, new files in blocks, compressed in parallel.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+
+use rayon::prelude::*;
+use serde::Serialize;
+use zstd::stream::raw::CParameter;
+
+use super::{rel_path, Error, MAGIC, MAX_WINDOW_LOG};
+use crate::fsutil::AtomicFile;
+use crate::hash::ObjectId;
+use crate::object::{FileHeader, FileKind, TreeEntry};
+use crate::progress::Progress;
+use crate::store::{self, ObjectRead, Repo};
+use crate::walk::{self, Visit, Visitor};
+
+/// How hard to compress. The defaults were measured on two Debian trees
+/// (`bench/README.md`).
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// zstd level of patches against old files.
+    pub patch_level: i32,
+    /// zstd level of blocks of new files.
+    pub block_level: i32,
+    /// Bytes of new files compressed together in one block.
+    pub block_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            patch_level: 19,
+            block_level: 19,
+            block_size: 8 << 20,
+        }
+    }
+}
+
+/// Files larger than this are sent in chunks of this size ('L' records),
+/// never held whole in memory.
+pub(crate) const CHUNK: usize = 8 << 20;
+
+/// What a delta holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Generated {
+    pub from: Option<ObjectId>,
+    pub to: ObjectId,
+    /// Relative to the repository.
+    pub path: String,
+    /// Bytes of the delta file.
+    pub size: u64,
+    pub trees: u64,
+    /// Files sent whole (compressed).
+    pub files: u64,
+    /// Files sent as patches against an older version.
+    pub patched: u64,
+    /// Content bytes of all files it carries, before compression.
+    pub content_bytes: u64,
+}
+
+/// Objects of `from`, and where its files were.
+#[derive(Default)]
+struct Old {
+    seen: HashSet<ObjectId>,
+    by_path: HashMap<Vec<u8>, ObjectId>,
+    /// By file name alone; `None` where several files share the name.
+    by_name: HashMap<Vec<u8>, Option<ObjectId>>,
+}
+
+impl Visitor for Old {
+    type Error = store::Error;
+    fn enter(&mut self, _p: &[u8], id: &ObjectId) -> store::Result<Visit> {
+        // Every path is visited (a shared subtree once per place), so that
+        // a file moved next to a copy of its old folder still finds a base.
+        self.seen.insert(*id);
+        Ok(Visit::Descend)
+    }
+    fn file(&mut self, p: &[u8], e: &TreeEntry) -> store::Result<()> {
+        self.seen.insert(e.id);
+        self.by_path.insert(p.to_vec(), e.id);
+        self.by_name
+            .entry(e.name.clone())
+            .and_modify(|v| {
+                if *v != Some(e.id) {
+                    *v = None
+                }
+            })
+            .or_insert(Some(e.id));
+        Ok(())
+    }
+}
+
+/// Objects of `to` that `from` lacks, with the path of each new file.
+struct New<'a> {
+    old: &'a Old,
+    taken: HashSet<ObjectId>,
+    trees: Vec<ObjectId>,
+    files: Vec<(ObjectId, Vec<u8>)>,
+}
+
+impl Visitor for New<'_> {
+    type Error = store::Error;
+    fn enter(&mut self, _p: &[u8], id: &ObjectId) -> store::Result<Visit> {
+        if self.old.seen.contains(id) || !self.taken.insert(*id) {
+            return Ok(Visit::Skip);
+        }
+        self.trees.push(*id);
+        Ok(Visit::Descend)
+    }
+    fn file(&mut self, p: &[u8], e: &TreeEntry) -> store::Result<()> {
+        if !self.old.seen.contains(&e.id) && self.taken.insert(e.id) {
+            self.files.push((e.id, p.to_vec()));
+        }
+        Ok(())
+    }
+}
+
+fn file_name(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
+}
+
+/// New files in an order that puts like next to like (same suffix, then
+/// same name), which helps a block's compression.
+fn block_order(path: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let name = file_name(path);
+    let ext = match name.iter().rposition(|&b| b == b'.') {
+        Some(i) if i > 0 => name[i + 1..].to_vec(),
+        _ => Vec::new(),
+    };
+    (ext, name.to_vec(), path.to_vec())
+}
+
+fn window_log(len: usize) -> u32 {
+    let bits = usize::BITS - len.max(1).leading_zeros();
+    bits.clamp(10, MAX_WINDOW_LOG)
+}
+
+fn zerr(e: std::io::Error) -> Error {
+    Error::Invalid(format!("zstd: {e}"))
+}
+
+/// `content` compressed at `level`, with `prefix` (the old version) as the
+/// reference the decoder will have as well.
+fn compress(content: &[u8], prefix: Option<&[u8]>, level: i32) -> Result<Vec<u8>, Error> {
+    let reach = content.len() + prefix.map_or(0, <[u8]>::len);
+    let mut enc = match prefix {
+        Some(p) => zstd::stream::raw::Encoder::with_ref_prefix(level, p),
+        None => zstd::stream::raw::Encoder::new(level),
+    }
+    .map_err(zerr)?;
+    enc.set_parameter(CParameter::WindowLog(window_log(reach)))
+        .map_err(zerr)?;
+    enc.set_parameter(CParameter::ChecksumFlag(false))
+        .map_err(zerr)?;
+    enc.set_pledged_src_size(Some(content.len() as u64))
+        .map_err(zerr)?;
+    let mut w =
+        zstd::stream::write::Encoder::with_encoder(Vec::with_capacity(content.len() / 3 + 64), enc);
+    w.write_all(content).map_err(zerr)?;
+    w.finish().map_err(zerr)
+}
+
+fn put_u32(out: &mut Vec<u8>, v: usize) {
+    out.extend_from_slice(&(u32::try_from(v).expect("under 4 GiB")).to_be_bytes());
+}
+
+enum Piece {
+    /// Whole files compressed together.
+    Block(Vec<ObjectId>),
+    /// One file sent in chunks.
+    Large(ObjectId),
+}
+
+/// Make the delta from `from` (none: from nothing) to `to` in
+/// `REPO/deltas/TO/FROM.delta`, replacing one that is there.
+/// `progress` counts the files encoded and their bytes.
+pub fn generate(
+    repo: &Repo,
+    from: Option<ObjectId>,
+    to: ObjectId,
+    opts: &Options,
+    progress: &Progress,
+) -> Result<Generated, Error> {
+    let to_commit = repo.read_commit(&to)?;
+    let mut old = Old::default();
+    if let Some(f) = &from {
+        let c = repo.read_commit(f)?;
+        walk::walk(repo, &c.tree, b"", &mut old)?;
+    }
+    let mut new = New {
+        old: &old,
+        taken: HashSet::new(),
+        trees: Vec::new(),
+        files: Vec::new(),
+    };
+    walk::walk(repo, &to_commit.tree, b"", &mut new)?;
+    let New { trees, files, .. } = new;
+    progress.set_total(files.len() as u64);
+
+    // Changed files with a base; the rest whole.
+    let headers: Vec<FileHeader> = files
+        .par_iter()
+        .map(|(id, _)| repo.file_header(id))
+        .collect::<store::Result<_>>()?;
+    let mut patches = Vec::new();
+    let mut whole = Vec::new();
+    for ((id, path), h) in files.into_iter().zip(headers) {
+        let base = old
+            .by_path
+            .get(&path)
+            .copied()
+            .or_else(|| old.by_name.get(file_name(&path)).copied().flatten());
+        let base = match base {
+            Some(b) if h.meta.kind == FileKind::Regular && h.size > 0 => {
+                let bh = repo.file_header(&b)?;
+                let reach = bh.size + h.size;
+                (bh.meta.kind == FileKind::Regular && bh.size > 0 && reach <= 1 << MAX_WINDOW_LOG)
+                    .then_some(b)
+            }
+            _ => None,
+        };
+        match base {
+            Some(b) => patches.push((id, b, h)),
+            None => whole.push((id, path, h)),
+        }
+    }
+
+    let rel = rel_path(from.as_ref(), &to);
+    let path = repo.path().join(&rel);
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(path.parent().expect("under deltas/")).map_err(io)?;
+    let mut out =
+        std::io::BufWriter::with_capacity(1 << 20, AtomicFile::create(&path, 0o644).map_err(io)?);
+    let mut stats = Generated {
+        from,
+        to,
+        path: rel.clone(),
+        size: 0,
+        trees: trees.len() as u64,
+        files: 0,
+        patched: 0,
+        content_bytes: 0,
+    };
+
+    out.write_all(MAGIC).map_err(io)?;
+    out.write_all(&from.map_or([0; 32], |f| f.0)).map_err(io)?;
+    out.write_all(&to.0).map_err(io)?;
+
+    let commit_bytes = to_commit.encode();
+    out.write_all(b"C").map_err(io)?;
+    out.write_all(&(commit_bytes.len() as u32).to_be_bytes())
+        .map_err(io)?;
+    out.write_all(&commit_bytes).map_err(io)?;
+
+    // Trees: one block.
+    let mut raw = Vec::new();
+    for id in &trees {
+        let bytes = repo.read_tree(id)?.encode();
+        raw.extend_from_slice(&id.0);
+        put_u32(&mut raw, bytes.len());
+        raw.extend_from_slice(&bytes);
+    }
+    let z = compress(&raw, None, opts.block_level)?;
+    write_record(&mut out, b'T', &z).map_err(io)?;
+
+    // Patches, in records of about a block each, encoded in parallel.
+    let encoded: Vec<Vec<u8>> = patches
+        .par_iter()
+        .map(|(id, base, h)| {
+            let (_, old_content) = repo.read_file(base)?;
+            let (_, content) = repo.read_file(id)?;
+            let patch = compress(&content, Some(&old_content), opts.patch_level)?;
+            progress.add(1, h.size);
+            let hb = h.encode();
+            let mut e = Vec::with_capacity(32 + 32 + 8 + hb.len() + patch.len());
+            e.extend_from_slice(&id.0);
+            e.extend_from_slice(&base.0);
+            put_u32(&mut e, hb.len());
+            e.extend_from_slice(&hb);
+            put_u32(&mut e, patch.len());
+            e.extend_from_slice(&patch);
+            Ok(e)
+        })
+        .collect::<Result<_, Error>>()?;
+    stats.patched = patches.len() as u64;
+    stats.content_bytes += patches.iter().map(|p| p.2.size).sum::<u64>();
+    let mut rec = Vec::new();
+    let mut n = 0usize;
+    for e in encoded {
+        rec.extend_from_slice(&e);
+        n += 1;
+        if rec.len() >= opts.block_size {
+            write_patches(&mut out, n, &rec).map_err(io)?;
+            rec.clear();
+            n = 0;
+        }
+    }
+    if n > 0 {
+        write_patches(&mut out, n, &rec).map_err(io)?;
+    }
+
+    // New files: blocks of like files, large ones alone in chunks.
+    whole.sort_by_cached_key(|(_, p, _)| block_order(p));
+    let mut pieces = Vec::new();
+    let mut block = Vec::new();
+    let mut block_bytes = 0usize;
+    for (id, _, h) in &whole {
+        if h.size as usize > CHUNK {
+            pieces.push(Piece::Large(*id));
+            continue;
+        }
+        block.push(*id);
+        block_bytes += h.size as usize + 64;
+        if block_bytes >= opts.block_size {
+            pieces.push(Piece::Block(std::mem::take(&mut block)));
+            block_bytes = 0;
+        }
+    }
+    if !block.is_empty() {
+        pieces.push(Piece::Block(block));
+    }
+    stats.files = whole.len() as u64;
+    stats.content_bytes += whole.iter().map(|w| w.2.size).sum::<u64>();
+    // A few blocks at a time: in parallel, written in order, memory bounded.
+    let batch = rayon::current_num_threads().max(1) * 2;
+    for group in pieces.chunks(batch) {
+        let blocks: Vec<Option<Vec<u8>>> = group
+            .par_iter()
+            .map(|p| match p {
+                Piece::Block(ids) => {
+                    let mut raw = Vec::new();
+                    for id in ids {
+                        let (h, content) = repo.read_file(id)?;
+                        let hb = h.encode();
+                        raw.extend_from_slice(&id.0);
+                        put_u32(&mut raw, hb.len());
+                        raw.extend_from_slice(&hb);
+                        raw.extend_from_slice(&content);
+                        progress.add(1, h.size);
+                    }
+                    Ok(Some(compress(&raw, None, opts.block_level)?))
+                }
+                Piece::Large(_) => Ok(None),
+            })
+            .collect::<Result<_, Error>>()?;
+        for (p, z) in group.iter().zip(blocks) {
+            match (p, z) {
+                (_, Some(z)) => write_record(&mut out, b'F', &z).map_err(io)?,
+                (Piece::Large(id), None) => write_large(repo, &mut out, id, opts, progress, &path)?,
+                (Piece::Block(_), None) => unreachable!("blocks are compressed"),
+            }
+        }
+    }
+
+    out.write_all(b"E").map_err(io)?;
+    for v in [1u64, stats.trees, stats.files + stats.patched] {
+        out.write_all(&v.to_be_bytes()).map_err(io)?;
+    }
+    let f = out.into_inner().map_err(|e| io(e.into_error()))?;
+    f.commit().map_err(io)?;
+    stats.size = std::fs::metadata(&path).map_err(io)?.len();
+    Ok(stats)
+}
+
+fn write_record(out: &mut impl Write, tag: u8, payload: &[u8]) -> std::io::Result<()> {
+    out.write_all(&[tag])?;
+    out.write_all(&(payload.len() as u64).to_be_bytes())?;
+    out.write_all(payload)
+}
+
+fn write_patches(out: &mut impl Write, n: usize, entries: &[u8]) -> std::io::Result<()> {
+    out.write_all(b"P")?;
+    out.write_all(&(entries.len() as u64 + 4).to_be_bytes())?;
+    out.write_all(&(n as u32).to_be_bytes())?;
+    out.write_all(entries)
+}
+
+/// A large file: its header, then independent chunks compressed a few at
+/// a time in parallel.
+fn write_large(
+    repo: &Repo,
+    out: &mut impl Write,
+    id: &ObjectId,
+    opts: &Options,
+    progress: &Progress,
+    path: &std::path::Path,
+) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut s = repo.open_file(id)?;
+    let h = s.header().clone();
+    let hb = h.encode();
+    out.write_all(b"L").map_err(io)?;
+    out.write_all(&id.0).map_err(io)?;
+    out.write_all(&(hb.len() as u32).to_be_bytes())
+        .map_err(io)?;
+    out.write_all(&hb).map_err(io)?;
+    let batch = rayon::current_num_threads().max(1);
+    let label = format!("file object {id}");
+    loop {
+        let mut chunks = Vec::new();
+        for _ in 0..batch {
+            let mut c = Vec::with_capacity(CHUNK);
+            (&mut s)
+                .take(CHUNK as u64)
+                .read_to_end(&mut c)
+                .map_err(|e| Error::Invalid(format!("{label}: {e}")))?;
+            if c.is_empty() {
+                break;
+            }
+            chunks.push(c);
+        }
+        if chunks.is_empty() {
+            break;
+        }
+        let z: Vec<Vec<u8>> = chunks
+            .par_iter()
+            .map(|c| compress(c, None, opts.block_level))
+            .collect::<Result<_, _>>()?;
+        for (c, z) in chunks.iter().zip(z) {
+            out.write_all(&(z.len() as u32).to_be_bytes()).map_err(io)?;
+            out.write_all(&z).map_err(io)?;
+            progress.add(0, c.len() as u64);
+        }
+    }
+    out.write_all(&0u32.to_be_bytes()).map_err(io)?;
+    progress.add(1, 0);
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Static deltas: one file that turns a commit a machine has (`from`) into
+//! the commit it wants (`to`), or brings a whole commit from nothing (an
+//! "empty" delta). It holds every object of `to` that `from` lacks: a
+//! changed file as a zstd patch against its previous version (the old
+//! content is the compressor's reference prefix), new files packed
+//! together in large zstd blocks (one context across many small files),
+//! files too large to hold in memory in independent chunks. Deltas live at
+//! `REPO/deltas/TO/FROM.delta` (`empty.delta` for a full image), are
+//! listed with their SHA-256 in the signed summary, and every object they
+//! carry is checked against its id when it is stored.
+//!
+//! Format (all integers big-endian), see `docs/format/remote.md`:
+//!
+//! ```text
+//! "SLATEDL1" | from: 32 bytes (zeros: empty) | to: 32 bytes | record*
+//! 'C' u32 len, commit bytes                      the commit `to`
+//! 'T' u64 len, zstd( (id, u32 len, tree bytes)* ) new trees
+//! 'P' u64 len, u32 n, (id, base id, u32 hlen, header, u32 plen, patch)*
+//! 'F' u64 len, zstd( (id, u32 hlen, header, content)* ) new files
+//! 'L' id, u32 hlen, header, (u32 clen, zstd chunk)*, u32 0   a large file
+//! 'E' u64 commits, u64 trees, u64 files                   the end
+//! ```
+
+mod apply;
+mod generate;
+
+use std::path::{Path, PathBuf};
+
+pub use apply::{apply, Applied};
+pub use generate::{generate, Generated, Options};
+
+use crate::fsutil;
+use crate::hash::ObjectId;
+use crate::store::{self, Repo};
+
+pub const MAGIC: &[u8; 8] = b"SLATEDL1";
+/// The folder of a repository that holds its deltas.
+pub const DIR: &str = "deltas";
+
+/// Largest reference a patch may use (the old and new content together):
+/// zstd's default window limit for decoders, 128 MiB.
+pub(crate) const MAX_WINDOW_LOG: u32 = 27;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("{}: {source}", fsutil::show(path))]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The delta file does not decode.
+    #[error("{}: {reason}", fsutil::show(path))]
+    Format { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub(crate) fn format(path: &Path, reason: impl Into<String>) -> Error {
+        Error::Format {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where the delta from `from` (none: the empty delta) to `to` lives,
+/// relative to the repository.
+pub fn rel_path(from: Option<&ObjectId>, to: &ObjectId) -> String {
+    format!(
+        "{DIR}/{}/{}.delta",
+        to.to_hex(),
+        from.map(|f| f.to_hex()).unwrap_or_else(|| "empty".into())
+    )
+}
+
+/// The first bytes of a delta: where it starts and ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub from: Option<ObjectId>,
+    pub to: ObjectId,
+}
+
+pub(crate) fn parse_header(path: &Path, b: &[u8; 72]) -> Result<Header, Error> {
+    if &b[..8] != MAGIC {
+        return Err(Error::format(path, "not a Slate delta (bad magic)"));
+    }
+    let mut from = [0u8; 32];
+    from.copy_from_slice(&b[8..40]);
+    let mut to = [0u8; 32];
+    to.copy_from_slice(&b[40..72]);
+    Ok(Header {
+        from: (from != [0; 32]).then_some(ObjectId(from)),
+        to: ObjectId(to),
+    })
+}
+
+/// Read a delta file's header.
+pub fn read_header(path: &Path) -> Result<Header, Error> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut b = [0u8; 72];
+    f.read_exact(&mut b).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::format(path, "truncated header")
+        } else {
+            io(e)
+        }
+    })?;
+    parse_header(path, &b)
+}
+
+/// A delta a repository holds.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Listed {
+    pub from: Option<ObjectId>,
+    pub to: ObjectId,
+    pub path: String,
+    pub size: u64,
+}
+
+/// The deltas of a repository, by target then origin.
+pub fn list(repo: &Repo) -> Result<Vec<Listed>, Error> {
+    let dir = repo.path().join(DIR);
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(source) => return Err(Error::Io { path: dir, source }),
+    };
+    for to in rd.flatten() {
+        let Some(to_id) = to
+            .file_name()
+            .to_str()
+            .and_then(|s| ObjectId::from_hex(s).ok())
+        else {
+            continue;
+        };
+        let Ok(files) = std::fs::read_dir(to.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let name = f.file_name();
+            let Some(stem) = name.to_str().and_then(|s| s.strip_suffix(".delta")) else {
+                continue;
+            };
+            let from = match stem {
+                "empty" => None,
+                s => match ObjectId::from_hex(s) {
+                    Ok(id) => Some(id),
+                    Err(_) => continue,
+                },
+            };
+            let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push(Listed {
+                from,
+                to: to_id,
+                path: rel_path(from.as_ref(), &to_id),
+                size,
+            });
+        }
+    }
+    out.sort_by(|a, b| (a.to, a.from).cmp(&(b.to, b.from)));
+    Ok(out)
+}
+
+/// Delete the delta from `from` to `to`; false if there was none.
+pub fn delete(repo: &Repo, from: Option<&ObjectId>, to: &ObjectId) -> Result<bool, Error> {
+    let path = repo.path().join(rel_path(from, to));
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => return Err(Error::Io { path, source }),
+    }
+    // The target's folder goes with its last delta.
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests;
