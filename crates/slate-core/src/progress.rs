@@ -13,6 +13,10 @@ pub struct Progress {
     total: AtomicU64,
     bytes: AtomicU64,
     new: AtomicU64,
+    /// Bytes received from a remote, and how many are expected (0: not
+    /// known yet).
+    fetched: AtomicU64,
+    fetch_total: AtomicU64,
 }
 
 impl Progress {
@@ -30,6 +34,19 @@ impl Progress {
     /// Count objects that were not stored before.
     pub fn add_new(&self, objects: u64) {
         self.new.fetch_add(objects, Ordering::Relaxed);
+    }
+    pub fn add_fetched(&self, bytes: u64) {
+        self.fetched.fetch_add(bytes, Ordering::Relaxed);
+    }
+    /// Expect `bytes` more to be fetched.
+    pub fn add_fetch_total(&self, bytes: u64) {
+        self.fetch_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+    pub fn fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
+    }
+    pub fn fetch_total(&self) -> u64 {
+        self.fetch_total.load(Ordering::Relaxed)
     }
     pub fn done(&self) -> u64 {
         self.done.load(Ordering::Relaxed)

@@ -173,6 +173,9 @@ impl<'c> HttpStore<'c> {
                 _ => runs.push((p, s, e)),
             }
         }
+        if let Some(p) = self.progress {
+            p.add_fetch_total(runs.iter().map(|r| r.2 - r.1).sum());
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(4)
             .build()
@@ -205,7 +208,7 @@ impl<'c> HttpStore<'c> {
             &part,
             &move |n| {
                 if let Some(p) = progress {
-                    p.add(0, n);
+                    p.add_fetched(n);
                 }
             },
         )?;
@@ -300,7 +303,7 @@ impl<'c> HttpStore<'c> {
             Err(e) => return Err(fetch_err(e)),
         };
         if let Some(p) = self.progress {
-            p.add(0, raw.len() as u64);
+            p.add_fetched(raw.len() as u64);
         }
         if kind != ObjectType::File {
             return Ok(raw);

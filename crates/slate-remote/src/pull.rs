@@ -5,16 +5,21 @@
 //! to an older commit unless asked.
 
 use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+
 use serde::Serialize;
+use slate_core::delta;
 use slate_core::hash::ObjectId;
 use slate_core::object::{EntryKind, ObjectType};
 use slate_core::progress::Progress;
 use slate_core::pull::{self as local_pull, PullPlan, RefMove};
 use slate_core::sign::{self, PublicKey};
 use slate_core::store::{ObjectRead, Repo};
-use slate_core::summary::{Summary, SUMMARY, SUMMARY_SIG};
+use slate_core::summary::{DeltaInfo, Summary, SUMMARY, SUMMARY_SIG};
 
 use crate::client::Client;
 use crate::config::{self, RemoteConfig, RemoteState};
@@ -57,6 +62,10 @@ pub struct Pulled {
     pub signed_by: Option<String>,
     /// How the objects came: `present`, `delta`, `packs`.
     pub method: String,
+    /// The delta used (its path on the remote), if any.
+    pub delta: Option<String>,
+    /// Why a delta listed for this commit was not used, if one failed.
+    pub delta_failed: Option<String>,
     pub objects: usize,
     pub trees: usize,
     pub files: usize,
@@ -246,34 +255,125 @@ pub fn pull(
     };
 
     let cache = config::cache_dir(dest, name);
-    let store = HttpStore::open(&client, &cache, &summary)?.with_progress(progress);
     let mut plan = PullPlan::default();
     plan.refs.push(RefMove {
         name: local_ref.clone(),
         old: previous,
         new: commit,
     });
-    let method;
+    let mut method = "present";
+    let mut used_delta = None;
+    let mut delta_failed = None;
+    if !dest.has_object(ObjectType::Commit, &commit)? {
+        if let Some(d) = pick_delta(dest, &summary, &commit, previous.as_ref())? {
+            match fetch_delta(&client, dest, &cache, d, progress) {
+                Ok(()) => {
+                    method = "delta";
+                    used_delta = Some(d.path.clone());
+                }
+                // The objects come another way; the reason is reported.
+                Err(e) => delta_failed = Some(format!("{}: {e}", d.path)),
+            }
+        }
+    }
+    // Opened (its pack indexes fetched) only when something is missing.
+    let store_cell = std::cell::OnceCell::new();
+    let store = || -> Result<&HttpStore<'_>, Error> {
+        if let Some(s) = store_cell.get() {
+            return Ok(s);
+        }
+        let s = HttpStore::open(&client, &cache, &summary)?.with_progress(progress);
+        Ok(store_cell.get_or_init(|| s))
+    };
     if dest.has_object(ObjectType::Commit, &commit)? {
-        method = "present";
         let tree = dest.read_commit(&commit)?.tree;
-        // A commit whose tree is incomplete (an interrupted pull) is completed.
-        let (trees, files) = missing(&store, dest, &tree)?;
-        plan.trees = trees;
-        plan.files = files;
+        // A commit whose tree is incomplete (an interrupted pull, a delta
+        // whose old files were missing) is completed.
+        match complete_here(dest, &tree)? {
+            Some(files) if files.is_empty() => {}
+            Some(files) => plan.files = files,
+            None => {
+                let (trees, files) = missing(store()?, dest, &tree)?;
+                plan.trees = trees;
+                plan.files = files;
+            }
+        }
     } else {
         method = "packs";
-        let c = store.read_commit(&commit)?;
-        let (trees, files) = missing(&store, dest, &c.tree)?;
+        let s = store()?;
+        let c = s.read_commit(&commit)?;
+        let (trees, files) = missing(s, dest, &c.tree)?;
         plan.commits.push(commit);
         plan.trees = trees;
         plan.files = files;
     }
+    if plan.files.is_empty() && plan.trees.is_empty() && plan.commits.is_empty() {
+        let stats = local_pull::apply(dest, dest, &plan, progress)?;
+        return finish(
+            dest,
+            name,
+            remote_ref,
+            &client,
+            &summary,
+            &state,
+            Done {
+                local_ref,
+                commit,
+                previous,
+                signed_by,
+                method,
+                used_delta,
+                delta_failed,
+                stats,
+            },
+        );
+    }
+    let store = store()?;
     store.prefetch(&plan.files)?;
     // Files in storage order: each frame is decompressed once.
     plan.files.sort_by_key(|id| store.storage_key(id));
-    let stats = local_pull::apply(&store, dest, &plan, progress)?;
+    let stats = local_pull::apply(store, dest, &plan, progress)?;
     store.clear_spans();
+    finish(
+        dest,
+        name,
+        remote_ref,
+        &client,
+        &summary,
+        &state,
+        Done {
+            local_ref,
+            commit,
+            previous,
+            signed_by,
+            method,
+            used_delta,
+            delta_failed,
+            stats,
+        },
+    )
+}
+
+struct Done {
+    local_ref: String,
+    commit: ObjectId,
+    previous: Option<ObjectId>,
+    signed_by: Option<String>,
+    method: &'static str,
+    used_delta: Option<String>,
+    delta_failed: Option<String>,
+    stats: local_pull::PullStats,
+}
+
+fn finish(
+    dest: &Repo,
+    name: &str,
+    remote_ref: &str,
+    client: &Client,
+    summary: &Summary,
+    state: &RemoteState,
+    d: Done,
+) -> Result<Pulled, Error> {
     config::set_state(
         dest,
         name,
@@ -281,25 +381,120 @@ pub fn pull(
             summary_timestamp: summary.timestamp.max(state.summary_timestamp),
         },
     )?;
+    let stats = d.stats;
     Ok(Pulled {
         remote: name.to_string(),
         remote_ref: remote_ref.to_string(),
-        local_ref,
-        commit: commit.to_hex(),
-        previous: previous.map(|p| p.to_hex()),
-        signed_by,
-        method: method.to_string(),
+        local_ref: d.local_ref,
+        commit: d.commit.to_hex(),
+        previous: d.previous.map(|p| p.to_hex()),
+        signed_by: d.signed_by,
+        method: d.method.to_string(),
+        delta: d.used_delta,
+        delta_failed: d.delta_failed,
         objects: stats.commits + stats.trees + stats.files,
         trees: stats.trees,
         files: stats.files,
         content_bytes: stats.content_bytes,
-        requests: client
-            .counters
-            .requests
-            .load(std::sync::atomic::Ordering::Relaxed),
-        bytes_fetched: client
-            .counters
-            .bytes
-            .load(std::sync::atomic::Ordering::Relaxed),
+        requests: client.counters.requests.load(Ordering::Relaxed),
+        bytes_fetched: client.counters.bytes.load(Ordering::Relaxed),
     })
+}
+
+/// The delta to use for `commit`: from the commit the tracking ref had,
+/// else from any commit `dest` has, else (for a repository with no refs
+/// at all) the full image.
+fn pick_delta<'s>(
+    dest: &Repo,
+    summary: &'s Summary,
+    commit: &ObjectId,
+    previous: Option<&ObjectId>,
+) -> Result<Option<&'s DeltaInfo>, Error> {
+    let to = commit.to_hex();
+    let candidates: Vec<&DeltaInfo> = summary.deltas.iter().filter(|d| d.to == to).collect();
+    if let Some(p) = previous {
+        let p = p.to_hex();
+        if let Some(d) = candidates
+            .iter()
+            .find(|d| d.from.as_deref() == Some(p.as_str()))
+        {
+            return Ok(Some(d));
+        }
+    }
+    for d in &candidates {
+        if let Some(f) = d.from.as_deref().and_then(|f| ObjectId::from_hex(f).ok()) {
+            if dest.has_object(ObjectType::Commit, &f)? {
+                return Ok(Some(d));
+            }
+        }
+    }
+    if dest.list_refs()?.is_empty() {
+        return Ok(candidates.into_iter().find(|d| d.from.is_none()));
+    }
+    Ok(None)
+}
+
+/// Download a delta into the cache (resuming a part fetched before),
+/// check it against the summary's digest, and store its objects.
+fn fetch_delta(
+    client: &Client,
+    dest: &Repo,
+    cache: &Path,
+    d: &DeltaInfo,
+    progress: &Progress,
+) -> Result<(), Error> {
+    std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
+    let local = cache.join(format!(
+        "{}-{}.delta",
+        &d.to,
+        d.from.as_deref().unwrap_or("empty")
+    ));
+    progress.add_fetch_total(d.size);
+    let have = std::fs::metadata(&local).map(|m| m.len()).unwrap_or(0);
+    progress.add_fetched(have.min(d.size));
+    client.download(&d.path, 0, d.size, &local, &|n| progress.add_fetched(n))?;
+    let bytes_ok = {
+        let mut f = std::fs::File::open(&local).map_err(|e| Error::io(&local, e))?;
+        let mut h = Sha256::new();
+        std::io::copy(&mut f, &mut h).map_err(|e| Error::io(&local, e))?;
+        hex::encode(h.finalize()) == d.sha256
+    };
+    if !bytes_ok {
+        let _ = std::fs::remove_file(&local);
+        return Err(Error::Corrupt(format!(
+            "{} does not match the summary's digest",
+            d.path
+        )));
+    }
+    let r = delta::apply(dest, &local, progress);
+    let _ = std::fs::remove_file(&local);
+    r.map_err(|e| Error::Corrupt(e.to_string()))?;
+    Ok(())
+}
+
+/// The files of `tree` that `dest` lacks when it has all the trees;
+/// `None` when a tree is missing too (the remote must be read).
+fn complete_here(dest: &Repo, root: &ObjectId) -> Result<Option<Vec<ObjectId>>, Error> {
+    let mut files = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![*root];
+    while let Some(id) = stack.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if !dest.has_object(ObjectType::Tree, &id)? {
+            return Ok(None);
+        }
+        for e in dest.read_tree(&id)?.entries {
+            match e.kind {
+                EntryKind::Dir => stack.push(e.id),
+                EntryKind::File => {
+                    if seen.insert(e.id) && !dest.has_object(ObjectType::File, &e.id)? {
+                        files.push(e.id);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Some(files))
 }

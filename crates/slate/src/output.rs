@@ -36,6 +36,15 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Print `value` as one line of JSON on stdout (a stream of JSON lines).
+pub fn json_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    out.flush()?;
+    Ok(())
+}
+
 /// The events an engine reported, as systemd's tools print them: one
 /// line each on stderr, debug-level ones left out.
 pub fn print_events(log: &slate_core::confd::Log) {

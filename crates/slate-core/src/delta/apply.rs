@@ -384,13 +384,32 @@ pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, E
         skipped,
         content_bytes: ctx.bytes.load(Ordering::Relaxed),
     };
-    drop(ctx);
+
     tx.commit()?;
     Ok(out)
 }
 
-fn store_trees(ctx: &Ctx<'_, '_>, z: &[u8]) -> Result<u64, Error> {
-    let raw = zstd::stream::decode_all(z).map_err(|e| ctx.err(format!("trees: {e}")))?;
+fn store_trees(ctx: &Ctx<'_, '_>, rec: &[u8]) -> Result<u64, Error> {
+    let mut r = rec;
+    let bad = || ctx.err("truncated trees record");
+    let n = take_u32(&mut r).ok_or_else(bad)?;
+    let mut prefix = Vec::new();
+    for _ in 0..n {
+        let b = ObjectId(take(&mut r, 32).ok_or_else(bad)?.try_into().expect("32"));
+        let t = ctx.tx.read_tree(&b).map_err(|e| {
+            ctx.err(format!(
+                "tree object {b}, on which its trees are encoded, cannot be read: {e}"
+            ))
+        })?;
+        prefix.extend_from_slice(&t.encode());
+    }
+    let mut d = zstd::stream::read::Decoder::with_ref_prefix(r, &prefix)
+        .map_err(|e| ctx.err(format!("trees: {e}")))?;
+    d.window_log_max(super::MAX_WINDOW_LOG)
+        .map_err(|e| ctx.err(format!("trees: {e}")))?;
+    let mut raw = Vec::new();
+    d.read_to_end(&mut raw)
+        .map_err(|e| ctx.err(format!("trees: {e}")))?;
     let mut r = raw.as_slice();
     let mut n = 0;
     while !r.is_empty() {

@@ -59,6 +59,10 @@ pub struct Generated {
     pub patched: u64,
     /// Content bytes of all files it carries, before compression.
     pub content_bytes: u64,
+    /// Bytes of the patches, and of the files sent whole (compressed).
+    pub patch_bytes: u64,
+    pub whole_bytes: u64,
+    pub tree_bytes: u64,
 }
 
 /// Objects of `from`, and where its files were.
@@ -68,14 +72,16 @@ struct Old {
     by_path: HashMap<Vec<u8>, ObjectId>,
     /// By file name alone; `None` where several files share the name.
     by_name: HashMap<Vec<u8>, Option<ObjectId>>,
+    trees_by_path: HashMap<Vec<u8>, ObjectId>,
 }
 
 impl Visitor for Old {
     type Error = store::Error;
-    fn enter(&mut self, _p: &[u8], id: &ObjectId) -> store::Result<Visit> {
+    fn enter(&mut self, p: &[u8], id: &ObjectId) -> store::Result<Visit> {
         // Every path is visited (a shared subtree once per place), so that
         // a file moved next to a copy of its old folder still finds a base.
         self.seen.insert(*id);
+        self.trees_by_path.insert(p.to_vec(), *id);
         Ok(Visit::Descend)
     }
     fn file(&mut self, p: &[u8], e: &TreeEntry) -> store::Result<()> {
@@ -97,17 +103,19 @@ impl Visitor for Old {
 struct New<'a> {
     old: &'a Old,
     taken: HashSet<ObjectId>,
-    trees: Vec<ObjectId>,
+    /// New trees, with the old tree at their path if any.
+    trees: Vec<(ObjectId, Option<ObjectId>)>,
     files: Vec<(ObjectId, Vec<u8>)>,
 }
 
 impl Visitor for New<'_> {
     type Error = store::Error;
-    fn enter(&mut self, _p: &[u8], id: &ObjectId) -> store::Result<Visit> {
+    fn enter(&mut self, p: &[u8], id: &ObjectId) -> store::Result<Visit> {
         if self.old.seen.contains(id) || !self.taken.insert(*id) {
             return Ok(Visit::Skip);
         }
-        self.trees.push(*id);
+        self.trees
+            .push((*id, self.old.trees_by_path.get(p).copied()));
         Ok(Visit::Descend)
     }
     fn file(&mut self, p: &[u8], e: &TreeEntry) -> store::Result<()> {
@@ -246,6 +254,9 @@ pub fn generate(
         files: 0,
         patched: 0,
         content_bytes: 0,
+        patch_bytes: 0,
+        whole_bytes: 0,
+        tree_bytes: 0,
     };
 
     out.write_all(MAGIC).map_err(io)?;
@@ -258,18 +269,47 @@ pub fn generate(
         .map_err(io)?;
     out.write_all(&commit_bytes).map_err(io)?;
 
-    // Trees: one block.
+    // Trees: one block, compressed against the old trees at their paths
+    // (most of a changed folder's entries are the same).
     let mut raw = Vec::new();
-    for id in &trees {
+    let mut bases = Vec::new();
+    let mut prefix = Vec::new();
+    for (id, base) in &trees {
         let bytes = repo.read_tree(id)?.encode();
         raw.extend_from_slice(&id.0);
         put_u32(&mut raw, bytes.len());
         raw.extend_from_slice(&bytes);
+        if let Some(b) = base {
+            bases.push(*b);
+            prefix.extend_from_slice(&repo.read_tree(b)?.encode());
+        }
     }
-    let z = compress(&raw, None, opts.block_level)?;
-    write_record(&mut out, b'T', &z).map_err(io)?;
+    if prefix.len() + raw.len() > 1 << MAX_WINDOW_LOG {
+        bases.clear();
+        prefix.clear();
+    }
+    let mut rec = Vec::new();
+    put_u32(&mut rec, bases.len());
+    for b in &bases {
+        rec.extend_from_slice(&b.0);
+    }
+    let z = compress(
+        &raw,
+        (!prefix.is_empty()).then_some(&prefix[..]),
+        opts.block_level,
+    )?;
+    rec.extend_from_slice(&z);
+    stats.tree_bytes = rec.len() as u64;
+    write_record(&mut out, b'T', &rec).map_err(io)?;
 
-    // Patches, in records of about a block each, encoded in parallel.
+    // Patches, in records of about a block each, encoded in parallel, in
+    // the order the files are stored (each pack frame decompressed once).
+    let mut keyed = patches
+        .into_iter()
+        .map(|p| Ok((repo.storage_order_key(&p.0)?, p)))
+        .collect::<store::Result<Vec<_>>>()?;
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let patches: Vec<_> = keyed.into_iter().map(|(_, p)| p).collect();
     let encoded: Vec<Vec<u8>> = patches
         .par_iter()
         .map(|(id, base, h)| {
@@ -293,6 +333,7 @@ pub fn generate(
     let mut rec = Vec::new();
     let mut n = 0usize;
     for e in encoded {
+        stats.patch_bytes += e.len() as u64;
         rec.extend_from_slice(&e);
         n += 1;
         if rec.len() >= opts.block_size {
@@ -351,7 +392,10 @@ pub fn generate(
             .collect::<Result<_, Error>>()?;
         for (p, z) in group.iter().zip(blocks) {
             match (p, z) {
-                (_, Some(z)) => write_record(&mut out, b'F', &z).map_err(io)?,
+                (_, Some(z)) => {
+                    stats.whole_bytes += z.len() as u64;
+                    write_record(&mut out, b'F', &z).map_err(io)?
+                }
                 (Piece::Large(id), None) => write_large(repo, &mut out, id, opts, progress, &path)?,
                 (Piece::Block(_), None) => unreachable!("blocks are compressed"),
             }

@@ -166,7 +166,7 @@ pub fn list(repo: &Repo) -> Result<Vec<Listed>, Error> {
             });
         }
     }
-    out.sort_by(|a, b| (a.to, a.from).cmp(&(b.to, b.from)));
+    out.sort_by_key(|a| (a.to, a.from));
     Ok(out)
 }
 
@@ -187,3 +187,106 @@ pub fn delete(repo: &Repo, from: Option<&ObjectId>, to: &ObjectId) -> Result<boo
 
 #[cfg(test)]
 mod tests;
+
+/// What a delta file holds, read from its records without applying it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Described {
+    pub from: Option<ObjectId>,
+    pub to: ObjectId,
+    pub size: u64,
+    pub trees: u64,
+    /// Files it carries (whole or patched).
+    pub files: u64,
+    pub patched: u64,
+    /// Blocks of whole files, and large files sent in chunks.
+    pub blocks: u64,
+    pub large: u64,
+}
+
+/// Read a delta's records (skipping their payloads) and its end record.
+pub fn describe(path: &Path) -> Result<Described, Error> {
+    use std::io::{Read, Seek};
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let trunc = |e: std::io::Error| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::format(path, "truncated (it ends before its end record)")
+        } else {
+            io(e)
+        }
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let mut f = std::io::BufReader::new(file);
+    let mut hb = [0u8; 72];
+    f.read_exact(&mut hb)
+        .map_err(|_| Error::format(path, "truncated header"))?;
+    let Header { from, to } = parse_header(path, &hb)?;
+    let mut d = Described {
+        from,
+        to,
+        size,
+        trees: 0,
+        files: 0,
+        patched: 0,
+        blocks: 0,
+        large: 0,
+    };
+    let mut b4 = [0u8; 4];
+    let mut b8 = [0u8; 8];
+    loop {
+        let mut tag = [0u8; 1];
+        f.read_exact(&mut tag).map_err(trunc)?;
+        match tag[0] {
+            b'C' => {
+                f.read_exact(&mut b4).map_err(trunc)?;
+                f.seek_relative(u32::from_be_bytes(b4) as i64).map_err(io)?;
+            }
+            b'T' | b'F' => {
+                f.read_exact(&mut b8).map_err(trunc)?;
+                f.seek_relative(u64::from_be_bytes(b8) as i64).map_err(io)?;
+                d.blocks += u64::from(tag[0] == b'F');
+            }
+            b'P' => {
+                f.read_exact(&mut b8).map_err(trunc)?;
+                let n = u64::from_be_bytes(b8);
+                f.read_exact(&mut b4).map_err(trunc)?;
+                d.patched += u64::from(u32::from_be_bytes(b4));
+                f.seek_relative(n as i64 - 4).map_err(io)?;
+            }
+            b'L' => {
+                d.large += 1;
+                f.seek_relative(32).map_err(io)?;
+                f.read_exact(&mut b4).map_err(trunc)?;
+                f.seek_relative(u32::from_be_bytes(b4) as i64).map_err(io)?;
+                loop {
+                    f.read_exact(&mut b4).map_err(trunc)?;
+                    match u32::from_be_bytes(b4) {
+                        0 => break,
+                        n => f.seek_relative(n as i64).map_err(io)?,
+                    }
+                }
+            }
+            b'E' => {
+                let mut c = [0u64; 3];
+                for v in &mut c {
+                    f.read_exact(&mut b8).map_err(trunc)?;
+                    *v = u64::from_be_bytes(b8);
+                }
+                d.trees = c[1];
+                d.files = c[2];
+                break;
+            }
+            t => return Err(Error::format(path, format!("unknown record {t:#04x}"))),
+        }
+        if f.stream_position().map_err(io)? > size {
+            return Err(Error::format(
+                path,
+                "truncated (it ends before its end record)",
+            ));
+        }
+    }
+    Ok(d)
+}

@@ -72,25 +72,25 @@ fn fixture() -> Fixture {
     let src = Repo::init(&t.join("src"), RepoMode::Archive).expect("init");
     let dest = Repo::init(&t.join("dest"), RepoMode::Bare).expect("init");
     let tree = t.join("tree");
-    std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
-    std::fs::create_dir_all(tree.join("usr/lib")).unwrap();
+    std::fs::create_dir_all(tree.join("usr/bin")).expect("test setup");
+    std::fs::create_dir_all(tree.join("usr/lib")).expect("test setup");
     let big = noise(1, 300_000);
-    std::fs::write(tree.join("usr/bin/tool"), &big).unwrap();
-    std::fs::write(tree.join("usr/lib/same"), b"unchanged").unwrap();
-    std::os::unix::fs::symlink("tool", tree.join("usr/bin/link")).unwrap();
+    std::fs::write(tree.join("usr/bin/tool"), &big).expect("test setup");
+    std::fs::write(tree.join("usr/lib/same"), b"unchanged").expect("test setup");
+    std::os::unix::fs::symlink("tool", tree.join("usr/bin/link")).expect("test setup");
     let v1 = commit_dir(&src, &tree, 1);
     let mut big2 = big.clone();
     big2[1000..1010].copy_from_slice(b"0123456789");
     big2.extend_from_slice(b"more");
-    std::fs::write(tree.join("usr/bin/tool"), &big2).unwrap();
-    std::fs::write(tree.join("usr/lib/new"), noise(2, 5000)).unwrap();
+    std::fs::write(tree.join("usr/bin/tool"), &big2).expect("test setup");
+    std::fs::write(tree.join("usr/lib/new"), noise(2, 5000)).expect("test setup");
     std::fs::write(
         tree.join("usr/lib/large"),
         noise(3, generate::CHUNK + 12345),
     )
-    .unwrap();
-    std::fs::remove_file(tree.join("usr/bin/link")).unwrap();
-    std::os::unix::fs::symlink("usr-tool", tree.join("usr/bin/link")).unwrap();
+    .expect("test setup");
+    std::fs::remove_file(tree.join("usr/bin/link")).expect("test setup");
+    std::os::unix::fs::symlink("usr-tool", tree.join("usr/bin/link")).expect("test setup");
     let v2 = commit_dir(&src, &tree, 2);
     let mut plan = pull::plan(
         &src,
@@ -139,27 +139,36 @@ fn a_delta_brings_the_new_commit_whole_and_patches_the_changed_file() {
             to: f.v2
         }
     );
-    assert!(!f.dest.has_object(ObjectType::Commit, &f.v2).unwrap());
+    assert!(!f
+        .dest
+        .has_object(ObjectType::Commit, &f.v2)
+        .expect("test setup"));
     let a = apply(&f.dest, &path, &Progress::default()).expect("apply");
     assert_eq!((a.patched, a.files, a.skipped), (1, 3, 0), "{a:?}");
     assert!(a.trees >= 3, "{a:?}");
     assert_eq!(all_files(&f.dest, &f.v2), 5);
     assert_eq!(
-        f.dest.read_file(&tool_id(&f.src, &f.v2)).unwrap().1,
-        f.src.read_file(&tool_id(&f.src, &f.v2)).unwrap().1
+        f.dest
+            .read_file(&tool_id(&f.src, &f.v2))
+            .expect("test setup")
+            .1,
+        f.src
+            .read_file(&tool_id(&f.src, &f.v2))
+            .expect("test setup")
+            .1
     );
     let listed = list(&f.src).expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].size, g.size);
-    assert!(delete(&f.src, Some(&f.v1), &f.v2).unwrap());
-    assert!(!delete(&f.src, Some(&f.v1), &f.v2).unwrap());
-    assert!(list(&f.src).unwrap().is_empty());
+    assert!(delete(&f.src, Some(&f.v1), &f.v2).expect("test setup"));
+    assert!(!delete(&f.src, Some(&f.v1), &f.v2).expect("test setup"));
+    assert!(list(&f.src).expect("test setup").is_empty());
 }
 
 fn tool_id(repo: &Repo, c: &ObjectId) -> ObjectId {
-    let tree = repo.read_commit(c).unwrap().tree;
+    let tree = repo.read_commit(c).expect("test setup").tree;
     walk::lookup(repo, &tree, b"usr/bin/tool")
-        .unwrap()
+        .expect("test setup")
         .expect("tool")
         .1
 }
@@ -177,8 +186,8 @@ fn an_empty_delta_brings_a_commit_from_nothing() {
     .expect("generate");
     assert_eq!((g.patched, g.files), (0, 5), "{g:?}");
     assert!(g.path.ends_with("/empty.delta"), "{}", g.path);
-    let tmp = tempfile::tempdir().unwrap();
-    let fresh = Repo::init(&tmp.path().join("r"), RepoMode::Archive).unwrap();
+    let tmp = tempfile::tempdir().expect("test setup");
+    let fresh = Repo::init(&tmp.path().join("r"), RepoMode::Archive).expect("test setup");
     apply(&fresh, &f.src.path().join(&g.path), &Progress::default()).expect("apply");
     assert_eq!(all_files(&fresh, &f.v2), 5);
 }
@@ -193,14 +202,14 @@ fn a_patch_whose_base_is_missing_is_skipped_and_counted() {
         &Options::default(),
         &Progress::default(),
     )
-    .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let fresh = Repo::init(&tmp.path().join("r"), RepoMode::Bare).unwrap();
+    .expect("test setup");
+    let tmp = tempfile::tempdir().expect("test setup");
+    let fresh = Repo::init(&tmp.path().join("r"), RepoMode::Bare).expect("test setup");
     let a = apply(&fresh, &f.src.path().join(&g.path), &Progress::default()).expect("apply");
     assert_eq!((a.patched, a.skipped), (0, 1), "{a:?}");
     assert!(!fresh
         .has_object(ObjectType::File, &tool_id(&f.src, &f.v2))
-        .unwrap());
+        .expect("test setup"));
 }
 
 #[test]
@@ -213,10 +222,10 @@ fn a_damaged_or_cut_delta_is_refused_and_stores_nothing() {
         &Options::default(),
         &Progress::default(),
     )
-    .unwrap();
-    let good = std::fs::read(f.src.path().join(&g.path)).unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let before = f.dest.list_objects().unwrap().len();
+    .expect("test setup");
+    let good = std::fs::read(f.src.path().join(&g.path)).expect("test setup");
+    let tmp = tempfile::tempdir().expect("test setup");
+    let before = f.dest.list_objects().expect("test setup").len();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("cut", good[..good.len() - 30].to_vec()),
         ("cut-header", good[..40].to_vec()),
@@ -234,7 +243,7 @@ fn a_damaged_or_cut_delta_is_refused_and_stores_nothing() {
     ];
     for (name, bytes) in cases {
         let p = tmp.path().join(name);
-        std::fs::write(&p, bytes).unwrap();
+        std::fs::write(&p, bytes).expect("test setup");
         let e = apply(&f.dest, &p, &Progress::default()).expect_err(name);
         let msg = e.to_string();
         assert!(
@@ -242,7 +251,7 @@ fn a_damaged_or_cut_delta_is_refused_and_stores_nothing() {
             "{name}: {msg}"
         );
         assert_eq!(
-            f.dest.list_objects().unwrap().len(),
+            f.dest.list_objects().expect("test setup").len(),
             before,
             "{name}: {msg}"
         );

@@ -16,11 +16,15 @@ use crate::object::ObjectType;
 const WHOLE_FRAME_MAX: u32 = 16 << 20;
 
 /// A decompressed frame: (pack name, frame offset, bytes).
-type CachedFrame = Option<(String, u64, Arc<Vec<u8>>)>;
+type CachedFrame = (String, u64, Arc<Vec<u8>>);
+
+/// Frames each thread keeps: two, so that reading an old and a new
+/// version of files in turn (a delta, a diff) decompresses each frame once.
+const KEPT_FRAMES: usize = 2;
 
 thread_local! {
-    /// The last frame decompressed by this thread.
-    static FRAME: std::cell::RefCell<CachedFrame> = const { std::cell::RefCell::new(None) };
+    /// The last frames decompressed by this thread, the newest first.
+    static FRAME: std::cell::RefCell<Vec<CachedFrame>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A range of a kept frame, read without copying the frame.
@@ -74,8 +78,8 @@ impl Repo {
     fn frame(&self, pack: &LoadedPack, e: &PackEntry) -> Result<Arc<Vec<u8>>> {
         let cached = FRAME.with(|f| {
             f.borrow()
-                .as_ref()
-                .filter(|(n, o, _)| *n == pack.name && *o == e.frame_off)
+                .iter()
+                .find(|(n, o, _)| *n == pack.name && *o == e.frame_off)
                 .map(|(_, _, d)| d.clone())
         });
         if let Some(d) = cached {
@@ -95,7 +99,11 @@ impl Repo {
             )
         })?;
         let d = Arc::new(raw);
-        FRAME.with(|f| *f.borrow_mut() = Some((pack.name.clone(), e.frame_off, d.clone())));
+        FRAME.with(|f| {
+            let mut kept = f.borrow_mut();
+            kept.truncate(KEPT_FRAMES - 1);
+            kept.insert(0, (pack.name.clone(), e.frame_off, d.clone()));
+        });
         Ok(d)
     }
 

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod checkout;
 pub mod commit;
+pub mod delta;
 pub mod diff;
 pub mod export;
 pub mod fsck;
@@ -29,6 +30,24 @@ pub struct RepoArg {
     /// Repository directory.
     #[arg(long, env = "SLATE_REPO", value_name = "DIR")]
     pub repo: PathBuf,
+}
+
+/// `--repo` of a command with subcommands: accepted before or after the
+/// subcommand's name (`slate delta --repo R list`, `slate delta list --repo R`).
+#[derive(Args, Clone)]
+pub struct GlobalRepoArg {
+    /// Repository directory.
+    #[arg(long, env = "SLATE_REPO", value_name = "DIR", global = true)]
+    pub repo: Option<PathBuf>,
+}
+
+impl GlobalRepoArg {
+    pub fn open(&self) -> anyhow::Result<Repo> {
+        let Some(repo) = &self.repo else {
+            anyhow::bail!("which repository? give --repo DIR (or set SLATE_REPO)");
+        };
+        RepoArg { repo: repo.clone() }.open()
+    }
 }
 
 impl RepoArg {

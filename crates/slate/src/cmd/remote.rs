@@ -12,7 +12,7 @@ use slate_core::summary;
 use slate_remote::config::{self as remotes, RemoteConfig};
 use slate_remote::pull::{self, PullOptions};
 
-use super::RepoArg;
+use super::{GlobalRepoArg, RepoArg};
 use crate::output;
 
 /// Make an Ed25519 key pair: KEY (private, PKCS#8 PEM as `openssl genpkey
@@ -80,7 +80,7 @@ pub struct ServeArgs {
 #[derive(Args)]
 pub struct RemoteArgs {
     #[command(flatten)]
-    repo: RepoArg,
+    repo: GlobalRepoArg,
     #[command(subcommand)]
     command: RemoteCommand,
 }
@@ -328,18 +328,44 @@ pub fn run_pull(a: PullArgs) -> anyhow::Result<()> {
         ..PullOptions::default()
     };
     let started = std::time::Instant::now();
-    let done = output::counted("pulled", "objects", |p| {
-        pull::pull(&repo, &a.remote, &a.remote_ref, &opts, p)
-    })
-    .with_context(|| format!("pulling {} from {}", a.remote_ref, a.remote))?;
+    let p = std::sync::Arc::new(slate_core::progress::Progress::default());
+    let result = {
+        let shown = p.clone();
+        let _line = output::status_line(move || progress_text(&shown, started));
+        // With --json, a progress object every half second on stdout.
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let ticker = a.json.then(|| {
+            let shown = p.clone();
+            std::thread::spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Duration::from_millis(500))
+                {
+                    let _ = output::json_line(&progress_json(&shown, started));
+                }
+            })
+        });
+        let r = pull::pull(&repo, &a.remote, &a.remote_ref, &opts, &p);
+        drop(stop);
+        if let Some(t) = ticker {
+            let _ = t.join();
+        }
+        r
+    };
+    let done = result.with_context(|| format!("pulling {} from {}", a.remote_ref, a.remote))?;
+    if let Some(why) = &done.delta_failed {
+        eprintln!("warning: the delta was not used ({why}); the objects came from the packs");
+    }
     if a.json {
-        return output::json(&done);
+        let mut v = serde_json::to_value(&done)?;
+        v["type"] = "done".into();
+        v["seconds"] = started.elapsed().as_secs_f64().into();
+        return output::json_line(&v);
     }
     crate::outln!("{} {}", done.local_ref, done.commit)?;
     eprintln!(
         "pulled {} ({}): {} objects ({:.1} MB of files) in {} requests, {:.1} MB fetched, {:.2} s{}",
         done.commit.get(..12).unwrap_or(&done.commit),
-        done.method,
+        done.delta.as_deref().map(|_| "delta").unwrap_or(&done.method),
         done.objects,
         done.content_bytes as f64 / 1e6,
         done.requests,
@@ -351,4 +377,41 @@ pub fn run_pull(a: PullArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     Ok(())
+}
+
+/// Bytes fetched of those expected, the rate and the time left, and the
+/// objects stored.
+fn progress_text(p: &slate_core::progress::Progress, started: std::time::Instant) -> String {
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    let got = p.fetched();
+    let total = p.fetch_total().max(got);
+    let rate = got as f64 / secs;
+    let mut s = format!("fetched {:.1}", got as f64 / 1e6);
+    if total > 0 {
+        s.push_str(&format!("/{:.1}", total as f64 / 1e6));
+    }
+    s.push_str(&format!(" MB at {:.1} MB/s", rate / 1e6));
+    if total > got && rate > 0.0 {
+        s.push_str(&format!(", {:.0} s left", (total - got) as f64 / rate));
+    }
+    match p.total() {
+        0 => s,
+        t => format!("{s}; stored {}/{t} objects", p.done()),
+    }
+}
+
+fn progress_json(
+    p: &slate_core::progress::Progress,
+    started: std::time::Instant,
+) -> serde_json::Value {
+    let secs = started.elapsed().as_secs_f64();
+    serde_json::json!({
+        "type": "progress",
+        "seconds": secs,
+        "bytes_fetched": p.fetched(),
+        "bytes_expected": p.fetch_total().max(p.fetched()),
+        "bytes_per_second": if secs > 0.0 { p.fetched() as f64 / secs } else { 0.0 },
+        "objects_stored": p.done(),
+        "objects_total": p.total(),
+    })
 }

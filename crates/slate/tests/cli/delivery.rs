@@ -146,7 +146,17 @@ fn pull_ok(l: &Path, extra: &[&str]) -> Value {
         "pull failed: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    serde_json::from_slice(&o.stdout).expect("pull json")
+    // JSON lines: progress objects, then the result.
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut last = None;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).expect("each line is JSON");
+        assert!(v["type"] == "progress" || v["type"] == "done", "{line}");
+        last = Some(v);
+    }
+    let v = last.expect("a result line");
+    assert_eq!(v["type"], "done", "{text}");
+    v
 }
 
 fn pull_err(l: &Path, extra: &[&str]) -> String {
@@ -590,4 +600,153 @@ fn openssl_makes_and_checks_what_slate_uses() {
     let l = local(&p, &[&fs.url]);
     pull_ok(&l, &[]);
     same_as_published(&p, &l);
+}
+
+/// Version 2: one blob changed a little, two new files; deltas to it from
+/// version 1 and from nothing; the summary lists them.
+fn publish_update_with_deltas(p: &Pub) -> String {
+    let mut b = noise(3, 100_000);
+    b[500..510].copy_from_slice(b"0123456789");
+    std::fs::write(p.tree.join("usr/lib/blob3"), &b).expect("write");
+    std::fs::write(p.tree.join("usr/lib/new-a"), noise(77, 30_000)).expect("write");
+    std::fs::write(p.tree.join("usr/lib/new-b"), "text ".repeat(5000)).expect("write");
+    let v2 = next_version(p, 2, true);
+    let made = ok(
+        &p.repo,
+        &[
+            "delta",
+            "generate",
+            "--repo",
+            s(&p.repo),
+            "--ref",
+            "os/main",
+            "--previous",
+            "1",
+            "--empty",
+            "--json",
+        ],
+    );
+    let made: Value = serde_json::from_str(&made).expect("json");
+    assert_eq!(made.as_array().expect("list").len(), 2, "{made}");
+    // blob3 and os-release patched; new-a and new-b whole.
+    assert_eq!(made[0]["patched"], 2, "{made}");
+    assert_eq!(made[0]["files"], 2, "{made}");
+    ok(
+        &p.repo,
+        &[
+            "summary",
+            "--repo",
+            s(&p.repo),
+            "--update",
+            "--sign",
+            s(&p.key),
+        ],
+    );
+    v2
+}
+
+#[test]
+fn an_update_comes_as_one_small_delta() {
+    // blob3 of version 1 is 100 kB of noise: the patch is tiny.
+    let p = publish(4);
+    let fs = FaultServer::start(p.repo.clone());
+    let l = local(&p, &[&fs.url]);
+    pull_ok(&l, &[]);
+    let v2 = publish_update_with_deltas(&p);
+    let (r0, b0) = fs.counts();
+    let r = pull_ok(&l, &[]);
+    let (r1, b1) = fs.counts();
+    assert_eq!(r["commit"], v2.as_str());
+    assert_eq!(r["method"], "delta", "{r}");
+    assert!(
+        r["delta"].as_str().expect("delta").ends_with(".delta"),
+        "{r}"
+    );
+    // summary, its signature, the commit's signature, the delta.
+    assert!(r1 - r0 <= 4, "{} requests", r1 - r0);
+    // Far less than the 30 kB of new noise plus 100 kB of the changed blob.
+    assert!(b1 - b0 < 45_000, "{} bytes", b1 - b0);
+    same_as_published(&p, &l);
+}
+
+#[test]
+fn a_first_pull_uses_the_full_image_delta() {
+    let p = publish(2);
+    let v2 = publish_update_with_deltas(&p);
+    let fs = FaultServer::start(p.repo.clone());
+    let l = local(&p, &[&fs.url]);
+    let r = pull_ok(&l, &[]);
+    assert_eq!(r["commit"], v2.as_str());
+    assert!(
+        r["delta"].as_str().expect("delta").ends_with("empty.delta"),
+        "{r}"
+    );
+    same_as_published(&p, &l);
+}
+
+#[test]
+fn a_delta_missing_cut_or_corrupt_falls_back_to_the_packs() {
+    for fault in [Fault::NotFound, Fault::Corrupt(200), Fault::Truncate(100)] {
+        let p = publish(2);
+        let fs = FaultServer::start(p.repo.clone());
+        let l = local(&p, &[&fs.url]);
+        pull_ok(&l, &[]);
+        let v2 = publish_update_with_deltas(&p);
+        // Every try of the delta fails (retries included).
+        fs.rule(".delta", fault.clone(), u64::MAX);
+        let r = pull_ok(&l, &[]);
+        assert_eq!(r["commit"], v2.as_str(), "{fault:?}");
+        assert_eq!(r["method"], "packs", "{fault:?}: {r}");
+        assert!(r["delta_failed"].is_string(), "{fault:?}: {r}");
+        same_as_published(&p, &l);
+    }
+}
+
+#[test]
+fn delta_list_show_and_delete() {
+    let p = publish(1);
+    publish_update_with_deltas(&p);
+    let repo = s(&p.repo);
+    let list: Value =
+        serde_json::from_str(&ok(&p.repo, &["delta", "list", "--repo", repo, "--json"]))
+            .expect("json");
+    assert_eq!(list.as_array().expect("list").len(), 2, "{list}");
+    let shown: Value = serde_json::from_str(&ok(
+        &p.repo,
+        &[
+            "delta",
+            "show",
+            "--repo",
+            repo,
+            "os/main^..os/main",
+            "--json",
+        ],
+    ))
+    .expect("json");
+    assert_eq!(shown["patched"], 2, "{shown}");
+    assert_eq!(shown["files"], 4, "{shown}");
+    ok(
+        &p.repo,
+        &["delta", "delete", "--repo", repo, "os/main^..os/main"],
+    );
+    let o = slate(
+        &p.repo,
+        &["delta", "show", "--repo", repo, "os/main^..os/main"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no delta"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = slate(
+        &p.repo,
+        &["delta", "generate", "--repo", repo, "--to", "os/main"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nothing to make"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
