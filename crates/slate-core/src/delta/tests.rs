@@ -203,11 +203,26 @@ fn a_patch_whose_base_is_missing_is_skipped_and_counted() {
         &Progress::default(),
     )
     .expect("test setup");
+    let path = f.src.path().join(&g.path);
+    // Without the old commit's trees the delta cannot be read at all.
     let tmp = tempfile::tempdir().expect("test setup");
     let fresh = Repo::init(&tmp.path().join("r"), RepoMode::Bare).expect("test setup");
-    let a = apply(&fresh, &f.src.path().join(&g.path), &Progress::default()).expect("apply");
+    let e = apply(&fresh, &path, &Progress::default()).expect_err("no base trees");
+    assert!(
+        e.to_string().contains("on which its trees are encoded"),
+        "{e}"
+    );
+    assert!(fresh.list_objects().expect("list").is_empty());
+    // With them but without the old file, that file is left to the caller.
+    let old_tool = tool_id(&f.src, &f.v1);
+    let tx = crate::store::Transaction::begin(&f.dest).expect("test setup");
+    tx.delete_object(ObjectType::File, &old_tool)
+        .expect("test setup");
+    tx.commit().expect("test setup");
+    let a = apply(&f.dest, &path, &Progress::default()).expect("apply");
     assert_eq!((a.patched, a.skipped), (0, 1), "{a:?}");
-    assert!(!fresh
+    assert!(!f
+        .dest
         .has_object(ObjectType::File, &tool_id(&f.src, &f.v2))
         .expect("test setup"));
 }
