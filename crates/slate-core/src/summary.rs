@@ -27,6 +27,23 @@ pub struct RefInfo {
     pub timestamp: i64,
     /// Bytes of content of its files.
     pub size: u64,
+    /// The commit object itself (base64): a client that has the commit's
+    /// tree already (an image rebuilt with nothing changed) needs nothing
+    /// else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+}
+
+impl RefInfo {
+    /// The inline commit object, if it is there and is the commit named.
+    pub fn inline_commit(&self) -> Option<crate::object::Commit> {
+        use base64::Engine as _;
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(self.object.as_deref()?)
+            .ok()?;
+        let c = crate::object::Commit::decode(&b).ok()?;
+        (c.id().to_hex() == self.commit).then_some(c)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +143,10 @@ impl Summary {
                     commit: id.to_hex(),
                     timestamp: c.timestamp,
                     size: s.bytes,
+                    object: Some({
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD.encode(c.encode())
+                    }),
                 },
             );
         }

@@ -18,7 +18,7 @@ use slate_core::object::{EntryKind, ObjectType};
 use slate_core::progress::Progress;
 use slate_core::pull::{self as local_pull, PullPlan, RefMove};
 use slate_core::sign::{self, PublicKey};
-use slate_core::store::{ObjectRead, Repo};
+use slate_core::store::{ObjectRead, ObjectWrite, Repo};
 use slate_core::summary::{DeltaInfo, Summary, SUMMARY, SUMMARY_SIG};
 
 use crate::client::Client;
@@ -264,6 +264,41 @@ pub fn pull(
     let mut method = "present";
     let mut used_delta = None;
     let mut delta_failed = None;
+    // The commit as the summary carries it: stored at once when its tree
+    // is here already (an image rebuilt with nothing changed).
+    if !dest.has_object(ObjectType::Commit, &commit)? {
+        if let Some(c) = info.inline_commit() {
+            if complete_here(dest, &c.tree)?.is_some_and(|f| f.is_empty()) {
+                let mut tx = slate_core::store::Transaction::begin(dest)?;
+                tx.write_commit(&c)?;
+                tx.set_ref(&local_ref, previous, commit)?;
+                tx.commit()?;
+                method = "summary";
+                let stats = local_pull::PullStats {
+                    commits: 1,
+                    ..Default::default()
+                };
+                return finish(
+                    dest,
+                    name,
+                    remote_ref,
+                    &client,
+                    &summary,
+                    &state,
+                    Done {
+                        local_ref,
+                        commit,
+                        previous,
+                        signed_by,
+                        method,
+                        used_delta,
+                        delta_failed,
+                        stats,
+                    },
+                );
+            }
+        }
+    }
     if !dest.has_object(ObjectType::Commit, &commit)? {
         if let Some(d) = pick_delta(dest, &summary, &commit, previous.as_ref())? {
             match fetch_delta(&client, dest, &cache, d, progress) {
