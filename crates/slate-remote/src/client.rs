@@ -24,6 +24,8 @@ pub struct Client {
     retries: u32,
     backoff: Duration,
     pub counters: Counters,
+    /// Set once a server answered a range request with the whole file.
+    no_ranges: std::sync::atomic::AtomicBool,
 }
 
 /// A failure of one attempt: retried (on this mirror, then the next) or not.
@@ -53,7 +55,14 @@ impl Client {
             retries: 3,
             backoff: Duration::from_millis(300),
             counters: Counters::default(),
+            no_ranges: Default::default(),
         }
+    }
+
+    /// Whether a server ignored a range request (sent the whole file):
+    /// then whole files are worth fetching rather than parts.
+    pub fn ranges_ignored(&self) -> bool {
+        self.no_ranges.load(Ordering::Relaxed)
     }
 
     /// Fewer tries and shorter waits (tests of failures).
@@ -183,16 +192,29 @@ impl Client {
             }
             let from = start + have;
             let r = self.request(url, Some((from, Some(end))))?;
-            if r.status() != 206 {
-                // No range support: only a whole file from the start will do.
-                if from != 0 || r.status() != 200 {
+            let whole = r.status() == 200;
+            if r.status() != 206 && !whole {
+                return Err(Attempt::Transient(format!(
+                    "{url}: HTTP {} to a range request",
+                    r.status()
+                )));
+            }
+            let mut body = r.into_reader();
+            if whole {
+                // A server without range support sends the file from its
+                // start: what comes before the part wanted is read and
+                // dropped (and later reads fetch whole files).
+                self.no_ranges.store(true, Ordering::Relaxed);
+                let skipped = std::io::copy(&mut (&mut body).take(from), &mut std::io::sink())
+                    .map_err(|e| Attempt::Transient(format!("{url}: {e}")))?;
+                self.counters.bytes.fetch_add(skipped, Ordering::Relaxed);
+                if skipped < from {
                     return Err(Attempt::Transient(format!(
-                        "{url}: HTTP {} to a range request",
-                        r.status()
+                        "{url}: the response ended after {skipped} bytes"
                     )));
                 }
             }
-            let mut reader = r.into_reader().take(end - from);
+            let mut reader = body.take(end - from);
             let mut buf = vec![0u8; 256 << 10];
             let mut got = 0u64;
             loop {

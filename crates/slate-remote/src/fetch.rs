@@ -176,6 +176,24 @@ impl<'c> HttpStore<'c> {
         if let Some(p) = self.progress {
             p.add_fetch_total(runs.iter().map(|r| r.2 - r.1).sum());
         }
+        // The first request tells whether the server honours ranges.
+        let mut runs = runs.into_iter();
+        let Some((p, s, e)) = runs.next() else {
+            return Ok(());
+        };
+        self.fetch_span(p, s, e)?;
+        let mut runs: Vec<(usize, u64, u64)> = runs.collect();
+        if self.client.ranges_ignored() {
+            // Each pack once, from its start to the last byte wanted.
+            let mut whole: Vec<(usize, u64, u64)> = Vec::new();
+            for (p, _, e) in runs {
+                match whole.iter_mut().find(|w| w.0 == p) {
+                    Some(w) => w.2 = w.2.max(e),
+                    None => whole.push((p, 0, e)),
+                }
+            }
+            runs = whole;
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(4)
             .build()

@@ -754,3 +754,18 @@ fn delta_list_show_and_delete() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn a_server_without_range_requests_serves_whole_packs() {
+    let p = publish(6);
+    let fs = FaultServer::start(p.repo.clone());
+    fs.rule("", Fault::NoRanges, u64::MAX);
+    let l = local(&p, &[&fs.url]);
+    let r = pull_ok(&l, &[]);
+    same_as_published(&p, &l);
+    // Each pack is fetched once, whole (plus at most the first part
+    // asked for before the server showed it ignores ranges).
+    let fetched = r["bytes_fetched"].as_u64().expect("bytes");
+    assert!(fetched < 2 * pack_bytes(&p) + 100_000, "{fetched} bytes");
+    assert!(r["requests"].as_u64().expect("requests") <= 12, "{r}");
+}

@@ -18,6 +18,8 @@ pub enum Fault {
     NotFound,
     /// Send the headers, then nothing (until stopped).
     Stall,
+    /// Ignore a Range header: answer 200 with the whole file.
+    NoRanges,
 }
 
 #[derive(Clone, Debug)]
@@ -157,6 +159,7 @@ fn serve(
         };
         let len = data.metadata()?.len();
         let (status, start, end) = match range {
+            Some(_) if matches!(fault, Some(Fault::NoRanges)) => (200, 0, len),
             Some((s, e)) => (206, s, e.unwrap_or(len).min(len)),
             None => (200, 0, len),
         };
