@@ -26,6 +26,8 @@ pub struct Client {
     pub counters: Counters,
     /// Set once a server answered a range request with the whole file.
     no_ranges: std::sync::atomic::AtomicBool,
+    /// Set once a server answered one with the part asked for.
+    ranges_ok: std::sync::atomic::AtomicBool,
 }
 
 /// A failure of one attempt: retried (on this mirror, then the next) or not.
@@ -56,6 +58,7 @@ impl Client {
             backoff: Duration::from_millis(300),
             counters: Counters::default(),
             no_ranges: Default::default(),
+            ranges_ok: Default::default(),
         }
     }
 
@@ -144,6 +147,26 @@ impl Client {
                 errors.join("; ")
             )))
         }
+    }
+
+    /// Ask for the first byte of `path` to learn whether the server
+    /// honours range requests (remembered; a server that does not is sent
+    /// requests for whole files). The body is not read.
+    pub fn probe_ranges(&self, path: &str) -> Result<bool, Error> {
+        if self.ranges_ignored() {
+            return Ok(false);
+        }
+        if self.ranges_ok.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        self.each_mirror(path, |url| {
+            let r = self.request(url, Some((0, Some(1))))?;
+            Ok(r.status() == 206)
+        })
+        .inspect(|&ok| {
+            let flag = if ok { &self.ranges_ok } else { &self.no_ranges };
+            flag.store(true, Ordering::Relaxed);
+        })
     }
 
     /// A small file whole (the summary, an index, a loose object).

@@ -176,14 +176,16 @@ impl<'c> HttpStore<'c> {
         if let Some(p) = self.progress {
             p.add_fetch_total(runs.iter().map(|r| r.2 - r.1).sum());
         }
-        // The first request tells whether the server honours ranges.
-        let mut runs = runs.into_iter();
-        let Some((p, s, e)) = runs.next() else {
+        // Whether the server honours ranges, asked once (one byte).
+        let Some(&(first, _, _)) = runs.first() else {
             return Ok(());
         };
-        self.fetch_span(p, s, e)?;
-        let mut runs: Vec<(usize, u64, u64)> = runs.collect();
-        if self.client.ranges_ignored() {
+        let name = &self.packs[first].name;
+        let mut runs = runs;
+        if !self
+            .client
+            .probe_ranges(&format!("objects/pack/{name}.pack"))?
+        {
             // Each pack once, from its start to the last byte wanted.
             let mut whole: Vec<(usize, u64, u64)> = Vec::new();
             for (p, _, e) in runs {

@@ -264,6 +264,7 @@ pub fn pull(
     let mut method = "present";
     let mut used_delta = None;
     let mut delta_failed = None;
+    let mut from_delta: Option<delta::Applied> = None;
     // The commit as the summary carries it: stored at once when its tree
     // is here already (an image rebuilt with nothing changed).
     if !dest.has_object(ObjectType::Commit, &commit)? {
@@ -302,9 +303,10 @@ pub fn pull(
     if !dest.has_object(ObjectType::Commit, &commit)? {
         if let Some(d) = pick_delta(dest, &summary, &commit, previous.as_ref())? {
             match fetch_delta(&client, dest, &cache, d, progress) {
-                Ok(()) => {
+                Ok(a) => {
                     method = "delta";
                     used_delta = Some(d.path.clone());
+                    from_delta = Some(a);
                 }
                 // The objects come another way; the reason is reported.
                 Err(e) => delta_failed = Some(format!("{}: {e}", d.path)),
@@ -320,7 +322,10 @@ pub fn pull(
         let s = HttpStore::open(&client, &cache, &summary)?.with_progress(progress);
         Ok(store_cell.get_or_init(|| s))
     };
-    if dest.has_object(ObjectType::Commit, &commit)? {
+    if from_delta.as_ref().is_some_and(|a| a.skipped == 0) {
+        // The delta held every object of the commit that its starting
+        // commit, which is here whole, lacks: nothing else to fetch.
+    } else if dest.has_object(ObjectType::Commit, &commit)? {
         let tree = dest.read_commit(&commit)?.tree;
         // A commit whose tree is incomplete (an interrupted pull, a delta
         // whose old files were missing) is completed.
@@ -343,7 +348,13 @@ pub fn pull(
         plan.files = files;
     }
     if plan.files.is_empty() && plan.trees.is_empty() && plan.commits.is_empty() {
-        let stats = local_pull::apply(dest, dest, &plan, progress)?;
+        let mut stats = local_pull::apply(dest, dest, &plan, progress)?;
+        if let Some(a) = &from_delta {
+            stats.commits += 1;
+            stats.trees += a.trees as usize;
+            stats.files += (a.files + a.patched) as usize;
+            stats.content_bytes += a.content_bytes;
+        }
         return finish(
             dest,
             name,
@@ -367,8 +378,14 @@ pub fn pull(
     store.prefetch(&plan.files)?;
     // Files in storage order: each frame is decompressed once.
     plan.files.sort_by_key(|id| store.storage_key(id));
-    let stats = local_pull::apply(store, dest, &plan, progress)?;
+    let mut stats = local_pull::apply(store, dest, &plan, progress)?;
     store.clear_spans();
+    if let Some(a) = &from_delta {
+        stats.commits += 1;
+        stats.trees += a.trees as usize;
+        stats.files += (a.files + a.patched) as usize;
+        stats.content_bytes += a.content_bytes;
+    }
     finish(
         dest,
         name,
@@ -477,7 +494,7 @@ fn fetch_delta(
     cache: &Path,
     d: &DeltaInfo,
     progress: &Progress,
-) -> Result<(), Error> {
+) -> Result<delta::Applied, Error> {
     std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
     let local = cache.join(format!(
         "{}-{}.delta",
@@ -503,8 +520,7 @@ fn fetch_delta(
     }
     let r = delta::apply(dest, &local, progress);
     let _ = std::fs::remove_file(&local);
-    r.map_err(|e| Error::Corrupt(e.to_string()))?;
-    Ok(())
+    r.map_err(|e| Error::Corrupt(e.to_string()))
 }
 
 /// The files of `tree` that `dest` lacks when it has all the trees;

@@ -32,9 +32,9 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            patch_level: 19,
+            patch_level: 12,
             block_level: 19,
-            block_size: 8 << 20,
+            block_size: 12 << 20,
         }
     }
 }
@@ -130,13 +130,21 @@ fn file_name(path: &[u8]) -> &[u8] {
     path.rsplit(|&b| b == b'/').next().unwrap_or(path)
 }
 
-/// New files in an order that puts like next to like (same suffix, then
-/// same name), which helps a block's compression.
+/// New files in an order that puts like next to like, which helps a
+/// block's compression: shared libraries (`.so`, `.so.N...`) together,
+/// then files by suffix (none: executables, mostly), then by name.
 fn block_order(path: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let name = file_name(path);
-    let ext = match name.iter().rposition(|&b| b == b'.') {
-        Some(i) if i > 0 => name[i + 1..].to_vec(),
-        _ => Vec::new(),
+    let is = |w: &[u8]| name.windows(w.len()).any(|x| x == w);
+    let ext = if name.ends_with(b".so") || is(b".so.") {
+        b"so".to_vec()
+    } else {
+        match name.iter().rposition(|&b| b == b'.') {
+            Some(i) if i > 0 && !name[i + 1..].iter().all(u8::is_ascii_digit) => {
+                name[i + 1..].to_vec()
+            }
+            _ => Vec::new(),
+        }
     };
     (ext, name.to_vec(), path.to_vec())
 }
@@ -310,42 +318,6 @@ pub fn generate(
         .collect::<store::Result<Vec<_>>>()?;
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     let patches: Vec<_> = keyed.into_iter().map(|(_, p)| p).collect();
-    let encoded: Vec<Vec<u8>> = patches
-        .par_iter()
-        .map(|(id, base, h)| {
-            let (_, old_content) = repo.read_file(base)?;
-            let (_, content) = repo.read_file(id)?;
-            let patch = compress(&content, Some(&old_content), opts.patch_level)?;
-            progress.add(1, h.size);
-            let hb = h.encode();
-            let mut e = Vec::with_capacity(32 + 32 + 8 + hb.len() + patch.len());
-            e.extend_from_slice(&id.0);
-            e.extend_from_slice(&base.0);
-            put_u32(&mut e, hb.len());
-            e.extend_from_slice(&hb);
-            put_u32(&mut e, patch.len());
-            e.extend_from_slice(&patch);
-            Ok(e)
-        })
-        .collect::<Result<_, Error>>()?;
-    stats.patched = patches.len() as u64;
-    stats.content_bytes += patches.iter().map(|p| p.2.size).sum::<u64>();
-    let mut rec = Vec::new();
-    let mut n = 0usize;
-    for e in encoded {
-        stats.patch_bytes += e.len() as u64;
-        rec.extend_from_slice(&e);
-        n += 1;
-        if rec.len() >= opts.block_size {
-            write_patches(&mut out, n, &rec).map_err(io)?;
-            rec.clear();
-            n = 0;
-        }
-    }
-    if n > 0 {
-        write_patches(&mut out, n, &rec).map_err(io)?;
-    }
-
     // New files: blocks of like files, large ones alone in chunks.
     whole.sort_by_cached_key(|(_, p, _)| block_order(p));
     let mut pieces = Vec::new();
@@ -368,10 +340,11 @@ pub fn generate(
     }
     stats.files = whole.len() as u64;
     stats.content_bytes += whole.iter().map(|w| w.2.size).sum::<u64>();
-    // A few blocks at a time: in parallel, written in order, memory bounded.
-    let batch = rayon::current_num_threads().max(1) * 2;
-    for group in pieces.chunks(batch) {
-        let blocks: Vec<Option<Vec<u8>>> = group
+    // A few blocks at a time: in parallel, written in order, memory
+    // bounded; the first ones alongside the patches (so that both cores
+    // stay busy when there are few blocks).
+    let encode_group = |group: &[Piece]| -> Result<Vec<Option<Vec<u8>>>, Error> {
+        group
             .par_iter()
             .map(|p| match p {
                 Piece::Block(ids) => {
@@ -389,7 +362,54 @@ pub fn generate(
                 }
                 Piece::Large(_) => Ok(None),
             })
-            .collect::<Result<_, Error>>()?;
+            .collect()
+    };
+    let batch = rayon::current_num_threads().max(1) * 2;
+    let mut groups = pieces.chunks(batch);
+    let first = groups.next().unwrap_or(&[]);
+    let (encoded, first_blocks) = rayon::join(
+        || -> Result<Vec<Vec<u8>>, Error> {
+            patches
+                .par_iter()
+                .map(|(id, base, h)| {
+                    let (_, old_content) = repo.read_file(base)?;
+                    let (_, content) = repo.read_file(id)?;
+                    let patch = compress(&content, Some(&old_content), opts.patch_level)?;
+                    progress.add(1, h.size);
+                    let hb = h.encode();
+                    let mut e = Vec::with_capacity(32 + 32 + 8 + hb.len() + patch.len());
+                    e.extend_from_slice(&id.0);
+                    e.extend_from_slice(&base.0);
+                    put_u32(&mut e, hb.len());
+                    e.extend_from_slice(&hb);
+                    put_u32(&mut e, patch.len());
+                    e.extend_from_slice(&patch);
+                    Ok(e)
+                })
+                .collect::<Result<_, Error>>()
+        },
+        || encode_group(first),
+    );
+    let encoded = encoded?;
+    stats.patched = patches.len() as u64;
+    stats.content_bytes += patches.iter().map(|p| p.2.size).sum::<u64>();
+    let mut rec = Vec::new();
+    let mut n = 0usize;
+    for e in encoded {
+        stats.patch_bytes += e.len() as u64;
+        rec.extend_from_slice(&e);
+        n += 1;
+        if rec.len() >= opts.block_size {
+            write_patches(&mut out, n, &rec).map_err(io)?;
+            rec.clear();
+            n = 0;
+        }
+    }
+    if n > 0 {
+        write_patches(&mut out, n, &rec).map_err(io)?;
+    }
+
+    let mut write_group = |group: &[Piece], blocks: Vec<Option<Vec<u8>>>| -> Result<(), Error> {
         for (p, z) in group.iter().zip(blocks) {
             match (p, z) {
                 (_, Some(z)) => {
@@ -400,6 +420,11 @@ pub fn generate(
                 (Piece::Block(_), None) => unreachable!("blocks are compressed"),
             }
         }
+        Ok(())
+    };
+    write_group(first, first_blocks?)?;
+    for group in groups {
+        write_group(group, encode_group(group)?)?;
     }
 
     out.write_all(b"E").map_err(io)?;

@@ -45,6 +45,17 @@ enum DeltaCommand {
     },
     /// Delete a delta: FROM..TO, or TO alone for the empty delta.
     Delete { delta: String },
+    /// Store the objects of a delta file (carried on a disk, say), every
+    /// one checked; with --ref, set a ref to its commit once the commit
+    /// is complete.
+    Apply {
+        file: std::path::PathBuf,
+        /// The ref to set (created, or moved from the commit it had).
+        #[arg(long = "ref", value_name = "REF")]
+        ref_name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -70,6 +81,10 @@ struct GenerateArgs {
     /// zstd level of blocks of new files (1-22).
     #[arg(long, default_value_t = Options::default().block_level, value_parser = clap::value_parser!(i32).range(1..=22))]
     block_level: i32,
+    /// MiB of new files compressed together in one block (larger: smaller
+    /// deltas, less parallel work).
+    #[arg(long, default_value_t = (Options::default().block_size >> 20) as u16, value_name = "MIB", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    block_size: u16,
     #[arg(long)]
     json: bool,
 }
@@ -144,6 +159,43 @@ pub fn run(a: DeltaArgs) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
+        DeltaCommand::Apply {
+            file,
+            ref_name,
+            json,
+        } => {
+            let started = std::time::Instant::now();
+            let a = output::counted("stored", "objects", |p| delta::apply(&repo, &file, p))?;
+            if let Some(r) = &ref_name {
+                let missing = missing_below(&repo, &a.to)?;
+                if missing > 0 {
+                    anyhow::bail!(
+                        "commit {} lacks {missing} objects (the delta starts from a commit \
+                         this repository does not hold whole): {r} not set",
+                        a.to
+                    );
+                }
+                let mut tx = slate_core::store::Transaction::begin(&repo)?;
+                let old = tx.read_ref(r)?;
+                tx.set_ref(r, old, a.to)?;
+                tx.commit()?;
+            }
+            if json {
+                return output::json(&a);
+            }
+            crate::outln!("{}", a.to)?;
+            eprintln!(
+                "stored {} ({} files whole, {} patched, {} trees; {:.1} MB of files) in {:.2} s{}",
+                a.to.short(12),
+                a.files,
+                a.patched,
+                a.trees,
+                a.content_bytes as f64 / 1e6,
+                started.elapsed().as_secs_f64(),
+                ref_name.map(|r| format!("; {r} set")).unwrap_or_default()
+            );
+            Ok(())
+        }
         DeltaCommand::Delete { delta: spec } => {
             let (from, to) = parse_range(&repo, &spec)?;
             if !delta::delete(&repo, from.as_ref(), &to)? {
@@ -194,7 +246,7 @@ fn generate(repo: &Repo, g: GenerateArgs) -> anyhow::Result<()> {
     let opts = Options {
         patch_level: g.patch_level,
         block_level: g.block_level,
-        ..Options::default()
+        block_size: usize::from(g.block_size) << 20,
     };
     let mut made = Vec::new();
     for (from, to) in pairs {
@@ -233,4 +285,32 @@ fn generate(repo: &Repo, g: GenerateArgs) -> anyhow::Result<()> {
     }
     eprintln!("run `slate summary --update` to publish them");
     Ok(())
+}
+
+/// Objects below `commit` that the repository lacks.
+fn missing_below(repo: &Repo, commit: &ObjectId) -> anyhow::Result<usize> {
+    use slate_core::object::{EntryKind, ObjectType};
+    let mut n = 0;
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![repo.read_commit(commit)?.tree];
+    while let Some(t) = stack.pop() {
+        if !seen.insert(t) {
+            continue;
+        }
+        if !repo.has_object(ObjectType::Tree, &t)? {
+            n += 1;
+            continue;
+        }
+        for e in repo.read_tree(&t)?.entries {
+            match e.kind {
+                EntryKind::Dir => stack.push(e.id),
+                EntryKind::File => {
+                    if seen.insert(e.id) && !repo.has_object(ObjectType::File, &e.id)? {
+                        n += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(n)
 }

@@ -385,10 +385,11 @@ fn a_killed_pull_resumes_where_it_stopped() {
     let p = publish(20);
     let fs = FaultServer::start(p.repo.clone());
     let total = pack_bytes(&p);
-    // The first request of the pack is for its trees' frames; the second,
-    // for the files, is cut in half; the retry stalls: the pull waits, and
-    // is killed.
-    fs.rule(".pack", Fault::Truncate(total / 2), 2);
+    // The first request of the pack asks for one byte (whether ranges are
+    // honoured), the second for its trees' frames; the third, for the
+    // files, is cut in half; the retry stalls: the pull waits, and is
+    // killed.
+    fs.rule(".pack", Fault::Truncate(total / 2), 3);
     fs.rule(".pack", Fault::Stall, 1);
     let l = local(&p, &[&fs.url]);
     let child = Killed(
