@@ -181,7 +181,6 @@ impl<'c> HttpStore<'c> {
             return Ok(());
         };
         let name = &self.packs[first].name;
-        let mut runs = runs;
         if !self
             .client
             .probe_ranges(&format!("objects/pack/{name}.pack"))?
