@@ -125,6 +125,11 @@ for i in $(seq "$RUNS"); do
     fi
   done
 done
+# The smallest setting (patches at zstd level 19), once, for its size.
+run slate-gen-p19 "$nolog" $SLATE delta generate --repo "$spub" --from os/main^ --to os/main --patch-level 19
+sdelta19=$(find "$spub/deltas" -name '*.delta' -printf '%s\n' | awk '{s+=$1} END {print s}')
+echo "delta-size-p19 $sdelta19" | tee -a "$results"
+$SLATE delta generate --repo "$spub" --from os/main^ --to os/main >/dev/null 2>&1
 sdelta=$(find "$spub/deltas" -name '*.delta' -printf '%s\n' | awk '{s+=$1} END {print s}')
 odelta=$(du -sb "$opub/deltas" | cut -f1)
 echo "delta-size slate $sdelta ostree $odelta" | tee -a "$results"
@@ -194,7 +199,9 @@ rows = {}
 extra = {}
 for line in open(sys.argv[1]):
     f = line.split()
-    if f[0] == 'delta-size':
+    if f[0] == 'delta-size-p19':
+        extra['sdelta19'] = int(f[1])
+    elif f[0] == 'delta-size':
         extra['sdelta'], extra['odelta'] = int(f[2]), int(f[4])
     elif f[0] == 'floor':
         extra['bsdiff'], extra['xz'] = int(f[1]), int(f[2])
@@ -217,6 +224,9 @@ print(f"{'  MB fetched':34} {med('slate-delta',2)/1e6:10.2f} {med('ostree-delta'
 s, o = extra['sdelta'], extra['odelta']
 floor = extra['bsdiff'] + extra['xz']
 print(f"delta size: slate {s/1e6:.2f} MB, ostree {o/1e6:.2f} MB (slate/ostree {s/o:.3f}; target <= 1)")
+s19 = extra['sdelta19']
+g19 = rows['slate-gen-p19'][0][0]
+print(f"  with --patch-level 19: {s19/1e6:.2f} MB (slate/ostree {s19/o:.3f}), generated in {g19:.2f} s ({med('ostree-gen')/g19:.1f}x ostree)")
 print(f"floor (bsdiff {extra['bsdiff']/1e6:.2f} MB + xz -9e {extra['xz']/1e6:.2f} MB) = {floor/1e6:.2f} MB; slate/floor {s/floor:.3f} (target <= 1.10)")
 for t in ("slate", "ostree"):
     r = rows[f"{t}-rebuild"][0]

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Slate's main job on a built-in example: build a small OS-like tree, commit
 # it into a repository, show the log, change it, commit again, and check out
-# both versions; then (as root: a sysroot's repository keeps real owners)
-# deploy both versions side by side into a sysroot in a directory, show
-# the status, roll back, and show how the machine drifted from its image.
+# both versions; publish it (an archive repository, signed, with a summary),
+# serve it over HTTP and pull it into a second repository; then (as root: a
+# sysroot's repository keeps real owners) deploy it from that server into a
+# sysroot in a directory, publish version 2 with a delta, upgrade (pull,
+# then deploy beside version 1), show the status, roll back, and show how
+# the machine drifted from its image.
 # Everything happens in a temporary directory (kept with KEEP=1).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,7 +14,12 @@ cargo build --release -q --manifest-path "$top/Cargo.toml"
 slate() { "$top/target/release/slate" "$@"; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/slate-demo.XXXXXX")
-[[ ${KEEP:-0} == 1 ]] || trap 'rm -rf "$work"' EXIT
+serve_pid=
+cleanup() {
+    [[ -z $serve_pid ]] || kill "$serve_pid" 2>/dev/null || true
+    [[ ${KEEP:-0} == 1 ]] || rm -rf "$work"
+}
+trap cleanup EXIT
 export SLATE_REPO=$work/repo
 tree=$work/rootfs
 
@@ -61,6 +69,25 @@ slate checkout example/main "$work/deploy-v1"
 grep VERSION_ID "$work/deploy-v1/usr/lib/os-release"
 [[ $(slate rev-parse example/main) == "$v1" ]] && echo "branch is back at v1 ($v1); v2 was $v2"
 
+echo "== publishing: an archive repository, a signing key, a signed commit and summary"
+pub=$work/pub
+slate init --repo "$pub" --mode archive
+slate keygen "$work/signing.pem"
+slate pull-local --repo "$pub" "$SLATE_REPO" example/main >/dev/null
+slate sign --repo "$pub" example/main --key "$work/signing.pem"
+slate summary --repo "$pub" --update --sign "$work/signing.pem"
+echo "== slate serve $pub (any static web server would do)"
+slate serve --bind 127.0.0.1:0 "$pub" 2>"$work/serve.log" &
+serve_pid=$!
+for _ in $(seq 100); do grep -q 'http://' "$work/serve.log" && break; sleep 0.1; done
+url=$(grep -o 'http://[0-9.:]*' "$work/serve.log")
+echo "serving on $url"
+echo "== pulling it into a second repository, signatures checked"
+slate init --repo "$work/second" --mode bare-user
+slate remote --repo "$work/second" add origin "$url" --sign-verify "$work/signing.pem.pub"
+slate pull --repo "$work/second" origin example/main
+slate log --repo "$work/second" remotes/origin/example/main | head -3
+
 if [[ $(id -u) != 0 ]]; then
     echo "== skipping the deployments: a sysroot's repository is bare (real owners) and needs root"
     exit 0
@@ -77,15 +104,27 @@ printf 'initrd\n' >"$tree/usr/lib/modules/6.1.0-example/initrd"
 printf 'Welcome to the Slate example OS\n' >"$tree/etc/motd"
 printf 'NAME="Slate Example"\nVERSION_ID=1\nPRETTY_NAME="Slate Example 1"\n' >"$tree/usr/lib/os-release"
 SOURCE_DATE_EPOCH=1700172800 slate commit -b example/main -s "Example OS 1, bootable" "$tree" >/dev/null
-echo "== slate admin deploy --from \$SLATE_REPO --karg root=/dev/vda2 example/main"
-slate admin deploy --from "$SLATE_REPO" --karg root=/dev/vda2 example/main
+# publish: the build repository's new commit, signed, into the served archive
+publish() {
+    slate pull-local --repo "$pub" "$SLATE_REPO" example/main >/dev/null
+    slate sign --repo "$pub" example/main --key "$work/signing.pem" >/dev/null
+    slate delta generate --repo "$pub" --ref example/main --previous 1 >/dev/null
+    slate summary --repo "$pub" --update --sign "$work/signing.pem" >/dev/null
+}
+publish
+echo "== the sysroot's repository gets the remote; slate admin deploy origin:example/main"
+slate remote --repo "$sysroot/slate/repo" add origin "$url" --sign-verify "$work/signing.pem.pub"
+slate admin deploy --karg root=/dev/vda2 origin:example/main
 dep1=$(slate admin status | awk '$1 == "*" { print $3; exit }')
 echo "== the machine changes its /etc: a local motd"
 printf 'This machine is ours\n' >"$sysroot/slate/deploy/$dep1/etc/motd"
 echo "== version 2 of the image, deployed beside version 1 (the local motd carried over)"
 printf 'NAME="Slate Example"\nVERSION_ID=2\nPRETTY_NAME="Slate Example 2"\n' >"$tree/usr/lib/os-release"
 SOURCE_DATE_EPOCH=1700259200 slate commit -b example/main -s "Example OS 2, bootable" "$tree" >/dev/null
-slate admin deploy --from "$SLATE_REPO" example/main
+publish
+slate delta list --repo "$pub"
+echo "== slate admin upgrade: pulls version 2 (its delta), then deploys it"
+slate admin upgrade
 echo "== slate admin status"
 slate admin status
 echo "== the boot entries (Boot Loader Specification, counted by systemd-boot)"
