@@ -77,7 +77,8 @@ slate pull-local --repo "$pub" "$SLATE_REPO" example/main >/dev/null
 slate sign --repo "$pub" example/main --key "$work/signing.pem"
 slate summary --repo "$pub" --update --sign "$work/signing.pem"
 echo "== slate serve $pub (any static web server would do)"
-slate serve --bind 127.0.0.1:0 "$pub" 2>"$work/serve.log" &
+# (the binary itself, not the shell function, so that $! is the server)
+"$top/target/release/slate" serve --bind 127.0.0.1:0 "$pub" 2>"$work/serve.log" &
 serve_pid=$!
 for _ in $(seq 100); do grep -q 'http://' "$work/serve.log" && break; sleep 0.1; done
 url=$(grep -o 'http://[0-9.:]*' "$work/serve.log")

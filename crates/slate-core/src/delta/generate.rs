@@ -278,37 +278,39 @@ pub fn generate(
     out.write_all(&commit_bytes).map_err(io)?;
 
     // Trees: one block, compressed against the old trees at their paths
-    // (most of a changed folder's entries are the same).
-    let mut raw = Vec::new();
-    let mut bases = Vec::new();
-    let mut prefix = Vec::new();
-    for (id, base) in &trees {
-        let bytes = repo.read_tree(id)?.encode();
-        raw.extend_from_slice(&id.0);
-        put_u32(&mut raw, bytes.len());
-        raw.extend_from_slice(&bytes);
-        if let Some(b) = base {
-            bases.push(*b);
-            prefix.extend_from_slice(&repo.read_tree(b)?.encode());
+    // (most of a changed folder's entries are the same); made alongside
+    // the patches and blocks.
+    let tree_record = || -> Result<Vec<u8>, Error> {
+        let mut raw = Vec::new();
+        let mut bases = Vec::new();
+        let mut prefix = Vec::new();
+        for (id, base) in &trees {
+            let bytes = repo.read_tree(id)?.encode();
+            raw.extend_from_slice(&id.0);
+            put_u32(&mut raw, bytes.len());
+            raw.extend_from_slice(&bytes);
+            if let Some(b) = base {
+                bases.push(*b);
+                prefix.extend_from_slice(&repo.read_tree(b)?.encode());
+            }
         }
-    }
-    if prefix.len() + raw.len() > 1 << MAX_WINDOW_LOG {
-        bases.clear();
-        prefix.clear();
-    }
-    let mut rec = Vec::new();
-    put_u32(&mut rec, bases.len());
-    for b in &bases {
-        rec.extend_from_slice(&b.0);
-    }
-    let z = compress(
-        &raw,
-        (!prefix.is_empty()).then_some(&prefix[..]),
-        opts.block_level,
-    )?;
-    rec.extend_from_slice(&z);
-    stats.tree_bytes = rec.len() as u64;
-    write_record(&mut out, b'T', &rec).map_err(io)?;
+        if prefix.len() + raw.len() > 1 << MAX_WINDOW_LOG {
+            bases.clear();
+            prefix.clear();
+        }
+        let mut rec = Vec::new();
+        put_u32(&mut rec, bases.len());
+        for b in &bases {
+            rec.extend_from_slice(&b.0);
+        }
+        let z = compress(
+            &raw,
+            (!prefix.is_empty()).then_some(&prefix[..]),
+            opts.block_level,
+        )?;
+        rec.extend_from_slice(&z);
+        Ok(rec)
+    };
 
     // Patches, in records of about a block each, encoded in parallel, in
     // the order the files are stored (each pack frame decompressed once).
@@ -367,29 +369,34 @@ pub fn generate(
     let batch = rayon::current_num_threads().max(1) * 2;
     let mut groups = pieces.chunks(batch);
     let first = groups.next().unwrap_or(&[]);
-    let (encoded, first_blocks) = rayon::join(
-        || -> Result<Vec<Vec<u8>>, Error> {
-            patches
-                .par_iter()
-                .map(|(id, base, h)| {
-                    let (_, old_content) = repo.read_file(base)?;
-                    let (_, content) = repo.read_file(id)?;
-                    let patch = compress(&content, Some(&old_content), opts.patch_level)?;
-                    progress.add(1, h.size);
-                    let hb = h.encode();
-                    let mut e = Vec::with_capacity(32 + 32 + 8 + hb.len() + patch.len());
-                    e.extend_from_slice(&id.0);
-                    e.extend_from_slice(&base.0);
-                    put_u32(&mut e, hb.len());
-                    e.extend_from_slice(&hb);
-                    put_u32(&mut e, patch.len());
-                    e.extend_from_slice(&patch);
-                    Ok(e)
-                })
-                .collect::<Result<_, Error>>()
+    let ((tree_rec, encoded), first_blocks) = rayon::join(
+        || {
+            rayon::join(tree_record, || -> Result<Vec<Vec<u8>>, Error> {
+                patches
+                    .par_iter()
+                    .map(|(id, base, h)| {
+                        let (_, old_content) = repo.read_file(base)?;
+                        let (_, content) = repo.read_file(id)?;
+                        let patch = compress(&content, Some(&old_content), opts.patch_level)?;
+                        progress.add(1, h.size);
+                        let hb = h.encode();
+                        let mut e = Vec::with_capacity(32 + 32 + 8 + hb.len() + patch.len());
+                        e.extend_from_slice(&id.0);
+                        e.extend_from_slice(&base.0);
+                        put_u32(&mut e, hb.len());
+                        e.extend_from_slice(&hb);
+                        put_u32(&mut e, patch.len());
+                        e.extend_from_slice(&patch);
+                        Ok(e)
+                    })
+                    .collect::<Result<_, Error>>()
+            })
         },
         || encode_group(first),
     );
+    let tree_rec = tree_rec?;
+    stats.tree_bytes = tree_rec.len() as u64;
+    write_record(&mut out, b'T', &tree_rec).map_err(io)?;
     let encoded = encoded?;
     stats.patched = patches.len() as u64;
     stats.content_bytes += patches.iter().map(|p| p.2.size).sum::<u64>();
