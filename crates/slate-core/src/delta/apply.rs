@@ -3,14 +3,16 @@
 //! compared with the one the delta names, all in one transaction (it
 //! moves no ref: the caller completes the commit and moves its ref).
 
+use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::generate::CHUNK;
+use super::generate::{CHUNK, TREE_REF};
 use super::{parse_header, Error, Header};
 use crate::hash::ObjectId;
 use crate::object::{Commit, FileHeader, FileKind, ObjectType, Tree};
@@ -46,9 +48,15 @@ struct Ctx<'a, 't> {
     patched: AtomicU64,
     skipped: AtomicU64,
     bytes: AtomicU64,
+    /// The id of each file of the delta, by its number.
+    ids: Mutex<HashMap<u32, ObjectId>>,
 }
 
 impl Ctx<'_, '_> {
+    fn number(&self, n: u32, id: ObjectId) {
+        self.ids.lock().expect("no panic while held").insert(n, id);
+    }
+
     fn err(&self, reason: impl Into<String>) -> Error {
         Error::format(self.path, reason)
     }
@@ -62,8 +70,7 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    fn stored(&self, id: &ObjectId, s: StoredFile, size: u64) -> Result<(), Error> {
-        self.check(ObjectType::File, id, &s.id)?;
+    fn stored(&self, s: StoredFile, size: u64) -> Result<(), Error> {
         self.files.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(size, Ordering::Relaxed);
         self.progress.add(1, size);
@@ -73,9 +80,11 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    /// One file whose header has been read; its content follows in `r`.
-    fn file(&self, id: &ObjectId, h: &FileHeader, r: &mut dyn Read) -> Result<(), Error> {
-        let label = PathBuf::from(format!("file object {id} in {}", self.path.display()));
+    /// File number `n`, whose header has been read; its content follows
+    /// in `r`. Its id is what it hashes to (the trees that name it, and the
+    /// commit above them, check it).
+    fn file(&self, n: u32, h: &FileHeader, r: &mut dyn Read) -> Result<(), Error> {
+        let label = PathBuf::from(format!("file {n} of {}", self.path.display()));
         let s = match h.meta.kind {
             FileKind::Regular => self.tx.write_file(
                 &h.meta,
@@ -88,36 +97,38 @@ impl Ctx<'_, '_> {
             FileKind::Symlink => {
                 let mut target = vec![0u8; h.size as usize];
                 r.read_exact(&mut target)
-                    .map_err(|e| self.err(format!("file object {id}: {e}")))?;
+                    .map_err(|e| self.err(format!("file {n}: {e}")))?;
                 self.tx.write_symlink(&h.meta, &target)?
             }
             _ => self.tx.write_special(&h.meta)?,
         };
-        self.stored(id, s, h.size)
+        self.number(n, s.id);
+        self.stored(s, h.size)
     }
 
-    /// A block of whole files.
-    fn block(&self, z: &mut dyn Read) -> Result<(), Error> {
+    /// A block of `count` whole files, numbered from `first`.
+    fn block(&self, first: u32, count: u32, z: &mut dyn Read) -> Result<(), Error> {
         let mut d = zstd::stream::read::Decoder::new(z).map_err(|e| self.err(e.to_string()))?;
-        loop {
-            let mut id = [0u8; 32];
-            match read_exact_or_eof(&mut d, &mut id) {
-                Ok(false) => return Ok(()),
-                Ok(true) => {}
-                Err(e) => return Err(self.err(format!("a block of files: {e}"))),
-            }
-            let id = ObjectId(id);
-            let h = read_header(&mut d).map_err(|e| self.err(format!("file object {id}: {e}")))?;
-            self.file(&id, &h, &mut d)?;
+        for n in first..first + count {
+            let h = read_header(&mut d).map_err(|e| self.err(format!("file {n}: {e}")))?;
+            self.file(n, &h, &mut d)?;
+        }
+        let mut rest = [0u8; 1];
+        match d.read(&mut rest) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(self.err(format!(
+                "a block of files holds more than the {count} it announces"
+            ))),
+            Err(e) => Err(self.err(format!("a block of files: {e}"))),
         }
     }
 
-    /// A record of patches.
-    fn patches(&self, b: &[u8]) -> Result<(), Error> {
+    /// A record of patches, its files numbered from `first`.
+    fn patches(&self, first: u32, b: &[u8]) -> Result<(), Error> {
         let mut r = b;
         let n = take_u32(&mut r).ok_or_else(|| self.err("truncated patch record"))?;
         let mut items = Vec::with_capacity(n as usize);
-        for _ in 0..n {
+        for i in 0..n {
             let bad = || self.err("truncated patch record");
             let id = ObjectId(take(&mut r, 32).ok_or_else(bad)?.try_into().expect("32"));
             let base = ObjectId(take(&mut r, 32).ok_or_else(bad)?.try_into().expect("32"));
@@ -127,6 +138,8 @@ impl Ctx<'_, '_> {
                 FileHeader::decode(hb).map_err(|e| self.err(format!("file object {id}: {e}")))?;
             let pl = take_u32(&mut r).ok_or_else(bad)?;
             let patch = take(&mut r, pl as usize).ok_or_else(bad)?;
+            // Numbered even if its old file is missing: the trees name it.
+            self.number(first + i, id);
             items.push((id, base, h, patch));
         }
         items.par_iter().try_for_each(|(id, base, h, patch)| {
@@ -157,8 +170,9 @@ impl Ctx<'_, '_> {
             let s = self
                 .tx
                 .write_file(&h.meta, h.size, FileContent::Bytes(&content))?;
+            self.check(ObjectType::File, id, &s.id)?;
             self.patched.fetch_add(1, Ordering::Relaxed);
-            self.stored(id, s, h.size)
+            self.stored(s, h.size)
         })
     }
 }
@@ -198,21 +212,6 @@ fn read_header(r: &mut dyn Read) -> std::io::Result<FileHeader> {
     FileHeader::decode(&hb).map_err(std::io::Error::other)
 }
 
-/// Fill `buf`; false at a clean end of input before its first byte.
-fn read_exact_or_eof(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<bool> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
 /// The content of a large file: chunks decompressed one at a time.
 struct Chunks<'r> {
     inner: &'r mut dyn Read,
@@ -247,8 +246,10 @@ impl Read for Chunks<'_> {
     }
 }
 
-/// Store the objects of the delta at `path` in `repo`. The commit is
-/// stored last; the repository's refs are not touched.
+/// Store the objects of the delta at `path` in `repo`: files, then trees,
+/// then the commit, whose id must be the delta's target (every file and
+/// tree id the delta leaves out is computed, and the commit's id covers
+/// them all). The repository's refs are not touched.
 pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
@@ -268,6 +269,7 @@ pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, E
         patched: AtomicU64::new(0),
         skipped: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
+        ids: Mutex::new(HashMap::new()),
     };
     let trunc = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -278,12 +280,15 @@ pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, E
     };
     let mut commit: Option<Commit> = None;
     let mut trees = 0u64;
-    let mut pending: Vec<Vec<u8>> = Vec::new();
+    let mut new_trees = std::collections::HashSet::new();
+    // The number of the next file, and blocks read but not yet stored.
+    let mut next = 0u32;
+    let mut pending: Vec<(u32, u32, Vec<u8>)> = Vec::new();
     let mut pending_bytes = 0u64;
-    let flush = |pending: &mut Vec<Vec<u8>>| -> Result<(), Error> {
+    let flush = |pending: &mut Vec<(u32, u32, Vec<u8>)>| -> Result<(), Error> {
         pending
             .par_iter()
-            .try_for_each(|z| ctx.block(&mut z.as_slice()))?;
+            .try_for_each(|(first, count, z)| ctx.block(*first, *count, &mut z.as_slice()))?;
         pending.clear();
         Ok(())
     };
@@ -302,41 +307,68 @@ pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, E
                 ctx.check(ObjectType::Commit, &to, &c.id())?;
                 commit = Some(c);
             }
-            b'T' | b'P' | b'F' => {
+            b'F' => {
                 let n = read_u64(&mut f).map_err(trunc)?;
-                if tag[0] == b'F' && n > BATCH {
+                let count = read_u32(&mut f).map_err(trunc)?;
+                let first = next;
+                next = next
+                    .checked_add(count)
+                    .ok_or_else(|| ctx.err("too many files"))?;
+                let len = n
+                    .checked_sub(4)
+                    .ok_or_else(|| ctx.err("a block of files of less than 4 bytes"))?;
+                if len > BATCH {
                     flush(&mut pending)?;
-                    let mut r = (&mut f).take(n);
-                    ctx.block(&mut r)?;
+                    pending_bytes = 0;
+                    let mut r = (&mut f).take(len);
+                    ctx.block(first, count, &mut r)?;
                     if r.limit() != 0 {
                         return Err(ctx.err("a block of files ends before its record"));
                     }
                     continue;
                 }
+                let mut b = vec![0u8; len as usize];
+                f.read_exact(&mut b).map_err(trunc)?;
+                pending_bytes += len;
+                pending.push((first, count, b));
+                if pending_bytes >= BATCH {
+                    flush(&mut pending)?;
+                    pending_bytes = 0;
+                }
+            }
+            b'T' | b'P' => {
+                let n = read_u64(&mut f).map_err(trunc)?;
                 if n > MAX_RECORD {
                     return Err(ctx.err(format!("record of {n} bytes")));
                 }
                 let mut b = vec![0u8; n as usize];
                 f.read_exact(&mut b).map_err(trunc)?;
-                match tag[0] {
-                    b'T' => trees += store_trees(&ctx, &b)?,
-                    b'P' => ctx.patches(&b)?,
-                    _ => {
-                        pending_bytes += n;
-                        pending.push(b);
-                        if pending_bytes >= BATCH {
-                            flush(&mut pending)?;
-                            pending_bytes = 0;
-                        }
-                    }
+                if tag[0] == b'T' {
+                    // Trees name the files: all of them are stored first.
+                    flush(&mut pending)?;
+                    pending_bytes = 0;
+                    let t = store_trees(&ctx, &b)?;
+                    trees += t.len() as u64;
+                    new_trees.extend(t);
+                } else {
+                    let count = b
+                        .get(..4)
+                        .map(|c| u32::from_be_bytes(c.try_into().expect("4")))
+                        .ok_or_else(|| ctx.err("truncated patch record"))?;
+                    let first = next;
+                    next = next
+                        .checked_add(count)
+                        .ok_or_else(|| ctx.err("too many files"))?;
+                    ctx.patches(first, &b)?;
                 }
             }
             b'L' => {
                 flush(&mut pending)?;
                 pending_bytes = 0;
-                let mut id = [0u8; 32];
-                f.read_exact(&mut id).map_err(trunc)?;
-                let id = ObjectId(id);
+                let n = next;
+                next = next
+                    .checked_add(1)
+                    .ok_or_else(|| ctx.err("too many files"))?;
                 let h = read_header(&mut f).map_err(trunc)?;
                 let mut chunks = Chunks {
                     inner: &mut f,
@@ -344,10 +376,10 @@ pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, E
                     pos: 0,
                     done: false,
                 };
-                ctx.file(&id, &h, &mut chunks)?;
+                ctx.file(n, &h, &mut chunks)?;
                 let mut rest = [0u8; 1];
                 if chunks.read(&mut rest).map_err(trunc)? != 0 {
-                    return Err(ctx.err(format!("file object {id}: more content than its size")));
+                    return Err(ctx.err(format!("file {n}: more content than its size")));
                 }
             }
             b'E' => {
@@ -366,11 +398,16 @@ pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, E
     };
     let files = ctx.files.load(Ordering::Relaxed);
     let skipped = ctx.skipped.load(Ordering::Relaxed);
-    if counts != [1, trees, files + skipped] {
+    if counts != [1, trees, u64::from(next)] || files + skipped != u64::from(next) {
         return Err(ctx.err(format!(
-            "its end record counts {:?} (commits, trees, files) but it held [1, {trees}, {}]",
-            counts,
-            files + skipped
+            "its end record counts {:?} (commits, trees, files) but it held [1, {trees}, {next}]",
+            counts
+        )));
+    }
+    if !new_trees.contains(&commit.tree) && !tx.has_object(ObjectType::Tree, &commit.tree)? {
+        return Err(ctx.err(format!(
+            "the tree of commit {to}, {}, is neither in the delta nor in the repository",
+            commit.tree
         )));
     }
     let got = tx.write_commit(&commit)?;
@@ -384,12 +421,13 @@ pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, E
         skipped,
         content_bytes: ctx.bytes.load(Ordering::Relaxed),
     };
-
     tx.commit()?;
     Ok(out)
 }
 
-fn store_trees(ctx: &Ctx<'_, '_>, rec: &[u8]) -> Result<u64, Error> {
+/// The trees, children first: each with the files and trees of the delta
+/// it names by number put back, stored, and its id kept for its parents.
+fn store_trees(ctx: &Ctx<'_, '_>, rec: &[u8]) -> Result<Vec<ObjectId>, Error> {
     let mut r = rec;
     let bad = || ctx.err("truncated trees record");
     let n = take_u32(&mut r).ok_or_else(bad)?;
@@ -411,17 +449,38 @@ fn store_trees(ctx: &Ctx<'_, '_>, rec: &[u8]) -> Result<u64, Error> {
     d.read_to_end(&mut raw)
         .map_err(|e| ctx.err(format!("trees: {e}")))?;
     let mut r = raw.as_slice();
-    let mut n = 0;
+    let ids = ctx.ids.lock().expect("no panic while held");
+    let mut placed: Vec<ObjectId> = Vec::new();
     while !r.is_empty() {
-        let bad = || ctx.err("truncated trees record");
-        let id = ObjectId(take(&mut r, 32).ok_or_else(bad)?.try_into().expect("32"));
+        let i = placed.len();
+        let nrefs = take_u32(&mut r).ok_or_else(bad)?;
+        let mut refs = Vec::new();
+        for _ in 0..nrefs {
+            let entry = take_u32(&mut r).ok_or_else(bad)?;
+            let to = take_u32(&mut r).ok_or_else(bad)?;
+            refs.push((entry as usize, to));
+        }
         let len = take_u32(&mut r).ok_or_else(bad)?;
         let b = take(&mut r, len as usize).ok_or_else(bad)?;
-        let t = Tree::decode(b).map_err(|e| ctx.err(format!("tree object {id}: {e}")))?;
+        let mut t = Tree::decode(b).map_err(|e| ctx.err(format!("tree {i}: {e}")))?;
+        for (entry, to) in refs {
+            let id = if to & TREE_REF != 0 {
+                placed.get((to & !TREE_REF) as usize).copied()
+            } else {
+                ids.get(&to).copied()
+            };
+            match (t.entries.get_mut(entry), id) {
+                (Some(e), Some(id)) => e.id = id,
+                _ => {
+                    return Err(ctx.err(format!(
+                        "tree {i} names entry {entry} as {to:#x}, which the delta does not hold"
+                    )))
+                }
+            }
+        }
         let got = ctx.tx.write_tree(&t)?;
-        ctx.check(ObjectType::Tree, &id, &got)?;
-        n += 1;
+        placed.push(got);
         ctx.progress.add(1, 0);
     }
-    Ok(n)
+    Ok(placed)
 }

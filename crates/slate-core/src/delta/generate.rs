@@ -12,7 +12,7 @@ use zstd::stream::raw::CParameter;
 use super::{rel_path, Error, MAGIC, MAX_WINDOW_LOG};
 use crate::fsutil::AtomicFile;
 use crate::hash::ObjectId;
-use crate::object::{FileHeader, FileKind, TreeEntry};
+use crate::object::{EntryKind, FileHeader, FileKind, TreeEntry};
 use crate::progress::Progress;
 use crate::store::{self, ObjectRead, Repo};
 use crate::walk::{self, Visit, Visitor};
@@ -42,6 +42,9 @@ impl Default for Options {
 /// Files larger than this are sent in chunks of this size ('L' records),
 /// never held whole in memory.
 pub(crate) const CHUNK: usize = 8 << 20;
+
+/// In a tree's references, the mark of a tree (else a file).
+pub(crate) const TREE_REF: u32 = 1 << 31;
 
 /// What a delta holds.
 #[derive(Clone, Debug, Serialize)]
@@ -271,47 +274,6 @@ pub fn generate(
     out.write_all(&from.map_or([0; 32], |f| f.0)).map_err(io)?;
     out.write_all(&to.0).map_err(io)?;
 
-    let commit_bytes = to_commit.encode();
-    out.write_all(b"C").map_err(io)?;
-    out.write_all(&(commit_bytes.len() as u32).to_be_bytes())
-        .map_err(io)?;
-    out.write_all(&commit_bytes).map_err(io)?;
-
-    // Trees: one block, compressed against the old trees at their paths
-    // (most of a changed folder's entries are the same); made alongside
-    // the patches and blocks.
-    let tree_record = || -> Result<Vec<u8>, Error> {
-        let mut raw = Vec::new();
-        let mut bases = Vec::new();
-        let mut prefix = Vec::new();
-        for (id, base) in &trees {
-            let bytes = repo.read_tree(id)?.encode();
-            raw.extend_from_slice(&id.0);
-            put_u32(&mut raw, bytes.len());
-            raw.extend_from_slice(&bytes);
-            if let Some(b) = base {
-                bases.push(*b);
-                prefix.extend_from_slice(&repo.read_tree(b)?.encode());
-            }
-        }
-        if prefix.len() + raw.len() > 1 << MAX_WINDOW_LOG {
-            bases.clear();
-            prefix.clear();
-        }
-        let mut rec = Vec::new();
-        put_u32(&mut rec, bases.len());
-        for b in &bases {
-            rec.extend_from_slice(&b.0);
-        }
-        let z = compress(
-            &raw,
-            (!prefix.is_empty()).then_some(&prefix[..]),
-            opts.block_level,
-        )?;
-        rec.extend_from_slice(&z);
-        Ok(rec)
-    };
-
     // Patches, in records of about a block each, encoded in parallel, in
     // the order the files are stored (each pack frame decompressed once).
     let mut keyed = patches
@@ -342,6 +304,74 @@ pub fn generate(
     }
     stats.files = whole.len() as u64;
     stats.content_bytes += whole.iter().map(|w| w.2.size).sum::<u64>();
+    // Files are numbered in the order they are written: the patched ones,
+    // then the pieces. Trees name a file of the delta by its number, and a
+    // tree of the delta by its place: ids the reader computes anyway.
+    let mut file_index: HashMap<ObjectId, u32> = HashMap::new();
+    let numbered = patches
+        .iter()
+        .map(|p| p.0)
+        .chain(pieces.iter().flat_map(|p| match p {
+            Piece::Block(ids) => ids.clone(),
+            Piece::Large(id) => vec![*id],
+        }));
+    for (i, id) in numbered.enumerate() {
+        file_index.insert(id, u32::try_from(i).expect("fewer than 2^31 files"));
+    }
+
+    // Trees: one block, children before parents, each with the references
+    // above in place of ids, compressed against the old trees at their
+    // paths (most of a changed folder's entries are the same); made
+    // alongside the patches and blocks.
+    let tree_record = || -> Result<Vec<u8>, Error> {
+        let mut raw = Vec::new();
+        let mut bases = Vec::new();
+        let mut prefix = Vec::new();
+        let mut placed: HashMap<ObjectId, u32> = HashMap::new();
+        for (i, (id, base)) in trees.iter().rev().enumerate() {
+            let mut t = repo.read_tree(id)?;
+            let mut refs = Vec::new();
+            for (n, e) in t.entries.iter_mut().enumerate() {
+                let r = match e.kind {
+                    EntryKind::File => file_index.get(&e.id).copied(),
+                    EntryKind::Dir => placed.get(&e.id).map(|p| p | TREE_REF),
+                };
+                if let Some(r) = r {
+                    refs.push((n, r));
+                    e.id = ObjectId([0; 32]);
+                }
+            }
+            placed.insert(*id, u32::try_from(i).expect("fewer than 2^31 trees"));
+            put_u32(&mut raw, refs.len());
+            for (n, r) in refs {
+                put_u32(&mut raw, n);
+                raw.extend_from_slice(&r.to_be_bytes());
+            }
+            let bytes = t.encode();
+            put_u32(&mut raw, bytes.len());
+            raw.extend_from_slice(&bytes);
+            if let Some(b) = base {
+                bases.push(*b);
+                prefix.extend_from_slice(&repo.read_tree(b)?.encode());
+            }
+        }
+        if prefix.len() + raw.len() > 1 << MAX_WINDOW_LOG {
+            bases.clear();
+            prefix.clear();
+        }
+        let mut rec = Vec::new();
+        put_u32(&mut rec, bases.len());
+        for b in &bases {
+            rec.extend_from_slice(&b.0);
+        }
+        let z = compress(
+            &raw,
+            (!prefix.is_empty()).then_some(&prefix[..]),
+            opts.block_level,
+        )?;
+        rec.extend_from_slice(&z);
+        Ok(rec)
+    };
     // A few blocks at a time: in parallel, written in order, memory
     // bounded; the first ones alongside the patches (so that both cores
     // stay busy when there are few blocks).
@@ -354,13 +384,15 @@ pub fn generate(
                     for id in ids {
                         let (h, content) = repo.read_file(id)?;
                         let hb = h.encode();
-                        raw.extend_from_slice(&id.0);
                         put_u32(&mut raw, hb.len());
                         raw.extend_from_slice(&hb);
                         raw.extend_from_slice(&content);
                         progress.add(1, h.size);
                     }
-                    Ok(Some(compress(&raw, None, opts.block_level)?))
+                    let mut rec = Vec::new();
+                    put_u32(&mut rec, ids.len());
+                    rec.extend_from_slice(&compress(&raw, None, opts.block_level)?);
+                    Ok(Some(rec))
                 }
                 Piece::Large(_) => Ok(None),
             })
@@ -396,7 +428,6 @@ pub fn generate(
     );
     let tree_rec = tree_rec?;
     stats.tree_bytes = tree_rec.len() as u64;
-    write_record(&mut out, b'T', &tree_rec).map_err(io)?;
     let encoded = encoded?;
     stats.patched = patches.len() as u64;
     stats.content_bytes += patches.iter().map(|p| p.2.size).sum::<u64>();
@@ -433,6 +464,12 @@ pub fn generate(
     for group in groups {
         write_group(group, encode_group(group)?)?;
     }
+    write_record(&mut out, b'T', &tree_rec).map_err(io)?;
+    let commit_bytes = to_commit.encode();
+    out.write_all(b"C").map_err(io)?;
+    out.write_all(&(commit_bytes.len() as u32).to_be_bytes())
+        .map_err(io)?;
+    out.write_all(&commit_bytes).map_err(io)?;
 
     out.write_all(b"E").map_err(io)?;
     for v in [1u64, stats.trees, stats.files + stats.patched] {
@@ -475,7 +512,6 @@ fn write_large(
     let h = s.header().clone();
     let hb = h.encode();
     out.write_all(b"L").map_err(io)?;
-    out.write_all(&id.0).map_err(io)?;
     out.write_all(&(hb.len() as u32).to_be_bytes())
         .map_err(io)?;
     out.write_all(&hb).map_err(io)?;

@@ -13,13 +13,19 @@
 //!
 //! ```text
 //! "SLATEDL1" | from: 32 bytes (zeros: empty) | to: 32 bytes | record*
-//! 'C' u32 len, commit bytes                      the commit `to`
-//! 'T' u64 len, zstd( (id, u32 len, tree bytes)* ) new trees
 //! 'P' u64 len, u32 n, (id, base id, u32 hlen, header, u32 plen, patch)*
-//! 'F' u64 len, zstd( (id, u32 hlen, header, content)* ) new files
-//! 'L' id, u32 hlen, header, (u32 clen, zstd chunk)*, u32 0   a large file
+//! 'F' u64 len, u32 n, zstd( (u32 hlen, header, content)* )   new files
+//! 'L' u32 hlen, header, (u32 clen, zstd chunk)*, u32 0        a large file
+//! 'T' u64 len, u32 n, n base tree ids, zstd( per tree, children first:
+//!     u32 r, r × (u32 entry, u32 file number | 1<<31 + tree place),
+//!     u32 len, tree bytes with those entries' ids zeroed )
+//! 'C' u32 len, commit bytes                      the commit `to`
 //! 'E' u64 commits, u64 trees, u64 files                   the end
 //! ```
+//!
+//! Files are numbered in the order they come; a whole file's id, and the
+//! ids of the trees, are left out: the reader computes them, and the
+//! commit's id, which must be `to`, covers them all.
 
 mod apply;
 mod generate;
@@ -258,7 +264,6 @@ pub fn describe(path: &Path) -> Result<Described, Error> {
             }
             b'L' => {
                 d.large += 1;
-                f.seek_relative(32).map_err(io)?;
                 f.read_exact(&mut b4).map_err(trunc)?;
                 f.seek_relative(u32::from_be_bytes(b4) as i64).map_err(io)?;
                 loop {
