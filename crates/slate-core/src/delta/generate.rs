@@ -152,6 +152,21 @@ fn block_order(path: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     (ext, name.to_vec(), path.to_vec())
 }
 
+/// Sort `items` by where the object each names is stored.
+fn sort_stored<T>(
+    repo: &Repo,
+    items: &mut Vec<T>,
+    id: impl Fn(&T) -> &ObjectId,
+) -> store::Result<()> {
+    let mut keyed = std::mem::take(items)
+        .into_iter()
+        .map(|t| Ok((repo.storage_order_key(id(&t))?, t)))
+        .collect::<store::Result<Vec<_>>>()?;
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    items.extend(keyed.into_iter().map(|(_, t)| t));
+    Ok(())
+}
+
 fn window_log(len: usize) -> u32 {
     let bits = usize::BITS - len.max(1).leading_zeros();
     bits.clamp(10, MAX_WINDOW_LOG)
@@ -219,22 +234,40 @@ pub fn generate(
     let New { trees, files, .. } = new;
     progress.set_total(files.len() as u64);
 
-    // Changed files with a base; the rest whole.
+    // Changed files with a base; the rest whole. Headers are read in the
+    // order objects are stored, so that each pack frame is decompressed
+    // about once.
+    let mut files = files;
+    sort_stored(repo, &mut files, |f| &f.0)?;
     let headers: Vec<FileHeader> = files
         .par_iter()
         .map(|(id, _)| repo.file_header(id))
         .collect::<store::Result<_>>()?;
+    let base_of = |path: &[u8]| {
+        old.by_path
+            .get(path)
+            .copied()
+            .or_else(|| old.by_name.get(file_name(path)).copied().flatten())
+    };
+    let mut bases: Vec<ObjectId> = files
+        .iter()
+        .zip(&headers)
+        .filter(|(_, h)| h.meta.kind == FileKind::Regular && h.size > 0)
+        .filter_map(|((_, path), _)| base_of(path))
+        .collect();
+    bases.sort_unstable();
+    bases.dedup();
+    sort_stored(repo, &mut bases, |b| b)?;
+    let base_headers: HashMap<ObjectId, FileHeader> = bases
+        .par_iter()
+        .map(|b| Ok((*b, repo.file_header(b)?)))
+        .collect::<store::Result<_>>()?;
     let mut patches = Vec::new();
     let mut whole = Vec::new();
     for ((id, path), h) in files.into_iter().zip(headers) {
-        let base = old
-            .by_path
-            .get(&path)
-            .copied()
-            .or_else(|| old.by_name.get(file_name(&path)).copied().flatten());
-        let base = match base {
+        let base = match base_of(&path) {
             Some(b) if h.meta.kind == FileKind::Regular && h.size > 0 => {
-                let bh = repo.file_header(&b)?;
+                let bh = &base_headers[&b];
                 let reach = bh.size + h.size;
                 (bh.meta.kind == FileKind::Regular && bh.size > 0 && reach <= 1 << MAX_WINDOW_LOG)
                     .then_some(b)
@@ -276,12 +309,7 @@ pub fn generate(
 
     // Patches, in records of about a block each, encoded in parallel, in
     // the order the files are stored (each pack frame decompressed once).
-    let mut keyed = patches
-        .into_iter()
-        .map(|p| Ok((repo.storage_order_key(&p.0)?, p)))
-        .collect::<store::Result<Vec<_>>>()?;
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    let patches: Vec<_> = keyed.into_iter().map(|(_, p)| p).collect();
+    sort_stored(repo, &mut patches, |p| &p.0)?;
     // New files: blocks of like files, large ones alone in chunks.
     whole.sort_by_cached_key(|(_, p, _)| block_order(p));
     let mut pieces = Vec::new();
@@ -380,9 +408,16 @@ pub fn generate(
             .par_iter()
             .map(|p| match p {
                 Piece::Block(ids) => {
+                    // Read in storage order, laid out in the block's order.
+                    let mut stored = ids.clone();
+                    sort_stored(repo, &mut stored, |i| i)?;
+                    let mut read: HashMap<ObjectId, (FileHeader, Vec<u8>)> = stored
+                        .iter()
+                        .map(|id| Ok((*id, repo.read_file(id)?)))
+                        .collect::<store::Result<_>>()?;
                     let mut raw = Vec::new();
                     for id in ids {
-                        let (h, content) = repo.read_file(id)?;
+                        let (h, content) = read.remove(id).expect("read above");
                         let hb = h.encode();
                         put_u32(&mut raw, hb.len());
                         raw.extend_from_slice(&hb);
