@@ -32,8 +32,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            patch_level: 12,
-            block_level: 19,
+            patch_level: 10,
+            block_level: 18,
             block_size: 12 << 20,
         }
     }
