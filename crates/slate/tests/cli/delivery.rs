@@ -770,3 +770,37 @@ fn a_server_without_range_requests_serves_whole_packs() {
     assert!(fetched < 2 * pack_bytes(&p) + 100_000, "{fetched} bytes");
     assert!(r["requests"].as_u64().expect("requests") <= 12, "{r}");
 }
+
+#[test]
+fn a_delta_cut_mid_way_is_resumed_not_fetched_again() {
+    let p = publish(4);
+    let fs = FaultServer::start(p.repo.clone());
+    let l = local(&p, &[&fs.url]);
+    pull_ok(&l, &[]);
+    let v2 = publish_update_with_deltas(&p);
+    let size = std::fs::read_dir(p.repo.join("deltas"))
+        .expect("deltas")
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).expect("delta dir").flatten())
+        .filter(|f| !f.file_name().to_string_lossy().starts_with("empty"))
+        .map(|f| f.metadata().expect("meta").len())
+        .next()
+        .expect("a delta from v1");
+    // The first answer for the delta stops half way; the retry asks for
+    // the rest only.
+    fs.rule(".delta", Fault::Truncate(size / 2), 1);
+    let (r0, b0) = fs.counts();
+    let r = pull_ok(&l, &[]);
+    let (r1, b1) = fs.counts();
+    assert_eq!(r["commit"], v2.as_str());
+    assert_eq!(r["method"], "delta", "{r}");
+    assert!(r["delta_failed"].is_null(), "{r}");
+    // summary, signature, commit signature, the delta twice.
+    assert_eq!(r1 - r0, 5, "requests");
+    assert!(
+        b1 - b0 < size + 8_000,
+        "{} bytes for a {size}-byte delta",
+        b1 - b0
+    );
+    same_as_published(&p, &l);
+}
