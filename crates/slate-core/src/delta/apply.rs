@@ -39,6 +39,19 @@ const BATCH: u64 = 64 << 20;
 /// Largest commit, trees and patches records accepted.
 const MAX_COMMIT: u32 = 1 << 20;
 const MAX_RECORD: u64 = 1 << 30;
+/// Largest trees record once decompressed.
+const MAX_TREES: u64 = 256 << 20;
+
+/// `n` bytes (memory grows with what is read, not with what a length
+/// field claims); a shorter input is an unexpected end.
+fn read_exactly(r: &mut impl Read, n: u64) -> std::io::Result<Vec<u8>> {
+    let mut b = Vec::new();
+    r.take(n).read_to_end(&mut b)?;
+    if (b.len() as u64) < n {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(b)
+}
 
 struct Ctx<'a, 't> {
     tx: &'a Transaction<'t>,
@@ -136,6 +149,12 @@ impl Ctx<'_, '_> {
             let hb = take(&mut r, hl as usize).ok_or_else(bad)?;
             let h =
                 FileHeader::decode(hb).map_err(|e| self.err(format!("file object {id}: {e}")))?;
+            if h.size > 1 << super::MAX_WINDOW_LOG {
+                return Err(self.err(format!(
+                    "patch of file object {id}: {} bytes, more than a patch can make",
+                    h.size
+                )));
+            }
             let pl = take_u32(&mut r).ok_or_else(bad)?;
             let patch = take(&mut r, pl as usize).ok_or_else(bad)?;
             // Numbered even if its old file is missing: the trees name it.
@@ -155,7 +174,7 @@ impl Ctx<'_, '_> {
                 .map_err(|e| self.err(format!("file object {id}: {e}")))?;
             d.window_log_max(super::MAX_WINDOW_LOG)
                 .map_err(|e| self.err(format!("file object {id}: {e}")))?;
-            let mut content = Vec::with_capacity(h.size as usize);
+            let mut content = Vec::with_capacity((h.size as usize).min(CHUNK));
             (&mut d)
                 .take(h.size + 1)
                 .read_to_end(&mut content)
@@ -327,8 +346,7 @@ pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, E
                     }
                     continue;
                 }
-                let mut b = vec![0u8; len as usize];
-                f.read_exact(&mut b).map_err(trunc)?;
+                let b = read_exactly(&mut f, len).map_err(trunc)?;
                 pending_bytes += len;
                 pending.push((first, count, b));
                 if pending_bytes >= BATCH {
@@ -341,8 +359,7 @@ pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, E
                 if n > MAX_RECORD {
                     return Err(ctx.err(format!("record of {n} bytes")));
                 }
-                let mut b = vec![0u8; n as usize];
-                f.read_exact(&mut b).map_err(trunc)?;
+                let b = read_exactly(&mut f, n).map_err(trunc)?;
                 if tag[0] == b'T' {
                     // Trees name the files: all of them are stored first.
                     flush(&mut pending)?;
@@ -446,8 +463,13 @@ fn store_trees(ctx: &Ctx<'_, '_>, rec: &[u8]) -> Result<Vec<ObjectId>, Error> {
     d.window_log_max(super::MAX_WINDOW_LOG)
         .map_err(|e| ctx.err(format!("trees: {e}")))?;
     let mut raw = Vec::new();
-    d.read_to_end(&mut raw)
+    (&mut d)
+        .take(MAX_TREES + 1)
+        .read_to_end(&mut raw)
         .map_err(|e| ctx.err(format!("trees: {e}")))?;
+    if raw.len() as u64 > MAX_TREES {
+        return Err(ctx.err(format!("trees record of more than {MAX_TREES} bytes")));
+    }
     let mut r = raw.as_slice();
     let ids = ctx.ids.lock().expect("no panic while held");
     let mut placed: Vec<ObjectId> = Vec::new();

@@ -274,3 +274,52 @@ fn a_damaged_or_cut_delta_is_refused_and_stores_nothing() {
 }
 
 use crate::walk;
+
+/// A small full-image delta, made once.
+fn small_delta() -> &'static (Vec<u8>, ObjectId) {
+    static D: std::sync::OnceLock<(Vec<u8>, ObjectId)> = std::sync::OnceLock::new();
+    D.get_or_init(|| {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let src = Repo::init(&tmp.path().join("src"), RepoMode::Archive).expect("init");
+        let tree = tmp.path().join("tree");
+        std::fs::create_dir_all(tree.join("usr/lib")).expect("mkdir");
+        std::fs::write(tree.join("usr/lib/a"), noise(7, 3000)).expect("write");
+        std::fs::write(tree.join("usr/lib/b"), "text ".repeat(300)).expect("write");
+        std::os::unix::fs::symlink("a", tree.join("usr/lib/c")).expect("symlink");
+        let c = commit_dir(&src, &tree, 5);
+        let g =
+            generate(&src, None, c, &Options::default(), &Progress::default()).expect("generate");
+        (
+            std::fs::read(src.path().join(&g.path)).expect("read delta"),
+            c,
+        )
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    /// Any damage to a delta (a byte changed, the end cut off) is refused
+    /// with nothing stored, or still gives the commit it names.
+    #[test]
+    fn damaged_deltas_are_refused_or_still_right(at in 0usize..100_000, xor in 1u8..=255, cut in proptest::bool::ANY) {
+        let (good, commit) = small_delta();
+        let mut bytes = good.clone();
+        let at = at % bytes.len();
+        if cut {
+            bytes.truncate(at);
+        } else {
+            bytes[at] ^= xor;
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let repo = Repo::init(&tmp.path().join("r"), RepoMode::BareUser).expect("init");
+        let file = tmp.path().join("d.delta");
+        std::fs::write(&file, &bytes).expect("write");
+        match apply(&repo, &file, &Progress::default()) {
+            Ok(a) => {
+                proptest::prop_assert_eq!(a.to, *commit);
+                proptest::prop_assert_eq!(all_files(&repo, commit), 3);
+            }
+            Err(_) => proptest::prop_assert!(repo.list_objects().expect("list").is_empty()),
+        }
+    }
+}
