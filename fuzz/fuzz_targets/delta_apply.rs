@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use slate_core::progress::Progress;
-use slate_core::store::{Repo, RepoMode};
+use slate_core::store::{ObjectRead, Repo, RepoMode};
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().expect("tempdir");
