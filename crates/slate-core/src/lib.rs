@@ -14,6 +14,7 @@
 
 pub mod checkout;
 pub mod commit;
+pub mod compose;
 pub mod confd;
 pub mod delta;
 pub mod diff;

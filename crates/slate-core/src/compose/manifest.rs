@@ -1,0 +1,371 @@
+//! The manifest (`docs/format/manifest.md`): what an image is, read from
+//! TOML with every error naming the file, line and column, and checked
+//! before anything is built: a base first, known keys only, inputs that
+//! exist, digests that are digests, names that are names.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::sysroot::{EtcMode, VarMode};
+
+/// An error in a manifest, at a place in it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}:{column}: {message}", path.display())]
+pub struct Error {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub image: Image,
+    #[serde(default, rename = "input")]
+    pub inputs: Vec<Spanned<Input>>,
+    #[serde(default)]
+    pub sysusers: Lines,
+    #[serde(default)]
+    pub tmpfiles: Lines,
+    #[serde(default)]
+    pub units: Units,
+    #[serde(default)]
+    pub kernel: Kernel,
+    #[serde(default)]
+    pub deploy: Deploy,
+    #[serde(default)]
+    pub lint: Lint,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    pub name: Spanned<String>,
+    pub version: Spanned<String>,
+    /// The branch the image is committed to.
+    #[serde(rename = "ref")]
+    pub branch: Spanned<String>,
+}
+
+/// One input, in the order the tree is built.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Input {
+    /// A Debian bootstrap through mmdebstrap (a base).
+    Mmdebstrap {
+        suite: String,
+        #[serde(default = "minbase")]
+        variant: String,
+        #[serde(default)]
+        architecture: Option<String>,
+        #[serde(default)]
+        packages: Vec<String>,
+        /// apt source lines (`deb URI SUITE COMPONENTS`); none: the host's.
+        #[serde(default)]
+        sources: Vec<String>,
+    },
+    /// A directory's tree (a base).
+    Directory { path: PathBuf },
+    /// A tar archive, plain or compressed, pinned by its SHA-256 (a base).
+    Tarball { path: PathBuf, sha256: String },
+    /// More Debian packages, installed with apt.
+    Packages { names: Vec<String> },
+    /// A `.deb` file pinned by its SHA-256.
+    Deb { path: PathBuf, sha256: String },
+    /// A file or folder copied into the tree at `target`.
+    Files { source: PathBuf, target: String },
+}
+
+fn minbase() -> String {
+    "minbase".into()
+}
+
+impl Input {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Input::Mmdebstrap { .. } => "mmdebstrap",
+            Input::Directory { .. } => "directory",
+            Input::Tarball { .. } => "tarball",
+            Input::Packages { .. } => "packages",
+            Input::Deb { .. } => "deb",
+            Input::Files { .. } => "files",
+        }
+    }
+
+    /// Whether it makes the first tree (and may only come first).
+    pub fn is_base(&self) -> bool {
+        matches!(
+            self,
+            Input::Mmdebstrap { .. } | Input::Directory { .. } | Input::Tarball { .. }
+        )
+    }
+
+    /// The local files it reads, as written in the manifest.
+    fn paths(&self) -> Vec<&Path> {
+        match self {
+            Input::Directory { path } | Input::Tarball { path, .. } | Input::Deb { path, .. } => {
+                vec![path.as_path()]
+            }
+            Input::Files { source, .. } => vec![source.as_path()],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// sysusers.d or tmpfiles.d lines the image gets.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lines {
+    #[serde(default)]
+    pub lines: Vec<Spanned<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Units {
+    #[serde(default)]
+    pub enable: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub disable: Vec<Spanned<String>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    #[serde(default)]
+    pub args: Vec<Spanned<String>>,
+}
+
+/// How deployments of the image keep `/etc` and `/var`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    #[serde(default = "persistent_etc")]
+    pub etc: EtcMode,
+    #[serde(default = "persistent_var")]
+    pub var: VarMode,
+}
+
+fn persistent_etc() -> EtcMode {
+    EtcMode::Persistent
+}
+fn persistent_var() -> VarMode {
+    VarMode::Persistent
+}
+
+impl Default for Deploy {
+    fn default() -> Self {
+        Deploy {
+            etc: EtcMode::Persistent,
+            var: VarMode::Persistent,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lint {
+    /// Paths under `/etc` and `/var` the lint accepts without a factory
+    /// copy or a line (absolute; a trailing `/` covers a whole folder).
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+}
+
+/// A manifest read and checked, with its inputs' paths made absolute
+/// (relative ones are taken from the manifest's folder).
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub manifest: Manifest,
+}
+
+/// Line and column (from 1) of byte `offset` of `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A Debian package name (Debian Policy 5.6.7), optionally `=VERSION`.
+fn is_package(s: &str) -> bool {
+    let name = s.split_once('=').map_or(s, |(n, _)| n);
+    name.len() >= 2
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.')
+        })
+}
+
+fn is_unit(s: &str) -> bool {
+    const KINDS: &[&str] = &[
+        ".service",
+        ".socket",
+        ".timer",
+        ".target",
+        ".path",
+        ".mount",
+        ".automount",
+        ".swap",
+        ".slice",
+    ];
+    KINDS.iter().any(|k| s.ends_with(k) && s.len() > k.len())
+        && !s.contains('/')
+        && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+impl Loaded {
+    /// Read and check the manifest at `path`.
+    pub fn read(path: &Path) -> Result<Loaded, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error {
+            path: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: e.to_string(),
+        })?;
+        Loaded::parse(path, &text)
+    }
+
+    /// Check `text`, the manifest at `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Loaded, Error> {
+        let at = |offset: usize, message: String| {
+            let (line, column) = line_col(text, offset);
+            Error {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let mut m: Manifest = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            at(offset, e.message().to_string())
+        })?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+
+        crate::store::validate_ref_name(m.image.branch.get_ref())
+            .map_err(|e| at(m.image.branch.span().start, e.to_string()))?;
+        for f in [&m.image.name, &m.image.version] {
+            if f.get_ref().is_empty() || f.get_ref().chars().any(char::is_control) {
+                return Err(at(
+                    f.span().start,
+                    "must be a non-empty line of text".into(),
+                ));
+            }
+        }
+
+        let Some(first) = m.inputs.first() else {
+            return Err(at(
+                0,
+                "no [[input]]: the first one makes the tree (mmdebstrap, directory or tarball)"
+                    .into(),
+            ));
+        };
+        if !first.get_ref().is_base() {
+            return Err(at(
+                first.span().start,
+                format!(
+                    "the first input is a {}; it must make the tree: mmdebstrap, directory or tarball",
+                    first.get_ref().kind()
+                ),
+            ));
+        }
+        for (i, input) in m.inputs.iter_mut().enumerate() {
+            let start = input.span().start;
+            let what = format!("input {} ({})", i + 1, input.get_ref().kind());
+            if i > 0 && input.get_ref().is_base() {
+                return Err(at(
+                    start,
+                    format!("{what}: only the first input may make the tree"),
+                ));
+            }
+            for p in input.get_ref().paths() {
+                let full = dir.join(p);
+                if let Err(e) = std::fs::metadata(&full) {
+                    return Err(at(start, format!("{what}: {}: {e}", full.display())));
+                }
+            }
+            match input.get_mut() {
+                Input::Tarball { sha256, .. } | Input::Deb { sha256, .. } if !is_sha256(sha256) => {
+                    return Err(at(
+                        start,
+                        format!("{what}: sha256 {sha256:?} is not 64 lowercase hex digits"),
+                    ));
+                }
+                Input::Mmdebstrap {
+                    suite, packages, ..
+                } => {
+                    if suite.is_empty() || suite.contains(char::is_whitespace) {
+                        return Err(at(
+                            start,
+                            format!("{what}: suite {suite:?} is not a suite name"),
+                        ));
+                    }
+                    if let Some(p) = packages.iter().find(|p| !is_package(p)) {
+                        return Err(at(start, format!("{what}: {p:?} is not a package name")));
+                    }
+                }
+                Input::Packages { names } => {
+                    if let Some(p) = names.iter().find(|p| !is_package(p)) {
+                        return Err(at(start, format!("{what}: {p:?} is not a package name")));
+                    }
+                }
+                Input::Files { target, .. } if !target.starts_with('/') => {
+                    return Err(at(
+                        start,
+                        format!("{what}: target {target:?} must be an absolute path in the image"),
+                    ));
+                }
+                _ => {}
+            }
+            // Paths made absolute, so the build does not depend on the
+            // current directory.
+            match input.get_mut() {
+                Input::Directory { path }
+                | Input::Tarball { path, .. }
+                | Input::Deb { path, .. } => *path = dir.join(&*path),
+                Input::Files { source, .. } => *source = dir.join(&*source),
+                _ => {}
+            }
+        }
+        for u in m.units.enable.iter().chain(&m.units.disable) {
+            if !is_unit(u.get_ref()) {
+                return Err(at(
+                    u.span().start,
+                    format!(
+                        "{:?} is not a unit name (NAME.service, .socket, .timer, ...)",
+                        u.get_ref()
+                    ),
+                ));
+            }
+        }
+        for l in m.sysusers.lines.iter().chain(&m.tmpfiles.lines) {
+            if l.get_ref().contains('\n') {
+                return Err(at(l.span().start, "one line per string".into()));
+            }
+        }
+        for x in &m.lint.exclude {
+            let p = x.get_ref();
+            if !(p.starts_with("/etc") || p.starts_with("/var")) {
+                return Err(at(
+                    x.span().start,
+                    format!("{p:?}: the lint only looks at /etc and /var"),
+                ));
+            }
+        }
+        Ok(Loaded {
+            path: path.to_path_buf(),
+            manifest: m,
+        })
+    }
+}

@@ -1,0 +1,11 @@
+//! Compose: a declarative manifest becomes an image. This layer sits above
+//! `sysroot` (it names the deploy modes an image asks for). Today it holds
+//! the manifest (`manifest.rs`, `docs/format/manifest.md`); building the
+//! tree, the stateless transformation, the lint and the lockfile come next.
+
+pub mod manifest;
+
+pub use manifest::{Input, Loaded, Manifest};
+
+#[cfg(test)]
+mod tests;

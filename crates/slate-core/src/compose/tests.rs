@@ -1,0 +1,185 @@
+use std::path::Path;
+
+use super::manifest::{Input, Loaded};
+use crate::sysroot::{EtcMode, VarMode};
+
+const GOOD: &str = r#"
+[image]
+name = "Slate Debian"
+version = "12.1"
+ref = "debian/12/x86_64"
+
+[[input]]
+type = "mmdebstrap"
+suite = "bookworm"
+packages = ["systemd", "udev", "libc6=2.36-9+deb12u10"]
+
+[[input]]
+type = "packages"
+names = ["openssh-server"]
+
+[[input]]
+type = "files"
+source = "overlay"
+target = "/usr/share/slate-example"
+
+[sysusers]
+lines = ["u web - \"Web server\" /var/lib/web"]
+
+[tmpfiles]
+lines = ["d /var/lib/web 0750 web web -"]
+
+[units]
+enable = ["ssh.service"]
+disable = ["apt-daily.timer"]
+
+[kernel]
+args = ["quiet"]
+
+[deploy]
+etc = "stateless"
+var = "persistent"
+
+[lint]
+exclude = ["/var/cache/"]
+"#;
+
+fn with_overlay() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(d.path().join("overlay")).expect("mkdir");
+    d
+}
+
+fn parse(dir: &Path, text: &str) -> Result<Loaded, super::manifest::Error> {
+    Loaded::parse(&dir.join("image.toml"), text)
+}
+
+#[test]
+fn a_manifest_reads_with_its_inputs_in_order_and_paths_made_absolute() {
+    let d = with_overlay();
+    let l = parse(d.path(), GOOD).expect("good manifest");
+    let m = &l.manifest;
+    assert_eq!(m.image.branch.get_ref(), "debian/12/x86_64");
+    let kinds: Vec<&str> = m.inputs.iter().map(|i| i.get_ref().kind()).collect();
+    assert_eq!(kinds, ["mmdebstrap", "packages", "files"]);
+    match m.inputs[0].get_ref() {
+        Input::Mmdebstrap { variant, .. } => assert_eq!(variant, "minbase"),
+        other => panic!("{other:?}"),
+    }
+    match m.inputs[2].get_ref() {
+        Input::Files { source, .. } => assert_eq!(source, &d.path().join("overlay")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(m.deploy.etc, EtcMode::Stateless);
+    assert_eq!(m.deploy.var, VarMode::Persistent);
+    assert_eq!(m.units.enable[0].get_ref(), "ssh.service");
+}
+
+/// Each bad manifest fails at the line (and with the words) given.
+#[test]
+fn bad_manifests_fail_naming_the_line() {
+    let d = with_overlay();
+    // (what, text replaced, by, line of the error, words in it); an error
+    // inside an input is at its `[[input]]` line.
+    let cases: &[(&str, &str, &str, usize, &str)] = &[
+        (
+            "unknown key",
+            "ref = \"debian/12/x86_64\"\n",
+            "ref = \"debian/12/x86_64\"\ncolour = \"blue\"\n",
+            6,
+            "unknown field `colour`",
+        ),
+        (
+            "unknown input type",
+            "type = \"mmdebstrap\"",
+            "type = \"debootstrap\"",
+            8,
+            "debootstrap",
+        ),
+        (
+            "unknown input key",
+            "suite = \"bookworm\"",
+            "suite = \"bookworm\"\nmirror = \"x\"",
+            7,
+            "mirror",
+        ),
+        (
+            "missing source",
+            "source = \"overlay\"",
+            "source = \"missing\"",
+            16,
+            "No such file",
+        ),
+        (
+            "bad package",
+            "names = [\"openssh-server\"]",
+            "names = [\"Open SSH\"]",
+            12,
+            "is not a package name",
+        ),
+        (
+            "bad unit",
+            "enable = [\"ssh.service\"]",
+            "enable = [\"ssh\"]",
+            28,
+            "is not a unit name",
+        ),
+        (
+            "bad mode",
+            "etc = \"stateless\"",
+            "etc = \"sometimes\"",
+            35,
+            "sometimes",
+        ),
+        (
+            "relative target",
+            "target = \"/usr/share/slate-example\"",
+            "target = \"usr/share\"",
+            16,
+            "absolute path",
+        ),
+        (
+            "bad ref",
+            "ref = \"debian/12/x86_64\"",
+            "ref = \"debian//12\"",
+            5,
+            "debian//12",
+        ),
+        (
+            "bad exclude",
+            "exclude = [\"/var/cache/\"]",
+            "exclude = [\"/usr/lib\"]",
+            39,
+            "only looks at /etc and /var",
+        ),
+        ("not TOML", "[lint]", "[lint", 38, ""),
+    ];
+    for (name, find, replace, line, words) in cases {
+        let text = GOOD.replacen(find, replace, 1);
+        assert_ne!(text, GOOD, "{name}: the case changes nothing");
+        let e = parse(d.path(), &text).expect_err(name);
+        let msg = e.to_string();
+        let file = format!("{}:{line}:", d.path().join("image.toml").display());
+        assert!(msg.starts_with(&file), "{name}: {msg} (expected {file})");
+        assert!(msg.contains(words), "{name}: {msg}");
+    }
+}
+
+#[test]
+fn the_first_input_makes_the_tree_and_only_the_first() {
+    let d = with_overlay();
+    let no_base = GOOD.replacen(
+        "type = \"mmdebstrap\"\nsuite = \"bookworm\"\npackages = [\"systemd\", \"udev\", \"libc6=2.36-9+deb12u10\"]",
+        "type = \"packages\"\nnames = [\"systemd\"]",
+        1,
+    );
+    let e = parse(d.path(), &no_base).expect_err("no base");
+    assert!(e.to_string().contains("it must make the tree"), "{e}");
+    let two_bases = format!("{GOOD}\n[[input]]\ntype = \"directory\"\npath = \"overlay\"\n");
+    let e = parse(d.path(), &two_bases).expect_err("two bases");
+    assert!(e.to_string().contains("only the first input"), "{e}");
+    let tarball =
+        format!("{GOOD}\n[[input]]\ntype = \"deb\"\npath = \"overlay\"\nsha256 = \"ABC\"\n");
+    let e = parse(d.path(), &tarball).expect_err("bad digest");
+    assert!(e.to_string().contains("64 lowercase hex digits"), "{e}");
+}
