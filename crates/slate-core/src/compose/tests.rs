@@ -183,3 +183,71 @@ fn the_first_input_makes_the_tree_and_only_the_first() {
     let e = parse(d.path(), &tarball).expect_err("bad digest");
     assert!(e.to_string().contains("64 lowercase hex digits"), "{e}");
 }
+
+/// A tree's /etc moved to the factory comes back, as it was but for what
+/// is made per machine, when the tmpfiles lines are applied to the tree
+/// with an empty /etc.
+#[test]
+fn etc_moved_to_the_factory_is_rebuilt_by_tmpfiles() {
+    use crate::compose::etc;
+    let d = tempfile::tempdir().expect("tmp");
+    let root = d.path().join("tree");
+    let w = |p: &str, s: &str| {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, s).expect("write");
+    };
+    w("etc/os-release.d/x", "nested\n");
+    w("etc/motd", "welcome\n");
+    w("etc/with space", "odd name\n");
+    w("etc/ssh/sshd_config", "Port 22\n");
+    w("etc/ssh/ssh_host_ed25519_key", "secret\n");
+    w("etc/machine-id", "0123\n");
+    w("etc/passwd", "root:x:0:0::/root:/bin/sh\n");
+    w("usr/lib/os-release", "ID=test\n");
+    std::os::unix::fs::symlink("../usr/lib/os-release", root.join("etc/os-release"))
+        .expect("symlink");
+    let m = etc::move_etc(&root).expect("move");
+    assert_eq!(
+        m.left_out,
+        [
+            "/etc/machine-id",
+            "/etc/passwd",
+            "/etc/ssh/ssh_host_ed25519_key"
+        ]
+    );
+    assert_eq!(
+        m.lines,
+        [
+            "C /etc/motd - - - -",
+            "L /etc/os-release - - - - ../usr/lib/os-release",
+            "C /etc/os-release.d - - - -",
+            "C /etc/ssh - - - -",
+            "C \"/etc/with space\" - - - -",
+        ]
+    );
+    assert_eq!(std::fs::read_dir(root.join("etc")).expect("etc").count(), 0);
+    assert!(root.join("usr/share/factory/etc/ssh/sshd_config").exists());
+    assert!(!root
+        .join("usr/share/factory/etc/ssh/ssh_host_ed25519_key")
+        .exists());
+    // Twice is an error, not a second move.
+    assert!(etc::move_etc(&root).is_err());
+
+    let opts = crate::tmpfiles::Options {
+        root: Some(root.clone()),
+        create: true,
+        ..Default::default()
+    };
+    let mut log = crate::tmpfiles::Log::default();
+    crate::tmpfiles::run(&opts, &crate::tmpfiles::Host::for_image(), &mut log)
+        .unwrap_or_else(|_| panic!("tmpfiles failed: {log:?}"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).expect(p);
+    assert_eq!(read("etc/motd"), "welcome\n");
+    assert_eq!(read("etc/with space"), "odd name\n");
+    assert_eq!(read("etc/os-release.d/x"), "nested\n");
+    assert_eq!(read("etc/ssh/sshd_config"), "Port 22\n");
+    assert_eq!(read("etc/os-release"), "ID=test\n");
+    assert!(!root.join("etc/machine-id").exists());
+    assert!(!root.join("etc/ssh/ssh_host_ed25519_key").exists());
+}
