@@ -251,3 +251,63 @@ fn etc_moved_to_the_factory_is_rebuilt_by_tmpfiles() {
     assert!(!root.join("etc/machine-id").exists());
     assert!(!root.join("etc/ssh/ssh_host_ed25519_key").exists());
 }
+
+#[test]
+fn units_enabled_in_etc_move_into_usr() {
+    use crate::compose::units::{self, Error};
+    use std::os::unix::fs::symlink;
+    let d = tempfile::tempdir().expect("tmp");
+    let root = d.path().join("tree");
+    let etc = root.join("etc/systemd/system");
+    let usr = root.join("usr/lib/systemd/system");
+    std::fs::create_dir_all(etc.join("multi-user.target.wants")).expect("mkdir");
+    std::fs::create_dir_all(etc.join("foo.service.d")).expect("mkdir");
+    std::fs::create_dir_all(usr.join("multi-user.target.wants")).expect("mkdir");
+    symlink(
+        "/lib/systemd/system/ssh.service",
+        etc.join("multi-user.target.wants/ssh.service"),
+    )
+    .expect("link");
+    // Already in /usr the same: fine.
+    for dir in [&etc, &usr] {
+        symlink(
+            "/lib/systemd/system/cron.service",
+            dir.join("multi-user.target.wants/cron.service"),
+        )
+        .expect("link");
+    }
+    symlink("/lib/systemd/system/ssh.service", etc.join("sshd.service")).expect("alias");
+    symlink("/dev/null", etc.join("apt-daily.timer")).expect("mask");
+    std::fs::write(etc.join("foo.service.d/x.conf"), "[Service]\nNice=5\n").expect("write");
+    let m = units::move_units(&root).expect("move");
+    assert_eq!(m.moved.len(), 5, "{m:?}");
+    assert!(!root.join("etc/systemd/system").exists());
+    assert_eq!(
+        std::fs::read_link(usr.join("multi-user.target.wants/ssh.service")).expect("link"),
+        Path::new("/lib/systemd/system/ssh.service")
+    );
+    assert_eq!(
+        std::fs::read_link(usr.join("apt-daily.timer")).expect("mask"),
+        Path::new("/dev/null")
+    );
+    assert!(usr.join("foo.service.d/x.conf").is_file());
+
+    // A link in /etc that differs from the one in /usr is a conflict,
+    // named, and nothing is lost.
+    std::fs::create_dir_all(etc.join("multi-user.target.wants")).expect("mkdir");
+    symlink(
+        "/lib/systemd/system/other.service",
+        etc.join("multi-user.target.wants/cron.service"),
+    )
+    .expect("link");
+    match units::move_units(&root) {
+        Err(Error::Conflict { etc: e, usr: u }) => {
+            assert!(e.ends_with("etc/systemd/system/multi-user.target.wants/cron.service"));
+            assert!(u.ends_with("usr/lib/systemd/system/multi-user.target.wants/cron.service"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(etc
+        .join("multi-user.target.wants/cron.service")
+        .is_symlink());
+}
