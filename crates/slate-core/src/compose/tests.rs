@@ -311,3 +311,66 @@ fn units_enabled_in_etc_move_into_usr() {
         .join("multi-user.target.wants/cron.service")
         .is_symlink());
 }
+
+/// Users and groups the tree has but no sysusers.d file declares get
+/// lines; systemd's rules then make the same ones on an empty /etc.
+#[test]
+fn undeclared_users_and_groups_get_sysusers_lines() {
+    use crate::compose::users;
+    let d = tempfile::tempdir().expect("tmp");
+    let root = d.path().join("tree");
+    let w = |p: &str, s: &str| {
+        let p = root.join(p);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, s).expect("write");
+    };
+    w(
+        "etc/passwd",
+        "root:x:0:0:root:/root:/bin/bash\n\
+         daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n\
+         messagebus:x:100:101::/nonexistent:/usr/sbin/nologin\n\
+         sshd:x:101:65534:OpenSSH server:/run/sshd:/usr/sbin/nologin\n",
+    );
+    w(
+        "etc/group",
+        "root:x:0:\ndaemon:x:1:\nadm:x:4:daemon\nmessagebus:x:101:\nnogroup:x:65534:\n",
+    );
+    w(
+        "usr/lib/sysusers.d/basic.conf",
+        "u root 0 \"Super User\" /root\ng nogroup 65534\n",
+    );
+    let got = users::declare(&root).expect("declare");
+    assert_eq!(
+        got.lines,
+        [
+            "g adm 4",
+            "g messagebus 101",
+            "u daemon 1 daemon /usr/sbin /usr/sbin/nologin",
+            "u messagebus 100:101 - /nonexistent /usr/sbin/nologin",
+            "u sshd 101:65534 \"OpenSSH server\" /run/sshd /usr/sbin/nologin",
+            "m daemon adm",
+        ]
+    );
+    // The machine's /etc starts empty; sysusers makes the same accounts.
+    std::fs::remove_file(root.join("etc/passwd")).expect("rm");
+    std::fs::remove_file(root.join("etc/group")).expect("rm");
+    let opts = crate::sysusers::Options {
+        root: Some(root.clone()),
+        ..Default::default()
+    };
+    let mut log = crate::confd::Log::default();
+    crate::sysusers::run(&opts, &crate::confd::Host::for_image(), &mut log)
+        .unwrap_or_else(|_| panic!("sysusers failed: {log:?}"));
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).expect("passwd");
+    let group = std::fs::read_to_string(root.join("etc/group")).expect("group");
+    for l in [
+        "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin",
+        "messagebus:x:100:101::/nonexistent:/usr/sbin/nologin",
+        "sshd:x:101:65534:OpenSSH server:/run/sshd:/usr/sbin/nologin",
+    ] {
+        assert!(passwd.lines().any(|x| x == l), "{l} not in:\n{passwd}");
+    }
+    for l in ["adm:x:4:daemon", "messagebus:x:101:", "daemon:x:1:"] {
+        assert!(group.lines().any(|x| x == l), "{l} not in:\n{group}");
+    }
+}
