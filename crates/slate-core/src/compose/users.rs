@@ -108,7 +108,7 @@ pub fn declare(root: &Path) -> Result<Declared, Error> {
             let declared = config
                 .members
                 .get(&name)
-                .is_some_and(|v| v.iter().any(|x| *x == m));
+                .is_some_and(|v| v.contains(&m));
             if !declared {
                 out.lines.push(format!("m {} {}", field(&m), field(&name)));
             }
