@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! hash → object → store → walk → { checkout, commit, diff, export, fsck, prune } → pull
-//!      → sysroot (deployments, boot entries, /etc merge)
+//!      → sysroot (deployments, boot entries, /etc merge) → compose (manifest, stateless steps)
 //! store, walk → sign, summary, delta (publishing: signatures, the summary, static deltas)
 //! confd → userdb → { sysusers, tmpfiles }   (engines: load, plan, apply; host facts passed in)
 //! fsutil, sys, progress: leaves used by all

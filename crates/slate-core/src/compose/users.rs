@@ -105,10 +105,7 @@ pub fn declare(root: &Path) -> Result<Declared, Error> {
         let name = text(&g.name);
         for m in &g.mem {
             let m = text(m);
-            let declared = config
-                .members
-                .get(&name)
-                .is_some_and(|v| v.contains(&m));
+            let declared = config.members.get(&name).is_some_and(|v| v.contains(&m));
             if !declared {
                 out.lines.push(format!("m {} {}", field(&m), field(&name)));
             }
