@@ -347,39 +347,18 @@ pub fn pull(
         plan.trees = trees;
         plan.files = files;
     }
-    if plan.files.is_empty() && plan.trees.is_empty() && plan.commits.is_empty() {
-        let mut stats = local_pull::apply(dest, dest, &plan, progress)?;
-        if let Some(a) = &from_delta {
-            stats.commits += 1;
-            stats.trees += a.trees as usize;
-            stats.files += (a.files + a.patched) as usize;
-            stats.content_bytes += a.content_bytes;
-        }
-        return finish(
-            dest,
-            name,
-            remote_ref,
-            &client,
-            &summary,
-            &state,
-            Done {
-                local_ref,
-                commit,
-                previous,
-                signed_by,
-                method,
-                used_delta,
-                delta_failed,
-                stats,
-            },
-        );
-    }
-    let store = store()?;
-    store.prefetch(&plan.files)?;
-    // Files in storage order: each frame is decompressed once.
-    plan.files.sort_by_key(|id| store.storage_key(id));
-    let mut stats = local_pull::apply(store, dest, &plan, progress)?;
-    store.clear_spans();
+    let mut stats = if plan.files.is_empty() && plan.trees.is_empty() && plan.commits.is_empty() {
+        // Only the ref to move.
+        local_pull::apply(dest, dest, &plan, progress)?
+    } else {
+        let store = store()?;
+        store.prefetch(&plan.files)?;
+        // Files in storage order: each frame is decompressed once.
+        plan.files.sort_by_key(|id| store.storage_key(id));
+        let stats = local_pull::apply(store, dest, &plan, progress)?;
+        store.clear_spans();
+        stats
+    };
     if let Some(a) = &from_delta {
         stats.commits += 1;
         stats.trees += a.trees as usize;

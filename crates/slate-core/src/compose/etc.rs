@@ -88,31 +88,30 @@ fn field(p: &std::ffi::OsStr) -> Option<String> {
 }
 
 /// Remove the per-machine paths below `etc` (`rel` is the path so far).
-fn drop_per_machine(etc: &Path, rel: &str, left_out: &mut Vec<String>) -> Result<(), Error> {
+/// Names are bytes: one that is not UTF-8 is never a per-machine path.
+fn drop_per_machine(etc: &Path, rel: &Path, left_out: &mut Vec<String>) -> Result<(), Error> {
     let dir = etc.join(rel);
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(&dir)
         .map_err(err(&dir))?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()
         .map_err(err(&dir))?;
     names.sort();
     for name in names {
-        let r = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
+        let r = rel.join(name);
         let p = etc.join(&r);
         let meta = std::fs::symlink_metadata(&p).map_err(err(&p))?;
-        if per_machine(&r) {
-            if meta.is_dir() {
-                std::fs::remove_dir_all(&p).map_err(err(&p))?;
-            } else {
-                std::fs::remove_file(&p).map_err(err(&p))?;
+        match r.to_str().filter(|t| per_machine(t)) {
+            Some(t) => {
+                if meta.is_dir() {
+                    std::fs::remove_dir_all(&p).map_err(err(&p))?;
+                } else {
+                    std::fs::remove_file(&p).map_err(err(&p))?;
+                }
+                left_out.push(format!("/etc/{t}"));
             }
-            left_out.push(format!("/etc/{r}"));
-        } else if meta.is_dir() {
-            drop_per_machine(etc, &r, left_out)?;
+            None if meta.is_dir() => drop_per_machine(etc, &r, left_out)?,
+            None => {}
         }
     }
     Ok(())
@@ -127,7 +126,7 @@ pub fn move_etc(root: &Path) -> Result<Moved, Error> {
     if !etc.is_dir() {
         return Ok(moved);
     }
-    drop_per_machine(&etc, "", &mut moved.left_out)?;
+    drop_per_machine(&etc, Path::new(""), &mut moved.left_out)?;
     if factory.exists() {
         return Err(Error {
             path: factory,

@@ -374,3 +374,27 @@ fn undeclared_users_and_groups_get_sysusers_lines() {
         assert!(group.lines().any(|x| x == l), "{l} not in:\n{group}");
     }
 }
+
+/// Names are bytes: a name that is not UTF-8 is moved like any other
+/// below /etc, and refused (named) where a text line must carry it.
+#[test]
+fn names_that_are_not_utf8_are_kept_or_refused_never_mangled() {
+    use std::os::unix::ffi::OsStrExt;
+    let d = tempfile::tempdir().expect("tmp");
+    let root = d.path().join("tree");
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    std::fs::create_dir_all(root.join("etc/dir")).expect("mkdir");
+    std::fs::write(root.join("etc/dir").join(odd), "x").expect("write");
+    std::fs::write(root.join("etc/passwd"), b"caf\xe9:x:5:5::/:/bin/sh\n").expect("write");
+    let e = crate::compose::users::declare(&root).expect_err("not UTF-8");
+    assert!(e.to_string().contains("caf\\xe9"), "{e}");
+    let m = crate::compose::etc::move_etc(&root).expect("move");
+    assert_eq!(m.lines, ["C /etc/dir - - - -"]);
+    assert!(root.join("usr/share/factory/etc/dir").join(odd).is_file());
+    // At the top of /etc it has no line: the move stops, naming it.
+    let root2 = d.path().join("tree2");
+    std::fs::create_dir_all(root2.join("etc")).expect("mkdir");
+    std::fs::write(root2.join("etc").join(odd), "x").expect("write");
+    let e = crate::compose::etc::move_etc(&root2).expect_err("no line for it");
+    assert!(e.to_string().contains("no tmpfiles.d line"), "{e}");
+}

@@ -23,6 +23,8 @@ pub enum Error {
     },
     #[error("the tree's sysusers.d files do not load: {0}")]
     Config(String),
+    #[error("/etc/passwd or /etc/group of the tree holds \"{0}\", which is not UTF-8: no sysusers.d line can carry it")]
+    NotText(String),
 }
 
 /// The lines written.
@@ -65,7 +67,10 @@ pub fn declare(root: &Path) -> Result<Declared, Error> {
     let mut log = Log::default();
     let config = sysusers::load(&r, &opts, &Host::for_image(), &mut log)
         .map_err(|_| Error::Config(format!("{log:?}")))?;
-    let text = |f: &[u8]| String::from_utf8_lossy(f).into_owned();
+    // sysusers.d lines are text: a field that is not UTF-8 has no line.
+    let text = |f: &[u8]| {
+        String::from_utf8(f.to_vec()).map_err(|_| Error::NotText(crate::object::name::escape(f)))
+    };
 
     let mut out = Declared::default();
     // A `u` line makes the group of the user's name too, with the
@@ -76,7 +81,7 @@ pub fn declare(root: &Path) -> Result<Declared, Error> {
             .any(|g| g.name == p.name && g.gid == p.gid && p.uid == p.gid)
     };
     for g in &groups {
-        let name = text(&g.name);
+        let name = text(&g.name)?;
         let by_user_line = passwd.iter().any(|p| p.name == g.name && own_group(p));
         if config.groups.contains_key(&name) || config.users.contains_key(&name) || by_user_line {
             continue;
@@ -84,7 +89,7 @@ pub fn declare(root: &Path) -> Result<Declared, Error> {
         out.lines.push(format!("g {} {}", field(&name), g.gid));
     }
     for p in &passwd {
-        let name = text(&p.name);
+        let name = text(&p.name)?;
         if config.users.contains_key(&name) {
             continue;
         }
@@ -96,15 +101,15 @@ pub fn declare(root: &Path) -> Result<Declared, Error> {
         out.lines.push(format!(
             "u {} {id} {} {} {}",
             field(&name),
-            field(&text(&p.gecos)),
-            field(&text(&p.dir)),
-            field(&text(&p.shell)),
+            field(&text(&p.gecos)?),
+            field(&text(&p.dir)?),
+            field(&text(&p.shell)?),
         ));
     }
     for g in &groups {
-        let name = text(&g.name);
+        let name = text(&g.name)?;
         for m in &g.mem {
-            let m = text(m);
+            let m = text(m)?;
             let declared = config.members.get(&name).is_some_and(|v| v.contains(&m));
             if !declared {
                 out.lines.push(format!("m {} {}", field(&m), field(&name)));

@@ -78,6 +78,18 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A TOML file's bytes decoded as `what`: not UTF-8, or not such a file,
+/// is refused with the path named (never read with bytes replaced).
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    what: &str,
+) -> Result<T> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Error::Refused(format!("{}: not {what}: not UTF-8 ({e})", show(path))))?;
+    toml::from_str(text).map_err(|e| Error::Refused(format!("{}: not {what}: {e}", show(path))))
+}
+
 pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.to_path_buf(),
@@ -215,8 +227,7 @@ impl Sysroot {
         let path = std::fs::canonicalize(path).map_err(io_err(path))?;
         let cfg_path = path.join("slate/sysroot.toml");
         let cfg: SysrootConfig = match std::fs::read(&cfg_path) {
-            Ok(b) => toml::from_str(&String::from_utf8_lossy(&b))
-                .map_err(|e| Error::Refused(format!("{}: {e}", show(&cfg_path))))?,
+            Ok(b) => parse_toml(&cfg_path, &b, "a sysroot configuration")?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotASysroot(path))
             }
@@ -295,8 +306,7 @@ impl Sysroot {
         validate_os_name(name)?;
         let p = self.state_dir(name).join("os.toml");
         match std::fs::read(&p) {
-            Ok(b) => toml::from_str(&String::from_utf8_lossy(&b))
-                .map_err(|e| Error::Refused(format!("{}: {e}", show(&p)))),
+            Ok(b) => parse_toml(&p, &b, "an OS configuration"),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(Error::NoSuchOs(name.to_string()))
             }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{io_err, write_toml, Error, Result, Sysroot};
+use super::{io_err, write_toml, Result, Sysroot};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -104,6 +104,5 @@ impl Sysroot {
 
 fn read_record(p: &Path) -> Result<Record> {
     let b = std::fs::read(p).map_err(io_err(p))?;
-    toml::from_str(&String::from_utf8_lossy(&b))
-        .map_err(|e| Error::Refused(format!("{}: not a deployment record: {e}", p.display())))
+    super::parse_toml(p, &b, "a deployment record")
 }
