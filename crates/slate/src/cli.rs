@@ -25,6 +25,7 @@ pub struct Cli {
 enum Command {
     Init(cmd::init::InitArgs),
     Commit(cmd::commit::CommitArgs),
+    Compose(cmd::compose::ComposeArgs),
     Log(cmd::log::LogArgs),
     Show(cmd::log::ShowArgs),
     Ls(cmd::ls::LsArgs),
@@ -56,6 +57,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init(a) => cmd::init::run(a),
         Command::Commit(a) => cmd::commit::run(a),
+        Command::Compose(a) => cmd::compose::run(a),
         Command::Log(a) => cmd::log::run_log(a),
         Command::Show(a) => cmd::log::run_show(a),
         Command::Ls(a) => cmd::ls::run_ls(a),

@@ -1,17 +1,74 @@
 //! Compose: a declarative manifest becomes an image. This layer sits above
-//! `sysroot` (it names the deploy modes an image asks for). Today it holds
-//! the manifest (`manifest.rs`, `docs/format/manifest.md`) and the first
-//! steps of the stateless transformation (`units.rs` and `users.rs`, then
-//! `etc.rs`;
-//! `docs/stateless.md`);
-//! building the tree, the other steps, the lint and the lockfile come next.
+//! `commit`, `checkout` and `sysroot` (it names the deploy modes an image
+//! asks for). The manifest (`manifest.rs`, `docs/format/manifest.md`) says
+//! what the image is; `build.rs` runs one compose: the base tree
+//! (`base.rs`: mmdebstrap, a folder, a tarball; `cache.rs`: packages by
+//! digest and base trees), the lockfile (`lock.rs`), what the manifest
+//! adds (`image.rs`), the stateless transformation (`users.rs`,
+//! `units.rs`, `etc.rs`, `var.rs`; `docs/stateless.md`), the lint
+//! (`lint.rs`) and the commit. `packages.rs` reads an image's packages.
 
+pub mod base;
+pub mod build;
+pub mod cache;
 pub mod etc;
+pub mod image;
+pub mod lint;
+pub mod lock;
 pub mod manifest;
+pub mod packages;
 pub mod units;
 pub mod users;
+pub mod var;
 
+use std::path::{Path, PathBuf};
+
+pub use build::{compose, Composed, Options};
 pub use manifest::{Input, Loaded, Manifest};
+
+/// Why a compose stopped. Nothing was committed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Manifest(#[from] manifest::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{tool}: {message}")]
+    Tool { tool: String, message: String },
+    #[error("{0}")]
+    Input(String),
+    #[error("--locked: the build differs from {}:\n  {}", path.display(), differences.join("\n  "))]
+    Locked {
+        path: PathBuf,
+        differences: Vec<String>,
+    },
+    #[error("--strict: {} path(s) of /etc and /var accounted for by nothing (a factory copy, a tmpfiles.d or sysusers.d line, or [lint] exclude):\n  {}", .0.len(), .0.join("\n  "))]
+    Lint(Vec<String>),
+    #[error(transparent)]
+    Etc(#[from] etc::Error),
+    #[error(transparent)]
+    Units(#[from] units::Error),
+    #[error(transparent)]
+    Users(#[from] users::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Commit(#[from] crate::commit::Error),
+    #[error(transparent)]
+    Checkout(#[from] crate::checkout::Error),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -108,6 +108,24 @@ pub enum EtcMode {
     Persistent,
 }
 
+impl std::fmt::Display for EtcMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EtcMode::Stateless => "stateless",
+            EtcMode::Persistent => "persistent",
+        })
+    }
+}
+
+impl std::fmt::Display for VarMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VarMode::Persistent => "persistent",
+            VarMode::Volatile => "volatile",
+        })
+    }
+}
+
 /// How an OS keeps `/var`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod checkout;
 pub mod commit;
+pub mod compose;
 pub mod delta;
 pub mod diff;
 pub mod export;

@@ -1,0 +1,318 @@
+//! The first tree of a build: a Debian bootstrap through mmdebstrap (with
+//! the manifest's packages and `.deb` files in the same run), a folder, or
+//! a tarball; and the `files` inputs copied over it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Serialize;
+
+use super::cache::{sha256_file, Cache, CachedDeb};
+use super::lock::LockedPackage;
+use super::manifest::Input;
+use super::Error;
+
+/// What the manifest asks of the package manager. Its digest is the
+/// lockfile's `request`: the same request gets the same pins.
+#[derive(Clone, Debug, Serialize)]
+pub struct Request {
+    pub suite: String,
+    pub variant: String,
+    pub architecture: Option<String>,
+    /// Package names (with `=VERSION` when pinned in the manifest), in
+    /// the manifest's order.
+    pub packages: Vec<String>,
+    /// `.deb` files by path, with their digests.
+    #[serde(skip)]
+    pub debs: Vec<PathBuf>,
+    pub deb_digests: Vec<String>,
+    pub sources: Vec<String>,
+}
+
+impl Request {
+    /// The request of a manifest whose base is mmdebstrap, else `None`.
+    pub fn of(inputs: &[Input]) -> Option<Request> {
+        let Some(Input::Mmdebstrap {
+            suite,
+            variant,
+            architecture,
+            packages,
+            sources,
+        }) = inputs.first()
+        else {
+            return None;
+        };
+        let mut r = Request {
+            suite: suite.clone(),
+            variant: variant.clone(),
+            architecture: architecture.clone(),
+            packages: packages.clone(),
+            debs: Vec::new(),
+            deb_digests: Vec::new(),
+            sources: sources.clone(),
+        };
+        for i in &inputs[1..] {
+            match i {
+                Input::Packages { names } => r.packages.extend(names.iter().cloned()),
+                Input::Deb { path, sha256 } => {
+                    r.debs.push(path.clone());
+                    r.deb_digests.push(sha256.clone());
+                }
+                _ => {}
+            }
+        }
+        Some(r)
+    }
+
+    pub fn digest(&self) -> String {
+        let json = serde_json::to_vec(self).expect("a request serializes");
+        crate::hash::ObjectId::digest(&json).to_hex()
+    }
+}
+
+/// How the base tree was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Made {
+    /// mmdebstrap, packages from the mirror.
+    Mirror,
+    /// mmdebstrap, packages from the cache alone (no mirror).
+    Cache,
+    /// The tree of an earlier identical build, from the cache.
+    CachedTree,
+    Directory,
+    Tarball,
+}
+
+/// The last `n` lines of a log file, for an error message.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n    ")
+}
+
+/// The customize hook that rebuilds each kernel's initrd with dracut, for
+/// any machine (no host-only) and byte for byte the same on each build.
+const DRACUT_HOOK: &str = r#"for d in "$1"/lib/modules/*; do [ -d "$d" ] || continue; [ -x "$1/usr/bin/dracut" ] || continue; v="${d##*/}"; chroot "$1" dracut --force --no-hostonly --reproducible --quiet "/boot/initrd.img-$v" "$v"; done"#;
+
+/// Run mmdebstrap into `target`. With `offline`, the packages come from a
+/// flat repository of the cache holding exactly `pins`; else from the
+/// mirror, and every package downloaded goes into the cache. Returns the
+/// packages seen (downloaded, or pinned).
+#[allow(clippy::too_many_arguments)]
+pub fn mmdebstrap(
+    req: &Request,
+    pins: Option<&[LockedPackage]>,
+    offline: bool,
+    cache: &Cache,
+    work: &Path,
+    target: &Path,
+    epoch: i64,
+) -> Result<Vec<CachedDeb>, Error> {
+    let log = work.join("mmdebstrap.log");
+    let incoming = work.join("incoming");
+    std::fs::create_dir_all(&incoming).map_err(Error::io(&incoming))?;
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.arg("--mode=root")
+        .arg("--format=directory")
+        .arg(format!("--variant={}", req.variant))
+        .arg(format!("--customize-hook={DRACUT_HOOK}"));
+    if let Some(a) = &req.architecture {
+        cmd.arg(format!("--architectures={a}"));
+    }
+    let mut include: Vec<String> = req.packages.clone();
+    include.extend(req.debs.iter().map(|p| p.display().to_string()));
+    if offline {
+        // The repository holds exactly the pins, one version of each:
+        // asking for all of them installs that set and no other.
+        for p in pins.unwrap_or_default() {
+            if !include.contains(&p.name) {
+                include.push(p.name.clone());
+            }
+        }
+    }
+    if !include.is_empty() {
+        cmd.arg(format!("--include={}", include.join(",")));
+    }
+    let mut seen = Vec::new();
+    if offline {
+        let pins = pins.expect("an offline build has pins");
+        let repo = work.join("repo");
+        let shas: Vec<String> = pins.iter().map(|p| p.sha256.clone()).collect();
+        cache.local_repo(&shas, &req.suite, &repo)?;
+        for p in pins {
+            seen.push(cache.get(&p.sha256)?);
+        }
+        cmd.arg("--hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount")
+            .arg(&req.suite)
+            .arg(target)
+            .arg(format!("deb [trusted=yes] file://{} ./", repo.display()));
+    } else {
+        cmd.arg("--skip=essential/unlink")
+            .arg(format!(
+                "--customize-hook=sync-out /var/cache/apt/archives {}",
+                incoming.display()
+            ))
+            .arg(&req.suite)
+            .arg(target)
+            .args(&req.sources);
+    }
+    let logf = std::fs::File::create(&log).map_err(Error::io(&log))?;
+    let status = cmd
+        .env("SOURCE_DATE_EPOCH", epoch.to_string())
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().map_err(Error::io(&log))?)
+        .stderr(logf)
+        .status()
+        .map_err(|e| Error::Tool {
+            tool: "mmdebstrap".into(),
+            message: format!("cannot run it (apt-get install mmdebstrap): {e}"),
+        })?;
+    if !status.success() {
+        return Err(Error::Tool {
+            tool: "mmdebstrap".into(),
+            message: format!(
+                "{} ({}); its last lines:\n    {}",
+                status,
+                if offline {
+                    "packages from the cache"
+                } else {
+                    "packages from the mirror"
+                },
+                tail(&log, 15)
+            ),
+        });
+    }
+    if !offline {
+        seen.extend(cache.take_all(&incoming)?);
+    }
+    for d in &req.debs {
+        seen.push(cache.add(d, false)?);
+    }
+    Ok(seen)
+}
+
+/// Copy a folder's content into `target` (modes, owners, links, xattrs).
+pub fn copy_dir(src: &Path, target: &Path, keep_owners: bool) -> Result<(), Error> {
+    std::fs::create_dir_all(target).map_err(Error::io(target))?;
+    let mut cmd = Command::new("cp");
+    cmd.arg("-a").arg("--reflink=auto");
+    if !keep_owners {
+        cmd.arg("--no-preserve=ownership");
+    }
+    let out = cmd
+        .arg(src.join("."))
+        .arg(target)
+        .output()
+        .map_err(|e| Error::Tool {
+            tool: "cp".into(),
+            message: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Tool {
+            tool: "cp".into(),
+            message: format!(
+                "{} -> {}: {}",
+                src.display(),
+                target.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Unpack a tar archive (plain or compressed) into `target`, owners and
+/// modes as recorded.
+pub fn untar(file: &Path, target: &Path) -> Result<(), Error> {
+    std::fs::create_dir_all(target).map_err(Error::io(target))?;
+    let out = Command::new("tar")
+        .args([
+            "-x",
+            "-p",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+        ])
+        .arg("-f")
+        .arg(file)
+        .arg("-C")
+        .arg(target)
+        .output()
+        .map_err(|e| Error::Tool {
+            tool: "tar".into(),
+            message: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Input(format!(
+            "{}: tar cannot unpack it: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// A file's SHA-256 compared with the one the manifest pins.
+pub fn check_digest(what: &str, file: &Path, want: &str) -> Result<(), Error> {
+    let got = sha256_file(file)?;
+    if got != want {
+        return Err(Error::Input(format!(
+            "{what}: {}: sha256 is {got}, the manifest pins {want}",
+            file.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The digest of a folder (its Slate tree id) or of a file (SHA-256).
+pub fn digest_path(p: &Path) -> Result<String, Error> {
+    let m = std::fs::metadata(p).map_err(Error::io(p))?;
+    if !m.is_dir() {
+        return sha256_file(p);
+    }
+    let sink = crate::store::HashSink::new();
+    let scan = crate::commit::scan_source(
+        &sink,
+        crate::commit::Source::Dir(p),
+        &crate::progress::Progress::default(),
+    )
+    .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
+    Ok(format!("tree:{}", scan.root.to_hex()))
+}
+
+/// Copy the `files` input `source` to `target` (absolute in the image),
+/// owned by the builder (root).
+pub fn add_files(root: &Path, source: &Path, target: &str) -> Result<(), Error> {
+    let dest = root.join(target.trim_start_matches('/'));
+    let m = std::fs::metadata(source).map_err(Error::io(source))?;
+    if m.is_dir() {
+        copy_dir(source, &dest, false)
+    } else {
+        let parent = dest.parent().unwrap_or(root);
+        std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
+        if std::fs::symlink_metadata(&dest).is_ok_and(|d| d.is_dir()) {
+            return Err(Error::Input(format!(
+                "files {}: the target {target} is a folder in the image; name the file",
+                source.display()
+            )));
+        }
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg("--no-preserve=ownership")
+            .arg(source)
+            .arg(&dest)
+            .output()
+            .map_err(|e| Error::Tool {
+                tool: "cp".into(),
+                message: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(Error::Tool {
+                tool: "cp".into(),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,447 @@
+//! One compose, start to end: the base tree (from the tree cache, the
+//! package cache or the mirror), the other inputs, the manifest's
+//! additions, the stateless transformation, the lint, the commit, and
+//! the lockfile. The tree is built below the cache's `work/` and removed
+//! after; nothing reaches the repository unless every step passed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::base::{self, Made, Request};
+use super::cache::Cache;
+use super::image::{self, Added};
+use super::lint::{self, Report};
+use super::lock::{LockedInput, LockedPackage, Lockfile, VERSION};
+use super::manifest::{Input, Loaded};
+use super::packages::{self, Package};
+use super::{etc, units, users, var, Error};
+use crate::commit::{CommitOptions, ParentSpec, Source};
+use crate::hash::ObjectId;
+use crate::progress::Progress;
+use crate::store::Repo;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub manifest: Loaded,
+    pub lockfile: PathBuf,
+    /// Refuse any difference from the lockfile, and never write it.
+    pub locked: bool,
+    /// Ignore the lockfile's pins: take what the mirror has now.
+    pub update: bool,
+    /// Fail on unaccounted paths.
+    pub strict: bool,
+    pub cache_dir: PathBuf,
+    /// Reuse (and keep) base trees in the cache.
+    pub tree_cache: bool,
+    /// Commit time, and SOURCE_DATE_EPOCH for the tools.
+    pub epoch: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Composed {
+    pub id: ObjectId,
+    pub parent: Option<ObjectId>,
+    pub branch: String,
+    pub base: Made,
+    pub packages: Vec<Package>,
+    /// Whether the lockfile was written (new or changed).
+    pub lock_written: bool,
+    pub removed_noise: Vec<String>,
+    pub etc_left_out: Vec<String>,
+    pub etc_lines: usize,
+    pub var_lines: usize,
+    pub users_lines: usize,
+    pub units_moved: usize,
+    pub added: Added,
+    pub lint: Report,
+    pub steps: Vec<Step>,
+}
+
+struct Timer<'a> {
+    steps: Vec<Step>,
+    at: Instant,
+    current: String,
+    report: &'a mut dyn FnMut(&str),
+}
+
+impl Timer<'_> {
+    fn start(&mut self, name: &str) {
+        self.finish();
+        self.current = name.to_string();
+        self.at = Instant::now();
+        (self.report)(name);
+    }
+    fn finish(&mut self) {
+        if !self.current.is_empty() {
+            self.steps.push(Step {
+                name: std::mem::take(&mut self.current),
+                seconds: self.at.elapsed().as_secs_f64(),
+            });
+        }
+    }
+}
+
+/// The key of a base tree in the tree cache.
+fn tree_key(request: &str, pins: &[LockedPackage], epoch: i64) -> String {
+    let mut h = crate::hash::Hasher::new();
+    h.update(b"slate compose base tree 1\n");
+    h.update(request.as_bytes());
+    for p in pins {
+        h.update(p.sha256.as_bytes());
+    }
+    h.update(&epoch.to_le_bytes());
+    h.finish().to_hex()
+}
+
+const EXTENDED_STATES: &str = "var/lib/apt/extended_states";
+
+/// The packages apt marks as installed automatically, by name and
+/// architecture.
+fn auto_installed(tree: &Path) -> Result<Vec<(String, String)>, Error> {
+    let p = tree.join(EXTENDED_STATES);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(&p)(e)),
+    };
+    let mut out = Vec::new();
+    for para in packages::paragraphs(&text) {
+        let get = |k: &str| para.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+        if get("Auto-Installed").as_deref() == Some("1") {
+            if let (Some(n), Some(a)) = (get("Package"), get("Architecture")) {
+                out.push((n, a));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// apt's `extended_states` written from the pins, sorted: apt writes it
+/// in the order it resolved, which differs from a build to the next.
+fn write_extended_states(tree: &Path, pins: &[LockedPackage]) -> Result<(), Error> {
+    let p = tree.join(EXTENDED_STATES);
+    if !p.exists() && pins.iter().all(|x| !x.auto) {
+        return Ok(());
+    }
+    let mut auto: Vec<&LockedPackage> = pins.iter().filter(|x| x.auto).collect();
+    auto.sort_by(|a, b| (&a.name, &a.architecture).cmp(&(&b.name, &b.architecture)));
+    let mut text = String::new();
+    for x in auto {
+        text.push_str(&format!(
+            "Package: {}\nArchitecture: {}\nAuto-Installed: 1\n\n",
+            x.name, x.architecture
+        ));
+    }
+    std::fs::write(&p, text).map_err(Error::io(&p))
+}
+
+/// The packages of `tree` with the digests of the `.deb`s they came from.
+fn locked_packages(
+    tree: &Path,
+    seen: &[super::cache::CachedDeb],
+) -> Result<Vec<LockedPackage>, Error> {
+    let auto = auto_installed(tree)?;
+    let status = tree.join("var/lib/dpkg/status");
+    let text = std::fs::read_to_string(&status).map_err(Error::io(&status))?;
+    let by_pkg: BTreeMap<&Package, &str> = seen
+        .iter()
+        .map(|d| (&d.package, d.sha256.as_str()))
+        .collect();
+    let mut out = Vec::new();
+    for p in packages::installed(&text) {
+        let Some(sha) = by_pkg.get(&p) else {
+            return Err(Error::Input(format!(
+                "package {} {} ({}) is installed but no .deb of it was seen",
+                p.name, p.version, p.architecture
+            )));
+        };
+        out.push(LockedPackage {
+            auto: auto
+                .iter()
+                .any(|(n, a)| *n == p.name && *a == p.architecture),
+            sha256: sha.to_string(),
+            name: p.name,
+            version: p.version,
+            architecture: p.architecture,
+        });
+    }
+    Ok(out)
+}
+
+fn remove_quietly(p: &Path) {
+    let _ = std::fs::remove_dir_all(p);
+}
+
+/// Build, make stateless, lint and commit the image of `opts.manifest`
+/// into `repo`. `report` is told each step as it starts.
+pub fn compose(
+    repo: &Repo,
+    opts: &Options,
+    report: &mut dyn FnMut(&str),
+) -> Result<Composed, Error> {
+    let m = &opts.manifest.manifest;
+    let inputs: Vec<Input> = m.inputs.iter().map(|i| i.get_ref().clone()).collect();
+    let request = Request::of(&inputs);
+    if request.is_none() {
+        if let Some(i) = inputs
+            .iter()
+            .position(|i| matches!(i, Input::Packages { .. } | Input::Deb { .. }))
+        {
+            return Err(Error::Input(format!(
+                "{}: input {} ({}): packages are installed by an mmdebstrap base; this base is a {}",
+                opts.manifest.path.display(),
+                i + 1,
+                inputs[i].kind(),
+                inputs[0].kind()
+            )));
+        }
+    }
+    let old_lock = Lockfile::read(&opts.lockfile)?;
+    if opts.locked && old_lock.is_none() {
+        return Err(Error::Input(format!(
+            "--locked: no lockfile at {} (compose once without --locked to write it)",
+            opts.lockfile.display()
+        )));
+    }
+    let request_digest = request
+        .as_ref()
+        .map(Request::digest)
+        .unwrap_or_else(|| "none".into());
+    if opts.locked {
+        let l = old_lock.as_ref().expect("checked");
+        if l.request != request_digest {
+            return Err(Error::Locked {
+                path: opts.lockfile.clone(),
+                differences: vec![
+                    "the manifest's base, packages or .deb files changed since the lockfile was written"
+                        .into(),
+                ],
+            });
+        }
+    }
+    let pins: Option<&Lockfile> = old_lock
+        .as_ref()
+        .filter(|l| !opts.update && l.request == request_digest);
+
+    let cache = Cache::open(&opts.cache_dir)?;
+    let work = cache.work_dir()?;
+    let tree = work.path().join("tree");
+    let mut timer = Timer {
+        steps: Vec::new(),
+        at: Instant::now(),
+        current: String::new(),
+        report,
+    };
+
+    // 1. The base.
+    let mut locked_pkgs: Vec<LockedPackage> = Vec::new();
+    let mut sources: Option<String> = None;
+    let mut inputs_locked: Vec<LockedInput> = Vec::new();
+    let made = match (&inputs[0], &request) {
+        (Input::Mmdebstrap { suite, .. }, Some(req)) => {
+            let pinned = pins.map(|l| l.packages.as_slice());
+            let key = pinned.map(|p| tree_key(&request_digest, p, opts.epoch));
+            let trees = if opts.tree_cache {
+                Some(cache.trees()?)
+            } else {
+                None
+            };
+            let cached = match (&trees, &key) {
+                (Some(t), Some(k)) => t.read_ref(&format!("base/{k}"))?,
+                _ => None,
+            };
+            if let (Some(id), Some(t)) = (cached, &trees) {
+                timer.start(&format!("base: the cached tree of this lockfile ({suite})"));
+                let copts = crate::checkout::CheckoutOptions {
+                    copy: true,
+                    ..Default::default()
+                };
+                crate::checkout::checkout(t, &id, &tree, &copts, &Progress::default())?;
+                locked_pkgs = pinned.expect("a key has pins").to_vec();
+                sources = pins.and_then(|l| l.sources.clone());
+                Made::CachedTree
+            } else {
+                let offline = pinned.is_some_and(|p| p.iter().all(|x| cache.has(&x.sha256)));
+                timer.start(&format!(
+                    "base: mmdebstrap {suite} ({}, {} packages asked, from the {})",
+                    req.variant,
+                    req.packages.len() + req.debs.len(),
+                    if offline { "package cache" } else { "mirror" }
+                ));
+                let seen =
+                    base::mmdebstrap(req, pinned, offline, &cache, work.path(), &tree, opts.epoch)?;
+                locked_pkgs = locked_packages(&tree, &seen)?;
+                if offline {
+                    // Every pin was asked for by name; the marks are the lock's.
+                    let pins = pinned.expect("offline has pins");
+                    for p in &mut locked_pkgs {
+                        p.auto = pins.iter().any(|x| x.name == p.name && x.auto);
+                    }
+                }
+                write_extended_states(&tree, &locked_pkgs)?;
+                let sl = tree.join("etc/apt/sources.list");
+                match pins.and_then(|l| l.sources.clone()).filter(|_| offline) {
+                    Some(text) => {
+                        std::fs::write(&sl, &text).map_err(Error::io(&sl))?;
+                        sources = Some(text);
+                    }
+                    None => sources = std::fs::read_to_string(&sl).ok(),
+                }
+                if let Some(t) = &trees {
+                    timer.start("base: kept in the tree cache");
+                    let k = tree_key(&request_digest, &locked_pkgs, opts.epoch);
+                    let copts = CommitOptions {
+                        branch: format!("base/{k}"),
+                        subject: format!("base of {}", m.image.name.get_ref()),
+                        body: String::new(),
+                        timestamp: opts.epoch,
+                        metadata: BTreeMap::new(),
+                        parent: ParentSpec::None,
+                    };
+                    crate::commit::commit(t, Source::Dir(&tree), &copts, &Progress::default())?;
+                }
+                if offline {
+                    Made::Cache
+                } else {
+                    Made::Mirror
+                }
+            }
+        }
+        (Input::Directory { path }, _) => {
+            timer.start(&format!("base: folder {}", path.display()));
+            inputs_locked.push(LockedInput {
+                kind: "directory".into(),
+                path: path.display().to_string(),
+                digest: base::digest_path(path)?,
+            });
+            base::copy_dir(path, &tree, true)?;
+            Made::Directory
+        }
+        (Input::Tarball { path, sha256 }, _) => {
+            timer.start(&format!("base: tarball {}", path.display()));
+            base::check_digest("input 1 (tarball)", path, sha256)?;
+            inputs_locked.push(LockedInput {
+                kind: "tarball".into(),
+                path: path.display().to_string(),
+                digest: sha256.clone(),
+            });
+            base::untar(path, &tree)?;
+            Made::Tarball
+        }
+        _ => unreachable!("the manifest check puts a base first"),
+    };
+
+    // 2. The other inputs.
+    for (i, input) in inputs.iter().enumerate().skip(1) {
+        match input {
+            Input::Files { source, target } => {
+                timer.start(&format!("files: {} -> {target}", source.display()));
+                inputs_locked.push(LockedInput {
+                    kind: "files".into(),
+                    path: target.clone(),
+                    digest: base::digest_path(source)?,
+                });
+                base::add_files(&tree, source, target)?;
+            }
+            Input::Deb { path, sha256 } => {
+                base::check_digest(&format!("input {} (deb)", i + 1), path, sha256)?;
+            }
+            _ => {}
+        }
+    }
+    let built = Lockfile {
+        version: VERSION,
+        request: request_digest.clone(),
+        sources: sources.clone(),
+        inputs: inputs_locked,
+        packages: locked_pkgs,
+    };
+    if opts.locked {
+        let d = old_lock.as_ref().expect("checked").differences(&built);
+        if !d.is_empty() {
+            return Err(Error::Locked {
+                path: opts.lockfile.clone(),
+                differences: d,
+            });
+        }
+    }
+
+    // 3. What the manifest adds.
+    timer.start("manifest: lines, units, kernel arguments; first boot; kernel");
+    let mut added = Added::default();
+    image::apply_manifest(&tree, m, &mut added)?;
+    image::first_boot(&tree, &mut added)?;
+    added.kernel = image::move_kernel(&tree)?;
+
+    // 4. Stateless.
+    timer.start("stateless: noise out, users, units, /etc, /var");
+    let removed_noise = var::remove_noise(&tree)?;
+    let before = lint::listing(&tree)?;
+    let declared = users::declare(&tree)?;
+    let moved_units = units::move_units(&tree)?;
+    let moved_etc = etc::move_etc(&tree)?;
+    let moved_var = var::move_var(&tree)?;
+
+    timer.start("lint");
+    let excludes: Vec<String> = m.lint.exclude.iter().map(|x| x.get_ref().clone()).collect();
+    let lint = lint::check(&tree, &before, &excludes)?;
+    if opts.strict && !lint.unaccounted.is_empty() {
+        return Err(Error::Lint(lint.unaccounted.clone()));
+    }
+
+    // 5. Commit.
+    timer.start(&format!("commit to {}", m.image.branch.get_ref()));
+    let mut metadata = BTreeMap::new();
+    metadata.insert("slate.image.name".into(), m.image.name.get_ref().clone());
+    metadata.insert(
+        "slate.image.version".into(),
+        m.image.version.get_ref().clone(),
+    );
+    metadata.insert("slate.deploy.etc".into(), m.deploy.etc.to_string());
+    metadata.insert("slate.deploy.var".into(), m.deploy.var.to_string());
+    let copts = CommitOptions {
+        branch: m.image.branch.get_ref().clone(),
+        subject: format!("{} {}", m.image.name.get_ref(), m.image.version.get_ref()),
+        body: String::new(),
+        timestamp: opts.epoch,
+        metadata,
+        parent: ParentSpec::Auto,
+    };
+    let out = crate::commit::commit(repo, Source::Dir(&tree), &copts, &Progress::default())?;
+
+    timer.start("lockfile");
+    let lock_written = !opts.locked && old_lock.as_ref() != Some(&built);
+    if lock_written {
+        built.write(&opts.lockfile, &opts.manifest.path)?;
+    }
+    timer.start("clean up");
+    remove_quietly(&tree);
+    drop(work);
+    timer.finish();
+    Ok(Composed {
+        id: out.id,
+        parent: out.parent,
+        branch: m.image.branch.get_ref().clone(),
+        base: made,
+        packages: built.packages.iter().map(LockedPackage::package).collect(),
+        lock_written,
+        removed_noise,
+        etc_left_out: moved_etc.left_out,
+        etc_lines: moved_etc.lines.len(),
+        var_lines: moved_var.lines.len(),
+        users_lines: declared.lines.len(),
+        units_moved: moved_units.moved.len(),
+        added,
+        lint,
+        steps: timer.steps,
+    })
+}

@@ -1,0 +1,244 @@
+//! What the manifest adds to a tree beyond its inputs, and the parts of
+//! the stateless transformation that ship files (`docs/stateless.md`):
+//! sysusers.d and tmpfiles.d lines, units enabled or disabled, the preset
+//! and drop-in that keep first-boot questions away, SSH host keys made at
+//! first boot into `/var`, the kernel and initrd in `/usr/lib/modules`,
+//! and the kernel arguments.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde::Serialize;
+
+use super::manifest::Manifest;
+use super::Error;
+
+pub const MANIFEST_SYSUSERS: &str = "usr/lib/sysusers.d/slate-manifest.conf";
+pub const MANIFEST_TMPFILES: &str = "usr/lib/tmpfiles.d/slate-manifest.conf";
+pub const PRESET: &str = "usr/lib/systemd/system-preset/00-slate.preset";
+pub const FIRSTBOOT_DROPIN: &str = "usr/lib/systemd/system/systemd-firstboot.service.d/slate.conf";
+pub const SSH_UNIT: &str = "usr/lib/systemd/system/slate-ssh-host-keys.service";
+pub const SSH_TMPFILES: &str = "usr/lib/tmpfiles.d/slate-ssh.conf";
+/// Where a machine keeps the SSH host keys it made (`ssh-keygen -A -f`).
+pub const SSH_STATE: &str = "/var/lib/slate/ssh";
+pub const KERNEL_CMDLINE: &str = "usr/lib/kernel/cmdline";
+
+const PRESET_TEXT: &str = "\
+# Slate image: units are enabled in /usr/lib/systemd by the image itself.
+# On a first boot (an empty /etc) systemd applies presets; this one keeps it
+# from enabling anything more, first-boot wizards included.
+disable *
+";
+
+const FIRSTBOOT_TEXT: &str = "\
+# Slate image: /etc is built from the image's factory defaults, so nothing
+# asks questions at boot. Boot with slate.firstboot to be asked anyway.
+[Unit]
+ConditionKernelCommandLine=slate.firstboot
+";
+
+const SSH_UNIT_TEXT: &str = "\
+# Slate image: SSH host keys belong to one machine and are never in the
+# image. They are made once, at the first boot, into the persistent /var;
+# /etc/ssh links to them (slate-ssh.conf in tmpfiles.d).
+[Unit]
+Description=SSH host keys of this machine
+DefaultDependencies=no
+After=local-fs.target systemd-tmpfiles-setup.service
+Before=ssh.service sshd.service shutdown.target
+Conflicts=shutdown.target
+ConditionPathExists=!/var/lib/slate/ssh/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/mkdir -p /var/lib/slate/ssh/etc/ssh
+ExecStart=/usr/bin/ssh-keygen -A -f /var/lib/slate/ssh
+";
+
+/// What this step added.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Added {
+    /// Files written into `/usr` (paths in the image).
+    pub files: Vec<String>,
+    pub enabled: Vec<String>,
+    pub disabled: Vec<String>,
+    /// The kernel moved to `/usr/lib/modules`, when there is one.
+    pub kernel: Option<String>,
+}
+
+fn write(root: &Path, rel: &str, text: &str, out: &mut Added) -> Result<(), Error> {
+    let p = root.join(rel);
+    let dir = p.parent().expect("a file below the root");
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    let fd = crate::fsutil::open_dir(dir).map_err(Error::io(dir))?;
+    let name = p.file_name().expect("a file name").to_string_lossy();
+    crate::fsutil::atomic_write_at(&fd, &name, text.as_bytes(), 0o644).map_err(Error::io(&p))?;
+    out.files.push(format!("/{rel}"));
+    Ok(())
+}
+
+fn symlink(root: &Path, rel: &str, target: &str) -> Result<(), Error> {
+    let p = root.join(rel);
+    let dir = p.parent().expect("a link below the root");
+    std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    match std::os::unix::fs::symlink(target, &p) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        r => r.map_err(Error::io(&p)),
+    }
+}
+
+/// Run `systemctl --root=ROOT VERB UNIT...` (offline: links in the tree).
+fn systemctl(root: &Path, verb: &str, units: &[String]) -> Result<(), Error> {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let out = Command::new("systemctl")
+        .arg(format!("--root={}", root.display()))
+        .arg("--no-reload")
+        .arg(verb)
+        .args(units)
+        .output()
+        .map_err(|e| Error::Tool {
+            tool: "systemctl".into(),
+            message: format!("cannot run it (the units of [units] are set with it): {e}"),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Tool {
+            tool: "systemctl".into(),
+            message: format!(
+                "{verb} {}: {}",
+                units.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The manifest's own lines and units, before the tree is made stateless.
+pub fn apply_manifest(root: &Path, m: &Manifest, out: &mut Added) -> Result<(), Error> {
+    let text = |lines: &[toml::Spanned<String>]| {
+        let mut t = String::from("# From the image's manifest (slate compose).\n");
+        for l in lines {
+            t.push_str(l.get_ref());
+            t.push('\n');
+        }
+        t
+    };
+    if !m.sysusers.lines.is_empty() {
+        write(root, MANIFEST_SYSUSERS, &text(&m.sysusers.lines), out)?;
+    }
+    if !m.tmpfiles.lines.is_empty() {
+        write(root, MANIFEST_TMPFILES, &text(&m.tmpfiles.lines), out)?;
+    }
+    let enable: Vec<String> = m.units.enable.iter().map(|u| u.get_ref().clone()).collect();
+    let disable: Vec<String> = m
+        .units
+        .disable
+        .iter()
+        .map(|u| u.get_ref().clone())
+        .collect();
+    for u in enable.iter().chain(&disable) {
+        let found = [
+            "usr/lib/systemd/system",
+            "lib/systemd/system",
+            "etc/systemd/system",
+        ]
+        .iter()
+        .any(|d| std::fs::symlink_metadata(root.join(d).join(u)).is_ok());
+        if !found {
+            return Err(Error::Input(format!(
+                "[units]: {u}: no such unit in the image (looked in /usr/lib/systemd/system and /etc/systemd/system)"
+            )));
+        }
+    }
+    systemctl(root, "enable", &enable)?;
+    systemctl(root, "disable", &disable)?;
+    out.enabled = enable;
+    out.disabled = disable;
+    if !m.kernel.args.is_empty() {
+        let args: Vec<&str> = m.kernel.args.iter().map(|a| a.get_ref().as_str()).collect();
+        write(root, KERNEL_CMDLINE, &format!("{}\n", args.join(" ")), out)?;
+    }
+    Ok(())
+}
+
+/// The preset, the first-boot drop-in and, when the tree has an SSH
+/// server, the unit and links that make its host keys at first boot.
+pub fn first_boot(root: &Path, out: &mut Added) -> Result<(), Error> {
+    write(root, PRESET, PRESET_TEXT, out)?;
+    if root
+        .join("usr/lib/systemd/system/systemd-firstboot.service")
+        .exists()
+        || root
+            .join("lib/systemd/system/systemd-firstboot.service")
+            .exists()
+    {
+        write(root, FIRSTBOOT_DROPIN, FIRSTBOOT_TEXT, out)?;
+    }
+    if root.join("usr/sbin/sshd").exists() {
+        write(root, SSH_UNIT, SSH_UNIT_TEXT, out)?;
+        symlink(
+            root,
+            "usr/lib/systemd/system/multi-user.target.wants/slate-ssh-host-keys.service",
+            "../slate-ssh-host-keys.service",
+        )?;
+        let mut t = String::from(
+            "# SSH host keys: made at first boot into /var (slate-ssh-host-keys.service).\n",
+        );
+        for k in ["ecdsa", "ed25519", "rsa"] {
+            for ext in ["", ".pub"] {
+                t.push_str(&format!(
+                    "L /etc/ssh/ssh_host_{k}_key{ext} - - - - {SSH_STATE}/etc/ssh/ssh_host_{k}_key{ext}\n"
+                ));
+            }
+        }
+        write(root, SSH_TMPFILES, &t, out)?;
+    }
+    Ok(())
+}
+
+/// Move each kernel of `/boot` (`vmlinuz-KVER`, with `initrd.img-KVER`,
+/// `config-KVER` and `System.map-KVER`) into `/usr/lib/modules/KVER/`,
+/// and remove the links to them at the root. Returns the newest version.
+pub fn move_kernel(root: &Path) -> Result<Option<String>, Error> {
+    let boot = root.join("boot");
+    let mut versions = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&boot) {
+        for e in rd.flatten() {
+            if let Some(v) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("vmlinuz-"))
+            {
+                versions.push(v.to_string());
+            }
+        }
+    }
+    versions.sort_by(|a, b| crate::sysroot::strverscmp(a, b));
+    for v in &versions {
+        let dir = root.join("usr/lib/modules").join(v);
+        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        for (from, to) in [
+            (format!("vmlinuz-{v}"), "vmlinuz"),
+            (format!("initrd.img-{v}"), "initrd"),
+            (format!("config-{v}"), "config"),
+            (format!("System.map-{v}"), "System.map"),
+        ] {
+            let src = boot.join(&from);
+            if std::fs::symlink_metadata(&src).is_ok() {
+                std::fs::rename(&src, dir.join(to)).map_err(Error::io(&src))?;
+            }
+        }
+    }
+    for l in ["vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"] {
+        for base in [root.to_path_buf(), boot.clone()] {
+            let p = base.join(l);
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                std::fs::remove_file(&p).map_err(Error::io(&p))?;
+            }
+        }
+    }
+    Ok(versions.pop())
+}
