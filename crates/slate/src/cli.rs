@@ -49,6 +49,7 @@ enum Command {
     Sysusers(cmd::sysusers::SysusersArgs),
     Tmpfiles(cmd::tmpfiles::TmpfilesArgs),
     Admin(cmd::admin::AdminArgs),
+    Run(cmd::run::RunArgs),
     Man(cmd::man::ManArgs),
 }
 
@@ -82,6 +83,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Man(a) => cmd::man::run(a, <Cli as clap::CommandFactory>::command()),
         Command::Sysusers(a) => return cmd::sysusers::run(a),
         Command::Tmpfiles(a) => return cmd::tmpfiles::run(a),
+        Command::Run(a) => return cmd::run::run(a),
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@ pub mod lint;
 pub mod lock;
 pub mod manifest;
 pub mod packages;
+pub mod run;
 pub mod units;
 pub mod users;
 pub mod var;

@@ -16,7 +16,8 @@ use crate::output;
 #[command(
     after_help = "Paths that are not printable UTF-8 are shown escaped (\\xHH, \\n, \\t, \\r, \\\\).\n\n\
     Examples:\n  slate diff --repo repo os/main^ os/main\n  \
-    slate diff --stat os/main /srv/rootfs\n  slate diff --json os/main~3 os/main /etc"
+    slate diff --stat os/main /srv/rootfs\n  slate diff --json os/main~3 os/main /etc\n  \
+    slate diff --packages os/main^ os/main"
 )]
 pub struct DiffArgs {
     #[command(flatten)]
@@ -24,6 +25,10 @@ pub struct DiffArgs {
     /// Only counts.
     #[arg(long)]
     stat: bool,
+    /// The Debian packages added (A), removed (D) and changed (M, old
+    /// and new version), from the images' dpkg databases.
+    #[arg(long, conflicts_with_all = ["stat", "path"])]
+    packages: bool,
     #[arg(long)]
     json: bool,
     /// The old side: a revision.
@@ -38,6 +43,9 @@ pub fn run(a: DiffArgs) -> anyhow::Result<()> {
     let repo = a.repo.open()?;
     let ca = repo.rev_parse(&a.a)?;
     let ta = repo.read_commit(&ca)?.tree;
+    if a.packages {
+        return packages(&repo, &a, &ta);
+    }
     let sub = a.path.as_ref().map(|p| p.as_bytes());
     let b_dir = Path::new(&a.b);
     let entries = if b_dir.is_dir() {
@@ -82,6 +90,38 @@ pub fn run(a: DiffArgs) -> anyhow::Result<()> {
             name::escape(&e.path),
             if e.dir && e.path != b"/" { "/" } else { "" }
         )?;
+    }
+    Ok(())
+}
+
+fn packages(
+    repo: &slate_core::store::Repo,
+    a: &DiffArgs,
+    ta: &slate_core::hash::ObjectId,
+) -> anyhow::Result<()> {
+    use slate_core::compose::packages;
+    let b_rev = a
+        .b
+        .to_str()
+        .ok_or_else(|| anyhow::anyhow!("--packages compares two revisions"))?;
+    let tb = repo.read_commit(&repo.rev_parse(b_rev)?)?.tree;
+    let list = |t: &slate_core::hash::ObjectId, rev: &str| -> anyhow::Result<Vec<packages::Package>> {
+        packages::of_tree(repo, t)?.ok_or_else(|| {
+            anyhow::anyhow!("{rev}: the image has no dpkg database (/{})", packages::STATUS)
+        })
+    };
+    let c = packages::changes(&list(ta, &a.a)?, &list(&tb, b_rev)?);
+    if a.json {
+        return output::json(&c);
+    }
+    for p in &c.added {
+        crate::outln!("A    {} {}", p.name, p.version)?;
+    }
+    for p in &c.removed {
+        crate::outln!("D    {} {}", p.name, p.version)?;
+    }
+    for (o, n) in &c.changed {
+        crate::outln!("M    {} {} -> {}", n.name, o.version, n.version)?;
     }
     Ok(())
 }

@@ -24,7 +24,8 @@ pub struct LogArgs {
     rev: String,
 }
 
-/// Show one commit with its metadata.
+/// Show one commit with its metadata, and the image's Debian packages
+/// when it has a dpkg database.
 #[derive(Args)]
 #[command(after_help = "Example:\n  slate show --repo repo os/main^")]
 pub struct ShowArgs {
@@ -45,6 +46,9 @@ pub struct CommitView {
     subject: String,
     body: String,
     metadata: std::collections::BTreeMap<String, String>,
+    /// The image's Debian packages, when it has a dpkg database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    packages: Option<Vec<slate_core::compose::packages::Package>>,
 }
 
 impl CommitView {
@@ -58,6 +62,7 @@ impl CommitView {
             subject: c.subject,
             body: c.body,
             metadata: c.metadata,
+            packages: None,
         }
     }
 
@@ -81,6 +86,13 @@ impl CommitView {
             crate::outln!()?;
             for l in self.body.lines() {
                 crate::outln!("    {l}")?;
+            }
+        }
+        if let Some(p) = &self.packages {
+            crate::outln!()?;
+            crate::outln!("Packages: {}", p.len())?;
+            for p in p {
+                crate::outln!("    {} {} {}", p.name, p.version, p.architecture)?;
             }
         }
         crate::outln!()
@@ -126,7 +138,10 @@ pub fn run_log(a: LogArgs) -> anyhow::Result<()> {
 pub fn run_show(a: ShowArgs) -> anyhow::Result<()> {
     let repo = a.repo.open()?;
     let id = repo.rev_parse(&a.rev)?;
-    let view = CommitView::new(&id, repo.read_commit(&id)?);
+    let c = repo.read_commit(&id)?;
+    let packages = slate_core::compose::packages::of_tree(&repo, &c.tree)?;
+    let mut view = CommitView::new(&id, c);
+    view.packages = packages;
     if a.json {
         return output::json(&view);
     }

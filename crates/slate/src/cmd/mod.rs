@@ -16,6 +16,7 @@ pub mod prune;
 pub mod pull;
 pub mod refs;
 pub mod remote;
+pub mod run;
 pub mod sysusers;
 pub mod tmpfiles;
 
