@@ -100,16 +100,19 @@ fn packages(
     ta: &slate_core::hash::ObjectId,
 ) -> anyhow::Result<()> {
     use slate_core::compose::packages;
-    let b_rev = a
-        .b
-        .to_str()
-        .ok_or_else(|| anyhow::anyhow!("--packages compares two revisions"))?;
+    let b_rev =
+        a.b.to_str()
+            .ok_or_else(|| anyhow::anyhow!("--packages compares two revisions"))?;
     let tb = repo.read_commit(&repo.rev_parse(b_rev)?)?.tree;
-    let list = |t: &slate_core::hash::ObjectId, rev: &str| -> anyhow::Result<Vec<packages::Package>> {
-        packages::of_tree(repo, t)?.ok_or_else(|| {
-            anyhow::anyhow!("{rev}: the image has no dpkg database (/{})", packages::STATUS)
-        })
-    };
+    let list =
+        |t: &slate_core::hash::ObjectId, rev: &str| -> anyhow::Result<Vec<packages::Package>> {
+            packages::of_tree(repo, t)?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{rev}: the image has no dpkg database (/{})",
+                    packages::STATUS
+                )
+            })
+        };
     let c = packages::changes(&list(ta, &a.a)?, &list(&tb, b_rev)?);
     if a.json {
         return output::json(&c);

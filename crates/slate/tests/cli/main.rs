@@ -3,6 +3,7 @@
 
 mod admin;
 mod common;
+mod compose;
 mod delivery;
 mod faultserve;
 mod hostile_fs;
