@@ -91,9 +91,14 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n    ")
 }
 
-/// The customize hook that rebuilds each kernel's initrd with dracut, for
-/// any machine (no host-only) and byte for byte the same on each build.
-const DRACUT_HOOK: &str = r#"for d in "$1"/lib/modules/*; do [ -d "$d" ] || continue; [ -x "$1/usr/bin/dracut" ] || continue; v="${d##*/}"; chroot "$1" dracut --force --no-hostonly --reproducible --quiet "/boot/initrd.img-$v" "$v"; done"#;
+/// Set up before any package: dracut (when the image has it) builds
+/// initrds for any machine, not the builder's, and byte for byte the same
+/// on each build. The file stays in the image's `/etc/dracut.conf.d`.
+const DRACUT_CONF_HOOK: &str = r#"mkdir -p "$1/etc/dracut.conf.d" && printf '%s\n' '# Slate image: initrds for any machine, the same on every build.' 'hostonly="no"' 'reproducible="yes"' > "$1/etc/dracut.conf.d/50-slate.conf""#;
+
+/// After the packages: a kernel left without an initrd (dracut installed
+/// after it) gets one.
+const DRACUT_HOOK: &str = r#"for d in "$1"/lib/modules/*; do [ -d "$d" ] || continue; [ -x "$1/usr/bin/dracut" ] || continue; v="${d##*/}"; [ -e "$1/boot/initrd.img-$v" ] && continue; chroot "$1" dracut --force --quiet "/boot/initrd.img-$v" "$v" || exit 1; done"#;
 
 /// Run mmdebstrap into `target`. With `offline`, the packages come from a
 /// flat repository of the cache holding exactly `pins`; else from the
@@ -116,6 +121,7 @@ pub fn mmdebstrap(
     cmd.arg("--mode=root")
         .arg("--format=directory")
         .arg(format!("--variant={}", req.variant))
+        .arg(format!("--setup-hook={DRACUT_CONF_HOOK}"))
         .arg(format!("--customize-hook={DRACUT_HOOK}"));
     if let Some(a) = &req.architecture {
         cmd.arg(format!("--architectures={a}"));

@@ -177,10 +177,6 @@ fn locked_packages(
     Ok(out)
 }
 
-fn remove_quietly(p: &Path) {
-    let _ = std::fs::remove_dir_all(p);
-}
-
 /// Build, make stateless, lint and commit the image of `opts.manifest`
 /// into `repo`. `report` is told each step as it starts.
 pub fn compose(
@@ -424,7 +420,6 @@ pub fn compose(
         built.write(&opts.lockfile, &opts.manifest.path)?;
     }
     timer.start("clean up");
-    remove_quietly(&tree);
     drop(work);
     timer.finish();
     Ok(Composed {

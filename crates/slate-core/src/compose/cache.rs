@@ -202,12 +202,72 @@ impl Cache {
         }
     }
 
-    /// A new empty folder below `work/` for a tree being built.
-    pub fn work_dir(&self) -> Result<tempfile::TempDir, Error> {
+    /// A new empty folder below `work/` for a tree being built, removed
+    /// when the value is dropped.
+    pub fn work_dir(&self) -> Result<WorkDir, Error> {
         let w = self.dir.join("work");
-        tempfile::Builder::new()
+        let d = tempfile::Builder::new()
             .prefix("compose-")
             .tempdir_in(&w)
-            .map_err(Error::io(&w))
+            .map_err(Error::io(&w))?;
+        Ok(WorkDir(d.keep()))
+    }
+}
+
+/// A folder a tree is built in. Dropping it first detaches whatever a
+/// killed or failed tool left mounted below it (mmdebstrap mounts /proc,
+/// /sys, /dev and file mirrors into the tree), so the removal never
+/// reaches into the host's file systems.
+pub struct WorkDir(PathBuf);
+
+impl WorkDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+/// Mount points at or below `dir`, deepest first (from
+/// `/proc/self/mountinfo`, octal escapes decoded).
+pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| {
+            let mut bytes = Vec::new();
+            let b = m.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'\\' && i + 3 < b.len() {
+                    if let Ok(v) = u8::from_str_radix(&m[i + 1..i + 4], 8) {
+                        bytes.push(v);
+                        i += 4;
+                        continue;
+                    }
+                }
+                bytes.push(b[i]);
+                i += 1;
+            }
+            PathBuf::from(std::ffi::OsString::from(
+                <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes),
+            ))
+        })
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
+    out
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        for m in mounts_below(&self.0) {
+            let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
+        }
+        if mounts_below(&self.0).is_empty() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }

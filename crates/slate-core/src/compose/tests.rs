@@ -398,3 +398,30 @@ fn names_that_are_not_utf8_are_kept_or_refused_never_mangled() {
     let e = crate::compose::etc::move_etc(&root2).expect_err("no line for it");
     assert!(e.to_string().contains("no tmpfiles.d line"), "{e}");
 }
+
+#[test]
+fn a_work_dir_is_removed_without_reaching_into_mounts() {
+    if !crate::fsutil::is_root() {
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let cache = super::cache::Cache::open(t.path()).expect("cache");
+    let work = cache.work_dir().expect("work dir");
+    let path = work.path().to_path_buf();
+    // What a killed mmdebstrap leaves: a mount inside the tree, here a
+    // tmpfs holding a file that must survive the removal's walk.
+    let outside = t.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("keep"), "keep\n").expect("write");
+    let inner = path.join("tree/proc");
+    std::fs::create_dir_all(&inner).expect("mkdir");
+    rustix::mount::mount_bind(&outside, &inner).expect("bind mount");
+    assert_eq!(super::cache::mounts_below(&path).len(), 1);
+    drop(work);
+    assert!(!path.exists(), "the work dir is still there");
+    assert_eq!(
+        std::fs::read_to_string(outside.join("keep")).expect("kept"),
+        "keep\n"
+    );
+}
