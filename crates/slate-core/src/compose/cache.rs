@@ -251,9 +251,7 @@ pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
                 bytes.push(b[i]);
                 i += 1;
             }
-            PathBuf::from(std::ffi::OsString::from(
-                <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes),
-            ))
+            PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes))
         })
         .filter(|p| p.starts_with(&dir))
         .collect();
