@@ -68,6 +68,10 @@ pub struct CommitOptions {
     pub timestamp: i64,
     pub metadata: BTreeMap<String, String>,
     pub parent: ParentSpec,
+    /// When the branch's commit has the same tree, subject, body and
+    /// metadata, make no new commit: the outcome is that commit,
+    /// `unchanged`.
+    pub skip_if_unchanged: bool,
 }
 
 /// Counters filled while scanning a source (by many threads).
@@ -141,6 +145,8 @@ pub struct CommitOutcome {
     pub id: ObjectId,
     pub parent: Option<ObjectId>,
     pub scan: TreeScan,
+    /// No commit was made (`skip_if_unchanged`): `id` is the branch's.
+    pub unchanged: bool,
 }
 
 /// Where a commit's tree comes from.
@@ -217,8 +223,31 @@ pub fn commit(
         body: opts.body.clone(),
         metadata: opts.metadata.clone(),
     };
+    if let (true, Some(cur)) = (opts.skip_if_unchanged, current) {
+        let old = repo.read_commit(&cur)?;
+        if old.tree == c.tree
+            && old.subject == c.subject
+            && old.body == c.body
+            && old.metadata == c.metadata
+        {
+            // Nothing new was stored (the tree is there): the
+            // transaction ends without moving the ref.
+            drop(tx);
+            return Ok(CommitOutcome {
+                id: cur,
+                parent: old.parent,
+                scan,
+                unchanged: true,
+            });
+        }
+    }
     let id = tx.write_commit(&c)?;
     tx.set_ref(&opts.branch, current, id)?;
     tx.commit()?;
-    Ok(CommitOutcome { id, parent, scan })
+    Ok(CommitOutcome {
+        id,
+        parent,
+        scan,
+        unchanged: false,
+    })
 }

@@ -100,7 +100,8 @@ const DRACUT_CONF_HOOK: &str = r#"mkdir -p "$1/etc/dracut.conf.d" && printf '%s\
 /// after it) gets one.
 const DRACUT_HOOK: &str = r#"for d in "$1"/lib/modules/*; do [ -d "$d" ] || continue; [ -x "$1/usr/bin/dracut" ] || continue; v="${d##*/}"; [ -e "$1/boot/initrd.img-$v" ] && continue; chroot "$1" dracut --force --quiet "/boot/initrd.img-$v" "$v" || exit 1; done"#;
 
-/// Run mmdebstrap into `target`. With `offline`, the packages come from a
+/// Run mmdebstrap into `target`, with what `stage` holds put into the
+/// tree before any package but the essential ones. With `offline`, the packages come from a
 /// flat repository of the cache holding exactly `pins`; else from the
 /// mirror, and every package downloaded goes into the cache. Returns the
 /// packages seen (downloaded, or pinned).
@@ -113,6 +114,8 @@ pub fn mmdebstrap(
     work: &Path,
     target: &Path,
     epoch: i64,
+    stage: Option<&Path>,
+    detail: &mut dyn FnMut(&str),
 ) -> Result<Vec<CachedDeb>, Error> {
     let log = work.join("mmdebstrap.log");
     let incoming = work.join("incoming");
@@ -123,6 +126,11 @@ pub fn mmdebstrap(
         .arg(format!("--variant={}", req.variant))
         .arg(format!("--setup-hook={DRACUT_CONF_HOOK}"))
         .arg(format!("--customize-hook={DRACUT_HOOK}"));
+    if let Some(stage) = stage {
+        // After the essential packages (the merged /usr is in place),
+        // before the rest: dracut finds Slate's module when it runs.
+        cmd.arg(format!("--essential-hook=sync-in {} /", stage.display()));
+    }
     if let Some(a) = &req.architecture {
         cmd.arg(format!("--architectures={a}"));
     }
@@ -164,16 +172,31 @@ pub fn mmdebstrap(
             .args(&req.sources);
     }
     let logf = std::fs::File::create(&log).map_err(Error::io(&log))?;
-    let status = cmd
+    let mut child = cmd
         .env("SOURCE_DATE_EPOCH", epoch.to_string())
         .stdin(Stdio::null())
         .stdout(logf.try_clone().map_err(Error::io(&log))?)
         .stderr(logf)
-        .status()
+        .spawn()
         .map_err(|e| Error::Tool {
             tool: "mmdebstrap".into(),
             message: format!("cannot run it (apt-get install mmdebstrap): {e}"),
         })?;
+    // Its progress: the last `I:` line of its log, while it runs.
+    let mut said = String::new();
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(Error::io(&log))? {
+            break st;
+        }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(l) = text.lines().rev().find(|l| l.starts_with("I: ")) {
+            if l != said {
+                said = l.to_string();
+                detail(&said[3..]);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
     if !status.success() {
         return Err(Error::Tool {
             tool: "mmdebstrap".into(),

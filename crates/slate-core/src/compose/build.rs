@@ -38,6 +38,12 @@ pub struct Options {
     pub tree_cache: bool,
     /// Commit time, and SOURCE_DATE_EPOCH for the tools.
     pub epoch: i64,
+    /// Commit even when the branch's commit has the same tree and
+    /// metadata (by default the compose then returns that commit).
+    pub always_commit: bool,
+    /// The Slate binary put into images whose manifest asks for it
+    /// (`[image] install-slate`, the default); `None`: none is.
+    pub slate_bin: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -50,6 +56,8 @@ pub struct Step {
 pub struct Composed {
     pub id: ObjectId,
     pub parent: Option<ObjectId>,
+    /// The branch's commit had this image already: no commit was made.
+    pub unchanged: bool,
     pub branch: String,
     pub base: Made,
     pub packages: Vec<Package>,
@@ -66,11 +74,20 @@ pub struct Composed {
     pub steps: Vec<Step>,
 }
 
+/// What a compose tells its caller while it runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Event<'a> {
+    /// A step starts.
+    Step(&'a str),
+    /// What the running step's tool last said (mmdebstrap's `I:` lines).
+    Detail(&'a str),
+}
+
 struct Timer<'a> {
     steps: Vec<Step>,
     at: Instant,
     current: String,
-    report: &'a mut dyn FnMut(&str),
+    report: &'a mut dyn FnMut(Event<'_>),
 }
 
 impl Timer<'_> {
@@ -78,7 +95,7 @@ impl Timer<'_> {
         self.finish();
         self.current = name.to_string();
         self.at = Instant::now();
-        (self.report)(name);
+        (self.report)(Event::Step(name));
     }
     fn finish(&mut self) {
         if !self.current.is_empty() {
@@ -91,10 +108,11 @@ impl Timer<'_> {
 }
 
 /// The key of a base tree in the tree cache.
-fn tree_key(request: &str, pins: &[LockedPackage], epoch: i64) -> String {
+fn tree_key(request: &str, pins: &[LockedPackage], epoch: i64, slate: &str) -> String {
     let mut h = crate::hash::Hasher::new();
-    h.update(b"slate compose base tree 1\n");
+    h.update(b"slate compose base tree 2\n");
     h.update(request.as_bytes());
+    h.update(slate.as_bytes());
     for p in pins {
         h.update(p.sha256.as_bytes());
     }
@@ -178,11 +196,12 @@ fn locked_packages(
 }
 
 /// Build, make stateless, lint and commit the image of `opts.manifest`
-/// into `repo`. `report` is told each step as it starts.
+/// into `repo`. `report` is told each step as it starts, and what the
+/// tools say while they run.
 pub fn compose(
     repo: &Repo,
     opts: &Options,
-    report: &mut dyn FnMut(&str),
+    report: &mut dyn FnMut(Event<'_>),
 ) -> Result<Composed, Error> {
     let m = &opts.manifest.manifest;
     let inputs: Vec<Input> = m.inputs.iter().map(|i| i.get_ref().clone()).collect();
@@ -231,6 +250,18 @@ pub fn compose(
     let cache = Cache::open(&opts.cache_dir)?;
     let work = cache.work_dir()?;
     let tree = work.path().join("tree");
+    let stage = match (&opts.slate_bin, m.image.install_slate) {
+        (Some(bin), true) => {
+            let s = work.path().join("slate");
+            image::stage_slate(&s, bin)?;
+            Some(s)
+        }
+        _ => None,
+    };
+    let slate_digest = match &opts.slate_bin {
+        Some(bin) if m.image.install_slate => super::cache::sha256_file(bin)?,
+        _ => "none".into(),
+    };
     let mut timer = Timer {
         steps: Vec::new(),
         at: Instant::now(),
@@ -245,7 +276,7 @@ pub fn compose(
     let made = match (&inputs[0], &request) {
         (Input::Mmdebstrap { suite, .. }, Some(req)) => {
             let pinned = pins.map(|l| l.packages.as_slice());
-            let key = pinned.map(|p| tree_key(&request_digest, p, opts.epoch));
+            let key = pinned.map(|p| tree_key(&request_digest, p, opts.epoch, &slate_digest));
             let trees = if opts.tree_cache {
                 Some(cache.trees()?)
             } else {
@@ -273,8 +304,17 @@ pub fn compose(
                     req.packages.len() + req.debs.len(),
                     if offline { "package cache" } else { "mirror" }
                 ));
-                let seen =
-                    base::mmdebstrap(req, pinned, offline, &cache, work.path(), &tree, opts.epoch)?;
+                let seen = base::mmdebstrap(
+                    req,
+                    pinned,
+                    offline,
+                    &cache,
+                    work.path(),
+                    &tree,
+                    opts.epoch,
+                    stage.as_deref(),
+                    &mut |d| (timer.report)(Event::Detail(d)),
+                )?;
                 locked_pkgs = locked_packages(&tree, &seen)?;
                 if offline {
                     // Every pin was asked for by name; the marks are the lock's.
@@ -294,7 +334,7 @@ pub fn compose(
                 }
                 if let Some(t) = &trees {
                     timer.start("base: kept in the tree cache");
-                    let k = tree_key(&request_digest, &locked_pkgs, opts.epoch);
+                    let k = tree_key(&request_digest, &locked_pkgs, opts.epoch, &slate_digest);
                     let copts = CommitOptions {
                         branch: format!("base/{k}"),
                         subject: format!("base of {}", m.image.name.get_ref()),
@@ -302,6 +342,7 @@ pub fn compose(
                         timestamp: opts.epoch,
                         metadata: BTreeMap::new(),
                         parent: ParentSpec::None,
+                        skip_if_unchanged: false,
                     };
                     crate::commit::commit(t, Source::Dir(&tree), &copts, &Progress::default())?;
                 }
@@ -335,6 +376,10 @@ pub fn compose(
         }
         _ => unreachable!("the manifest check puts a base first"),
     };
+
+    if let (Some(s), Made::Directory | Made::Tarball) = (&stage, made) {
+        base::copy_dir(s, &tree, false)?;
+    }
 
     // 2. The other inputs.
     for (i, input) in inputs.iter().enumerate().skip(1) {
@@ -411,6 +456,7 @@ pub fn compose(
         timestamp: opts.epoch,
         metadata,
         parent: ParentSpec::Auto,
+        skip_if_unchanged: !opts.always_commit,
     };
     let out = crate::commit::commit(repo, Source::Dir(&tree), &copts, &Progress::default())?;
 
@@ -425,6 +471,7 @@ pub fn compose(
     Ok(Composed {
         id: out.id,
         parent: out.parent,
+        unchanged: out.unchanged,
         branch: m.image.branch.get_ref().clone(),
         base: made,
         packages: built.packages.iter().map(LockedPackage::package).collect(),

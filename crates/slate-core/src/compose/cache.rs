@@ -26,6 +26,8 @@ pub struct CachedDeb {
     pub package: Package,
 }
 
+/// The cache at a folder; opening it removes the work folders of killed
+/// composes.
 pub struct Cache {
     pub dir: PathBuf,
 }
@@ -72,9 +74,11 @@ impl Cache {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(Error::io(&p))?;
         }
-        Ok(Cache {
+        let c = Cache {
             dir: dir.to_path_buf(),
-        })
+        };
+        c.remove_stale();
+        Ok(c)
     }
 
     pub fn deb_path(&self, sha256: &str) -> PathBuf {
@@ -203,27 +207,75 @@ impl Cache {
     }
 
     /// A new empty folder below `work/` for a tree being built, removed
-    /// when the value is dropped.
+    /// when the value is dropped. It holds a lock while it lives, so a
+    /// later compose can tell the folder of a killed one (see
+    /// [`Cache::remove_stale`]).
     pub fn work_dir(&self) -> Result<WorkDir, Error> {
         let w = self.dir.join("work");
         let d = tempfile::Builder::new()
             .prefix("compose-")
             .tempdir_in(&w)
-            .map_err(Error::io(&w))?;
-        Ok(WorkDir(d.keep()))
+            .map_err(Error::io(&w))?
+            .keep();
+        let lock_path = d.join(".lock");
+        let lock = std::fs::File::create(&lock_path).map_err(Error::io(&lock_path))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::io(&lock_path)(e.into()))?;
+        Ok(WorkDir {
+            path: d,
+            _lock: lock,
+        })
+    }
+
+    /// Remove the work folders of composes that were killed (their lock is
+    /// free), detaching what they left mounted first. Returns how many.
+    pub fn remove_stale(&self) -> usize {
+        let w = self.dir.join("work");
+        let Ok(rd) = std::fs::read_dir(&w) else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(lock) = std::fs::File::open(p.join(".lock")) else {
+                continue;
+            };
+            let free =
+                rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                    .is_ok();
+            if free && remove_work(&p) {
+                n += 1;
+            }
+        }
+        n
     }
 }
 
 /// A folder a tree is built in. Dropping it first detaches whatever a
-/// killed or failed tool left mounted below it (mmdebstrap mounts /proc,
-/// /sys, /dev and file mirrors into the tree), so the removal never
-/// reaches into the host's file systems.
-pub struct WorkDir(PathBuf);
+/// failed tool left mounted below it (mmdebstrap mounts /proc, /sys, /dev
+/// and file mirrors into the tree), so the removal never reaches into the
+/// host's file systems.
+pub struct WorkDir {
+    path: PathBuf,
+    _lock: std::fs::File,
+}
 
 impl WorkDir {
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
+}
+
+/// Detach the mounts below `dir`, then remove it; false if a mount would
+/// not go (then nothing is removed).
+fn remove_work(dir: &Path) -> bool {
+    for m in mounts_below(dir) {
+        let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
+    }
+    if !mounts_below(dir).is_empty() {
+        return false;
+    }
+    std::fs::remove_dir_all(dir).is_ok()
 }
 
 /// Mount points at or below `dir`, deepest first (from
@@ -261,11 +313,6 @@ pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        for m in mounts_below(&self.0) {
-            let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
-        }
-        if mounts_below(&self.0).is_empty() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+        remove_work(&self.path);
     }
 }

@@ -22,6 +22,40 @@ pub const SSH_TMPFILES: &str = "usr/lib/tmpfiles.d/slate-ssh.conf";
 /// Where a machine keeps the SSH host keys it made (`ssh-keygen -A -f`).
 pub const SSH_STATE: &str = "/var/lib/slate/ssh";
 pub const KERNEL_CMDLINE: &str = "usr/lib/kernel/cmdline";
+/// Where Slate itself goes in an image, and its dracut module.
+pub const SLATE_BIN: &str = "usr/bin/slate";
+pub const DRACUT_MODULE: &str = "usr/lib/dracut/modules.d/50slate";
+
+const DRACUT_MODULE_SETUP: &str = include_str!("../../../../dist/dracut/50slate/module-setup.sh");
+const DRACUT_PREPARE_UNIT: &str =
+    include_str!("../../../../dist/dracut/50slate/slate-prepare-root.service");
+
+/// Stage below `stage` what an image needs of Slate: the binary at
+/// `usr/bin/slate` (a copy of `slate_bin`) and the dracut module that runs
+/// `slate admin prepare-root` in the initrd. Compose puts it into the tree
+/// before the packages are installed, so the initrd dracut makes carries
+/// it.
+pub fn stage_slate(stage: &Path, slate_bin: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = stage.join(SLATE_BIN);
+    let module = stage.join(DRACUT_MODULE);
+    for d in [bin.parent().expect("a folder"), module.as_path()] {
+        std::fs::create_dir_all(d).map_err(Error::io(d))?;
+    }
+    std::fs::copy(slate_bin, &bin).map_err(Error::io(slate_bin))?;
+    for (name, text, mode) in [
+        ("module-setup.sh", DRACUT_MODULE_SETUP, 0o755),
+        ("slate-prepare-root.service", DRACUT_PREPARE_UNIT, 0o644),
+    ] {
+        let p = module.join(name);
+        std::fs::write(&p, text).map_err(Error::io(&p))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+            .map_err(Error::io(&p))?;
+    }
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
+        .map_err(Error::io(&bin))?;
+    Ok(())
+}
 
 const PRESET_TEXT: &str = "\
 # Slate image: units are enabled in /usr/lib/systemd by the image itself.

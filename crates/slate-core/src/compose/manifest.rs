@@ -48,6 +48,14 @@ pub struct Image {
     /// The branch the image is committed to.
     #[serde(rename = "ref")]
     pub branch: Spanned<String>,
+    /// Put Slate itself into the image (`/usr/bin/slate`, and its dracut
+    /// module so the initrd runs `slate admin prepare-root`).
+    #[serde(default = "yes", rename = "install-slate")]
+    pub install_slate: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One input, in the order the tree is built.

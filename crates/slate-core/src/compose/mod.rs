@@ -24,7 +24,7 @@ pub mod var;
 
 use std::path::{Path, PathBuf};
 
-pub use build::{compose, Composed, Options};
+pub use build::{compose, Composed, Event, Options};
 pub use manifest::{Input, Loaded, Manifest};
 
 /// Why a compose stopped. Nothing was committed.

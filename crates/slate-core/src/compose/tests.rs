@@ -425,3 +425,24 @@ fn a_work_dir_is_removed_without_reaching_into_mounts() {
         "keep\n"
     );
 }
+
+#[test]
+fn the_work_dir_of_a_killed_compose_is_removed_by_the_next() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let cache = super::cache::Cache::open(t.path()).expect("cache");
+    let live = cache.work_dir().expect("work dir");
+    // A killed compose: its folder is there, its lock is not held.
+    let dead = t.path().join("work/compose-dead");
+    std::fs::create_dir_all(dead.join("tree/etc")).expect("mkdir");
+    std::fs::write(dead.join(".lock"), "").expect("lock file");
+    // A folder without a lock file is not ours to judge.
+    let other = t.path().join("work/compose-starting");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    assert_eq!(cache.remove_stale(), 1);
+    assert!(!dead.exists());
+    assert!(live.path().is_dir(), "a live compose's folder was removed");
+    assert!(other.is_dir());
+    let p = live.path().to_path_buf();
+    drop(live);
+    assert!(!p.exists());
+}

@@ -16,6 +16,7 @@ fn commit_dir(repo: &Repo, dir: &Path, ts: i64) -> ObjectId {
         timestamp: ts,
         metadata: BTreeMap::new(),
         parent: ParentSpec::Auto,
+        skip_if_unchanged: false,
     };
     commit::commit(repo, Source::Dir(dir), &opts, &Progress::default())
         .expect("commit")

@@ -116,6 +116,28 @@ pub fn merge_kargs(base: &[String], changes: &[String]) -> Vec<String> {
     out
 }
 
+/// The kernel arguments the image asks for: `/usr/lib/kernel/cmdline` of
+/// its tree (comments and `slate=` left out).
+pub fn image_kargs<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> Vec<String> {
+    let Ok(Some((EntryKind::File, id))) = walk::lookup(store, root, b"usr/lib/kernel/cmdline")
+    else {
+        return Vec::new();
+    };
+    let Ok(text) = store.open_file(&id).and_then(|mut s| s.read_all()) else {
+        return Vec::new();
+    };
+    if text.len() > 64 << 10 {
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .filter(|k| karg_key(k) != "slate")
+        .map(str::to_string)
+        .collect()
+}
+
 /// `PRETTY_NAME` and `VERSION_ID` of the tree's os-release.
 fn os_release<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> (String, String) {
     for p in [&b"usr/lib/os-release"[..], b"etc/os-release"] {
@@ -471,7 +493,15 @@ impl Sysroot {
             let rel = p.strip_prefix(&self.boot).unwrap_or(&p);
             format!("/{}", rel.display())
         };
-        let mut options = r.kargs.clone();
+        // The image's own arguments first (`/usr/lib/kernel/cmdline`, what
+        // compose writes from the manifest), the deployment's after them,
+        // replacing any of the same key.
+        let image = ObjectId::from_hex(&r.commit)
+            .ok()
+            .and_then(|c| self.repo.read_commit(&c).ok())
+            .map(|c| image_kargs(&self.repo, &c.tree))
+            .unwrap_or_default();
+        let mut options = merge_kargs(&image, &r.kargs);
         options.push(format!("slate={}", r.slate_arg()));
         let title = if r.pretty_name.is_empty() {
             format!("{} {}", r.os, r.id)

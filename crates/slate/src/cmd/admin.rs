@@ -729,6 +729,25 @@ fn deploy(
     c: &DeployCommon,
 ) -> anyhow::Result<()> {
     let plan = s.plan_deploy(commit, opts)?;
+    // The modes the image's manifest asked for ([deploy], kept in the
+    // commit's metadata by compose) against the OS's.
+    if let (Ok(meta), Ok(cfg)) = (
+        slate_core::store::ObjectRead::read_commit(s.repo(), commit).map(|c| c.metadata),
+        s.os_config(&plan.os),
+    ) {
+        for (what, asked, has) in [
+            ("etc", meta.get("slate.deploy.etc"), cfg.etc.to_string()),
+            ("var", meta.get("slate.deploy.var"), cfg.var.to_string()),
+        ] {
+            if let Some(asked) = asked.filter(|a| **a != has) {
+                eprintln!(
+                    "warning: the image asks for a {asked} /{what}; OS {} keeps it {has} \
+                     (`slate admin os-init {} --{what} {asked}` to follow the image)",
+                    plan.os, plan.os
+                );
+            }
+        }
+    }
     if plan.kernel.is_none() {
         eprintln!(
             "warning: commit {commit} has no kernel (/usr/lib/modules/KVER/vmlinuz): \

@@ -40,6 +40,10 @@ pub struct CommitArgs {
     /// Parent: `auto` (the branch's current commit), `none`, or a revision.
     #[arg(long, default_value = "auto")]
     parent: String,
+    /// Make no commit when the branch's commit has the same tree, subject,
+    /// body and metadata; print that commit's id.
+    #[arg(long)]
+    skip_if_unchanged: bool,
     /// Print the commit id, its parent and what the scan found as JSON
     /// instead of the bare id.
     #[arg(long)]
@@ -59,6 +63,8 @@ struct CommitView {
     specials: u64,
     content_bytes: u64,
     new_file_objects: u64,
+    /// No commit was made: the branch's commit has this tree already.
+    unchanged: bool,
     skipped_sockets: Vec<String>,
     seconds: f64,
 }
@@ -115,6 +121,7 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
         timestamp,
         metadata,
         parent,
+        skip_if_unchanged: a.skip_if_unchanged,
     };
     let src_name = a.source.display().to_string();
     let source = if a.source.as_os_str() == "-" {
@@ -169,6 +176,7 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
             specials: s.specials,
             content_bytes: s.content_bytes,
             new_file_objects: s.new_file_objects,
+            unchanged: out.unchanged,
             skipped_sockets: sockets,
             seconds: started.elapsed().as_secs_f64(),
         });
@@ -184,6 +192,12 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
         s.new_file_objects,
         started.elapsed().as_secs_f64()
     );
+    if out.unchanged {
+        eprintln!(
+            "{} already has this tree and metadata: no new commit",
+            a.branch
+        );
+    }
     crate::outln!("{}", out.id)?;
     Ok(())
 }

@@ -55,6 +55,10 @@ pub struct ComposeArgs {
     /// Build the base tree again even when the cache has it.
     #[arg(long)]
     no_tree_cache: bool,
+    /// Commit even when the ref's commit has the same image (by default
+    /// that commit's id is printed and nothing is committed).
+    #[arg(long)]
+    always_commit: bool,
     /// Print what was built as JSON.
     #[arg(long)]
     json: bool,
@@ -103,6 +107,10 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<()> {
         cache_dir: a.cache_dir.clone(),
         tree_cache: !a.no_tree_cache,
         epoch: epoch()?,
+        always_commit: a.always_commit,
+        slate_bin: Some(
+            std::env::current_exe().context("finding the slate binary to put into the image")?,
+        ),
     };
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let step = Arc::new(Mutex::new(String::new()));
@@ -110,7 +118,16 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let line = output::status_line(move || shown.lock().map(|s| s.clone()).unwrap_or_default());
     let mut last: Option<(String, std::time::Instant)> = None;
-    let mut report = |name: &str| {
+    let mut report = |e: compose::Event<'_>| {
+        let name = match e {
+            compose::Event::Detail(d) => {
+                if let (Ok(mut s), Some((step, _))) = (step.lock(), &last) {
+                    *s = format!("{step}: {d}");
+                }
+                return;
+            }
+            compose::Event::Step(name) => name,
+        };
         if let Some((prev, at)) = last.take() {
             if interactive {
                 eprintln!("  {prev} ({:.1} s)", at.elapsed().as_secs_f64());
@@ -154,6 +171,9 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<()> {
                 c.lint.unaccounted.len() - 20
             );
         }
+    }
+    if c.unchanged && !a.json {
+        eprintln!("{} already has this image: no new commit", c.branch);
     }
     if c.lock_written && !a.json {
         eprintln!("wrote {}", lockfile.display());

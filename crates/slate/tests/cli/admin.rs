@@ -48,6 +48,12 @@ fn os_tree(root: &Path, v: u32, kernel: bool) {
     write(root, "etc/dir/inner", "inner\n");
     if v >= 2 {
         write(root, "etc/image-new", "added by the image\n");
+        // The image's own kernel arguments (what compose writes).
+        write(
+            root,
+            "usr/lib/kernel/cmdline",
+            "# image\nconsole=ttyS0 slate=ignored\n",
+        );
     }
     let _ = std::fs::remove_file(root.join("etc/link"));
     std::os::unix::fs::symlink("motd", root.join("etc/link")).expect("symlink");
@@ -215,7 +221,7 @@ fn two_versions_side_by_side_with_rollback() {
     assert!(new_entry.contains("sort-key slate\n"), "{new_entry}");
     assert!(
         new_entry.contains(&format!(
-            "options root=/dev/vda2 quiet slate=/slate/deploy/test/{}",
+            "options console=ttyS0 root=/dev/vda2 quiet slate=/slate/deploy/test/{}",
             d[0]["id"].as_str().expect("id")
         )),
         "{new_entry}"

@@ -230,6 +230,18 @@ fn compose_a_folder_into_a_stateless_image() {
         cat(&repo, &id, "/usr/lib/kernel/cmdline"),
         "quiet console=ttyS0\n"
     );
+    // Slate itself, with its dracut module.
+    let bin = ok(&repo, &["ls", "-l", &id, "/usr/bin/slate"]);
+    assert!(bin.starts_with("-0755"), "{bin}");
+    let module = cat(
+        &repo,
+        &id,
+        "/usr/lib/dracut/modules.d/50slate/slate-prepare-root.service",
+    );
+    assert!(
+        module.contains("ExecStart=/usr/bin/slate admin prepare-root"),
+        "{module}"
+    );
     // Packages in show, metadata of the image.
     let show = ok(&repo, &["show", &id]);
     assert!(
@@ -257,6 +269,14 @@ fn compose_a_folder_into_a_stateless_image() {
         ],
     );
     assert_eq!(id_of(&compose(&repo2, &cache, &["--locked", mpath])), id);
+
+    // Nothing changed: no new commit, unless asked for.
+    let o = compose(&repo, &cache, &[mpath]);
+    assert_eq!(id_of(&o), id);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already has this image"));
+    let again = id_of(&compose(&repo, &cache, &["--always-commit", mpath]));
+    assert_ne!(again, id);
+    ok(&repo, &["reset", "folder/main", &id]);
 
     // The built image boots its /etc back: tmpfiles and sysusers on an
     // empty /etc of a checkout make the files of the factory.
@@ -654,4 +674,120 @@ fn debian_image_composes_reproducibly_and_boots_stateless() {
         keys.contains("ssh_host_ed25519_key"),
         "no host keys: {keys}"
     );
+
+    // The other modes, running a command: with --volatile=no the
+    // container writes to its own copy, kept between runs; with state,
+    // /var is a fresh tmpfs each time; the image in the repository is
+    // untouched.
+    let run = |mode: &str, cmd: &str| -> String {
+        let o = Command::new(slate_bin())
+            .env("SLATE_REPO", &repo)
+            .args(["run", &format!("--volatile={mode}"), "--cache-dir"])
+            .arg(&runcache)
+            .args([id.as_str(), "--", "/bin/sh", "-c", cmd])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("slate run");
+        assert!(
+            o.status.success(),
+            "run --volatile={mode} {cmd}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // Slate is in the image, and runs there.
+    assert!(run("yes", "/usr/bin/slate --version").starts_with("slate "));
+    run("no", "echo kept > /var/mark");
+    assert_eq!(run("no", "cat /var/mark"), "kept\n");
+    assert_eq!(run("state", "echo x > /var/x && cat /var/x"), "x\n");
+    assert_eq!(
+        run("state", "test -e /var/x && echo there || echo absent"),
+        "absent\n",
+        "/var is not fresh under --volatile=state"
+    );
+    assert_eq!(
+        run("yes", "test -e /var/mark && echo there || echo absent"),
+        "absent\n"
+    );
+    let co_mark = runcache.join("run").join(&id).join("var/mark");
+    assert!(
+        !co_mark.exists(),
+        "--volatile=no wrote into the shared checkout"
+    );
+}
+
+#[test]
+fn compose_a_tarball_base_with_units_disabled() {
+    if !is_root() {
+        return skip("slate compose needs root (file owners)");
+    }
+    for tool in ["systemctl", "tar"] {
+        if !have(tool) {
+            return skip(&format!("{tool} is not installed"));
+        }
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let base = t.path().join("base");
+    debian_like(&base, "1.0");
+    let tarball = t.path().join("base.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&base)
+        .args(["--numeric-owner", "-cf"])
+        .arg(&tarball)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let sha = slate_core::hash::ObjectId::digest(&std::fs::read(&tarball).expect("read")).to_hex();
+    let text = |digest: &str| {
+        format!(
+            "[image]\nname = \"Tar\"\nversion = \"1\"\nref = \"tar/main\"\n\n\
+             [[input]]\ntype = \"tarball\"\npath = \"base.tar\"\nsha256 = \"{digest}\"\n\n\
+             [units]\nenable = [\"extra.service\"]\ndisable = [\"app.service\"]\n"
+        )
+    };
+    let m = t.path().join("tar.toml");
+    std::fs::write(&m, text(&sha)).expect("manifest");
+    let cache = t.path().join("cache");
+    let repo = init(t.path(), "bare");
+    let id = id_of(&compose(&repo, &cache, &[m.to_str().expect("utf-8")]));
+    let wants = ok(
+        &repo,
+        &["ls", &id, "/usr/lib/systemd/system/multi-user.target.wants"],
+    );
+    assert!(wants.contains("extra.service"), "{wants}");
+    assert!(
+        !wants.contains("app.service"),
+        "app.service still enabled: {wants}"
+    );
+    assert_eq!(
+        cat(&repo, &id, "/usr/share/factory/var/lib/svc/data"),
+        "state\n"
+    );
+    let lock = std::fs::read_to_string(t.path().join("tar.lock")).expect("lockfile");
+    assert!(lock.contains(&sha), "{lock}");
+
+    // A wrong digest: named, with both digests; nothing committed.
+    let wrong = "0".repeat(64);
+    std::fs::write(&m, text(&wrong)).expect("manifest");
+    let repo2 = t.path().join("repo2");
+    ok(
+        &repo2,
+        &[
+            "init",
+            "--repo",
+            repo2.to_str().expect("utf-8"),
+            "--mode",
+            "bare",
+        ],
+    );
+    let o = compose(&repo2, &cache, &[m.to_str().expect("utf-8")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("input 1 (tarball)") && err.contains(&sha) && err.contains(&wrong),
+        "{err}"
+    );
+    assert!(fails(&repo2, &["rev-parse", "tar/main"]).contains("tar/main"));
 }
