@@ -224,26 +224,28 @@ pub fn mmdebstrap(
 /// Copy a folder's content into `target` (modes, owners, links, xattrs).
 pub fn copy_dir(src: &Path, target: &Path, keep_owners: bool) -> Result<(), Error> {
     std::fs::create_dir_all(target).map_err(Error::io(target))?;
+    cp(&src.join("."), target, keep_owners)
+}
+
+/// `cp -a` of `src` to `dest` (a folder's content with `SRC/.`), reflinks
+/// where the file system has them; owners kept or made the builder's.
+fn cp(src: &Path, dest: &Path, keep_owners: bool) -> Result<(), Error> {
     let mut cmd = Command::new("cp");
     cmd.arg("-a").arg("--reflink=auto");
     if !keep_owners {
         cmd.arg("--no-preserve=ownership");
     }
-    let out = cmd
-        .arg(src.join("."))
-        .arg(target)
-        .output()
-        .map_err(|e| Error::Tool {
-            tool: "cp".into(),
-            message: e.to_string(),
-        })?;
+    let out = cmd.arg(src).arg(dest).output().map_err(|e| Error::Tool {
+        tool: "cp".into(),
+        message: e.to_string(),
+    })?;
     if !out.status.success() {
         return Err(Error::Tool {
             tool: "cp".into(),
             message: format!(
                 "{} -> {}: {}",
                 src.display(),
-                target.display(),
+                dest.display(),
                 String::from_utf8_lossy(&out.stderr).trim()
             ),
         });
@@ -326,22 +328,6 @@ pub fn add_files(root: &Path, source: &Path, target: &str) -> Result<(), Error> 
                 source.display()
             )));
         }
-        let out = Command::new("cp")
-            .arg("-a")
-            .arg("--no-preserve=ownership")
-            .arg(source)
-            .arg(&dest)
-            .output()
-            .map_err(|e| Error::Tool {
-                tool: "cp".into(),
-                message: e.to_string(),
-            })?;
-        if !out.status.success() {
-            return Err(Error::Tool {
-                tool: "cp".into(),
-                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        Ok(())
+        cp(source, &dest, false)
     }
 }

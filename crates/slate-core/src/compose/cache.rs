@@ -154,9 +154,12 @@ impl Cache {
             .filter(|p| p.extension().is_some_and(|x| x == "deb"))
             .collect();
         files.sort();
-        for f in files {
-            out.push(self.add(&f, true)?);
-        }
+        // Hashing and reading control files, a package per thread.
+        use rayon::prelude::*;
+        out = files
+            .par_iter()
+            .map(|f| self.add(f, true))
+            .collect::<Result<Vec<_>, Error>>()?;
         Ok(out)
     }
 

@@ -74,7 +74,11 @@ fn err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
 /// backslash (as systemd-tmpfiles reads fields); none for a name with a
 /// control character or that is not UTF-8.
 fn field(p: &std::ffi::OsStr) -> Option<String> {
-    let p = p.to_str()?;
+    tmpfiles_field(p.to_str()?)
+}
+
+/// [`field`] of text (shared with the `/var` step).
+pub(crate) fn tmpfiles_field(p: &str) -> Option<String> {
     if p.chars().any(char::is_control) {
         return None;
     }

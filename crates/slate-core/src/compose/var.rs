@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::etc::tmpfiles_field as field;
 use super::packages::DPKG_DIR;
 use super::Error;
 
@@ -149,21 +150,6 @@ fn kinds(config: &crate::tmpfiles::Config, path: &str) -> Vec<u8> {
         .get(path)
         .map(|&i| config.arrays[i].items.iter().map(|x| x.kind).collect())
         .unwrap_or_default()
-}
-
-/// A tmpfiles.d field for `p`, quoted when it needs it; `None` for a name
-/// no line can carry (a control character, not UTF-8).
-fn field(p: &str) -> Option<String> {
-    if p.chars().any(char::is_control) {
-        return None;
-    }
-    if !p.contains([' ', '"', '\\', '\'']) {
-        return Some(p.to_string());
-    }
-    Some(format!(
-        "\"{}\"",
-        p.replace('\\', "\\\\").replace('"', "\\\"")
-    ))
 }
 
 struct Walk<'a> {
