@@ -7,6 +7,7 @@
 //!      → sysroot (deployments, boot entries, /etc merge) → compose (manifest, stateless steps)
 //! store, walk → sign, summary, delta (publishing: signatures, the summary, static deltas)
 //! confd → userdb → { sysusers, tmpfiles }   (engines: load, plan, apply; host facts passed in)
+//! fsutil → disk (GPT disk images: the ESP and the root partition); vm (QEMU's arguments)
 //! fsutil, sys, progress: leaves used by all
 //! ```
 //!
@@ -18,6 +19,7 @@ pub mod compose;
 pub mod confd;
 pub mod delta;
 pub mod diff;
+pub mod disk;
 pub mod export;
 pub mod fsck;
 pub mod fsutil;
@@ -34,4 +36,5 @@ pub mod sysroot;
 pub mod sysusers;
 pub mod tmpfiles;
 pub mod userdb;
+pub mod vm;
 pub mod walk;

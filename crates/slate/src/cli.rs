@@ -50,6 +50,7 @@ enum Command {
     Tmpfiles(cmd::tmpfiles::TmpfilesArgs),
     Admin(cmd::admin::AdminArgs),
     Run(cmd::run::RunArgs),
+    Vm(cmd::vm::VmArgs),
     Man(cmd::man::ManArgs),
 }
 
@@ -84,6 +85,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Sysusers(a) => return cmd::sysusers::run(a),
         Command::Tmpfiles(a) => return cmd::tmpfiles::run(a),
         Command::Run(a) => return cmd::run::run(a),
+        Command::Vm(a) => return cmd::vm::run(a),
     }?;
     Ok(ExitCode::SUCCESS)
 }

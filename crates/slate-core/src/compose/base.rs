@@ -118,8 +118,6 @@ pub fn mmdebstrap(
     detail: &mut dyn FnMut(&str),
 ) -> Result<Vec<CachedDeb>, Error> {
     let log = work.join("mmdebstrap.log");
-    let incoming = work.join("incoming");
-    std::fs::create_dir_all(&incoming).map_err(Error::io(&incoming))?;
     let mut cmd = Command::new("mmdebstrap");
     cmd.arg("--mode=root")
         .arg("--format=directory")
@@ -162,11 +160,11 @@ pub fn mmdebstrap(
             .arg(target)
             .arg(format!("deb [trusted=yes] file://{} ./", repo.display()));
     } else {
+        // The downloaded packages stay in the tree's apt cache, to be
+        // moved (not copied: the tree is in the cache's folder) into the
+        // package cache.
         cmd.arg("--skip=essential/unlink")
-            .arg(format!(
-                "--customize-hook=sync-out /var/cache/apt/archives {}",
-                incoming.display()
-            ))
+            .arg("--skip=cleanup/apt/cache")
             .arg(&req.suite)
             .arg(target)
             .args(&req.sources);
@@ -213,7 +211,7 @@ pub fn mmdebstrap(
         });
     }
     if !offline {
-        seen.extend(cache.take_all(&incoming)?);
+        seen.extend(cache.take_all(&target.join("var/cache/apt/archives"))?);
     }
     for d in &req.debs {
         seen.push(cache.add(d, false)?);

@@ -31,7 +31,7 @@ const DRACUT_PREPARE_UNIT: &str =
     include_str!("../../../../dist/dracut/50slate/slate-prepare-root.service");
 
 /// Stage below `stage` what an image needs of Slate: the binary at
-/// `usr/bin/slate` (a copy of `slate_bin`) and the dracut module that runs
+/// `usr/bin/slate` (`slate_bin` without its debug information) and the dracut module that runs
 /// `slate admin prepare-root` in the initrd. Compose puts it into the tree
 /// before the packages are installed, so the initrd dracut makes carries
 /// it.
@@ -42,7 +42,18 @@ pub fn stage_slate(stage: &Path, slate_bin: &Path) -> Result<(), Error> {
     for d in [bin.parent().expect("a folder"), module.as_path()] {
         std::fs::create_dir_all(d).map_err(Error::io(d))?;
     }
-    std::fs::copy(slate_bin, &bin).map_err(Error::io(slate_bin))?;
+    // Without its debug information (a tenth of the size, and what the
+    // initrd carries); a plain copy where `strip` is missing.
+    let stripped = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&bin)
+        .arg(slate_bin)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(slate_bin, &bin).map_err(Error::io(slate_bin))?;
+    }
     for (name, text, mode) in [
         ("module-setup.sh", DRACUT_MODULE_SETUP, 0o755),
         ("slate-prepare-root.service", DRACUT_PREPARE_UNIT, 0o644),
@@ -235,7 +246,8 @@ pub fn first_boot(root: &Path, out: &mut Added) -> Result<(), Error> {
 
 /// Move each kernel of `/boot` (`vmlinuz-KVER`, with `initrd.img-KVER`,
 /// `config-KVER` and `System.map-KVER`) into `/usr/lib/modules/KVER/`,
-/// and remove the links to them at the root. Returns the newest version.
+/// and remove the links to them at the root; make `/efi`, the ESP's mount
+/// point. Returns the newest version.
 pub fn move_kernel(root: &Path) -> Result<Option<String>, Error> {
     let boot = root.join("boot");
     let mut versions = Vec::new();
@@ -273,6 +285,12 @@ pub fn move_kernel(root: &Path) -> Result<Option<String>, Error> {
                 std::fs::remove_file(&p).map_err(Error::io(&p))?;
             }
         }
+    }
+    // Where a machine mounts its ESP (systemd-gpt-auto-generator mounts
+    // it on an empty /efi), and where Slate writes boot entries there.
+    let efi = root.join("efi");
+    if std::fs::symlink_metadata(&efi).is_err() {
+        std::fs::create_dir(&efi).map_err(Error::io(&efi))?;
     }
     Ok(versions.pop())
 }

@@ -239,6 +239,16 @@ impl Sysroot {
         Sysroot::open(path, None)
     }
 
+    /// Name another boot directory (absolute, or relative to the
+    /// sysroot): where a machine will find its ESP once the sysroot is on
+    /// a disk (`slate admin install` writes `/efi`).
+    pub fn set_boot_dir(&self, boot: &Path) -> Result<()> {
+        let cfg = SysrootConfig {
+            boot: boot.to_path_buf(),
+        };
+        write_toml(&self.path.join("slate"), "sysroot.toml", &cfg)
+    }
+
     /// Open the sysroot at `path`. `booted` is the running deployment
     /// (`OS/ID`), when the caller knows this sysroot is the running one.
     pub fn open(path: &Path, booted: Option<String>) -> Result<Sysroot> {

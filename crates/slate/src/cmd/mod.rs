@@ -19,6 +19,7 @@ pub mod remote;
 pub mod run;
 pub mod sysusers;
 pub mod tmpfiles;
+pub mod vm;
 
 use std::path::PathBuf;
 

@@ -9,6 +9,7 @@ mod faultserve;
 mod hostile_fs;
 mod hostile_repo;
 mod hostile_tar;
+mod install;
 mod json_out;
 mod maintenance;
 mod names;

@@ -1,5 +1,7 @@
 //! `slate admin`: deployments in a sysroot.
 
+pub mod install;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -55,6 +57,7 @@ enum AdminCommand {
     ConfigDiff(ConfigDiffArgs),
     FactoryReset(FactoryResetArgs),
     PrepareRoot(PrepareRootArgs),
+    Install(install::InstallArgs),
 }
 
 /// The drift of a machine from its image: every path of /etc added (A),
@@ -259,6 +262,9 @@ struct CleanupArgs {
 }
 
 pub fn run(a: AdminArgs) -> anyhow::Result<()> {
+    if let AdminCommand::Install(i) = &a.command {
+        return install::run(i);
+    }
     if let AdminCommand::InitFs(i) = &a.command {
         let s = Sysroot::init_fs(&i.dir, Some(&i.boot))
             .with_context(|| format!("making {} a sysroot", output::shown_path(&i.dir)))?;
@@ -277,7 +283,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
     }
     let s = open(&a)?;
     match a.command {
-        AdminCommand::InitFs(_) => unreachable!("handled above"),
+        AdminCommand::InitFs(_) | AdminCommand::Install(_) => unreachable!("handled above"),
         AdminCommand::OsInit(o) => {
             let _lock = s.lock()?;
             let cfg = OsConfig {

@@ -1,0 +1,363 @@
+//! Disk images (`slate admin install`): a GPT disk with an EFI system
+//! partition (systemd-boot, the boot entries, the kernels) and a root
+//! partition holding a sysroot, both typed by the Discoverable Partitions
+//! Specification. Made with the tools of the field and no loop mount:
+//! `mkfs.vfat -C` and `mcopy` for the ESP, `mkfs.ext4 -d` for the root
+//! (hard links, owners, modes and xattrs kept), `sfdisk` for the table,
+//! each file system written into its place. A disk file is built beside
+//! its target and renamed over it: a kill leaves the old file or the new.
+
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+/// The ESP's type (Discoverable Partitions Specification).
+pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// The root partition's type for x86-64.
+pub const ROOT_X86_64_TYPE: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
+/// Where systemd-boot's EFI binary is on a Debian host (systemd-boot-efi).
+pub const SYSTEMD_BOOT_EFI: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+
+const MIB: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{tool}: {message}")]
+    Tool { tool: String, message: String },
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Run a tool; its standard error in the message when it fails.
+fn run(cmd: &mut Command, what: &str) -> Result<String, Error> {
+    let tool = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|e| Error::Tool {
+        tool: tool.clone(),
+        message: format!("cannot run it ({what}): {e}"),
+    })?;
+    if !out.status.success() {
+        return Err(Error::Tool {
+            tool,
+            message: format!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A random UUID (the kernel's).
+pub fn random_uuid() -> Result<String, Error> {
+    let p = Path::new("/proc/sys/kernel/random/uuid");
+    Ok(std::fs::read_to_string(p)
+        .map_err(io(p))?
+        .trim()
+        .to_uppercase())
+}
+
+/// The plan of a disk.
+#[derive(Clone, Debug, Serialize)]
+pub struct Layout {
+    pub esp_uuid: String,
+    pub root_uuid: String,
+    /// The root file system's UUID.
+    pub root_fs_uuid: String,
+    pub esp_mib: u64,
+    pub root_mib: u64,
+}
+
+impl Layout {
+    /// The whole disk: 1 MiB before the partitions, 1 MiB after (the
+    /// backup GPT).
+    pub fn disk_bytes(&self) -> u64 {
+        (1 + self.esp_mib + self.root_mib + 1) * MIB
+    }
+
+    /// The kernel arguments that find the root.
+    pub fn kargs(&self) -> Vec<String> {
+        vec![
+            format!("root=PARTUUID={}", self.root_uuid.to_lowercase()),
+            "rw".into(),
+        ]
+    }
+}
+
+/// Bytes of the files below `dir` (each inode once), rounded up to
+/// blocks, with what each entry costs the file system.
+pub fn tree_bytes(dir: &Path) -> Result<u64, Error> {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(io(&d))? {
+            let e = e.map_err(io(&d))?;
+            let m = e.metadata().map_err(io(&e.path()))?;
+            total += 256;
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if seen.insert((m.dev(), m.ino())) {
+                total += m.len().div_ceil(4096) * 4096;
+            }
+        }
+    }
+    Ok(total)
+}
+
+impl Layout {
+    /// A layout with new identities and no sizes yet ([`Layout::size`]):
+    /// the root's PARTUUID is known before the sysroot is made, for its
+    /// boot entries.
+    pub fn new() -> Result<Layout, Error> {
+        Ok(Layout {
+            esp_uuid: random_uuid()?,
+            root_uuid: random_uuid()?,
+            root_fs_uuid: random_uuid()?.to_lowercase(),
+            esp_mib: 0,
+            root_mib: 0,
+        })
+    }
+
+    /// Sizes for a root of `root_bytes` and an ESP of `esp_bytes`, at
+    /// least `min_disk` bytes in all: the ESP at least 256 MiB and twice
+    /// its content (room for the next kernels); the root half again its
+    /// content and 512 MiB more, or what `min_disk` leaves. A `max_disk`
+    /// (a device's size) that cannot hold it is an error.
+    pub fn size(
+        &mut self,
+        root_bytes: u64,
+        esp_bytes: u64,
+        min_disk: u64,
+        max_disk: Option<u64>,
+    ) -> Result<(), Error> {
+        self.esp_mib = (esp_bytes * 2 / MIB + 1).max(256);
+        self.root_mib = root_bytes * 3 / 2 / MIB + 512;
+        let fixed = (self.esp_mib + 2) * MIB;
+        if min_disk > fixed + self.root_mib * MIB {
+            self.root_mib = (min_disk - fixed) / MIB;
+        }
+        if let Some(max) = max_disk {
+            if self.disk_bytes() > max {
+                let need_root = root_bytes * 11 / 10 / MIB + 64;
+                if fixed + need_root * MIB > max {
+                    return Err(Error::Refused(format!(
+                        "the disk holds {} MiB; this sysroot needs {} MiB",
+                        max / MIB,
+                        (fixed + need_root * MIB) / MIB
+                    )));
+                }
+                self.root_mib = (max - fixed) / MIB;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the target holds now: its partitions as `sfdisk` lists them, or
+/// nothing (absent, empty, or no partition table).
+pub fn existing_partitions(target: &Path) -> Vec<String> {
+    let Ok(m) = std::fs::metadata(target) else {
+        return Vec::new();
+    };
+    if !(m.file_type().is_block_device() || m.len() > 0) {
+        return Vec::new();
+    }
+    let Ok(out) = Command::new("sfdisk").arg("--dump").arg(target).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(" : start="))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+/// Put systemd-boot on the ESP tree `esp`: the fallback path firmware
+/// boots with fresh variables, systemd-boot's own path, and a
+/// `loader.conf`.
+pub fn install_systemd_boot(esp: &Path, efi: &Path) -> Result<(), Error> {
+    if !efi.is_file() {
+        return Err(Error::Refused(format!(
+            "{}: systemd-boot's EFI binary is not there (apt-get install systemd-boot-efi)",
+            efi.display()
+        )));
+    }
+    for (dir, name) in [
+        ("EFI/BOOT", "BOOTX64.EFI"),
+        ("EFI/systemd", "systemd-bootx64.efi"),
+    ] {
+        let d = esp.join(dir);
+        std::fs::create_dir_all(&d).map_err(io(&d))?;
+        std::fs::copy(efi, d.join(name)).map_err(io(efi))?;
+    }
+    let conf = esp.join("loader/loader.conf");
+    std::fs::create_dir_all(esp.join("loader")).map_err(io(&conf))?;
+    std::fs::write(&conf, "timeout 3\nconsole-mode keep\neditor no\n").map_err(io(&conf))?;
+    Ok(())
+}
+
+/// Write the disk: the ESP made from `esp_dir`, the root from `root_dir`,
+/// both into `target` (a file, made beside it and renamed over it; or a
+/// block device, written in place). `work` holds the file systems while
+/// they are made.
+pub fn write(
+    target: &Path,
+    l: &Layout,
+    root_dir: &Path,
+    esp_dir: &Path,
+    work: &Path,
+) -> Result<(), Error> {
+    let esp_img = work.join("esp.img");
+    let root_img = work.join("root.img");
+    let _ = std::fs::remove_file(&esp_img);
+    let _ = std::fs::remove_file(&root_img);
+    run(
+        Command::new("mkfs.vfat")
+            .args(["-F", "32", "-n", "ESP", "-C"])
+            .arg(&esp_img)
+            .arg((l.esp_mib * 1024).to_string()),
+        "making the ESP",
+    )?;
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(esp_dir)
+        .map_err(io(esp_dir))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io(esp_dir))?;
+    entries.sort();
+    if !entries.is_empty() {
+        run(
+            Command::new("mcopy")
+                .args(["-s", "-p", "-Q", "-i"])
+                .arg(&esp_img)
+                .args(&entries)
+                .arg("::/"),
+            "copying the boot files onto the ESP",
+        )?;
+    }
+    run(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "slate-root", "-U", &l.root_fs_uuid, "-d"])
+            .arg(root_dir)
+            .arg(&root_img)
+            .arg(format!("{}M", l.root_mib)),
+        "making the root file system",
+    )?;
+
+    let is_device = std::fs::metadata(target).is_ok_and(|m| m.file_type().is_block_device());
+    let disk = if is_device {
+        target.to_path_buf()
+    } else {
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = parent.join(crate::fsutil::tmp_name(".slate-disk"));
+        let f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.set_len(l.disk_bytes()).map_err(io(&tmp))?;
+        tmp
+    };
+    let written = (|| {
+        let script = format!(
+            "label: gpt\nfirst-lba: 2048\n\
+             start=2048, size={}, type={ESP_TYPE}, uuid={}, name=\"esp\"\n\
+             size={}, type={ROOT_X86_64_TYPE}, uuid={}, name=\"root\"\n",
+            l.esp_mib * MIB / 512,
+            l.esp_uuid,
+            l.root_mib * MIB / 512,
+            l.root_uuid
+        );
+        let mut child = Command::new("sfdisk")
+            .args([
+                "--quiet",
+                "--no-reread",
+                "--no-tell-kernel",
+                "--wipe",
+                "always",
+            ])
+            .arg(&disk)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::Tool {
+                tool: "sfdisk".into(),
+                message: format!("cannot run it: {e}"),
+            })?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(script.as_bytes())
+            .map_err(io(&disk))?;
+        let out = child.wait_with_output().map_err(io(&disk))?;
+        if !out.status.success() {
+            return Err(Error::Tool {
+                tool: "sfdisk".into(),
+                message: format!(
+                    "partitioning {}: {}",
+                    disk.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        copy_into(&esp_img, &disk, MIB, !is_device)?;
+        copy_into(&root_img, &disk, (1 + l.esp_mib) * MIB, !is_device)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&disk)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&disk))
+    })();
+    if is_device {
+        return written;
+    }
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&disk);
+        return Err(e);
+    }
+    std::fs::rename(&disk, target).map_err(io(target))
+}
+
+/// Copy the file `src` into `disk` at byte `offset`. With `sparse` (a
+/// new disk file, all zeros), blocks of zeros are skipped.
+fn copy_into(src: &Path, disk: &Path, offset: u64, sparse: bool) -> Result<(), Error> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut from = std::fs::File::open(src).map_err(io(src))?;
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk)
+        .map_err(io(disk))?;
+    to.seek(SeekFrom::Start(offset)).map_err(io(disk))?;
+    let mut buf = vec![0u8; MIB as usize];
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            let r = from.read(&mut buf[n..]).map_err(io(src))?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        if n == 0 {
+            break;
+        }
+        if sparse && buf[..n].iter().all(|b| *b == 0) {
+            to.seek(SeekFrom::Current(n as i64)).map_err(io(disk))?;
+        } else {
+            to.write_all(&buf[..n]).map_err(io(disk))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! `slate vm`: a disk booted in QEMU with UEFI firmware (OVMF), the way a
+//! machine boots it: KVM when it works, else software emulation; the
+//! serial console on the terminal or in a file; user-mode networking, so
+//! the guest reaches the host at 10.0.2.2.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// OVMF's firmware and its variable store, as Debian's `ovmf` installs
+/// them.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+impl std::str::FromStr for Accel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Accel::Auto),
+            "kvm" => Ok(Accel::Kvm),
+            "tcg" => Ok(Accel::Tcg),
+            _ => Err(format!("{s:?}: expected auto, kvm or tcg")),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub qemu: PathBuf,
+    pub disk: PathBuf,
+    /// Changes go to a temporary overlay, never to the disk.
+    pub snapshot: bool,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// KVM or TCG, decided ([`Accel::Auto`] resolved by [`kvm_works`]).
+    pub kvm: bool,
+    /// A private copy of the firmware's variables.
+    pub vars: PathBuf,
+    /// The first serial port (the console) to a file; else the terminal.
+    pub console_log: Option<PathBuf>,
+    /// A second serial port to a file (`ttyS1` in the guest), for markers
+    /// a getty on the console cannot swallow.
+    pub marker_log: Option<PathBuf>,
+    /// Host TCP port forwarded to a guest port.
+    pub forwards: Vec<(u16, u16)>,
+}
+
+/// QEMU: `$SLATE_QEMU`, else `qemu-system-x86_64` on the `PATH`.
+pub fn find_qemu() -> Option<PathBuf> {
+    if let Some(q) = std::env::var_os("SLATE_QEMU") {
+        return Some(PathBuf::from(q));
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join("qemu-system-x86_64"))
+        .find(|p| p.is_file())
+}
+
+/// The data folders of a QEMU unpacked with `dpkg -x` (firmware ROMs
+/// beside it, under its prefix): passed with `-L` when they exist.
+pub fn data_dirs(qemu: &Path) -> Vec<PathBuf> {
+    let Some(prefix) = qemu.parent().and_then(Path::parent) else {
+        return Vec::new();
+    };
+    ["share/qemu", "share/seabios", "lib/ipxe/qemu"]
+        .iter()
+        .map(|d| prefix.join(d))
+        .filter(|d| d.is_dir() && !d.starts_with("/usr/share") && !d.starts_with("/usr/lib"))
+        .collect()
+}
+
+/// Whether QEMU starts with KVM here: `/dev/kvm` can be opened and a
+/// paused machine with the host's CPU does not fail within two seconds
+/// (nested virtualisation that cannot set the host's MSRs fails there).
+pub fn kvm_works(qemu: &Path) -> bool {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return false;
+    }
+    let Ok(mut child) = Command::new(qemu)
+        .args(
+            data_dirs(qemu)
+                .iter()
+                .flat_map(|d| [OsString::from("-L"), d.into()]),
+        )
+        .args([
+            "-machine",
+            "q35,accel=kvm",
+            "-cpu",
+            "host",
+            "-m",
+            "128",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-S",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    match child.try_wait() {
+        Ok(Some(_)) => false,
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            true
+        }
+    }
+}
+
+/// QEMU's arguments for `o`.
+pub fn qemu_args(o: &Options) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    for d in data_dirs(&o.qemu) {
+        a.push("-L".into());
+        a.push(d.into());
+    }
+    let s = |x: &str| OsString::from(x);
+    a.extend([
+        s("-machine"),
+        s(if o.kvm {
+            "q35,accel=kvm"
+        } else {
+            "q35,accel=tcg"
+        }),
+        s("-cpu"),
+        s(if o.kvm { "host" } else { "max" }),
+        s("-m"),
+        OsString::from(o.memory_mib.to_string()),
+        s("-smp"),
+        OsString::from(o.cpus.to_string()),
+        s("-nodefaults"),
+        s("-display"),
+        s("none"),
+        s("-no-reboot"),
+    ]);
+    a.push("-drive".into());
+    a.push(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}").into());
+    a.push("-drive".into());
+    a.push(format!("if=pflash,format=raw,file={}", o.vars.display()).into());
+    a.push("-drive".into());
+    a.push(format!("if=virtio,format=raw,file={}", o.disk.display()).into());
+    if o.snapshot {
+        a.push("-snapshot".into());
+    }
+    let mut nic = String::from("user,model=virtio-net-pci");
+    for (host, guest) in &o.forwards {
+        nic.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+    }
+    a.push("-nic".into());
+    a.push(nic.into());
+    a.push("-serial".into());
+    a.push(match &o.console_log {
+        Some(p) => format!("file:{}", p.display()).into(),
+        None => "mon:stdio".into(),
+    });
+    if let Some(p) = &o.marker_log {
+        a.push("-serial".into());
+        a.push(format!("file:{}", p.display()).into());
+    }
+    a
+}

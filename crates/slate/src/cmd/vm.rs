@@ -1,0 +1,140 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use slate_core::vm::{self, Accel};
+
+use super::admin::install::{self, InstallArgs};
+use super::GlobalRepoArg;
+
+/// Boot an image or a disk in a virtual machine (QEMU, UEFI firmware,
+/// systemd-boot): the way to try an image before installing it.
+#[derive(Args)]
+#[command(
+    long_about = "Boot an image or a disk in a virtual machine: QEMU with OVMF (UEFI), KVM \
+    when it works here, else software emulation. A ref or commit of the repository is first \
+    installed on a disk (as `slate admin install` does; a temporary file unless --disk names \
+    one); a FILE is booted as it is. The serial console is on the terminal (Ctrl-A X quits \
+    QEMU) or in --console-log; the guest reaches the host at 10.0.2.2 (user-mode \
+    networking), and --forward HOST:GUEST forwards a TCP port to it. QEMU is \
+    $SLATE_QEMU or qemu-system-x86_64 on the PATH.",
+    after_help = "Examples:\n  slate vm --repo repo debian/bookworm/x86_64\n  \
+    slate vm --snapshot disk.img\n  \
+    slate vm --repo repo --disk vm.img --forward 2222:22 os/main"
+)]
+pub struct VmArgs {
+    #[command(flatten)]
+    repo: GlobalRepoArg,
+    /// Install a REF onto this disk file and keep it (default: a
+    /// temporary one, removed after).
+    #[arg(long, value_name = "FILE")]
+    disk: Option<PathBuf>,
+    /// Write nothing to the disk (changes go to a temporary overlay).
+    #[arg(long)]
+    snapshot: bool,
+    /// Memory, MiB.
+    #[arg(long, default_value = "2048", value_name = "MIB")]
+    memory: u32,
+    #[arg(long, default_value = "2")]
+    cpus: u32,
+    /// auto (KVM when it starts here, else TCG), kvm or tcg.
+    #[arg(long, default_value = "auto", value_name = "ACCEL")]
+    accel: Accel,
+    /// The console to this file instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    console_log: Option<PathBuf>,
+    /// A second serial port (the guest's ttyS1) to this file.
+    #[arg(long, value_name = "FILE")]
+    marker_log: Option<PathBuf>,
+    /// Forward a host TCP port to the guest (HOST:GUEST; repeatable).
+    #[arg(long = "forward", value_name = "HOST:GUEST", value_parser = parse_forward)]
+    forwards: Vec<(u16, u16)>,
+    /// Kernel arguments of the entry installed (with a REF).
+    #[arg(long = "karg", value_name = "ARG")]
+    kargs: Vec<String>,
+    /// Where the disk and the firmware's variables are made.
+    #[arg(long, default_value = "/var/tmp", value_name = "DIR")]
+    workdir: PathBuf,
+    /// A ref or commit of the repository, or a disk file.
+    image: String,
+}
+
+fn parse_forward(s: &str) -> Result<(u16, u16), String> {
+    let (h, g) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected HOST:GUEST ports"))?;
+    let port = |p: &str| p.parse::<u16>().map_err(|_| format!("{p:?} is not a port"));
+    Ok((port(h)?, port(g)?))
+}
+
+pub fn run(a: VmArgs) -> anyhow::Result<ExitCode> {
+    let qemu = vm::find_qemu().context(
+        "no qemu-system-x86_64 on the PATH: install qemu-system-x86, or set SLATE_QEMU to one",
+    )?;
+    if !std::path::Path::new(vm::OVMF_CODE).is_file() {
+        anyhow::bail!("{}: no UEFI firmware (apt-get install ovmf)", vm::OVMF_CODE);
+    }
+    let work = tempfile::Builder::new()
+        .prefix("slate-vm-")
+        .tempdir_in(&a.workdir)
+        .with_context(|| format!("making a folder in {}", a.workdir.display()))?;
+    let as_file = PathBuf::from(&a.image);
+    let disk = if as_file.is_file() {
+        as_file
+    } else {
+        let from = a.repo.repo.clone().with_context(|| {
+            format!(
+                "{:?} is not a file, so it names an image: give --repo",
+                a.image
+            )
+        })?;
+        let disk = a
+            .disk
+            .clone()
+            .unwrap_or_else(|| work.path().join("disk.img"));
+        let mut i = InstallArgs::new(from, disk.clone(), a.image.clone(), a.workdir.clone());
+        i.kargs = a.kargs.clone();
+        i.force = a.disk.is_some();
+        let v = install::make(&i).context("installing the image on a disk")?;
+        eprintln!(
+            "{} installed on {} ({} MiB)",
+            v.deployment,
+            v.disk,
+            v.bytes >> 20
+        );
+        disk
+    };
+    let vars = work.path().join("OVMF_VARS.fd");
+    std::fs::copy(vm::OVMF_VARS, &vars)
+        .with_context(|| format!("copying {} (apt-get install ovmf)", vm::OVMF_VARS))?;
+    let kvm = match a.accel {
+        Accel::Kvm => true,
+        Accel::Tcg => false,
+        Accel::Auto => vm::kvm_works(&qemu),
+    };
+    if !kvm {
+        eprintln!("no usable KVM here: software emulation (a boot takes minutes)");
+    }
+    let opts = vm::Options {
+        qemu: qemu.clone(),
+        disk,
+        snapshot: a.snapshot,
+        memory_mib: a.memory,
+        cpus: a.cpus,
+        kvm,
+        vars,
+        console_log: a.console_log.clone(),
+        marker_log: a.marker_log.clone(),
+        forwards: a.forwards.clone(),
+    };
+    let status = std::process::Command::new(&qemu)
+        .args(vm::qemu_args(&opts))
+        .status()
+        .with_context(|| format!("running {}", qemu.display()))?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(c) => ExitCode::from(c.clamp(1, 255) as u8),
+        None => ExitCode::from(128 + 9),
+    })
+}

@@ -1,0 +1,250 @@
+//! `slate admin install --disk`: the disk an image file becomes, read back
+//! with the tools a machine's firmware and boot loader stand for (sfdisk,
+//! mtools, debugfs). Booting it is the end-to-end test's.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{have, init, is_root, ok, skip, slate_bin};
+
+fn write(root: &Path, rel: &str, content: &str) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&p, content).expect("write");
+}
+
+fn install(args: &[&str]) -> std::process::Output {
+    Command::new(slate_bin())
+        .args(["admin", "install"])
+        .args(args)
+        .output()
+        .expect("slate admin install")
+}
+
+fn tool(cmd: &mut Command) -> String {
+    let o = cmd.output().expect("tool");
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn install_makes_a_gpt_disk_with_esp_and_root() {
+    if !is_root() {
+        return skip("install makes a sysroot with real owners: needs root");
+    }
+    for t in ["sfdisk", "mkfs.vfat", "mcopy", "mkfs.ext4", "debugfs"] {
+        if !have(t) {
+            return skip(&format!(
+                "{t} is not installed (fdisk, dosfstools, mtools, e2fsprogs)"
+            ));
+        }
+    }
+    if !Path::new(slate_core::disk::SYSTEMD_BOOT_EFI).exists() {
+        return skip("systemd-boot-efi is not installed");
+    }
+    let t = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let tree = t.path().join("tree");
+    write(
+        &tree,
+        "usr/lib/modules/6.1.0-test/vmlinuz",
+        "kernel image\n",
+    );
+    write(&tree, "usr/lib/modules/6.1.0-test/initrd", "initrd image\n");
+    write(&tree, "usr/lib/kernel/cmdline", "console=ttyS0\n");
+    write(
+        &tree,
+        "usr/lib/os-release",
+        "PRETTY_NAME=\"Disk Test\"\nVERSION_ID=1\n",
+    );
+    write(&tree, "usr/bin/tool", "tool\n");
+    write(&tree, "etc/motd", "hello\n");
+    std::fs::create_dir_all(tree.join("var/lib")).expect("mkdir");
+    let repo = init(t.path(), "bare");
+    let r = repo.to_str().expect("utf-8");
+    ok(
+        &repo,
+        &[
+            "commit",
+            "--repo",
+            r,
+            "-b",
+            "os/main",
+            "--add-metadata",
+            "slate.deploy.etc=stateless",
+            tree.to_str().expect("utf-8"),
+        ],
+    );
+    let disk = t.path().join("disk.img");
+    let d = disk.to_str().expect("utf-8");
+    let work = t.path().to_str().expect("utf-8");
+    let o = install(&[
+        "--from",
+        r,
+        "--disk",
+        d,
+        "--os",
+        "test",
+        "--workdir",
+        work,
+        "--karg",
+        "quiet",
+        "--json",
+        "os/main",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let root_uuid = v["layout"]["root_uuid"]
+        .as_str()
+        .expect("root uuid")
+        .to_string();
+    let esp_mib = v["layout"]["esp_mib"].as_u64().expect("esp size");
+    assert_eq!(
+        std::fs::metadata(&disk).expect("disk").len(),
+        v["bytes"].as_u64().expect("bytes")
+    );
+
+    // The table: GPT, the two types of the Discoverable Partitions
+    // Specification, the root's PARTUUID the one the entry names.
+    let table: serde_json::Value =
+        serde_json::from_str(&tool(Command::new("sfdisk").arg("--json").arg(&disk)))
+            .expect("sfdisk json");
+    let parts = table["partitiontable"]["partitions"]
+        .as_array()
+        .expect("partitions");
+    assert_eq!(table["partitiontable"]["label"], "gpt");
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0]["type"], slate_core::disk::ESP_TYPE);
+    assert_eq!(parts[1]["type"], slate_core::disk::ROOT_X86_64_TYPE);
+    assert_eq!(parts[1]["uuid"].as_str(), Some(root_uuid.as_str()));
+    assert_eq!(parts[0]["start"], 2048);
+
+    // The ESP, as firmware and systemd-boot read it.
+    let esp = format!("{d}@@1M");
+    let listing = tool(Command::new("mdir").args(["-i", &esp, "-b", "-/", "::/"]));
+    assert!(listing.contains("::/EFI/BOOT/BOOTX64.EFI"), "{listing}");
+    assert!(listing.contains("::/loader/loader.conf"), "{listing}");
+    let entry_path = listing
+        .lines()
+        .find(|l| l.starts_with("::/loader/entries/") && l.ends_with(".conf"))
+        .expect("a boot entry")
+        .to_string();
+    let entry = tool(Command::new("mcopy").args(["-i", &esp, &entry_path, "-"]));
+    assert!(
+        entry.contains(&format!(
+            "options console=ttyS0 root=PARTUUID={} rw quiet slate=/slate/deploy/test/",
+            root_uuid.to_lowercase()
+        )),
+        "{entry}"
+    );
+    let linux = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("linux "))
+        .expect("linux line")
+        .trim();
+    assert_eq!(
+        tool(Command::new("mcopy").args(["-i", &esp, &format!("::{linux}"), "-"])),
+        "kernel image\n"
+    );
+
+    // The root: a sysroot whose boot directory is /efi, with the deployment.
+    let root_img = t.path().join("root.img");
+    {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = std::fs::File::open(&disk).expect("disk");
+        f.seek(SeekFrom::Start((1 + esp_mib) << 20)).expect("seek");
+        let mut out = std::fs::File::create(&root_img).expect("root.img");
+        let mut buf = vec![0u8; 1 << 20];
+        for _ in 0..v["layout"]["root_mib"].as_u64().expect("root size") {
+            f.read_exact(&mut buf).expect("read");
+            out.write_all(&buf).expect("write");
+        }
+    }
+    let dbg = |cmd: &str| tool(Command::new("debugfs").args(["-R", cmd]).arg(&root_img));
+    assert!(dbg("cat /slate/sysroot.toml").contains("boot = \"/efi\""));
+    assert!(dbg("cat /slate/state/test/os.toml").contains("etc = \"stateless\""));
+    let deploy = dbg("ls -p /slate/deploy/test");
+    assert!(deploy.contains(".1.toml"), "{deploy}");
+
+    // A disk with partitions is refused, named, and left as it was.
+    let before = std::fs::read(&disk).expect("disk");
+    let o = install(&["--from", r, "--disk", d, "--workdir", work, "os/main"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("2 partition(s)") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(
+        std::fs::read(&disk).expect("disk") == before,
+        "the disk changed"
+    );
+    // --force replaces it (a new root PARTUUID).
+    let o = install(&[
+        "--from",
+        r,
+        "--disk",
+        d,
+        "--workdir",
+        work,
+        "--force",
+        "--size",
+        "2G",
+        "--json",
+        "os/main",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v2: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_ne!(v2["layout"]["root_uuid"], v["layout"]["root_uuid"]);
+    assert_eq!(std::fs::metadata(&disk).expect("disk").len(), 2 << 30);
+    // Nothing is left in the work folder but what the test made.
+    let left: Vec<_> = std::fs::read_dir(t.path())
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("slate-install-") || n.starts_with(".slate-disk"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn install_refuses_an_image_without_a_kernel() {
+    if !is_root() {
+        return skip("install makes a sysroot with real owners: needs root");
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let tree = t.path().join("tree");
+    write(&tree, "usr/bin/tool", "tool\n");
+    let repo = init(t.path(), "bare");
+    let r = repo.to_str().expect("utf-8");
+    ok(
+        &repo,
+        &[
+            "commit",
+            "--repo",
+            r,
+            "-b",
+            "os/main",
+            tree.to_str().expect("utf-8"),
+        ],
+    );
+    let disk = t.path().join("disk.img");
+    let o = install(&[
+        "--from",
+        r,
+        "--disk",
+        disk.to_str().expect("utf-8"),
+        "--workdir",
+        t.path().to_str().expect("utf-8"),
+        "os/main",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("has no kernel"),
+        "{err}"
+    );
+    assert!(!disk.exists());
+}
