@@ -78,10 +78,12 @@ pub fn data_dirs(qemu: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Whether QEMU starts with KVM here: `/dev/kvm` can be opened and a
-/// paused machine with the host's CPU does not fail within two seconds
-/// (nested virtualisation that cannot set the host's MSRs fails there).
-pub fn kvm_works(qemu: &Path) -> bool {
+/// Whether KVM runs the firmware here: `/dev/kvm` opens, and OVMF on a
+/// KVM machine with the host's CPU is still running after three seconds
+/// with no KVM error (nested virtualisation that cannot run it stops or
+/// reports "KVM internal error" early). `work` gets a copy of the
+/// firmware's variables and QEMU's messages.
+pub fn kvm_works(qemu: &Path, work: &Path) -> bool {
     if std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -90,6 +92,14 @@ pub fn kvm_works(qemu: &Path) -> bool {
     {
         return false;
     }
+    let vars = work.join("kvm-probe-vars.fd");
+    let log = work.join("kvm-probe.log");
+    if std::fs::copy(OVMF_VARS, &vars).is_err() {
+        return false;
+    }
+    let Ok(errf) = std::fs::File::create(&log) else {
+        return false;
+    };
     let Ok(mut child) = Command::new(qemu)
         .args(
             data_dirs(qemu)
@@ -102,32 +112,34 @@ pub fn kvm_works(qemu: &Path) -> bool {
             "-cpu",
             "host",
             "-m",
-            "128",
+            "256",
             "-nodefaults",
             "-display",
             "none",
-            "-S",
             "-monitor",
             "none",
             "-serial",
             "none",
+            "-drive",
         ])
+        .arg(format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"))
+        .arg("-drive")
+        .arg(format!("if=pflash,format=raw,file={}", vars.display()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(errf)
         .spawn()
     else {
         return false;
     };
-    std::thread::sleep(Duration::from_secs(2));
-    match child.try_wait() {
-        Ok(Some(_)) => false,
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            true
-        }
-    }
+    std::thread::sleep(Duration::from_secs(3));
+    let alive = matches!(child.try_wait(), Ok(None));
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&vars);
+    let _ = std::fs::remove_file(&log);
+    alive && !said.contains("KVM internal error") && !said.contains("emulation failure")
 }
 
 /// QEMU's arguments for `o`.

@@ -103,8 +103,17 @@ impl Sysroot {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.path.clone());
         let in_place = final_target == self.path;
+        // Built in place (the initrd's /sysroot): the root is made aside,
+        // on a private tmpfs of its own, then moved over the target. A
+        // mount whose parent is shared cannot be moved (EINVAL), and in an
+        // initrd /run is shared.
+        let aside = PathBuf::from("/run/slate-root");
         let t: PathBuf = if in_place {
-            PathBuf::from("/run/slate-root")
+            std::fs::create_dir_all(&aside).map_err(io_err(&aside))?;
+            mount::mount("tmpfs", &aside, "tmpfs", MountFlags::NOSUID, c"mode=0700")
+                .map_err(merr(&aside))?;
+            mount::mount_change(&aside, MountPropagationFlags::PRIVATE).map_err(merr(&aside))?;
+            aside.join("root")
         } else {
             final_target.clone()
         };
@@ -176,10 +185,19 @@ impl Sysroot {
         let phys = t.join("sysroot");
         std::fs::create_dir_all(&phys).map_err(io_err(&phys))?;
         mount::mount_bind_recursive(&self.path, &phys).map_err(merr(&phys))?;
+        // Private: a bind of a shared mount is its peer, and the move of
+        // the root over the sysroot below would propagate onto it too,
+        // hiding the physical sysroot under a second copy of the root.
+        mount::mount_change(
+            &phys,
+            MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+        )
+        .map_err(merr(&phys))?;
         note(&self.path, &phys, "bind, recursive (the physical sysroot)");
         if in_place {
             mount::mount_move(&t, &final_target).map_err(merr(&final_target))?;
             note(&t, &final_target, "move");
+            let _ = mount::unmount(&aside, mount::UnmountFlags::DETACH);
         }
         Ok(Prepared {
             deployment: booted,

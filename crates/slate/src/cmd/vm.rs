@@ -111,7 +111,7 @@ pub fn run(a: VmArgs) -> anyhow::Result<ExitCode> {
     let kvm = match a.accel {
         Accel::Kvm => true,
         Accel::Tcg => false,
-        Accel::Auto => vm::kvm_works(&qemu),
+        Accel::Auto => vm::kvm_works(&qemu, work.path()),
     };
     if !kvm {
         eprintln!("no usable KVM here: software emulation (a boot takes minutes)");

@@ -1437,3 +1437,69 @@ fn deploy_and_upgrade_from_a_remote_that_requires_signatures() {
     );
     fsck_clean(&e);
 }
+
+/// As in an initrd: the sysroot is a mount point, every mount is shared,
+/// and prepare-root builds the root over the sysroot itself (no
+/// --target): made aside, then moved over it.
+#[test]
+fn prepare_root_in_place_under_shared_propagation() {
+    let Some(e) = setup("stateless") else { return };
+    if !crate::common::have("unshare") {
+        return skip("unshare is not installed: prepare-root is not tried");
+    }
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    let id = status(&e.sr)["deployments"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let cmdline = e.sr.parent().expect("parent").join("cmdline");
+    std::fs::write(&cmdline, format!("slate=/slate/deploy/test/{id}\n")).expect("cmdline");
+    let out = e.sr.parent().expect("parent").join("in-place-out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let script = format!(
+        "set -e\n\
+         mount --bind '{sr}' '{sr}'\n\
+         mount --make-shared '{sr}'\n\
+         '{bin}' admin --sysroot '{sr}' --cmdline '{cl}' prepare-root --json > '{o}/prepared.json'\n\
+         cat '{sr}/usr/bin/tool' > '{o}/tool'\n\
+         cat /proc/self/mountinfo > '{o}/mountinfo'\n\
+         ls '{sr}/sysroot/slate' > '{o}/physical' || true\n\
+         findmnt -n -o FSTYPE '{sr}/etc' > '{o}/etc-fs'\n",
+        bin = slate_bin().display(),
+        sr = e.sr.display(),
+        cl = cmdline.display(),
+        o = out.display()
+    );
+    let st = Command::new("unshare")
+        .args(["--mount", "--propagation", "shared", "bash", "-c", &script])
+        .output()
+        .expect("unshare");
+    if !st.status.success() && String::from_utf8_lossy(&st.stderr).contains("unshare failed") {
+        return skip("no mount namespaces here: prepare-root is not tried");
+    }
+    assert!(
+        st.status.success(),
+        "prepare-root in place failed: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let read = |n: &str| std::fs::read_to_string(out.join(n)).expect(n);
+    let prep: Value = serde_json::from_str(&read("prepared.json")).expect("json");
+    assert_eq!(
+        prep["target"],
+        e.sr.canonicalize().expect("sysroot").display().to_string()
+    );
+    assert!(
+        read("tool").starts_with("tool v"),
+        "the deployment is not at the sysroot"
+    );
+    assert!(
+        read("physical").contains("deploy"),
+        "the physical sysroot is not at /sysroot:\n{}",
+        read("mountinfo")
+    );
+    let etc_fs = read("etc-fs");
+    assert!(
+        !etc_fs.trim().is_empty() && etc_fs.lines().all(|l| l.trim() == "tmpfs"),
+        "stateless /etc: {etc_fs}"
+    );
+}
