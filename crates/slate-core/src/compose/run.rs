@@ -97,6 +97,7 @@ pub fn nspawn_args(
     tree: &Path,
     volatile: Volatile,
     boot: bool,
+    private_network: bool,
     interactive: bool,
     command: &[String],
 ) -> Vec<OsString> {
@@ -111,6 +112,9 @@ pub fn nspawn_args(
     }
     if !interactive {
         a.push("--console=pipe".into());
+    }
+    if private_network {
+        a.push("--private-network".into());
     }
     if boot {
         a.push("--boot".into());

@@ -30,6 +30,10 @@ pub struct RunArgs {
     /// Boot the image's init instead of running a command.
     #[arg(long)]
     boot: bool,
+    /// Give the container a network of its own (only loopback) instead of
+    /// the host's: its servers then bind no port of the host.
+    #[arg(long)]
+    private_network: bool,
     /// Where checkouts are kept, by commit id.
     #[arg(
         long,
@@ -59,18 +63,20 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("checking out {} for the container", id.short(12)))?
     };
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
-    let args = run::nspawn_args(&tree, a.volatile, a.boot, interactive, &a.command);
-    let status = std::process::Command::new("systemd-nspawn")
-        .args(&args)
-        .status()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot run systemd-nspawn: {e} (it comes with the systemd-container package)"
-            )
-        })?;
-    Ok(match status.code() {
-        Some(0) => ExitCode::SUCCESS,
-        Some(c) => ExitCode::from(c.clamp(1, 255) as u8),
-        None => ExitCode::from(128 + 9),
-    })
+    let args = run::nspawn_args(
+        &tree,
+        a.volatile,
+        a.boot,
+        a.private_network,
+        interactive,
+        &a.command,
+    );
+    // Become systemd-nspawn: a signal to this process reaches the
+    // container's manager, and nothing is left behind when it is killed.
+    let e = std::os::unix::process::CommandExt::exec(
+        std::process::Command::new("systemd-nspawn").args(&args),
+    );
+    Err(anyhow::anyhow!(
+        "cannot run systemd-nspawn: {e} (it comes with the systemd-container package)"
+    ))
 }

@@ -483,6 +483,33 @@ enable = ["ssh.service"]
 etc = "stateless"
 "#;
 
+/// A booted container, ended whatever happens: its init killed (which
+/// ends every process of its PID namespace), then nspawn.
+struct Container {
+    child: std::process::Child,
+    init: Option<u32>,
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        // Still the container's init (its parent is nspawn), not a
+        // process that took its number since.
+        let parent = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit_once(')')?.1.to_string();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+        };
+        if let Some(pid) = self.init.filter(|p| parent(*p) == Some(self.child.id())) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The PID (as the host sees it) of the container's init: the child of
 /// systemd-nspawn.
 fn container_init(nspawn: u32) -> Option<u32> {
@@ -622,16 +649,25 @@ fn debian_image_composes_reproducibly_and_boots_stateless() {
 
     // 5. Boot it on nspawn with an empty /etc and /var.
     let runcache = t.path().join("run");
-    let mut child = Command::new(slate_bin())
-        .env("SLATE_REPO", &repo)
-        .args(["run", "--boot", "--volatile=yes", "--cache-dir"])
-        .arg(&runcache)
-        .arg(&id)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("slate run");
+    let mut container = Container {
+        child: Command::new(slate_bin())
+            .env("SLATE_REPO", &repo)
+            .args([
+                "run",
+                "--boot",
+                "--volatile=yes",
+                "--private-network",
+                "--cache-dir",
+            ])
+            .arg(&runcache)
+            .arg(&id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("slate run"),
+        init: None,
+    };
     let started = std::time::Instant::now();
     let init_pid = loop {
         let nspawn = Command::new("pgrep")
@@ -648,6 +684,7 @@ fn debian_image_composes_reproducibly_and_boots_stateless() {
             if std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|c| c.trim() == "systemd")
             {
+                container.init = Some(pid);
                 break pid;
             }
         }
@@ -657,7 +694,20 @@ fn debian_image_composes_reproducibly_and_boots_stateless() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    let (_, state) = nsenter(init_pid, &["systemctl", "is-system-running", "--wait"]);
+    // PID 1 answers once its private socket is up; until then systemctl
+    // fails at once, with nothing on its output.
+    let state = loop {
+        let (_, state) = nsenter(init_pid, &["systemctl", "is-system-running", "--wait"]);
+        let state = state.trim().to_string();
+        if !state.is_empty() && state != "offline" && state != "unknown" {
+            break state;
+        }
+        assert!(
+            started.elapsed().as_secs() < 240,
+            "PID 1 of the container never answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
     let (_, failed) = nsenter(
         init_pid,
         &["systemctl", "--failed", "--no-legend", "--plain"],
@@ -671,10 +721,12 @@ fn debian_image_composes_reproducibly_and_boots_stateless() {
     let (_, keys) = nsenter(init_pid, &["ls", "/var/lib/slate/ssh/etc/ssh"]);
     let _ = nsenter(init_pid, &["systemctl", "poweroff"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+    while container.child.try_wait().ok().flatten().is_none()
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let _ = child.kill();
+    drop(container);
     eprintln!(
         "booted to {:?} in {:.1} s; /etc has {} entries",
         state.trim(),
