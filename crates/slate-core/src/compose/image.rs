@@ -22,6 +22,29 @@ pub const SSH_TMPFILES: &str = "usr/lib/tmpfiles.d/slate-ssh.conf";
 /// Where a machine keeps the SSH host keys it made (`ssh-keygen -A -f`).
 pub const SSH_STATE: &str = "/var/lib/slate/ssh";
 pub const KERNEL_CMDLINE: &str = "usr/lib/kernel/cmdline";
+/// systemd-update-done's unit, which some systemd packages (Debian 12's)
+/// do not ship: without it `/etc/.updated` and `/var/.updated` are never
+/// written, and every `ConditionNeedsUpdate=` unit runs at every boot.
+pub const UPDATE_DONE_UNIT: &str = "usr/lib/systemd/system/systemd-update-done.service";
+
+const UPDATE_DONE_TEXT: &str = "\
+# Slate image: systemd-update-done's job, for a systemd without it. Units
+# with ConditionNeedsUpdate= order themselves before this unit; it stamps
+# /etc and /var with /usr's time, so they run once per new /usr.
+[Unit]
+Description=Mark /etc and /var updated
+DefaultDependencies=no
+Conflicts=shutdown.target
+After=local-fs.target
+Before=sysinit.target shutdown.target
+ConditionNeedsUpdate=|/etc
+ConditionNeedsUpdate=|/var
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'for d in /etc /var; do touch -r /usr \"$d/.updated\" || exit 1; done'
+";
 /// Where Slate itself goes in an image, and its dracut module.
 pub const SLATE_BIN: &str = "usr/bin/slate";
 pub const DRACUT_MODULE: &str = "usr/lib/dracut/modules.d/50slate";
@@ -221,6 +244,21 @@ pub fn first_boot(root: &Path, out: &mut Added) -> Result<(), Error> {
             .exists()
     {
         write(root, FIRSTBOOT_DROPIN, FIRSTBOOT_TEXT, out)?;
+    }
+    let has_systemd =
+        root.join("usr/lib/systemd/systemd").exists() || root.join("lib/systemd/systemd").exists();
+    if has_systemd
+        && !root.join(UPDATE_DONE_UNIT).exists()
+        && !root
+            .join("lib/systemd/system/systemd-update-done.service")
+            .exists()
+    {
+        write(root, UPDATE_DONE_UNIT, UPDATE_DONE_TEXT, out)?;
+        symlink(
+            root,
+            "usr/lib/systemd/system/sysinit.target.wants/systemd-update-done.service",
+            "../systemd-update-done.service",
+        )?;
     }
     if root.join("usr/sbin/sshd").exists() {
         write(root, SSH_UNIT, SSH_UNIT_TEXT, out)?;

@@ -719,6 +719,12 @@ fn debian_image_composes_reproducibly_and_boots_stateless() {
     let (_, motd) = nsenter(init_pid, &["cat", "/etc/motd"]);
     let (_, etc) = nsenter(init_pid, &["ls", "/etc"]);
     let (_, keys) = nsenter(init_pid, &["ls", "/var/lib/slate/ssh/etc/ssh"]);
+    // /etc and /var stamped with /usr's time (Debian's systemd has no
+    // systemd-update-done: the image's own unit does its job).
+    let (stamped, _) = nsenter(
+        init_pid,
+        &["test", "-e", "/var/.updated", "-a", "-e", "/etc/.updated"],
+    );
     let _ = nsenter(init_pid, &["systemctl", "poweroff"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while container.child.try_wait().ok().flatten().is_none()
@@ -740,6 +746,7 @@ fn debian_image_composes_reproducibly_and_boots_stateless() {
         ["active", "active"]
     );
     assert_eq!(motd, "a stateless Debian\n");
+    assert!(stamped, "/etc/.updated or /var/.updated is missing");
     assert!(etc.lines().count() > 40, "/etc was not rebuilt: {etc}");
     assert!(
         keys.contains("ssh_host_ed25519_key"),
