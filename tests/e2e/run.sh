@@ -15,9 +15,6 @@
 #      `slate admin deploy REMOTE:REF` pulls it over HTTP and deploys it; on the
 #      next boot v2 runs, its ConditionNeedsUpdate=/var unit ran once, what v1
 #      wrote to /var is there, the machine id is v1's.
-#      Seen so far: the pull, deploy and v2's boot pass (running, /var and the
-#      machine id kept, blessed); the ConditionNeedsUpdate=/var unit also ran
-#      on v1's second boot, so this step fails there (an open defect).
 # The steps that follow (a bad update the boot loader rolls back, a factory
 # reset of /var, a rollback) are still to be written.
 set -euo pipefail
