@@ -137,6 +137,20 @@ fn id_of(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
+/// Make `repo` an empty bare repository.
+fn fresh_repo(repo: &Path) {
+    ok(
+        repo,
+        &[
+            "init",
+            "--repo",
+            repo.to_str().expect("utf-8"),
+            "--mode",
+            "bare",
+        ],
+    );
+}
+
 fn cat(repo: &Path, rev: &str, path: &str) -> String {
     ok(repo, &["cat", rev, path])
 }
@@ -258,16 +272,7 @@ fn compose_a_folder_into_a_stateless_image() {
     );
     assert!(lock.contains("kind = \"files\""), "{lock}");
     let repo2 = t.path().join("repo2");
-    ok(
-        &repo2,
-        &[
-            "init",
-            "--repo",
-            repo2.to_str().expect("utf-8"),
-            "--mode",
-            "bare",
-        ],
-    );
+    fresh_repo(&repo2);
     assert_eq!(id_of(&compose(&repo2, &cache, &["--locked", mpath])), id);
 
     // Nothing changed: no new commit, unless asked for.
@@ -325,16 +330,7 @@ fn compose_a_folder_into_a_stateless_image() {
     // A changed input fails --locked, naming it; nothing is committed.
     write(t.path(), "files/motd", "changed\n");
     let repo3 = t.path().join("repo3");
-    ok(
-        &repo3,
-        &[
-            "init",
-            "--repo",
-            repo3.to_str().expect("utf-8"),
-            "--mode",
-            "bare",
-        ],
-    );
+    fresh_repo(&repo3);
     let o = compose(&repo3, &cache, &["--locked", mpath]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -419,16 +415,7 @@ fn compose_lint_and_bad_input() {
         let r = t
             .path()
             .join(format!("bad-repo-{}", extra_input.len() + extra.len()));
-        ok(
-            &r,
-            &[
-                "init",
-                "--repo",
-                r.to_str().expect("utf-8"),
-                "--mode",
-                "bare",
-            ],
-        );
+        fresh_repo(&r);
         let o = compose(&r, &cache, &[p.to_str().expect("utf-8")]);
         assert!(!o.status.success());
         assert!(fails(&r, &["rev-parse", "folder/main"]).contains("folder/main"));
@@ -562,16 +549,7 @@ fn debian_image_composes_reproducibly_and_boots_stateless() {
     // namespace of its own (no network at all) when `unshare` can make
     // one, which shows that no mirror is needed.
     let repo2 = t.path().join("repo2");
-    ok(
-        &repo2,
-        &[
-            "init",
-            "--repo",
-            repo2.to_str().expect("utf-8"),
-            "--mode",
-            "bare",
-        ],
-    );
+    fresh_repo(&repo2);
     let offline = Command::new("unshare")
         .args(["--net", "true"])
         .status()
@@ -606,16 +584,7 @@ fn debian_image_composes_reproducibly_and_boots_stateless() {
     );
     // 3. Warm: the tree cache, the same commit.
     let repo3 = t.path().join("repo3");
-    ok(
-        &repo3,
-        &[
-            "init",
-            "--repo",
-            repo3.to_str().expect("utf-8"),
-            "--mode",
-            "bare",
-        ],
-    );
+    fresh_repo(&repo3);
     let o = compose(&repo3, &cache, &["--json", mpath]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(
@@ -629,16 +598,7 @@ fn debian_image_composes_reproducibly_and_boots_stateless() {
     let bad = t.path().join("bad.toml");
     std::fs::write(&bad, DEBIAN.replace("\"dbus\"", "\"no-such-package-x\"")).expect("write");
     let repo4 = t.path().join("repo4");
-    ok(
-        &repo4,
-        &[
-            "init",
-            "--repo",
-            repo4.to_str().expect("utf-8"),
-            "--mode",
-            "bare",
-        ],
-    );
+    fresh_repo(&repo4);
     let o = compose(&repo4, &cache, &[bad.to_str().expect("utf-8")]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -850,16 +810,7 @@ fn compose_a_tarball_base_with_units_disabled() {
     let wrong = "0".repeat(64);
     std::fs::write(&m, text(&wrong)).expect("manifest");
     let repo2 = t.path().join("repo2");
-    ok(
-        &repo2,
-        &[
-            "init",
-            "--repo",
-            repo2.to_str().expect("utf-8"),
-            "--mode",
-            "bare",
-        ],
-    );
+    fresh_repo(&repo2);
     let o = compose(&repo2, &cache, &[m.to_str().expect("utf-8")]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
