@@ -12,11 +12,18 @@
 #      multi-user.target reached, no failed unit, /usr read-only, /etc a tmpfs
 #      built from the factory defaults, the boot blessed by systemd-boot.
 #   2. compose v2, publish it signed and serve it from the host; in the guest
-#      `slate admin deploy REMOTE:REF` pulls it over HTTP and deploys it; on the
-#      next boot v2 runs, its ConditionNeedsUpdate=/var unit ran once, what v1
-#      wrote to /var is there, the machine id is v1's.
-# The steps that follow (a bad update the boot loader rolls back, a factory
-# reset of /var, a rollback) are still to be written.
+#      (v1 pinned first, the factory version kept as a fallback) `slate admin
+#      deploy REMOTE:REF` pulls it over HTTP and deploys it; on the next boot
+#      v2 runs, its ConditionNeedsUpdate=/var unit ran once, what v1 wrote to
+#      /var is there, the machine id is v1's.
+#   3. compose and publish a broken v3 (a unit boot-complete.target requires
+#      fails); in the guest `slate admin upgrade --tries 2`; v3 boots twice,
+#      never blessed, then systemd-boot starts v2 by itself; in v2 `slate
+#      admin status` shows v3 bad, v2 the default.
+#   4. `slate admin factory-reset --var`; on the next boot /var is fresh
+#      (nothing written before, ConditionNeedsUpdate=/var ran again), the
+#      settings kept (the machine id, /etc rebuilt from the image).
+#   5. `slate admin rollback`; on the next boot v1 runs, blessed, the default.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -46,7 +53,9 @@ rm -rf "$SRC"; cp -r "$ROOT/tests/e2e" "$SRC"
 [[ -f $W/key.pem ]] || "$SLATE" keygen "$W/key.pem" >/dev/null
 cp "$W/key.pem.pub" "$SRC/files/key.pub"
 # What the guest is asked to do after its report (a file the host serves).
-mkdir -p "$W/www"; echo report > "$W/www/action"
+mkdir -p "$W/www"
+ask() { echo "$1" > "$W/www/action"; }
+ask report
 python3 -m http.server 8098 --bind 127.0.0.1 --directory "$W/www" >/dev/null 2>&1 &
 WWW=$!
 SERVE=
@@ -56,23 +65,52 @@ t0=0
 step() { t0=$(date +%s); echo "== step $1"; }
 done_step() { echo "   ok in $(( $(date +%s) - t0 )) s"; }
 console() { tr -d '\000' < "$W/console.log" | sed 's/\x1b\[[0-9;]*[a-zA-Z]//g' | grep -av '^\s*$' | tail -"${1:-40}"; }
-fail() { echo "FAILED: $*"; echo "-- the last console lines:"; console 40; exit 1; }
+fail() {
+  echo "FAILED: $*"
+  echo "-- the last console lines (every boot's: $W/boot-N.console.log):"
+  console 40
+  exit 1
+}
 
 # Boot the disk until the guest reports and powers off; the report line.
+# Each boot's console and markers are kept (boot-N.console.log); a boot
+# whose systemd found an ordering cycle fails (it drops units at random).
+boots=0
 boot() {
   rm -f "$W/console.log" "$W/marker.log"
   timeout "${BOOT_TIMEOUT:-600}" "$SLATE" vm --console-log "$W/console.log" --marker-log "$W/marker.log" \
     --workdir "$W" "$DISK" >"$W/vm.out" 2>&1 || true
+  boots=$((boots + 1))
+  cp "$W/console.log" "$W/boot-$boots.console.log" 2>/dev/null || true
+  cp "$W/marker.log" "$W/boot-$boots.marker.log" 2>/dev/null || true
+  if grep -aq "Ordering cycle" "$W/console.log" 2>/dev/null; then
+    echo "SLATE-E2E ordering-cycle"
+    return
+  fi
   # (the serial line ends its lines with \r\n)
   tr -d '\r' <"$W/marker.log" 2>/dev/null | grep -a '^SLATE-E2E boot' | tail -1 || true
 }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+# Compose version N of the image (v3 with broken.toml's inputs); its commit.
 compose() {
-  local version=$1
-  "$SLATE" compose --repo "$REPO" --lockfile "$W/v$version.lock" "$SRC/v$version.toml" \
-    >"$W/compose-v$version.out" 2>"$W/compose-v$version.err" || { cat "$W/compose-v$version.err"; return 1; }
-  cat "$W/compose-v$version.out"
+  local n=$1
+  echo "$n" > "$SRC/files/version"
+  sed "s/^version = \"1\"/version = \"$n\"/" "$SRC/image.toml" > "$SRC/v$n.toml"
+  [[ $n != 3 ]] || cat "$SRC/broken.toml" >> "$SRC/v$n.toml"
+  "$SLATE" compose --repo "$REPO" --lockfile "$W/v$n.lock" "$SRC/v$n.toml" \
+    >"$W/compose-v$n.out" 2>"$W/compose-v$n.err" || { cat "$W/compose-v$n.err"; return 1; }
+  cat "$W/compose-v$n.out"
 }
+publish() {
+  "$SLATE" sign --repo "$REPO" --key "$W/key.pem" "$1" >/dev/null
+  "$SLATE" summary --repo "$REPO" --update --sign "$W/key.pem" >/dev/null
+}
+# The line the guest wrote after running the host's action.
+action_result() { tr -d '\r' <"$W/marker.log" | grep -a '^SLATE-E2E action=' | tail -1 || true; }
+# The ESP's entry file of a commit (its short id is in the name).
+entry_of() { mdir -i "$DISK@@1M" -b ::/loader/entries | sed 's|.*/||' | grep -a "${1:0:12}" || true; }
+# A deployment's word in the guest's status: good, pending, bad or absent.
+status_of() { tr ',' '\n' <<<"$(field status "$2")" | grep "^${1:0:12}:" | cut -d: -f2 || true; }
 
 step "1: compose v1, install it, boot it"
 v1=$(compose 1) || fail "compose v1"
@@ -94,18 +132,17 @@ mid1=$(field machine_id "$r")
 [[ $(field needs_update_runs "$r") == 1 ]] || fail "ConditionNeedsUpdate=/var on v1's first boot: $r"
 done_step
 
-step "2: compose v2, publish it, the guest upgrades over HTTP, boot v2"
+step "2: compose v2, publish it, the guest deploys it over HTTP, boot v2"
 v2=$(compose 2) || fail "compose v2"
-"$SLATE" sign --repo "$REPO" --key "$W/key.pem" "$v2" >/dev/null
-"$SLATE" summary --repo "$REPO" --update --sign "$W/key.pem" >/dev/null
+publish "$v2"
 "$SLATE" serve --bind 127.0.0.1:8099 "$REPO" >"$W/serve.log" 2>&1 &
 SERVE=$!
-echo upgrade > "$W/www/action"
+ask deploy-remote
 r=$(boot)
-up=$(tr -d '\r' <"$W/marker.log" | grep -a '^SLATE-E2E upgrade' | tail -1 || true)
+up=$(action_result)
 echo "   $up"
-[[ $(field rc "$up") == 0 ]] || fail "the upgrade in the guest: $up"
-echo report > "$W/www/action"
+[[ $(field rc "$up") == 0 ]] || fail "the deploy in the guest: $up"
+ask report
 r=$(boot)
 echo "   $r"
 [[ $(field version "$r") == 2 ]] || fail "v2 does not run: $r"
@@ -113,6 +150,66 @@ echo "   $r"
 [[ $(field var_kept "$r") == v1 ]] || fail "/var of v1 is gone: $r"
 [[ $(field machine_id "$r") == "$mid1" ]] || fail "the machine id changed: $r"
 [[ $(field needs_update_runs "$r") == 2 ]] || fail "ConditionNeedsUpdate=/var did not run once: $r"
+[[ $(status_of "$v1" "$r") == good ]] || fail "v1 is not kept (pinned) as a fallback: $r"
 echo "   v2 ${v2:0:12}: running, /var kept, machine id kept, ConditionNeedsUpdate ran once"
+done_step
+
+step "3: a broken v3: never blessed, systemd-boot goes back to v2 by itself"
+v3=$(compose 3) || fail "compose v3"
+publish "$v3"
+ask upgrade
+r=$(boot)
+up=$(action_result)
+echo "   $up"
+[[ $(field rc "$up") == 0 ]] || fail "the upgrade in the guest: $up"
+ask report
+for try in 1 2; do
+  r=$(boot)
+  echo "   $r"
+  [[ $(field version "$r") == 3 ]] || fail "v3's try $try does not run v3: $r"
+  grep -q slate-e2e-broken.service <<<"$(field failed "$r")" || fail "v3's health check did not fail: $r"
+  [[ $(field bless "$r") != active ]] || fail "v3's boot was blessed: $r"
+  e=$(entry_of "$v3")
+  [[ $e == *"+$((2 - try))-$try.conf" ]] || fail "v3's entry after try $try: $e"
+  echo "   try $try: not blessed, entry $e"
+done
+ask factory-reset-var
+r=$(boot)
+echo "   $r"
+[[ $(field version "$r") == 2 ]] || fail "systemd-boot did not go back to v2: $r"
+[[ $(field state "$r") == running ]] || fail "v2's boot after v3: $r"
+[[ $(status_of "$v3" "$r") == bad ]] || fail "status does not show v3 bad: $r"
+[[ $(field status "$r") == "${v2:0:12}:good:booted,"* ]] || fail "v2 is not the booted default: $r"
+echo "   v2 runs again; status: $(field status "$r")"
+done_step
+
+step "4: factory-reset --var: /var fresh, the settings kept"
+up=$(action_result)
+echo "   $up (asked in step 3's last boot)"
+[[ $(field rc "$up") == 0 ]] || fail "factory-reset in the guest: $up"
+[[ $(field var_kept "$r") != none ]] || fail "nothing in /var to reset: $r"
+ask rollback
+r=$(boot)
+echo "   $r"
+[[ $(field version "$r") == 2 && $(field state "$r") == running ]] || fail "v2 after the reset: $r"
+[[ $(field var_kept "$r") == none ]] || fail "/var was not reset: $r"
+[[ $(field needs_update_runs "$r") == 1 ]] || fail "ConditionNeedsUpdate=/var on a fresh /var: $r"
+[[ $(field machine_id "$r") == "$mid1" ]] || fail "the machine id changed: $r"
+(( $(field etc_entries "$r") > 20 )) || fail "/etc was not rebuilt: $r"
+echo "   /var fresh, machine id kept, /etc rebuilt"
+done_step
+
+step "5: rollback to v1"
+up=$(action_result)
+echo "   $up (asked in step 4's boot)"
+[[ $(field rc "$up") == 0 ]] || fail "rollback in the guest: $up"
+ask report
+r=$(boot)
+echo "   $r"
+[[ $(field version "$r") == 1 ]] || fail "v1 does not run: $r"
+[[ $(field state "$r") == running && $(field failed "$r") == none ]] || fail "v1's boot: $r"
+[[ $(field status "$r") == "${v1:0:12}:good:booted"* ]] || fail "v1 is not the booted default: $r"
+[[ $(field machine_id "$r") == "$mid1" ]] || fail "the machine id changed: $r"
+echo "   v1 runs, the default; status: $(field status "$r")"
 done_step
 echo "end-to-end: all steps passed"

@@ -2,10 +2,14 @@
 //! partition (systemd-boot, the boot entries, the kernels) and a root
 //! partition holding a sysroot, both typed by the Discoverable Partitions
 //! Specification. Made with the tools of the field and no loop mount:
-//! `mkfs.vfat -C` and `mcopy` for the ESP, `mkfs.ext4 -d` for the root
-//! (hard links, owners, modes and xattrs kept), `sfdisk` for the table,
-//! each file system written into its place. A disk file is built beside
-//! its target and renamed over it: a kill leaves the old file or the new.
+//! `sfdisk` for the table, `mkfs.vfat -C` and `mcopy` for the ESP (an
+//! image copied into its place), `mkfs.ext4 -d -E offset=` for the root
+//! (hard links, owners, modes and xattrs kept), made in its place on the
+//! disk. A disk file is built beside its target and renamed over it: a
+//! kill leaves the old file or the new. A block device is written in
+//! place (nothing can make that atomic); one in use (a partition mounted,
+//! held by another device) is refused, and the kernel is told of its new
+//! partitions at the end.
 
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -208,21 +212,58 @@ pub fn install_systemd_boot(esp: &Path, efi: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether `target` is a block device.
+pub fn is_block_device(target: &Path) -> bool {
+    std::fs::metadata(target).is_ok_and(|m| m.file_type().is_block_device())
+}
+
+/// A block device's size in bytes (`None` for anything else).
+pub fn device_bytes(target: &Path) -> Option<u64> {
+    use std::io::Seek;
+    if !is_block_device(target) {
+        return None;
+    }
+    let mut f = std::fs::File::open(target).ok()?;
+    f.seek(std::io::SeekFrom::End(0)).ok()
+}
+
+/// Refuse a block device something uses: the kernel lets no one else
+/// open a device exclusively while a partition of it is mounted, or it
+/// backs a RAID, a device-mapper target, a swap.
+pub fn check_device_free(target: &Path) -> Result<(), Error> {
+    if !is_block_device(target) {
+        return Ok(());
+    }
+    use rustix::fs::{Mode, OFlags};
+    match rustix::fs::open(
+        target,
+        OFlags::RDONLY | OFlags::EXCL | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(_) => Ok(()),
+        Err(rustix::io::Errno::BUSY) => Err(Error::Refused(format!(
+            "{} is in use (a partition of it mounted, or held by another device): \
+             unmount it first",
+            target.display()
+        ))),
+        Err(e) => Err(io(target)(e.into())),
+    }
+}
+
 /// Write the disk: the ESP made from `esp_dir`, the root from `root_dir`,
 /// both into `target` (a file, made beside it and renamed over it; or a
-/// block device, written in place). `work` holds the file systems while
-/// they are made.
+/// block device, written in place). `work` holds the ESP's image while it
+/// is made. A note for the user when the disk is whole but the kernel
+/// could not be told of a device's new partitions.
 pub fn write(
     target: &Path,
     l: &Layout,
     root_dir: &Path,
     esp_dir: &Path,
     work: &Path,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     let esp_img = work.join("esp.img");
-    let root_img = work.join("root.img");
     let _ = std::fs::remove_file(&esp_img);
-    let _ = std::fs::remove_file(&root_img);
     run(
         Command::new("mkfs.vfat")
             .args(["-F", "32", "-n", "ESP", "-C"])
@@ -246,16 +287,11 @@ pub fn write(
             "copying the boot files onto the ESP",
         )?;
     }
-    run(
-        Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", "slate-root", "-U", &l.root_fs_uuid, "-d"])
-            .arg(root_dir)
-            .arg(&root_img)
-            .arg(format!("{}M", l.root_mib)),
-        "making the root file system",
-    )?;
 
-    let is_device = std::fs::metadata(target).is_ok_and(|m| m.file_type().is_block_device());
+    let is_device = is_block_device(target);
+    if is_device {
+        check_device_free(target)?;
+    }
     let disk = if is_device {
         target.to_path_buf()
     } else {
@@ -269,51 +305,21 @@ pub fn write(
         tmp
     };
     let written = (|| {
-        let script = format!(
-            "label: gpt\nfirst-lba: 2048\n\
-             start=2048, size={}, type={ESP_TYPE}, uuid={}, name=\"esp\"\n\
-             size={}, type={ROOT_X86_64_TYPE}, uuid={}, name=\"root\"\n",
-            l.esp_mib * MIB / 512,
-            l.esp_uuid,
-            l.root_mib * MIB / 512,
-            l.root_uuid
-        );
-        let mut child = Command::new("sfdisk")
-            .args([
-                "--quiet",
-                "--no-reread",
-                "--no-tell-kernel",
-                "--wipe",
-                "always",
-            ])
-            .arg(&disk)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| Error::Tool {
-                tool: "sfdisk".into(),
-                message: format!("cannot run it: {e}"),
-            })?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(script.as_bytes())
-            .map_err(io(&disk))?;
-        let out = child.wait_with_output().map_err(io(&disk))?;
-        if !out.status.success() {
-            return Err(Error::Tool {
-                tool: "sfdisk".into(),
-                message: format!(
-                    "partitioning {}: {}",
-                    disk.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
+        partition(&disk, l)?;
         copy_into(&esp_img, &disk, MIB, !is_device)?;
-        copy_into(&root_img, &disk, (1 + l.esp_mib) * MIB, !is_device)?;
+        let _ = std::fs::remove_file(&esp_img);
+        // The root is made in its place: no image of it, no second copy.
+        run(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-L", "slate-root", "-U", &l.root_fs_uuid])
+                .arg("-E")
+                .arg(format!("offset={},nodiscard", (1 + l.esp_mib) * MIB))
+                .arg("-d")
+                .arg(root_dir)
+                .arg(&disk)
+                .arg(format!("{}M", l.root_mib)),
+            "making the root file system",
+        )?;
         std::fs::OpenOptions::new()
             .write(true)
             .open(&disk)
@@ -321,13 +327,78 @@ pub fn write(
             .map_err(io(&disk))
     })();
     if is_device {
-        return written;
+        written?;
+        return Ok(tell_kernel(&disk).err().map(|e| e.to_string()));
     }
     if let Err(e) = written {
         let _ = std::fs::remove_file(&disk);
         return Err(e);
     }
-    std::fs::rename(&disk, target).map_err(io(target))
+    std::fs::rename(&disk, target).map_err(io(target))?;
+    Ok(None)
+}
+
+/// The partition table: the ESP at 1 MiB, the root after it.
+fn partition(disk: &Path, l: &Layout) -> Result<(), Error> {
+    let script = format!(
+        "label: gpt\nfirst-lba: 2048\n\
+         start=2048, size={}, type={ESP_TYPE}, uuid={}, name=\"esp\"\n\
+         size={}, type={ROOT_X86_64_TYPE}, uuid={}, name=\"root\"\n",
+        l.esp_mib * MIB / 512,
+        l.esp_uuid,
+        l.root_mib * MIB / 512,
+        l.root_uuid
+    );
+    let mut child = Command::new("sfdisk")
+        .args([
+            "--quiet",
+            "--no-reread",
+            "--no-tell-kernel",
+            "--wipe",
+            "always",
+        ])
+        .arg(disk)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Tool {
+            tool: "sfdisk".into(),
+            message: format!("cannot run it: {e}"),
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())
+        .map_err(io(disk))?;
+    let out = child.wait_with_output().map_err(io(disk))?;
+    if !out.status.success() {
+        return Err(Error::Tool {
+            tool: "sfdisk".into(),
+            message: format!(
+                "partitioning {}: {}",
+                disk.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Tell the kernel a device's partitions changed (`partx --update`), so
+/// their device nodes match the new table. A device that cannot have
+/// partitions (a loop device without partition scanning) says so: the
+/// disk is whole on it all the same.
+fn tell_kernel(device: &Path) -> Result<(), Error> {
+    run(
+        Command::new("partx").arg("--update").arg(device),
+        &format!(
+            "telling the kernel of {}'s new partitions",
+            device.display()
+        ),
+    )
+    .map(|_| ())
 }
 
 /// Copy the file `src` into `disk` at byte `offset`. With `sparse` (a

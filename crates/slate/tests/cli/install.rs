@@ -31,23 +31,28 @@ fn tool(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-#[test]
-fn install_makes_a_gpt_disk_with_esp_and_root() {
+/// Why a disk cannot be made here, if it cannot.
+fn missing_tools() -> Option<String> {
     if !is_root() {
-        return skip("install makes a sysroot with real owners: needs root");
+        return Some("install makes a sysroot with real owners: needs root".into());
     }
     for t in ["sfdisk", "mkfs.vfat", "mcopy", "mkfs.ext4", "debugfs"] {
         if !have(t) {
-            return skip(&format!(
+            return Some(format!(
                 "{t} is not installed (fdisk, dosfstools, mtools, e2fsprogs)"
             ));
         }
     }
     if !Path::new(slate_core::disk::SYSTEMD_BOOT_EFI).exists() {
-        return skip("systemd-boot-efi is not installed");
+        return Some("systemd-boot-efi is not installed".into());
     }
-    let t = tempfile::tempdir_in("/var/tmp").expect("tempdir");
-    let tree = t.path().join("tree");
+    None
+}
+
+/// A repository in `t` whose `os/main` is a small bootable-looking image
+/// (a kernel, an initrd, kernel arguments, `/etc` stateless).
+fn image_repo(t: &Path) -> std::path::PathBuf {
+    let tree = t.join("tree");
     write(
         &tree,
         "usr/lib/modules/6.1.0-test/vmlinuz",
@@ -63,7 +68,7 @@ fn install_makes_a_gpt_disk_with_esp_and_root() {
     write(&tree, "usr/bin/tool", "tool\n");
     write(&tree, "etc/motd", "hello\n");
     std::fs::create_dir_all(tree.join("var/lib")).expect("mkdir");
-    let repo = init(t.path(), "bare");
+    let repo = init(t, "bare");
     let r = repo.to_str().expect("utf-8");
     ok(
         &repo,
@@ -78,39 +83,22 @@ fn install_makes_a_gpt_disk_with_esp_and_root() {
             tree.to_str().expect("utf-8"),
         ],
     );
-    let disk = t.path().join("disk.img");
+    repo
+}
+
+/// Read a disk made by `install --json` (its output `v`) back as firmware
+/// and the boot loader would: the table, the ESP, the root's sysroot.
+fn read_back(disk: &Path, v: &serde_json::Value, work: &Path) {
     let d = disk.to_str().expect("utf-8");
-    let work = t.path().to_str().expect("utf-8");
-    let o = install(&[
-        "--from",
-        r,
-        "--disk",
-        d,
-        "--os",
-        "test",
-        "--workdir",
-        work,
-        "--karg",
-        "quiet",
-        "--json",
-        "os/main",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     let root_uuid = v["layout"]["root_uuid"]
         .as_str()
         .expect("root uuid")
         .to_string();
     let esp_mib = v["layout"]["esp_mib"].as_u64().expect("esp size");
-    assert_eq!(
-        std::fs::metadata(&disk).expect("disk").len(),
-        v["bytes"].as_u64().expect("bytes")
-    );
-
     // The table: GPT, the two types of the Discoverable Partitions
     // Specification, the root's PARTUUID the one the entry names.
     let table: serde_json::Value =
-        serde_json::from_str(&tool(Command::new("sfdisk").arg("--json").arg(&disk)))
+        serde_json::from_str(&tool(Command::new("sfdisk").arg("--json").arg(disk)))
             .expect("sfdisk json");
     let parts = table["partitiontable"]["partitions"]
         .as_array()
@@ -151,10 +139,10 @@ fn install_makes_a_gpt_disk_with_esp_and_root() {
     );
 
     // The root: a sysroot whose boot directory is /efi, with the deployment.
-    let root_img = t.path().join("root.img");
+    let root_img = work.join("root.img");
     {
         use std::io::{Read, Seek, SeekFrom, Write};
-        let mut f = std::fs::File::open(&disk).expect("disk");
+        let mut f = std::fs::File::open(disk).expect("disk");
         f.seek(SeekFrom::Start((1 + esp_mib) << 20)).expect("seek");
         let mut out = std::fs::File::create(&root_img).expect("root.img");
         let mut buf = vec![0u8; 1 << 20];
@@ -168,6 +156,44 @@ fn install_makes_a_gpt_disk_with_esp_and_root() {
     assert!(dbg("cat /slate/state/test/os.toml").contains("etc = \"stateless\""));
     let deploy = dbg("ls -p /slate/deploy/test");
     assert!(deploy.contains(".1.toml"), "{deploy}");
+    // A clean file system: made in place on the disk, at its offset.
+    tool(Command::new("e2fsck").arg("-fn").arg(&root_img));
+    std::fs::remove_file(&root_img).expect("rm root.img");
+}
+
+#[test]
+fn install_makes_a_gpt_disk_with_esp_and_root() {
+    if let Some(why) = missing_tools() {
+        return skip(&why);
+    }
+    let t = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let repo = image_repo(t.path());
+    let r = repo.to_str().expect("utf-8");
+    let disk = t.path().join("disk.img");
+    let d = disk.to_str().expect("utf-8");
+    let work = t.path().to_str().expect("utf-8");
+    let o = install(&[
+        "--from",
+        r,
+        "--disk",
+        d,
+        "--os",
+        "test",
+        "--workdir",
+        work,
+        "--karg",
+        "quiet",
+        "--json",
+        "os/main",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(
+        std::fs::metadata(&disk).expect("disk").len(),
+        v["bytes"].as_u64().expect("bytes")
+    );
+
+    read_back(&disk, &v, t.path());
 
     // A disk with partitions is refused, named, and left as it was.
     let before = std::fs::read(&disk).expect("disk");
@@ -247,4 +273,101 @@ fn install_refuses_an_image_without_a_kernel() {
         "{err}"
     );
     assert!(!disk.exists());
+}
+
+/// A loop device over a file, detached when dropped.
+struct Loop(String);
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["--detach", &self.0]).status();
+    }
+}
+
+#[test]
+fn install_on_a_block_device() {
+    if let Some(why) = missing_tools() {
+        return skip(&why);
+    }
+    let t = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let backing = t.path().join("device.img");
+    std::fs::File::create(&backing)
+        .and_then(|f| f.set_len(1200 << 20))
+        .expect("backing file");
+    let o = Command::new("losetup")
+        .args(["--find", "--show"])
+        .arg(&backing)
+        .output();
+    let dev = match o {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        Ok(o) => {
+            return skip(&format!(
+                "no loop device here: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))
+        }
+        Err(e) => return skip(&format!("losetup cannot run: {e}")),
+    };
+    let lo = Loop(dev.clone());
+    let repo = image_repo(t.path());
+    let r = repo.to_str().expect("utf-8");
+    let work = t.path().to_str().expect("utf-8");
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "--from",
+            r,
+            "--disk",
+            &dev,
+            "--os",
+            "test",
+            "--workdir",
+            work,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.push("os/main".into());
+        a
+    };
+    let run = |extra: &[&'static str]| {
+        let a = args(extra);
+        install(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // A device someone holds (here: an exclusive open, as a mount takes
+    // it) is refused, named, and not written.
+    {
+        use rustix::fs::{Mode, OFlags};
+        let _held = rustix::fs::open(
+            dev.as_str(),
+            OFlags::RDONLY | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .expect("exclusive open");
+        let o = run(&[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "installed onto a device in use");
+        assert!(err.contains(&dev) && err.contains("in use"), "{err}");
+        assert!(slate_core::disk::existing_partitions(&backing).is_empty());
+    }
+
+    // Written in place, the root partition filling the device.
+    let o = run(&["--karg", "quiet", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let bytes = v["bytes"].as_u64().expect("bytes");
+    assert!(
+        bytes <= 1200 << 20 && bytes > (1200 - 2) << 20,
+        "the partitions take {bytes} bytes of a 1200 MiB device"
+    );
+    // Now it holds partitions: refused without --force, naming them.
+    let o = run(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("2 partition(s)"),
+        "{err}"
+    );
+    drop(lo);
+    read_back(&backing, &v, t.path());
 }

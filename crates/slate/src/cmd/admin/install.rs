@@ -20,9 +20,11 @@ use crate::output;
     EFI system partition (systemd-boot, the boot entry, the kernel) and a root partition \
     holding a sysroot with one deployment of REV, both with the Discoverable Partitions \
     Specification's type UUIDs. The boot entry finds the root by its PARTUUID. The sysroot \
-    is made in a folder (--workdir), then written with mkfs.vfat/mcopy, mkfs.ext4 -d and \
-    sfdisk, no loop mount; a disk file is built beside its target and renamed over it. A \
-    disk that holds partitions is refused unless --force, naming them. /etc and /var modes \
+    is made in a folder (--workdir), then written with sfdisk, mkfs.vfat/mcopy and \
+    mkfs.ext4 -d, no loop mount; a disk file is built beside its target and renamed over \
+    it. A block device is written in place, its root partition filling it; one in use (a \
+    partition mounted) is refused. A disk that holds partitions is refused unless --force, \
+    naming them. /etc and /var modes \
     come from the image's manifest ([deploy]) unless --etc or --var says otherwise.",
     after_help = "Examples:\n  slate admin install --from repo --disk disk.img debian/bookworm/x86_64\n  \
     slate admin install --from repo --disk /dev/sdb --force --karg quiet os/main\n  \
@@ -32,8 +34,8 @@ pub struct InstallArgs {
     /// The disk: an image file (made or replaced) or a block device.
     #[arg(long, value_name = "FILE|DEVICE")]
     pub(crate) disk: PathBuf,
-    /// The disk file's size (K, M, G, T suffixes; default: what the
-    /// sysroot needs, with room to grow).
+    /// The disk's size (K, M, G, T suffixes; default: a file, what the
+    /// sysroot needs with room to grow; a device, all of it).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) size: Option<u64>,
     /// The OS's name in the sysroot.
@@ -98,17 +100,6 @@ pub struct View {
     pub(crate) kargs: Vec<String>,
 }
 
-fn device_size(p: &Path) -> Option<u64> {
-    use std::os::unix::fs::FileTypeExt;
-    let m = std::fs::metadata(p).ok()?;
-    if !m.file_type().is_block_device() {
-        return None;
-    }
-    let f = std::fs::File::open(p).ok()?;
-    let mut f = f;
-    std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).ok()
-}
-
 pub fn run(a: &InstallArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let view = make(a)?;
@@ -152,6 +143,7 @@ impl InstallArgs {
 /// Make the disk; what was made.
 pub fn make(a: &InstallArgs) -> anyhow::Result<View> {
     slate_core::sysroot::validate_os_name(&a.os)?;
+    disk::check_device_free(&a.disk)?;
     let existing = disk::existing_partitions(&a.disk);
     if !existing.is_empty() && !a.force {
         anyhow::bail!(
@@ -210,16 +202,20 @@ pub fn make(a: &InstallArgs) -> anyhow::Result<View> {
     s.set_boot_dir(Path::new("/efi"))?;
     let esp_out = stage.path().join("esp");
     std::fs::rename(&esp, &esp_out).context("moving the ESP's files aside")?;
+    let device = disk::device_bytes(&a.disk);
     layout.size(
         disk::tree_bytes(&root)?,
         disk::tree_bytes(&esp_out)?,
-        a.size.unwrap_or(0),
-        device_size(&a.disk),
+        // A device's root fills it, a file's is what --size leaves.
+        a.size.or(device).unwrap_or(0),
+        device,
     )?;
     let line = output::status_line(|| "writing the disk".to_string());
     let written = disk::write(&a.disk, &layout, &root, &esp_out, stage.path());
     drop(line);
-    written.with_context(|| format!("writing {}", a.disk.display()))?;
+    if let Some(note) = written.with_context(|| format!("writing {}", a.disk.display()))? {
+        eprintln!("warning: {note}");
+    }
     Ok(View {
         disk: a.disk.display().to_string(),
         bytes: layout.disk_bytes(),
