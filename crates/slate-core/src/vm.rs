@@ -65,6 +65,29 @@ pub fn find_qemu() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Where util-linux's `setpriv` is, which starts QEMU with a parent-death
+/// signal: QEMU is killed when Slate dies, even by SIGKILL.
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// A command that runs `qemu`, bound to this process's life: through
+/// `setpriv --pdeathsig KILL` when util-linux has it (the kernel kills
+/// QEMU when the thread that started it ends), else QEMU alone. Start it
+/// from a thread that lives as long as QEMU should (the main thread).
+pub fn qemu_command(qemu: &Path) -> Command {
+    if Path::new(SETPRIV).is_file() {
+        let mut c = Command::new(SETPRIV);
+        c.args(["--pdeathsig", "KILL", "--"]).arg(qemu);
+        c
+    } else {
+        Command::new(qemu)
+    }
+}
+
+/// Whether [`qemu_command`] binds QEMU to this process's life.
+pub fn qemu_bound() -> bool {
+    Path::new(SETPRIV).is_file()
+}
+
 /// The data folders of a QEMU unpacked with `dpkg -x` (firmware ROMs
 /// beside it, under its prefix): passed with `-L` when they exist.
 pub fn data_dirs(qemu: &Path) -> Vec<PathBuf> {
@@ -100,7 +123,7 @@ pub fn kvm_works(qemu: &Path, work: &Path) -> bool {
     let Ok(errf) = std::fs::File::create(&log) else {
         return false;
     };
-    let Ok(mut child) = Command::new(qemu)
+    let Ok(mut child) = qemu_command(qemu)
         .args(
             data_dirs(qemu)
                 .iter()

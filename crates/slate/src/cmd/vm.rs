@@ -18,7 +18,9 @@ use super::GlobalRepoArg;
     one); a FILE is booted as it is. The serial console is on the terminal (Ctrl-A X quits \
     QEMU) or in --console-log; the guest reaches the host at 10.0.2.2 (user-mode \
     networking), and --forward HOST:GUEST forwards a TCP port to it. QEMU is \
-    $SLATE_QEMU or qemu-system-x86_64 on the PATH.",
+    $SLATE_QEMU or qemu-system-x86_64 on the PATH. QEMU does not outlive the command: \
+    SIGTERM, SIGINT or SIGHUP stop it (and the temporary files go), and a SIGKILL to \
+    Slate kills it too (through setpriv's parent-death signal).",
     after_help = "Examples:\n  slate vm --repo repo debian/bookworm/x86_64\n  \
     slate vm --snapshot disk.img\n  \
     slate vm --repo repo --disk vm.img --forward 2222:22 os/main"
@@ -128,10 +130,49 @@ pub fn run(a: VmArgs) -> anyhow::Result<ExitCode> {
         marker_log: a.marker_log.clone(),
         forwards: a.forwards.clone(),
     };
-    let status = std::process::Command::new(&qemu)
-        .args(vm::qemu_args(&opts))
-        .status()
+    run_qemu(&qemu, &vm::qemu_args(&opts))
+    // `work` (the firmware's variables, a temporary disk) goes here.
+}
+
+/// Run QEMU to its end. A SIGTERM, SIGINT or SIGHUP to Slate ends QEMU
+/// first (SIGTERM: it stops the guest) and returns, so the temporary
+/// folder is removed; a SIGKILL to Slate kills QEMU through its
+/// parent-death signal ([`vm::qemu_command`]).
+fn run_qemu(qemu: &std::path::Path, args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let caught = Arc::new(AtomicUsize::new(0));
+    for sig in [SIGTERM, SIGINT, SIGHUP] {
+        signal_hook::flag::register_usize(sig, Arc::clone(&caught), sig as usize)
+            .context("setting up signal handling")?;
+    }
+    let mut child = vm::qemu_command(qemu)
+        .args(args)
+        .spawn()
         .with_context(|| format!("running {}", qemu.display()))?;
+    let pid = rustix::process::Pid::from_child(&child);
+    let status = loop {
+        if let Some(st) = child.try_wait().context("waiting for QEMU")? {
+            break st;
+        }
+        let sig = caught.load(Ordering::Relaxed);
+        if sig != 0 {
+            eprintln!("signal {sig}: stopping QEMU");
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() {
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = child.wait();
+            return Ok(ExitCode::from(128 + sig as u8));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     Ok(match status.code() {
         Some(0) => ExitCode::SUCCESS,
         Some(c) => ExitCode::from(c.clamp(1, 255) as u8),

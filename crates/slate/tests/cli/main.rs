@@ -24,3 +24,4 @@ mod tmpfiles;
 mod tmpfiles_diff;
 mod transfer;
 mod upstream;
+mod vm;
