@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::kernel::{self, Kernel};
 use super::status::Ordered;
-use super::{entries, io_err, verify, BootEntry, Error, Record, Result, Sysroot};
+use super::{entries, io_err, verify, BootEntry, Error, OsConfig, Record, Result, Sysroot};
 use crate::checkout::{self, CheckoutOptions};
 use crate::hash::ObjectId;
 use crate::object::EntryKind;
@@ -84,6 +84,9 @@ pub struct DeployPlan {
     pub boot_bytes: u64,
     pub pretty_name: String,
     pub version_id: String,
+    /// The OS's first deployment, when `os-init` chose no modes: the
+    /// modes it takes from its image, set before anything is deployed.
+    pub os_config: Option<OsConfig>,
 }
 
 /// What a deploy did.
@@ -209,6 +212,12 @@ impl Sysroot {
             self.auto_removals(&order, &os)
         };
         let (pretty_name, version_id) = os_release(&self.repo, &c.tree);
+        let cfg = self.os_config(&os)?;
+        let os_config = if cfg.from_image && !order.iter().any(|d| d.record.os == os) {
+            Some(cfg.with_image(&c.metadata)?)
+        } else {
+            None
+        };
         let sysroot_bytes = self.private_bytes(&c.tree)?;
         let boot_bytes = match &kernel {
             Some(k) => self.kernel_bytes_needed(&os, k)?,
@@ -229,6 +238,7 @@ impl Sysroot {
             boot_bytes,
             pretty_name,
             version_id,
+            os_config,
         })
     }
 
@@ -335,6 +345,9 @@ impl Sysroot {
         opts: &DeployOptions,
         progress: &Progress,
     ) -> Result<Deployed> {
+        if let Some(cfg) = &plan.os_config {
+            self.os_init(&plan.os, cfg)?;
+        }
         let mut pruned = Vec::new();
         while let Err(short) = self.check_space(&plan) {
             if !opts.auto_prune {

@@ -163,6 +163,46 @@ impl std::str::FromStr for VarMode {
 pub struct OsConfig {
     pub etc: EtcMode,
     pub var: VarMode,
+    /// The modes are `os-init`'s defaults, chosen by no one: the OS's
+    /// first deployment takes its image's (the manifest's `[deploy]`,
+    /// `slate.deploy.etc` and `slate.deploy.var` in the commit).
+    #[serde(default)]
+    pub from_image: bool,
+}
+
+impl OsConfig {
+    /// Explicit modes.
+    pub fn new(etc: EtcMode, var: VarMode) -> OsConfig {
+        OsConfig {
+            etc,
+            var,
+            from_image: false,
+        }
+    }
+
+    /// These modes, with what an image's commit metadata asks for in place
+    /// of the defaults (only when `from_image`). An unknown mode there is an
+    /// error naming the key.
+    pub fn with_image(
+        &self,
+        meta: &std::collections::BTreeMap<String, String>,
+    ) -> Result<OsConfig> {
+        if !self.from_image {
+            return Ok(self.clone());
+        }
+        let bad = |k: &str, e: String| Error::Refused(format!("the image's {k}: {e}"));
+        Ok(OsConfig {
+            etc: match meta.get("slate.deploy.etc") {
+                Some(m) => m.parse().map_err(|e| bad("slate.deploy.etc", e))?,
+                None => self.etc,
+            },
+            var: match meta.get("slate.deploy.var") {
+                Some(m) => m.parse().map_err(|e| bad("slate.deploy.var", e))?,
+                None => self.var,
+            },
+            from_image: false,
+        })
+    }
 }
 
 /// `SYSROOT/slate/sysroot.toml`.

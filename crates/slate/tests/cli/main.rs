@@ -13,6 +13,7 @@ mod install;
 mod json_out;
 mod maintenance;
 mod names;
+mod os_modes;
 mod progress;
 mod prune;
 mod store_cmds;

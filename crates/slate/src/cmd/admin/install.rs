@@ -178,6 +178,7 @@ pub fn make(a: &InstallArgs) -> anyhow::Result<View> {
                 .parse()
                 .map_err(|e| anyhow::anyhow!("the image's slate.deploy.var: {e}"))?,
         },
+        from_image: false,
     };
     s.os_init(&a.os, &cfg)?;
     let mut kargs = layout.kargs();

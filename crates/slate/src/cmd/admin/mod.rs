@@ -136,12 +136,15 @@ struct OsInitArgs {
     os: String,
     /// stateless: /etc is an empty tmpfs at every boot, filled from the
     /// image's factory defaults; persistent: each deployment has its own
-    /// /etc, local changes carried over by a three-way merge.
-    #[arg(long, value_name = "MODE", default_value = "persistent")]
-    etc: EtcMode,
+    /// /etc, local changes carried over by a three-way merge. Without
+    /// --etc and --var, a new OS takes the modes its first image asks for
+    /// (its manifest's [deploy]; persistent where it asks nothing), and an
+    /// existing one keeps its own.
+    #[arg(long, value_name = "MODE")]
+    etc: Option<EtcMode>,
     /// persistent: one /var for the OS's deployments; volatile: a tmpfs.
-    #[arg(long, value_name = "MODE", default_value = "persistent")]
-    var: VarMode,
+    #[arg(long, value_name = "MODE")]
+    var: Option<VarMode>,
     #[arg(long)]
     json: bool,
 }
@@ -286,21 +289,38 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::InitFs(_) | AdminCommand::Install(_) => unreachable!("handled above"),
         AdminCommand::OsInit(o) => {
             let _lock = s.lock()?;
-            let cfg = OsConfig {
-                etc: o.etc,
-                var: o.var,
+            let old = s.os_config(&o.os).ok();
+            let cfg = match (o.etc, o.var, &old) {
+                (None, None, Some(old)) => old.clone(),
+                (None, None, None) => OsConfig {
+                    from_image: true,
+                    ..OsConfig::new(EtcMode::Persistent, VarMode::Persistent)
+                },
+                (etc, var, old) => OsConfig::new(
+                    etc.or(old.as_ref().map(|c| c.etc))
+                        .unwrap_or(EtcMode::Persistent),
+                    var.or(old.as_ref().map(|c| c.var))
+                        .unwrap_or(VarMode::Persistent),
+                ),
             };
             let new = s.os_init(&o.os, &cfg)?;
             if o.json {
                 return output::json(&serde_json::json!({ "os": o.os, "new": new, "config": cfg }));
             }
-            eprintln!(
-                "{} OS {}: /etc {}, /var {}",
-                if new { "set up" } else { "updated" },
-                o.os,
-                mode_name(&cfg.etc),
-                mode_name(&cfg.var)
-            );
+            if cfg.from_image {
+                eprintln!(
+                    "set up OS {}: /etc and /var as its first image asks ([deploy]), else persistent",
+                    o.os
+                );
+            } else {
+                eprintln!(
+                    "{} OS {}: /etc {}, /var {}",
+                    if new { "set up" } else { "updated" },
+                    o.os,
+                    mode_name(&cfg.etc),
+                    mode_name(&cfg.var)
+                );
+            }
             Ok(())
         }
         AdminCommand::Deploy(d) => {
@@ -737,9 +757,21 @@ fn deploy(
     let plan = s.plan_deploy(commit, opts)?;
     // The modes the image's manifest asked for ([deploy], kept in the
     // commit's metadata by compose) against the OS's.
+    let cfg = match &plan.os_config {
+        Some(c) => Ok(c.clone()),
+        None => s.os_config(&plan.os),
+    };
+    if let Some(c) = &plan.os_config {
+        eprintln!(
+            "OS {}'s first deployment: /etc {}, /var {}, as the image asks",
+            plan.os,
+            mode_name(&c.etc),
+            mode_name(&c.var)
+        );
+    }
     if let (Ok(meta), Ok(cfg)) = (
         slate_core::store::ObjectRead::read_commit(s.repo(), commit).map(|c| c.metadata),
-        s.os_config(&plan.os),
+        cfg,
     ) {
         for (what, asked, has) in [
             ("etc", meta.get("slate.deploy.etc"), cfg.etc.to_string()),
