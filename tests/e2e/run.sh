@@ -102,8 +102,9 @@ compose() {
   cat "$W/compose-v$n.out"
 }
 publish() {
-  "$SLATE" sign --repo "$REPO" --key "$W/key.pem" "$1" >/dev/null
-  "$SLATE" summary --repo "$REPO" --update --sign "$W/key.pem" >/dev/null
+  { "$SLATE" sign --repo "$REPO" --key "$W/key.pem" "$1" &&
+    "$SLATE" summary --repo "$REPO" --update --sign "$W/key.pem"; } >"$W/publish.log" 2>&1 ||
+    { cat "$W/publish.log"; return 1; }
 }
 # The line the guest wrote after running the host's action.
 action_result() { tr -d '\r' <"$W/marker.log" | grep -a '^SLATE-E2E action=' | tail -1 || true; }
@@ -134,7 +135,7 @@ done_step
 
 step "2: compose v2, publish it, the guest deploys it over HTTP, boot v2"
 v2=$(compose 2) || fail "compose v2"
-publish "$v2"
+publish "$v2" || fail "publish v2"
 "$SLATE" serve --bind 127.0.0.1:8099 "$REPO" >"$W/serve.log" 2>&1 &
 SERVE=$!
 ask deploy-remote
@@ -156,7 +157,7 @@ done_step
 
 step "3: a broken v3: never blessed, systemd-boot goes back to v2 by itself"
 v3=$(compose 3) || fail "compose v3"
-publish "$v3"
+publish "$v3" || fail "publish v3"
 ask upgrade
 r=$(boot)
 up=$(action_result)
