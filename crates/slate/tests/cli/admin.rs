@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{is_root, ok, skip, slate_bin, snapshot};
+use crate::common::{admin, is_root, ok, skip, slate_bin, snapshot};
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -58,17 +58,6 @@ fn os_tree(root: &Path, v: u32, kernel: bool) {
     let _ = std::fs::remove_file(root.join("etc/link"));
     std::os::unix::fs::symlink("motd", root.join("etc/link")).expect("symlink");
     write(root, "var/lib/app/state", "factory state\n");
-}
-
-fn admin(sr: &Path, args: &[&str]) -> Output {
-    Command::new(slate_bin())
-        .arg("admin")
-        .arg("--sysroot")
-        .arg(sr)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run slate admin")
 }
 
 fn admin_ok(sr: &Path, args: &[&str]) -> String {

@@ -43,6 +43,18 @@ pub fn fails(repo: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `slate admin --sysroot SR ARGS…`.
+pub fn admin(sr: &Path, args: &[&str]) -> Output {
+    Command::new(slate_bin())
+        .arg("admin")
+        .arg("--sysroot")
+        .arg(sr)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run slate admin")
+}
+
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }

@@ -4,19 +4,9 @@
 //! others changes nothing (a warning names them).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use crate::common::{is_root, ok, skip, slate_bin};
-
-fn admin(sr: &Path, args: &[&str]) -> Output {
-    Command::new(slate_bin())
-        .arg("admin")
-        .arg("--sysroot")
-        .arg(sr)
-        .args(args)
-        .output()
-        .expect("slate admin")
-}
+use crate::common::{admin, is_root, ok, skip, slate_bin};
 
 fn admin_ok(sr: &Path, args: &[&str]) -> String {
     let o = admin(sr, args);
