@@ -18,6 +18,7 @@ use std::process::Command;
 
 use super::packages::{self, Package};
 use super::Error;
+use crate::fsutil::WorkDir;
 
 /// A package in the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,6 +68,9 @@ pub fn deb_control(path: &Path) -> Result<String, Error> {
     String::from_utf8(out.stdout)
         .map_err(|_| Error::Input(format!("{}: control file is not UTF-8", path.display())))
 }
+
+/// The prefix of compose work folders below `CACHE/work`.
+const WORK_PREFIX: &str = "compose-";
 
 impl Cache {
     pub fn open(dir: &Path) -> Result<Cache, Error> {
@@ -210,112 +214,15 @@ impl Cache {
     }
 
     /// A new empty folder below `work/` for a tree being built, removed
-    /// when the value is dropped. It holds a lock while it lives, so a
-    /// later compose can tell the folder of a killed one (see
-    /// [`Cache::remove_stale`]).
+    /// when the value is dropped; the folders of killed composes go first
+    /// ([`WorkDir`]).
     pub fn work_dir(&self) -> Result<WorkDir, Error> {
-        let w = self.dir.join("work");
-        let d = tempfile::Builder::new()
-            .prefix("compose-")
-            .tempdir_in(&w)
-            .map_err(Error::io(&w))?
-            .keep();
-        let lock_path = d.join(".lock");
-        let lock = std::fs::File::create(&lock_path).map_err(Error::io(&lock_path))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| Error::io(&lock_path)(e.into()))?;
-        Ok(WorkDir {
-            path: d,
-            _lock: lock,
-        })
+        WorkDir::new(&self.dir.join("work"), WORK_PREFIX).map_err(|(p, e)| Error::io(&p)(e))
     }
 
     /// Remove the work folders of composes that were killed (their lock is
     /// free), detaching what they left mounted first. Returns how many.
     pub fn remove_stale(&self) -> usize {
-        let w = self.dir.join("work");
-        let Ok(rd) = std::fs::read_dir(&w) else {
-            return 0;
-        };
-        let mut n = 0;
-        for e in rd.flatten() {
-            let p = e.path();
-            let Ok(lock) = std::fs::File::open(p.join(".lock")) else {
-                continue;
-            };
-            let free =
-                rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
-                    .is_ok();
-            if free && remove_work(&p) {
-                n += 1;
-            }
-        }
-        n
-    }
-}
-
-/// A folder a tree is built in. Dropping it first detaches whatever a
-/// failed tool left mounted below it (mmdebstrap mounts /proc, /sys, /dev
-/// and file mirrors into the tree), so the removal never reaches into the
-/// host's file systems.
-pub struct WorkDir {
-    path: PathBuf,
-    _lock: std::fs::File,
-}
-
-impl WorkDir {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// Detach the mounts below `dir`, then remove it; false if a mount would
-/// not go (then nothing is removed).
-fn remove_work(dir: &Path) -> bool {
-    for m in mounts_below(dir) {
-        let _ = rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH);
-    }
-    if !mounts_below(dir).is_empty() {
-        return false;
-    }
-    std::fs::remove_dir_all(dir).is_ok()
-}
-
-/// Mount points at or below `dir`, deepest first (from
-/// `/proc/self/mountinfo`, octal escapes decoded).
-pub fn mounts_below(dir: &Path) -> Vec<PathBuf> {
-    let Ok(dir) = dir.canonicalize() else {
-        return Vec::new();
-    };
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out: Vec<PathBuf> = text
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| {
-            let mut bytes = Vec::new();
-            let b = m.as_bytes();
-            let mut i = 0;
-            while i < b.len() {
-                if b[i] == b'\\' && i + 3 < b.len() {
-                    if let Ok(v) = u8::from_str_radix(&m[i + 1..i + 4], 8) {
-                        bytes.push(v);
-                        i += 4;
-                        continue;
-                    }
-                }
-                bytes.push(b[i]);
-                i += 1;
-            }
-            PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes))
-        })
-        .filter(|p| p.starts_with(&dir))
-        .collect();
-    out.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
-    out
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        remove_work(&self.path);
+        crate::fsutil::remove_stale(&self.dir.join("work"), WORK_PREFIX)
     }
 }

@@ -417,7 +417,7 @@ fn a_work_dir_is_removed_without_reaching_into_mounts() {
     let inner = path.join("tree/proc");
     std::fs::create_dir_all(&inner).expect("mkdir");
     rustix::mount::mount_bind(&outside, &inner).expect("bind mount");
-    assert_eq!(super::cache::mounts_below(&path).len(), 1);
+    assert_eq!(crate::fsutil::mounts_below(&path).len(), 1);
     drop(work);
     assert!(!path.exists(), "the work dir is still there");
     assert_eq!(

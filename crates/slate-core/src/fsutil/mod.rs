@@ -4,11 +4,13 @@
 mod at;
 mod atomic;
 mod inroot;
+mod workdir;
 mod xattr;
 
 pub use at::{at, open_dir_long, set_xattrs_at, xattrs_at};
 pub use atomic::{AtomicFile, Output};
 pub use inroot::{read_fd_to_end, Root};
+pub use workdir::{mounts_below, remove_stale, WorkDir};
 
 pub use xattr::{fd_xattrs, path_xattrs, set_fd_xattrs, set_path_xattrs, RESERVED_XATTR};
 

@@ -77,10 +77,9 @@ pub fn run(a: VmArgs) -> anyhow::Result<ExitCode> {
     if !std::path::Path::new(vm::OVMF_CODE).is_file() {
         anyhow::bail!("{}: no UEFI firmware (apt-get install ovmf)", vm::OVMF_CODE);
     }
-    let work = tempfile::Builder::new()
-        .prefix("slate-vm-")
-        .tempdir_in(&a.workdir)
-        .with_context(|| format!("making a folder in {}", a.workdir.display()))?;
+    // (The folder of a `slate vm` that was killed is removed by the next.)
+    let work = slate_core::fsutil::WorkDir::new(&a.workdir, "slate-vm-")
+        .map_err(|(p, e)| anyhow::anyhow!("making a folder in {}: {e}", p.display()))?;
     let as_file = PathBuf::from(&a.image);
     let disk = if as_file.is_file() {
         as_file

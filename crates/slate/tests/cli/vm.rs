@@ -2,7 +2,8 @@
 //! is stopped (SIGTERM: QEMU stopped, the temporary folder removed) or
 //! killed outright (SIGKILL: the kernel kills QEMU). A stand-in QEMU (a
 //! script that records its pid and sleeps) takes the real one's place:
-//! booting is the end-to-end test's.
+//! booting is the end-to-end test's. The folder of a killed run is
+//! removed by the next.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -108,4 +109,16 @@ fn vm_stops_qemu_when_stopped_or_killed() {
     slate.kill().expect("SIGKILL");
     slate.wait().expect("wait");
     wait_for("QEMU gone after SIGKILL to slate", 10, || gone(qemu));
+    // Its folder stays (no one was left to remove it) until the next run.
+    let killed = leftovers(t.path());
+    assert_eq!(killed.len(), 1, "{killed:?}");
+    let _ = std::fs::remove_file(t.path().join("qemu.pid"));
+    let (mut slate, _) = start(t.path());
+    let now = leftovers(t.path());
+    assert!(
+        now.len() == 1 && now != killed,
+        "the killed run's folder is still there: {now:?}"
+    );
+    slate.kill().expect("SIGKILL");
+    slate.wait().expect("wait");
 }

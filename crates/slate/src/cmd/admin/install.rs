@@ -154,10 +154,9 @@ pub fn make(a: &InstallArgs) -> anyhow::Result<View> {
             existing.join("\n  ")
         );
     }
-    let stage = tempfile::Builder::new()
-        .prefix("slate-install-")
-        .tempdir_in(&a.workdir)
-        .with_context(|| format!("making a folder in {}", a.workdir.display()))?;
+    // (A killed install's folder is removed by the next.)
+    let stage = slate_core::fsutil::WorkDir::new(&a.workdir, "slate-install-")
+        .map_err(|(p, e)| anyhow::anyhow!("making a folder in {}: {e}", p.display()))?;
     let root = stage.path().join("sysroot");
     let s = Sysroot::init_fs(&root, Some(Path::new("esp")))?;
 
