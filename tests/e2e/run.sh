@@ -56,7 +56,8 @@ cp "$W/key.pem.pub" "$SRC/files/key.pub"
 mkdir -p "$W/www"
 ask() { echo "$1" > "$W/www/action"; }
 ask report
-python3 -m http.server 8098 --bind 127.0.0.1 --directory "$W/www" >/dev/null 2>&1 &
+# (served by Slate too: any folder of files will do)
+"$SLATE" serve --bind 127.0.0.1:8098 "$W/www" >"$W/www.log" 2>&1 &
 WWW=$!
 SERVE=
 trap 'kill $WWW ${SERVE:-} 2>/dev/null || true' EXIT
