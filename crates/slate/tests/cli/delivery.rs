@@ -190,10 +190,21 @@ fn pack_bytes(p: &Pub) -> u64 {
 }
 
 /// A child process killed when dropped (a failing test leaves no server).
+/// A server stopped when dropped: SIGTERM first (nginx's master then
+/// ends its workers; a SIGKILL would leave them running), SIGKILL after
+/// 5 s.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        let pid = rustix::process::Pid::from_child(&self.0);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -307,6 +318,7 @@ fn pull_from_nginx() {
     let nginx = Killed(
         Command::new("nginx")
             .args(["-c", s(&conf), "-p", s(&prefix)])
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx"),

@@ -1,0 +1,107 @@
+//! `deploy` and `upgrade` once the commit is known: the plan, the
+//! warnings (modes, no kernel), `--dry-run`, the deployment and its report.
+
+use slate_core::sysroot::{self, DeployOptions, Sysroot};
+
+use super::{mode_name, DeployCommon};
+use crate::output;
+
+pub(super) fn deploy(
+    s: &Sysroot,
+    commit: &slate_core::hash::ObjectId,
+    opts: &DeployOptions,
+    c: &DeployCommon,
+) -> anyhow::Result<()> {
+    let plan = s.plan_deploy(commit, opts)?;
+    // The modes the image's manifest asked for ([deploy], kept in the
+    // commit's metadata by compose) against the OS's.
+    let cfg = match &plan.os_config {
+        Some(c) => Ok(c.clone()),
+        None => s.os_config(&plan.os),
+    };
+    if let Some(c) = &plan.os_config {
+        eprintln!(
+            "OS {}'s first deployment: /etc {}, /var {}, as the image asks",
+            plan.os,
+            mode_name(&c.etc),
+            mode_name(&c.var)
+        );
+    }
+    if let (Ok(meta), Ok(cfg)) = (
+        slate_core::store::ObjectRead::read_commit(s.repo(), commit).map(|c| c.metadata),
+        cfg,
+    ) {
+        for (what, asked, has) in [
+            ("etc", meta.get("slate.deploy.etc"), cfg.etc.to_string()),
+            ("var", meta.get("slate.deploy.var"), cfg.var.to_string()),
+        ] {
+            if let Some(asked) = asked.filter(|a| **a != has) {
+                eprintln!(
+                    "warning: the image asks for a {asked} /{what}; OS {} keeps it {has} \
+                     (`slate admin os-init {} --{what} {asked}` to follow the image)",
+                    plan.os, plan.os
+                );
+            }
+        }
+    }
+    if plan.kernel.is_none() {
+        eprintln!(
+            "warning: commit {commit} has no kernel (/usr/lib/modules/KVER/vmlinuz): \
+             deployed without a boot entry"
+        );
+    }
+    if c.dry_run {
+        if c.json {
+            return output::json(&serde_json::json!({ "dry_run": true, "plan": plan }));
+        }
+        crate::outln!("would deploy {commit} as {}/{}", plan.os, plan.id)?;
+        if let Some(k) = &plan.kernel {
+            crate::outln!("kernel {} ({})", k.version, k.dir_name())?;
+        }
+        crate::outln!("kernel arguments: {}", plan.kargs.join(" "))?;
+        if let Some(f) = &plan.follows {
+            crate::outln!("follows {f} (its /etc changes and kernel arguments)")?;
+        }
+        for r in &plan.removes {
+            crate::outln!("would remove {r}")?;
+        }
+        crate::outln!(
+            "needs {} in the sysroot, {} in the boot directory",
+            sysroot::human_bytes(plan.sysroot_bytes),
+            sysroot::human_bytes(plan.boot_bytes)
+        )?;
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let done = output::counted("deploying", "paths", |p| s.deploy(plan, opts, p))?;
+    if c.json {
+        return output::json(&done);
+    }
+    let r = &done.record;
+    crate::outln!("{}", r.name())?;
+    match &done.entry {
+        Some(e) => eprintln!(
+            "deployed {} ({}) as the default: boot entry {e}; {:.2} s",
+            r.name(),
+            &r.commit[..12],
+            started.elapsed().as_secs_f64()
+        ),
+        None => eprintln!(
+            "deployed {} ({}) without a boot entry; {:.2} s",
+            r.name(),
+            &r.commit[..12],
+            started.elapsed().as_secs_f64()
+        ),
+    }
+    for x in &done.removed {
+        eprintln!("removed {x}");
+    }
+    for p in &r.etc_conflicts {
+        eprintln!(
+            "conflict: {p} was changed here and in the new image: kept this machine's; \
+             the image's is {p}{}",
+            sysroot::NEW_SUFFIX
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! `status` as text.
+
+use slate_core::sysroot::{self, EntryState, Status};
+
+pub(super) fn print_status(st: &Status) -> anyhow::Result<()> {
+    if st.deployments.is_empty() {
+        eprintln!("no deployments in {}", st.sysroot);
+    }
+    for d in &st.deployments {
+        let mark = if d.default { '*' } else { ' ' };
+        let booted = if d.booted { " (booted)" } else { "" };
+        crate::outln!("{mark} {} {}/{}{booted}", d.index, d.os, d.id)?;
+        crate::outln!("    commit   {}", d.commit)?;
+        if let Some(o) = &d.origin {
+            crate::outln!("    origin   {o}")?;
+        }
+        if !d.pretty_name.is_empty() {
+            crate::outln!("    os       {}", d.pretty_name)?;
+        }
+        let entry = match (d.entry_state, d.tries_left, &d.entry) {
+            (Some(EntryState::Good), _, Some(f)) => format!("good ({f})"),
+            (Some(EntryState::Pending), Some(t), Some(f)) => {
+                format!("pending, {t} tries left ({f})")
+            }
+            (Some(EntryState::Bad), _, Some(f)) => format!("bad: no tries left ({f})"),
+            _ => "none (no kernel)".to_string(),
+        };
+        crate::outln!("    entry    {entry}")?;
+        if let Some(k) = &d.kernel {
+            crate::outln!("    kernel   {k}")?;
+        }
+        if !d.kargs.is_empty() {
+            crate::outln!("    kargs    {}", d.kargs.join(" "))?;
+        }
+        if d.pinned {
+            crate::outln!("    pinned")?;
+        }
+        if let Some(x) = &d.drift {
+            crate::outln!(
+                "    drift    /etc: {} paths changed, /var: {} paths undeclared \
+                 (slate admin config-diff)",
+                x.etc,
+                x.var
+            )?;
+        }
+        for c in &d.etc_conflicts {
+            crate::outln!(
+                "    conflict {c} (the image's version: {c}{})",
+                sysroot::NEW_SUFFIX
+            )?;
+        }
+    }
+    for e in &st.stray_entries {
+        eprintln!("stray boot entry {e} (remove it with `slate admin cleanup`)");
+    }
+    Ok(())
+}
