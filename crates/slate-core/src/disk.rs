@@ -292,16 +292,30 @@ pub fn write(
     if is_device {
         check_device_free(target)?;
     }
+    // A disk file is made as `.NAME.slate-disk` beside it, locked while
+    // it is written: one install at a time per target, and what a killed
+    // install left there is the next one's to reuse, never a stray.
+    let mut _held = None;
     let disk = if is_device {
         target.to_path_buf()
     } else {
-        let parent = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = parent.join(crate::fsutil::tmp_name(".slate-disk"));
-        let f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        let tmp = partial_path(target);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+            return Err(Error::Refused(format!(
+                "another install is writing {} ({} is locked)",
+                target.display(),
+                tmp.display()
+            )));
+        }
+        f.set_len(0).map_err(io(&tmp))?;
         f.set_len(l.disk_bytes()).map_err(io(&tmp))?;
+        _held = Some(f);
         tmp
     };
     let written = (|| {
@@ -336,6 +350,18 @@ pub fn write(
     }
     std::fs::rename(&disk, target).map_err(io(target))?;
     Ok(None)
+}
+
+/// Where a disk file is made before it is renamed over `target`.
+pub fn partial_path(target: &Path) -> PathBuf {
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut name = std::ffi::OsString::from(".");
+    name.push(target.file_name().unwrap_or_default());
+    name.push(".slate-disk");
+    parent.join(name)
 }
 
 /// The partition table: the ESP at 1 MiB, the root after it.

@@ -208,6 +208,33 @@ fn install_makes_a_gpt_disk_with_esp_and_root() {
         std::fs::read(&disk).expect("disk") == before,
         "the disk changed"
     );
+    // Another install writing the same target is refused, the disk kept.
+    let partial = slate_core::disk::partial_path(&disk);
+    {
+        let held = std::fs::File::create(&partial).expect("partial");
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+        let o = install(&[
+            "--from",
+            r,
+            "--disk",
+            d,
+            "--workdir",
+            work,
+            "--force",
+            "os/main",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("another install"),
+            "{err}"
+        );
+        assert!(
+            std::fs::read(&disk).expect("disk") == before,
+            "the disk changed"
+        );
+    }
+    // What a killed install left (a partial disk, its lock free) is reused.
+    std::fs::write(&partial, vec![0xa5u8; 3 << 20]).expect("partial disk");
     // --force replaces it (a new root PARTUUID).
     let o = install(&[
         "--from",
@@ -219,6 +246,10 @@ fn install_makes_a_gpt_disk_with_esp_and_root() {
         "--force",
         "--size",
         "2G",
+        "--os",
+        "test",
+        "--karg",
+        "quiet",
         "--json",
         "os/main",
     ]);
@@ -226,12 +257,14 @@ fn install_makes_a_gpt_disk_with_esp_and_root() {
     let v2: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_ne!(v2["layout"]["root_uuid"], v["layout"]["root_uuid"]);
     assert_eq!(std::fs::metadata(&disk).expect("disk").len(), 2 << 30);
+    assert!(!partial.exists(), "the partial disk is still there");
+    read_back(&disk, &v2, t.path());
     // Nothing is left in the work folder but what the test made.
     let left: Vec<_> = std::fs::read_dir(t.path())
         .expect("ls")
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("slate-install-") || n.starts_with(".slate-disk"))
+        .filter(|n| n.starts_with("slate-install-") || n.ends_with(".slate-disk"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
