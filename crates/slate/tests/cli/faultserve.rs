@@ -1,12 +1,18 @@
-//! A static HTTP server for tests that misbehaves on purpose: it cuts
-//! responses short, flips bytes, answers 404, or stalls, for paths that
-//! match, a given number of times. It counts requests and bytes.
+//! A static HTTP server for tests that misbehaves on purpose: it serves a
+//! real repository's folder and, for paths that match, a given number of
+//! times, cuts responses short, flips bytes, answers 404, stalls, replaces
+//! a file's bytes with chosen ones (a hostile publisher or mirror),
+//! redirects, trickles a byte at a time, or sends a body without end.
+//! It counts requests and bytes.
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
 
 #[derive(Clone, Debug)]
 pub enum Fault {
@@ -20,6 +26,19 @@ pub enum Fault {
     Stall,
     /// Ignore a Range header: answer 200 with the whole file.
     NoRanges,
+    /// Serve these bytes as the file's content (ranges apply to them); the
+    /// file need not exist.
+    Replace(Vec<u8>),
+    /// Answer `302 Found` with this `Location`.
+    Redirect(String),
+    /// Send the body one byte per this many milliseconds.
+    Trickle(u64),
+    /// Send this status line (e.g. "500 Internal Server Error") and an empty body.
+    Status(String),
+    /// Claim this Content-Length (0: none, the body ends when the connection
+    /// closes) and send bytes of the file's content, then zeros, without end
+    /// (until the client goes away or the server stops).
+    Endless(u64),
 }
 
 #[derive(Clone, Debug)]
@@ -149,24 +168,66 @@ fn serve(
                 x.fault.clone()
             })
         };
-        let file = root.join(path.trim_start_matches('/'));
-        let data = match (&fault, std::fs::File::open(&file)) {
+        match &fault {
+            Some(Fault::Redirect(to)) => {
+                let head = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n"
+                );
+                w.write_all(head.as_bytes())?;
+                continue;
+            }
+            Some(Fault::Status(line)) => {
+                let head = format!("HTTP/1.1 {line}\r\nContent-Length: 0\r\n\r\n");
+                w.write_all(head.as_bytes())?;
+                continue;
+            }
+            _ => {}
+        }
+        // The request path is the test's own (a client under test may send
+        // anything): never let it climb out of the served folder.
+        let rel = path.trim_start_matches('/');
+        let file = if rel.split('/').any(|c| c == "..") {
+            root.join("..nonexistent")
+        } else {
+            root.join(rel)
+        };
+        // The body's source: the chosen bytes, or the file (read by range).
+        let mut source: Box<dyn ReadSeek> = match (&fault, std::fs::File::open(&file)) {
+            (Some(Fault::Replace(bytes)), _) => Box::new(Cursor::new(bytes.clone())),
             (Some(Fault::NotFound), _) | (_, Err(_)) => {
                 w.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
                 continue;
             }
-            (_, Ok(f)) => f,
+            (_, Ok(f)) => Box::new(f),
         };
-        let len = data.metadata()?.len();
+        let len = source.seek(SeekFrom::End(0))?;
+        if let Some(Fault::Endless(claim)) = fault {
+            let mut head = String::from("HTTP/1.1 200 OK\r\n");
+            if claim > 0 {
+                head += &format!("Content-Length: {claim}\r\n");
+            } else {
+                head += "Connection: close\r\n";
+            }
+            head += "\r\n";
+            w.write_all(head.as_bytes())?;
+            source.seek(SeekFrom::Start(0))?;
+            std::io::copy(&mut source, &mut w)?;
+            let zeros = vec![0u8; 64 * 1024];
+            while !stop.load(Ordering::SeqCst) {
+                w.write_all(&zeros)?;
+                bytes.fetch_add(zeros.len() as u64, Ordering::SeqCst);
+            }
+            return Ok(());
+        }
         let (status, start, end) = match range {
             Some(_) if matches!(fault, Some(Fault::NoRanges)) => (200, 0, len),
             Some((s, e)) => (206, s, e.unwrap_or(len).min(len)),
             None => (200, 0, len),
         };
+        let start = start.min(end);
         let mut body = Vec::new();
-        let mut f = data;
-        f.seek(SeekFrom::Start(start))?;
-        f.take(end - start).read_to_end(&mut body)?;
+        source.seek(SeekFrom::Start(start))?;
+        source.take(end - start).read_to_end(&mut body)?;
         let mut head = format!(
             "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\n",
             if status == 206 {
@@ -195,6 +256,18 @@ fn serve(
                 if let Some(b) = body.get_mut(at as usize) {
                     *b ^= 0x40;
                 }
+            }
+            Some(Fault::Trickle(ms)) => {
+                for b in &body {
+                    if stop.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    w.write_all(std::slice::from_ref(b))?;
+                    w.flush()?;
+                    bytes.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                }
+                continue;
             }
             Some(Fault::Stall) => {
                 while !stop.load(Ordering::SeqCst) {
