@@ -57,7 +57,7 @@ mkdir -p "$W/www"
 ask() { echo "$1" > "$W/www/action"; }
 ask report
 # (served by Slate too: any folder of files will do)
-"$SLATE" serve --bind 127.0.0.1:8098 "$W/www" >"$W/www.log" 2>&1 &
+"$SLATE" serve --any-folder --bind 127.0.0.1:8098 "$W/www" >"$W/www.log" 2>&1 &
 WWW=$!
 SERVE=
 trap 'kill $WWW ${SERVE:-} 2>/dev/null || true' EXIT

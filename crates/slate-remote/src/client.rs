@@ -1,21 +1,38 @@
 //! HTTP GETs against a list of mirrors: a mirror that fails is skipped, a
 //! transient failure (a dropped connection, a 5xx, a stall) is retried
 //! with backoff, a download resumes where it stopped (HTTP `Range`). A
-//! stall is no bytes for `stall` seconds, never a limit on the whole
-//! transfer. Requests and bytes are counted.
+//! stall is no bytes for `stall` seconds; a transfer slower than the
+//! minimum rate ([`MinRate`]) is given up too, however steadily its bytes
+//! trickle in. Redirects are followed here, not by the HTTP library: a
+//! few hops, to `http(s)` only, each one recorded. Requests and bytes are
+//! counted.
+
+mod rate;
+mod redirect;
+
+pub use rate::MinRate;
+pub use redirect::{Redirect, MAX_REDIRECTS};
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
+
+use rate::Paced;
 
 use crate::Error;
 
-/// Counts of what a client fetched.
+/// At most this many different redirects are kept for the report.
+const MAX_RECORDED: usize = 64;
+
+/// Counts of what a client fetched, and where redirects led.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub requests: AtomicU64,
     pub bytes: AtomicU64,
+    /// The different redirects followed (at most [`MAX_RECORDED`]), in order.
+    pub redirects: Mutex<Vec<Redirect>>,
 }
 
 pub struct Client {
@@ -23,6 +40,8 @@ pub struct Client {
     mirrors: Vec<String>,
     retries: u32,
     backoff: Duration,
+    stall: Duration,
+    min_rate: MinRate,
     pub counters: Counters,
     /// Set once a server answered a range request with the whole file.
     no_ranges: std::sync::atomic::AtomicBool,
@@ -36,16 +55,61 @@ enum Attempt {
     Absent(String),
     /// Worth another try.
     Transient(String),
+    /// Not worth another try on this mirror (a redirect not followed);
+    /// the next mirror is asked.
+    Refused(String),
+}
+
+/// A transport error without the URL ureq puts in front (the caller names
+/// the URL once).
+fn transport_text(t: &ureq::Transport) -> String {
+    let mut s = t.kind().to_string().to_lowercase();
+    if let Some(m) = t.message() {
+        s.push_str(": ");
+        s.push_str(m);
+    }
+    if let Some(src) = std::error::Error::source(t) {
+        s.push_str(": ");
+        s.push_str(&src.to_string());
+    }
+    s
+}
+
+/// The failures of the attempts at one path, each told once (with how
+/// many times it happened in a row).
+#[derive(Default)]
+struct Errors(Vec<(String, u32)>);
+
+impl Errors {
+    fn push(&mut self, e: String) {
+        match self.0.last_mut() {
+            Some((last, n)) if *last == e => *n += 1,
+            _ => self.0.push((e, 1)),
+        }
+    }
+
+    fn joined(&self) -> String {
+        self.0
+            .iter()
+            .map(|(e, n)| match n {
+                1 => e.clone(),
+                n => format!("{e} ({n} tries)"),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 impl Client {
     /// A client of `mirrors` (base URLs, tried in order); `stall` is how
-    /// long a connection may deliver nothing.
+    /// long a connection may deliver nothing. The minimum rate is
+    /// [`MinRate::default`] (see [`Client::with_min_rate`]).
     pub fn new(mirrors: &[String], stall: Duration) -> Client {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(15).min(stall))
             .timeout_read(stall)
             .timeout_write(stall)
+            .redirects(0)
             .user_agent(concat!("slate/", env!("CARGO_PKG_VERSION")))
             .build();
         Client {
@@ -56,6 +120,8 @@ impl Client {
                 .collect(),
             retries: 3,
             backoff: Duration::from_millis(300),
+            stall,
+            min_rate: MinRate::default(),
             counters: Counters::default(),
             no_ranges: Default::default(),
             ranges_ok: Default::default(),
@@ -75,38 +141,142 @@ impl Client {
         self
     }
 
+    /// The slowest transfer accepted.
+    pub fn with_min_rate(mut self, rate: MinRate) -> Client {
+        self.min_rate = rate;
+        self
+    }
+
+    /// The different redirects followed so far, in order.
+    pub fn redirects(&self) -> Vec<Redirect> {
+        self.counters
+            .redirects
+            .lock()
+            .expect("no panic while held")
+            .clone()
+    }
+
+    fn note_redirect(&self, r: Redirect) {
+        let mut all = self.counters.redirects.lock().expect("no panic while held");
+        if all.len() < MAX_RECORDED && !all.contains(&r) {
+            all.push(r);
+        }
+    }
+
     fn url(&self, mirror: &str, path: &str) -> String {
         format!("{mirror}/{}", path.trim_start_matches('/'))
     }
 
-    /// One request: the response, or why not.
+    /// Send `req` and wait for the response's headers. Under a minimum
+    /// rate they must come within the stall timeout plus the rate's
+    /// window (a server could send them a byte at a time): the request
+    /// then runs in a thread of its own, left to end by itself (each of
+    /// its reads is bounded by the stall timeout) when given up.
+    fn call(&self, req: ureq::Request) -> Result<ureq::Response, String> {
+        let text = |e: ureq::Error| match e {
+            ureq::Error::Status(code, _) => format!("HTTP {code}"),
+            ureq::Error::Transport(t) => transport_text(&t),
+        };
+        let code = |r: Result<ureq::Response, ureq::Error>| match r {
+            Ok(r) => Ok(r),
+            // Statuses are answers: handled by the caller.
+            Err(ureq::Error::Status(_, r)) => Ok(r),
+            Err(e) => Err(text(e)),
+        };
+        if self.min_rate.is_off() {
+            return code(req.call());
+        }
+        let limit = self.stall + self.min_rate.window;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(req.call());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(r) => code(r),
+            Err(_) => Err(format!(
+                "no complete response headers within {:.0} s (the stall timeout plus the \
+                 minimum rate's window: {})",
+                limit.as_secs_f64(),
+                self.min_rate
+            )),
+        }
+    }
+
+    /// One request, its redirects followed: the response, or why not.
     fn request(
         &self,
         url: &str,
         range: Option<(u64, Option<u64>)>,
     ) -> Result<ureq::Response, Attempt> {
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let mut req = self.agent.get(url);
-        if let Some((start, end)) = range {
-            let v = match end {
-                Some(e) => format!("bytes={start}-{}", e - 1),
-                None => format!("bytes={start}-"),
-            };
-            req = req.set("Range", &v);
-        }
-        match req.call() {
-            Ok(r) => Ok(r),
-            Err(ureq::Error::Status(code @ (404 | 410 | 403), _)) => {
-                Err(Attempt::Absent(format!("{url}: HTTP {code}")))
+        let mut at = url.to_string();
+        // Messages name the URL asked for, and where it led if elsewhere.
+        let shown = |at: &str| {
+            if at == url {
+                url.to_string()
+            } else {
+                format!("{url} (redirected to {at})")
             }
-            Err(ureq::Error::Status(416, _)) => Err(Attempt::Absent(format!(
-                "{url}: HTTP 416 (the range asked for is past its end)"
-            ))),
-            Err(ureq::Error::Status(code, _)) => {
-                Err(Attempt::Transient(format!("{url}: HTTP {code}")))
+        };
+        for _ in 0..=MAX_REDIRECTS {
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let mut req = self.agent.get(&at);
+            if let Some((start, end)) = range {
+                let v = match end {
+                    Some(e) => format!("bytes={start}-{}", e - 1),
+                    None => format!("bytes={start}-"),
+                };
+                req = req.set("Range", &v);
             }
-            Err(e) => Err(Attempt::Transient(format!("{url}: {e}"))),
+            let r = self
+                .call(req)
+                .map_err(|e| Attempt::Transient(format!("{}: {e}", shown(&at))))?;
+            let status = r.status();
+            match status {
+                200..=299 => return Ok(r),
+                s if redirect::is_redirect(s) => {
+                    let Some(loc) = r.header("location") else {
+                        return Err(Attempt::Absent(format!(
+                            "{}: HTTP {s} without a Location",
+                            shown(&at)
+                        )));
+                    };
+                    let to = redirect::target(&at, loc).map_err(|why| {
+                        Attempt::Refused(format!(
+                            "{}: HTTP {s} to {loc:?} not followed: {why}",
+                            shown(&at)
+                        ))
+                    })?;
+                    self.note_redirect(Redirect {
+                        from: at.clone(),
+                        to: to.clone(),
+                        status: s,
+                    });
+                    at = to;
+                }
+                404 | 410 | 403 => {
+                    return Err(Attempt::Absent(format!("{}: HTTP {status}", shown(&at))))
+                }
+                416 => {
+                    return Err(Attempt::Absent(format!(
+                        "{}: HTTP 416 (the range asked for is past its end)",
+                        shown(&at)
+                    )))
+                }
+                300..=399 => {
+                    return Err(Attempt::Absent(format!("{}: HTTP {status}", shown(&at))))
+                }
+                _ => {
+                    return Err(Attempt::Transient(format!(
+                        "{}: HTTP {status}",
+                        shown(&at)
+                    )))
+                }
+            }
         }
+        Err(Attempt::Refused(format!(
+            "{}: more than {MAX_REDIRECTS} redirects",
+            shown(&at)
+        )))
     }
 
     /// Try every mirror (each `retries` times, with backoff) until `f`
@@ -116,7 +286,7 @@ impl Client {
         path: &str,
         mut f: impl FnMut(&str) -> Result<T, Attempt>,
     ) -> Result<T, Error> {
-        let mut errors = Vec::new();
+        let mut errors = Errors::default();
         let mut all_absent = true;
         for m in &self.mirrors {
             let url = self.url(m, path);
@@ -125,6 +295,11 @@ impl Client {
                 match f(&url) {
                     Ok(v) => return Ok(v),
                     Err(Attempt::Absent(e)) => {
+                        errors.push(e);
+                        break;
+                    }
+                    Err(Attempt::Refused(e)) => {
+                        all_absent = false;
                         errors.push(e);
                         break;
                     }
@@ -140,11 +315,11 @@ impl Client {
             }
         }
         if all_absent {
-            Err(Error::NotFound(path.to_string(), errors.join("; ")))
+            Err(Error::NotFound(path.to_string(), errors.joined()))
         } else {
             Err(Error::Fetch(format!(
                 "could not fetch {path}: {}",
-                errors.join("; ")
+                errors.joined()
             )))
         }
     }
@@ -174,8 +349,7 @@ impl Client {
         self.each_mirror(path, |url| {
             let r = self.request(url, None)?;
             let mut out = Vec::new();
-            let n = r
-                .into_reader()
+            let n = Paced::new(r.into_reader(), self.min_rate)
                 .take(limit + 1)
                 .read_to_end(&mut out)
                 .map_err(|e| Attempt::Transient(format!("{url}: {e}")))?;
@@ -222,7 +396,7 @@ impl Client {
                     r.status()
                 )));
             }
-            let mut body = r.into_reader();
+            let mut body = Paced::new(r.into_reader(), self.min_rate);
             if whole {
                 // A server without range support sends the file from its
                 // start: what comes before the part wanted is read and

@@ -21,7 +21,7 @@ use slate_core::sign::{self, PublicKey};
 use slate_core::store::{ObjectRead, ObjectWrite, Repo};
 use slate_core::summary::{DeltaInfo, Summary, SUMMARY, SUMMARY_SIG};
 
-use crate::client::Client;
+use crate::client::{Client, MinRate, Redirect};
 use crate::config::{self, RemoteConfig, RemoteState};
 use crate::fetch::HttpStore;
 use crate::Error;
@@ -35,6 +35,8 @@ pub struct PullOptions {
     /// Tries of each mirror before the next.
     pub retries: u32,
     pub backoff: Duration,
+    /// The slowest transfer accepted.
+    pub min_rate: MinRate,
 }
 
 impl Default for PullOptions {
@@ -44,6 +46,7 @@ impl Default for PullOptions {
             stall: Duration::from_secs(30),
             retries: 3,
             backoff: Duration::from_millis(300),
+            min_rate: MinRate::default(),
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct Pulled {
     /// What was asked of the server.
     pub requests: u64,
     pub bytes_fetched: u64,
+    /// The redirects the servers answered, followed.
+    pub redirects: Vec<Redirect>,
 }
 
 /// The summary of a remote, checked: its signature against `keys` (when
@@ -218,7 +223,9 @@ pub fn pull(
 ) -> Result<Pulled, Error> {
     let cfg = config::get(dest, name)?;
     let state = config::state(dest, name);
-    let client = Client::new(&cfg.urls, opts.stall).with_retries(opts.retries, opts.backoff);
+    let client = Client::new(&cfg.urls, opts.stall)
+        .with_retries(opts.retries, opts.backoff)
+        .with_min_rate(opts.min_rate);
     let summary = fetch_summary(&client, &cfg, &state, name)?;
     let info = summary.refs.get(remote_ref).ok_or_else(|| {
         Error::Refused(format!(
@@ -429,6 +436,7 @@ fn finish(
         content_bytes: stats.content_bytes,
         requests: client.counters.requests.load(Ordering::Relaxed),
         bytes_fetched: client.counters.bytes.load(Ordering::Relaxed),
+        redirects: client.redirects(),
     })
 }
 

@@ -1,17 +1,27 @@
-//! `slate serve`: a small read-only HTTP/1.1 server for a repository's
-//! folder (keep-alive, `Range` requests, `HEAD`). Paths resolve inside the
-//! folder: `..` and symlinks never leave it; only regular files are
-//! served; nothing below `tmp/`, `remotes/`, `lock` or `corrupt/`.
+//! `slate serve`: a small read-only HTTP/1.1 server for an archive
+//! repository's folder (keep-alive, `Range` requests, `HEAD`). Only what a
+//! pull asks for is served ([`allow`]); another folder only when asked
+//! ([`Serving::AnyFolder`]). The file opened is checked, not the URL: it is
+//! opened below a handle of the folder with `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS)`, so no `..` and no symlink (planted anywhere on
+//! the path) leads out of the folder or to another file in it, and only a
+//! regular file is served.
+
+mod allow;
+mod range;
 
 use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use slate_core::fsutil::Root;
+use rustix::fs::{OFlags, ResolveFlags};
+use slate_core::store::{Repo, RepoMode};
 use tiny_http::{Header, Method, Response, Server, StatusCode};
 
 use crate::Error;
+use range::Ranged;
 
 /// Counts of what was served.
 #[derive(Debug, Default)]
@@ -20,8 +30,19 @@ pub struct Served {
     pub bytes: AtomicU64,
 }
 
+/// What a folder is served as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serving {
+    /// An archive repository: what a pull asks for, nothing else.
+    Repository,
+    /// Any folder: its files but hidden ones, `*.pem` and a repository's
+    /// private parts.
+    AnyFolder,
+}
+
 pub struct ServeHandle {
     pub addr: std::net::SocketAddr,
+    pub serving: Serving,
     stop: Arc<AtomicBool>,
     server: Arc<Server>,
     pub served: Arc<Served>,
@@ -34,43 +55,37 @@ impl ServeHandle {
     }
 }
 
-/// What is never served: the writer's temporary files and lock, the
-/// repository's configuration, the remotes' configuration and caches,
-/// objects set aside.
-fn private(path: &str) -> bool {
-    let first = path.split('/').next().unwrap_or("");
-    matches!(first, "tmp" | "remotes" | "lock" | "corrupt" | "config")
-}
-
-/// `bytes=A-B`, `bytes=A-`, `bytes=-N` of a file of `len` bytes.
-fn parse_range(v: &str, len: u64) -> Option<(u64, u64)> {
-    let r = v.strip_prefix("bytes=")?;
-    if r.contains(',') {
-        return None; // one range only; the whole file is sent instead
-    }
-    let (a, b) = r.split_once('-')?;
-    let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().ok()?;
-        (len.saturating_sub(n), len)
-    } else {
-        let start: u64 = a.parse().ok()?;
-        let end = if b.is_empty() {
-            len
-        } else {
-            b.parse::<u64>().ok()?.saturating_add(1).min(len)
-        };
-        (start, end)
-    };
-    (start < end || (start == 0 && len == 0)).then_some((start, end))
-}
-
 fn header(k: &str, v: &str) -> Header {
     Header::from_bytes(k.as_bytes(), v.as_bytes()).expect("ASCII header")
 }
 
-/// Serve `repo` on `bind` in threads; returns at once.
-pub fn start(repo: &Path, bind: &str, threads: usize) -> Result<ServeHandle, Error> {
-    let root = Arc::new(Root::new(repo).map_err(|e| Error::io(repo, e))?);
+/// The folder as a directory handle, checked to be what it is served as.
+fn open_folder(dir: &Path, serving: Serving) -> Result<OwnedFd, Error> {
+    if serving == Serving::Repository {
+        let hint = "(`slate serve --any-folder` serves the files of any folder)";
+        let repo = Repo::open(dir).map_err(|e| {
+            Error::Config(format!("{e}: not served as a repository {hint}"))
+        })?;
+        if repo.mode() != RepoMode::Archive {
+            return Err(Error::Config(format!(
+                "{}: a {} repository, not an archive one: not served (clients pull \
+                 archive repositories) {hint}",
+                dir.display(),
+                repo.mode()
+            )));
+        }
+    }
+    slate_core::fsutil::open_dir(dir).map_err(|e| Error::io(dir, e))
+}
+
+/// Serve the folder `dir` on `bind` in threads; returns at once.
+pub fn start(
+    dir: &Path,
+    bind: &str,
+    threads: usize,
+    serving: Serving,
+) -> Result<ServeHandle, Error> {
+    let root = Arc::new(open_folder(dir, serving)?);
     let server = Arc::new(
         Server::http(bind).map_err(|e| Error::Config(format!("cannot listen on {bind}: {e}")))?,
     );
@@ -87,19 +102,48 @@ pub fn start(repo: &Path, bind: &str, threads: usize) -> Result<ServeHandle, Err
             while !stop.load(Ordering::SeqCst) {
                 let Ok(req) = server.recv() else { break };
                 served.requests.fetch_add(1, Ordering::Relaxed);
-                let _ = handle(&root, req, &served);
+                let _ = handle(&root, serving, req, &served);
             }
         });
     }
     Ok(ServeHandle {
         addr,
+        serving,
         stop,
         server,
         served,
     })
 }
 
-fn handle(root: &Root, req: tiny_http::Request, served: &Served) -> std::io::Result<()> {
+/// The file at `path` below `root` if it may be served: a regular file
+/// reached without `..` and without a symlink. Opened non-blocking (a FIFO
+/// does not hang the thread), then checked.
+fn open_file(root: &OwnedFd, serving: Serving, path: &str) -> Option<std::fs::File> {
+    let allowed = match serving {
+        Serving::Repository => allow::in_repository(path),
+        Serving::AnyFolder => allow::in_folder(path),
+    };
+    if !allowed || path.split('/').any(|c| c == ".." || c == ".") || path.contains('\0') {
+        return None;
+    }
+    let fd = rustix::fs::openat2(
+        root,
+        path,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY,
+        rustix::fs::Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .ok()?;
+    let file = std::fs::File::from(fd);
+    file.metadata().ok()?.is_file().then_some(file)
+}
+
+fn handle(
+    root: &OwnedFd,
+    serving: Serving,
+    req: tiny_http::Request,
+    served: &Served,
+) -> std::io::Result<()> {
     let head = *req.method() == Method::Head;
     if !(head || *req.method() == Method::Get) {
         return req
@@ -107,37 +151,34 @@ fn handle(root: &Root, req: tiny_http::Request, served: &Served) -> std::io::Res
     }
     let url = req.url().split(['?', '#']).next().unwrap_or("").to_string();
     let path = percent_decode(&url);
-    let clean = path.trim_start_matches('/');
-    let bad = clean.split('/').any(|c| c == ".." || c == ".") || clean.contains('\0');
-    if bad || clean.is_empty() || private(clean) {
+    let Some(file) = path
+        .strip_prefix('/')
+        .and_then(|p| open_file(root, serving, p))
+    else {
         return req.respond(Response::empty(StatusCode(404)));
-    }
-    let file = match root.open(clean, rustix::fs::OFlags::RDONLY, 0) {
-        Ok(fd) => std::fs::File::from(fd),
-        Err(_) => return req.respond(Response::empty(StatusCode(404))),
     };
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return req.respond(Response::empty(StatusCode(404)));
-    }
-    let len = meta.len();
-    let range = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Range"))
-        .map(|h| h.value.as_str().to_string());
-    let (status, start, end) = match range {
-        Some(r) => match parse_range(&r, len) {
-            Some((s, e)) => (206, s, e),
-            None if r.contains(',') => (200, 0, len),
-            None => {
-                return req.respond(
-                    Response::empty(StatusCode(416))
-                        .with_header(header("Content-Range", &format!("bytes */{len}"))),
-                )
-            }
-        },
-        None => (200, 0, len),
+    let len = file.metadata()?.len();
+    let header_of = |name: &'static str| {
+        req.headers()
+            .iter()
+            .find(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str().to_string())
+    };
+    // Ranges are defined for GET only; an If-Range never matches (no
+    // validators are sent), so the whole file goes.
+    let ranged = match header_of("Range") {
+        Some(r) if !head && header_of("If-Range").is_none() => range::ranged(&r, len),
+        _ => Ranged::Whole,
+    };
+    let (status, start, end) = match ranged {
+        Ranged::Whole => (200, 0, len),
+        Ranged::Part(s, e) => (206, s, e),
+        Ranged::Unsatisfiable => {
+            return req.respond(
+                Response::empty(StatusCode(416))
+                    .with_header(header("Content-Range", &format!("bytes */{len}"))),
+            )
+        }
     };
     let mut file = file;
     file.seek(SeekFrom::Start(start))?;
@@ -193,16 +234,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
-        assert_eq!(parse_range("bytes=90-", 100), Some((90, 100)));
-        assert_eq!(parse_range("bytes=-10", 100), Some((90, 100)));
-        assert_eq!(parse_range("bytes=95-200", 100), Some((95, 100)));
-        assert_eq!(parse_range("bytes=100-", 100), None);
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
-        assert_eq!(parse_range("items=0-1", 100), None);
+    fn decoding() {
         assert_eq!(percent_decode("/a%2Fb"), "/a/b");
         assert_eq!(percent_decode("/a%2"), "/a%2");
-        assert!(private("tmp/x") && private("remotes/a/config.toml") && !private("objects/aa/b"));
+        assert_eq!(percent_decode("/%ff"), "\0");
     }
 }

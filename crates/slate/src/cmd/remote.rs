@@ -9,8 +9,10 @@ use clap::{Args, Subcommand};
 use slate_core::sign::{self, SecretKey};
 use slate_core::store::ObjectRead;
 use slate_core::summary;
+use slate_remote::client::MinRate;
 use slate_remote::config::{self as remotes, RemoteConfig};
 use slate_remote::pull::{self, PullOptions};
+use slate_remote::serve::Serving;
 
 use super::{GlobalRepoArg, RepoArg};
 use crate::output;
@@ -61,10 +63,14 @@ pub struct SummaryArgs {
     json: bool,
 }
 
-/// Serve a repository's folder over HTTP/1.1, read-only (keep-alive,
-/// range requests). Any static web server serves it as well.
+/// Serve an archive repository over HTTP/1.1, read-only (keep-alive,
+/// range requests): only what a pull asks for (the summary and its
+/// signature, objects, packs, commit signatures, deltas), never its
+/// configuration, keys or other files, and no file reached through a
+/// symlink. Any static web server serves it as well.
 #[derive(Args)]
-#[command(after_help = "Example:\n  slate serve --bind 0.0.0.0:8080 /srv/os")]
+#[command(after_help = "Examples:\n  slate serve --bind 0.0.0.0:8080 /srv/os\n  \
+    slate serve --any-folder --bind 127.0.0.1:8000 /srv/www")]
 pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
@@ -72,8 +78,33 @@ pub struct ServeArgs {
     /// Threads answering requests.
     #[arg(long, default_value_t = 8)]
     threads: usize,
-    /// The repository's folder.
+    /// Serve a folder that is not an archive repository: every regular
+    /// file below it, but hidden ones (a name starting with '.'), *.pem
+    /// files and a repository's private parts (config, lock, tmp/,
+    /// remotes/, corrupt/); never through a symlink.
+    #[arg(long)]
+    any_folder: bool,
+    /// The archive repository's folder (with --any-folder: any folder).
+    #[arg(value_name = "DIR")]
     repo: PathBuf,
+}
+
+/// The slowest transfer a pull accepts.
+#[derive(Args, Clone, Copy)]
+pub struct MinRateArg {
+    /// Give up a transfer slower than BYTES a second, averaged over
+    /// SECONDS (default: less than 1 KiB/s over 30 s), even one that never
+    /// stalls; it is retried, then the next mirror is asked. The response's
+    /// headers must come within the stall timeout plus SECONDS. 0: no
+    /// minimum.
+    #[arg(
+        long,
+        env = "SLATE_MIN_RATE",
+        value_name = "BYTES[/SECONDS]",
+        default_value = "1024/30",
+        value_parser = MinRate::parse
+    )]
+    pub min_rate: MinRate,
 }
 
 /// The remotes of a repository.
@@ -136,6 +167,8 @@ pub struct PullArgs {
     /// Seconds a connection may deliver nothing before it is given up.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     stall_timeout: u64,
+    #[command(flatten)]
+    transfer: MinRateArg,
     #[arg(long)]
     json: bool,
 }
@@ -236,9 +269,18 @@ pub fn run_summary(a: SummaryArgs) -> anyhow::Result<()> {
 }
 
 pub fn run_serve(a: ServeArgs) -> anyhow::Result<()> {
-    let h = slate_remote::serve::start(&a.repo, &a.bind, a.threads)?;
+    let serving = if a.any_folder {
+        Serving::AnyFolder
+    } else {
+        Serving::Repository
+    };
+    let h = slate_remote::serve::start(&a.repo, &a.bind, a.threads, serving)?;
     eprintln!(
-        "serving {} on http://{} (Ctrl-C stops)",
+        "serving {} {} on http://{} (Ctrl-C stops)",
+        match serving {
+            Serving::Repository => "the archive repository",
+            Serving::AnyFolder => "the files of the folder",
+        },
         a.repo.display(),
         h.addr
     );
@@ -325,6 +367,7 @@ pub fn run_pull(a: PullArgs) -> anyhow::Result<()> {
     let opts = PullOptions {
         allow_downgrade: a.allow_downgrade,
         stall: Duration::from_secs(a.stall_timeout.max(1)),
+        min_rate: a.transfer.min_rate,
         ..PullOptions::default()
     };
     let started = std::time::Instant::now();

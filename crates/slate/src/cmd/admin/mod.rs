@@ -4,9 +4,10 @@ mod deploy;
 pub mod install;
 mod source;
 mod status;
+mod upgrade;
 
 use deploy::deploy;
-use source::resolve;
+use source::{resolve, resolve_at_rate};
 use status::print_status;
 
 use std::path::{Path, PathBuf};
@@ -175,7 +176,9 @@ struct DeployArgs {
 }
 
 /// Deploy the newest commit of the ref the booted (or default) deployment
-/// was deployed from (for REMOTE:REF, pulled from the remote first).
+/// was deployed from (for REMOTE:REF, pulled from the remote first, before
+/// the sysroot's lock is taken: other admin commands are not held up by a
+/// slow server).
 #[derive(Args)]
 struct UpgradeArgs {
     /// The OS (default: the booted deployment's, or the only one).
@@ -205,6 +208,8 @@ struct DeployCommon {
     /// Show what would be done; change nothing.
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    transfer: crate::cmd::remote::MinRateArg,
     #[arg(long)]
     json: bool,
 }
@@ -328,7 +333,12 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Deploy(d) => {
             let _lock = s.lock()?;
-            let (commit, origin) = resolve(&s, &d.rev, d.common.from.as_deref())?;
+            let (commit, origin) = resolve_at_rate(
+                &s,
+                &d.rev,
+                d.common.from.as_deref(),
+                d.common.transfer.min_rate,
+            )?;
             let opts = DeployOptions {
                 os: d.os.clone(),
                 kargs: d.kargs.clone(),
@@ -340,47 +350,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
             };
             deploy(&s, &commit, &opts, &d.common)
         }
-        AdminCommand::Upgrade(u) => {
-            let _lock = s.lock()?;
-            let status = s.status()?;
-            let os = s.pick_os(u.os.as_deref())?;
-            let cur = status
-                .deployments
-                .iter()
-                .find(|d| d.booted && d.os == os)
-                .or_else(|| status.deployments.iter().find(|d| d.os == os))
-                .with_context(|| format!("OS {os} has no deployment to upgrade"))?;
-            let origin = cur.origin.clone().with_context(|| {
-                format!(
-                    "{}/{} was deployed from a commit, not a ref: nothing to follow \
-                     (deploy a ref to upgrade from it)",
-                    cur.os, cur.id
-                )
-            })?;
-            let (commit, origin) = resolve(&s, &origin, u.common.from.as_deref())?;
-            if commit.to_hex() == cur.commit {
-                if u.common.json {
-                    return output::json(
-                        &serde_json::json!({ "upgraded": false, "commit": commit }),
-                    );
-                }
-                eprintln!(
-                    "{}/{} is at the newest commit of its ref ({commit}); nothing to do",
-                    cur.os, cur.id
-                );
-                return Ok(());
-            }
-            let opts = DeployOptions {
-                os: Some(os),
-                kargs: Vec::new(),
-                tries: u.common.tries,
-                retain: u.common.retain,
-                auto_prune: u.common.auto_prune,
-                origin,
-                now: now(),
-            };
-            deploy(&s, &commit, &opts, &u.common)
-        }
+        AdminCommand::Upgrade(u) => upgrade::run(&s, &u),
         AdminCommand::Status(st) => {
             let status = s.status()?;
             if st.json {

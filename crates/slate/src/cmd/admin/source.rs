@@ -8,6 +8,8 @@ use anyhow::Context;
 use slate_core::pull;
 use slate_core::store::{self, Repo};
 use slate_core::sysroot::Sysroot;
+use slate_remote::client::MinRate;
+use slate_remote::pull::PullOptions;
 
 use crate::output;
 
@@ -18,12 +20,23 @@ pub(super) fn resolve(
     rev: &str,
     from: Option<&Path>,
 ) -> anyhow::Result<(slate_core::hash::ObjectId, Option<String>)> {
+    resolve_at_rate(s, rev, from, MinRate::default())
+}
+
+/// [`resolve`], a remote's transfers given up below `min_rate`.
+pub(super) fn resolve_at_rate(
+    s: &Sysroot,
+    rev: &str,
+    from: Option<&Path>,
+    min_rate: MinRate,
+) -> anyhow::Result<(slate_core::hash::ObjectId, Option<String>)> {
     let repo = s.repo();
     if let Some((remote, remote_ref)) = remote_rev(repo, rev) {
         if from.is_some() {
             anyhow::bail!("{rev} names a remote's ref: --from REPO does not apply");
         }
-        return pull_remote(repo, &remote, &remote_ref).map(|c| (c, Some(rev.to_string())));
+        return pull_remote(repo, &remote, &remote_ref, min_rate)
+            .map(|c| (c, Some(rev.to_string())));
     }
     if let Some(src) = from {
         let src_repo = Repo::open(src)
@@ -73,18 +86,20 @@ fn pull_remote(
     repo: &Repo,
     remote: &str,
     remote_ref: &str,
+    min_rate: MinRate,
 ) -> anyhow::Result<slate_core::hash::ObjectId> {
     let started = std::time::Instant::now();
+    let opts = PullOptions {
+        min_rate,
+        ..PullOptions::default()
+    };
     let done = output::counted("pulled", "objects", |p| {
-        slate_remote::pull::pull(
-            repo,
-            remote,
-            remote_ref,
-            &slate_remote::pull::PullOptions::default(),
-            p,
-        )
+        slate_remote::pull::pull(repo, remote, remote_ref, &opts, p)
     })
     .with_context(|| format!("pulling {remote_ref} from {remote}"))?;
+    for r in &done.redirects {
+        eprintln!("redirected: {} -> {} (HTTP {})", r.from, r.to, r.status);
+    }
     let commit = slate_core::hash::ObjectId::from_hex(&done.commit)?;
     require_signature(repo, remote, &commit)?;
     eprintln!(
