@@ -61,18 +61,14 @@ enum Attempt {
 }
 
 /// A transport error without the URL ureq puts in front (the caller names
-/// the URL once).
+/// the URL once): its kind and its cause.
 fn transport_text(t: &ureq::Transport) -> String {
-    let mut s = t.kind().to_string().to_lowercase();
-    if let Some(m) = t.message() {
-        s.push_str(": ");
-        s.push_str(m);
+    let kind = t.kind().to_string().to_lowercase();
+    match (std::error::Error::source(t), t.message()) {
+        (Some(src), _) => format!("{kind}: {src}"),
+        (None, Some(m)) => format!("{kind}: {m}"),
+        (None, None) => kind,
     }
-    if let Some(src) = std::error::Error::source(t) {
-        s.push_str(": ");
-        s.push_str(&src.to_string());
-    }
-    s
 }
 
 /// The failures of the attempts at one path, each told once (with how

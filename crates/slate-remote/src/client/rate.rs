@@ -111,12 +111,7 @@ impl<R: Read> Read for Paced<R> {
             if (self.bytes as f64) < want {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!(
-                        "slower than the minimum rate of {} ({} bytes in {:.1} s)",
-                        self.rate,
-                        self.bytes,
-                        took.as_secs_f64()
-                    ),
+                    format!("slower than the minimum rate of {}", self.rate),
                 ));
             }
             self.since = Some(Instant::now());
