@@ -64,10 +64,13 @@ pub struct SummaryArgs {
 }
 
 /// Serve an archive repository over HTTP/1.1, read-only (keep-alive,
-/// range requests): only what a pull asks for (the summary and its
-/// signature, objects, packs, commit signatures, deltas), never its
+/// range requests). Any static web server serves it as well.
+///
+/// Only what a pull asks for is served (the summary and its signature,
+/// objects, packs, commit signatures, deltas): never the repository's
 /// configuration, keys or other files, and no file reached through a
-/// symlink. Any static web server serves it as well.
+/// symlink. A folder that is not an archive repository is refused unless
+/// --any-folder is given.
 #[derive(Args)]
 #[command(after_help = "Examples:\n  slate serve --bind 0.0.0.0:8080 /srv/os\n  \
     slate serve --any-folder --bind 127.0.0.1:8000 /srv/www")]
