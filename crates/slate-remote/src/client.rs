@@ -258,15 +258,8 @@ impl Client {
                         shown(&at)
                     )))
                 }
-                300..=399 => {
-                    return Err(Attempt::Absent(format!("{}: HTTP {status}", shown(&at))))
-                }
-                _ => {
-                    return Err(Attempt::Transient(format!(
-                        "{}: HTTP {status}",
-                        shown(&at)
-                    )))
-                }
+                300..=399 => return Err(Attempt::Absent(format!("{}: HTTP {status}", shown(&at)))),
+                _ => return Err(Attempt::Transient(format!("{}: HTTP {status}", shown(&at)))),
             }
         }
         Err(Attempt::Refused(format!(
@@ -436,5 +429,62 @@ impl Client {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    /// A server that sends its response's headers a byte every 100 ms.
+    fn slow_headers() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", l.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { continue };
+                std::thread::spawn(move || {
+                    let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: ".to_vec();
+                    head.extend([b'x'; 1000]);
+                    for b in &head {
+                        if c.write_all(std::slice::from_ref(b)).is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn headers_that_trickle_are_given_up() {
+        let url = slow_headers();
+        let c = Client::new(std::slice::from_ref(&url), Duration::from_secs(1))
+            .with_retries(1, Duration::from_millis(1))
+            .with_min_rate(MinRate {
+                bytes_per_sec: 100,
+                window: Duration::from_secs(1),
+            });
+        let t = Instant::now();
+        let e = c.get("summary.json", 1024).expect_err("too slow");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("{url}/summary.json")) && msg.contains("headers"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn failures_in_a_row_are_told_once() {
+        let mut e = Errors::default();
+        for m in ["a", "a", "b", "a"] {
+            e.push(m.to_string());
+        }
+        assert_eq!(e.joined(), "a (2 tries); b; a");
     }
 }

@@ -63,9 +63,8 @@ fn header(k: &str, v: &str) -> Header {
 fn open_folder(dir: &Path, serving: Serving) -> Result<OwnedFd, Error> {
     if serving == Serving::Repository {
         let hint = "(`slate serve --any-folder` serves the files of any folder)";
-        let repo = Repo::open(dir).map_err(|e| {
-            Error::Config(format!("{e}: not served as a repository {hint}"))
-        })?;
+        let repo = Repo::open(dir)
+            .map_err(|e| Error::Config(format!("{e}: not served as a repository {hint}")))?;
         if repo.mode() != RepoMode::Archive {
             return Err(Error::Config(format!(
                 "{}: a {} repository, not an archive one: not served (clients pull \

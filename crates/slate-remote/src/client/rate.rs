@@ -202,6 +202,9 @@ mod tests {
             },
             MinRate::OFF,
         );
-        assert_eq!(std::io::copy(&mut off, &mut std::io::sink()).expect("ok"), 3);
+        assert_eq!(
+            std::io::copy(&mut off, &mut std::io::sink()).expect("ok"),
+            3
+        );
     }
 }

@@ -7,7 +7,9 @@
 //! `remotes/`, `corrupt/`). Symlinks are refused when the file is opened.
 
 fn hex(s: &str, n: usize) -> bool {
-    s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == n
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// `NAME.suffix` with NAME `n` lowercase hex digits and suffix one of `suffixes`.

@@ -72,8 +72,10 @@ pub struct SummaryArgs {
 /// symlink. A folder that is not an archive repository is refused unless
 /// --any-folder is given.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  slate serve --bind 0.0.0.0:8080 /srv/os\n  \
-    slate serve --any-folder --bind 127.0.0.1:8000 /srv/www")]
+#[command(
+    after_help = "Examples:\n  slate serve --bind 0.0.0.0:8080 /srv/os\n  \
+    slate serve --any-folder --bind 127.0.0.1:8000 /srv/www"
+)]
 pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]

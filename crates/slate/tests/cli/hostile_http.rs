@@ -133,7 +133,11 @@ fn redirects_are_followed_only_to_http_and_reported() {
     let l = local(dir.path(), &[&server.url]);
 
     // To a file: URL: refused, an error (not a crash), the summary not read.
-    server.rule("summary.json", Fault::Redirect("file:///etc/passwd".into()), 1);
+    server.rule(
+        "summary.json",
+        Fault::Redirect("file:///etc/passwd".into()),
+        1,
+    );
     let (o, _) = pull_json(&l, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
@@ -152,6 +156,32 @@ fn redirects_are_followed_only_to_http_and_reported() {
     assert!(err.contains("redirects"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(20));
     server.clear();
+
+    // A redirect without a Location: an error naming it.
+    server.rule("summary.json", Fault::Status("302 Found".into()), 1);
+    let (o, _) = pull_json(&l, &[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("302 without a Location"), "{err}");
+    // Where a redirect leads is checked like any server: bad bytes there
+    // are refused.
+    mirror.rule(
+        "summary.json",
+        Fault::Replace(b"{\"format\": 99}".to_vec()),
+        1,
+    );
+    server.rule(
+        "summary.json",
+        Fault::Redirect(format!("{}/summary.json", mirror.url)),
+        1,
+    );
+    let (o, _) = pull_json(&l, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("summary.json"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // To another http server: followed, and the JSON says where to.
     let to = format!("{}/summary.json", mirror.url);
@@ -202,8 +232,24 @@ fn a_trickling_server_is_given_up_at_the_minimum_rate() {
         String::from_utf8_lossy(&o.stderr)
     );
     // A bad value is refused before anything is fetched.
-    let err = fails(&l, &["pull", "--repo", s(&l), "--min-rate", "fast", "origin", "os/main"]);
+    let err = fails(
+        &l,
+        &[
+            "pull",
+            "--repo",
+            s(&l),
+            "--min-rate",
+            "fast",
+            "origin",
+            "os/main",
+        ],
+    );
     assert!(err.contains("BYTES/SECONDS"), "{err}");
+    // A fast body without end is cut at the size a summary may have.
+    server.clear();
+    server.rule("summary.json", Fault::Endless(0), 1);
+    let err = fails(&l, &["pull", "--repo", s(&l), "origin", "os/main"]);
+    assert!(err.contains("larger than"), "{err}");
     // Fast enough: pulled.
     server.clear();
     let (o, done) = pull_json(&l, &["--min-rate", "100/2"]);
@@ -256,7 +302,7 @@ fn serve_opens_no_symlink_no_key_and_nothing_a_pull_does_not_ask_for() {
         "/config".into(),
         "/signing.pem".into(),
         "/.secret".into(),
-        format!("/refs/heads/os/main"),
+        "/refs/heads/os/main".to_string(),
         "/objects/../config".into(),
         "/%2e%2e/%2e%2e/etc/passwd".into(),
     ] {
@@ -277,7 +323,10 @@ fn serve_opens_no_symlink_no_key_and_nothing_a_pull_does_not_ask_for() {
     };
     assert!(err.contains("--any-folder"), "{err}");
     let build = init(&dir.path().join("build"), "bare-user");
-    assert!(serve(&build, &[]).is_err(), "a bare-user repository is served");
+    assert!(
+        serve(&build, &[]).is_err(),
+        "a bare-user repository is served"
+    );
 
     // --any-folder: its files, but no key, hidden file, symlink or FIFO.
     let www = dir.path().join("www");
@@ -314,7 +363,13 @@ fn serve_ignores_ranges_it_does_not_understand() {
     assert_eq!(range("bytes=0-9"), (206, summary[..10].to_vec()));
     assert_eq!(range("bytes=-5"), (206, summary[len - 5..].to_vec()));
     // Another unit, several ranges, bad syntax: the whole file.
-    for v in ["items=0-1", "bytes=0-1,4-5", "bytes=9-3", "bytes=abc", "pages=1"] {
+    for v in [
+        "items=0-1",
+        "bytes=0-1,4-5",
+        "bytes=9-3",
+        "bytes=abc",
+        "pages=1",
+    ] {
         assert_eq!(range(v), (200, summary.clone()), "{v}");
     }
     // Valid but past the end: 416.
@@ -332,10 +387,19 @@ fn serve_ignores_ranges_it_does_not_understand() {
 /// An OS tree of version `v` with a kernel (what a deployment needs).
 fn os_tree(root: &Path, v: u32) {
     for (p, c) in [
-        ("usr/lib/modules/6.1.0-slate/vmlinuz", "kernel image\n".to_string()),
-        ("usr/lib/modules/6.1.0-slate/initrd", "initrd image\n".into()),
+        (
+            "usr/lib/modules/6.1.0-slate/vmlinuz",
+            "kernel image\n".to_string(),
+        ),
+        (
+            "usr/lib/modules/6.1.0-slate/initrd",
+            "initrd image\n".into(),
+        ),
         ("usr/lib/os-release", format!("VERSION_ID={v}\n")),
-        ("usr/bin/tool", format!("tool v{v}\n{}", "x".repeat(4000 * v as usize))),
+        (
+            "usr/bin/tool",
+            format!("tool v{v}\n{}", "x".repeat(4000 * v as usize)),
+        ),
         ("etc/motd", "welcome\n".into()),
     ] {
         let path = root.join(p);
@@ -363,7 +427,10 @@ fn an_upgrade_pulling_from_a_slow_server_does_not_hold_the_sysroot() {
     let d = dir.path();
     let build = init(&d.join("build"), "bare-user");
     let pubrepo = d.join("pub");
-    ok(&pubrepo, &["init", "--repo", s(&pubrepo), "--mode", "archive"]);
+    ok(
+        &pubrepo,
+        &["init", "--repo", s(&pubrepo), "--mode", "archive"],
+    );
     let release = |v: u32| {
         let t = d.join(format!("v{v}"));
         os_tree(&t, v);
@@ -389,7 +456,15 @@ fn an_upgrade_pulling_from_a_slow_server_does_not_hold_the_sysroot() {
     let r = sr.join("slate/repo");
     ok(
         &r,
-        &["remote", "--repo", s(&r), "add", "origin", &server.url, "--no-sign-verify"],
+        &[
+            "remote",
+            "--repo",
+            s(&r),
+            "add",
+            "origin",
+            &server.url,
+            "--no-sign-verify",
+        ],
     );
     admin_ok(&sr, &["deploy", "origin:os/main"]);
 
@@ -430,5 +505,8 @@ fn an_upgrade_pulling_from_a_slow_server_does_not_hold_the_sysroot() {
         st.is_some_and(|s| s.success()),
         "pin was held up while the upgrade pulled: {st:?}"
     );
-    assert!(up.0.try_wait().expect("wait").is_none(), "the upgrade ended");
+    assert!(
+        up.0.try_wait().expect("wait").is_none(),
+        "the upgrade ended"
+    );
 }
