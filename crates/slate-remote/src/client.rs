@@ -163,21 +163,16 @@ impl Client {
         format!("{mirror}/{}", path.trim_start_matches('/'))
     }
 
-    /// Send `req` and wait for the response's headers. Under a minimum
-    /// rate they must come within the stall timeout plus the rate's
-    /// window (a server could send them a byte at a time): the request
-    /// then runs in a thread of its own, left to end by itself (each of
-    /// its reads is bounded by the stall timeout) when given up.
+    /// Send `req` and wait for the response's headers (any status: the
+    /// caller reads it). Under a minimum rate the headers must come within
+    /// the stall timeout plus the rate's window (a server could send them
+    /// a byte at a time): the request runs in a thread of its own, which
+    /// is abandoned when the time is up (its connection ends when the
+    /// server stops sending or the headers pass ureq's size limits).
     fn call(&self, req: ureq::Request) -> Result<ureq::Response, String> {
-        let text = |e: ureq::Error| match e {
-            ureq::Error::Status(code, _) => format!("HTTP {code}"),
-            ureq::Error::Transport(t) => transport_text(&t),
-        };
         let code = |r: Result<ureq::Response, ureq::Error>| match r {
-            Ok(r) => Ok(r),
-            // Statuses are answers: handled by the caller.
-            Err(ureq::Error::Status(_, r)) => Ok(r),
-            Err(e) => Err(text(e)),
+            Ok(r) | Err(ureq::Error::Status(_, r)) => Ok(r),
+            Err(ureq::Error::Transport(t)) => Err(transport_text(&t)),
         };
         if self.min_rate.is_off() {
             return code(req.call());

@@ -62,13 +62,16 @@ fn header(k: &str, v: &str) -> Header {
 /// The folder as a directory handle, checked to be what it is served as.
 fn open_folder(dir: &Path, serving: Serving) -> Result<OwnedFd, Error> {
     if serving == Serving::Repository {
-        let hint = "(`slate serve --any-folder` serves the files of any folder)";
-        let repo = Repo::open(dir)
-            .map_err(|e| Error::Config(format!("{e}: not served as a repository {hint}")))?;
+        let repo = Repo::open(dir).map_err(|e| {
+            Error::Config(format!(
+                "{e}: not served (`slate serve --any-folder` serves the files of any folder)"
+            ))
+        })?;
         if repo.mode() != RepoMode::Archive {
             return Err(Error::Config(format!(
-                "{}: a {} repository, not an archive one: not served (clients pull \
-                 archive repositories) {hint}",
+                "{}: a {} repository, not an archive one: not served (clients pull archive \
+                 repositories: publish into one with `slate init --mode archive` and \
+                 `slate pull-local`)",
                 dir.display(),
                 repo.mode()
             )));
