@@ -551,6 +551,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
                 ("directory", &rep.directories),
                 ("ref", &rep.refs),
                 ("unused kernel", &rep.kernels),
+                ("temporary file", &rep.temporary),
             ] {
                 for x in list {
                     eprintln!("removed {what} {x}");
