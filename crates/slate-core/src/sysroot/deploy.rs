@@ -110,7 +110,11 @@ fn karg_key(k: &str) -> &str {
 /// kernel's quoting, which would join words), and not `slate=`, which
 /// Slate sets itself. `what` names where it came from, for the message.
 pub fn check_karg(k: &str, what: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::Refused(format!("{what}: kernel argument {k:?}: {why}")));
+    let bad = |why: &str| {
+        Err(Error::Refused(format!(
+            "{what}: kernel argument {k:?}: {why}"
+        )))
+    };
     if k.is_empty() {
         return bad("empty");
     }
@@ -651,4 +655,37 @@ fn stamp_usr(root: &super::dirs::Dir) -> Result<()> {
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
     .map_err(|e| io_err(&usr)(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_karg, merge_kargs};
+
+    #[test]
+    fn a_kernel_argument_is_one_word_and_not_slate() {
+        for good in ["quiet", "root=/dev/vda2", "console=ttyS0,115200n8", "a=b=c"] {
+            assert!(check_karg(good, "t").is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "quiet\ninitrd /evil",
+            "x slate=/slate/deploy/os/old",
+            "a\tb",
+            "a\rb",
+            "a\u{0}",
+            "a\u{85}b",
+            "a\u{a0}b",
+            "x=\"y",
+            "\"slate=/x\"",
+            "slate=/x",
+            "slate",
+        ] {
+            assert!(check_karg(bad, "t").is_err(), "{bad:?}");
+        }
+        let base = vec!["root=/dev/vda2".to_string(), "quiet".to_string()];
+        assert_eq!(
+            merge_kargs(&base, &["root=/dev/vdb1".to_string(), "ro".to_string()]),
+            ["root=/dev/vdb1", "quiet", "ro"]
+        );
+    }
 }

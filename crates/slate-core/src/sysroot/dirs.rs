@@ -137,8 +137,8 @@ impl Dir {
     pub(crate) fn sub(&self, name: impl AsRef<OsStr>) -> Result<Dir> {
         let name = name.as_ref();
         let path = self.join(name);
-        let fd = rfs::openat(&self.fd, name, DIR_FLAGS, Mode::empty())
-            .map_err(|e| map_err(&path, e))?;
+        let fd =
+            rfs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()).map_err(|e| map_err(&path, e))?;
         Ok(Dir { fd, path })
     }
 

@@ -53,8 +53,8 @@ use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags, ResolveFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::show;
-use dirs::Dir;
 use crate::store::{self, Repo, RepoMode};
+use dirs::Dir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -279,7 +279,13 @@ impl Sysroot {
             slate.sub_create(d)?;
         }
         let repo_path = slate.join("repo");
-        if slate.sub("repo").and_then(|r| r.kind("config")).ok().flatten() != Some(rfs::FileType::RegularFile) {
+        if slate
+            .sub("repo")
+            .and_then(|r| r.kind("config"))
+            .ok()
+            .flatten()
+            != Some(rfs::FileType::RegularFile)
+        {
             slate.remove_tree("repo")?;
             Repo::init(&repo_path, RepoMode::Bare)?;
         }
@@ -512,7 +518,11 @@ fn resolve_boot(
     let open = || {
         rfs::openat2(
             root.fd(),
-            if rel.as_os_str().is_empty() { Path::new(".") } else { rel },
+            if rel.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                rel
+            },
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
             ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,

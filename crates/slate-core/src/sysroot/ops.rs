@@ -177,11 +177,7 @@ impl Sysroot {
 
     /// Kernel directories that no entry uses.
     pub(crate) fn remove_unused_kernels(&self) -> Result<Vec<String>> {
-        let used: HashSet<String> = self
-            .boot_entries()?
-            .into_iter()
-            .map(|e| e.linux)
-            .collect();
+        let used: HashSet<String> = self.boot_entries()?.into_iter().map(|e| e.linux).collect();
         let mut removed = Vec::new();
         for os in self.oses()? {
             let Some(kdir) = self.dir_if_there(&self.kernels_dir(&os))? else {

@@ -117,7 +117,8 @@ impl Sysroot {
 
     /// Entries of Slate's (`slate-*`) that name no deployment.
     pub(crate) fn stray_entries(&self, order: &[Ordered]) -> Result<Vec<BootEntry>> {
-        Ok(self.boot_entries()?
+        Ok(self
+            .boot_entries()?
             .into_iter()
             .filter(|e| e.id.starts_with("slate-"))
             .filter(|e| {

@@ -7,8 +7,8 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
 use crate::admin::{
-    admin_fails, admin_ok, commit_version, deployment_dir, fsck_clean, os_tree, s, setup,
-    status, write, Env,
+    admin_fails, admin_ok, commit_version, deployment_dir, fsck_clean, os_tree, s, setup, status,
+    write, Env,
 };
 use crate::common::{admin, ok};
 
@@ -200,10 +200,7 @@ fn kernel_arguments_are_one_word_each_and_never_slate() {
         );
     }
     std::fs::write(&rec, &good).expect("put back");
-    admin_ok(
-        &e.sr,
-        &["upgrade", "--from", s(&e.build)],
-    );
+    admin_ok(&e.sr, &["upgrade", "--from", s(&e.build)]);
     let text = entries_text(&e);
     assert_eq!(text.matches("slate=").count(), 2, "{text}");
     fsck_clean(&e);
@@ -230,7 +227,8 @@ fn the_boot_directory_of_a_sysroot_is_inside_it() {
     write(&host, "slate/test/6.1-abcdef/linux", "host kernel\n");
     let host_files = || {
         (
-            host.join("loader/entries/slate-test-abc.1+3.conf").is_file(),
+            host.join("loader/entries/slate-test-abc.1+3.conf")
+                .is_file(),
             host.join("slate/test/6.1-abcdef/linux").is_file(),
         )
     };
@@ -274,7 +272,14 @@ fn commit_with(e: &Env, v: u32, extra: impl Fn(&Path)) -> String {
     ok(
         &e.build,
         &[
-            "commit", "--repo", s(&e.build), "-b", "os/main", "-s", "x", s(&t),
+            "commit",
+            "--repo",
+            s(&e.build),
+            "-b",
+            "os/main",
+            "-s",
+            "x",
+            s(&t),
         ],
     )
 }
@@ -377,7 +382,11 @@ fn cleanup_removes_the_temporary_files_of_killed_writers() {
     let o = admin(&e.sr, &["cleanup", "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let rep: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(rep["temporary"].as_array().expect("temporary").len(), 4, "{rep}");
+    assert_eq!(
+        rep["temporary"].as_array().expect("temporary").len(),
+        4,
+        "{rep}"
+    );
     for p in &stale {
         assert!(!e.sr.join(p).exists(), "{p} left");
     }
