@@ -92,6 +92,7 @@ impl Sysroot {
         }
         let priority = top + 1;
         if let Some(old) = &d.entry {
+            check_entry_options(old, &d.record)?;
             let mut e = old.clone();
             e.version = priority.to_string();
             if bad {
@@ -257,6 +258,31 @@ impl Sysroot {
             .filter_map(|r| ObjectId::from_hex(&r.commit).ok())
             .collect())
     }
+}
+
+/// An entry read back from the boot directory, about to be made the
+/// default: its options are single kernel arguments, and its one `slate=`
+/// names its own deployment (a second one, or another deployment's,
+/// would boot that one).
+fn check_entry_options(e: &super::BootEntry, r: &super::Record) -> Result<()> {
+    let what = format!("the boot entry {}", e.file);
+    let mut slate = Vec::new();
+    for w in e.options.split_whitespace() {
+        match w.strip_prefix("slate=") {
+            Some(v) => slate.push(v),
+            None => super::check_karg(w, &what)?,
+        }
+    }
+    if slate != [r.slate_arg().as_str()] {
+        return Err(Error::Refused(format!(
+            "{what}: its options name slate={} where {} is slate={}: refused (`slate admin \
+             cleanup` does not repair it; redeploy)",
+            slate.join(" slate="),
+            r.name(),
+            r.slate_arg()
+        )));
+    }
+    Ok(())
 }
 
 /// Move a deployment's tree aside (one rename), then delete it.

@@ -85,11 +85,16 @@ impl Sysroot {
                 "the kernel command line names no deployment (slate=/slate/deploy/OS/ID)".into(),
             ));
         };
-        let order = self.ordered()?;
-        let d = self.find(&order, &booted)?;
-        let os = d.record.os.clone();
+        // Found by its record: in the initrd the boot directory (the
+        // ESP, mounted by the booted system at /efi) is not there.
+        let record = self
+            .all_records()?
+            .into_iter()
+            .find(|r| r.name() == booted)
+            .ok_or_else(|| Error::NoSuchDeployment(booted.clone()))?;
+        let os = record.os.clone();
         let cfg = self.os_config(&os)?;
-        let dep = self.deployment_path(&d.record);
+        let dep = self.deployment_path(&record);
         // What is mounted and written below is the deployment's own: a
         // symlink in its place (or in place of its /usr, /etc, /var) is
         // refused, not mounted or written through.

@@ -203,6 +203,25 @@ fn kernel_arguments_are_one_word_each_and_never_slate() {
     admin_ok(&e.sr, &["upgrade", "--from", s(&e.build)]);
     let text = entries_text(&e);
     assert_eq!(text.matches("slate=").count(), 2, "{text}");
+
+    // An entry read back with a second slate= (or another deployment's)
+    // is not made the default.
+    let entry = std::fs::read_dir(e.sr.join("boot/loader/entries"))
+        .expect("entries")
+        .map(|x| x.expect("entry").path())
+        .find(|p| p.to_string_lossy().contains(&first))
+        .expect("the first deployment's entry");
+    let good = std::fs::read_to_string(&entry).expect("entry");
+    for bad in [
+        "options slate=/slate/deploy/test/other slate=",
+        "options x=\"y slate=",
+    ] {
+        std::fs::write(&entry, good.replace("options slate=", bad)).expect("write");
+        let err = admin_fails(&e.sr, &["rollback"]);
+        assert!(err.contains("the boot entry"), "{bad}: {err}");
+    }
+    std::fs::write(&entry, &good).expect("put back");
+    admin_ok(&e.sr, &["rollback"]);
     fsck_clean(&e);
 }
 
@@ -395,4 +414,81 @@ fn cleanup_removes_the_temporary_files_of_killed_writers() {
     }
     assert_eq!(status(&e.sr)["deployments"].as_array().expect("d").len(), 1);
     fsck_clean(&e);
+}
+
+/// `prepare-root` of the default deployment in a private mount namespace,
+/// into a folder beside the sysroot; `None` where mount namespaces are
+/// not to be had.
+fn prepare(e: &Env) -> Option<std::process::Output> {
+    if !crate::common::have("unshare") {
+        crate::common::skip("unshare is not installed: prepare-root is not tried");
+        return None;
+    }
+    let d = status_of_records(e);
+    let id = d.file_name().expect("id").to_string_lossy().into_owned();
+    let cmdline = e._dir.path().join("cmdline");
+    std::fs::write(&cmdline, format!("quiet slate=/slate/deploy/test/{id}\n")).expect("cmdline");
+    let target = e._dir.path().join("newroot");
+    std::fs::create_dir_all(&target).expect("mkdir");
+    let o = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private"])
+        .arg(crate::common::slate_bin())
+        .args(["admin", "--sysroot", s(&e.sr), "--cmdline", s(&cmdline)])
+        .args(["prepare-root", "--target", s(&target), "--json"])
+        .output()
+        .expect("unshare");
+    if String::from_utf8_lossy(&o.stderr).contains("unshare failed") {
+        crate::common::skip("no mount namespaces here: prepare-root is not tried");
+        return None;
+    }
+    Some(o)
+}
+
+#[test]
+fn prepare_root_needs_no_boot_directory_and_writes_nothing_through_a_symlink() {
+    let Some(e) = setup("persistent") else { return };
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    // In the initrd the ESP is not mounted: the deployment is found by
+    // its record.
+    set_boot(&e, "/efi");
+    let Some(o) = prepare(&e) else { return };
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The deployment's /etc a symlink to a folder outside: the machine id
+    // is not written there.
+    let d = status_of_records(&e);
+    let etc = d.join("etc");
+    let out = outside(&e, "etc-out");
+    std::fs::rename(&etc, d.join("etc.real")).expect("mv");
+    symlink(&out, &etc).expect("symlink");
+    let o = prepare(&e).expect("ran before");
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a directory"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    intact(&out);
+    assert!(!out.join("machine-id").exists());
+    std::fs::remove_file(&etc).expect("rm");
+    std::fs::rename(d.join("etc.real"), &etc).expect("mv back");
+    // A reset asked for at boot, /var a symlink to a folder outside.
+    let state = e.sr.join("slate/state/test");
+    std::fs::write(state.join("factory-reset"), "var\n").expect("request");
+    std::fs::rename(state.join("var"), state.join("var.real")).expect("mv");
+    let out = outside(&e, "var-out");
+    symlink(&out, state.join("var")).expect("symlink");
+    let o = prepare(&e).expect("ran before");
+    assert!(!o.status.success());
+    intact(&out);
+}
+
+/// The only deployment's folder (read from the sysroot, not `status`:
+/// its boot directory may not be there).
+fn status_of_records(e: &Env) -> std::path::PathBuf {
+    let dir = e.sr.join("slate/deploy/test");
+    std::fs::read_dir(&dir)
+        .expect("ls")
+        .map(|x| x.expect("entry").path())
+        .find(|p| p.is_dir())
+        .expect("a deployment")
 }
