@@ -170,8 +170,9 @@ fn serve(
         };
         match &fault {
             Some(Fault::Redirect(to)) => {
-                let head =
-                    format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n");
+                let head = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n"
+                );
                 w.write_all(head.as_bytes())?;
                 continue;
             }
