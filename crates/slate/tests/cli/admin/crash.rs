@@ -353,6 +353,8 @@ fn upgrade_from_a_served_repository_killed_at_any_moment() {
         };
         if was_killed {
             killed += 1;
+            // On a machine slower now than when measured, aim later.
+            took = took * 11 / 10;
         }
         assert!(
             allowed.contains(&after),
