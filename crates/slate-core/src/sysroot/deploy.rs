@@ -14,8 +14,6 @@
 //!    the highest `version`, it is the boot loader's default from then on;
 //! 6. deployments no longer wanted are removed, oldest first.
 
-use std::path::{Path, PathBuf};
-
 use serde::Serialize;
 
 use super::kernel::{self, Kernel};
@@ -104,6 +102,32 @@ pub struct Deployed {
 /// `KEY` of `KEY=VALUE`.
 fn karg_key(k: &str) -> &str {
     k.split_once('=').map_or(k, |(k, _)| k)
+}
+
+/// Whether `k` may be one kernel argument of an entry's `options` line:
+/// not empty, one word (no whitespace or control character, which would
+/// start another argument or another line of the entry), no `"` (the
+/// kernel's quoting, which would join words), and not `slate=`, which
+/// Slate sets itself. `what` names where it came from, for the message.
+pub fn check_karg(k: &str, what: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::Refused(format!(
+            "{what}: kernel argument {k:?}: {why}"
+        )))
+    };
+    if k.is_empty() {
+        return bad("empty");
+    }
+    if k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("one argument is one word: no spaces, tabs, newlines or control characters");
+    }
+    if k.contains('"') {
+        return bad("no quotes (they would join it with the arguments after it)");
+    }
+    if karg_key(k) == "slate" {
+        return bad("slate= is set by Slate itself");
+    }
+    Ok(())
 }
 
 /// `base` with each of `changes` replacing the argument of the same key,
@@ -198,13 +222,16 @@ impl Sysroot {
         let serial = self.next_serial(&os, &order)?;
         let id = format!("{}.{serial}", &commit.to_hex()[..12]);
         let kernel = kernel::find(&self.repo, &c.tree)?;
-        let base = follows.map(|d| d.record.kargs.clone()).unwrap_or_default();
-        let kargs = merge_kargs(&base, &opts.kargs);
-        if let Some(bad) = kargs.iter().find(|k| karg_key(k) == "slate") {
-            return Err(Error::Refused(format!(
-                "kernel argument {bad:?}: slate= is set by Slate itself"
-            )));
+        for k in &opts.kargs {
+            check_karg(k, "the kernel arguments asked for")?;
         }
+        let base = follows.map(|d| d.record.kargs.clone()).unwrap_or_default();
+        if let Some(d) = follows {
+            for k in &base {
+                check_karg(k, &format!("the record of {}", d.record.name()))?;
+            }
+        }
+        let kargs = merge_kargs(&base, &opts.kargs);
         let priority = order.iter().map(|d| d.priority()).max().unwrap_or(0) + 1;
         let removes = if opts.retain {
             Vec::new()
@@ -265,10 +292,8 @@ impl Sysroot {
             .max()
             .unwrap_or(0);
         // Leftovers of interrupted deploys keep their numbers too.
-        let dir = self.deploy_dir(os);
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let n = e.file_name();
+        if let Some(dir) = self.dir_if_there(&self.deploy_dir(os))? {
+            for (n, _) in dir.entries()? {
                 let n = n.to_string_lossy();
                 let n = n.trim_start_matches(".staging-");
                 if let Some(s) = n
@@ -381,10 +406,10 @@ impl Sysroot {
             .unwrap_or_default();
         let checked_objects = verify::check(&self.repo, &c.tree, &known)?;
         // 2. The tree, under a temporary name.
-        let dir = self.deploy_dir(&plan.os);
-        let staging = dir.join(format!(".staging-{}", plan.id));
-        let final_path = dir.join(&plan.id);
-        remove_tree(&staging)?;
+        let dir = self.dir_create(&self.deploy_dir(&plan.os))?;
+        let staging_name = format!(".staging-{}", plan.id);
+        dir.remove_tree(&staging_name)?;
+        let staging = dir.join(&staging_name);
         let root_tree = self.repo.read_tree(&c.tree)?;
         let private: Vec<Vec<u8>> = root_tree
             .entries
@@ -400,7 +425,8 @@ impl Sysroot {
             ..CheckoutOptions::default()
         };
         checkout::checkout(&self.repo, &plan.commit, &staging, &co, progress)?;
-        stamp_usr(&staging)?;
+        let staged = dir.sub(&staging_name)?;
+        stamp_usr(&staged)?;
         self.seed_var(&plan.os, &plan.commit)?;
         let mut conflicts = Vec::new();
         let follows = plan
@@ -408,10 +434,11 @@ impl Sysroot {
             .as_deref()
             .and_then(|f| order.iter().find(|d| d.record.name() == f));
         if let Some(prev) = follows {
-            conflicts = self.prepare_etc(&staging, prev, &c.tree)?;
+            conflicts = self.prepare_etc(&staged, prev, &c.tree)?;
         }
-        std::fs::rename(&staging, &final_path).map_err(io_err(&final_path))?;
-        kernel::sync_dir(&dir)?;
+        drop(staged);
+        dir.rename(&staging_name, &plan.id)?;
+        dir.sync()?;
         // 3. The record and the ref.
         let record = Record {
             os: plan.os.clone(),
@@ -424,7 +451,8 @@ impl Sysroot {
             priority: plan.priority,
             pinned: false,
             created: opts.now,
-            etc_conflicts: conflicts,
+            etc_conflicts: conflicts.iter().map(|c| c.path.clone()).collect(),
+            etc_merge: conflicts,
             pretty_name: plan.pretty_name.clone(),
             version_id: plan.version_id.clone(),
         };
@@ -435,9 +463,9 @@ impl Sysroot {
         // 4 and 5. The kernel, then the entry: the switch.
         let entry = match &plan.kernel {
             Some(k) => {
-                let kdir = self.install_kernel(&plan.os, k)?;
-                let e = self.entry_for(&record, &kdir, k, plan.priority, opts.tries)?;
-                entries::write(&self.entries_dir(), &e)?;
+                let files = self.install_kernel(&plan.os, k)?;
+                let e = self.entry_for(&record, files, plan.priority, opts.tries)?;
+                entries::write(&self.entries_handle()?, &e)?;
                 Some(e.file)
             }
             None => None,
@@ -469,15 +497,17 @@ impl Sysroot {
         if self.os_config(os)?.var != super::VarMode::Persistent {
             return Ok(());
         }
-        let var = self.state_dir(os).join("var");
-        let empty = std::fs::read_dir(&var)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(true);
-        if !empty {
+        let state = self.dir(&self.state_dir(os))?;
+        let var = match state.sub("var") {
+            Ok(v) => v,
+            Err(e) if super::dirs::is_not_found(&e) => state.sub_create("var")?,
+            Err(e) => return Err(e),
+        };
+        if !var.entries()?.is_empty() {
             return Ok(());
         }
-        let seed = self.state_dir(os).join(".var-seed");
-        remove_tree(&seed)?;
+        state.remove_tree(".var-seed")?;
+        let seed = state.join(".var-seed");
         let co = CheckoutOptions {
             subpath: Some(b"var".to_vec()),
             copy: true,
@@ -489,23 +519,19 @@ impl Sysroot {
             Err(e) => return Err(e.into()),
         }
         // Onto the empty directory: one rename.
-        std::fs::rename(&seed, &var).map_err(io_err(&var))?;
-        kernel::sync_dir(&self.state_dir(os))
+        state.rename(".var-seed", "var")?;
+        state.sync()
     }
 
-    /// The boot entry of a deployment.
+    /// The boot entry of a deployment, its kernel's files at `linux` and
+    /// `initrd` (paths inside the boot directory).
     pub(crate) fn entry_for(
         &self,
         r: &Record,
-        kdir: &Path,
-        k: &Kernel,
+        (linux, initrd): (String, Option<String>),
         priority: u64,
         tries: u32,
     ) -> Result<BootEntry> {
-        let rel = |p: PathBuf| -> String {
-            let rel = p.strip_prefix(&self.boot).unwrap_or(&p);
-            format!("/{}", rel.display())
-        };
         // The image's own arguments first (`/usr/lib/kernel/cmdline`, what
         // compose writes from the manifest), the deployment's after them,
         // replacing any of the same key.
@@ -515,11 +541,20 @@ impl Sysroot {
             .map(|c| image_kargs(&self.repo, &c.tree))
             .unwrap_or_default();
         let mut options = merge_kargs(&image, &r.kargs);
+        for k in &options {
+            check_karg(k, &format!("the entry of {}", r.name()))?;
+        }
         options.push(format!("slate={}", r.slate_arg()));
-        let title = if r.pretty_name.is_empty() {
+        // The image's name, on one line.
+        let pretty: String = r
+            .pretty_name
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let title = if pretty.trim().is_empty() {
             format!("{} {}", r.os, r.id)
         } else {
-            format!("{} ({} {})", r.pretty_name, r.os, r.id)
+            format!("{} ({} {})", pretty.trim(), r.os, r.id)
         };
         let tries = (tries > 0).then_some((tries, 0));
         Ok(BootEntry {
@@ -529,11 +564,8 @@ impl Sysroot {
             title,
             version: priority.to_string(),
             sort_key: "slate".into(),
-            linux: rel(kdir.join("linux")),
-            initrd: k
-                .initrd
-                .map(|_| vec![rel(kdir.join("initrd"))])
-                .unwrap_or_default(),
+            linux,
+            initrd: initrd.into_iter().collect(),
             options: options.join(" "),
         })
     }
@@ -541,27 +573,25 @@ impl Sysroot {
     /// Refuse, naming the numbers, when the sysroot or the boot directory
     /// has less free space than the plan needs.
     fn check_space(&self, plan: &DeployPlan) -> Result<()> {
-        let dev = |p: &Path| {
-            std::fs::metadata(p)
-                .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
-                .ok()
-        };
+        let boot = self.boot()?;
+        let dev = |d: &super::dirs::Dir| rustix::fs::fstat(d.fd()).map(|st| st.st_dev).ok();
         // One file system for both: one sum.
-        let shared = dev(&self.path).is_some() && dev(&self.path) == dev(&self.boot);
+        let shared = dev(&self.root).is_some() && dev(&self.root) == dev(boot);
         let checks = if shared {
             vec![(
                 "the sysroot",
-                self.path.clone(),
+                &self.root,
                 plan.sysroot_bytes + plan.boot_bytes,
             )]
         } else {
             vec![
-                ("the sysroot", self.path.clone(), plan.sysroot_bytes),
-                ("the boot directory", self.boot.clone(), plan.boot_bytes),
+                ("the sysroot", &self.root, plan.sysroot_bytes),
+                ("the boot directory", boot, plan.boot_bytes),
             ]
         };
-        for (what, path, need) in checks {
-            let st = rustix::fs::statvfs(&path).map_err(|e| io_err(&path)(e.into()))?;
+        for (what, dir, need) in checks {
+            let path = dir.path();
+            let st = rustix::fs::fstatvfs(dir.fd()).map_err(|e| io_err(path)(e.into()))?;
             let free = st.f_bavail.saturating_mul(st.f_frsize);
             if need > free {
                 return Err(Error::Refused(format!(
@@ -580,15 +610,6 @@ impl Sysroot {
 /// The repository ref that keeps a deployment's objects.
 pub(crate) fn deploy_ref(r: &Record) -> String {
     format!("deploy/{}/{}", r.os, r.id)
-}
-
-/// Remove a directory tree if it exists.
-pub(crate) fn remove_tree(p: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(p)(e)),
-    }
 }
 
 /// `1.5 GiB`, `300 MiB`, `12 KiB`, `512 B`.
@@ -612,11 +633,11 @@ pub fn human_bytes(n: u64) -> String {
 /// `ConditionNeedsUpdate=/etc` or `/var` when `/usr` is newer than
 /// `/etc/.updated` or `/var/.updated` (which systemd-update-done writes
 /// with `/usr`'s time), so on the first boot of each new deployment, once.
-fn stamp_usr(root: &Path) -> Result<()> {
-    let usr = root.join("usr");
-    if !usr.is_dir() {
+fn stamp_usr(root: &super::dirs::Dir) -> Result<()> {
+    if root.kind("usr")? != Some(rustix::fs::FileType::Directory) {
         return Ok(());
     }
+    let usr = root.join("usr");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -625,8 +646,8 @@ fn stamp_usr(root: &Path) -> Result<()> {
         tv_nsec: now.subsec_nanos() as _,
     };
     rustix::fs::utimensat(
-        rustix::fs::CWD,
-        &usr,
+        root.fd(),
+        "usr",
         &rustix::fs::Timestamps {
             last_access: t,
             last_modification: t,
@@ -634,4 +655,37 @@ fn stamp_usr(root: &Path) -> Result<()> {
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
     .map_err(|e| io_err(&usr)(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_karg, merge_kargs};
+
+    #[test]
+    fn a_kernel_argument_is_one_word_and_not_slate() {
+        for good in ["quiet", "root=/dev/vda2", "console=ttyS0,115200n8", "a=b=c"] {
+            assert!(check_karg(good, "t").is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "quiet\ninitrd /evil",
+            "x slate=/slate/deploy/os/old",
+            "a\tb",
+            "a\rb",
+            "a\u{0}",
+            "a\u{85}b",
+            "a\u{a0}b",
+            "x=\"y",
+            "\"slate=/x\"",
+            "slate=/x",
+            "slate",
+        ] {
+            assert!(check_karg(bad, "t").is_err(), "{bad:?}");
+        }
+        let base = vec!["root=/dev/vda2".to_string(), "quiet".to_string()];
+        assert_eq!(
+            merge_kargs(&base, &["root=/dev/vdb1".to_string(), "ro".to_string()]),
+            ["root=/dev/vdb1", "quiet", "ro"]
+        );
+    }
 }

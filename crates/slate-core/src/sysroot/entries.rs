@@ -2,12 +2,12 @@
 //! counting in their file names (`NAME+LEFT[-DONE].conf`) and its order.
 
 use std::cmp::Ordering;
-use std::path::Path;
 
+use rustix::fs::FileType;
 use serde::Serialize;
 
-use super::{io_err, Result};
-use crate::fsutil;
+use super::dirs::Dir;
+use super::Result;
 
 /// One entry file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -136,27 +136,22 @@ impl BootEntry {
     }
 }
 
-/// Every entry of `dir` (files ending in `.conf`; others and temporary
-/// files are not entries).
-pub fn list(dir: &Path) -> Result<Vec<BootEntry>> {
+/// Every entry of `dir` (files ending in `.conf`; others, temporary
+/// files and symlinks are not entries).
+pub(crate) fn list(dir: &Dir) -> Result<Vec<BootEntry>> {
     let mut out = Vec::new();
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io_err(dir)(e)),
-    };
-    for ent in rd {
-        let ent = ent.map_err(io_err(dir))?;
-        let Some(name) = ent.file_name().to_str().map(String::from) else {
+    for (name, ft) in dir.entries()? {
+        let Some(name) = name.to_str().map(String::from) else {
             continue;
         };
-        if name.starts_with('.') || !name.ends_with(".conf") {
+        if name.starts_with('.') || !name.ends_with(".conf") || ft != FileType::RegularFile {
             continue;
         }
-        let text = match std::fs::read_to_string(ent.path()) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err(&ent.path())(e)),
+        // Bounded: an entry is a few lines.
+        let text = match dir.read(&name) {
+            Ok(Some(t)) if t.len() <= 64 << 10 => String::from_utf8_lossy(&t).into_owned(),
+            Ok(_) => continue,
+            Err(e) => return Err(e),
         };
         if let Some(e) = BootEntry::parse(&name, &text) {
             out.push(e);
@@ -168,22 +163,16 @@ pub fn list(dir: &Path) -> Result<Vec<BootEntry>> {
 
 /// Write an entry atomically (temporary name, fsync, rename, directory
 /// fsync).
-pub fn write(dir: &Path, e: &BootEntry) -> Result<()> {
-    let fd = fsutil::open_dir(dir).map_err(io_err(dir))?;
-    fsutil::atomic_write_at(&fd, &e.file, e.render().as_bytes(), 0o644)
-        .map_err(io_err(&dir.join(&e.file)))
+pub(crate) fn write(dir: &Dir, e: &BootEntry) -> Result<()> {
+    dir.write(&e.file, e.render().as_bytes(), 0o644)
 }
 
 /// Remove an entry file and sync the directory (absent is fine).
-pub fn remove(dir: &Path, file: &str) -> Result<()> {
-    let p = dir.join(file);
-    match std::fs::remove_file(&p) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io_err(&p)(e)),
+pub(crate) fn remove(dir: &Dir, file: &str) -> Result<()> {
+    if dir.remove_file(file)? {
+        dir.sync()?;
     }
-    let fd = fsutil::open_dir(dir).map_err(io_err(dir))?;
-    rustix::fs::fsync(&fd).map_err(|e| io_err(dir)(e.into()))
+    Ok(())
 }
 
 /// systemd-boot 252's order of entries: those with no tries left last;

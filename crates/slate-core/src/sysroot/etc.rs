@@ -7,9 +7,15 @@
 //! machine's version is kept and the image's is saved beside it as
 //! `PATH.slate-new`; the path is reported as a conflict, never silently.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use rustix::fs::FileType;
+use serde::{Deserialize, Serialize};
+
+use super::dirs::Dir;
 use super::status::Ordered;
 use super::{io_err, Error, EtcMode, Result, Sysroot};
 use crate::diff::{self, Change};
@@ -22,54 +28,130 @@ use crate::{commit, fsutil, walk};
 /// Where the image's version of a conflicting path is saved.
 pub const NEW_SUFFIX: &str = ".slate-new";
 
+/// A path of `/etc` changed both by the machine and by the new image:
+/// the machine's version is kept; what happened to the image's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcConflict {
+    /// `/etc/...`
+    pub path: String,
+    pub image: ImageChange,
+    /// Where the image's version was saved (`PATH.slate-new`), when it was
+    /// (a file of the image's; its symlinks and folders are not saved).
+    pub saved: Option<String>,
+}
+
+/// What the new image did to a path the machine changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageChange {
+    /// Changed it (content, type or metadata).
+    Changed,
+    /// Removed it.
+    Removed,
+    /// A folder on both sides: changed its owner, mode or xattrs.
+    FolderMetadata,
+    /// A folder the machine made something else (a symlink, a file):
+    /// changed what is in it, which is not deployed.
+    Below,
+}
+
 impl Sysroot {
-    /// Prepare `/etc` in the new deployment at `staging` (already checked
+    /// Prepare `/etc` in the new deployment `staged` (already checked
     /// out: the new image's defaults) after the deployment `prev`, whose
-    /// commit's tree is known. Returns the conflicting paths.
+    /// commit's tree is known. Returns the conflicts.
+    ///
+    /// Every path is written below the staging directory's handle: a path
+    /// below something the machine made a symlink (or a file) is not
+    /// there in the result, and is skipped, never written through it.
     pub(crate) fn prepare_etc(
         &self,
-        staging: &Path,
+        staged: &Dir,
         prev: &Ordered,
         new_tree: &ObjectId,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<EtcConflict>> {
         let os = &prev.record.os;
         if self.os_config(os)?.etc == EtcMode::Stateless {
             return Ok(Vec::new());
         }
-        let local = self.deployment_path(&prev.record).join("etc");
-        if !local.is_dir() {
-            return Ok(Vec::new());
+        let prev_dir = self.dir(&self.deployment_path(&prev.record))?;
+        match prev_dir.kind("etc")? {
+            None => return Ok(Vec::new()),
+            Some(FileType::Directory) => {}
+            Some(_) => return Err(super::dirs::not_a_dir(&prev_dir.join("etc"))),
         }
+        let local = prev_dir.join("etc");
         let prev_commit = ObjectId::from_hex(&prev.record.commit)
             .map_err(|e| Error::Refused(format!("record of {}: {e}", prev.record.name())))?;
         let old_tree = self.repo.read_commit(&prev_commit)?.tree;
         let changes = local_changes(&self.repo, &old_tree, &local)?;
         let mut conflicts = Vec::new();
+        // Paths the machine made something other than a folder: nothing
+        // below them is merged.
+        let mut replaced: Vec<Vec<u8>> = Vec::new();
         for c in &changes {
             let rel = c.path.strip_prefix(b"/").unwrap_or(&c.path);
+            if replaced
+                .iter()
+                .any(|r| rel.starts_with(r) && rel.get(r.len()) == Some(&b'/'))
+            {
+                continue;
+            }
             let old = entry_at(&self.repo, &old_tree, rel)?;
             let new = entry_at(&self.repo, new_tree, rel)?;
-            let dst = fsutil::joined(staging, rel);
-            let src = fsutil::joined(&self.deployment_path(&prev.record), rel);
-            // The image changed this path too: keep the machine's, save
-            // the image's beside it. Directories conflict only in their
-            // own metadata, not through their children.
-            let image_changed = if c.dir {
-                c.change == Change::Metadata
-                    && dir_meta(&self.repo, old) != dir_meta(&self.repo, new)
-            } else {
-                old != new
+            let src = fsutil::joined(prev_dir.path(), rel);
+            let local_kind = std::fs::symlink_metadata(&src).ok().map(|m| m.file_type());
+            let local_dir = local_kind.is_some_and(|t| t.is_dir());
+            if c.change != Change::Removed && !local_dir {
+                replaced.push(rel.to_vec());
+            }
+            // The parent in the new deployment, below the staging handle;
+            // not there (the image removed it) or not a folder: skipped.
+            let (parent_rel, name) = match rel.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&rel[..i], &rel[i + 1..]),
+                None => (&[][..], rel),
             };
-            if image_changed {
-                conflicts.push(name::escape(&c.path));
+            let parent = match staged.open_rel(Path::new(OsStr::from_bytes(parent_rel))) {
+                Ok(d) => d,
+                Err(Error::Refused(_)) => continue,
+                Err(e) if super::dirs::is_not_found(&e) => continue,
+                Err(e) => return Err(e),
+            };
+            let name = OsStr::from_bytes(name);
+            let dst = parent.join(name);
+            // The image changed this path too: keep the machine's, save
+            // the image's file beside it. Folders on both sides conflict
+            // only in their own metadata, not through their children.
+            let is_dir = |e: &Option<(EntryKind, ObjectId)>| matches!(e, Some((EntryKind::Dir, _)));
+            let image = if old == new || (c.change == Change::Removed && new.is_none()) {
+                None
+            } else if new.is_none() {
+                Some(ImageChange::Removed)
+            } else if is_dir(&new) && (local_dir || (c.change == Change::Removed && is_dir(&old))) {
+                (local_dir
+                    && c.change == Change::Metadata
+                    && dir_meta(&self.repo, old) != dir_meta(&self.repo, new))
+                .then_some(ImageChange::FolderMetadata)
+            } else if is_dir(&old) && is_dir(&new) {
+                Some(ImageChange::Below)
+            } else {
+                Some(ImageChange::Changed)
+            };
+            if let Some(image) = image {
+                let mut saved = None;
                 if let Some((EntryKind::File, _)) = new {
-                    let mut beside = dst.clone().into_os_string();
+                    let mut beside = name.to_os_string();
                     beside.push(NEW_SUFFIX);
-                    std::fs::rename(&dst, &beside).map_err(io_err(&dst))?;
+                    parent.rename(name, &beside)?;
+                    saved = Some(name::escape(&[&c.path[..], NEW_SUFFIX.as_bytes()].concat()));
                 }
+                conflicts.push(EtcConflict {
+                    path: name::escape(&c.path),
+                    image,
+                    saved,
+                });
             }
             match c.change {
-                Change::Removed => remove_any(&dst)?,
+                Change::Removed => parent.remove_tree(name)?,
                 _ => take_local(&src, &dst)?,
             }
         }

@@ -23,6 +23,7 @@
 //! `docs/format/sysroot.md`.
 
 mod deploy;
+mod dirs;
 mod drift;
 mod entries;
 mod etc;
@@ -34,10 +35,10 @@ mod reset;
 mod status;
 mod verify;
 
-pub use deploy::{human_bytes, merge_kargs, DeployOptions, DeployPlan, Deployed};
+pub use deploy::{check_karg, human_bytes, merge_kargs, DeployOptions, DeployPlan, Deployed};
 pub use drift::Drift;
 pub use entries::{boot_order, strverscmp, BootEntry, EntryState};
-pub use etc::NEW_SUFFIX;
+pub use etc::{EtcConflict, ImageChange, NEW_SUFFIX};
 pub use kernel::Kernel;
 pub use ops::{CleanupReport, Undeployed};
 pub use prepare::{Mounted, Prepared};
@@ -48,11 +49,12 @@ pub use status::{DeploymentStatus, DriftCount, Status};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags};
+use rustix::fs::{self as rfs, FlockOperation, Mode, OFlags, ResolveFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{self, show};
+use crate::fsutil::show;
 use crate::store::{self, Repo, RepoMode};
+use dirs::Dir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -216,7 +218,16 @@ struct SysrootConfig {
 /// An opened sysroot.
 pub struct Sysroot {
     path: PathBuf,
+    /// The sysroot's handle: every directory of it is opened below this
+    /// one, no symlink followed.
+    root: Dir,
+    /// The boot directory as configured (`sysroot.toml`'s `boot`).
+    boot_cfg: PathBuf,
+    /// The boot directory, for messages and as a prefix of the paths below it.
     boot: PathBuf,
+    /// Its handle; none when it is not there (a disk whose ESP is not
+    /// mounted at its place).
+    boot_dir: Option<Dir>,
     repo: Repo,
     /// The deployment booted (`OS/ID`), as a kernel command line names it.
     booted: Option<String>,
@@ -255,28 +266,39 @@ impl Sysroot {
     /// written last: its presence marks a complete sysroot.
     pub fn init_fs(path: &Path, boot: Option<&Path>) -> Result<Sysroot> {
         std::fs::create_dir_all(path).map_err(io_err(path))?;
-        let slate = path.join("slate");
-        if slate.join("sysroot.toml").exists() {
-            return Err(Error::Refused(format!("{}: already a sysroot", show(path))));
+        let path = std::fs::canonicalize(path).map_err(io_err(path))?;
+        let root = Dir::open_named(&path)?;
+        let slate = root.sub_create("slate")?;
+        if slate.kind("sysroot.toml")?.is_some() {
+            return Err(Error::Refused(format!(
+                "{}: already a sysroot",
+                show(&path)
+            )));
         }
         for d in ["deploy", "state"] {
-            let p = slate.join(d);
-            std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+            slate.sub_create(d)?;
         }
         let repo_path = slate.join("repo");
-        if !repo_path.join("config").exists() {
-            let _ = std::fs::remove_dir_all(&repo_path);
+        if slate
+            .sub("repo")
+            .and_then(|r| r.kind("config"))
+            .ok()
+            .flatten()
+            != Some(rfs::FileType::RegularFile)
+        {
+            slate.remove_tree("repo")?;
             Repo::init(&repo_path, RepoMode::Bare)?;
         }
         let boot_rel = boot
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("boot"));
-        let boot_abs = path.join(&boot_rel);
-        let entries = boot_abs.join("loader/entries");
-        std::fs::create_dir_all(&entries).map_err(io_err(&entries))?;
+        let (_, boot_dir) = resolve_boot(&root, &path, &boot_rel, false, true)?;
+        boot_dir
+            .ok_or_else(|| not_there(&path.join(&boot_rel)))?
+            .create_rel(Path::new("loader/entries"))?;
         let cfg = SysrootConfig { boot: boot_rel };
         write_toml(&slate, "sysroot.toml", &cfg)?;
-        Sysroot::open(path, None)
+        Sysroot::open(&path, None)
     }
 
     /// Name another boot directory (absolute, or relative to the
@@ -286,26 +308,40 @@ impl Sysroot {
         let cfg = SysrootConfig {
             boot: boot.to_path_buf(),
         };
-        write_toml(&self.path.join("slate"), "sysroot.toml", &cfg)
+        write_toml(&self.root.sub("slate")?, "sysroot.toml", &cfg)
     }
 
     /// Open the sysroot at `path`. `booted` is the running deployment
     /// (`OS/ID`), when the caller knows this sysroot is the running one.
+    ///
+    /// The boot directory is looked up inside the sysroot (symlinks on
+    /// the way resolved as if the sysroot were `/`), unless the sysroot
+    /// is `/` or the running system's ([`Sysroot::set_running`]): a disk
+    /// given as `--sysroot` never names the host's `/efi` or `/boot`.
     pub fn open(path: &Path, booted: Option<String>) -> Result<Sysroot> {
         let path = std::fs::canonicalize(path).map_err(io_err(path))?;
+        let root = Dir::open_named(&path)?;
         let cfg_path = path.join("slate/sysroot.toml");
-        let cfg: SysrootConfig = match std::fs::read(&cfg_path) {
-            Ok(b) => parse_toml(&cfg_path, &b, "a sysroot configuration")?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::NotASysroot(path))
-            }
-            Err(e) => return Err(io_err(&cfg_path)(e)),
+        let slate = match root.sub("slate") {
+            Ok(d) => d,
+            Err(e) if dirs::is_not_found(&e) => return Err(Error::NotASysroot(path)),
+            Err(e) => return Err(e),
         };
-        let repo = Repo::open(&path.join("slate/repo"))?;
-        let boot = path.join(&cfg.boot);
+        let cfg: SysrootConfig = match slate.read("sysroot.toml")? {
+            Some(b) => parse_toml(&cfg_path, &b, "a sysroot configuration")?,
+            None => return Err(Error::NotASysroot(path)),
+        };
+        // The repository's own directories are opened without following
+        // symlinks; its top one must not be a symlink either.
+        let repo_dir = slate.sub("repo")?;
+        let repo = Repo::open(repo_dir.path())?;
+        let (boot, boot_dir) = resolve_boot(&root, &path, &cfg.boot, false, false)?;
         Ok(Sysroot {
             path,
+            root,
+            boot_cfg: cfg.boot,
             boot,
+            boot_dir,
             repo,
             booted,
             running: false,
@@ -313,9 +349,16 @@ impl Sysroot {
     }
 
     /// Declare that the booted deployment is the one running this
-    /// process: `/etc` and `/var` are then read live.
+    /// process: `/etc` and `/var` are then read live, and the boot
+    /// directory is the running system's (its ESP mounted at `/efi`).
     pub fn set_running(&mut self, running: bool) {
         self.running = running && self.booted.is_some();
+        if let Ok((boot, dir)) =
+            resolve_boot(&self.root, &self.path, &self.boot_cfg, self.running, false)
+        {
+            self.boot = boot;
+            self.boot_dir = dir;
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -344,12 +387,56 @@ impl Sysroot {
         self.boot.join("slate").join(os)
     }
 
+    /// The boot directory's handle; an error naming it when it is not there.
+    pub(crate) fn boot(&self) -> Result<&Dir> {
+        self.boot_dir.as_ref().ok_or_else(|| not_there(&self.boot))
+    }
+
+    /// The directory `p` (a path below the sysroot or the boot directory
+    /// as this module makes them), opened below their handle: a symlink
+    /// or `..` on the way is refused.
+    pub(crate) fn dir(&self, p: &Path) -> Result<Dir> {
+        let (base, rel) = self.base_of(p)?;
+        base.open_rel(rel)
+    }
+
+    /// As [`Sysroot::dir`], the missing directories made.
+    pub(crate) fn dir_create(&self, p: &Path) -> Result<Dir> {
+        let (base, rel) = self.base_of(p)?;
+        base.create_rel(rel)
+    }
+
+    /// The directory `p`, or none when it is not there.
+    pub(crate) fn dir_if_there(&self, p: &Path) -> Result<Option<Dir>> {
+        match self.dir(p) {
+            Ok(d) => Ok(Some(d)),
+            Err(e) if dirs::is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn base_of<'p>(&self, p: &'p Path) -> Result<(&Dir, &'p Path)> {
+        if let Ok(rel) = p.strip_prefix(&self.boot) {
+            return Ok((self.boot()?, rel));
+        }
+        match p.strip_prefix(&self.path) {
+            Ok(rel) => Ok((&self.root, rel)),
+            Err(_) => Err(Error::Refused(format!(
+                "{}: not below the sysroot {}",
+                show(p),
+                show(&self.path)
+            ))),
+        }
+    }
+
     /// Wait for and take the sysroot's writer lock.
     pub fn lock(&self) -> Result<SysrootLock> {
-        let p = self.path.join("slate/lock");
-        let fd = rfs::open(
-            &p,
-            OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+        let slate = self.root.sub("slate")?;
+        let p = slate.join("lock");
+        let fd = rfs::openat(
+            slate.fd(),
+            "lock",
+            OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC | OFlags::NOFOLLOW,
             Mode::from_raw_mode(0o600),
         )
         .map_err(|e| io_err(&p)(e.into()))?;
@@ -360,11 +447,10 @@ impl Sysroot {
     /// Set up (or change the settings of) the OS `name`.
     pub fn os_init(&self, name: &str, cfg: &OsConfig) -> Result<bool> {
         validate_os_name(name)?;
-        let state = self.state_dir(name);
-        let existed = state.join("os.toml").exists();
-        for d in [self.deploy_dir(name), state.join("var")] {
-            std::fs::create_dir_all(&d).map_err(io_err(&d))?;
-        }
+        self.dir_create(&self.deploy_dir(name))?;
+        let state = self.dir_create(&self.state_dir(name))?;
+        state.sub_create("var")?;
+        let existed = state.kind("os.toml")?.is_some();
         write_toml(&state, "os.toml", cfg)?;
         Ok(!existed)
     }
@@ -373,25 +459,26 @@ impl Sysroot {
     pub fn os_config(&self, name: &str) -> Result<OsConfig> {
         validate_os_name(name)?;
         let p = self.state_dir(name).join("os.toml");
-        match std::fs::read(&p) {
-            Ok(b) => parse_toml(&p, &b, "an OS configuration"),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(Error::NoSuchOs(name.to_string()))
-            }
-            Err(e) => Err(io_err(&p)(e)),
+        let Some(state) = self.dir_if_there(&self.state_dir(name))? else {
+            return Err(Error::NoSuchOs(name.to_string()));
+        };
+        match state.read("os.toml")? {
+            Some(b) => parse_toml(&p, &b, "an OS configuration"),
+            None => Err(Error::NoSuchOs(name.to_string())),
         }
     }
 
     /// The OSes set up here, sorted.
     pub fn oses(&self) -> Result<Vec<String>> {
-        let dir = self.path.join("slate/state");
+        let dir = self.dir(&self.path.join("slate/state"))?;
         let mut out = Vec::new();
-        for e in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
-            let e = e.map_err(io_err(&dir))?;
-            if let Some(n) = e.file_name().to_str() {
-                if e.path().join("os.toml").exists() {
-                    out.push(n.to_string());
-                }
+        for (n, ft) in dir.entries()? {
+            let Some(n) = n.to_str() else { continue };
+            if ft != rfs::FileType::Directory || validate_os_name(n).is_err() {
+                continue;
+            }
+            if dir.sub(n)?.kind("os.toml")?.is_some() {
+                out.push(n.to_string());
             }
         }
         out.sort();
@@ -399,13 +486,60 @@ impl Sysroot {
     }
 }
 
-/// Write `dir/name` as TOML, atomically.
-pub(crate) fn write_toml<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
+fn not_there(boot: &Path) -> Error {
+    Error::Refused(format!(
+        "{}: the boot directory is not there (mount the ESP there, or name the boot \
+         directory in slate/sysroot.toml)",
+        show(boot)
+    ))
+}
+
+/// The boot directory `cfg` of the sysroot at `path`: on this machine when
+/// `host` (or the sysroot is `/`), else inside the sysroot, resolved with
+/// `RESOLVE_IN_ROOT` so that no symlink of the disk leads out of it.
+/// Returns its path (for messages) and its handle (none when not there;
+/// made when `create`).
+fn resolve_boot(
+    root: &Dir,
+    path: &Path,
+    cfg: &Path,
+    host: bool,
+    create: bool,
+) -> Result<(PathBuf, Option<Dir>)> {
+    let rel = cfg.strip_prefix("/").unwrap_or(cfg);
+    if host || path == Path::new("/") {
+        let p = path.join(cfg);
+        if create {
+            std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        return Ok((p.clone(), Dir::open_named(&p).ok()));
+    }
+    let p = path.join(rel);
+    let open = || {
+        rfs::openat2(
+            root.fd(),
+            if rel.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                rel
+            },
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+    };
+    if create && open().is_err() {
+        root.create_rel(rel)?;
+    }
+    Ok((p.clone(), open().ok().map(|fd| Dir::from_fd(fd, p))))
+}
+
+/// Write `name` in `dir` as TOML, atomically.
+pub(crate) fn write_toml<T: Serialize>(dir: &Dir, name: &str, value: &T) -> Result<()> {
     let text = toml::to_string(value)
         .expect("plain data serializes")
         .into_bytes();
-    let fd = fsutil::open_dir(dir).map_err(io_err(dir))?;
-    fsutil::atomic_write_at(&fd, name, &text, 0o644).map_err(io_err(&dir.join(name)))
+    dir.write(name, &text, 0o644)
 }
 
 /// The deployment a kernel command line names (`slate=/slate/deploy/OS/ID`),

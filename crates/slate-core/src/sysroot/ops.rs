@@ -7,9 +7,12 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::deploy::{deploy_ref, remove_tree};
+use rustix::fs::FileType;
+
+use super::deploy::deploy_ref;
+use super::dirs::Dir;
 use super::status::Ordered;
-use super::{entries, io_err, kernel, EntryState, Error, Result, Sysroot, SysrootLock};
+use super::{entries, kernel, EntryState, Error, Result, Sysroot, SysrootLock};
 use crate::hash::ObjectId;
 use crate::store::Transaction;
 
@@ -34,6 +37,11 @@ pub struct CleanupReport {
     pub refs: Vec<String>,
     /// Kernel directories no entry uses.
     pub kernels: Vec<String>,
+    /// Temporary files and directories of killed commands (a record, an
+    /// entry or a kernel half written, a factory `/etc` or `/var` half
+    /// made).
+    #[serde(default)]
+    pub temporary: Vec<String>,
 }
 
 impl CleanupReport {
@@ -43,6 +51,7 @@ impl CleanupReport {
             && self.directories.is_empty()
             && self.refs.is_empty()
             && self.kernels.is_empty()
+            && self.temporary.is_empty()
     }
 }
 
@@ -83,6 +92,7 @@ impl Sysroot {
         }
         let priority = top + 1;
         if let Some(old) = &d.entry {
+            check_entry_options(old, &d.record)?;
             let mut e = old.clone();
             e.version = priority.to_string();
             if bad {
@@ -91,9 +101,10 @@ impl Sysroot {
             }
             // The switch: one rename. A re-counted entry has a new name;
             // the old file goes once the new one is in place.
-            entries::write(&self.entries_dir(), &e)?;
+            let dir = self.entries_handle()?;
+            entries::write(&dir, &e)?;
             if e.file != old.file {
-                entries::remove(&self.entries_dir(), &old.file)?;
+                entries::remove(&dir, &old.file)?;
             }
         }
         let mut r = d.record.clone();
@@ -142,16 +153,18 @@ impl Sysroot {
         let order = self.ordered()?;
         let d = self.find(&order, name)?;
         let r = &d.record;
-        for e in entries::list(&self.entries_dir())? {
-            if e.id == r.entry_id() {
-                entries::remove(&self.entries_dir(), &e.file)?;
+        if let Some(dir) = self.dir_if_there(&self.entries_dir())? {
+            for e in entries::list(&dir)? {
+                if e.id == r.entry_id() {
+                    entries::remove(&dir, &e.file)?;
+                }
             }
         }
-        let rec = self.record_path(r);
-        std::fs::remove_file(&rec).map_err(io_err(&rec))?;
-        kernel::sync_dir(&self.deploy_dir(&r.os))?;
+        let deploy = self.dir(&self.deploy_dir(&r.os))?;
+        deploy.remove_file(format!("{}.toml", r.id))?;
+        deploy.sync()?;
         self.drop_ref(&deploy_ref(r))?;
-        self.remove_deployment_tree(&r.os, &r.id)
+        remove_deployment_tree(&deploy, &r.id)
     }
 
     fn drop_ref(&self, name: &str) -> Result<()> {
@@ -163,42 +176,21 @@ impl Sysroot {
         Ok(())
     }
 
-    /// Move a tree aside (one rename), then delete it.
-    fn remove_deployment_tree(&self, os: &str, dir_name: &str) -> Result<()> {
-        let dir = self.deploy_dir(os);
-        let from = dir.join(dir_name);
-        if !from.exists() {
-            return Ok(());
-        }
-        let aside = dir.join(format!(".removing-{}", dir_name.trim_start_matches('.')));
-        remove_tree(&aside)?;
-        std::fs::rename(&from, &aside).map_err(io_err(&from))?;
-        remove_tree(&aside)
-    }
-
     /// Kernel directories that no entry uses.
     pub(crate) fn remove_unused_kernels(&self) -> Result<Vec<String>> {
-        let used: HashSet<String> = entries::list(&self.entries_dir())?
-            .into_iter()
-            .map(|e| e.linux)
-            .collect();
+        let used: HashSet<String> = self.boot_entries()?.into_iter().map(|e| e.linux).collect();
         let mut removed = Vec::new();
         for os in self.oses()? {
-            let kdir = self.kernels_dir(&os);
-            let Ok(rd) = std::fs::read_dir(&kdir) else {
+            let Some(kdir) = self.dir_if_there(&self.kernels_dir(&os))? else {
                 continue;
             };
-            for ent in rd.flatten() {
-                let name = ent.file_name().to_string_lossy().into_owned();
-                let linux = format!("/slate/{os}/{name}/linux");
-                let under_boot = ent
-                    .path()
-                    .join("linux")
-                    .strip_prefix(&self.boot)
-                    .map(|p| format!("/{}", p.display()))
-                    .unwrap_or(linux);
-                if !used.contains(&under_boot) {
-                    remove_tree(&ent.path())?;
+            for (name, _) in kdir.entries()? {
+                let name = name.to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                if !used.contains(&kernel::linux_line(&os, &name)) {
+                    kdir.remove_tree(&name)?;
                     removed.push(format!("{os}/{name}"));
                 }
             }
@@ -214,7 +206,7 @@ impl Sysroot {
         let mut rep = CleanupReport::default();
         let order = self.ordered()?;
         for e in self.stray_entries(&order)? {
-            entries::remove(&self.entries_dir(), &e.file)?;
+            entries::remove(&self.entries_handle()?, &e.file)?;
             rep.entries.push(e.file);
         }
         for d in &order {
@@ -231,19 +223,19 @@ impl Sysroot {
         }
         let live: Vec<_> = self.all_records()?;
         for os in self.oses()? {
-            let dir = self.deploy_dir(&os);
-            let rd = std::fs::read_dir(&dir).map_err(io_err(&dir))?;
-            for ent in rd.flatten() {
-                let name = ent.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".toml") || !ent.path().is_dir() {
+            let dir = self.dir(&self.deploy_dir(&os))?;
+            for (name, ft) in dir.entries()? {
+                let name = name.to_string_lossy().into_owned();
+                if name.ends_with(".toml") || ft != FileType::Directory {
                     continue;
                 }
                 if !live.iter().any(|r| r.os == os && r.id == name) {
-                    remove_tree(&ent.path())?;
+                    dir.remove_tree(&name)?;
                     rep.directories.push(format!("{os}/{name}"));
                 }
             }
         }
+        rep.temporary = self.remove_temporary_files(&live)?;
         for (name, _) in self.repo.list_refs()? {
             let Some(rest) = name.strip_prefix("deploy/") else {
                 continue;
@@ -265,5 +257,131 @@ impl Sysroot {
             .iter()
             .filter_map(|r| ObjectId::from_hex(&r.commit).ok())
             .collect())
+    }
+}
+
+/// An entry read back from the boot directory, about to be made the
+/// default: its options are single kernel arguments, and its one `slate=`
+/// names its own deployment (a second one, or another deployment's,
+/// would boot that one).
+fn check_entry_options(e: &super::BootEntry, r: &super::Record) -> Result<()> {
+    let what = format!("the boot entry {}", e.file);
+    let mut slate = Vec::new();
+    for w in e.options.split_whitespace() {
+        match w.strip_prefix("slate=") {
+            Some(v) => slate.push(v),
+            None => super::check_karg(w, &what)?,
+        }
+    }
+    if slate != [r.slate_arg().as_str()] {
+        return Err(Error::Refused(format!(
+            "{what}: its options name slate={} where {} is slate={}: refused (`slate admin \
+             cleanup` does not repair it; redeploy)",
+            slate.join(" slate="),
+            r.name(),
+            r.slate_arg()
+        )));
+    }
+    Ok(())
+}
+
+/// Move a deployment's tree aside (one rename), then delete it.
+fn remove_deployment_tree(dir: &Dir, dir_name: &str) -> Result<()> {
+    if dir.kind(dir_name)?.is_none() {
+        return Ok(());
+    }
+    let aside = format!(".removing-{}", dir_name.trim_start_matches('.'));
+    dir.remove_tree(&aside)?;
+    dir.rename(dir_name, &aside)?;
+    dir.remove_tree(&aside)
+}
+
+/// Whether `name` is a temporary name as `fsutil::tmp_name` makes them
+/// for an atomic write: `.BASE.PID.N.HEX`.
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else {
+        return false;
+    };
+    let mut parts = rest.rsplitn(4, '.');
+    let (Some(hex), Some(n), Some(pid), Some(base)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    !base.is_empty()
+        && !hex.is_empty()
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && digits(n)
+        && digits(pid)
+}
+
+impl Sysroot {
+    /// Remove the temporary files of killed writers: with the sysroot's
+    /// lock held no writer is running, so every one is stale. Looked for
+    /// where Slate writes atomically: `slate/`, each OS's deploy and state
+    /// directories, each deployment (a half-made factory `/etc`), the
+    /// entries directory (Slate's own names only) and the kernel
+    /// directories.
+    fn remove_temporary_files(&self, live: &[super::Record]) -> Result<Vec<String>> {
+        fn sweep(dir: &Dir, only: &dyn Fn(&str) -> bool, removed: &mut Vec<String>) -> Result<()> {
+            for (name, ft) in dir.entries()? {
+                let Some(name) = name.to_str() else { continue };
+                if ft != FileType::Directory && is_temp_name(name) && only(name) {
+                    dir.remove_file(name)?;
+                    removed.push(crate::fsutil::show(&dir.join(name)));
+                }
+            }
+            Ok(())
+        }
+        let mut removed = Vec::new();
+        let any = |_: &str| true;
+        sweep(&self.dir(&self.path.join("slate"))?, &any, &mut removed)?;
+        for os in self.oses()? {
+            let deploy = self.dir(&self.deploy_dir(&os))?;
+            sweep(&deploy, &any, &mut removed)?;
+            let state = self.dir(&self.state_dir(&os))?;
+            sweep(&state, &any, &mut removed)?;
+            if state.kind(".var-seed")?.is_some() {
+                state.remove_tree(".var-seed")?;
+                removed.push(crate::fsutil::show(&state.join(".var-seed")));
+            }
+            for r in live.iter().filter(|r| r.os == os) {
+                if deploy.kind(&r.id)? != Some(FileType::Directory) {
+                    continue;
+                }
+                let d = deploy.sub(&r.id)?;
+                if d.kind(".etc-factory")?.is_some() {
+                    d.remove_tree(".etc-factory")?;
+                    removed.push(crate::fsutil::show(&d.join(".etc-factory")));
+                }
+            }
+            if let Some(kdir) = self.dir_if_there(&self.kernels_dir(&os))? {
+                for (name, ft) in kdir.entries()? {
+                    if ft == FileType::Directory {
+                        sweep(&kdir.sub(&name)?, &any, &mut removed)?;
+                    }
+                }
+            }
+        }
+        if let Some(entries) = self.dir_if_there(&self.entries_dir())? {
+            sweep(&entries, &|n: &str| n.starts_with(".slate-"), &mut removed)?;
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn temporary_names() {
+        use super::is_temp_name;
+        assert!(is_temp_name(".abc.1.toml.1234.0.1a2b"));
+        assert!(is_temp_name(".linux.tmp.99.3.ff"));
+        assert!(is_temp_name(&crate::fsutil::tmp_name(".os.toml")));
+        assert!(!is_temp_name("abc.1.toml"));
+        assert!(!is_temp_name(".staging-abc.1"));
+        assert!(!is_temp_name(".x.12.3"));
+        assert!(!is_temp_name(".x.a.3.ff"));
     }
 }

@@ -58,9 +58,10 @@ impl Sysroot {
     /// The OS's kept machine id, made (32 random hex digits) when there is
     /// none; and whether it was made now.
     fn machine_id(&self, os: &str) -> Result<(String, bool)> {
-        let p = self.state_dir(os).join("machine-id");
-        if let Ok(t) = std::fs::read_to_string(&p) {
-            let t = t.trim().to_string();
+        let state = self.dir(&self.state_dir(os))?;
+        let p = state.join("machine-id");
+        if let Ok(Some(t)) = state.read("machine-id") {
+            let t = String::from_utf8_lossy(&t).trim().to_string();
             if t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Ok((t.to_ascii_lowercase(), false));
             }
@@ -72,10 +73,7 @@ impl Sysroot {
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         let id = hex::encode(b);
-        let dir = self.state_dir(os);
-        let fd = fsutil::open_dir(&dir).map_err(io_err(&dir))?;
-        fsutil::atomic_write_at(&fd, "machine-id", format!("{id}\n").as_bytes(), 0o444)
-            .map_err(io_err(&p))?;
+        state.write("machine-id", format!("{id}\n").as_bytes(), 0o444)?;
         Ok((id, true))
     }
 
@@ -87,11 +85,26 @@ impl Sysroot {
                 "the kernel command line names no deployment (slate=/slate/deploy/OS/ID)".into(),
             ));
         };
-        let order = self.ordered()?;
-        let d = self.find(&order, &booted)?;
-        let os = d.record.os.clone();
+        // Found by its record: in the initrd the boot directory (the
+        // ESP, mounted by the booted system at /efi) is not there.
+        let record = self
+            .all_records()?
+            .into_iter()
+            .find(|r| r.name() == booted)
+            .ok_or_else(|| Error::NoSuchDeployment(booted.clone()))?;
+        let os = record.os.clone();
         let cfg = self.os_config(&os)?;
-        let dep = self.deployment_path(&d.record);
+        let dep = self.deployment_path(&record);
+        // What is mounted and written below is the deployment's own: a
+        // symlink in its place (or in place of its /usr, /etc, /var) is
+        // refused, not mounted or written through.
+        let dep_dir = self.dir(&dep)?;
+        for n in ["usr", "etc", "var", "sysroot"] {
+            match dep_dir.kind(n)? {
+                None | Some(rustix::fs::FileType::Directory) => {}
+                Some(_) => return Err(super::dirs::not_a_dir(&dep_dir.join(n))),
+            }
+        }
         // A reset first, before anything is mounted.
         let reset = self.pending_reset(&os);
         if let Some((etc, var)) = reset {
@@ -164,8 +177,8 @@ impl Sysroot {
         std::fs::create_dir_all(&var).map_err(io_err(&var))?;
         match cfg.var {
             VarMode::Persistent => {
-                let state = self.state_dir(&os).join("var");
-                std::fs::create_dir_all(&state).map_err(io_err(&state))?;
+                let state = self.dir(&self.state_dir(&os))?.sub_create("var")?;
+                let state = state.path().to_path_buf();
                 mount::mount_bind(&state, &var).map_err(merr(&var))?;
                 note(&state, &var, "bind (persistent /var)");
             }

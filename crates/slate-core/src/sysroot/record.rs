@@ -3,11 +3,10 @@
 //! place and before its boot entry: a record whose deployment should boot
 //! but has no entry is the leftover of an interrupted deploy.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
-use super::{io_err, write_toml, Result, Sysroot};
+use super::{write_toml, Error, Result, Sysroot};
+use crate::fsutil::show;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -31,10 +30,14 @@ pub struct Record {
     pub pinned: bool,
     /// Unix time of the deploy.
     pub created: i64,
-    /// `/etc` files changed both locally and in the new image: the local
-    /// version was kept, the image's saved beside it.
+    /// `/etc` paths changed both locally and in the new image: the local
+    /// version was kept.
     #[serde(default)]
     pub etc_conflicts: Vec<String>,
+    /// What the image did at each of them, and where its version was
+    /// saved (`PATH.slate-new`) when it was.
+    #[serde(default)]
+    pub etc_merge: Vec<super::EtcConflict>,
     /// The `os-release` `PRETTY_NAME` and `VERSION_ID` of the tree.
     #[serde(default)]
     pub pretty_name: String,
@@ -59,23 +62,32 @@ impl Record {
 }
 
 impl Sysroot {
-    /// Every record of `os`, in no particular order.
+    /// Every record of `os`, in no particular order. A record is read
+    /// only from a regular file `ID.toml` (never through a symlink), and
+    /// must name the OS and the id its file does: a record's names become
+    /// paths.
     pub fn records(&self, os: &str) -> Result<Vec<Record>> {
-        let dir = self.deploy_dir(os);
         let mut out = Vec::new();
-        let rd = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-            Err(e) => return Err(io_err(&dir)(e)),
+        let Some(dir) = self.dir_if_there(&self.deploy_dir(os))? else {
+            return Ok(out);
         };
-        for ent in rd {
-            let ent = ent.map_err(io_err(&dir))?;
-            let name = ent.file_name();
+        for (name, _) in dir.entries()? {
             let Some(name) = name.to_str() else { continue };
             if name.starts_with('.') || !name.ends_with(".toml") {
                 continue;
             }
-            out.push(read_record(&ent.path())?);
+            let p = dir.join(name);
+            let Some(b) = dir.read(name)? else { continue };
+            let r: Record = super::parse_toml(&p, &b, "a deployment record")?;
+            if r.os != os || format!("{}.toml", r.id) != name || !valid_id(&r.id) {
+                return Err(Error::Refused(format!(
+                    "{}: not a deployment record of {os}: it names {:?}/{:?}",
+                    show(&p),
+                    r.os,
+                    r.id
+                )));
+            }
+            out.push(r);
         }
         Ok(out)
     }
@@ -90,11 +102,11 @@ impl Sysroot {
     }
 
     pub(crate) fn write_record(&self, r: &Record) -> Result<()> {
-        write_toml(&self.deploy_dir(&r.os), &format!("{}.toml", r.id), r)
-    }
-
-    pub(crate) fn record_path(&self, r: &Record) -> std::path::PathBuf {
-        self.deploy_dir(&r.os).join(format!("{}.toml", r.id))
+        write_toml(
+            &self.dir(&self.deploy_dir(&r.os))?,
+            &format!("{}.toml", r.id),
+            r,
+        )
     }
 
     pub(crate) fn deployment_path(&self, r: &Record) -> std::path::PathBuf {
@@ -102,7 +114,11 @@ impl Sysroot {
     }
 }
 
-fn read_record(p: &Path) -> Result<Record> {
-    let b = std::fs::read(p).map_err(io_err(p))?;
-    super::parse_toml(p, &b, "a deployment record")
+/// Whether `id` may name a deployment: `COMMIT12.SERIAL` as deploy makes
+/// them (letters, digits, `.`; not starting with `.`).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
 }

@@ -10,13 +10,10 @@
 //! OS's persistent one) is emptied. The request is removed last: a reset
 //! cut short is done again.
 
-use std::path::Path;
-
-use rustix::fs::{self as rfs, RenameFlags};
 use serde::Serialize;
 
-use super::deploy::remove_tree;
-use super::{io_err, kernel, Error, Result, Sysroot, SysrootLock};
+use super::dirs::Dir;
+use super::{Error, Result, Sysroot, SysrootLock};
 use crate::checkout::{self, CheckoutOptions};
 use crate::diff;
 use crate::hash::ObjectId;
@@ -52,10 +49,11 @@ impl Sysroot {
             (true, Some(d)) => self.config_diff(Some(&d.record.name()))?.etc,
             _ => Vec::new(),
         };
-        let (var_files, var_bytes) = if var {
-            du(&self.state_dir(os).join("var"))
-        } else {
-            (0, 0)
+        let state = self.dir(&self.state_dir(os))?;
+        let (var_files, var_bytes) = match (var, state.kind("var")?) {
+            (false, _) | (true, None) => (0, 0),
+            // Refused here already, before anything is asked for.
+            (true, Some(_)) => du(&state.sub("var")?),
         };
         Ok(ResetPlan {
             os: os.to_string(),
@@ -64,7 +62,7 @@ impl Sysroot {
             etc_changes,
             var_files,
             var_bytes,
-            machine_id: etc && self.state_dir(os).join("machine-id").exists(),
+            machine_id: etc && state.kind("machine-id")?.is_some(),
         })
     }
 
@@ -77,15 +75,17 @@ impl Sysroot {
         if plan.var {
             text.push_str("var\n");
         }
-        let dir = self.state_dir(&plan.os);
-        let fd = crate::fsutil::open_dir(&dir).map_err(io_err(&dir))?;
-        crate::fsutil::atomic_write_at(&fd, REQUEST, text.as_bytes(), 0o644)
-            .map_err(io_err(&dir.join(REQUEST)))
+        let state = self.dir(&self.state_dir(&plan.os))?;
+        if plan.var {
+            check_var(&state)?;
+        }
+        state.write(REQUEST, text.as_bytes(), 0o644)
     }
 
     /// The reset requested for `os`: (`/etc`, `/var`).
     pub fn pending_reset(&self, os: &str) -> Option<(bool, bool)> {
-        let text = std::fs::read_to_string(self.state_dir(os).join(REQUEST)).ok()?;
+        let bytes = self.dir(&self.state_dir(os)).ok()?.read(REQUEST).ok()??;
+        let text = String::from_utf8_lossy(&bytes);
         let has = |w: &str| text.lines().any(|l| l.trim() == w);
         Some((has("etc"), has("var")))
     }
@@ -104,47 +104,45 @@ impl Sysroot {
         self.apply_reset(&plan.os, plan.etc, plan.var)
     }
 
-    /// Wipe what was asked, then drop the request.
+    /// Wipe what was asked, then drop the request. Everything is done
+    /// below the handles of the OS's state directory and of each
+    /// deployment: a symlink where a directory belongs is refused before
+    /// anything is removed.
     pub(crate) fn apply_reset(&self, os: &str, etc: bool, var: bool) -> Result<()> {
+        let state = self.dir(&self.state_dir(os))?;
+        let var_dir = if var { check_var(&state)? } else { None };
         if etc {
-            for r in self.records(os)? {
-                self.reset_etc(&r)?;
-            }
-            let id = self.state_dir(os).join("machine-id");
-            match std::fs::remove_file(&id) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&id)(e)),
-            }
-        }
-        if var {
-            let v = self.state_dir(os).join("var");
-            if v.is_dir() {
-                for e in std::fs::read_dir(&v).map_err(io_err(&v))?.flatten() {
-                    let p = e.path();
-                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                        remove_tree(&p)?;
-                    } else {
-                        std::fs::remove_file(&p).map_err(io_err(&p))?;
-                    }
+            let deploy = self.dir(&self.deploy_dir(os))?;
+            let records = self.records(os)?;
+            // Every deployment's directory checked before any is changed.
+            for r in &records {
+                if deploy.kind(&r.id)?.is_some() {
+                    deploy.sub(&r.id)?;
                 }
             }
+            for r in &records {
+                self.reset_etc(&deploy, r)?;
+            }
+            state.remove_file("machine-id")?;
         }
-        let req = self.state_dir(os).join(REQUEST);
-        match std::fs::remove_file(&req) {
-            Ok(()) => kernel::sync_dir(&self.state_dir(os)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(&req)(e)),
+        if let Some(v) = var_dir {
+            v.empty()?;
         }
+        if state.remove_file(REQUEST)? {
+            state.sync()?;
+        }
+        Ok(())
     }
 
     /// A deployment's `/etc` back to its image's: checked out beside it,
     /// exchanged with it in one rename, the old one deleted.
-    fn reset_etc(&self, r: &super::Record) -> Result<()> {
-        let dir = self.deployment_path(r);
-        let etc = dir.join("etc");
+    fn reset_etc(&self, deploy: &Dir, r: &super::Record) -> Result<()> {
+        if deploy.kind(&r.id)?.is_none() {
+            return Ok(());
+        }
+        let dir = deploy.sub(&r.id)?;
+        dir.remove_tree(".etc-factory")?;
         let fresh = dir.join(".etc-factory");
-        remove_tree(&fresh)?;
         let commit = ObjectId::from_hex(&r.commit)
             .map_err(|e| Error::Refused(format!("record of {}: {e}", r.name())))?;
         let co = CheckoutOptions {
@@ -157,29 +155,41 @@ impl Sysroot {
             Ok(_) => {}
             // No /etc in the image: the factory /etc is empty.
             Err(checkout::Error::NoSuchPath { .. }) => {
-                std::fs::create_dir(&fresh).map_err(io_err(&fresh))?;
+                dir.sub_create(".etc-factory")?;
             }
             Err(e) => return Err(e.into()),
         }
-        if etc.exists() {
-            rfs::renameat_with(rfs::CWD, &fresh, rfs::CWD, &etc, RenameFlags::EXCHANGE)
-                .map_err(|e| io_err(&etc)(e.into()))?;
-            remove_tree(&fresh)
+        if dir.kind("etc")?.is_some() {
+            // A symlink there is exchanged as it is, then removed: never
+            // followed.
+            dir.exchange(".etc-factory", "etc")?;
+            dir.remove_tree(".etc-factory")?;
         } else {
-            std::fs::rename(&fresh, &etc).map_err(io_err(&etc))
+            dir.rename(".etc-factory", "etc")?;
         }
+        dir.sync()
     }
 }
 
-/// Files and bytes below `dir`.
-fn du(dir: &Path) -> (u64, u64) {
+/// The OS's persistent `/var` (none when absent); a symlink or a file
+/// there is refused.
+fn check_var(state: &Dir) -> Result<Option<Dir>> {
+    match state.kind("var")? {
+        None => Ok(None),
+        Some(_) => state.sub("var").map(Some),
+    }
+}
+
+/// Files and bytes below `dir` (symlinks counted, not followed).
+fn du(dir: &Dir) -> (u64, u64) {
     let mut n = (0, 0);
-    let mut stack = vec![dir.to_path_buf()];
+    let mut stack = vec![dir.path().to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&d) else {
             continue;
         };
         for e in rd.flatten() {
+            // DirEntry::metadata does not follow a symlink.
             match e.metadata() {
                 Ok(m) if m.is_dir() => stack.push(e.path()),
                 Ok(m) => {

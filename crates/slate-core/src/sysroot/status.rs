@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{entries, BootEntry, EntryState, Record, Result, Sysroot};
+use super::{dirs::Dir, entries, BootEntry, EntryState, Record, Result, Sysroot};
 
 /// A deployment with its boot entry, if it has one.
 #[derive(Clone, Debug)]
@@ -49,6 +49,8 @@ pub struct DeploymentStatus {
     pub kernel: Option<String>,
     pub kargs: Vec<String>,
     pub etc_conflicts: Vec<String>,
+    /// What the image did at each conflict, and where its version was saved.
+    pub etc_merge: Vec<super::EtcConflict>,
     pub created: i64,
     /// For the booted deployment (else the default): how many paths of
     /// `/etc` differ from the image, and how many in `/var` no tmpfiles.d
@@ -81,7 +83,7 @@ impl Sysroot {
     /// for one deployment (a re-counted entry written before the old one
     /// was removed), the first in boot order counts.
     pub(crate) fn ordered(&self) -> Result<Vec<Ordered>> {
-        let all = entries::list(&self.entries_dir())?;
+        let all = self.boot_entries()?;
         let mut out: Vec<Ordered> = self
             .all_records()?
             .into_iter()
@@ -100,9 +102,23 @@ impl Sysroot {
         Ok(out)
     }
 
+    /// The boot entries (none when the entries directory is not there).
+    pub(crate) fn boot_entries(&self) -> Result<Vec<BootEntry>> {
+        match self.dir_if_there(&self.entries_dir())? {
+            Some(d) => entries::list(&d),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The entries directory, made if missing.
+    pub(crate) fn entries_handle(&self) -> Result<Dir> {
+        self.dir_create(&self.entries_dir())
+    }
+
     /// Entries of Slate's (`slate-*`) that name no deployment.
     pub(crate) fn stray_entries(&self, order: &[Ordered]) -> Result<Vec<BootEntry>> {
-        Ok(entries::list(&self.entries_dir())?
+        Ok(self
+            .boot_entries()?
             .into_iter()
             .filter(|e| e.id.starts_with("slate-"))
             .filter(|e| {
@@ -139,6 +155,7 @@ impl Sysroot {
                     kernel: r.kernel.clone(),
                     kargs: r.kargs.clone(),
                     etc_conflicts: r.etc_conflicts.clone(),
+                    etc_merge: r.etc_merge.clone(),
                     created: r.created,
                     drift: drift
                         .as_ref()

@@ -1,7 +1,7 @@
 //! `deploy` and `upgrade` once the commit is known: the plan, the
 //! warnings (modes, no kernel), `--dry-run`, the deployment and its report.
 
-use slate_core::sysroot::{self, DeployOptions, Sysroot};
+use slate_core::sysroot::{self, DeployOptions, ImageChange, Sysroot};
 
 use super::{mode_name, DeployCommon};
 use crate::output;
@@ -96,12 +96,36 @@ pub(super) fn deploy(
     for x in &done.removed {
         eprintln!("removed {x}");
     }
-    for p in &r.etc_conflicts {
-        eprintln!(
-            "conflict: {p} was changed here and in the new image: kept this machine's; \
-             the image's is {p}{}",
-            sysroot::NEW_SUFFIX
-        );
+    for c in &r.etc_merge {
+        eprintln!("conflict: {}", conflict_text(c));
     }
     Ok(())
+}
+
+/// What happened at a path of `/etc` changed here and in the new image.
+pub(super) fn conflict_text(c: &sysroot::EtcConflict) -> String {
+    let p = &c.path;
+    let what = match c.image {
+        ImageChange::Changed => format!("{p} was changed here and in the new image"),
+        ImageChange::Removed => {
+            format!("{p} was changed here and removed by the new image")
+        }
+        ImageChange::FolderMetadata => format!(
+            "the folder {p} had its owner, mode or xattrs changed here and in the new image"
+        ),
+        ImageChange::Below => format!(
+            "{p} is a folder in the new image, which changed what is in it; here it is \
+             no longer a folder (a symlink or a file)"
+        ),
+    };
+    match &c.saved {
+        Some(s) => format!("{what}: kept this machine's; the image's is {s}"),
+        None if c.image == ImageChange::Below => {
+            format!("{what}: kept this machine's; the image's files below it are not deployed")
+        }
+        None if c.image == ImageChange::Removed || c.image == ImageChange::FolderMetadata => {
+            format!("{what}: kept this machine's")
+        }
+        None => format!("{what}: kept this machine's (the image's is not a file: not saved)"),
+    }
 }

@@ -126,7 +126,8 @@ struct InitFsArgs {
     /// The directory (created if missing).
     dir: PathBuf,
     /// The boot directory (an ESP or XBOOTLDR mount point, or any
-    /// directory), absolute or relative to DIR.
+    /// directory), inside DIR: absolute (as DIR sees it) or relative to
+    /// DIR. Only the running system's sysroot (or /) uses the machine's.
     #[arg(long, value_name = "DIR", default_value = "boot")]
     boot: PathBuf,
     #[arg(long)]
@@ -168,7 +169,8 @@ struct DeployArgs {
     #[arg(long)]
     os: Option<String>,
     /// A kernel argument (repeatable): KEY=VALUE or KEY, replacing any of
-    /// the same key inherited from the deployment this one follows.
+    /// the same key inherited from the deployment this one follows. One
+    /// word each: no spaces, control characters or quotes; not slate=.
     #[arg(long = "karg", value_name = "KARG")]
     kargs: Vec<String>,
     #[command(flatten)]
@@ -265,7 +267,8 @@ struct PinArgs {
 }
 
 /// Remove what interrupted commands left: stray boot entries, deployments
-/// without their entry, temporary directories, unused kernels and refs.
+/// without their entry, temporary directories and files, unused kernels
+/// and refs.
 #[derive(Args)]
 struct CleanupArgs {
     #[arg(long)]
@@ -521,6 +524,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
                 ("directory", &rep.directories),
                 ("ref", &rep.refs),
                 ("unused kernel", &rep.kernels),
+                ("temporary file", &rep.temporary),
             ] {
                 for x in list {
                     eprintln!("removed {what} {x}");

@@ -1,6 +1,6 @@
 //! `status` as text.
 
-use slate_core::sysroot::{self, EntryState, Status};
+use slate_core::sysroot::{EntryState, Status};
 
 pub(super) fn print_status(st: &Status) -> anyhow::Result<()> {
     if st.deployments.is_empty() {
@@ -43,11 +43,14 @@ pub(super) fn print_status(st: &Status) -> anyhow::Result<()> {
                 x.var
             )?;
         }
-        for c in &d.etc_conflicts {
-            crate::outln!(
-                "    conflict {c} (the image's version: {c}{})",
-                sysroot::NEW_SUFFIX
-            )?;
+        if d.etc_merge.is_empty() {
+            // A record written before each conflict said what happened.
+            for c in &d.etc_conflicts {
+                crate::outln!("    conflict {c} (kept this machine's)")?;
+            }
+        }
+        for c in &d.etc_merge {
+            crate::outln!("    conflict {}", super::deploy::conflict_text(c))?;
         }
     }
     for e in &st.stray_entries {

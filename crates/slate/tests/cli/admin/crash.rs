@@ -5,7 +5,7 @@ use super::*;
 
 /// The default entry as systemd-boot picks it, with everything it names
 /// present and complete; returns the deployment's `OS/ID`.
-fn boot_loader_default(sr: &Path) -> String {
+pub(crate) fn boot_loader_default(sr: &Path) -> String {
     let dir = sr.join("boot/loader/entries");
     let mut entries: Vec<slate_core::sysroot::BootEntry> = std::fs::read_dir(&dir)
         .expect("entries")
@@ -149,4 +149,228 @@ fn killed_at_any_moment_the_default_is_the_old_or_the_new() {
         "{}",
         String::from_utf8_lossy(&fsck.stderr)
     );
+}
+
+/// A generator of kill moments (xorshift: the same moments every run).
+fn moments(seed: u64) -> impl FnMut() -> u64 {
+    let mut rng = seed;
+    move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    }
+}
+
+/// Run `slate admin --sysroot SR ARGS`, killed after `delay` µs if it is
+/// still running; returns whether it was killed, and its output.
+fn run_killed(sr: &Path, args: &[&str], delay: u64) -> (bool, Output) {
+    let mut child = Command::new(slate_bin())
+        .args(["admin", "--sysroot", s(sr)])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_micros(delay));
+    let was_killed = child.try_wait().expect("wait").is_none();
+    if was_killed {
+        let _ = child.kill();
+    }
+    (was_killed, child.wait_with_output().expect("wait"))
+}
+
+fn deployment_names(sr: &Path) -> Vec<String> {
+    status(sr)["deployments"]
+        .as_array()
+        .expect("deployments")
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["os"].as_str().expect("os"),
+                d["id"].as_str().expect("id")
+            )
+        })
+        .collect()
+}
+
+fn assert_fsck(sr: &Path) {
+    let fsck = slate_fsck(&sr.join("slate/repo"));
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+}
+
+#[test]
+fn factory_reset_killed_at_any_moment_leaves_every_deployment_whole() {
+    let Some(e) = setup("persistent") else { return };
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    commit_version(&e.build, &e.trees, 2, true);
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    let deps: Vec<PathBuf> = deployment_names(&e.sr)
+        .iter()
+        .map(|n| e.sr.join("slate/deploy").join(n))
+        .collect();
+    let var = e.sr.join("slate/state/test/var");
+    let mut next = moments(0x9e37_79b9_7f4a_7c15);
+    let kinds: [&[&str]; 3] = [&["--now"], &["--var", "--now"], &["--etc", "--now"]];
+    let mut took = 20_000u64;
+    let mut killed = 0;
+    let mut finished = 0;
+    let runs = 40;
+    for i in 0..runs {
+        // What a reset takes away: local changes to /etc, a /var full of
+        // files, a machine id.
+        for d in &deps {
+            std::fs::write(d.join("etc/motd"), format!("changed {i}\n")).expect("motd");
+            write(d, "etc/local/added", "local\n");
+        }
+        for n in 0..200 {
+            write(&var, &format!("lib/app/d{}/f{n}", n % 10), "collected\n");
+        }
+        std::fs::write(
+            e.sr.join("slate/state/test/machine-id"),
+            "0123456789abcdef0123456789abcdef\n",
+        )
+        .expect("id");
+        let before = boot_loader_default(&e.sr);
+        let args: Vec<&str> = std::iter::once("factory-reset")
+            .chain(kinds[i % kinds.len()].iter().copied())
+            .collect();
+        // Kills aimed over the whole run of a reset, and a little past it.
+        let (was_killed, out) = run_killed(&e.sr, &args, next() % (took * 5 / 4 + 1));
+        if was_killed {
+            killed += 1;
+        } else {
+            finished += 1;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        // The boot loader's default is untouched, every deployment has a
+        // whole /etc (the machine's or the image's), and a reset cut
+        // short is done again by the next.
+        assert_eq!(boot_loader_default(&e.sr), before);
+        for d in &deps {
+            let motd = std::fs::read_to_string(d.join("etc/motd")).expect("a whole /etc");
+            assert!(
+                motd == "welcome\n" || motd == format!("changed {i}\n"),
+                "{motd}"
+            );
+            assert!(d.join("etc/conf").is_file(), "a whole /etc");
+        }
+        let started = std::time::Instant::now();
+        admin_ok(&e.sr, &["factory-reset", "--now"]);
+        took = started.elapsed().as_micros() as u64;
+        for d in &deps {
+            assert_eq!(
+                std::fs::read_to_string(d.join("etc/motd")).expect("motd"),
+                "welcome\n"
+            );
+            assert!(!d.join("etc/local").exists());
+            assert!(!d.join(".etc-factory").exists());
+        }
+        assert_eq!(std::fs::read_dir(&var).expect("var").count(), 0);
+        assert!(!e.sr.join("slate/state/test/machine-id").exists());
+        admin_ok(&e.sr, &["cleanup"]);
+        assert_fsck(&e.sr);
+    }
+    eprintln!("{killed} of {runs} resets killed midway");
+    assert!(
+        killed >= 8 && finished >= 2,
+        "{killed} resets were killed, {finished} finished: the test proved little"
+    );
+}
+
+#[test]
+fn upgrade_from_a_served_repository_killed_at_any_moment() {
+    let Some(e) = setup("persistent") else { return };
+    let pubrepo = e._dir.path().join("pub");
+    let key = e._dir.path().join("key.pem");
+    ok(
+        &pubrepo,
+        &["init", "--repo", s(&pubrepo), "--mode", "archive"],
+    );
+    ok(&pubrepo, &["keygen", s(&key)]);
+    super::remote::publish(&e, &pubrepo, &key, true);
+    let server = crate::faultserve::FaultServer::start(pubrepo.clone());
+    let r = repo(&e);
+    let pubkey = format!("{}.pub", s(&key));
+    ok(
+        &r,
+        &[
+            "remote",
+            "--repo",
+            s(&r),
+            "add",
+            "origin",
+            &server.url,
+            "--sign-verify",
+            &pubkey,
+        ],
+    );
+    admin_ok(&e.sr, &["deploy", "origin:os/main"]);
+    // How long an upgrade takes when let run: kills are aimed inside it.
+    commit_version(&e.build, &e.trees, 2, true);
+    super::remote::publish(&e, &pubrepo, &key, true);
+    let started = std::time::Instant::now();
+    admin_ok(&e.sr, &["upgrade"]);
+    let mut took = started.elapsed().as_micros() as u64;
+    let mut next = moments(0x2545_f491_4f6c_dd1d);
+    let mut killed = 0;
+    let runs = 24;
+    for i in 0..runs {
+        // A new version published (a killed upgrade's is followed by the
+        // next one's).
+        commit_version(&e.build, &e.trees, 3 + i as u32, true);
+        super::remote::publish(&e, &pubrepo, &key, true);
+        let before = boot_loader_default(&e.sr);
+        let order = deployment_names(&e.sr);
+        let started = std::time::Instant::now();
+        let (was_killed, out) = run_killed(&e.sr, &["upgrade"], next() % (took * 5 / 4 + 1));
+        let after = boot_loader_default(&e.sr);
+        let allowed: Vec<String> = if was_killed {
+            let mut v = vec![before.clone()];
+            v.extend(
+                deployment_names(&e.sr)
+                    .into_iter()
+                    .filter(|n| !order.contains(n)),
+            );
+            v
+        } else {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            took = started.elapsed().as_micros() as u64;
+            vec![String::from_utf8_lossy(&out.stdout).trim().to_string()]
+        };
+        if was_killed {
+            killed += 1;
+            // On a machine slower now than when measured, aim later.
+            took = took * 11 / 10;
+        }
+        assert!(
+            allowed.contains(&after),
+            "after upgrade (killed: {was_killed}), the default is {after}; allowed {allowed:?}"
+        );
+        admin_ok(&e.sr, &["cleanup"]);
+        status(&e.sr);
+        assert_fsck(&e.sr);
+    }
+    eprintln!("{killed} of {runs} upgrades killed midway");
+    assert!(
+        killed >= 6 && killed < runs,
+        "{killed} of {runs} upgrades were killed: the test proved little"
+    );
+    // Once let run, the upgrade reaches the newest version.
+    admin_ok(&e.sr, &["upgrade"]);
+    let newest = ok(&e.build, &["rev-parse", "--repo", s(&e.build), "os/main"]);
+    assert_eq!(status(&e.sr)["deployments"][0]["commit"], newest.trim());
 }

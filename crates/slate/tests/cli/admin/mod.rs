@@ -1,9 +1,9 @@
 //! `slate admin`: deployments in a sysroot in a directory. The sysroot's
 //! repository is `bare` (real owners), so these tests need root.
 
-mod crash;
+pub(crate) mod crash;
 mod prepare;
-mod remote;
+pub(crate) mod remote;
 mod reset;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -14,14 +14,14 @@ use serde_json::Value;
 
 use crate::common::{admin, is_root, ok, skip, slate_bin, snapshot};
 
-struct Env {
-    _dir: tempfile::TempDir,
-    build: PathBuf,
-    sr: PathBuf,
-    trees: PathBuf,
+pub(crate) struct Env {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) build: PathBuf,
+    pub(crate) sr: PathBuf,
+    pub(crate) trees: PathBuf,
 }
 
-fn write(root: &Path, p: &str, content: &str) {
+pub(crate) fn write(root: &Path, p: &str, content: &str) {
     let path = root.join(p);
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     std::fs::write(&path, content).expect("write");
@@ -29,7 +29,7 @@ fn write(root: &Path, p: &str, content: &str) {
 
 /// An OS tree of version `v`: a fake kernel, os-release, a binary, /etc
 /// defaults and a /var file.
-fn os_tree(root: &Path, v: u32, kernel: bool) {
+pub(crate) fn os_tree(root: &Path, v: u32, kernel: bool) {
     if kernel {
         write(
             root,
@@ -65,7 +65,7 @@ fn os_tree(root: &Path, v: u32, kernel: bool) {
     write(root, "var/lib/app/state", "factory state\n");
 }
 
-fn admin_ok(sr: &Path, args: &[&str]) -> String {
+pub(crate) fn admin_ok(sr: &Path, args: &[&str]) -> String {
     let o = admin(sr, args);
     assert!(
         o.status.success(),
@@ -75,7 +75,7 @@ fn admin_ok(sr: &Path, args: &[&str]) -> String {
     String::from_utf8(o.stdout).expect("utf-8")
 }
 
-fn admin_fails(sr: &Path, args: &[&str]) -> String {
+pub(crate) fn admin_fails(sr: &Path, args: &[&str]) -> String {
     let o = admin(sr, args);
     assert!(
         !o.status.success(),
@@ -85,17 +85,17 @@ fn admin_fails(sr: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn status(sr: &Path) -> Value {
+pub(crate) fn status(sr: &Path) -> Value {
     serde_json::from_str(&admin_ok(sr, &["status", "--json"])).expect("status json")
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
 /// A build repository with version 1 on `os/main`, a sysroot with the OS
 /// `test` (`etc` mode as given).
-fn setup(etc: &str) -> Option<Env> {
+pub(crate) fn setup(etc: &str) -> Option<Env> {
     if !is_root() {
         skip("a sysroot's repository is bare (real owners): the admin tests need root");
         return None;
@@ -123,7 +123,7 @@ fn setup(etc: &str) -> Option<Env> {
     })
 }
 
-fn commit_version(build: &Path, trees: &Path, v: u32, kernel: bool) -> String {
+pub(crate) fn commit_version(build: &Path, trees: &Path, v: u32, kernel: bool) -> String {
     let t = trees.join(format!("v{v}"));
     os_tree(&t, v, kernel);
     ok(
@@ -144,13 +144,13 @@ fn commit_version(build: &Path, trees: &Path, v: u32, kernel: bool) -> String {
         .to_string()
 }
 
-fn deployment_dir(e: &Env, d: &Value) -> PathBuf {
+pub(crate) fn deployment_dir(e: &Env, d: &Value) -> PathBuf {
     e.sr.join("slate/deploy")
         .join(d["os"].as_str().expect("os"))
         .join(d["id"].as_str().expect("id"))
 }
 
-fn repo(e: &Env) -> PathBuf {
+pub(crate) fn repo(e: &Env) -> PathBuf {
     e.sr.join("slate/repo")
 }
 
@@ -596,7 +596,7 @@ fn prune_keeps_what_deployments_use() {
 }
 
 /// The sysroot's repository is intact: no deployment changed an object.
-fn fsck_clean(e: &Env) {
+pub(crate) fn fsck_clean(e: &Env) {
     let o = slate_fsck(&repo(e));
     assert!(
         o.status.success(),
@@ -606,7 +606,7 @@ fn fsck_clean(e: &Env) {
     );
 }
 
-fn slate_fsck(r: &Path) -> Output {
+pub(crate) fn slate_fsck(r: &Path) -> Output {
     Command::new(slate_bin())
         .args(["fsck", "--repo", s(r)])
         .output()

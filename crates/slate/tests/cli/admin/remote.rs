@@ -59,7 +59,7 @@ fn upgrade_follows_the_origin_and_pinned_deployments_stay() {
 
 /// Publish the build repository's `os/main` into the archive `pub`,
 /// signed with `key` (unless told not to), and update the summary.
-fn publish(e: &Env, pubrepo: &Path, key: &Path, sign: bool) {
+pub(crate) fn publish(e: &Env, pubrepo: &Path, key: &Path, sign: bool) {
     ok(
         pubrepo,
         &["pull-local", "--repo", s(pubrepo), s(&e.build), "os/main"],
