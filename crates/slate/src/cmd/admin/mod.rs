@@ -335,13 +335,14 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
             Ok(())
         }
         AdminCommand::Deploy(d) => {
-            let _lock = s.lock()?;
+            // Pull first, then lock: a slow server holds up this deploy only.
             let (commit, origin) = resolve_at_rate(
                 &s,
                 &d.rev,
                 d.common.from.as_deref(),
                 d.common.transfer.min_rate,
             )?;
+            let _lock = s.lock()?;
             let opts = DeployOptions {
                 os: d.os.clone(),
                 kargs: d.kargs.clone(),
