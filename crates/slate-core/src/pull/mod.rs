@@ -29,6 +29,14 @@ pub enum Error {
         id: ObjectId,
         got: ObjectId,
     },
+    /// A ref would name a commit (or a commit whose tree) the repository
+    /// does not have: it is not moved.
+    #[error("ref {name} is not moved to commit {commit}: the repository does not have {what}")]
+    Incomplete {
+        name: String,
+        commit: ObjectId,
+        what: String,
+    },
 }
 
 /// A commit to pull, and the ref to set to it in the destination (a ref of
@@ -228,6 +236,20 @@ pub fn apply<S: ObjectRead + ?Sized>(
         progress.add(1, 0);
     }
     for r in &p.refs {
+        // Whatever the plan says, a ref moves only to a commit that is
+        // here, with its tree.
+        let incomplete = |what: String| Error::Incomplete {
+            name: r.name.clone(),
+            commit: r.new,
+            what,
+        };
+        if !tx.has_object(ObjectType::Commit, &r.new)? {
+            return Err(incomplete("it".into()));
+        }
+        let tree = tx.read_commit(&r.new)?.tree;
+        if !tx.has_object(ObjectType::Tree, &tree)? {
+            return Err(incomplete(format!("its tree {tree}")));
+        }
         tx.set_ref(&r.name, r.old, r.new)?;
     }
     tx.commit()?;

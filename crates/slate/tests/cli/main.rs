@@ -8,6 +8,7 @@ mod delivery;
 mod faultserve;
 mod hostile_fs;
 mod hostile_repo;
+mod hostile_server;
 mod hostile_tar;
 mod install;
 mod json_out;

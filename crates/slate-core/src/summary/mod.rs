@@ -1,15 +1,25 @@
 //! A repository's summary, `REPO/summary.json` (and `REPO/summary.sig`):
 //! what a client needs to pull from it over plain HTTP. The refs with their
-//! commits, the packs with their index digests, the deltas available; and
-//! a timestamp that only grows, so that a client can refuse an older one
-//! (a replay). See `docs/format/remote.md`.
+//! commits, the packs with their index digests and sizes, the deltas
+//! available; a timestamp that only grows, so that a client can refuse an
+//! older one (a replay); and optionally the time after which it is no
+//! longer to be trusted (so a mirror cannot serve the last good one
+//! forever). See `docs/format/remote.md`.
+//!
+//! A summary comes from a server: [`Summary::from_bytes`] checks every
+//! field (`parse.rs`), so that no caller meets a name it would have to
+//! check again before it uses it.
+
+mod parse;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::delta;
 use crate::fsutil;
 use crate::hash::ObjectId;
 use crate::object::TreeEntry;
@@ -17,15 +27,19 @@ use crate::sign::SecretKey;
 use crate::store::{self, ObjectRead, Repo, RepoMode};
 use crate::walk::{self, Visit, Visitor};
 
+pub use parse::{date, Expired, MAX_INDEX};
+
 pub const SUMMARY: &str = "summary.json";
 pub const SUMMARY_SIG: &str = "summary.sig";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefInfo {
+    /// 64 lowercase hex digits.
     pub commit: String,
     /// The commit's own timestamp.
     pub timestamp: i64,
-    /// Bytes of content of its files.
+    /// Bytes of content of its files (each file object once): no delta
+    /// to this commit may store more.
     pub size: u64,
     /// The commit object itself (base64): a client that has the commit's
     /// tree already (an image rebuilt with nothing changed) needs nothing
@@ -48,11 +62,24 @@ impl RefInfo {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackInfo {
+    /// The pack's digest, 64 lowercase hex digits: the files are
+    /// `objects/pack/NAME.pack` and `NAME.idx`.
     pub name: String,
     /// Bytes of `NAME.pack`.
     pub size: u64,
     /// SHA-256 of `NAME.idx`.
     pub idx_sha256: String,
+    /// Bytes of `NAME.idx` (absent in summaries of older versions): a
+    /// client fetches no more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idx_size: Option<u64>,
+}
+
+impl PackInfo {
+    /// The pack's digest (its name, checked when the summary was parsed).
+    pub fn id(&self) -> Result<ObjectId, crate::hash::ParseIdError> {
+        ObjectId::from_hex(&self.name)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +87,8 @@ pub struct DeltaInfo {
     /// The commit it starts from; none for a full image.
     pub from: Option<String>,
     pub to: String,
-    /// Its path in the repository.
+    /// Its path in the repository: always `deltas/TO/FROM.delta` (or
+    /// `deltas/TO/empty.delta`).
     pub path: String,
     pub size: u64,
     pub sha256: String,
@@ -71,6 +99,9 @@ pub struct Summary {
     pub format: u32,
     /// Unix time it was written; each new summary has a larger one.
     pub timestamp: i64,
+    /// Unix time after which a client refuses it (absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
     pub refs: BTreeMap<String, RefInfo>,
     pub packs: Vec<PackInfo>,
     pub deltas: Vec<DeltaInfo>,
@@ -85,16 +116,45 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Delta(#[from] delta::Error),
     #[error("{0}: only an archive repository is published (make one with `slate init --mode archive` and `slate pull-local`)")]
     NotArchive(String),
+    /// A delta whose header does not match its place.
+    #[error("{}: it holds the delta from {} to {to}, whose place is {want}: move or delete it", fsutil::show(path), from.map(|f| f.to_string()).unwrap_or_else(|| "nothing".into()))]
+    MisplacedDelta {
+        path: PathBuf,
+        from: Option<ObjectId>,
+        to: ObjectId,
+        want: String,
+    },
+    /// A summary's field that does not check.
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
 }
 
-fn sha256_file(p: &std::path::Path) -> Result<(u64, String), Error> {
-    let data = std::fs::read(p).map_err(|source| Error::Io {
+/// SHA-256 and length of a file, read in pieces.
+fn sha256_file(p: &Path) -> Result<(u64, String), Error> {
+    let io = |source| Error::Io {
         path: p.to_path_buf(),
         source,
-    })?;
-    Ok((data.len() as u64, hex::encode(Sha256::digest(&data))))
+    };
+    let mut f = std::fs::File::open(p).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => {
+                h.update(&buf[..k]);
+                n += k as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Ok((n, hex::encode(h.finalize())))
 }
 
 /// Content bytes of a tree's files (each object once).
@@ -121,10 +181,77 @@ impl Visitor for Size<'_> {
     }
 }
 
+/// The deltas of `repo`, each described by its own header (not by its
+/// file name): a delta whose header does not match its place is an error.
+fn deltas(repo: &Repo) -> Result<Vec<DeltaInfo>, Error> {
+    let mut out = Vec::new();
+    let dir = repo.path().join(delta::DIR);
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(source) => return Err(Error::Io { path: dir, source }),
+    };
+    for to in rd {
+        let to = to.map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        if !to.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let files = std::fs::read_dir(to.path()).map_err(|source| Error::Io {
+            path: to.path(),
+            source,
+        })?;
+        for f in files.flatten() {
+            let fname = f.file_name();
+            let Some(fname) = fname.to_str() else {
+                continue;
+            };
+            // Temporary files of a delta being written start with a dot.
+            if fname.starts_with('.') || !fname.ends_with(".delta") {
+                continue;
+            }
+            let path = f.path();
+            let h = delta::read_header(&path)?;
+            let want = delta::rel_path(h.from.as_ref(), &h.to);
+            let here = format!(
+                "{}/{}/{fname}",
+                delta::DIR,
+                to.file_name().to_string_lossy()
+            );
+            if here != want {
+                return Err(Error::MisplacedDelta {
+                    path,
+                    from: h.from,
+                    to: h.to,
+                    want,
+                });
+            }
+            let (size, sha256) = sha256_file(&path)?;
+            out.push(DeltaInfo {
+                from: h.from.map(|f| f.to_hex()),
+                to: h.to.to_hex(),
+                path: want,
+                size,
+                sha256,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.to, &a.from).cmp(&(&b.to, &b.from)));
+    Ok(out)
+}
+
 impl Summary {
     /// The summary of `repo` now; `previous` is the one it replaces (its
-    /// timestamp is exceeded).
-    pub fn build(repo: &Repo, previous: Option<&Summary>, now: i64) -> Result<Summary, Error> {
+    /// timestamp is exceeded). With `valid_for`, it expires that many
+    /// seconds after `now`.
+    pub fn build(
+        repo: &Repo,
+        previous: Option<&Summary>,
+        now: i64,
+        valid_for: Option<u64>,
+    ) -> Result<Summary, Error> {
         if repo.mode() != RepoMode::Archive {
             return Err(Error::NotArchive(repo.path().display().to_string()));
         }
@@ -159,6 +286,7 @@ impl Summary {
                     e.file_name()
                         .to_str()?
                         .strip_suffix(".idx")
+                        .filter(|n| ObjectId::from_hex(n).is_ok())
                         .map(String::from)
                 })
                 .collect();
@@ -168,46 +296,27 @@ impl Summary {
                 let Ok(m) = std::fs::metadata(&pack) else {
                     continue;
                 };
-                let (_, idx_sha256) = sha256_file(&pack_dir.join(format!("{name}.idx")))?;
+                let (idx_size, idx_sha256) = sha256_file(&pack_dir.join(format!("{name}.idx")))?;
                 packs.push(PackInfo {
                     name,
                     size: m.len(),
                     idx_sha256,
+                    idx_size: Some(idx_size),
                 });
             }
         }
-        let mut deltas = Vec::new();
-        let delta_dir = repo.path().join("deltas");
-        if let Ok(rd) = std::fs::read_dir(&delta_dir) {
-            for to in rd.flatten() {
-                let to_name = to.file_name().to_string_lossy().into_owned();
-                let Ok(files) = std::fs::read_dir(to.path()) else {
-                    continue;
-                };
-                for f in files.flatten() {
-                    let fname = f.file_name().to_string_lossy().into_owned();
-                    let Some(from) = fname.strip_suffix(".delta") else {
-                        continue;
-                    };
-                    let (size, sha256) = sha256_file(&f.path())?;
-                    deltas.push(DeltaInfo {
-                        from: (from != "empty").then(|| from.to_string()),
-                        to: to_name.clone(),
-                        path: format!("deltas/{to_name}/{fname}"),
-                        size,
-                        sha256,
-                    });
-                }
-            }
-        }
-        deltas.sort_by(|a, b| (&a.to, &a.from).cmp(&(&b.to, &b.from)));
+        let deltas = deltas(repo)?;
         let timestamp = match previous {
             Some(p) if p.timestamp >= now => p.timestamp + 1,
             _ => now,
         };
+        // From the clock, not from the timestamp (which may run ahead of
+        // it when summaries follow each other within a second).
+        let expires = valid_for.map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX)));
         Ok(Summary {
             format: 1,
             timestamp,
+            expires,
             refs,
             packs,
             deltas,
@@ -220,8 +329,25 @@ impl Summary {
         v
     }
 
-    pub fn from_bytes(b: &[u8]) -> Result<Summary, String> {
-        serde_json::from_slice(b).map_err(|e| e.to_string())
+    /// A summary as a server sent it, every field checked: ids and digests
+    /// are 64 lowercase hex digits, ref names are valid ref names, a
+    /// delta's path is the one its ends give, an inline commit object is
+    /// the commit named, no pack or delta is listed twice.
+    pub fn from_bytes(b: &[u8]) -> Result<Summary, Error> {
+        let s: Summary = serde_json::from_slice(b).map_err(|e| Error::Invalid {
+            field: "(the JSON)".into(),
+            reason: e.to_string(),
+        })?;
+        s.check()?;
+        Ok(s)
+    }
+
+    /// Refuse it if it expired before `now` (Unix time).
+    pub fn check_expiry(&self, now: i64) -> Result<(), Expired> {
+        match self.expires {
+            Some(expires) if now > expires => Err(Expired { expires, now }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -234,11 +360,17 @@ pub fn read(repo: &Repo) -> Option<Summary> {
 /// Write a new summary (and its signature with `key`; without a key an old
 /// signature is removed): the signature first, then the summary, each
 /// atomically, so that a reader never pairs a new summary with an old
-/// signature that would check.
-pub fn update(repo: &Repo, key: Option<&SecretKey>, now: i64) -> Result<Summary, Error> {
+/// signature that would check. With `valid_for` (seconds), clients refuse
+/// it once that time has passed.
+pub fn update(
+    repo: &Repo,
+    key: Option<&SecretKey>,
+    now: i64,
+    valid_for: Option<u64>,
+) -> Result<Summary, Error> {
     let _lock = repo.lock()?;
     let prev = read(repo);
-    let s = Summary::build(repo, prev.as_ref(), now)?;
+    let s = Summary::build(repo, prev.as_ref(), now, valid_for)?;
     let bytes = s.to_bytes();
     let root = fsutil::open_dir(repo.path()).map_err(|source| Error::Io {
         path: repo.path().to_path_buf(),
