@@ -379,7 +379,13 @@ pub fn pull(
         } else {
             method = "packs";
             let s = store()?;
-            let c = s.read_commit(&commit)?;
+            let c = s.read_commit(&commit).map_err(|e| match e {
+                store::Error::Missing { .. } => Error::Corrupt(format!(
+                    "remote {name} lists {remote_ref} as commit {commit}, which it does not \
+                     have (neither in its packs nor loose)"
+                )),
+                e => e.into(),
+            })?;
             let (trees, files) = missing(s, dest, &c.tree)?;
             plan.commits.push(commit);
             plan.trees = trees;

@@ -139,3 +139,84 @@ pub fn content_bytes(path: &Path, limit: u64) -> Result<u64, Error> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::super::{generate, generate::CHUNK, Options};
+    use super::content_bytes;
+    use crate::commit::{self, CommitOptions, ParentSpec, Source};
+    use crate::hash::ObjectId;
+    use crate::progress::Progress;
+    use crate::store::{Repo, RepoMode};
+
+    fn commit_dir(repo: &Repo, dir: &Path, ts: i64) -> ObjectId {
+        let opts = CommitOptions {
+            branch: "os".into(),
+            subject: format!("at {ts}"),
+            body: String::new(),
+            timestamp: ts,
+            metadata: BTreeMap::new(),
+            parent: ParentSpec::Auto,
+            skip_if_unchanged: false,
+        };
+        commit::commit(repo, Source::Dir(dir), &opts, &Progress::default())
+            .expect("commit")
+            .id
+    }
+
+    fn noise(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_delta_is_measured_by_what_it_would_store() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let t = tmp.path();
+        let repo = Repo::init(&t.join("repo"), RepoMode::Archive).expect("init");
+        let tree = t.join("tree");
+        std::fs::create_dir_all(tree.join("usr")).expect("test setup");
+        let tool = noise(1, 300_000);
+        std::fs::write(tree.join("usr/tool"), &tool).expect("test setup");
+        std::os::unix::fs::symlink("tool", tree.join("usr/link")).expect("test setup");
+        // Two paths, one file object: stored once.
+        std::fs::write(tree.join("usr/a"), b"same").expect("test setup");
+        std::fs::write(tree.join("usr/b"), b"same").expect("test setup");
+        let v1 = commit_dir(&repo, &tree, 1);
+        let mut tool2 = tool.clone();
+        tool2[10..20].copy_from_slice(b"0123456789");
+        std::fs::write(tree.join("usr/tool"), &tool2).expect("test setup");
+        std::fs::write(tree.join("usr/large"), noise(3, CHUNK + 100)).expect("test setup");
+        let v2 = commit_dir(&repo, &tree, 2);
+        let opts = Options::default();
+        let p = Progress::default();
+        // Patched tool, large file in chunks.
+        let g = generate(&repo, Some(v1), v2, &opts, &p).expect("generate");
+        let path = repo.path().join(&g.path);
+        let patched = 300_000 + (CHUNK as u64 + 100);
+        assert_eq!(content_bytes(&path, u64::MAX).expect("measure"), patched);
+        // The full image: every file once, the symlink's target too.
+        let g = generate(&repo, None, v2, &opts, &p).expect("generate");
+        let path = repo.path().join(&g.path);
+        let whole = 300_000 + (CHUNK as u64 + 100) + 4 + 4;
+        assert_eq!(content_bytes(&path, u64::MAX).expect("measure"), whole);
+        // Counting stops past the limit.
+        let n = content_bytes(&path, 1000).expect("measure");
+        assert!(n > 1000 && n < whole, "{n}");
+        // A cut delta is an error, not a count.
+        let b = std::fs::read(&path).expect("read");
+        let cut = t.join("cut.delta");
+        std::fs::write(&cut, &b[..b.len() - 30]).expect("write");
+        assert!(content_bytes(&cut, u64::MAX).is_err());
+    }
+}

@@ -278,3 +278,27 @@ pub fn pull_local(
     p.files = keyed.into_iter().map(|(_, id)| id).collect();
     apply(src, dest, p, progress)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RepoMode;
+
+    #[test]
+    fn a_ref_never_moves_to_a_commit_the_repository_lacks() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let repo = Repo::init(&tmp.path().join("r"), RepoMode::BareUser).expect("init");
+        let nowhere = ObjectId::digest(b"a commit nobody has");
+        let plan = PullPlan {
+            refs: vec![RefMove {
+                name: "os/main".into(),
+                old: None,
+                new: nowhere,
+            }],
+            ..Default::default()
+        };
+        let e = apply(&repo, &repo, &plan, &Progress::default()).expect_err("refused");
+        assert!(matches!(e, Error::Incomplete { .. }), "{e}");
+        assert_eq!(repo.read_ref("os/main").expect("read"), None);
+    }
+}
