@@ -235,20 +235,27 @@ pub fn apply<S: ObjectRead + ?Sized>(
         )?;
         progress.add(1, 0);
     }
+    // Whatever the plan says, a ref moves only to a commit that is here
+    // (written now, or before), with its tree. (What this transaction
+    // wrote may not be visible to lookups until it commits: an archive
+    // repository's new pack.)
+    let new_commits: HashSet<&ObjectId> = p.commits.iter().collect();
+    let new_trees: HashSet<&ObjectId> = p.trees.iter().collect();
     for r in &p.refs {
-        // Whatever the plan says, a ref moves only to a commit that is
-        // here, with its tree.
         let incomplete = |what: String| Error::Incomplete {
             name: r.name.clone(),
             commit: r.new,
             what,
         };
-        if !tx.has_object(ObjectType::Commit, &r.new)? {
+        let commit = if new_commits.contains(&r.new) {
+            src.read_commit(&r.new)?
+        } else if tx.has_object(ObjectType::Commit, &r.new)? {
+            tx.read_commit(&r.new)?
+        } else {
             return Err(incomplete("it".into()));
-        }
-        let tree = tx.read_commit(&r.new)?.tree;
-        if !tx.has_object(ObjectType::Tree, &tree)? {
-            return Err(incomplete(format!("its tree {tree}")));
+        };
+        if !new_trees.contains(&commit.tree) && !tx.has_object(ObjectType::Tree, &commit.tree)? {
+            return Err(incomplete(format!("its tree {}", commit.tree)));
         }
         tx.set_ref(&r.name, r.old, r.new)?;
     }
