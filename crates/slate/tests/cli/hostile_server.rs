@@ -161,7 +161,7 @@ fn pull_done(l: &Path) -> Value {
         String::from_utf8_lossy(&o.stderr)
     );
     let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let last = text.lines().filter(|l| !l.trim().is_empty()).last();
+    let last = text.lines().rfind(|l| !l.trim().is_empty());
     serde_json::from_str(last.expect("a result line")).expect("json")
 }
 
