@@ -489,3 +489,27 @@ fn an_expired_summary_is_refused() {
     );
     assert!(!o.status.success());
 }
+
+#[test]
+fn a_summary_of_an_older_version_is_still_pulled() {
+    let p = publish(false);
+    let fs = FaultServer::start(p.repo.clone());
+    // Without the fields this version adds (idx_size, expires).
+    let mut sm = p.summary();
+    for pack in sm["packs"].as_array_mut().expect("packs") {
+        pack.as_object_mut().expect("pack").remove("idx_size");
+    }
+    serve_summary(&fs, &p, &sm);
+    let l = local(&p, &fs.url, true);
+    let r = pull_done(&l);
+    assert_eq!(r["method"], "packs", "{r}");
+    assert_eq!(local_ref(&l).as_deref(), Some(p.commit().as_str()));
+    // Its indexes are fetched whole, up to 64 MiB: no more.
+    let l = local(&p, &fs.url, true);
+    fs.rule(".idx", Fault::Endless(2_000_000_000), u64::MAX);
+    let err = pull_err(&l);
+    assert!(
+        err.contains(".idx on the remote is larger than 67108864 bytes"),
+        "{err}"
+    );
+}
