@@ -351,10 +351,28 @@ impl Summary {
     }
 }
 
-/// The summary of `repo` as it is on disk, if any.
+/// The summary of `repo` as it is on disk, if any (and sound).
 pub fn read(repo: &Repo) -> Option<Summary> {
-    let b = std::fs::read(repo.path().join(SUMMARY)).ok()?;
-    Summary::from_bytes(&b).ok()
+    load(repo).ok().flatten()
+}
+
+/// The summary of `repo` as it is on disk: none if there is none yet, an
+/// error naming the file and the field if it does not parse.
+pub fn load(repo: &Repo) -> Result<Option<Summary>, Error> {
+    let path = repo.path().join(SUMMARY);
+    let b = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(Error::Io { path, source }),
+    };
+    match Summary::from_bytes(&b) {
+        Ok(s) => Ok(Some(s)),
+        Err(Error::Invalid { field, reason }) => Err(Error::Invalid {
+            field: format!("{}: {field}", fsutil::show(&path)),
+            reason,
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// Write a new summary (and its signature with `key`; without a key an old

@@ -213,7 +213,7 @@ pub fn run_summary(a: SummaryArgs) -> anyhow::Result<()> {
             .as_secs() as i64;
         summary::update(&repo, key.as_ref(), now, a.expires)?
     } else {
-        summary::read(&repo).with_context(|| {
+        summary::load(&repo)?.with_context(|| {
             format!(
                 "{} has no summary yet (write one with --update)",
                 repo.path().display()
