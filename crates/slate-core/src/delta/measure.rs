@@ -23,8 +23,9 @@ fn read_u64(r: &mut impl Read) -> std::io::Result<u64> {
     Ok(u64::from_be_bytes(b))
 }
 
-/// A file header: `u32` length (at most 1 MiB), then its bytes.
-fn read_file_header(path: &Path, r: &mut impl Read) -> Result<FileHeader, Error> {
+/// A file header: `u32` length (at most 1 MiB), then its bytes; and the
+/// bytes it took.
+fn read_file_header(path: &Path, r: &mut impl Read) -> Result<(FileHeader, u64), Error> {
     let n = read_u32(r).map_err(|e| Error::format(path, format!("a file header: {e}")))?;
     if n > 1 << 20 {
         return Err(Error::format(path, format!("a file header of {n} bytes")));
@@ -33,7 +34,9 @@ fn read_file_header(path: &Path, r: &mut impl Read) -> Result<FileHeader, Error>
     r.take(u64::from(n))
         .read_to_end(&mut hb)
         .map_err(|e| Error::format(path, format!("a file header: {e}")))?;
-    FileHeader::decode(&hb).map_err(|e| Error::format(path, format!("a file header: {e}")))
+    let h =
+        FileHeader::decode(&hb).map_err(|e| Error::format(path, format!("a file header: {e}")))?;
+    Ok((h, 4 + hb.len() as u64))
 }
 
 /// Read and drop `n` bytes of a record.
@@ -46,10 +49,19 @@ fn skip(path: &Path, r: &mut impl Read, n: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// The bytes of file headers a delta of `limit` bytes of files may hold
+/// in its blocks: a file's header is some 40 bytes, and an honest delta
+/// names each file object once; so many headers are only decompressed
+/// (empty files named again and again) to make a reader work.
+fn header_allowance(limit: u64) -> u64 {
+    (64 << 20) + limit / 8
+}
+
 /// The bytes of file content the delta at `path` would store (whole,
 /// patched and large files; symlink targets), counted from its records
 /// without storing anything. Once the count passes `limit`, it is
-/// returned at once (the rest is not read).
+/// returned at once (the rest is not read). Blocks whose file headers
+/// alone pass [`header_allowance`] are refused.
 pub fn content_bytes(path: &Path, limit: u64) -> Result<u64, Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
@@ -68,6 +80,7 @@ pub fn content_bytes(path: &Path, limit: u64) -> Result<u64, Error> {
         .map_err(|_| Error::format(path, "truncated header"))?;
     parse_header(path, &hb)?;
     let mut total = 0u64;
+    let mut headers = 0u64;
     loop {
         if total > limit {
             return Ok(total);
@@ -91,7 +104,7 @@ pub fn content_bytes(path: &Path, limit: u64) -> Result<u64, Error> {
                 for _ in 0..count {
                     // File id and base id.
                     skip(path, &mut r, 64)?;
-                    let h = read_file_header(path, &mut r)?;
+                    let (h, _) = read_file_header(path, &mut r)?;
                     total = total.saturating_add(h.size);
                     if total > limit {
                         return Ok(total);
@@ -109,7 +122,18 @@ pub fn content_bytes(path: &Path, limit: u64) -> Result<u64, Error> {
                     let mut d = zstd::stream::read::Decoder::new(&mut r)
                         .map_err(|e| Error::format(path, format!("a block of files: {e}")))?;
                     for _ in 0..count {
-                        let h = read_file_header(path, &mut d)?;
+                        let (h, n) = read_file_header(path, &mut d)?;
+                        headers += n;
+                        if headers > header_allowance(limit) {
+                            return Err(Error::format(
+                                path,
+                                format!(
+                                    "its blocks hold more than {} bytes of file headers, more \
+                                     than {limit} bytes of files need",
+                                    header_allowance(limit)
+                                ),
+                            ));
+                        }
                         total = total.saturating_add(h.size);
                         if total > limit {
                             return Ok(total);
@@ -122,7 +146,7 @@ pub fn content_bytes(path: &Path, limit: u64) -> Result<u64, Error> {
                 std::io::copy(&mut r, &mut std::io::sink()).map_err(io)?;
             }
             b'L' => {
-                let h = read_file_header(path, &mut f)?;
+                let (h, _) = read_file_header(path, &mut f)?;
                 total = total.saturating_add(h.size);
                 if total > limit {
                     return Ok(total);
@@ -213,6 +237,36 @@ mod tests {
         // Counting stops past the limit.
         let n = content_bytes(&path, 1000).expect("measure");
         assert!(n > 1000 && n < whole, "{n}");
+        // A block of the same empty file named a million times: refused
+        // long before its end, whatever the limit.
+        let empty = crate::object::FileHeader {
+            meta: crate::object::FileMeta {
+                kind: crate::object::FileKind::Regular,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                rdev: 0,
+                xattrs: Default::default(),
+            },
+            size: 0,
+        }
+        .encode();
+        let n = 2_000_000u32;
+        let mut raw = Vec::new();
+        for _ in 0..n {
+            raw.extend_from_slice(&(empty.len() as u32).to_be_bytes());
+            raw.extend_from_slice(&empty);
+        }
+        let z = zstd::bulk::compress(&raw, 19).expect("zstd");
+        let mut d = std::fs::read(&path).expect("read")[..72].to_vec();
+        d.push(b'F');
+        d.extend_from_slice(&(z.len() as u64 + 4).to_be_bytes());
+        d.extend_from_slice(&n.to_be_bytes());
+        d.extend_from_slice(&z);
+        let bomb = t.join("bomb.delta");
+        std::fs::write(&bomb, &d).expect("write");
+        let e = content_bytes(&bomb, 1000).expect_err("refused");
+        assert!(e.to_string().contains("bytes of file headers"), "{e}");
         // A cut delta is an error, not a count.
         let b = std::fs::read(&path).expect("read");
         let cut = t.join("cut.delta");
