@@ -27,8 +27,17 @@ use crate::Error;
 const MAX_GAP: u64 = 256 << 10;
 /// A request covers at most this many bytes (a unit of resuming).
 const MAX_SPAN: u64 = 32 << 20;
-/// The largest loose object fetched whole into memory.
-const LOOSE_LIMIT: u64 = 1 << 30;
+/// The largest loose object fetched whole into memory, by kind: a commit
+/// (a few hundred bytes; always loose in an archive repository, so always
+/// fetched this way), a tree (packed by a publisher of this version), a
+/// file (its compressed bytes, and its content once decompressed).
+fn loose_limit(kind: ObjectType) -> u64 {
+    match kind {
+        ObjectType::Commit => 1 << 20,
+        ObjectType::Tree => 64 << 20,
+        ObjectType::File => 1 << 30,
+    }
+}
 /// The largest pack index fetched (into memory) when the summary, written
 /// by an older version, does not give its size: 2^20 objects and more.
 const UNSIZED_INDEX_LIMIT: u64 = 64 << 20;
@@ -395,7 +404,8 @@ impl<'c> HttpStore<'c> {
     fn loose(&self, kind: ObjectType, id: &ObjectId) -> store::Result<Vec<u8>> {
         let hex = id.to_hex();
         let path = format!("objects/{}/{}.{}", &hex[..2], &hex[2..], kind.suffix());
-        let raw = match self.client.get(&path, LOOSE_LIMIT) {
+        let limit = loose_limit(kind);
+        let raw = match get_small(self.client, &path, limit) {
             Ok(b) => b,
             Err(Error::NotFound(..)) => return Err(store::Error::Missing { kind, id: *id }),
             Err(e) => return Err(fetch_err(e)),
@@ -408,6 +418,16 @@ impl<'c> HttpStore<'c> {
         }
         let (h, n) =
             FileHeader::decode_prefix(&raw).map_err(|e| corrupt(kind, id, e.to_string()))?;
+        if h.size > limit {
+            return Err(corrupt(
+                kind,
+                id,
+                format!(
+                    "{path}: {} bytes of content, more than {limit} fetched whole",
+                    h.size
+                ),
+            ));
+        }
         let mut out = raw[..n].to_vec();
         let mut dec = zstd::stream::read::Decoder::new(&raw[n..])
             .map_err(|e| corrupt(kind, id, e.to_string()))?;

@@ -333,10 +333,35 @@ fn a_huge_index_is_never_read_into_memory() {
         .map(|e| e.path())
         .find(|f| f.extension().is_some_and(|x| x == "idx"))
         .expect("an index");
-    let mut b = std::fs::read(&idx).expect("index");
+    let orig = std::fs::read(&idx).expect("index");
+    let mut b = orig.clone();
     b[20] ^= 1;
     std::fs::write(&idx, b).expect("write");
     fs.rule(".idx", Fault::Endless(2_000_000_000), u64::MAX);
+    let (o, kb) = pull_peak_kb(&l);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(kb < 100 << 10, "peak memory {kb} KiB: {err}");
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("does not match the summary's digest"), "{err}");
+    assert_eq!(local_ref(&l), None);
+    // The commit, which an archive repository keeps loose, likewise: no
+    // more than a commit can be is read.
+    std::fs::write(&idx, orig).expect("write");
+    fs.clear();
+    fs.rule(".commit", Fault::Endless(2_000_000_000), u64::MAX);
+    let (o, kb) = pull_peak_kb(&l);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(kb < 100 << 10, "peak memory {kb} KiB: {err}");
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains(".commit on the remote is larger than 1048576 bytes"),
+        "{err}"
+    );
+    assert_eq!(local_ref(&l), None);
+}
+
+/// A pull, and its peak resident memory in KiB (by GNU time).
+fn pull_peak_kb(l: &Path) -> (Output, u64) {
     let out = tempfile::NamedTempFile::new().expect("tempfile");
     let o = Command::new("/usr/bin/time")
         .arg("-f")
@@ -344,11 +369,10 @@ fn a_huge_index_is_never_read_into_memory() {
         .arg("-o")
         .arg(out.path())
         .arg(slate_bin())
-        .args(["pull", "--repo", s(&l), "origin", "os/main"])
+        .args(["pull", "--repo", s(l), "origin", "os/main"])
         .output()
         .expect("time");
-    let err = String::from_utf8_lossy(&o.stderr);
-    let kb: u64 = std::fs::read_to_string(out.path())
+    let kb = std::fs::read_to_string(out.path())
         .expect("time's output")
         .lines()
         .last()
@@ -356,10 +380,7 @@ fn a_huge_index_is_never_read_into_memory() {
         .trim()
         .parse()
         .expect("KiB");
-    assert!(kb < 100 << 10, "peak memory {kb} KiB: {err}");
-    assert!(!o.status.success(), "{err}");
-    assert!(err.contains("does not match the summary's digest"), "{err}");
-    assert_eq!(local_ref(&l), None);
+    (o, kb)
 }
 
 #[test]
