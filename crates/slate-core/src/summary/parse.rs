@@ -254,6 +254,43 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any bytes: a summary or an error, never a panic; what parses
+        /// holds only checked names.
+        #[test]
+        fn parsing_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            if let Ok(s) = Summary::from_bytes(&bytes) {
+                for p in &s.packs {
+                    proptest::prop_assert!(p.id().is_ok());
+                }
+            }
+        }
+
+        /// A byte of a sound summary changed: it still parses only with
+        /// every name checked.
+        #[test]
+        fn a_changed_byte_never_lets_a_bad_name_through(at in 0usize..1000, to: u8) {
+            let mut b = old_summary().into_bytes();
+            let at = at % b.len();
+            b[at] = to;
+            if let Ok(s) = Summary::from_bytes(&b) {
+                for p in &s.packs {
+                    proptest::prop_assert!(p.id().is_ok());
+                    proptest::prop_assert!(ObjectId::from_hex(&p.idx_sha256).is_ok());
+                }
+                for d in &s.deltas {
+                    let to = ObjectId::from_hex(&d.to).expect("checked");
+                    let from = d.from.as_deref().map(|f| ObjectId::from_hex(f).expect("checked"));
+                    proptest::prop_assert_eq!(&d.path, &delta::rel_path(from.as_ref(), &to));
+                }
+                for (name, r) in &s.refs {
+                    proptest::prop_assert!(validate_ref_name(name).is_ok());
+                    proptest::prop_assert!(ObjectId::from_hex(&r.commit).is_ok());
+                }
+            }
+        }
+    }
+
     #[test]
     fn dates() {
         assert_eq!(date(0), "1970-01-01T00:00:00Z");
