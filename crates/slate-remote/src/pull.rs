@@ -392,7 +392,8 @@ pub fn pull(
             plan.files = files;
         }
         // The ref moves in the same transaction as the objects, and only
-        // to a commit the repository then has whole (the library checks).
+        // to a commit the repository then has, with its tree (the library
+        // checks).
         if plan.files.is_empty() && plan.trees.is_empty() && plan.commits.is_empty() {
             // Only the ref to move.
             Ok(local_pull::apply(dest, dest, &plan, progress)?)
