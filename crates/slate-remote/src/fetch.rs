@@ -18,7 +18,7 @@ use slate_core::hash::ObjectId;
 use slate_core::object::{Commit, FileHeader, ObjectType, Tree};
 use slate_core::progress::Progress;
 use slate_core::store::{self, decode_pack_index, FileStream, ObjectRead, PackEntry};
-use slate_core::summary::Summary;
+use slate_core::summary::{PackInfo, Summary, SUMMARY};
 
 use crate::client::Client;
 use crate::Error;
@@ -27,8 +27,20 @@ use crate::Error;
 const MAX_GAP: u64 = 256 << 10;
 /// A request covers at most this many bytes (a unit of resuming).
 const MAX_SPAN: u64 = 32 << 20;
-/// The largest loose object fetched whole into memory.
-const LOOSE_LIMIT: u64 = 1 << 30;
+/// The largest loose object fetched whole into memory, by kind: a commit
+/// (a few hundred bytes; always loose in an archive repository, so always
+/// fetched this way), a tree (packed by a publisher of this version), a
+/// file (its compressed bytes, and its content once decompressed).
+fn loose_limit(kind: ObjectType) -> u64 {
+    match kind {
+        ObjectType::Commit => 1 << 20,
+        ObjectType::Tree => 64 << 20,
+        ObjectType::File => 1 << 30,
+    }
+}
+/// The largest pack index fetched (into memory) when the summary, written
+/// by an older version, does not give its size: 2^20 objects and more.
+const UNSIZED_INDEX_LIMIT: u64 = 64 << 20;
 
 /// A frame: its pack and offset.
 type FrameKey = (usize, u64);
@@ -58,6 +70,97 @@ pub struct HttpStore<'c> {
     progress: Option<&'c Progress>,
 }
 
+/// A small file whole (`limit` bytes at most). A file larger than that is
+/// refused as such (the client reports it like a mirror without the file:
+/// "not on the remote" would mislead).
+pub(crate) fn get_small(client: &Client, path: &str, limit: u64) -> Result<Vec<u8>, Error> {
+    client.get(path, limit).map_err(|e| match e {
+        Error::NotFound(p, why) if why.contains("larger than") => Error::Refused(format!(
+            "{p} on the remote is larger than {limit} bytes: refused"
+        )),
+        e => e,
+    })
+}
+
+/// SHA-256 and length of a file, read in pieces.
+fn sha256_file(path: &Path) -> Result<(u64, String), Error> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let n = std::io::copy(&mut f, &mut h).map_err(|e| Error::io(path, e))?;
+    Ok((n, hex::encode(h.finalize())))
+}
+
+/// The bytes of pack `id`'s index, checked against the summary's digest
+/// (and size), from the cache or else fetched into it. With the size in
+/// the summary, no more than that is fetched, straight to disk, and
+/// checked before it is read; without it (a summary of an older version)
+/// at most [`UNSIZED_INDEX_LIMIT`] bytes are fetched into memory.
+fn index(client: &Client, cache: &Path, p: &PackInfo, id: &ObjectId) -> Result<Vec<u8>, Error> {
+    let name = id.to_hex();
+    let remote = format!("objects/pack/{name}.idx");
+    let local = cache.join(format!("{name}.idx"));
+    let limit = p.idx_size.unwrap_or(UNSIZED_INDEX_LIMIT);
+    let sound = |b: &[u8]| {
+        hex::encode(Sha256::digest(b)) == p.idx_sha256
+            && p.idx_size.is_none_or(|n| n == b.len() as u64)
+    };
+    // The index names its pack's digest in its last 32 bytes.
+    let its_pack = |b: Vec<u8>| -> Result<Vec<u8>, Error> {
+        if b.len() < 32 || b[b.len() - 32..] != id.0 {
+            return Err(Error::Corrupt(format!(
+                "{remote} is not the index of pack {name}"
+            )));
+        }
+        Ok(b)
+    };
+    if std::fs::metadata(&local).is_ok_and(|m| m.len() <= limit) {
+        if let Some(b) = std::fs::read(&local).ok().filter(|b| sound(b)) {
+            return its_pack(b);
+        }
+    }
+    let mismatch = || Error::Corrupt(format!("{remote} does not match the summary's digest"));
+    let bytes = match p.idx_size {
+        Some(size) => {
+            let part = cache.join(format!(".{name}.idx.part"));
+            // A part left by an interrupted pull is resumed; if the whole
+            // does not check, it is fetched once more from its start.
+            let resumed = part.exists();
+            for fresh in [false, true] {
+                if fresh && !resumed {
+                    return Err(mismatch());
+                }
+                client.download(&remote, 0, size, &part, &|_| {})?;
+                let (len, digest) = sha256_file(&part)?;
+                if len == size && digest == p.idx_sha256 {
+                    break;
+                }
+                let _ = std::fs::remove_file(&part);
+                if fresh {
+                    return Err(mismatch());
+                }
+            }
+            std::fs::File::open(&part)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&part, e))?;
+            std::fs::rename(&part, &local).map_err(|e| Error::io(&local, e))?;
+            std::fs::read(&local).map_err(|e| Error::io(&local, e))?
+        }
+        None => {
+            let b = get_small(client, &remote, limit)?;
+            if !sound(&b) {
+                return Err(mismatch());
+            }
+            let mut f = slate_core::fsutil::AtomicFile::create(&local, 0o644)
+                .map_err(|e| Error::io(&local, e))?;
+            std::io::Write::write_all(&mut f, &b)
+                .and_then(|()| f.commit())
+                .map_err(|e| Error::io(&local, e))?;
+            b
+        }
+    };
+    its_pack(bytes)
+}
+
 fn fetch_err(e: Error) -> store::Error {
     store::Error::Fetch(e.to_string())
 }
@@ -82,30 +185,15 @@ impl<'c> HttpStore<'c> {
         std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
         let mut packs = Vec::new();
         for p in &summary.packs {
-            let local = cache.join(format!("{}.idx", p.name));
-            let cached = std::fs::read(&local)
-                .ok()
-                .filter(|b| hex::encode(Sha256::digest(b)) == p.idx_sha256);
-            let bytes = match cached {
-                Some(b) => b,
-                None => {
-                    let b = client.get(&format!("objects/pack/{}.idx", p.name), 1 << 30)?;
-                    if hex::encode(Sha256::digest(&b)) != p.idx_sha256 {
-                        return Err(Error::Corrupt(format!(
-                            "objects/pack/{}.idx does not match the summary's digest",
-                            p.name
-                        )));
-                    }
-                    std::fs::write(&local, &b).map_err(|e| Error::io(&local, e))?;
-                    b
-                }
-            };
+            // Only the hex digits of a checked id reach a path.
+            let id = p
+                .id()
+                .map_err(|e| Error::Corrupt(format!("{SUMMARY}: a pack's name: {e}")))?;
+            let name = id.to_hex();
+            let bytes = index(client, cache, p, &id)?;
             let entries = decode_pack_index(&bytes)
-                .map_err(|e| Error::Corrupt(format!("objects/pack/{}.idx: {e}", p.name)))?;
-            packs.push(Pack {
-                name: p.name.clone(),
-                entries,
-            });
+                .map_err(|e| Error::Corrupt(format!("objects/pack/{name}.idx: {e}")))?;
+            packs.push(Pack { name, entries });
         }
         let mut by_id = HashMap::new();
         for (i, p) in packs.iter().enumerate() {
@@ -316,7 +404,8 @@ impl<'c> HttpStore<'c> {
     fn loose(&self, kind: ObjectType, id: &ObjectId) -> store::Result<Vec<u8>> {
         let hex = id.to_hex();
         let path = format!("objects/{}/{}.{}", &hex[..2], &hex[2..], kind.suffix());
-        let raw = match self.client.get(&path, LOOSE_LIMIT) {
+        let limit = loose_limit(kind);
+        let raw = match get_small(self.client, &path, limit) {
             Ok(b) => b,
             Err(Error::NotFound(..)) => return Err(store::Error::Missing { kind, id: *id }),
             Err(e) => return Err(fetch_err(e)),
@@ -329,6 +418,16 @@ impl<'c> HttpStore<'c> {
         }
         let (h, n) =
             FileHeader::decode_prefix(&raw).map_err(|e| corrupt(kind, id, e.to_string()))?;
+        if h.size > limit {
+            return Err(corrupt(
+                kind,
+                id,
+                format!(
+                    "{path}: {} bytes of content, more than {limit} fetched whole",
+                    h.size
+                ),
+            ));
+        }
         let mut out = raw[..n].to_vec();
         let mut dec = zstd::stream::read::Decoder::new(&raw[n..])
             .map_err(|e| corrupt(kind, id, e.to_string()))?;

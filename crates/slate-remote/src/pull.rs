@@ -18,13 +18,18 @@ use slate_core::object::{EntryKind, ObjectType};
 use slate_core::progress::Progress;
 use slate_core::pull::{self as local_pull, PullPlan, RefMove};
 use slate_core::sign::{self, PublicKey};
-use slate_core::store::{ObjectRead, ObjectWrite, Repo};
+use slate_core::store::{self, ObjectRead, ObjectWrite, Repo};
 use slate_core::summary::{DeltaInfo, Summary, SUMMARY, SUMMARY_SIG};
 
 use crate::client::{Client, MinRate, Redirect};
 use crate::config::{self, RemoteConfig, RemoteState};
-use crate::fetch::HttpStore;
+use crate::fetch::{get_small, HttpStore};
 use crate::Error;
+
+/// The largest summary accepted.
+const MAX_SUMMARY: u64 = 64 << 20;
+/// The largest signature fetched (an Ed25519 signature is 64 bytes).
+const MAX_SIGNATURE: u64 = 1024;
 
 #[derive(Clone, Debug)]
 pub struct PullOptions {
@@ -89,10 +94,10 @@ pub fn fetch_summary(
     state: &RemoteState,
     name: &str,
 ) -> Result<Summary, Error> {
-    let bytes = client.get(SUMMARY, 64 << 20)?;
+    let bytes = get_small(client, SUMMARY, MAX_SUMMARY).map_err(|e| in_remote(name, e))?;
     if cfg.verifies() {
         let keys = cfg.public_keys()?;
-        let sig = match client.get(SUMMARY_SIG, 1024) {
+        let sig = match get_small(client, SUMMARY_SIG, MAX_SIGNATURE) {
             Ok(s) => s,
             Err(Error::NotFound(..)) => {
                 return Err(Error::Refused(format!(
@@ -100,7 +105,7 @@ pub fn fetch_summary(
                      summaries must be signed"
                 )))
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(in_remote(name, e)),
         };
         if !keys.iter().any(|k| k.verify(&bytes, &sig)) {
             return Err(Error::Refused(format!(
@@ -117,30 +122,58 @@ pub fn fetch_summary(
             s.timestamp, state.summary_timestamp
         )));
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    s.check_expiry(now).map_err(|e| {
+        Error::Refused(format!(
+            "remote {name}: {e}: the publisher has not renewed it, or a mirror serves an old \
+             one; refused"
+        ))
+    })?;
     Ok(s)
 }
 
+/// An error of a request to the remote `name`, saying so.
+fn in_remote(name: &str, e: Error) -> Error {
+    match e {
+        Error::Refused(m) => Error::Refused(format!("remote {name}: {m}")),
+        e => e,
+    }
+}
+
 /// Fetch and check a signature of `commit` by one of `keys`; keep it.
+/// `Err(why)` when none checks: for each key, what was found.
 fn fetch_signature(
     client: &Client,
     dest: &Repo,
     commit: &ObjectId,
     keys: &[PublicKey],
-) -> Result<Option<String>, Error> {
+) -> Result<Result<String, String>, Error> {
+    let mut why = Vec::new();
     for k in keys {
         let rel = Repo::signature_rel(commit, &k.key_id());
-        let sig = match client.get(&rel, 1024) {
+        let sig = match get_small(client, &rel, MAX_SIGNATURE) {
             Ok(s) => s,
-            Err(Error::NotFound(..)) => continue,
+            Err(Error::NotFound(..)) => {
+                why.push(format!("{rel}: not on the remote"));
+                continue;
+            }
+            Err(Error::Refused(m)) => {
+                why.push(m);
+                continue;
+            }
             Err(e) => return Err(e),
         };
         if k.verify(&sign::commit_message(commit), &sig) {
             dest.store_signature(commit, &k.key_id(), &sig)
                 .map_err(|e| Error::Fetch(e.to_string()))?;
-            return Ok(Some(k.key_id()));
+            return Ok(Ok(k.key_id()));
         }
+        why.push(format!("{rel}: does not check with key {}", k.key_id()));
     }
-    Ok(None)
+    Ok(Err(why.join("; ")))
 }
 
 /// The trees and files of `commit`'s tree that `dest` lacks, reading trees
@@ -221,6 +254,10 @@ pub fn pull(
     opts: &PullOptions,
     progress: &Progress,
 ) -> Result<Pulled, Error> {
+    // Nothing is asked of the remote for a ref that could not be stored.
+    store::validate_ref_name(remote_ref)?;
+    let local_ref = config::tracking_ref(name, remote_ref);
+    store::validate_ref_name(&local_ref)?;
     let cfg = config::get(dest, name)?;
     let state = config::state(dest, name);
     let client = Client::new(&cfg.urls, opts.stall)
@@ -235,7 +272,6 @@ pub fn pull(
     })?;
     let commit = ObjectId::from_hex(&info.commit)
         .map_err(|e| Error::Corrupt(format!("remote {name}: {SUMMARY}: {e}")))?;
-    let local_ref = config::tracking_ref(name, remote_ref);
     let previous = dest.read_ref(&local_ref)?;
     if let Some(prev) = previous {
         if prev != commit && !opts.allow_downgrade && older(dest, &commit, info.timestamp, &prev) {
@@ -250,10 +286,11 @@ pub fn pull(
     let signed_by = if cfg.verifies() {
         let keys = cfg.public_keys()?;
         match fetch_signature(&client, dest, &commit, &keys)? {
-            Some(k) => Some(k),
-            None => {
+            Ok(k) => Some(k),
+            Err(why) => {
                 return Err(Error::Refused(format!(
-                    "commit {commit} of remote {name} has no valid signature by a trusted key"
+                    "commit {commit} of remote {name} has no valid signature by a trusted key \
+                     ({why})"
                 )))
             }
         }
@@ -309,14 +346,14 @@ pub fn pull(
     }
     if !dest.has_object(ObjectType::Commit, &commit)? {
         if let Some(d) = pick_delta(dest, &summary, &commit, previous.as_ref())? {
-            match fetch_delta(&client, dest, &cache, d, progress) {
+            match fetch_delta(&client, dest, &cache, d, (&commit, info.size), progress) {
                 Ok(a) => {
                     method = "delta";
                     used_delta = Some(d.path.clone());
                     from_delta = Some(a);
                 }
                 // The objects come another way; the reason is reported.
-                Err(e) => delta_failed = Some(format!("{}: {e}", d.path)),
+                Err(e) => delta_failed = Some(e.to_string()),
             }
         }
     }
@@ -329,43 +366,59 @@ pub fn pull(
         let s = HttpStore::open(&client, &cache, &summary)?.with_progress(progress);
         Ok(store_cell.get_or_init(|| s))
     };
-    if from_delta.as_ref().is_some_and(|a| a.skipped == 0) {
-        // The delta held every object of the commit that its starting
-        // commit, which is here whole, lacks: nothing else to fetch.
-    } else if dest.has_object(ObjectType::Commit, &commit)? {
-        let tree = dest.read_commit(&commit)?.tree;
-        // A commit whose tree is incomplete (an interrupted pull, a delta
-        // whose old files were missing) is completed.
-        match complete_here(dest, &tree)? {
-            Some(files) if files.is_empty() => {}
-            Some(files) => plan.files = files,
-            None => {
-                let (trees, files) = missing(store()?, dest, &tree)?;
-                plan.trees = trees;
-                plan.files = files;
+    let mut objects = || -> Result<local_pull::PullStats, Error> {
+        if from_delta.as_ref().is_some_and(|a| a.skipped == 0) {
+            // The delta held every object of the commit that its starting
+            // commit, which is here whole, lacks: nothing else to fetch.
+        } else if dest.has_object(ObjectType::Commit, &commit)? {
+            let tree = dest.read_commit(&commit)?.tree;
+            // A commit whose tree is incomplete (an interrupted pull, a
+            // delta whose old files were missing) is completed.
+            match complete_here(dest, &tree)? {
+                Some(files) if files.is_empty() => {}
+                Some(files) => plan.files = files,
+                None => {
+                    let (trees, files) = missing(store()?, dest, &tree)?;
+                    plan.trees = trees;
+                    plan.files = files;
+                }
             }
+        } else {
+            method = "packs";
+            let s = store()?;
+            let c = s.read_commit(&commit).map_err(|e| match e {
+                store::Error::Missing { .. } => Error::Corrupt(format!(
+                    "remote {name} lists {remote_ref} as commit {commit}, which it does not \
+                     have (neither in its packs nor loose)"
+                )),
+                e => e.into(),
+            })?;
+            let (trees, files) = missing(s, dest, &c.tree)?;
+            plan.commits.push(commit);
+            plan.trees = trees;
+            plan.files = files;
         }
-    } else {
-        method = "packs";
-        let s = store()?;
-        let c = s.read_commit(&commit)?;
-        let (trees, files) = missing(s, dest, &c.tree)?;
-        plan.commits.push(commit);
-        plan.trees = trees;
-        plan.files = files;
-    }
-    let mut stats = if plan.files.is_empty() && plan.trees.is_empty() && plan.commits.is_empty() {
-        // Only the ref to move.
-        local_pull::apply(dest, dest, &plan, progress)?
-    } else {
-        let store = store()?;
-        store.prefetch(&plan.files)?;
-        // Files in storage order: each frame is decompressed once.
-        plan.files.sort_by_key(|id| store.storage_key(id));
-        let stats = local_pull::apply(store, dest, &plan, progress)?;
-        store.clear_spans();
-        stats
+        // The ref moves in the same transaction as the objects, and only
+        // to a commit the repository then has, with its tree (the library
+        // checks).
+        if plan.files.is_empty() && plan.trees.is_empty() && plan.commits.is_empty() {
+            // Only the ref to move.
+            Ok(local_pull::apply(dest, dest, &plan, progress)?)
+        } else {
+            let store = store()?;
+            store.prefetch(&plan.files)?;
+            // Files in storage order: each frame is decompressed once.
+            plan.files.sort_by_key(|id| store.storage_key(id));
+            let stats = local_pull::apply(store, dest, &plan, progress)?;
+            store.clear_spans();
+            Ok(stats)
+        }
     };
+    let mut stats = objects().map_err(|e| match &delta_failed {
+        // Why the delta, which would have spared the rest, was not used.
+        Some(why) => Error::Fetch(format!("{e} (the delta was not used: {why})")),
+        None => e,
+    })?;
     if let Some(a) = &from_delta {
         stats.commits += 1;
         stats.trees += a.trees as usize;
@@ -474,40 +527,89 @@ fn pick_delta<'s>(
 }
 
 /// Download a delta into the cache (resuming a part fetched before),
-/// check it against the summary's digest, and store its objects.
+/// check it against the summary (its digest; its header's ends, which
+/// must be the ones the summary lists it under; the bytes of files it
+/// would store, at most `cap`, what the summary announces for the
+/// commit), and store its objects: then `commit` is in `dest`.
 fn fetch_delta(
     client: &Client,
     dest: &Repo,
     cache: &Path,
     d: &DeltaInfo,
+    (commit, cap): (&ObjectId, u64),
     progress: &Progress,
 ) -> Result<delta::Applied, Error> {
     std::fs::create_dir_all(cache).map_err(|e| Error::io(cache, e))?;
+    let from = d
+        .from
+        .as_deref()
+        .map(ObjectId::from_hex)
+        .transpose()
+        .map_err(|e| Error::Corrupt(format!("{SUMMARY}: {e}")))?;
+    // Only the hex digits of checked ids reach a path.
     let local = cache.join(format!(
         "{}-{}.delta",
-        &d.to,
-        d.from.as_deref().unwrap_or("empty")
+        commit.to_hex(),
+        from.map(|f| f.to_hex()).unwrap_or_else(|| "empty".into())
     ));
     progress.add_fetch_total(d.size);
     let have = std::fs::metadata(&local).map(|m| m.len()).unwrap_or(0);
     progress.add_fetched(have.min(d.size));
     client.download(&d.path, 0, d.size, &local, &|n| progress.add_fetched(n))?;
+    let r = check_and_apply(dest, &local, d, from, (commit, cap), progress);
+    let _ = std::fs::remove_file(&local);
+    r
+}
+
+fn check_and_apply(
+    dest: &Repo,
+    local: &Path,
+    d: &DeltaInfo,
+    from: Option<ObjectId>,
+    (commit, cap): (&ObjectId, u64),
+    progress: &Progress,
+) -> Result<delta::Applied, Error> {
     let bytes_ok = {
-        let mut f = std::fs::File::open(&local).map_err(|e| Error::io(&local, e))?;
+        let mut f = std::fs::File::open(local).map_err(|e| Error::io(local, e))?;
         let mut h = Sha256::new();
-        std::io::copy(&mut f, &mut h).map_err(|e| Error::io(&local, e))?;
+        std::io::copy(&mut f, &mut h).map_err(|e| Error::io(local, e))?;
         hex::encode(h.finalize()) == d.sha256
     };
     if !bytes_ok {
-        let _ = std::fs::remove_file(&local);
         return Err(Error::Corrupt(format!(
             "{} does not match the summary's digest",
             d.path
         )));
     }
-    let r = delta::apply(dest, &local, progress);
-    let _ = std::fs::remove_file(&local);
-    r.map_err(|e| Error::Corrupt(e.to_string()))
+    let bad = |e: delta::Error| Error::Corrupt(format!("{}: {e}", d.path));
+    let h = delta::read_header(local).map_err(bad)?;
+    if h.to != *commit || h.from != from {
+        let show = |f: Option<ObjectId>| f.map(|f| f.to_hex()).unwrap_or_else(|| "nothing".into());
+        return Err(Error::Corrupt(format!(
+            "{} goes from {} to {}, not from {} to {} as the summary lists it",
+            d.path,
+            show(h.from),
+            h.to,
+            show(from),
+            commit
+        )));
+    }
+    let stores = delta::content_bytes(local, cap).map_err(bad)?;
+    if stores > cap {
+        return Err(Error::Corrupt(format!(
+            "{} would store more than the {cap} bytes of files the summary announces for \
+             commit {commit}",
+            d.path
+        )));
+    }
+    let a = delta::apply(dest, local, progress).map_err(bad)?;
+    if a.to != *commit || !dest.has_object(ObjectType::Commit, commit)? {
+        return Err(Error::Corrupt(format!(
+            "{} did not store commit {commit}",
+            d.path
+        )));
+    }
+    Ok(a)
 }
 
 /// The files of `tree` that `dest` lacks when it has all the trees;

@@ -29,11 +29,13 @@
 
 mod apply;
 mod generate;
+mod measure;
 
 use std::path::{Path, PathBuf};
 
 pub use apply::{apply, Applied};
 pub use generate::{generate, Generated, Options};
+pub use measure::content_bytes;
 
 use crate::fsutil;
 use crate::hash::ObjectId;

@@ -29,6 +29,14 @@ pub enum Error {
         id: ObjectId,
         got: ObjectId,
     },
+    /// A ref would name a commit (or a commit whose tree) the repository
+    /// does not have: it is not moved.
+    #[error("ref {name} is not moved to commit {commit}: the repository does not have {what}")]
+    Incomplete {
+        name: String,
+        commit: ObjectId,
+        what: String,
+    },
 }
 
 /// A commit to pull, and the ref to set to it in the destination (a ref of
@@ -227,7 +235,28 @@ pub fn apply<S: ObjectRead + ?Sized>(
         )?;
         progress.add(1, 0);
     }
+    // Whatever the plan says, a ref moves only to a commit that is here
+    // (written now, or before), with its tree. (What this transaction
+    // wrote may not be visible to lookups until it commits: an archive
+    // repository's new pack.)
+    let new_commits: HashSet<&ObjectId> = p.commits.iter().collect();
+    let new_trees: HashSet<&ObjectId> = p.trees.iter().collect();
     for r in &p.refs {
+        let incomplete = |what: String| Error::Incomplete {
+            name: r.name.clone(),
+            commit: r.new,
+            what,
+        };
+        let commit = if new_commits.contains(&r.new) {
+            src.read_commit(&r.new)?
+        } else if tx.has_object(ObjectType::Commit, &r.new)? {
+            tx.read_commit(&r.new)?
+        } else {
+            return Err(incomplete("it".into()));
+        };
+        if !new_trees.contains(&commit.tree) && !tx.has_object(ObjectType::Tree, &commit.tree)? {
+            return Err(incomplete(format!("its tree {}", commit.tree)));
+        }
         tx.set_ref(&r.name, r.old, r.new)?;
     }
     tx.commit()?;
@@ -255,4 +284,28 @@ pub fn pull_local(
     keyed.sort();
     p.files = keyed.into_iter().map(|(_, id)| id).collect();
     apply(src, dest, p, progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RepoMode;
+
+    #[test]
+    fn a_ref_never_moves_to_a_commit_the_repository_lacks() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let repo = Repo::init(&tmp.path().join("r"), RepoMode::BareUser).expect("init");
+        let nowhere = ObjectId::digest(b"a commit nobody has");
+        let plan = PullPlan {
+            refs: vec![RefMove {
+                name: "os/main".into(),
+                old: None,
+                new: nowhere,
+            }],
+            ..Default::default()
+        };
+        let e = apply(&repo, &repo, &plan, &Progress::default()).expect_err("refused");
+        assert!(matches!(e, Error::Incomplete { .. }), "{e}");
+        assert_eq!(repo.read_ref("os/main").expect("read"), None);
+    }
 }

@@ -48,7 +48,8 @@ pub struct SignArgs {
 /// deltas, with a timestamp that only grows), signed with --sign KEY.
 #[derive(Args)]
 #[command(
-    after_help = "Example:\n  slate summary --repo /srv/os --update --sign /etc/slate/signing.pem"
+    after_help = "Examples:\n  slate summary --repo /srv/os --update --sign /etc/slate/signing.pem\n  \
+    slate summary --repo /srv/os --update --sign /etc/slate/signing.pem --expires 7d"
 )]
 pub struct SummaryArgs {
     #[command(flatten)]
@@ -59,8 +60,25 @@ pub struct SummaryArgs {
     /// Sign the summary with this private key.
     #[arg(long, value_name = "KEY")]
     sign: Option<PathBuf>,
+    /// With --update: clients refuse the summary once this time has
+    /// passed since it was written (`7d`, `12h`, `1month`): a mirror that
+    /// keeps serving an old summary is noticed. Publish a new summary
+    /// before then (`slate summary --update` again, even with nothing
+    /// changed).
+    #[arg(long, value_name = "DURATION", requires = "update", value_parser = parse_validity)]
+    expires: Option<u64>,
     #[arg(long)]
     json: bool,
+}
+
+/// A validity period of a summary in seconds: a humantime duration
+/// (`7d`, `36h`), at least one second.
+fn parse_validity(s: &str) -> Result<u64, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 7d, 12h)"))?;
+    match d.as_secs() {
+        0 => Err(format!("{s:?}: at least one second")),
+        n => Ok(n),
+    }
 }
 
 /// Serve an archive repository over HTTP/1.1, read-only (keep-alive,
@@ -231,9 +249,9 @@ pub fn run_summary(a: SummaryArgs) -> anyhow::Result<()> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs() as i64;
-        summary::update(&repo, key.as_ref(), now)?
+        summary::update(&repo, key.as_ref(), now, a.expires)?
     } else {
-        summary::read(&repo).with_context(|| {
+        summary::load(&repo)?.with_context(|| {
             format!(
                 "{} has no summary yet (write one with --update)",
                 repo.path().display()
@@ -258,12 +276,15 @@ pub fn run_summary(a: SummaryArgs) -> anyhow::Result<()> {
         )?;
     }
     eprintln!(
-        "summary of {}: {} refs, {} packs, {} deltas, timestamp {}{}",
+        "summary of {}: {} refs, {} packs, {} deltas, timestamp {}{}{}",
         repo.path().display(),
         s.refs.len(),
         s.packs.len(),
         s.deltas.len(),
         s.timestamp,
+        s.expires
+            .map(|e| format!(", expires {}", output::date(e)))
+            .unwrap_or_default(),
         if a.update && a.sign.is_some() {
             ", signed"
         } else {

@@ -9,6 +9,7 @@ mod faultserve;
 mod hostile_fs;
 mod hostile_http;
 mod hostile_repo;
+mod hostile_server;
 mod hostile_sysroot;
 mod hostile_tar;
 mod install;
