@@ -28,6 +28,7 @@ pub mod object;
 pub mod progress;
 pub mod prune;
 pub mod pull;
+pub mod remotes;
 pub mod sign;
 pub mod store;
 pub mod summary;

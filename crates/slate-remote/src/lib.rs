@@ -13,8 +13,11 @@
 pub mod client;
 pub mod config;
 pub mod fetch;
+mod http_fetch;
 pub mod pull;
 pub mod serve;
+
+pub use http_fetch::HttpFetch;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +27,9 @@ pub enum Error {
     Store(#[from] slate_core::store::Error),
     #[error(transparent)]
     Pull(#[from] slate_core::pull::Error),
+    /// A remote's configuration (missing, unreadable, wrong).
+    #[error(transparent)]
+    Remotes(#[from] slate_core::remotes::Error),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -143,6 +143,14 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
     }) {
         return Some("another writer moved the ref meanwhile; run the command again");
     }
+    if e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<slate_core::sysroot::Error>(),
+            Some(slate_core::sysroot::Error::NoSuchRev { sysroot: true, .. })
+        )
+    }) {
+        return Some("pull it first, use REMOTE:REF, or use --from REPO");
+    }
     match store_error(e)? {
         store::Error::NotARepo { .. } => Some("create one with `slate init --repo DIR`, or point --repo / SLATE_REPO at an existing one"),
         store::Error::Ambiguous { .. } => Some("give more hex digits of the id"),

@@ -23,6 +23,7 @@ use crate::checkout::{self, CheckoutOptions};
 use crate::hash::ObjectId;
 use crate::object::EntryKind;
 use crate::progress::Progress;
+use crate::remotes::{self, Origin};
 use crate::store::{ObjectRead, Transaction};
 use crate::walk;
 
@@ -39,8 +40,11 @@ pub struct DeployOptions {
     /// Keep every older deployment (by default only the booted one, the
     /// previous default and pinned ones stay).
     pub retain: bool,
-    /// The ref deployed, when a ref was named (what `upgrade` follows).
-    pub origin: Option<String>,
+    /// Where the commit comes from ([`Sysroot::resolve`] says): a ref is
+    /// what `upgrade` follows; a remote's (or its tracking ref) must have
+    /// signed the commit when it requires signatures. `None`: a commit
+    /// named by its id.
+    pub origin: Option<Origin>,
     /// When space is short, remove the oldest deployments that are
     /// neither booted nor pinned, one at a time, until it is not.
     pub auto_prune: bool,
@@ -67,7 +71,8 @@ impl Default for DeployOptions {
 pub struct DeployPlan {
     pub os: String,
     pub commit: ObjectId,
-    pub origin: Option<String>,
+    /// The ref followed, if the commit came from one (never a commit id).
+    pub origin: Option<Origin>,
     pub id: String,
     pub serial: u64,
     pub kernel: Option<Kernel>,
@@ -214,7 +219,12 @@ impl Sysroot {
     }
 
     /// Plan the deployment of `commit`.
+    /// A commit whose origin names a remote that requires signatures
+    /// must carry one of its keys' ([`remotes::require_trusted`]).
     pub fn plan_deploy(&self, commit: &ObjectId, opts: &DeployOptions) -> Result<DeployPlan> {
+        if let Some(origin) = &opts.origin {
+            remotes::require_trusted(&self.repo, origin, commit)?;
+        }
         let os = self.pick_os(opts.os.as_deref())?;
         let c = self.repo.read_commit(commit)?;
         let order = self.ordered()?;
@@ -253,7 +263,7 @@ impl Sysroot {
         Ok(DeployPlan {
             os,
             commit: *commit,
-            origin: opts.origin.clone(),
+            origin: opts.origin.clone().filter(Origin::is_ref),
             id,
             serial,
             kernel,
@@ -370,6 +380,10 @@ impl Sysroot {
         opts: &DeployOptions,
         progress: &Progress,
     ) -> Result<Deployed> {
+        // The trust rule again: a plan is plain data a caller could build.
+        if let Some(origin) = &plan.origin {
+            remotes::require_trusted(&self.repo, origin, &plan.commit)?;
+        }
         if let Some(cfg) = &plan.os_config {
             self.os_init(&plan.os, cfg)?;
         }

@@ -27,11 +27,13 @@ mod dirs;
 mod drift;
 mod entries;
 mod etc;
+mod booted;
 mod kernel;
 mod ops;
 mod prepare;
 mod record;
 mod reset;
+mod resolve;
 mod status;
 mod verify;
 
@@ -43,7 +45,9 @@ pub use kernel::Kernel;
 pub use ops::{CleanupReport, Undeployed};
 pub use prepare::{Mounted, Prepared};
 pub use record::Record;
+pub use booted::{default_path, BootedBy};
 pub use reset::ResetPlan;
+pub use resolve::{Pulled, Resolved, Upgrade, UpgradeOptions};
 pub use status::{DeploymentStatus, DriftCount, Status};
 
 use std::os::fd::OwnedFd;
@@ -76,6 +80,46 @@ pub enum Error {
     /// Bad input or a request that would break the sysroot; nothing changed.
     #[error("{0}")]
     Refused(String),
+    /// A remote's configuration, or its trust rule refusing a commit
+    /// ([`crate::remotes::Error::Untrusted`]).
+    #[error(transparent)]
+    Remotes(#[from] crate::remotes::Error),
+    /// `rev` names no commit of the repository at `repo`.
+    #[error("{rev:?} names no commit of {}", show(repo))]
+    NoSuchRev {
+        rev: String,
+        repo: PathBuf,
+        /// Whether it was the sysroot's repository (else one pulled from).
+        sysroot: bool,
+        #[source]
+        source: store::Error,
+    },
+    /// Pulling from a remote failed.
+    #[error("pulling {remote_ref} from {remote}")]
+    Fetch {
+        remote: String,
+        remote_ref: String,
+        #[source]
+        source: crate::remotes::FetchError,
+    },
+    /// Pulling from a local repository failed.
+    #[error("pulling {rev} from {}", show(from))]
+    PullLocal {
+        rev: String,
+        from: PathBuf,
+        #[source]
+        source: crate::pull::Error,
+    },
+    /// The deployment `upgrade` would follow was made from a commit id.
+    #[error("{0} was deployed from a commit, not a ref: nothing to follow (deploy a ref to upgrade from it)")]
+    NothingToFollow(String),
+    /// The deployments changed while the origin was pulled.
+    #[error("the deployments changed while {origin} was pulled (another command ran): {now} from {now_origin} now; nothing deployed, run upgrade again")]
+    ChangedMeanwhile {
+        origin: String,
+        now: String,
+        now_origin: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{write_toml, Error, Result, Sysroot};
 use crate::fsutil::show;
+use crate::remotes::Origin;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -16,8 +17,9 @@ pub struct Record {
     pub serial: u64,
     /// The commit, 64 hex digits.
     pub commit: String,
-    /// The ref it was deployed from (what `upgrade` follows), if any.
-    pub origin: Option<String>,
+    /// The ref it was deployed from (what `upgrade` follows), if any:
+    /// `REF` or `REMOTE:REF`, as records have always held it.
+    pub origin: Option<Origin>,
     /// Kernel arguments besides `slate=`.
     pub kargs: Vec<String>,
     /// The kernel release, when the tree has a kernel (then it has a boot

@@ -35,7 +35,7 @@ pub struct DeploymentStatus {
     pub os: String,
     pub id: String,
     pub commit: String,
-    pub origin: Option<String>,
+    pub origin: Option<crate::remotes::Origin>,
     pub version: String,
     pub pretty_name: String,
     pub default: bool,

@@ -10,7 +10,7 @@ use slate_core::sign::{self, SecretKey};
 use slate_core::store::ObjectRead;
 use slate_core::summary;
 use slate_remote::client::MinRate;
-use slate_remote::config::{self as remotes, RemoteConfig};
+use slate_core::remotes::config::{self as remotes, RemoteConfig};
 use slate_remote::pull::{self, PullOptions};
 use slate_remote::serve::Serving;
 

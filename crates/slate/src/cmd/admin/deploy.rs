@@ -1,11 +1,14 @@
 //! `deploy` and `upgrade` once the commit is known: the plan, the
 //! warnings (modes, no kernel), `--dry-run`, the deployment and its report.
 
-use slate_core::sysroot::{self, DeployOptions, ImageChange, Sysroot};
+use slate_core::sysroot::{self, DeployOptions, DeployPlan, ImageChange, Sysroot};
 
 use super::{mode_name, DeployCommon};
 use crate::output;
 
+/// Plan the deploy of `commit` (the library refuses a commit its
+/// origin's remote has not signed, when it requires signatures), then
+/// [`apply`] it.
 pub(super) fn deploy(
     s: &Sysroot,
     commit: &slate_core::hash::ObjectId,
@@ -13,6 +16,18 @@ pub(super) fn deploy(
     c: &DeployCommon,
 ) -> anyhow::Result<()> {
     let plan = s.plan_deploy(commit, opts)?;
+    apply(s, plan, opts, c)
+}
+
+/// A deploy's plan told (and its warnings), then, unless `--dry-run`,
+/// applied and its result told. The caller holds the sysroot's lock.
+pub(super) fn apply(
+    s: &Sysroot,
+    plan: DeployPlan,
+    opts: &DeployOptions,
+    c: &DeployCommon,
+) -> anyhow::Result<()> {
+    let commit = plan.commit;
     // The modes the image's manifest asked for ([deploy], kept in the
     // commit's metadata by compose) against the OS's.
     let cfg = match &plan.os_config {
@@ -28,7 +43,7 @@ pub(super) fn deploy(
         );
     }
     if let (Ok(meta), Ok(cfg)) = (
-        slate_core::store::ObjectRead::read_commit(s.repo(), commit).map(|c| c.metadata),
+        slate_core::store::ObjectRead::read_commit(s.repo(), &commit).map(|c| c.metadata),
         cfg,
     ) {
         for (what, asked, has) in [

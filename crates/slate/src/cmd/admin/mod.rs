@@ -6,15 +6,15 @@ mod source;
 mod status;
 mod upgrade;
 
-use deploy::deploy;
-use source::{resolve, resolve_at_rate};
+use deploy::{apply, deploy};
 use status::print_status;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use slate_core::sysroot::{self, DeployOptions, EtcMode, OsConfig, Sysroot, VarMode};
+use slate_core::remotes::Origin;
+use slate_core::sysroot::{self, BootedBy, DeployOptions, EtcMode, OsConfig, Sysroot, VarMode};
 
 use crate::output;
 
@@ -336,7 +336,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Deploy(d) => {
             // Pull first, then lock: a slow server holds up this deploy only.
-            let (commit, origin) = resolve_at_rate(
+            let r = source::resolve(
                 &s,
                 &d.rev,
                 d.common.from.as_deref(),
@@ -349,10 +349,10 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
                 tries: d.common.tries,
                 retain: d.common.retain,
                 auto_prune: d.common.auto_prune,
-                origin,
+                origin: Some(r.origin),
                 now: now(),
             };
-            deploy(&s, &commit, &opts, &d.common)
+            deploy(&s, &r.commit, &opts, &d.common)
         }
         AdminCommand::Upgrade(u) => upgrade::run(&s, &u),
         AdminCommand::Status(st) => {
@@ -550,49 +550,42 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The sysroot, and which deployment is booted.
-fn open(a: &AdminArgs) -> anyhow::Result<Sysroot> {
-    let proc_cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let booted_here = sysroot::booted_from_cmdline(&proc_cmdline);
-    let path = a.sysroot.clone().unwrap_or_else(|| {
-        PathBuf::from(if booted_here.is_some() {
-            "/sysroot"
-        } else {
-            "/"
-        })
-    });
-    let probe = Sysroot::open(&path, None)
-        .with_context(|| format!("opening sysroot {}", output::shown_path(&path)))?;
-    let booted = match &a.cmdline {
-        Some(f) => {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("reading {}", output::shown_path(f)))?;
-            sysroot::booted_from_cmdline(&text)
-        }
-        // In the initrd, the kernel command line names the deployment
-        // about to boot.
-        None if matches!(a.command, AdminCommand::PrepareRoot(_)) => booted_here,
-        // Otherwise /proc/cmdline names a deployment of this sysroot only
-        // if that deployment's /usr is the running /usr.
-        None => booted_here.filter(|b| {
-            same_inode(
-                &probe.path().join("slate/deploy").join(b).join("usr"),
-                Path::new("/usr"),
-            )
-        }),
-    };
-    let running = a.cmdline.is_none()
-        && booted.is_some()
-        && !matches!(a.command, AdminCommand::PrepareRoot(_));
-    let mut s = Sysroot::open(&path, booted)?;
-    s.set_running(running);
-    Ok(s)
+/// The commit `rev` names (pulled from `from` first when given) and its
+/// origin, for `install`.
+pub(super) fn resolve(
+    s: &Sysroot,
+    rev: &str,
+    from: Option<&Path>,
+) -> anyhow::Result<(slate_core::hash::ObjectId, Option<Origin>)> {
+    let r = source::resolve(s, rev, from, slate_remote::client::MinRate::default())?;
+    Ok((r.commit, Some(r.origin)))
 }
 
-fn same_inode(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => false,
-    }
+/// The sysroot, its booted deployment found by the library from the
+/// kernel command line (`--cmdline FILE`, else /proc/cmdline).
+fn open(a: &AdminArgs) -> anyhow::Result<Sysroot> {
+    let proc_cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let path = a
+        .sysroot
+        .clone()
+        .unwrap_or_else(|| sysroot::default_path(&proc_cmdline));
+    let given = match &a.cmdline {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading {}", output::shown_path(f)))?,
+        ),
+        None => None,
+    };
+    let by = match &given {
+        Some(text) => BootedBy::Cmdline(text),
+        None if matches!(a.command, AdminCommand::PrepareRoot(_)) => BootedBy::Initrd {
+            cmdline: &proc_cmdline,
+        },
+        None => BootedBy::Running {
+            cmdline: &proc_cmdline,
+            usr: Path::new("/usr"),
+        },
+    };
+    Sysroot::open_booted(&path, by)
+        .with_context(|| format!("opening sysroot {}", output::shown_path(&path)))
 }
