@@ -35,6 +35,8 @@ mod record;
 mod reset;
 mod resolve;
 mod status;
+#[cfg(test)]
+mod trust_tests;
 mod verify;
 
 pub use deploy::{check_karg, human_bytes, merge_kargs, DeployOptions, DeployPlan, Deployed};
