@@ -35,7 +35,9 @@ pub enum Error {
     #[error("no remote {name} in {} (add it with `slate remote add`)", repo.display())]
     NoSuchRemote { name: String, repo: PathBuf },
     /// The commit lacks a signature the remote requires.
-    #[error("commit {commit} has no valid signature by a key remote {remote} trusts: not deployed")]
+    #[error(
+        "commit {commit} has no valid signature by a key remote {remote} trusts: not deployed"
+    )]
     Untrusted { commit: ObjectId, remote: String },
 }
 

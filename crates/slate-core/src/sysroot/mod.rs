@@ -22,12 +22,12 @@
 //! written under a temporary name and renamed. See
 //! `docs/format/sysroot.md`.
 
+mod booted;
 mod deploy;
 mod dirs;
 mod drift;
 mod entries;
 mod etc;
-mod booted;
 mod kernel;
 mod ops;
 mod prepare;
@@ -39,6 +39,7 @@ mod status;
 mod trust_tests;
 mod verify;
 
+pub use booted::{default_path, BootedBy};
 pub use deploy::{check_karg, human_bytes, merge_kargs, DeployOptions, DeployPlan, Deployed};
 pub use drift::Drift;
 pub use entries::{boot_order, strverscmp, BootEntry, EntryState};
@@ -47,7 +48,6 @@ pub use kernel::Kernel;
 pub use ops::{CleanupReport, Undeployed};
 pub use prepare::{Mounted, Prepared};
 pub use record::Record;
-pub use booted::{default_path, BootedBy};
 pub use reset::ResetPlan;
 pub use resolve::{Pulled, Resolved, Upgrade, UpgradeOptions};
 pub use status::{DeploymentStatus, DriftCount, Status};
@@ -94,7 +94,7 @@ pub enum Error {
         /// Whether it was the sysroot's repository (else one pulled from).
         sysroot: bool,
         #[source]
-        source: store::Error,
+        source: Box<store::Error>,
     },
     /// Pulling from a remote failed.
     #[error("pulling {remote_ref} from {remote}")]
@@ -110,7 +110,7 @@ pub enum Error {
         rev: String,
         from: PathBuf,
         #[source]
-        source: crate::pull::Error,
+        source: Box<crate::pull::Error>,
     },
     /// The deployment `upgrade` would follow was made from a commit id.
     #[error("{0} was deployed from a commit, not a ref: nothing to follow (deploy a ref to upgrade from it)")]

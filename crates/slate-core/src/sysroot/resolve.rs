@@ -122,7 +122,7 @@ impl Sysroot {
         let local_err = |source| Error::PullLocal {
             rev: rev.to_string(),
             from: src.to_path_buf(),
-            source,
+            source: Box::new(source),
         };
         let heads = pull::local_heads(&src_repo, &[rev.to_string()]).map_err(local_err)?;
         let mut plan = pull::plan(&src_repo, repo, &heads, None).map_err(local_err)?;
@@ -218,7 +218,7 @@ fn named(repo: &Repo, rev: &str, sysroot: bool) -> Result<(ObjectId, Origin)> {
         rev: rev.to_string(),
         repo: repo.path().to_path_buf(),
         sysroot,
-        source,
+        source: Box::new(source),
     })?;
     let is_ref = store::validate_ref_name(rev).is_ok() && repo.read_ref(rev)?.is_some();
     let origin = if is_ref {

@@ -34,8 +34,11 @@ fn setup() -> Option<Env> {
     std::fs::create_dir_all(tree.join("etc")).expect("mkdir");
     std::fs::write(tree.join("etc/hostname"), "box\n").expect("write");
     let s = Sysroot::init_fs(&dir.path().join("sysroot"), Some(Path::new("boot"))).expect("init");
-    s.os_init("os", &OsConfig::new(EtcMode::Persistent, VarMode::Persistent))
-        .expect("os-init");
+    s.os_init(
+        "os",
+        &OsConfig::new(EtcMode::Persistent, VarMode::Persistent),
+    )
+    .expect("os-init");
     let key = SecretKey::generate().expect("key");
     config::add(
         s.repo(),
@@ -131,7 +134,9 @@ fn an_unsigned_commit_of_a_remote_that_requires_signatures_is_not_deployed() {
             r#ref: "os/main".into(),
         },
     ] {
-        let err = s.plan_deploy(&c, &opts(origin.clone())).expect_err("refused");
+        let err = s
+            .plan_deploy(&c, &opts(origin.clone()))
+            .expect_err("refused");
         assert!(untrusted(&err, &c), "{origin}: {err}");
     }
     assert!(s.all_records().expect("records").is_empty());
@@ -169,7 +174,9 @@ fn upgrade_refuses_an_unsigned_commit_and_takes_a_signed_one() {
         version: Cell::new(0),
     };
     let p = Progress::default();
-    let r = s.resolve("origin:os/main", None, &signed, &p).expect("resolve");
+    let r = s
+        .resolve("origin:os/main", None, &signed, &p)
+        .expect("resolve");
     assert_eq!(
         r.origin,
         Origin::Remote {
@@ -198,10 +205,10 @@ fn upgrade_refuses_an_unsigned_commit_and_takes_a_signed_one() {
         },
     };
     let err = s.upgrade(&uo, &unsigned, &p).err().expect("refused");
-    assert!(matches!(
-        err,
-        Error::Remotes(remotes::Error::Untrusted { .. })
-    ), "{err}");
+    assert!(
+        matches!(err, Error::Remotes(remotes::Error::Untrusted { .. })),
+        "{err}"
+    );
     let st = s.status().expect("status");
     assert_eq!(st.deployments.len(), 1);
     assert_eq!(st.deployments[0].commit, first.to_hex());
@@ -210,7 +217,10 @@ fn upgrade_refuses_an_unsigned_commit_and_takes_a_signed_one() {
     signed.version.set(20);
     let up = s.upgrade(&uo, &signed, &p).expect("upgrade");
     let (plan, dopts) = up.plan.expect("a newer commit");
-    assert_eq!(up.follows, st.deployments[0].os.clone() + "/" + &st.deployments[0].id);
+    assert_eq!(
+        up.follows,
+        st.deployments[0].os.clone() + "/" + &st.deployments[0].id
+    );
     let done = s.deploy(plan, &dopts, &p).expect("deploy");
     drop(up.lock);
     assert_eq!(done.record.commit, up.resolved.commit.to_hex());

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use slate_core::remotes::config::{self as remotes, RemoteConfig};
 use slate_core::sign::{self, SecretKey};
 use slate_core::store::ObjectRead;
 use slate_core::summary;
 use slate_remote::client::MinRate;
-use slate_core::remotes::config::{self as remotes, RemoteConfig};
 use slate_remote::pull::{self, PullOptions};
 use slate_remote::serve::Serving;
 

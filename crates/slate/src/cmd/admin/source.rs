@@ -39,19 +39,17 @@ pub(super) fn resolve(
 /// What was pulled, on stderr.
 pub(super) fn report(r: &Resolved, started: Instant) {
     match &r.pulled {
-        None => {}
-        Some(Pulled::Local { from, stats }) => {
-            if stats.files + stats.trees + stats.commits > 0 {
-                eprintln!(
-                    "pulled {} commits, {} trees, {} files ({:.1} MB) from {}",
-                    stats.commits,
-                    stats.trees,
-                    stats.files,
-                    stats.content_bytes as f64 / 1e6,
-                    output::shown_path(from)
-                );
-            }
+        Some(Pulled::Local { from, stats }) if stats.files + stats.trees + stats.commits > 0 => {
+            eprintln!(
+                "pulled {} commits, {} trees, {} files ({:.1} MB) from {}",
+                stats.commits,
+                stats.trees,
+                stats.files,
+                stats.content_bytes as f64 / 1e6,
+                output::shown_path(from)
+            );
         }
+        None | Some(Pulled::Local { .. }) => {}
         Some(Pulled::Remote(f)) => {
             for x in &f.redirects {
                 eprintln!("redirected: {} -> {} (HTTP {})", x.from, x.to, x.status);
