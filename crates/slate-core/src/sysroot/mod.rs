@@ -49,7 +49,7 @@ pub use ops::{CleanupReport, Undeployed};
 pub use prepare::{Mounted, Prepared};
 pub use record::Record;
 pub use reset::ResetPlan;
-pub use resolve::{Pulled, Resolved, Upgrade, UpgradeOptions};
+pub use resolve::{Pulled, ReadyDeploy, Resolved, Upgrade, UpgradeOptions};
 pub use status::{DeploymentStatus, DriftCount, Status};
 
 use std::os::fd::OwnedFd;

@@ -58,6 +58,16 @@ pub struct Upgrade {
     pub plan: Option<(DeployPlan, DeployOptions)>,
 }
 
+/// A deploy ready to apply, the sysroot locked.
+pub struct ReadyDeploy {
+    /// Held until the plan is applied (or dropped).
+    pub lock: SysrootLock,
+    pub resolved: Resolved,
+    pub plan: DeployPlan,
+    /// The options planned with (the origin the resolved one).
+    pub opts: DeployOptions,
+}
+
 /// The deployment an upgrade follows: its OS, name, commit and origin.
 #[derive(PartialEq, Eq)]
 struct Followed {
@@ -134,6 +144,34 @@ impl Sysroot {
                 from: src.to_path_buf(),
                 stats,
             }),
+        })
+    }
+
+    /// Deploy what `rev` names ([`Sysroot::resolve`]): pulled first,
+    /// before the lock is taken (a slow server holds up this deploy
+    /// only), then planned under the lock with `opts`, its origin the
+    /// resolved one. The caller applies the plan ([`Sysroot::deploy`]) or
+    /// shows it.
+    pub fn prepare_deploy(
+        &self,
+        rev: &str,
+        from: Option<&Path>,
+        opts: &DeployOptions,
+        fetch: &dyn Fetch,
+        progress: &Progress,
+    ) -> Result<ReadyDeploy> {
+        let resolved = self.resolve(rev, from, fetch, progress)?;
+        let lock = self.lock()?;
+        let opts = DeployOptions {
+            origin: Some(resolved.origin.clone()),
+            ..opts.clone()
+        };
+        let plan = self.plan_deploy(&resolved.commit, &opts)?;
+        Ok(ReadyDeploy {
+            lock,
+            resolved,
+            plan,
+            opts,
         })
     }
 

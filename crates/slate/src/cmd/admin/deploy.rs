@@ -6,19 +6,6 @@ use slate_core::sysroot::{self, DeployOptions, DeployPlan, ImageChange, Sysroot}
 use super::{mode_name, DeployCommon};
 use crate::output;
 
-/// Plan the deploy of `commit` (the library refuses a commit its
-/// origin's remote has not signed, when it requires signatures), then
-/// [`apply`] it.
-pub(super) fn deploy(
-    s: &Sysroot,
-    commit: &slate_core::hash::ObjectId,
-    opts: &DeployOptions,
-    c: &DeployCommon,
-) -> anyhow::Result<()> {
-    let plan = s.plan_deploy(commit, opts)?;
-    apply(s, plan, opts, c)
-}
-
 /// A deploy's plan told (and its warnings), then, unless `--dry-run`,
 /// applied and its result told. The caller holds the sysroot's lock.
 pub(super) fn apply(

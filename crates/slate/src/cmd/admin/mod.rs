@@ -6,7 +6,7 @@ mod source;
 mod status;
 mod upgrade;
 
-use deploy::{apply, deploy};
+use deploy::apply;
 use status::print_status;
 
 use std::path::{Path, PathBuf};
@@ -335,24 +335,23 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
             Ok(())
         }
         AdminCommand::Deploy(d) => {
-            // Pull first, then lock: a slow server holds up this deploy only.
-            let r = source::resolve(
-                &s,
-                &d.rev,
-                d.common.from.as_deref(),
-                d.common.transfer.min_rate,
-            )?;
-            let _lock = s.lock()?;
             let opts = DeployOptions {
                 os: d.os.clone(),
                 kargs: d.kargs.clone(),
                 tries: d.common.tries,
                 retain: d.common.retain,
                 auto_prune: d.common.auto_prune,
-                origin: Some(r.origin),
+                origin: None,
                 now: now(),
             };
-            deploy(&s, &r.commit, &opts, &d.common)
+            let started = std::time::Instant::now();
+            let fetch = source::fetcher(d.common.transfer.min_rate);
+            let p = output::counted("pulled", "objects", |p| {
+                s.prepare_deploy(&d.rev, d.common.from.as_deref(), &opts, &fetch, p)
+            })?;
+            source::report(&p.resolved, started);
+            let _lock = p.lock;
+            apply(&s, p.plan, &p.opts, &d.common)
         }
         AdminCommand::Upgrade(u) => upgrade::run(&s, &u),
         AdminCommand::Status(st) => {
