@@ -123,7 +123,24 @@ fn store_error(e: &anyhow::Error) -> Option<&store::Error> {
     })
 }
 
+/// Whether `c` is (or wraps) a missing remote's error.
+fn no_such_remote(c: &(dyn std::error::Error + 'static)) -> bool {
+    use slate_core::remotes::Error::NoSuchRemote;
+    matches!(c.downcast_ref(), Some(NoSuchRemote { .. }))
+        || matches!(
+            c.downcast_ref(),
+            Some(slate_core::sysroot::Error::Remotes(NoSuchRemote { .. }))
+        )
+        || matches!(
+            c.downcast_ref(),
+            Some(slate_remote::Error::Remotes(NoSuchRemote { .. }))
+        )
+}
+
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    if e.chain().any(no_such_remote) {
+        return Some("add it with `slate remote add`");
+    }
     if e.chain().any(|c| {
         matches!(
             c.downcast_ref::<checkout::Error>(),

@@ -32,7 +32,7 @@ pub enum Error {
     /// A remote's configuration is wrong or incomplete.
     #[error("{0}")]
     Config(String),
-    #[error("no remote {name} in {} (add it with `slate remote add`)", repo.display())]
+    #[error("no remote {name} in {}", repo.display())]
     NoSuchRemote { name: String, repo: PathBuf },
     /// The commit lacks a signature the remote requires.
     #[error(
