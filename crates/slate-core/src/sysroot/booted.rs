@@ -60,3 +60,47 @@ fn same_inode(a: &Path, b: &Path) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_booted_deployment_by_each_source() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sr");
+        Sysroot::init_fs(&path, Some(Path::new("boot"))).expect("init");
+        let usr = path.join("slate/deploy/os/abc.1/usr");
+        std::fs::create_dir_all(&usr).expect("mkdir");
+        let cl = "quiet slate=/slate/deploy/os/abc.1 ro";
+        let booted = |by| {
+            Sysroot::open_booted(&path, by)
+                .expect("open")
+                .booted()
+                .map(String::from)
+        };
+        let named = Some("os/abc.1".to_string());
+        assert_eq!(booted(BootedBy::Cmdline(cl)), named);
+        assert_eq!(booted(BootedBy::Initrd { cmdline: cl }), named);
+        // A running system counts only when the deployment's /usr is its.
+        let other = dir.path().join("usr");
+        std::fs::create_dir(&other).expect("mkdir");
+        assert_eq!(
+            booted(BootedBy::Running {
+                cmdline: cl,
+                usr: &other
+            }),
+            None
+        );
+        assert_eq!(
+            booted(BootedBy::Running {
+                cmdline: cl,
+                usr: &usr
+            }),
+            named
+        );
+        assert_eq!(booted(BootedBy::Cmdline("quiet")), None);
+        assert_eq!(default_path(cl), PathBuf::from("/sysroot"));
+        assert_eq!(default_path("quiet ro"), PathBuf::from("/"));
+    }
+}
