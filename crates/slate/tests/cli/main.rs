@@ -7,6 +7,7 @@ mod compose;
 mod delivery;
 mod faultserve;
 mod hostile_fs;
+mod hostile_inputs;
 mod hostile_repo;
 mod hostile_tar;
 mod install;
