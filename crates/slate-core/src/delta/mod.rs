@@ -273,8 +273,9 @@ pub fn describe(path: &Path) -> Result<Described, Error> {
                 d.patched += u64::from(u32::from_be_bytes(b4));
                 skip(
                     &mut f,
-                    n.checked_sub(4)
-                        .ok_or_else(|| Error::format(path, "a patch record of less than 4 bytes"))?,
+                    n.checked_sub(4).ok_or_else(|| {
+                        Error::format(path, "a patch record of less than 4 bytes")
+                    })?,
                 )?;
             }
             b'L' => {
