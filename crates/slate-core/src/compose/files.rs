@@ -353,7 +353,7 @@ mod tests {
         std::fs::write(t.path().join("secret"), "s").expect("write");
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &dir.join("fifo"),
+            dir.join("fifo"),
             rfs::FileType::Fifo,
             Mode::from_raw_mode(0o600),
             0,

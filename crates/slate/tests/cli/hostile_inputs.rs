@@ -322,7 +322,7 @@ fn install_size_is_honoured_or_refused_naming_the_need() {
     // 64 MiB of content: a root of about 135 MiB with the file system's
     // share, more than the 322 MiB of an empty disk leaves.
     let big: Vec<u8> = (0..64u32 << 20)
-        .map(|i| (i * 2654435761 >> 24) as u8)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
     std::fs::write(tree.join("usr/lib/big"), big).expect("write");
     let repo = init(t.path(), "bare");
@@ -447,7 +447,7 @@ fn compose_files_inputs_stay_in_their_folder_and_in_the_image() {
         .expect("symlink");
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &dir.join("files/fifo"),
+        dir.join("files/fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o600),
         0,
