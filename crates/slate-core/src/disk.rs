@@ -419,8 +419,10 @@ pub fn write(
                 tmp.display()
             )));
         }
-        f.set_len(0).map_err(io(&tmp))?;
-        f.set_len(l.disk_bytes()).map_err(io(&tmp))?;
+        if let Err(e) = f.set_len(0).and_then(|()| f.set_len(l.disk_bytes())) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&tmp)(e));
+        }
         _held = Some(f);
         tmp
     };
