@@ -154,12 +154,12 @@ impl Layout {
         }
         if let Some(max) = max_disk {
             if self.disk_bytes() > max {
-                let need_root = root_bytes * 11 / 10 / MIB + 64;
-                if fixed + need_root * MIB > max {
+                let need = Self::needed_bytes(root_bytes, esp_bytes);
+                if need > max {
                     return Err(Error::Refused(format!(
                         "the disk holds {} MiB; this sysroot needs {} MiB",
                         max / MIB,
-                        (fixed + need_root * MIB) / MIB
+                        need / MIB
                     )));
                 }
                 self.root_mib = (max - fixed) / MIB;
@@ -167,6 +167,112 @@ impl Layout {
         }
         Ok(())
     }
+
+    /// The smallest disk for a root of `root_bytes` and an ESP of
+    /// `esp_bytes`: the ESP's size, the root's content and a tenth more
+    /// with 64 MiB for the file system, the GPT's 2 MiB.
+    pub fn needed_bytes(root_bytes: u64, esp_bytes: u64) -> u64 {
+        let esp_mib = (esp_bytes * 2 / MIB + 1).max(256);
+        (esp_mib + 2 + root_bytes * 11 / 10 / MIB + 64) * MIB
+    }
+
+    /// Sizes for a disk of exactly `disk_bytes` (rounded down to MiB),
+    /// or an error naming the size this sysroot needs.
+    pub fn size_exactly(
+        &mut self,
+        root_bytes: u64,
+        esp_bytes: u64,
+        disk_bytes: u64,
+    ) -> Result<(), Error> {
+        let need = Self::needed_bytes(root_bytes, esp_bytes);
+        if disk_bytes < need {
+            return Err(Error::Refused(format!(
+                "a disk of {} MiB is too small: this sysroot needs {} MiB",
+                disk_bytes / MIB,
+                need / MIB
+            )));
+        }
+        self.size(root_bytes, esp_bytes, disk_bytes, Some(disk_bytes))
+    }
+}
+
+/// Check, before anything is made, that `target` may become a disk: a
+/// block device not in use, or a file that is absent (in a folder that
+/// exists), empty, or a disk image. A disk that holds partitions, or a
+/// file that holds something else than a partition table, is erased only
+/// with `force`; a folder, or any other kind of file, never.
+pub fn check_target(target: &Path, force: bool) -> Result<(), Error> {
+    let m = match std::fs::metadata(target) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let parent = partial_path(target)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            if !parent.is_dir() {
+                return Err(Error::Refused(format!(
+                    "{}: its folder {} does not exist",
+                    target.display(),
+                    parent.display()
+                )));
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(io(target)(e)),
+    };
+    let ft = m.file_type();
+    if ft.is_dir() {
+        return Err(Error::Refused(format!(
+            "{} is a folder: a disk is an image file (made or replaced) or a block device",
+            target.display()
+        )));
+    }
+    if ft.is_block_device() {
+        check_device_free(target)?;
+    } else if !ft.is_file() {
+        return Err(Error::Refused(format!(
+            "{} is neither a regular file nor a block device",
+            target.display()
+        )));
+    }
+    let existing = existing_partitions(target);
+    if !existing.is_empty() {
+        if force {
+            return Ok(());
+        }
+        return Err(Error::Refused(format!(
+            "{} holds {} partition(s), which installing would erase:\n  {}\n\
+             (--force to erase them)",
+            target.display(),
+            existing.len(),
+            existing.join("\n  ")
+        )));
+    }
+    if ft.is_file() && m.len() > 0 && !force && !has_partition_table(target)? {
+        return Err(Error::Refused(format!(
+            "{} is a file of {} bytes with no partition table: it is not a disk image, \
+             and installing would replace it (--force to replace it)",
+            target.display(),
+            m.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the file `path` starts with a partition table: a GPT header
+/// (`EFI PART` in its second 512-byte sector) or an MBR's boot signature
+/// with a partition entry.
+fn has_partition_table(path: &Path) -> Result<bool, Error> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(io(path))?;
+    let mut head = Vec::with_capacity(1024);
+    f.take(1024).read_to_end(&mut head).map_err(io(path))?;
+    let gpt = head.get(512..520) == Some(b"EFI PART".as_slice());
+    let mbr = head.get(510..512) == Some([0x55, 0xaa].as_slice())
+        && head
+            .get(446..510)
+            .is_some_and(|t| t.chunks(16).any(|e| e[4] != 0));
+    Ok(gpt || mbr)
 }
 
 /// What the target holds now: its partitions as `sfdisk` lists them, or
@@ -313,8 +419,10 @@ pub fn write(
                 tmp.display()
             )));
         }
-        f.set_len(0).map_err(io(&tmp))?;
-        f.set_len(l.disk_bytes()).map_err(io(&tmp))?;
+        if let Err(e) = f.set_len(0).and_then(|()| f.set_len(l.disk_bytes())) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(&tmp)(e));
+        }
         _held = Some(f);
         tmp
     };
@@ -348,7 +456,10 @@ pub fn write(
         let _ = std::fs::remove_file(&disk);
         return Err(e);
     }
-    std::fs::rename(&disk, target).map_err(io(target))?;
+    if let Err(e) = std::fs::rename(&disk, target) {
+        let _ = std::fs::remove_file(&disk);
+        return Err(io(target)(e));
+    }
     Ok(None)
 }
 
@@ -457,4 +568,69 @@ fn copy_into(src: &Path, disk: &Path, offset: u64, sparse: bool) -> Result<(), E
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout {
+            esp_uuid: String::new(),
+            root_uuid: String::new(),
+            root_fs_uuid: String::new(),
+            esp_mib: 0,
+            root_mib: 0,
+        }
+    }
+
+    /// A size given is the disk's size, or refused naming the need.
+    #[test]
+    fn an_exact_size_is_honoured_or_refused_naming_the_need() {
+        let root = 100 * MIB;
+        let need = Layout::needed_bytes(root, MIB);
+        // 256 MiB ESP, 2 MiB of GPT, 110 MiB + 64 MiB of root.
+        assert_eq!(need, (256 + 2 + 110 + 64) * MIB);
+        let mut l = layout();
+        let e = l
+            .size_exactly(root, MIB, MIB)
+            .expect_err("1 MiB is too small");
+        assert!(e.to_string().contains("needs 432 MiB"), "{e}");
+        for want in [need, 500 * MIB, 8 << 30] {
+            let mut l = layout();
+            l.size_exactly(root, MIB, want).expect("fits");
+            assert_eq!(l.disk_bytes(), want, "{want}");
+        }
+        // Without a size: room to grow.
+        let mut l = layout();
+        l.size(root, MIB, 0, None).expect("sized");
+        assert!(l.disk_bytes() > need);
+    }
+
+    #[test]
+    fn targets_that_are_no_disk_are_refused() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = t.path().join("d");
+        std::fs::create_dir(&dir).expect("mkdir");
+        let e = check_target(&dir, true).expect_err("a folder");
+        assert!(e.to_string().contains("is a folder"), "{e}");
+        let notes = t.path().join("notes.txt");
+        std::fs::write(&notes, "notes").expect("write");
+        let e = check_target(&notes, false).expect_err("no disk image");
+        assert!(e.to_string().contains("no partition table"), "{e}");
+        assert!(check_target(&notes, true).is_ok());
+        // An empty file, a new one, a file with a GPT header.
+        let empty = t.path().join("empty");
+        std::fs::write(&empty, "").expect("write");
+        assert!(check_target(&empty, false).is_ok());
+        assert!(check_target(&t.path().join("new.img"), false).is_ok());
+        let gpt = t.path().join("gpt.img");
+        let mut b = vec![0u8; 1024];
+        b[512..520].copy_from_slice(b"EFI PART");
+        std::fs::write(&gpt, &b).expect("write");
+        assert!(has_partition_table(&gpt).expect("read"));
+        assert!(!has_partition_table(&notes).expect("read"));
+        let e = check_target(&t.path().join("no/disk.img"), false).expect_err("no folder");
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
 }

@@ -10,9 +10,11 @@
 //! archive cut off before its end-of-archive blocks, or followed by
 //! anything but zeros, is refused. Sparse members (GNU or PAX) are refused.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::rc::Rc;
 
 use super::{Error, Result, Stats, TreeScan};
 use crate::hash::ObjectId;
@@ -22,10 +24,18 @@ use crate::object::{
 use crate::progress::Progress;
 use crate::store::{self, FileContent, ObjectWrite};
 
-/// The decompressed stream, counting what it gives and noting its end.
+/// Most bytes the tar reader may take between two members: the header
+/// blocks, GNU long names and PAX records of the next one (held in memory
+/// whole by the `tar` crate, whatever size their header claims) and what
+/// it skips of the one before.
+const MAX_BETWEEN_MEMBERS: u64 = 64 << 20;
+
+/// The decompressed stream, noting its end, and counting what the tar
+/// reader takes between members (`between` is `Some` while it does).
 struct Tracked<'a> {
     inner: Box<dyn Read + 'a>,
     eof: bool,
+    between: Rc<Cell<Option<u64>>>,
 }
 
 impl Read for Tracked<'_> {
@@ -33,6 +43,19 @@ impl Read for Tracked<'_> {
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() {
             self.eof = true;
+        }
+        if let Some(used) = self.between.get() {
+            let used = used + n as u64;
+            if used > MAX_BETWEEN_MEMBERS {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "more than {MAX_BETWEEN_MEMBERS} bytes of headers, long names and PAX \
+                         records before a member"
+                    ),
+                ));
+            }
+            self.between.set(Some(used));
         }
         Ok(n)
     }
@@ -93,9 +116,11 @@ pub fn commit_tar_tree<W: ObjectWrite + ?Sized>(
 ) -> Result<TreeScan> {
     let name = archive_name;
     let stats = Stats::default();
+    let between = Rc::new(Cell::new(None));
     let mut archive = tar::Archive::new(Tracked {
         inner: decompressed(reader, name)?,
         eof: false,
+        between: between.clone(),
     });
     let read_err = |source| Error::TarRead {
         archive: name.to_owned(),
@@ -106,7 +131,12 @@ pub fn commit_tar_tree<W: ObjectWrite + ?Sized>(
         children: BTreeMap::new(),
     };
     let mut entries = archive.entries().map_err(read_err)?;
-    for entry in entries.by_ref() {
+    loop {
+        between.set(Some(0));
+        let Some(entry) = entries.next() else {
+            break;
+        };
+        between.set(None);
         let mut entry = entry.map_err(read_err)?;
         let raw_path = entry.path_bytes().into_owned();
         let member = name::escape(&raw_path);
@@ -279,6 +309,7 @@ pub fn commit_tar_tree<W: ObjectWrite + ?Sized>(
             };
         insert(&mut root, &comps, node).map_err(&bad)?;
     }
+    between.set(None);
     finish_stream(archive.into_inner(), name)?;
     let root_id = write_node(store, &root)?;
     Ok(TreeScan {
@@ -414,6 +445,25 @@ fn write_node<W: ObjectWrite + ?Sized>(store: &W, node: &Node) -> Result<ObjectI
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A PAX record claiming a huge size is refused once the limit is
+    /// read, not read into memory whole.
+    #[test]
+    fn a_huge_pax_record_is_refused_not_held() {
+        let mut h = tar::Header::new_ustar();
+        h.set_path("pax").expect("path");
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_size(1 << 40);
+        h.set_cksum();
+        let stream =
+            std::io::Cursor::new(h.as_bytes().to_vec()).chain(std::io::repeat(b'9').take(1 << 40));
+        let sink = crate::store::HashSink::new();
+        let Err(e) = commit_tar_tree(&sink, Box::new(stream), "bomb.tar", &Progress::default())
+        else {
+            panic!("a PAX record of a TiB was accepted");
+        };
+        assert!(e.to_string().contains("PAX records before a member"), "{e}");
+    }
 
     #[test]
     fn sanitize() {

@@ -309,23 +309,3 @@ pub fn digest_path(p: &Path) -> Result<String, Error> {
     .map_err(|e| Error::Input(format!("{}: {e}", p.display())))?;
     Ok(format!("tree:{}", scan.root.to_hex()))
 }
-
-/// Copy the `files` input `source` to `target` (absolute in the image),
-/// owned by the builder (root).
-pub fn add_files(root: &Path, source: &Path, target: &str) -> Result<(), Error> {
-    let dest = root.join(target.trim_start_matches('/'));
-    let m = std::fs::metadata(source).map_err(Error::io(source))?;
-    if m.is_dir() {
-        copy_dir(source, &dest, false)
-    } else {
-        let parent = dest.parent().unwrap_or(root);
-        std::fs::create_dir_all(parent).map_err(Error::io(parent))?;
-        if std::fs::symlink_metadata(&dest).is_ok_and(|d| d.is_dir()) {
-            return Err(Error::Input(format!(
-                "files {}: the target {target} is a folder in the image; name the file",
-                source.display()
-            )));
-        }
-        cp(source, &dest, false)
-    }
-}

@@ -391,7 +391,7 @@ pub fn compose(
                     path: target.clone(),
                     digest: base::digest_path(source)?,
                 });
-                base::add_files(&tree, source, target)?;
+                super::files::add(&tree, source, target, &opts.manifest.files_roots)?;
             }
             Input::Deb { path, sha256 } => {
                 base::check_digest(&format!("input {} (deb)", i + 1), path, sha256)?;

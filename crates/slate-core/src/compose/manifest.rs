@@ -188,6 +188,9 @@ pub struct Lint {
 pub struct Loaded {
     pub path: PathBuf,
     pub manifest: Manifest,
+    /// The folders `files` sources may be below (canonical): the
+    /// manifest's, and those the builder allows.
+    pub files_roots: Vec<PathBuf>,
 }
 
 /// Line and column (from 1) of byte `offset` of `text`.
@@ -232,17 +235,29 @@ fn is_unit(s: &str) -> bool {
 impl Loaded {
     /// Read and check the manifest at `path`.
     pub fn read(path: &Path) -> Result<Loaded, Error> {
+        Loaded::read_allowing(path, &[])
+    }
+
+    /// Read and check the manifest at `path`, its `files` sources below
+    /// its folder or one of `allowed`.
+    pub fn read_allowing(path: &Path, allowed: &[PathBuf]) -> Result<Loaded, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error {
             path: path.to_path_buf(),
             line: 0,
             column: 0,
             message: e.to_string(),
         })?;
-        Loaded::parse(path, &text)
+        Loaded::parse_allowing(path, &text, allowed)
     }
 
     /// Check `text`, the manifest at `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Loaded, Error> {
+        Loaded::parse_allowing(path, text, &[])
+    }
+
+    /// Check `text`, the manifest at `path`, its `files` sources below its
+    /// folder or one of `allowed`.
+    pub fn parse_allowing(path: &Path, text: &str, allowed: &[PathBuf]) -> Result<Loaded, Error> {
         let at = |offset: usize, message: String| {
             let (line, column) = line_col(text, offset);
             Error {
@@ -260,6 +275,8 @@ impl Loaded {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        let files_roots =
+            super::files::roots(dir, allowed).map_err(|m| at(0, format!("files sources: {m}")))?;
 
         crate::store::validate_ref_name(m.image.branch.get_ref())
             .map_err(|e| at(m.image.branch.span().start, e.to_string()))?;
@@ -328,11 +345,11 @@ impl Loaded {
                         return Err(at(start, format!("{what}: {p:?} is not a package name")));
                     }
                 }
-                Input::Files { target, .. } if !target.starts_with('/') => {
-                    return Err(at(
-                        start,
-                        format!("{what}: target {target:?} must be an absolute path in the image"),
-                    ));
+                Input::Files { source, target } => {
+                    *target = super::files::normalize_target(target)
+                        .map_err(|m| at(start, format!("{what}: {m}")))?;
+                    *source = super::files::check_source(&dir.join(&*source), &files_roots)
+                        .map_err(|m| at(start, format!("{what}: {m}")))?;
                 }
                 _ => {}
             }
@@ -342,7 +359,6 @@ impl Loaded {
                 Input::Directory { path }
                 | Input::Tarball { path, .. }
                 | Input::Deb { path, .. } => *path = dir.join(&*path),
-                Input::Files { source, .. } => *source = dir.join(&*source),
                 _ => {}
             }
         }
@@ -374,6 +390,7 @@ impl Loaded {
         Ok(Loaded {
             path: path.to_path_buf(),
             manifest: m,
+            files_roots,
         })
     }
 }

@@ -4,7 +4,7 @@
 //! what the image is; `build.rs` runs one compose: the base tree
 //! (`base.rs`: mmdebstrap, a folder, a tarball; `cache.rs`: packages by
 //! digest and base trees), the lockfile (`lock.rs`), what the manifest
-//! adds (`image.rs`), the stateless transformation (`users.rs`,
+//! adds (`image.rs`; `files.rs`: the `files` inputs, confined), the stateless transformation (`users.rs`,
 //! `units.rs`, `etc.rs`, `var.rs`; `docs/stateless.md`), the lint
 //! (`lint.rs`) and the commit. `packages.rs` reads an image's packages.
 
@@ -12,6 +12,7 @@ pub mod base;
 pub mod build;
 pub mod cache;
 pub mod etc;
+pub mod files;
 pub mod image;
 pub mod lint;
 pub mod lock;

@@ -446,3 +446,63 @@ fn the_work_dir_of_a_killed_compose_is_removed_by_the_next() {
     drop(live);
     assert!(!p.exists());
 }
+
+/// The project's own manifests read, their `files` sources below their
+/// folders (the end-to-end test appends broken.toml to image.toml in the
+/// same folder).
+#[test]
+fn the_example_and_end_to_end_manifests_read() {
+    let top = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let e2e = top.join("tests/e2e");
+    let text = std::fs::read_to_string(e2e.join("image.toml")).expect("e2e manifest")
+        + &std::fs::read_to_string(e2e.join("broken.toml")).expect("broken.toml");
+    // As tests/e2e/run.sh lays it out: a copy, with the key and version.
+    let t = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(t.path().join("files")).expect("mkdir");
+    for e in std::fs::read_dir(e2e.join("files")).expect("ls").flatten() {
+        std::fs::copy(e.path(), t.path().join("files").join(e.file_name())).expect("cp");
+    }
+    for f in ["key.pub", "version"] {
+        std::fs::write(t.path().join("files").join(f), "x\n").expect("write");
+    }
+    let l = Loaded::parse(&t.path().join("v3.toml"), &text).expect("e2e manifest reads");
+    assert!(l.manifest.inputs.len() > 3);
+    Loaded::read(&top.join("examples/debian/image.toml")).expect("example reads");
+}
+
+/// Each `files` input that reaches outside its folder, is no regular
+/// file or folder, or climbs out of the image is refused at its line.
+#[test]
+fn files_inputs_outside_their_folder_or_the_image_are_refused() {
+    let d = with_overlay();
+    std::fs::write(d.path().join("overlay/f"), "f").expect("write");
+    std::os::unix::fs::symlink("/etc", d.path().join("overlay/etc")).expect("symlink");
+    let cases: &[(&str, &str, &str)] = &[
+        ("/etc/passwd", "/usr/share/x", "outside"),
+        ("overlay/etc/passwd", "/usr/share/x", "outside"),
+        ("..", "/usr/share/x", "outside"),
+        ("/dev/zero", "/usr/share/x", "outside"),
+        ("overlay/f", "/usr/../../tmp/x", "climbs"),
+    ];
+    for (source, target, words) in cases {
+        let text = GOOD
+            .replace("source = \"overlay\"", &format!("source = {source:?}"))
+            .replace(
+                "target = \"/usr/share/slate-example\"",
+                &format!("target = {target:?}"),
+            );
+        let e = parse(d.path(), &text).expect_err(source);
+        assert_eq!(e.line, 16, "{source}: {e}");
+        assert!(e.message.contains(words), "{source}: {e}");
+    }
+    // A target is kept normalized.
+    let text = GOOD.replace(
+        "target = \"/usr/share/slate-example\"",
+        "target = \"/usr//share/./x/\"",
+    );
+    let l = parse(d.path(), &text).expect("reads");
+    match l.manifest.inputs[2].get_ref() {
+        Input::Files { target, .. } => assert_eq!(target, "/usr/share/x"),
+        other => panic!("{other:?}"),
+    }
+}

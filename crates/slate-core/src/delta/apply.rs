@@ -41,6 +41,15 @@ const MAX_COMMIT: u32 = 1 << 20;
 const MAX_RECORD: u64 = 1 << 30;
 /// Largest trees record once decompressed.
 const MAX_TREES: u64 = 256 << 20;
+/// Most files one delta may carry (a whole distribution holds a few
+/// hundred thousand): the numbers of its files are kept in memory.
+pub(crate) const MAX_FILES: u32 = 1 << 23;
+/// Fewest bytes one entry of a patch record takes: two ids, two lengths
+/// and the shortest file header.
+const MIN_PATCH_ENTRY: usize = 32 + 32 + 4 + MIN_FILE_HEADER + 4;
+/// The shortest file header: magic, kind, mode, uid, gid, rdev, no
+/// xattrs, size.
+const MIN_FILE_HEADER: usize = 8 + 1 + 4 + 4 + 4 + 8 + 4 + 8;
 
 /// `n` bytes (memory grows with what is read, not with what a length
 /// field claims); a shorter input is an unexpected end.
@@ -72,6 +81,16 @@ impl Ctx<'_, '_> {
 
     fn err(&self, reason: impl Into<String>) -> Error {
         Error::format(self.path, reason)
+    }
+
+    /// Number `count` more files after the `next` first ones.
+    fn more_files(&self, next: u32, count: u32) -> Result<u32, Error> {
+        match next.checked_add(count) {
+            Some(n) if n <= MAX_FILES => Ok(n),
+            _ => Err(self.err(format!(
+                "more than {MAX_FILES} files ({next} and {count} more)"
+            ))),
+        }
     }
 
     fn check(&self, kind: ObjectType, id: &ObjectId, got: &ObjectId) -> Result<(), Error> {
@@ -140,6 +159,13 @@ impl Ctx<'_, '_> {
     fn patches(&self, first: u32, b: &[u8]) -> Result<(), Error> {
         let mut r = b;
         let n = take_u32(&mut r).ok_or_else(|| self.err("truncated patch record"))?;
+        // The count is the record's word: each entry must fit in what is left.
+        if n as usize > r.len() / MIN_PATCH_ENTRY {
+            return Err(self.err(format!(
+                "a patch record announces {n} patches in {} bytes",
+                r.len()
+            )));
+        }
         let mut items = Vec::with_capacity(n as usize);
         for i in 0..n {
             let bad = || self.err("truncated patch record");
@@ -330,9 +356,7 @@ pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, E
                 let n = read_u64(&mut f).map_err(trunc)?;
                 let count = read_u32(&mut f).map_err(trunc)?;
                 let first = next;
-                next = next
-                    .checked_add(count)
-                    .ok_or_else(|| ctx.err("too many files"))?;
+                next = ctx.more_files(next, count)?;
                 let len = n
                     .checked_sub(4)
                     .ok_or_else(|| ctx.err("a block of files of less than 4 bytes"))?;
@@ -373,9 +397,7 @@ pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, E
                         .map(|c| u32::from_be_bytes(c.try_into().expect("4")))
                         .ok_or_else(|| ctx.err("truncated patch record"))?;
                     let first = next;
-                    next = next
-                        .checked_add(count)
-                        .ok_or_else(|| ctx.err("too many files"))?;
+                    next = ctx.more_files(next, count)?;
                     ctx.patches(first, &b)?;
                 }
             }
@@ -383,9 +405,7 @@ pub fn apply(repo: &Repo, path: &Path, progress: &Progress) -> Result<Applied, E
                 flush(&mut pending)?;
                 pending_bytes = 0;
                 let n = next;
-                next = next
-                    .checked_add(1)
-                    .ok_or_else(|| ctx.err("too many files"))?;
+                next = ctx.more_files(next, 1)?;
                 let h = read_header(&mut f).map_err(trunc)?;
                 let mut chunks = Chunks {
                     inner: &mut f,
@@ -457,6 +477,13 @@ fn store_trees(ctx: &Ctx<'_, '_>, rec: &[u8]) -> Result<Vec<ObjectId>, Error> {
             ))
         })?;
         prefix.extend_from_slice(&t.encode());
+        // The writer keeps its reference within a decoder's window.
+        if prefix.len() as u64 > 1 << super::MAX_WINDOW_LOG {
+            return Err(ctx.err(format!(
+                "trees encoded on {n} base trees of more than {} bytes",
+                1u64 << super::MAX_WINDOW_LOG
+            )));
+        }
     }
     let mut d = zstd::stream::read::Decoder::with_ref_prefix(r, &prefix)
         .map_err(|e| ctx.err(format!("trees: {e}")))?;

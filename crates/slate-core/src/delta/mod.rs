@@ -244,17 +244,28 @@ pub fn describe(path: &Path) -> Result<Described, Error> {
     };
     let mut b4 = [0u8; 4];
     let mut b8 = [0u8; 8];
+    // Skip `n` bytes of a record, never past the file's end nor back.
+    let skip = |f: &mut std::io::BufReader<std::fs::File>, n: u64| -> Result<(), Error> {
+        let pos = f.stream_position().map_err(io)?;
+        match i64::try_from(n) {
+            Ok(k) if n <= size.saturating_sub(pos) => f.seek_relative(k).map_err(io),
+            _ => Err(Error::format(
+                path,
+                format!("a record of {n} bytes at byte {pos} goes past the end"),
+            )),
+        }
+    };
     loop {
         let mut tag = [0u8; 1];
         f.read_exact(&mut tag).map_err(trunc)?;
         match tag[0] {
             b'C' => {
                 f.read_exact(&mut b4).map_err(trunc)?;
-                f.seek_relative(u32::from_be_bytes(b4) as i64).map_err(io)?;
+                skip(&mut f, u64::from(u32::from_be_bytes(b4)))?;
             }
             b'T' | b'F' => {
                 f.read_exact(&mut b8).map_err(trunc)?;
-                f.seek_relative(u64::from_be_bytes(b8) as i64).map_err(io)?;
+                skip(&mut f, u64::from_be_bytes(b8))?;
                 d.blocks += u64::from(tag[0] == b'F');
             }
             b'P' => {
@@ -262,17 +273,22 @@ pub fn describe(path: &Path) -> Result<Described, Error> {
                 let n = u64::from_be_bytes(b8);
                 f.read_exact(&mut b4).map_err(trunc)?;
                 d.patched += u64::from(u32::from_be_bytes(b4));
-                f.seek_relative(n as i64 - 4).map_err(io)?;
+                skip(
+                    &mut f,
+                    n.checked_sub(4).ok_or_else(|| {
+                        Error::format(path, "a patch record of less than 4 bytes")
+                    })?,
+                )?;
             }
             b'L' => {
                 d.large += 1;
                 f.read_exact(&mut b4).map_err(trunc)?;
-                f.seek_relative(u32::from_be_bytes(b4) as i64).map_err(io)?;
+                skip(&mut f, u64::from(u32::from_be_bytes(b4)))?;
                 loop {
                     f.read_exact(&mut b4).map_err(trunc)?;
                     match u32::from_be_bytes(b4) {
                         0 => break,
-                        n => f.seek_relative(n as i64).map_err(io)?,
+                        n => skip(&mut f, u64::from(n))?,
                     }
                 }
             }

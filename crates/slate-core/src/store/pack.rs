@@ -95,7 +95,32 @@ pub fn decode_index(b: &[u8]) -> Result<Vec<PackEntry>, String> {
     if let Some(e) = entries.iter().find(|e| kind_of_code(e.kind).is_none()) {
         return Err(format!("entry {} has unknown kind {:#04x}", e.id, e.kind));
     }
+    // Readers allocate a frame's sizes: they must be sizes a writer makes.
+    if let Some(e) = entries.iter().find(|e| !plausible_frame(e)) {
+        return Err(format!(
+            "entry {} has a frame of {} bytes ({} decompressed) holding {} bytes at {}: \
+             not a frame the pack writer makes (at most {MAX_FRAME_RAW} bytes)",
+            e.id, e.frame_len, e.frame_raw_len, e.len, e.off
+        ));
+    }
     Ok(entries)
+}
+
+/// Largest decompressed frame a reader accepts: a writer's frame is a run
+/// of small objects up to `FRAME_TARGET` plus the object that crossed it
+/// (a file of at most `PACKED_MAX`, or a tree).
+pub(crate) const MAX_FRAME_RAW: u32 = 256 << 20;
+
+/// Whether an entry's frame has sizes a writer makes: the frame within
+/// [`MAX_FRAME_RAW`] once decompressed and within zstd's bound of that
+/// compressed, the object inside it.
+fn plausible_frame(e: &PackEntry) -> bool {
+    let raw = u64::from(e.frame_raw_len);
+    // zstd's compress bound: size + size/256 + a margin for small inputs.
+    let bound = raw + (raw >> 8) + (128 << 10);
+    e.frame_raw_len <= MAX_FRAME_RAW
+        && u64::from(e.frame_len) <= bound
+        && u64::from(e.off) + u64::from(e.len) <= raw
 }
 
 /// The one-byte kind code of a packed object.
@@ -441,5 +466,42 @@ mod tests {
                 .expect_err("unsorted")
                 .contains("sorted")
         );
+    }
+
+    /// Sizes no writer makes are refused when the index is read, before
+    /// a reader allocates a frame of that size.
+    #[test]
+    fn index_with_impossible_frame_sizes_is_refused() {
+        let good = PackEntry {
+            id: ObjectId::digest(b"x"),
+            kind: b'f',
+            frame_off: 8,
+            frame_len: 100,
+            frame_raw_len: 200,
+            off: 0,
+            len: 200,
+        };
+        let digest = ObjectId::digest(b"pack");
+        assert!(decode_index(&encode_index(&[good], &digest)).is_ok());
+        for bad in [
+            PackEntry {
+                frame_len: u32::MAX,
+                frame_raw_len: u32::MAX,
+                ..good
+            },
+            PackEntry {
+                frame_len: u32::MAX,
+                ..good
+            },
+            PackEntry { off: 150, ..good },
+            PackEntry {
+                off: u32::MAX,
+                len: u32::MAX,
+                ..good
+            },
+        ] {
+            let e = decode_index(&encode_index(&[bad], &digest)).expect_err("refused");
+            assert!(e.contains("not a frame the pack writer makes"), "{e}");
+        }
     }
 }

@@ -59,6 +59,10 @@ pub struct ComposeArgs {
     /// that commit's id is printed and nothing is committed).
     #[arg(long)]
     always_commit: bool,
+    /// Let `files` inputs take their sources from this folder too
+    /// (repeatable; by default only from below the manifest's folder).
+    #[arg(long, value_name = "DIR")]
+    allow_files_from: Vec<PathBuf>,
     /// Print what was built as JSON.
     #[arg(long)]
     json: bool,
@@ -87,7 +91,7 @@ fn epoch() -> anyhow::Result<i64> {
 }
 
 pub fn run(a: ComposeArgs) -> anyhow::Result<()> {
-    let loaded = Loaded::read(&a.manifest)?;
+    let loaded = Loaded::read_allowing(&a.manifest, &a.allow_files_from)?;
     if !slate_core::fsutil::is_root() {
         anyhow::bail!(
             "slate compose needs root: it runs mmdebstrap --mode=root and gives files their owners"

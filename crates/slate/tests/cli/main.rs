@@ -8,6 +8,7 @@ mod delivery;
 mod faultserve;
 mod hostile_fs;
 mod hostile_http;
+mod hostile_inputs;
 mod hostile_repo;
 mod hostile_server;
 mod hostile_sysroot;

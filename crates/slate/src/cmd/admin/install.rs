@@ -24,7 +24,8 @@ use crate::output;
     mkfs.ext4 -d, no loop mount; a disk file is built beside its target and renamed over \
     it. A block device is written in place, its root partition filling it; one in use (a \
     partition mounted) is refused. A disk that holds partitions is refused unless --force, \
-    naming them. /etc and /var modes \
+    naming them; so is an existing file that is not a disk image (no partition table) and \
+    not empty. A folder is refused. /etc and /var modes \
     come from the image's manifest ([deploy]) unless --etc or --var says otherwise.",
     after_help = "Examples:\n  slate admin install --from repo --disk disk.img debian/bookworm/x86_64\n  \
     slate admin install --from repo --disk /dev/sdb --force --karg quiet os/main\n  \
@@ -35,7 +36,8 @@ pub struct InstallArgs {
     #[arg(long, value_name = "FILE|DEVICE")]
     pub(crate) disk: PathBuf,
     /// The disk's size (K, M, G, T suffixes; default: a file, what the
-    /// sysroot needs with room to grow; a device, all of it).
+    /// sysroot needs with room to grow; a device, all of it). A size too
+    /// small for the sysroot is refused, naming the size it needs.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) size: Option<u64>,
     /// The OS's name in the sysroot.
@@ -143,16 +145,27 @@ impl InstallArgs {
 /// Make the disk; what was made.
 pub fn make(a: &InstallArgs) -> anyhow::Result<View> {
     slate_core::sysroot::validate_os_name(&a.os)?;
-    disk::check_device_free(&a.disk)?;
-    let existing = disk::existing_partitions(&a.disk);
-    if !existing.is_empty() && !a.force {
-        anyhow::bail!(
-            "{} holds {} partition(s), which installing would erase:\n  {}\n\
-             (--force to erase them)",
-            a.disk.display(),
-            existing.len(),
-            existing.join("\n  ")
-        );
+    disk::check_target(&a.disk, a.force)?;
+    let device = disk::device_bytes(&a.disk);
+    if let Some(size) = a.size {
+        // What any disk needs (an empty sysroot), before the real need is
+        // known from the deployment.
+        let least = Layout::needed_bytes(0, 0);
+        if size < least {
+            anyhow::bail!(
+                "--size {size}: a disk of {} MiB is too small: any disk needs at least {} MiB \
+                 (an ESP of 256 MiB, the root)",
+                size >> 20,
+                least >> 20
+            );
+        }
+        if let Some(dev) = device.filter(|d| size > *d) {
+            anyhow::bail!(
+                "--size {size}: {} holds {} MiB",
+                a.disk.display(),
+                dev >> 20
+            );
+        }
     }
     // (A killed install's folder is removed by the next.)
     let stage = slate_core::fsutil::WorkDir::new(&a.workdir, "slate-install-")
@@ -202,14 +215,14 @@ pub fn make(a: &InstallArgs) -> anyhow::Result<View> {
     s.set_boot_dir(Path::new("/efi"))?;
     let esp_out = stage.path().join("esp");
     std::fs::rename(&esp, &esp_out).context("moving the ESP's files aside")?;
-    let device = disk::device_bytes(&a.disk);
-    layout.size(
-        disk::tree_bytes(&root)?,
-        disk::tree_bytes(&esp_out)?,
-        // A device's root fills it, a file's is what --size leaves.
-        a.size.or(device).unwrap_or(0),
-        device,
-    )?;
+    let (root_bytes, esp_bytes) = (disk::tree_bytes(&root)?, disk::tree_bytes(&esp_out)?);
+    match a.size {
+        Some(size) => layout
+            .size_exactly(root_bytes, esp_bytes, size)
+            .with_context(|| format!("--size {size}"))?,
+        // A device's root fills it; a file's has room to grow.
+        None => layout.size(root_bytes, esp_bytes, device.unwrap_or(0), device)?,
+    }
     let line = output::status_line(|| "writing the disk".to_string());
     let written = disk::write(&a.disk, &layout, &root, &esp_out, stage.path());
     drop(line);
