@@ -38,10 +38,12 @@ enum Command {
     Export(cmd::export::ExportArgs),
     Diff(cmd::diff::DiffArgs),
     PullLocal(cmd::pull::PullLocalArgs),
-    Pull(cmd::remote::PullArgs),
+    #[cfg(feature = "remote")]
+    Pull(cmd::net::PullArgs),
     Remote(cmd::remote::RemoteArgs),
     Summary(cmd::remote::SummaryArgs),
-    Serve(cmd::remote::ServeArgs),
+    #[cfg(feature = "remote")]
+    Serve(cmd::net::ServeArgs),
     Keygen(cmd::remote::KeygenArgs),
     Sign(cmd::remote::SignArgs),
     Delta(cmd::delta::DeltaArgs),
@@ -72,10 +74,12 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Export(a) => cmd::export::run(a),
         Command::Diff(a) => cmd::diff::run(a),
         Command::PullLocal(a) => cmd::pull::run(a),
-        Command::Pull(a) => cmd::remote::run_pull(a),
+        #[cfg(feature = "remote")]
+        Command::Pull(a) => cmd::net::run_pull(a),
         Command::Remote(a) => cmd::remote::run_remote(a),
         Command::Summary(a) => cmd::remote::run_summary(a),
-        Command::Serve(a) => cmd::remote::run_serve(a),
+        #[cfg(feature = "remote")]
+        Command::Serve(a) => cmd::net::run_serve(a),
         Command::Keygen(a) => cmd::remote::run_keygen(a),
         Command::Sign(a) => cmd::remote::run_sign(a),
         Command::Delta(a) => cmd::delta::run(a),

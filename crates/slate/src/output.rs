@@ -37,6 +37,7 @@ pub fn json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 }
 
 /// Print `value` as one line of JSON on stdout (a stream of JSON lines).
+#[cfg(feature = "remote")]
 pub fn json_line<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, value)?;
@@ -131,10 +132,16 @@ fn no_such_remote(c: &(dyn std::error::Error + 'static)) -> bool {
             c.downcast_ref(),
             Some(slate_core::sysroot::Error::Remotes(NoSuchRemote { .. }))
         )
-        || matches!(
-            c.downcast_ref(),
-            Some(slate_remote::Error::Remotes(NoSuchRemote { .. }))
-        )
+        || {
+            #[cfg(feature = "remote")]
+            let remote = matches!(
+                c.downcast_ref(),
+                Some(slate_remote::Error::Remotes(NoSuchRemote { .. }))
+            );
+            #[cfg(not(feature = "remote"))]
+            let remote = false;
+            remote
+        }
 }
 
 fn hint(e: &anyhow::Error) -> Option<&'static str> {

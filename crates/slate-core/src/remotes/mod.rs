@@ -13,7 +13,7 @@ mod fetch;
 mod origin;
 
 pub use config::{RemoteConfig, RemoteState};
-pub use fetch::{Fetch, FetchError, Fetched, NoFetch, Redirect};
+pub use fetch::{Fetch, FetchError, Fetched, MinRate, NoFetch, Redirect};
 pub use origin::{Origin, ParseError};
 
 use std::path::{Path, PathBuf};

@@ -4,75 +4,9 @@
 //! (and the request retried, then the next mirror asked).
 
 use std::io::{self, Read};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// A minimum transfer rate: fewer than `bytes_per_sec` bytes a second over
-/// `window` aborts a transfer. `bytes_per_sec == 0`: no minimum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MinRate {
-    pub bytes_per_sec: u64,
-    pub window: Duration,
-}
-
-impl Default for MinRate {
-    /// Less than 1 KiB/s over 30 s aborts.
-    fn default() -> Self {
-        MinRate {
-            bytes_per_sec: 1024,
-            window: Duration::from_secs(30),
-        }
-    }
-}
-
-impl MinRate {
-    /// No minimum.
-    pub const OFF: MinRate = MinRate {
-        bytes_per_sec: 0,
-        window: Duration::from_secs(30),
-    };
-
-    pub fn is_off(&self) -> bool {
-        self.bytes_per_sec == 0
-    }
-
-    /// `BYTES` (per second, over 30 s) or `BYTES/SECONDS`; `0` for none.
-    pub fn parse(s: &str) -> Result<MinRate, String> {
-        let bad = || format!("{s:?}: not BYTES or BYTES/SECONDS (e.g. 1024/30; 0 for none)");
-        let (b, w) = match s.split_once('/') {
-            Some((b, w)) => (b, Some(w)),
-            None => (s, None),
-        };
-        let bytes_per_sec: u64 = b.trim().parse().map_err(|_| bad())?;
-        let window = match w {
-            Some(w) => {
-                let secs: u64 = w.trim().parse().map_err(|_| bad())?;
-                if secs == 0 || secs > 24 * 3600 {
-                    return Err(format!("{s:?}: SECONDS must be from 1 to 86400"));
-                }
-                Duration::from_secs(secs)
-            }
-            None => MinRate::default().window,
-        };
-        Ok(MinRate {
-            bytes_per_sec,
-            window,
-        })
-    }
-}
-
-impl std::fmt::Display for MinRate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.is_off() {
-            return write!(f, "no minimum rate");
-        }
-        write!(
-            f,
-            "{} bytes/s over {} s",
-            self.bytes_per_sec,
-            self.window.as_secs_f64()
-        )
-    }
-}
+pub use slate_core::remotes::MinRate;
 
 /// A response body read under a [`MinRate`]: each window (from the first
 /// read on) must bring `bytes_per_sec` bytes for each of its seconds, or
@@ -124,6 +58,7 @@ impl<R: Read> Read for Paced<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// Yields one byte per read, waiting `gap` before each.
     struct Drip {

@@ -12,6 +12,8 @@ pub mod init;
 pub mod log;
 pub mod ls;
 pub mod man;
+#[cfg(feature = "remote")]
+pub mod net;
 pub mod prune;
 pub mod pull;
 pub mod refs;

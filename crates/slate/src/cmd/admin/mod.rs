@@ -347,7 +347,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let fetch = source::fetcher(d.common.transfer.min_rate);
             let p = output::counted("pulled", "objects", |p| {
-                s.prepare_deploy(&d.rev, d.common.from.as_deref(), &opts, &fetch, p)
+                s.prepare_deploy(&d.rev, d.common.from.as_deref(), &opts, &*fetch, p)
             })?;
             source::report(&p.resolved, started);
             let _lock = p.lock;
@@ -556,7 +556,7 @@ pub(super) fn resolve(
     rev: &str,
     from: Option<&Path>,
 ) -> anyhow::Result<(slate_core::hash::ObjectId, Option<Origin>)> {
-    let r = source::resolve(s, rev, from, slate_remote::client::MinRate::default())?;
+    let r = source::resolve(s, rev, from, slate_core::remotes::MinRate::default())?;
     Ok((r.commit, Some(r.origin)))
 }
 

@@ -3,21 +3,26 @@
 use std::path::Path;
 use std::time::Instant;
 
+use slate_core::remotes::{Fetch, MinRate};
 use slate_core::sysroot::{Pulled, Resolved, Sysroot};
-use slate_remote::client::MinRate;
-use slate_remote::pull::PullOptions;
-use slate_remote::HttpFetch;
 
 use crate::output;
 
 /// The network seam the library pulls a remote's ref through.
-pub(super) fn fetcher(min_rate: MinRate) -> HttpFetch {
-    HttpFetch {
-        opts: PullOptions {
+/// Without the `remote` feature there is none: a remote's ref is refused.
+#[cfg(feature = "remote")]
+pub(super) fn fetcher(min_rate: MinRate) -> Box<dyn Fetch> {
+    Box::new(slate_remote::HttpFetch {
+        opts: slate_remote::pull::PullOptions {
             min_rate,
-            ..PullOptions::default()
+            ..Default::default()
         },
-    }
+    })
+}
+
+#[cfg(not(feature = "remote"))]
+pub(super) fn fetcher(_: MinRate) -> Box<dyn Fetch> {
+    Box::new(slate_core::remotes::NoFetch)
 }
 
 /// `rev` resolved by the library (pulled from `from` or from a remote
@@ -30,7 +35,7 @@ pub(super) fn resolve(
 ) -> anyhow::Result<Resolved> {
     let started = Instant::now();
     let r = output::counted("pulled", "objects", |p| {
-        s.resolve(rev, from, &fetcher(min_rate), p)
+        s.resolve(rev, from, &*fetcher(min_rate), p)
     })?;
     report(&r, started);
     Ok(r)

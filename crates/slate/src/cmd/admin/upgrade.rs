@@ -23,7 +23,7 @@ pub(super) fn run(s: &Sysroot, u: &UpgradeArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let fetch = source::fetcher(u.common.transfer.min_rate);
-    let up = output::counted("pulled", "objects", |p| s.upgrade(&opts, &fetch, p))?;
+    let up = output::counted("pulled", "objects", |p| s.upgrade(&opts, &*fetch, p))?;
     source::report(&up.resolved, started);
     let commit = up.resolved.commit;
     let Some((plan, deploy_opts)) = up.plan else {
