@@ -20,6 +20,7 @@ use super::packages::{self, Package};
 use super::{etc, units, users, var, Error};
 use crate::commit::{CommitOptions, ParentSpec, Source};
 use crate::hash::ObjectId;
+use crate::image_meta::{self, ImageDeploy};
 use crate::progress::Progress;
 use crate::store::Repo;
 
@@ -442,13 +443,16 @@ pub fn compose(
     // 5. Commit.
     timer.start(&format!("commit to {}", m.image.branch.get_ref()));
     let mut metadata = BTreeMap::new();
-    metadata.insert("slate.image.name".into(), m.image.name.get_ref().clone());
+    metadata.insert(image_meta::NAME.into(), m.image.name.get_ref().clone());
     metadata.insert(
-        "slate.image.version".into(),
+        image_meta::VERSION.into(),
         m.image.version.get_ref().clone(),
     );
-    metadata.insert("slate.deploy.etc".into(), m.deploy.etc.to_string());
-    metadata.insert("slate.deploy.var".into(), m.deploy.var.to_string());
+    ImageDeploy {
+        etc: Some(m.deploy.etc),
+        var: Some(m.deploy.var),
+    }
+    .write(&mut metadata);
     let copts = CommitOptions {
         branch: m.image.branch.get_ref().clone(),
         subject: format!("{} {}", m.image.name.get_ref(), m.image.version.get_ref()),

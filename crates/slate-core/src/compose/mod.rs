@@ -1,6 +1,6 @@
 //! Compose: a declarative manifest becomes an image. This layer sits above
-//! `commit`, `checkout` and `sysroot` (it names the deploy modes an image
-//! asks for). The manifest (`manifest.rs`, `docs/format/manifest.md`) says
+//! `commit` and `checkout`; the deploy modes an image asks for are written
+//! with `image_meta` (it does not import `sysroot`). The manifest (`manifest.rs`, `docs/format/manifest.md`) says
 //! what the image is; `build.rs` runs one compose: the base tree
 //! (`base.rs`: mmdebstrap, a folder, a tarball; `cache.rs`: packages by
 //! digest and base trees), the lockfile (`lock.rs`), what the manifest

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::manifest::{Input, Loaded};
-use crate::sysroot::{EtcMode, VarMode};
+use crate::image_meta::{EtcMode, VarMode};
 
 const GOOD: &str = r#"
 [image]
