@@ -223,10 +223,7 @@ pub fn compose(
     }
     let old_lock = Lockfile::read(&opts.lockfile)?;
     if opts.locked && old_lock.is_none() {
-        return Err(Error::Input(format!(
-            "--locked: no lockfile at {} (compose once without --locked to write it)",
-            opts.lockfile.display()
-        )));
+        return Err(Error::NoLockfile(opts.lockfile.clone()));
     }
     let request_digest = request
         .as_ref()

@@ -41,6 +41,9 @@ pub enum Error {
     Tool { tool: String, message: String },
     #[error("{0}")]
     Input(String),
+    /// `--locked` and no lockfile at this path.
+    #[error("--locked: no lockfile at {}", .0.display())]
+    NoLockfile(PathBuf),
     #[error("--locked: the build differs from {}:\n  {}", path.display(), differences.join("\n  "))]
     Locked {
         path: PathBuf,
