@@ -139,7 +139,10 @@ mod tests {
     fn deploy_modes_round_trip() {
         let mut meta = Metadata::new();
         meta.insert(NAME.into(), "x".into());
-        assert_eq!(ImageDeploy::read(&meta).unwrap(), ImageDeploy::default());
+        assert_eq!(
+            ImageDeploy::read(&meta).expect("no modes"),
+            ImageDeploy::default()
+        );
         let d = ImageDeploy {
             etc: Some(EtcMode::Stateless),
             var: Some(VarMode::Volatile),
@@ -147,7 +150,7 @@ mod tests {
         d.write(&mut meta);
         assert_eq!(meta[DEPLOY_ETC], "stateless");
         assert_eq!(meta[DEPLOY_VAR], "volatile");
-        assert_eq!(ImageDeploy::read(&meta).unwrap(), d);
+        assert_eq!(ImageDeploy::read(&meta).expect("known modes"), d);
         ImageDeploy { etc: None, ..d }.write(&mut meta);
         assert!(!meta.contains_key(DEPLOY_ETC));
         assert_eq!(meta[NAME], "x");
@@ -157,7 +160,7 @@ mod tests {
     fn unknown_mode_names_its_key() {
         let mut meta = Metadata::new();
         meta.insert(DEPLOY_VAR.into(), "tmpfs".into());
-        let e = ImageDeploy::read(&meta).unwrap_err();
+        let e = ImageDeploy::read(&meta).expect_err("an unknown mode");
         assert_eq!(e.key, DEPLOY_VAR);
         assert_eq!(
             e.to_string(),
