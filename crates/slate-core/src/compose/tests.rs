@@ -446,3 +446,31 @@ fn the_work_dir_of_a_killed_compose_is_removed_by_the_next() {
     drop(live);
     assert!(!p.exists());
 }
+
+/// Compose sits beside `sysroot`, not above it: what both need (the
+/// deploy modes, version order) lives lower down.
+#[test]
+fn compose_does_not_import_sysroot() {
+    let sources = [
+        ("base.rs", include_str!("base.rs")),
+        ("build.rs", include_str!("build.rs")),
+        ("cache.rs", include_str!("cache.rs")),
+        ("etc.rs", include_str!("etc.rs")),
+        ("image.rs", include_str!("image.rs")),
+        ("lint.rs", include_str!("lint.rs")),
+        ("lock.rs", include_str!("lock.rs")),
+        ("manifest.rs", include_str!("manifest.rs")),
+        ("mod.rs", include_str!("mod.rs")),
+        ("packages.rs", include_str!("packages.rs")),
+        ("run.rs", include_str!("run.rs")),
+        ("units.rs", include_str!("units.rs")),
+        ("users.rs", include_str!("users.rs")),
+        ("var.rs", include_str!("var.rs")),
+    ];
+    for (name, src) in sources {
+        assert!(
+            !src.contains("crate::sysroot") && !src.contains("super::super::sysroot"),
+            "compose/{name} imports sysroot"
+        );
+    }
+}
