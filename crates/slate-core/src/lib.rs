@@ -4,11 +4,13 @@
 //!
 //! ```text
 //! hash → object → store → walk → { checkout, commit, diff, export, fsck, prune } → pull
-//!      → sysroot (deployments, boot entries, /etc merge) → compose (manifest, stateless steps)
+//!      → sysroot (deployments, boot entries, /etc merge)
+//! { checkout, commit } → compose (manifest, stateless steps; not sysroot)
+//! object → image_meta (an image's commit metadata: deploy modes) → { sysroot, compose }
 //! store, walk → sign, summary, delta (publishing: signatures, the summary, static deltas)
 //! confd → userdb → { sysusers, tmpfiles }   (engines: load, plan, apply; host facts passed in)
 //! fsutil → disk (GPT disk images: the ESP and the root partition); vm (QEMU's arguments)
-//! fsutil, sys, progress: leaves used by all
+//! fsutil, sys, progress, version: leaves used by all
 //! ```
 //!
 //! See `docs/architecture.md`.
@@ -24,6 +26,7 @@ pub mod export;
 pub mod fsck;
 pub mod fsutil;
 pub mod hash;
+pub mod image_meta;
 pub mod object;
 pub mod progress;
 pub mod prune;
@@ -37,5 +40,6 @@ pub mod sysroot;
 pub mod sysusers;
 pub mod tmpfiles;
 pub mod userdb;
+pub mod version;
 pub mod vm;
 pub mod walk;

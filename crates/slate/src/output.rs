@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use serde::Serialize;
-use slate_core::{checkout, commit, store};
+use slate_core::{checkout, commit, compose, store};
 
 /// Write one line to standard output; an error (a closed pipe is not one:
 /// SIGPIPE ends the process; a full disk or `/dev/full` is) is returned,
@@ -148,6 +148,16 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
     if e.chain().any(no_such_remote) {
         return Some("add it with `slate remote add`");
     }
+    // Advice for a library error is the binary's: the library names what is
+    // wrong, the hint says which option of the command changes it.
+    for c in e.chain() {
+        if let Some(checkout::Error::Exists(_)) = c.downcast_ref::<checkout::Error>() {
+            return Some("use --union to check out over it");
+        }
+        if let Some(compose::Error::NoLockfile(_)) = c.downcast_ref::<compose::Error>() {
+            return Some("compose once without --locked to write it");
+        }
+    }
     if e.chain().any(|c| {
         matches!(
             c.downcast_ref::<checkout::Error>(),
@@ -181,6 +191,7 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         store::Error::UnknownRev { .. } => Some("`slate refs` lists branches; `slate log BRANCH` lists commit ids"),
         store::Error::Corrupt { .. } => Some("the repository is damaged; `slate fsck` reports what is affected"),
         store::Error::BadRefName { .. } => Some("use names like `os/stable` or `main`"),
+        store::Error::BareNeedsRoot { .. } => Some("use --mode bare-user"),
         _ => None,
     }
 }
@@ -277,6 +288,23 @@ pub fn counted<T>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn advice_comes_from_the_error_variant() {
+        use super::hint;
+        use slate_core::{checkout, compose, store};
+        use std::path::PathBuf;
+        let p = || PathBuf::from("/x");
+        let e = anyhow::Error::from(checkout::Error::Exists(p())).context("checking out main");
+        assert_eq!(e.root_cause().to_string(), "/x: already exists");
+        assert_eq!(hint(&e), Some("use --union to check out over it"));
+        let e = anyhow::Error::from(store::Error::BareNeedsRoot { path: p() });
+        assert!(!e.to_string().contains("bare-user"), "{e}");
+        assert_eq!(hint(&e), Some("use --mode bare-user"));
+        let e = anyhow::Error::from(compose::Error::NoLockfile(p()));
+        assert_eq!(e.to_string(), "--locked: no lockfile at /x");
+        assert_eq!(hint(&e), Some("compose once without --locked to write it"));
+    }
+
     #[test]
     fn every_timestamp_has_a_date() {
         use super::date;

@@ -32,7 +32,9 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: already exists (use --union to check out over it)", show(.0))]
+    /// The destination exists and the options do not say to check out
+    /// over it (`CheckoutOptions::union`).
+    #[error("{}: already exists", show(.0))]
     Exists(PathBuf),
     #[error("commit {commit}: no path \"{path}\"")]
     NoSuchPath { commit: ObjectId, path: String },

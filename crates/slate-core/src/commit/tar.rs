@@ -140,174 +140,28 @@ pub fn commit_tar_tree<W: ObjectWrite + ?Sized>(
         let mut entry = entry.map_err(read_err)?;
         let raw_path = entry.path_bytes().into_owned();
         let member = name::escape(&raw_path);
-        let bad = |reason: String| Error::Tar {
-            archive: name.to_owned(),
-            member: member.clone(),
-            reason,
+        let at = At {
+            archive: name,
+            member: &member,
         };
-        let comps = sanitize_member_path(&raw_path).map_err(&bad)?;
-        let h = entry.header().clone();
-        let mode = h.mode().map_err(|e| bad(e.to_string()))? & 0o7777;
-        let mut uid = u32::try_from(h.uid().map_err(|e| bad(e.to_string()))?)
-            .map_err(|_| bad("uid does not fit 32 bits".into()))?;
-        let mut gid = u32::try_from(h.gid().map_err(|e| bad(e.to_string()))?)
-            .map_err(|_| bad("gid does not fit 32 bits".into()))?;
-        let etype = h.entry_type();
-        let mut xattrs: Xattrs = Vec::new();
-        if let Some(exts) = entry.pax_extensions().map_err(|e| bad(e.to_string()))? {
-            for ext in exts {
-                let ext = ext.map_err(|e| bad(e.to_string()))?;
-                if ext.key_bytes().starts_with(b"GNU.sparse.") {
-                    return Err(bad(
-                        "sparse member (PAX GNU.sparse records): not supported; \
-                         make the archive without --sparse"
-                            .into(),
-                    ));
-                }
-                let num = || -> Result<u32> {
-                    std::str::from_utf8(ext.value_bytes())
-                        .ok()
-                        .and_then(|v| v.parse().ok())
-                        .ok_or_else(|| bad("PAX uid/gid is not a 32-bit number".into()))
+        let comps = sanitize_member_path(&raw_path).map_err(|r| at.bad(r))?;
+        let o = member_meta(&mut entry, &at)?;
+        let node = match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                Stats::add(&stats.dirs, 1);
+                let meta = DirMeta {
+                    mode: o.mode,
+                    uid: o.uid,
+                    gid: o.gid,
+                    xattrs: o.xattrs,
                 };
-                match ext.key_bytes() {
-                    b"uid" => uid = num()?,
-                    b"gid" => gid = num()?,
-                    _ => {}
-                }
-                if let Some(k) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-                    if k != crate::fsutil::RESERVED_XATTR {
-                        xattrs.push((k.to_vec(), ext.value_bytes().to_vec()));
-                    }
-                }
+                set_dir(&mut root, &comps, meta).map_err(|r| at.bad(r))?;
+                continue;
             }
-        }
-        if let Some(dup) = crate::object::normalize_xattrs(&mut xattrs) {
-            return Err(bad(format!("xattr \"{}\" given twice", name::escape(&dup))));
-        }
-        use tar::EntryType as T;
-        let file_meta = |kind, rdev| FileMeta {
-            kind,
-            mode,
-            uid,
-            gid,
-            rdev,
-            xattrs: xattrs.clone(),
+            tar::EntryType::XGlobalHeader => continue,
+            _ => member_file(store, &mut entry, &root, &o, &at, &stats, progress)?,
         };
-        let node =
-            match etype {
-                T::Directory => {
-                    Stats::add(&stats.dirs, 1);
-                    let meta = DirMeta {
-                        mode,
-                        uid,
-                        gid,
-                        xattrs: xattrs.clone(),
-                    };
-                    set_dir(&mut root, &comps, meta).map_err(&bad)?;
-                    continue;
-                }
-                T::Regular | T::Continuous => {
-                    let size = entry.size();
-                    Stats::add(&stats.files, 1);
-                    Stats::add(&stats.content_bytes, size);
-                    let p = Path::new(&member);
-                    let st = store
-                        .write_file(
-                            &file_meta(FileKind::Regular, 0),
-                            size,
-                            FileContent::Reader {
-                                reader: &mut entry,
-                                path: p,
-                            },
-                        )
-                        .map_err(|e| match e {
-                            store::Error::Io { source, .. }
-                                if source.kind() == std::io::ErrorKind::UnexpectedEof =>
-                            {
-                                bad(format!(
-                                    "the archive ends inside this member's {size} bytes of \
-                                 content (is it truncated?)"
-                                ))
-                            }
-                            e => e.into(),
-                        })?;
-                    progress.add(1, size);
-                    if st.written {
-                        Stats::add(&stats.objects_written, 1);
-                        progress.add_new(1);
-                    }
-                    Node::File(st.id)
-                }
-                T::Symlink => {
-                    let target = entry
-                        .link_name_bytes()
-                        .ok_or_else(|| bad("symlink without a target".into()))?
-                        .into_owned();
-                    if target.is_empty() || target.len() > 4095 || target.contains(&0) {
-                        return Err(bad("symlink target is empty, too long or has a NUL".into()));
-                    }
-                    Stats::add(&stats.symlinks, 1);
-                    // Linux gives every symlink mode 0777, whatever the archive says.
-                    let meta = FileMeta {
-                        mode: 0o777,
-                        ..file_meta(FileKind::Symlink, 0)
-                    };
-                    progress.add(1, 0);
-                    Node::File(store.write_symlink(&meta, &target)?.id)
-                }
-                T::Link => {
-                    let target = entry
-                        .link_name_bytes()
-                        .ok_or_else(|| bad("hard link without a target".into()))?
-                        .into_owned();
-                    let tcomps = sanitize_member_path(&target)
-                        .map_err(|r| bad(format!("hard link target: {r}")))?;
-                    match lookup(&root, &tcomps) {
-                        Some(Node::File(id)) => Node::File(*id),
-                        _ => {
-                            return Err(bad(format!(
-                        "hard link to \"{}\", which is not a file listed earlier in the archive",
-                        name::escape(&target)
-                    )))
-                        }
-                    }
-                }
-                T::Char | T::Block => {
-                    let major = h
-                        .device_major()
-                        .map_err(|e| bad(e.to_string()))?
-                        .unwrap_or(0);
-                    let minor = h
-                        .device_minor()
-                        .map_err(|e| bad(e.to_string()))?
-                        .unwrap_or(0);
-                    let kind = if etype == T::Char {
-                        FileKind::CharDevice
-                    } else {
-                        FileKind::BlockDevice
-                    };
-                    Stats::add(&stats.specials, 1);
-                    progress.add(1, 0);
-                    Node::File(
-                        store
-                            .write_special(&file_meta(kind, rustix::fs::makedev(major, minor)))?
-                            .id,
-                    )
-                }
-                T::Fifo => {
-                    Stats::add(&stats.specials, 1);
-                    progress.add(1, 0);
-                    Node::File(store.write_special(&file_meta(FileKind::Fifo, 0))?.id)
-                }
-                T::XGlobalHeader => continue,
-                T::GNUSparse => return Err(bad(
-                    "sparse member (GNU format): not supported; make the archive without --sparse"
-                        .into(),
-                )),
-                other => return Err(bad(format!("unsupported member type {other:?}"))),
-            };
-        insert(&mut root, &comps, node).map_err(&bad)?;
+        insert(&mut root, &comps, node).map_err(|r| at.bad(r))?;
     }
     between.set(None);
     finish_stream(archive.into_inner(), name)?;
@@ -316,6 +170,206 @@ pub fn commit_tar_tree<W: ObjectWrite + ?Sized>(
         root: root_id,
         stats: stats.snapshot(),
         skipped_sockets: Vec::new(),
+    })
+}
+
+/// The member an error is about: the archive and the member's name
+/// (escaped).
+struct At<'a> {
+    archive: &'a str,
+    member: &'a str,
+}
+
+impl At<'_> {
+    fn bad(&self, reason: String) -> Error {
+        Error::Tar {
+            archive: self.archive.to_owned(),
+            member: self.member.to_owned(),
+            reason,
+        }
+    }
+}
+
+/// A member's mode, owner and xattrs.
+struct Owned {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    xattrs: Xattrs,
+}
+
+impl Owned {
+    fn file_meta(&self, kind: FileKind, rdev: u64) -> FileMeta {
+        FileMeta {
+            kind,
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            rdev,
+            xattrs: self.xattrs.clone(),
+        }
+    }
+}
+
+/// A member's mode, owner and xattrs from its header and PAX records
+/// (`uid`, `gid`, `SCHILY.xattr.*`; GNU sparse records refused), every
+/// number checked to fit, no xattr twice.
+fn member_meta<R: Read>(entry: &mut tar::Entry<'_, R>, at: &At<'_>) -> Result<Owned> {
+    let h = entry.header();
+    let mode = h.mode().map_err(|e| at.bad(e.to_string()))? & 0o7777;
+    let mut uid = u32::try_from(h.uid().map_err(|e| at.bad(e.to_string()))?)
+        .map_err(|_| at.bad("uid does not fit 32 bits".into()))?;
+    let mut gid = u32::try_from(h.gid().map_err(|e| at.bad(e.to_string()))?)
+        .map_err(|_| at.bad("gid does not fit 32 bits".into()))?;
+    let mut xattrs: Xattrs = Vec::new();
+    if let Some(exts) = entry.pax_extensions().map_err(|e| at.bad(e.to_string()))? {
+        for ext in exts {
+            let ext = ext.map_err(|e| at.bad(e.to_string()))?;
+            if ext.key_bytes().starts_with(b"GNU.sparse.") {
+                return Err(at.bad(
+                    "sparse member (PAX GNU.sparse records): not supported; \
+                     make the archive without --sparse"
+                        .into(),
+                ));
+            }
+            let num = || -> Result<u32> {
+                std::str::from_utf8(ext.value_bytes())
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| at.bad("PAX uid/gid is not a 32-bit number".into()))
+            };
+            match ext.key_bytes() {
+                b"uid" => uid = num()?,
+                b"gid" => gid = num()?,
+                _ => {}
+            }
+            if let Some(k) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+                if k != crate::fsutil::RESERVED_XATTR {
+                    xattrs.push((k.to_vec(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+    }
+    if let Some(dup) = crate::object::normalize_xattrs(&mut xattrs) {
+        let dup = name::escape(&dup);
+        return Err(at.bad(format!("xattr \"{dup}\" given twice")));
+    }
+    Ok(Owned {
+        mode,
+        uid,
+        gid,
+        xattrs,
+    })
+}
+
+/// A member that is not a directory, stored: its node in the tree.
+fn member_file<W: ObjectWrite + ?Sized, R: Read>(
+    store: &W,
+    entry: &mut tar::Entry<'_, R>,
+    root: &Node,
+    o: &Owned,
+    at: &At<'_>,
+    stats: &Stats,
+    progress: &Progress,
+) -> Result<Node> {
+    use tar::EntryType as T;
+    let etype = entry.header().entry_type();
+    Ok(match etype {
+        T::Regular | T::Continuous => {
+            let size = entry.size();
+            Stats::add(&stats.files, 1);
+            Stats::add(&stats.content_bytes, size);
+            let p = Path::new(at.member);
+            let content = FileContent::Reader {
+                reader: entry,
+                path: p,
+            };
+            let st = store
+                .write_file(&o.file_meta(FileKind::Regular, 0), size, content)
+                .map_err(|e| match e {
+                    store::Error::Io { source, .. }
+                        if source.kind() == std::io::ErrorKind::UnexpectedEof =>
+                    {
+                        at.bad(format!(
+                            "the archive ends inside this member's {size} bytes of \
+                             content (is it truncated?)"
+                        ))
+                    }
+                    e => e.into(),
+                })?;
+            progress.add(1, size);
+            if st.written {
+                Stats::add(&stats.objects_written, 1);
+                progress.add_new(1);
+            }
+            Node::File(st.id)
+        }
+        T::Symlink => {
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| at.bad("symlink without a target".into()))?
+                .into_owned();
+            if target.is_empty() || target.len() > 4095 || target.contains(&0) {
+                return Err(at.bad("symlink target is empty, too long or has a NUL".into()));
+            }
+            Stats::add(&stats.symlinks, 1);
+            // Linux gives every symlink mode 0777, whatever the archive says.
+            let meta = FileMeta {
+                mode: 0o777,
+                ..o.file_meta(FileKind::Symlink, 0)
+            };
+            progress.add(1, 0);
+            Node::File(store.write_symlink(&meta, &target)?.id)
+        }
+        T::Link => {
+            let target = entry
+                .link_name_bytes()
+                .ok_or_else(|| at.bad("hard link without a target".into()))?
+                .into_owned();
+            let tcomps = sanitize_member_path(&target)
+                .map_err(|r| at.bad(format!("hard link target: {r}")))?;
+            match lookup(root, &tcomps) {
+                Some(Node::File(id)) => Node::File(*id),
+                _ => {
+                    return Err(at.bad(format!(
+                        "hard link to \"{}\", which is not a file listed earlier in the archive",
+                        name::escape(&target)
+                    )))
+                }
+            }
+        }
+        T::Char | T::Block => {
+            let h = entry.header();
+            let major = h
+                .device_major()
+                .map_err(|e| at.bad(e.to_string()))?
+                .unwrap_or(0);
+            let minor = h
+                .device_minor()
+                .map_err(|e| at.bad(e.to_string()))?
+                .unwrap_or(0);
+            let kind = if etype == T::Char {
+                FileKind::CharDevice
+            } else {
+                FileKind::BlockDevice
+            };
+            Stats::add(&stats.specials, 1);
+            progress.add(1, 0);
+            let meta = o.file_meta(kind, rustix::fs::makedev(major, minor));
+            Node::File(store.write_special(&meta)?.id)
+        }
+        T::Fifo => {
+            Stats::add(&stats.specials, 1);
+            progress.add(1, 0);
+            Node::File(store.write_special(&o.file_meta(FileKind::Fifo, 0))?.id)
+        }
+        T::GNUSparse => {
+            return Err(at.bad(
+                "sparse member (GNU format): not supported; make the archive without --sparse"
+                    .into(),
+            ))
+        }
+        other => return Err(at.bad(format!("unsupported member type {other:?}"))),
     })
 }
 

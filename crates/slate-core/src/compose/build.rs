@@ -20,6 +20,7 @@ use super::packages::{self, Package};
 use super::{etc, units, users, var, Error};
 use crate::commit::{CommitOptions, ParentSpec, Source};
 use crate::hash::ObjectId;
+use crate::image_meta::{self, ImageDeploy};
 use crate::progress::Progress;
 use crate::store::Repo;
 
@@ -206,50 +207,18 @@ pub fn compose(
     let m = &opts.manifest.manifest;
     let inputs: Vec<Input> = m.inputs.iter().map(|i| i.get_ref().clone()).collect();
     let request = Request::of(&inputs);
-    if request.is_none() {
-        if let Some(i) = inputs
-            .iter()
-            .position(|i| matches!(i, Input::Packages { .. } | Input::Deb { .. }))
-        {
-            return Err(Error::Input(format!(
-                "{}: input {} ({}): packages are installed by an mmdebstrap base; this base is a {}",
-                opts.manifest.path.display(),
-                i + 1,
-                inputs[i].kind(),
-                inputs[0].kind()
-            )));
-        }
-    }
-    let old_lock = Lockfile::read(&opts.lockfile)?;
-    if opts.locked && old_lock.is_none() {
-        return Err(Error::Input(format!(
-            "--locked: no lockfile at {} (compose once without --locked to write it)",
-            opts.lockfile.display()
-        )));
-    }
+    check_inputs(opts, &inputs, request.as_ref())?;
     let request_digest = request
         .as_ref()
         .map(Request::digest)
         .unwrap_or_else(|| "none".into());
-    if opts.locked {
-        let l = old_lock.as_ref().expect("checked");
-        if l.request != request_digest {
-            return Err(Error::Locked {
-                path: opts.lockfile.clone(),
-                differences: vec![
-                    "the manifest's base, packages or .deb files changed since the lockfile was written"
-                        .into(),
-                ],
-            });
-        }
-    }
+    let old_lock = read_lock(opts, &request_digest)?;
     let pins: Option<&Lockfile> = old_lock
         .as_ref()
         .filter(|l| !opts.update && l.request == request_digest);
 
     let cache = Cache::open(&opts.cache_dir)?;
     let work = cache.work_dir()?;
-    let tree = work.path().join("tree");
     let stage = match (&opts.slate_bin, m.image.install_slate) {
         (Some(bin), true) => {
             let s = work.path().join("slate");
@@ -262,6 +231,16 @@ pub fn compose(
         Some(bin) if m.image.install_slate => super::cache::sha256_file(bin)?,
         _ => "none".into(),
     };
+    let b = Build {
+        opts,
+        tree: work.path().join("tree"),
+        work: work.path().to_path_buf(),
+        cache,
+        stage,
+        request_digest,
+        slate_digest,
+    };
+    let tree = &b.tree;
     let mut timer = Timer {
         steps: Vec::new(),
         at: Instant::now(),
@@ -270,141 +249,19 @@ pub fn compose(
     };
 
     // 1. The base.
-    let mut locked_pkgs: Vec<LockedPackage> = Vec::new();
-    let mut sources: Option<String> = None;
-    let mut inputs_locked: Vec<LockedInput> = Vec::new();
-    let made = match (&inputs[0], &request) {
-        (Input::Mmdebstrap { suite, .. }, Some(req)) => {
-            let pinned = pins.map(|l| l.packages.as_slice());
-            let key = pinned.map(|p| tree_key(&request_digest, p, opts.epoch, &slate_digest));
-            let trees = if opts.tree_cache {
-                Some(cache.trees()?)
-            } else {
-                None
-            };
-            let cached = match (&trees, &key) {
-                (Some(t), Some(k)) => t.read_ref(&format!("base/{k}"))?,
-                _ => None,
-            };
-            if let (Some(id), Some(t)) = (cached, &trees) {
-                timer.start(&format!("base: the cached tree of this lockfile ({suite})"));
-                let copts = crate::checkout::CheckoutOptions {
-                    copy: true,
-                    ..Default::default()
-                };
-                crate::checkout::checkout(t, &id, &tree, &copts, &Progress::default())?;
-                locked_pkgs = pinned.expect("a key has pins").to_vec();
-                sources = pins.and_then(|l| l.sources.clone());
-                Made::CachedTree
-            } else {
-                let offline = pinned.is_some_and(|p| p.iter().all(|x| cache.has(&x.sha256)));
-                timer.start(&format!(
-                    "base: mmdebstrap {suite} ({}, {} packages asked, from the {})",
-                    req.variant,
-                    req.packages.len() + req.debs.len(),
-                    if offline { "package cache" } else { "mirror" }
-                ));
-                let seen = base::mmdebstrap(
-                    req,
-                    pinned,
-                    offline,
-                    &cache,
-                    work.path(),
-                    &tree,
-                    opts.epoch,
-                    stage.as_deref(),
-                    &mut |d| (timer.report)(Event::Detail(d)),
-                )?;
-                locked_pkgs = locked_packages(&tree, &seen)?;
-                if offline {
-                    // Every pin was asked for by name; the marks are the lock's.
-                    let pins = pinned.expect("offline has pins");
-                    for p in &mut locked_pkgs {
-                        p.auto = pins.iter().any(|x| x.name == p.name && x.auto);
-                    }
-                }
-                write_extended_states(&tree, &locked_pkgs)?;
-                let sl = tree.join("etc/apt/sources.list");
-                match pins.and_then(|l| l.sources.clone()).filter(|_| offline) {
-                    Some(text) => {
-                        std::fs::write(&sl, &text).map_err(Error::io(&sl))?;
-                        sources = Some(text);
-                    }
-                    None => sources = std::fs::read_to_string(&sl).ok(),
-                }
-                if let Some(t) = &trees {
-                    timer.start("base: kept in the tree cache");
-                    let k = tree_key(&request_digest, &locked_pkgs, opts.epoch, &slate_digest);
-                    let copts = CommitOptions {
-                        branch: format!("base/{k}"),
-                        subject: format!("base of {}", m.image.name.get_ref()),
-                        body: String::new(),
-                        timestamp: opts.epoch,
-                        metadata: BTreeMap::new(),
-                        parent: ParentSpec::None,
-                        skip_if_unchanged: false,
-                    };
-                    crate::commit::commit(t, Source::Dir(&tree), &copts, &Progress::default())?;
-                }
-                if offline {
-                    Made::Cache
-                } else {
-                    Made::Mirror
-                }
-            }
-        }
-        (Input::Directory { path }, _) => {
-            timer.start(&format!("base: folder {}", path.display()));
-            inputs_locked.push(LockedInput {
-                kind: "directory".into(),
-                path: path.display().to_string(),
-                digest: base::digest_path(path)?,
-            });
-            base::copy_dir(path, &tree, true)?;
-            Made::Directory
-        }
-        (Input::Tarball { path, sha256 }, _) => {
-            timer.start(&format!("base: tarball {}", path.display()));
-            base::check_digest("input 1 (tarball)", path, sha256)?;
-            inputs_locked.push(LockedInput {
-                kind: "tarball".into(),
-                path: path.display().to_string(),
-                digest: sha256.clone(),
-            });
-            base::untar(path, &tree)?;
-            Made::Tarball
-        }
-        _ => unreachable!("the manifest check puts a base first"),
-    };
-
-    if let (Some(s), Made::Directory | Made::Tarball) = (&stage, made) {
-        base::copy_dir(s, &tree, false)?;
+    let mut base = b.base(&mut timer, &inputs, request.as_ref(), pins)?;
+    if let (Some(s), Made::Directory | Made::Tarball) = (&b.stage, base.made) {
+        base::copy_dir(s, tree, false)?;
     }
 
     // 2. The other inputs.
-    for (i, input) in inputs.iter().enumerate().skip(1) {
-        match input {
-            Input::Files { source, target } => {
-                timer.start(&format!("files: {} -> {target}", source.display()));
-                inputs_locked.push(LockedInput {
-                    kind: "files".into(),
-                    path: target.clone(),
-                    digest: base::digest_path(source)?,
-                });
-                super::files::add(&tree, source, target, &opts.manifest.files_roots)?;
-            }
-            Input::Deb { path, sha256 } => {
-                base::check_digest(&format!("input {} (deb)", i + 1), path, sha256)?;
-            }
-            _ => {}
-        }
-    }
+    other_inputs(tree, &mut timer, &inputs, &mut base.inputs, &opts.manifest.files_roots)?;
     let built = Lockfile {
         version: VERSION,
-        request: request_digest.clone(),
-        sources: sources.clone(),
-        inputs: inputs_locked,
-        packages: locked_pkgs,
+        request: b.request_digest.clone(),
+        sources: base.sources.clone(),
+        inputs: base.inputs,
+        packages: base.packages,
     };
     if opts.locked {
         let d = old_lock.as_ref().expect("checked").differences(&built);
@@ -419,46 +276,29 @@ pub fn compose(
     // 3. What the manifest adds.
     timer.start("manifest: lines, units, kernel arguments; first boot; kernel");
     let mut added = Added::default();
-    image::apply_manifest(&tree, m, &mut added)?;
-    image::first_boot(&tree, &mut added)?;
-    added.kernel = image::move_kernel(&tree)?;
+    image::apply_manifest(tree, m, &mut added)?;
+    image::first_boot(tree, &mut added)?;
+    added.kernel = image::move_kernel(tree)?;
 
     // 4. Stateless.
     timer.start("stateless: noise out, users, units, /etc, /var");
-    let removed_noise = var::remove_noise(&tree)?;
-    let before = lint::listing(&tree)?;
-    let declared = users::declare(&tree)?;
-    let moved_units = units::move_units(&tree)?;
-    let moved_etc = etc::move_etc(&tree)?;
-    let moved_var = var::move_var(&tree)?;
+    let removed_noise = var::remove_noise(tree)?;
+    let before = lint::listing(tree)?;
+    let declared = users::declare(tree)?;
+    let moved_units = units::move_units(tree)?;
+    let moved_etc = etc::move_etc(tree)?;
+    let moved_var = var::move_var(tree)?;
 
     timer.start("lint");
     let excludes: Vec<String> = m.lint.exclude.iter().map(|x| x.get_ref().clone()).collect();
-    let lint = lint::check(&tree, &before, &excludes)?;
+    let lint = lint::check(tree, &before, &excludes)?;
     if opts.strict && !lint.unaccounted.is_empty() {
         return Err(Error::Lint(lint.unaccounted.clone()));
     }
 
     // 5. Commit.
     timer.start(&format!("commit to {}", m.image.branch.get_ref()));
-    let mut metadata = BTreeMap::new();
-    metadata.insert("slate.image.name".into(), m.image.name.get_ref().clone());
-    metadata.insert(
-        "slate.image.version".into(),
-        m.image.version.get_ref().clone(),
-    );
-    metadata.insert("slate.deploy.etc".into(), m.deploy.etc.to_string());
-    metadata.insert("slate.deploy.var".into(), m.deploy.var.to_string());
-    let copts = CommitOptions {
-        branch: m.image.branch.get_ref().clone(),
-        subject: format!("{} {}", m.image.name.get_ref(), m.image.version.get_ref()),
-        body: String::new(),
-        timestamp: opts.epoch,
-        metadata,
-        parent: ParentSpec::Auto,
-        skip_if_unchanged: !opts.always_commit,
-    };
-    let out = crate::commit::commit(repo, Source::Dir(&tree), &copts, &Progress::default())?;
+    let out = commit_image(repo, opts, tree)?;
 
     timer.start("lockfile");
     let lock_written = !opts.locked && old_lock.as_ref() != Some(&built);
@@ -466,6 +306,7 @@ pub fn compose(
         built.write(&opts.lockfile, &opts.manifest.path)?;
     }
     timer.start("clean up");
+    drop(b);
     drop(work);
     timer.finish();
     Ok(Composed {
@@ -473,7 +314,7 @@ pub fn compose(
         parent: out.parent,
         unchanged: out.unchanged,
         branch: m.image.branch.get_ref().clone(),
-        base: made,
+        base: base.made,
         packages: built.packages.iter().map(LockedPackage::package).collect(),
         lock_written,
         removed_noise,
@@ -486,4 +327,278 @@ pub fn compose(
         lint,
         steps: timer.steps,
     })
+}
+
+/// Packages and `.deb` files are installed by an mmdebstrap base only.
+fn check_inputs(opts: &Options, inputs: &[Input], request: Option<&Request>) -> Result<(), Error> {
+    if request.is_some() {
+        return Ok(());
+    }
+    if let Some(i) = inputs
+        .iter()
+        .position(|i| matches!(i, Input::Packages { .. } | Input::Deb { .. }))
+    {
+        return Err(Error::Input(format!(
+            "{}: input {} ({}): packages are installed by an mmdebstrap base; this base is a {}",
+            opts.manifest.path.display(),
+            i + 1,
+            inputs[i].kind(),
+            inputs[0].kind()
+        )));
+    }
+    Ok(())
+}
+
+/// The lockfile, if there is one; with `--locked`, one there is, made for
+/// the same base request.
+fn read_lock(opts: &Options, request_digest: &str) -> Result<Option<Lockfile>, Error> {
+    let old_lock = Lockfile::read(&opts.lockfile)?;
+    if !opts.locked {
+        return Ok(old_lock);
+    }
+    let Some(l) = old_lock else {
+        return Err(Error::NoLockfile(opts.lockfile.clone()));
+    };
+    if l.request != request_digest {
+        return Err(Error::Locked {
+            path: opts.lockfile.clone(),
+            differences: vec![
+                "the manifest's base, packages or .deb files changed since the lockfile was written"
+                    .into(),
+            ],
+        });
+    }
+    Ok(Some(l))
+}
+
+/// What one compose works with besides its steps' results.
+struct Build<'a> {
+    opts: &'a Options,
+    cache: Cache,
+    /// The compose's work folder, and the image's tree below it.
+    work: PathBuf,
+    tree: PathBuf,
+    /// The Slate binary staged for the image, if it gets one.
+    stage: Option<PathBuf>,
+    /// What keys the lockfile and the tree cache: the base request's
+    /// digest and the staged binary's.
+    request_digest: String,
+    slate_digest: String,
+}
+
+/// The base tree as made, and what the lockfile records of it.
+struct Base {
+    made: Made,
+    packages: Vec<LockedPackage>,
+    sources: Option<String>,
+    inputs: Vec<LockedInput>,
+}
+
+impl Build<'_> {
+    /// The base tree (the manifest's first input) into `self.tree`.
+    fn base(
+        &self,
+        timer: &mut Timer<'_>,
+        inputs: &[Input],
+        request: Option<&Request>,
+        pins: Option<&Lockfile>,
+    ) -> Result<Base, Error> {
+        let tree = &self.tree;
+        let from_folder = |made: Made, input: LockedInput| Base {
+            made,
+            packages: Vec::new(),
+            sources: None,
+            inputs: vec![input],
+        };
+        match (&inputs[0], request) {
+            (Input::Mmdebstrap { suite, .. }, Some(req)) => {
+                self.mmdebstrap(timer, suite, req, pins)
+            }
+            (Input::Directory { path }, _) => {
+                timer.start(&format!("base: folder {}", path.display()));
+                let input = LockedInput {
+                    kind: "directory".into(),
+                    path: path.display().to_string(),
+                    digest: base::digest_path(path)?,
+                };
+                base::copy_dir(path, tree, true)?;
+                Ok(from_folder(Made::Directory, input))
+            }
+            (Input::Tarball { path, sha256 }, _) => {
+                timer.start(&format!("base: tarball {}", path.display()));
+                base::check_digest("input 1 (tarball)", path, sha256)?;
+                let input = LockedInput {
+                    kind: "tarball".into(),
+                    path: path.display().to_string(),
+                    digest: sha256.clone(),
+                };
+                base::untar(path, tree)?;
+                Ok(from_folder(Made::Tarball, input))
+            }
+            _ => unreachable!("the manifest check puts a base first"),
+        }
+    }
+
+    /// An mmdebstrap base: the cached tree of these pins if the tree
+    /// cache has it; else mmdebstrap, from the package cache alone when
+    /// it has every pinned package, then kept in the tree cache.
+    fn mmdebstrap(
+        &self,
+        timer: &mut Timer<'_>,
+        suite: &str,
+        req: &Request,
+        pins: Option<&Lockfile>,
+    ) -> Result<Base, Error> {
+        let (opts, tree) = (self.opts, &self.tree);
+        let pinned = pins.map(|l| l.packages.as_slice());
+        let key = pinned.map(|p| tree_key(&self.request_digest, p, opts.epoch, &self.slate_digest));
+        let trees = if opts.tree_cache {
+            Some(self.cache.trees()?)
+        } else {
+            None
+        };
+        let cached = match (&trees, &key) {
+            (Some(t), Some(k)) => t.read_ref(&format!("base/{k}"))?,
+            _ => None,
+        };
+        if let (Some(id), Some(t)) = (cached, &trees) {
+            timer.start(&format!("base: the cached tree of this lockfile ({suite})"));
+            let copts = crate::checkout::CheckoutOptions {
+                copy: true,
+                ..Default::default()
+            };
+            crate::checkout::checkout(t, &id, tree, &copts, &Progress::default())?;
+            return Ok(Base {
+                made: Made::CachedTree,
+                packages: pinned.expect("a key has pins").to_vec(),
+                sources: pins.and_then(|l| l.sources.clone()),
+                inputs: Vec::new(),
+            });
+        }
+        let offline = pinned.is_some_and(|p| p.iter().all(|x| self.cache.has(&x.sha256)));
+        timer.start(&format!(
+            "base: mmdebstrap {suite} ({}, {} packages asked, from the {})",
+            req.variant,
+            req.packages.len() + req.debs.len(),
+            if offline { "package cache" } else { "mirror" }
+        ));
+        let seen = base::mmdebstrap(
+            req,
+            pinned,
+            offline,
+            &self.cache,
+            &self.work,
+            tree,
+            opts.epoch,
+            self.stage.as_deref(),
+            &mut |d| (timer.report)(Event::Detail(d)),
+        )?;
+        let mut packages = locked_packages(tree, &seen)?;
+        if offline {
+            // Every pin was asked for by name; the marks are the lock's.
+            let pins = pinned.expect("offline has pins");
+            for p in &mut packages {
+                p.auto = pins.iter().any(|x| x.name == p.name && x.auto);
+            }
+        }
+        write_extended_states(tree, &packages)?;
+        let sl = tree.join("etc/apt/sources.list");
+        let sources = match pins.and_then(|l| l.sources.clone()).filter(|_| offline) {
+            Some(text) => {
+                std::fs::write(&sl, &text).map_err(Error::io(&sl))?;
+                Some(text)
+            }
+            None => std::fs::read_to_string(&sl).ok(),
+        };
+        if let Some(t) = &trees {
+            timer.start("base: kept in the tree cache");
+            let k = tree_key(
+                &self.request_digest,
+                &packages,
+                opts.epoch,
+                &self.slate_digest,
+            );
+            let copts = CommitOptions {
+                branch: format!("base/{k}"),
+                subject: format!("base of {}", opts.manifest.manifest.image.name.get_ref()),
+                body: String::new(),
+                timestamp: opts.epoch,
+                metadata: BTreeMap::new(),
+                parent: ParentSpec::None,
+                skip_if_unchanged: false,
+            };
+            crate::commit::commit(t, Source::Dir(tree), &copts, &Progress::default())?;
+        }
+        Ok(Base {
+            made: if offline { Made::Cache } else { Made::Mirror },
+            packages,
+            sources,
+            inputs: Vec::new(),
+        })
+    }
+}
+
+/// The inputs after the base: `files` copied in (and locked by digest),
+/// `.deb` files checked against their digests (mmdebstrap installed them).
+fn other_inputs(
+    tree: &Path,
+    timer: &mut Timer<'_>,
+    inputs: &[Input],
+    locked: &mut Vec<LockedInput>,
+    roots: &[std::path::PathBuf],
+) -> Result<(), Error> {
+    for (i, input) in inputs.iter().enumerate().skip(1) {
+        match input {
+            Input::Files { source, target } => {
+                timer.start(&format!("files: {} -> {target}", source.display()));
+                locked.push(LockedInput {
+                    kind: "files".into(),
+                    path: target.clone(),
+                    digest: base::digest_path(source)?,
+                });
+                super::files::add(tree, source, target, roots)?;
+            }
+            Input::Deb { path, sha256 } => {
+                base::check_digest(&format!("input {} (deb)", i + 1), path, sha256)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The tree committed to the manifest's branch, with the image's name,
+/// version and deploy modes in the commit's metadata.
+fn commit_image(
+    repo: &Repo,
+    opts: &Options,
+    tree: &Path,
+) -> Result<crate::commit::CommitOutcome, Error> {
+    let m = &opts.manifest.manifest;
+    let mut metadata = BTreeMap::new();
+    metadata.insert(image_meta::NAME.into(), m.image.name.get_ref().clone());
+    metadata.insert(
+        image_meta::VERSION.into(),
+        m.image.version.get_ref().clone(),
+    );
+    ImageDeploy {
+        etc: Some(m.deploy.etc),
+        var: Some(m.deploy.var),
+    }
+    .write(&mut metadata);
+    let copts = CommitOptions {
+        branch: m.image.branch.get_ref().clone(),
+        subject: format!("{} {}", m.image.name.get_ref(), m.image.version.get_ref()),
+        body: String::new(),
+        timestamp: opts.epoch,
+        metadata,
+        parent: ParentSpec::Auto,
+        skip_if_unchanged: !opts.always_commit,
+    };
+    Ok(crate::commit::commit(
+        repo,
+        Source::Dir(tree),
+        &copts,
+        &Progress::default(),
+    )?)
 }

@@ -300,7 +300,7 @@ pub fn move_kernel(root: &Path) -> Result<Option<String>, Error> {
             }
         }
     }
-    versions.sort_by(|a, b| crate::sysroot::strverscmp(a, b));
+    versions.sort_by(|a, b| crate::version::strverscmp(a, b));
     for v in &versions {
         let dir = root.join("usr/lib/modules").join(v);
         std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::sysroot::{EtcMode, VarMode};
+use crate::image_meta::{EtcMode, VarMode};
 
 /// An error in a manifest, at a place in it.
 #[derive(Debug, thiserror::Error)]

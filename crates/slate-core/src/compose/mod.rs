@@ -1,6 +1,6 @@
 //! Compose: a declarative manifest becomes an image. This layer sits above
-//! `commit`, `checkout` and `sysroot` (it names the deploy modes an image
-//! asks for). The manifest (`manifest.rs`, `docs/format/manifest.md`) says
+//! `commit` and `checkout`; the deploy modes an image asks for are written
+//! with `image_meta` (it does not import `sysroot`). The manifest (`manifest.rs`, `docs/format/manifest.md`) says
 //! what the image is; `build.rs` runs one compose: the base tree
 //! (`base.rs`: mmdebstrap, a folder, a tarball; `cache.rs`: packages by
 //! digest and base trees), the lockfile (`lock.rs`), what the manifest
@@ -42,6 +42,9 @@ pub enum Error {
     Tool { tool: String, message: String },
     #[error("{0}")]
     Input(String),
+    /// `--locked` and no lockfile at this path.
+    #[error("--locked: no lockfile at {}", .0.display())]
+    NoLockfile(PathBuf),
     #[error("--locked: the build differs from {}:\n  {}", path.display(), differences.join("\n  "))]
     Locked {
         path: PathBuf,

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::manifest::{Input, Loaded};
-use crate::sysroot::{EtcMode, VarMode};
+use crate::image_meta::{EtcMode, VarMode};
 
 const GOOD: &str = r#"
 [image]
@@ -504,5 +504,31 @@ fn files_inputs_outside_their_folder_or_the_image_are_refused() {
     match l.manifest.inputs[2].get_ref() {
         Input::Files { target, .. } => assert_eq!(target, "/usr/share/x"),
         other => panic!("{other:?}"),
+/// Compose sits beside `sysroot`, not above it: what both need (the
+/// deploy modes, version order) lives lower down.
+#[test]
+fn compose_does_not_import_sysroot() {
+    let sources = [
+        ("base.rs", include_str!("base.rs")),
+        ("build.rs", include_str!("build.rs")),
+        ("cache.rs", include_str!("cache.rs")),
+        ("etc.rs", include_str!("etc.rs")),
+        ("files.rs", include_str!("files.rs")),
+        ("image.rs", include_str!("image.rs")),
+        ("lint.rs", include_str!("lint.rs")),
+        ("lock.rs", include_str!("lock.rs")),
+        ("manifest.rs", include_str!("manifest.rs")),
+        ("mod.rs", include_str!("mod.rs")),
+        ("packages.rs", include_str!("packages.rs")),
+        ("run.rs", include_str!("run.rs")),
+        ("units.rs", include_str!("units.rs")),
+        ("users.rs", include_str!("users.rs")),
+        ("var.rs", include_str!("var.rs")),
+    ];
+    for (name, src) in sources {
+        assert!(
+            !src.contains("crate::sysroot") && !src.contains("super::super::sysroot"),
+            "compose/{name} imports sysroot"
+        );
     }
 }

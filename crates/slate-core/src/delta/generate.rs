@@ -208,6 +208,11 @@ enum Piece {
     Large(ObjectId),
 }
 
+/// A changed file, the old file it is patched against, and its header.
+type Patch = (ObjectId, ObjectId, FileHeader);
+/// A file sent whole, its path in `to`, and its header.
+type Whole = (ObjectId, Vec<u8>, FileHeader);
+
 /// Make the delta from `from` (none: from nothing) to `to` in
 /// `REPO/deltas/TO/FROM.delta`, replacing one that is there.
 /// `progress` counts the files encoded and their bytes.
@@ -234,10 +239,103 @@ pub fn generate(
     let New { trees, files, .. } = new;
     progress.set_total(files.len() as u64);
 
-    // Changed files with a base; the rest whole. Headers are read in the
-    // order objects are stored, so that each pack frame is decompressed
-    // about once.
-    let mut files = files;
+    // Changed files with a base; the rest whole.
+    let (mut patches, mut whole) = split_by_base(repo, files, &old)?;
+
+    let rel = rel_path(from.as_ref(), &to);
+    let path = repo.path().join(&rel);
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(path.parent().expect("under deltas/")).map_err(io)?;
+    let mut out =
+        std::io::BufWriter::with_capacity(1 << 20, AtomicFile::create(&path, 0o644).map_err(io)?);
+    let mut stats = Generated {
+        from,
+        to,
+        path: rel.clone(),
+        size: 0,
+        trees: trees.len() as u64,
+        files: 0,
+        patched: 0,
+        content_bytes: 0,
+        patch_bytes: 0,
+        whole_bytes: 0,
+        tree_bytes: 0,
+    };
+
+    out.write_all(MAGIC).map_err(io)?;
+    out.write_all(&from.map_or([0; 32], |f| f.0)).map_err(io)?;
+    out.write_all(&to.0).map_err(io)?;
+
+    // Patches, in records of about a block each, encoded in parallel, in
+    // the order the files are stored (each pack frame decompressed once).
+    sort_stored(repo, &mut patches, |p| &p.0)?;
+    // New files: blocks of like files, large ones alone in chunks.
+    whole.sort_by_cached_key(|(_, p, _)| block_order(p));
+    let pieces = into_pieces(&whole, opts.block_size);
+    stats.files = whole.len() as u64;
+    stats.content_bytes += whole.iter().map(|w| w.2.size).sum::<u64>();
+    let file_index = number_files(&patches, &pieces);
+
+    // The trees and the patches, and the first blocks alongside (so that
+    // both cores stay busy when there are few blocks); then the other
+    // blocks a few at a time: in parallel, written in order, memory
+    // bounded.
+    let batch = rayon::current_num_threads().max(1) * 2;
+    let mut groups = pieces.chunks(batch);
+    let first = groups.next().unwrap_or(&[]);
+    let ((tree_rec, encoded), first_blocks) = rayon::join(
+        || {
+            rayon::join(
+                || tree_record(repo, &trees, &file_index, opts.block_level),
+                || encode_patches(repo, &patches, opts, progress),
+            )
+        },
+        || encode_blocks(repo, first, opts, progress),
+    );
+    let tree_rec = tree_rec?;
+    stats.tree_bytes = tree_rec.len() as u64;
+    stats.patched = patches.len() as u64;
+    stats.content_bytes += patches.iter().map(|p| p.2.size).sum::<u64>();
+    stats.patch_bytes = write_patch_records(&mut out, encoded?, opts.block_size).map_err(io)?;
+
+    let mut write_group = |group: &[Piece], blocks: Vec<Option<Vec<u8>>>| -> Result<(), Error> {
+        for (p, z) in group.iter().zip(blocks) {
+            match (p, z) {
+                (_, Some(z)) => {
+                    stats.whole_bytes += z.len() as u64;
+                    write_record(&mut out, b'F', &z).map_err(io)?
+                }
+                (Piece::Large(id), None) => write_large(repo, &mut out, id, opts, progress, &path)?,
+                (Piece::Block(_), None) => unreachable!("blocks are compressed"),
+            }
+        }
+        Ok(())
+    };
+    write_group(first, first_blocks?)?;
+    for group in groups {
+        write_group(group, encode_blocks(repo, group, opts, progress)?)?;
+    }
+    write_record(&mut out, b'T', &tree_rec).map_err(io)?;
+    write_end(&mut out, &to_commit.encode(), &stats).map_err(io)?;
+    let f = out.into_inner().map_err(|e| io(e.into_error()))?;
+    f.commit().map_err(io)?;
+    stats.size = std::fs::metadata(&path).map_err(io)?.len();
+    Ok(stats)
+}
+
+/// The new files split: a changed regular file with a base in `old` (at
+/// its path, or else its name alone) becomes a patch when the zstd window
+/// reaches over both; the others are sent whole. Headers are read in the
+/// order objects are stored, so that each pack frame is decompressed
+/// about once.
+fn split_by_base(
+    repo: &Repo,
+    mut files: Vec<(ObjectId, Vec<u8>)>,
+    old: &Old,
+) -> Result<(Vec<Patch>, Vec<Whole>), Error> {
     sort_stored(repo, &mut files, |f| &f.0)?;
     let headers: Vec<FileHeader> = files
         .par_iter()
@@ -279,50 +377,23 @@ pub fn generate(
             None => whole.push((id, path, h)),
         }
     }
+    Ok((patches, whole))
+}
 
-    let rel = rel_path(from.as_ref(), &to);
-    let path = repo.path().join(&rel);
-    let io = |source| Error::Io {
-        path: path.clone(),
-        source,
-    };
-    std::fs::create_dir_all(path.parent().expect("under deltas/")).map_err(io)?;
-    let mut out =
-        std::io::BufWriter::with_capacity(1 << 20, AtomicFile::create(&path, 0o644).map_err(io)?);
-    let mut stats = Generated {
-        from,
-        to,
-        path: rel.clone(),
-        size: 0,
-        trees: trees.len() as u64,
-        files: 0,
-        patched: 0,
-        content_bytes: 0,
-        patch_bytes: 0,
-        whole_bytes: 0,
-        tree_bytes: 0,
-    };
-
-    out.write_all(MAGIC).map_err(io)?;
-    out.write_all(&from.map_or([0; 32], |f| f.0)).map_err(io)?;
-    out.write_all(&to.0).map_err(io)?;
-
-    // Patches, in records of about a block each, encoded in parallel, in
-    // the order the files are stored (each pack frame decompressed once).
-    sort_stored(repo, &mut patches, |p| &p.0)?;
-    // New files: blocks of like files, large ones alone in chunks.
-    whole.sort_by_cached_key(|(_, p, _)| block_order(p));
+/// Files sent whole, in their order: blocks of about `block_size` bytes,
+/// and files larger than [`CHUNK`] alone.
+fn into_pieces(whole: &[Whole], block_size: usize) -> Vec<Piece> {
     let mut pieces = Vec::new();
     let mut block = Vec::new();
     let mut block_bytes = 0usize;
-    for (id, _, h) in &whole {
+    for (id, _, h) in whole {
         if h.size as usize > CHUNK {
             pieces.push(Piece::Large(*id));
             continue;
         }
         block.push(*id);
         block_bytes += h.size as usize + 64;
-        if block_bytes >= opts.block_size {
+        if block_bytes >= block_size {
             pieces.push(Piece::Block(std::mem::take(&mut block)));
             block_bytes = 0;
         }
@@ -330,11 +401,13 @@ pub fn generate(
     if !block.is_empty() {
         pieces.push(Piece::Block(block));
     }
-    stats.files = whole.len() as u64;
-    stats.content_bytes += whole.iter().map(|w| w.2.size).sum::<u64>();
-    // Files are numbered in the order they are written: the patched ones,
-    // then the pieces. Trees name a file of the delta by its number, and a
-    // tree of the delta by its place: ids the reader computes anyway.
+    pieces
+}
+
+/// Files are numbered in the order they are written: the patched ones,
+/// then the pieces. Trees name a file of the delta by its number, and a
+/// tree of the delta by its place: ids the reader computes anyway.
+fn number_files(patches: &[Patch], pieces: &[Piece]) -> HashMap<ObjectId, u32> {
     let mut file_index: HashMap<ObjectId, u32> = HashMap::new();
     let numbered = patches
         .iter()
@@ -346,174 +419,174 @@ pub fn generate(
     for (i, id) in numbered.enumerate() {
         file_index.insert(id, u32::try_from(i).expect("fewer than 2^31 files"));
     }
+    file_index
+}
 
-    // Trees: one block, children before parents, each with the references
-    // above in place of ids, compressed against the old trees at their
-    // paths (most of a changed folder's entries are the same); made
-    // alongside the patches and blocks.
-    let tree_record = || -> Result<Vec<u8>, Error> {
-        let mut raw = Vec::new();
-        let mut bases = Vec::new();
-        let mut prefix = Vec::new();
-        let mut placed: HashMap<ObjectId, u32> = HashMap::new();
-        for (i, (id, base)) in trees.iter().rev().enumerate() {
-            let mut t = repo.read_tree(id)?;
-            let mut refs = Vec::new();
-            for (n, e) in t.entries.iter_mut().enumerate() {
-                let r = match e.kind {
-                    EntryKind::File => file_index.get(&e.id).copied(),
-                    EntryKind::Dir => placed.get(&e.id).map(|p| p | TREE_REF),
-                };
-                if let Some(r) = r {
-                    refs.push((n, r));
-                    e.id = ObjectId([0; 32]);
-                }
-            }
-            placed.insert(*id, u32::try_from(i).expect("fewer than 2^31 trees"));
-            put_u32(&mut raw, refs.len());
-            for (n, r) in refs {
-                put_u32(&mut raw, n);
-                raw.extend_from_slice(&r.to_be_bytes());
-            }
-            let bytes = t.encode();
-            put_u32(&mut raw, bytes.len());
-            raw.extend_from_slice(&bytes);
-            if let Some(b) = base {
-                bases.push(*b);
-                prefix.extend_from_slice(&repo.read_tree(b)?.encode());
+/// Trees: one block, children before parents, each with the references
+/// of `file_index` in place of ids, compressed against the old trees at
+/// their paths (most of a changed folder's entries are the same).
+fn tree_record(
+    repo: &Repo,
+    trees: &[(ObjectId, Option<ObjectId>)],
+    file_index: &HashMap<ObjectId, u32>,
+    level: i32,
+) -> Result<Vec<u8>, Error> {
+    let mut raw = Vec::new();
+    let mut bases = Vec::new();
+    let mut prefix = Vec::new();
+    let mut placed: HashMap<ObjectId, u32> = HashMap::new();
+    for (i, (id, base)) in trees.iter().rev().enumerate() {
+        let mut t = repo.read_tree(id)?;
+        let mut refs = Vec::new();
+        for (n, e) in t.entries.iter_mut().enumerate() {
+            let r = match e.kind {
+                EntryKind::File => file_index.get(&e.id).copied(),
+                EntryKind::Dir => placed.get(&e.id).map(|p| p | TREE_REF),
+            };
+            if let Some(r) = r {
+                refs.push((n, r));
+                e.id = ObjectId([0; 32]);
             }
         }
-        if prefix.len() + raw.len() > 1 << MAX_WINDOW_LOG {
-            bases.clear();
-            prefix.clear();
+        placed.insert(*id, u32::try_from(i).expect("fewer than 2^31 trees"));
+        put_u32(&mut raw, refs.len());
+        for (n, r) in refs {
+            put_u32(&mut raw, n);
+            raw.extend_from_slice(&r.to_be_bytes());
         }
-        let mut rec = Vec::new();
-        put_u32(&mut rec, bases.len());
-        for b in &bases {
-            rec.extend_from_slice(&b.0);
+        let bytes = t.encode();
+        put_u32(&mut raw, bytes.len());
+        raw.extend_from_slice(&bytes);
+        if let Some(b) = base {
+            bases.push(*b);
+            prefix.extend_from_slice(&repo.read_tree(b)?.encode());
         }
-        let z = compress(
-            &raw,
-            (!prefix.is_empty()).then_some(&prefix[..]),
-            opts.block_level,
-        )?;
-        rec.extend_from_slice(&z);
-        Ok(rec)
-    };
-    // A few blocks at a time: in parallel, written in order, memory
-    // bounded; the first ones alongside the patches (so that both cores
-    // stay busy when there are few blocks).
-    let encode_group = |group: &[Piece]| -> Result<Vec<Option<Vec<u8>>>, Error> {
-        group
-            .par_iter()
-            .map(|p| match p {
-                Piece::Block(ids) => {
-                    // Read in storage order, laid out in the block's order.
-                    let mut stored = ids.clone();
-                    sort_stored(repo, &mut stored, |i| i)?;
-                    let mut read: HashMap<ObjectId, (FileHeader, Vec<u8>)> = stored
-                        .iter()
-                        .map(|id| Ok((*id, repo.read_file(id)?)))
-                        .collect::<store::Result<_>>()?;
-                    let mut raw = Vec::new();
-                    for id in ids {
-                        let (h, content) = read.remove(id).expect("read above");
-                        let hb = h.encode();
-                        put_u32(&mut raw, hb.len());
-                        raw.extend_from_slice(&hb);
-                        raw.extend_from_slice(&content);
-                        progress.add(1, h.size);
-                    }
-                    let mut rec = Vec::new();
-                    put_u32(&mut rec, ids.len());
-                    rec.extend_from_slice(&compress(&raw, None, opts.block_level)?);
-                    Ok(Some(rec))
-                }
-                Piece::Large(_) => Ok(None),
-            })
-            .collect()
-    };
-    let batch = rayon::current_num_threads().max(1) * 2;
-    let mut groups = pieces.chunks(batch);
-    let first = groups.next().unwrap_or(&[]);
-    let ((tree_rec, encoded), first_blocks) = rayon::join(
-        || {
-            rayon::join(tree_record, || -> Result<Vec<Vec<u8>>, Error> {
-                patches
-                    .par_iter()
-                    .map(|(id, base, h)| {
-                        let (_, old_content) = repo.read_file(base)?;
-                        let (_, content) = repo.read_file(id)?;
-                        let patch = compress(&content, Some(&old_content), opts.patch_level)?;
-                        progress.add(1, h.size);
-                        let hb = h.encode();
-                        let mut e = Vec::with_capacity(32 + 32 + 8 + hb.len() + patch.len());
-                        e.extend_from_slice(&id.0);
-                        e.extend_from_slice(&base.0);
-                        put_u32(&mut e, hb.len());
-                        e.extend_from_slice(&hb);
-                        put_u32(&mut e, patch.len());
-                        e.extend_from_slice(&patch);
-                        Ok(e)
-                    })
-                    .collect::<Result<_, Error>>()
-            })
-        },
-        || encode_group(first),
-    );
-    let tree_rec = tree_rec?;
-    stats.tree_bytes = tree_rec.len() as u64;
-    let encoded = encoded?;
-    stats.patched = patches.len() as u64;
-    stats.content_bytes += patches.iter().map(|p| p.2.size).sum::<u64>();
+    }
+    if prefix.len() + raw.len() > 1 << MAX_WINDOW_LOG {
+        bases.clear();
+        prefix.clear();
+    }
+    let mut rec = Vec::new();
+    put_u32(&mut rec, bases.len());
+    for b in &bases {
+        rec.extend_from_slice(&b.0);
+    }
+    let z = compress(&raw, (!prefix.is_empty()).then_some(&prefix[..]), level)?;
+    rec.extend_from_slice(&z);
+    Ok(rec)
+}
+
+/// Each patch's entry (file id, base id, header, the content compressed
+/// against the base's), encoded in parallel.
+fn encode_patches(
+    repo: &Repo,
+    patches: &[Patch],
+    opts: &Options,
+    progress: &Progress,
+) -> Result<Vec<Vec<u8>>, Error> {
+    patches
+        .par_iter()
+        .map(|(id, base, h)| {
+            let (_, old_content) = repo.read_file(base)?;
+            let (_, content) = repo.read_file(id)?;
+            let patch = compress(&content, Some(&old_content), opts.patch_level)?;
+            progress.add(1, h.size);
+            let hb = h.encode();
+            let mut e = Vec::with_capacity(32 + 32 + 8 + hb.len() + patch.len());
+            e.extend_from_slice(&id.0);
+            e.extend_from_slice(&base.0);
+            put_u32(&mut e, hb.len());
+            e.extend_from_slice(&hb);
+            put_u32(&mut e, patch.len());
+            e.extend_from_slice(&patch);
+            Ok(e)
+        })
+        .collect()
+}
+
+/// The blocks of `group` compressed in parallel (`None` for a large
+/// file, written in chunks as it is read).
+fn encode_blocks(
+    repo: &Repo,
+    group: &[Piece],
+    opts: &Options,
+    progress: &Progress,
+) -> Result<Vec<Option<Vec<u8>>>, Error> {
+    group
+        .par_iter()
+        .map(|p| match p {
+            Piece::Block(ids) => encode_block(repo, ids, opts, progress).map(Some),
+            Piece::Large(_) => Ok(None),
+        })
+        .collect()
+}
+
+/// One block: the files read in storage order, laid out in the block's
+/// order (header, content), compressed together.
+fn encode_block(
+    repo: &Repo,
+    ids: &[ObjectId],
+    opts: &Options,
+    progress: &Progress,
+) -> Result<Vec<u8>, Error> {
+    let mut stored = ids.to_vec();
+    sort_stored(repo, &mut stored, |i| i)?;
+    let mut read: HashMap<ObjectId, (FileHeader, Vec<u8>)> = stored
+        .iter()
+        .map(|id| Ok((*id, repo.read_file(id)?)))
+        .collect::<store::Result<_>>()?;
+    let mut raw = Vec::new();
+    for id in ids {
+        let (h, content) = read.remove(id).expect("read above");
+        let hb = h.encode();
+        put_u32(&mut raw, hb.len());
+        raw.extend_from_slice(&hb);
+        raw.extend_from_slice(&content);
+        progress.add(1, h.size);
+    }
+    let mut rec = Vec::new();
+    put_u32(&mut rec, ids.len());
+    rec.extend_from_slice(&compress(&raw, None, opts.block_level)?);
+    Ok(rec)
+}
+
+/// The patches' entries in `P` records of about `block_size` bytes each;
+/// returns the bytes of the entries.
+fn write_patch_records(
+    out: &mut impl Write,
+    encoded: Vec<Vec<u8>>,
+    block_size: usize,
+) -> std::io::Result<u64> {
+    let mut bytes = 0;
     let mut rec = Vec::new();
     let mut n = 0usize;
     for e in encoded {
-        stats.patch_bytes += e.len() as u64;
+        bytes += e.len() as u64;
         rec.extend_from_slice(&e);
         n += 1;
-        if rec.len() >= opts.block_size {
-            write_patches(&mut out, n, &rec).map_err(io)?;
+        if rec.len() >= block_size {
+            write_patches(out, n, &rec)?;
             rec.clear();
             n = 0;
         }
     }
     if n > 0 {
-        write_patches(&mut out, n, &rec).map_err(io)?;
+        write_patches(out, n, &rec)?;
     }
+    Ok(bytes)
+}
 
-    let mut write_group = |group: &[Piece], blocks: Vec<Option<Vec<u8>>>| -> Result<(), Error> {
-        for (p, z) in group.iter().zip(blocks) {
-            match (p, z) {
-                (_, Some(z)) => {
-                    stats.whole_bytes += z.len() as u64;
-                    write_record(&mut out, b'F', &z).map_err(io)?
-                }
-                (Piece::Large(id), None) => write_large(repo, &mut out, id, opts, progress, &path)?,
-                (Piece::Block(_), None) => unreachable!("blocks are compressed"),
-            }
-        }
-        Ok(())
-    };
-    write_group(first, first_blocks?)?;
-    for group in groups {
-        write_group(group, encode_group(group)?)?;
-    }
-    write_record(&mut out, b'T', &tree_rec).map_err(io)?;
-    let commit_bytes = to_commit.encode();
-    out.write_all(b"C").map_err(io)?;
-    out.write_all(&(commit_bytes.len() as u32).to_be_bytes())
-        .map_err(io)?;
-    out.write_all(&commit_bytes).map_err(io)?;
-
-    out.write_all(b"E").map_err(io)?;
+/// The end of a delta: the commit object (`C`), then `E` with the
+/// counts of commits, trees and files.
+fn write_end(out: &mut impl Write, commit: &[u8], stats: &Generated) -> std::io::Result<()> {
+    out.write_all(b"C")?;
+    out.write_all(&(commit.len() as u32).to_be_bytes())?;
+    out.write_all(commit)?;
+    out.write_all(b"E")?;
     for v in [1u64, stats.trees, stats.files + stats.patched] {
-        out.write_all(&v.to_be_bytes()).map_err(io)?;
+        out.write_all(&v.to_be_bytes())?;
     }
-    let f = out.into_inner().map_err(|e| io(e.into_error()))?;
-    f.commit().map_err(io)?;
-    stats.size = std::fs::metadata(&path).map_err(io)?.len();
-    Ok(stats)
+    Ok(())
 }
 
 fn write_record(out: &mut impl Write, tag: u8, payload: &[u8]) -> std::io::Result<()> {

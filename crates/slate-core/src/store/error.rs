@@ -54,6 +54,9 @@ pub enum Error {
         expected: Option<ObjectId>,
         found: Option<ObjectId>,
     },
+    /// A `bare` repository keeps real owners: only root can make one.
+    #[error("{}: a bare repository keeps real owners and needs root", path.display())]
+    BareNeedsRoot { path: PathBuf },
     #[error("{0}")]
     Invalid(String),
 }

@@ -90,10 +90,9 @@ impl Repo {
             Err(e) => return Err(io(e)),
         }
         if mode == RepoMode::Bare && !fsutil::is_root() {
-            return Err(Error::Invalid(format!(
-                "{}: a bare repository keeps real owners and needs root; use --mode bare-user",
-                path.display()
-            )));
+            return Err(Error::BareNeedsRoot {
+                path: path.to_path_buf(),
+            });
         }
         let root = fsutil::open_dir(path).map_err(io)?;
         for d in ["objects", "refs", "refs/heads", "tmp"] {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::dirs::Dir;
 use super::Result;
+pub use crate::version::strverscmp;
 
 /// One entry file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -197,45 +198,6 @@ pub fn boot_order(a: &BootEntry, b: &BootEntry) -> Ordering {
             (Some((la, da)), Some((lb, db))) => lb.cmp(&la).then(da.cmp(&db)),
             _ => Ordering::Equal,
         })
-}
-
-/// Version comparison as systemd's `strverscmp_improved()` does it for
-/// the strings Slate writes and most others: runs of digits compare as
-/// numbers, everything else byte by byte.
-pub fn strverscmp(a: &str, b: &str) -> Ordering {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
-            let si = i;
-            while i < a.len() && a[i].is_ascii_digit() {
-                i += 1;
-            }
-            let sj = j;
-            while j < b.len() && b[j].is_ascii_digit() {
-                j += 1;
-            }
-            let na = trim_zeros(&a[si..i]);
-            let nb = trim_zeros(&b[sj..j]);
-            let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
-            if o != Ordering::Equal {
-                return o;
-            }
-        } else {
-            let o = a[i].cmp(&b[j]);
-            if o != Ordering::Equal {
-                return o;
-            }
-            i += 1;
-            j += 1;
-        }
-    }
-    (a.len() - i).cmp(&(b.len() - j))
-}
-
-fn trim_zeros(d: &[u8]) -> &[u8] {
-    let n = d.iter().take_while(|&&c| c == b'0').count();
-    &d[n..]
 }
 
 #[cfg(test)]

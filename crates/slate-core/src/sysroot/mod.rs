@@ -40,6 +40,8 @@ mod trust_tests;
 mod verify;
 
 pub use booted::{default_path, BootedBy};
+/// The deploy modes, defined with the image's metadata that names them.
+pub use crate::image_meta::{EtcMode, VarMode};
 pub use deploy::{check_karg, human_bytes, merge_kargs, DeployOptions, DeployPlan, Deployed};
 pub use drift::Drift;
 pub use entries::{boot_order, strverscmp, BootEntry, EntryState};
@@ -145,67 +147,6 @@ pub(crate) fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     }
 }
 
-/// How an OS keeps `/etc`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EtcMode {
-    /// An empty tmpfs at every boot, filled from the image's factory defaults.
-    Stateless,
-    /// Each deployment has its own `/etc`, local changes carried over by a
-    /// three-way merge at deploy time.
-    Persistent,
-}
-
-impl std::fmt::Display for EtcMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            EtcMode::Stateless => "stateless",
-            EtcMode::Persistent => "persistent",
-        })
-    }
-}
-
-impl std::fmt::Display for VarMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            VarMode::Persistent => "persistent",
-            VarMode::Volatile => "volatile",
-        })
-    }
-}
-
-/// How an OS keeps `/var`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VarMode {
-    /// `SYSROOT/slate/state/OS/var`, shared by the OS's deployments.
-    Persistent,
-    /// An empty tmpfs at every boot.
-    Volatile,
-}
-
-impl std::str::FromStr for EtcMode {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "stateless" => Ok(EtcMode::Stateless),
-            "persistent" => Ok(EtcMode::Persistent),
-            _ => Err(format!("{s:?}: /etc is stateless or persistent")),
-        }
-    }
-}
-
-impl std::str::FromStr for VarMode {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "persistent" => Ok(VarMode::Persistent),
-            "volatile" => Ok(VarMode::Volatile),
-            _ => Err(format!("{s:?}: /var is persistent or volatile")),
-        }
-    }
-}
-
 /// `SYSROOT/slate/state/OS/os.toml`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OsConfig {
@@ -231,23 +172,15 @@ impl OsConfig {
     /// These modes, with what an image's commit metadata asks for in place
     /// of the defaults (only when `from_image`). An unknown mode there is an
     /// error naming the key.
-    pub fn with_image(
-        &self,
-        meta: &std::collections::BTreeMap<String, String>,
-    ) -> Result<OsConfig> {
+    pub fn with_image(&self, meta: &crate::image_meta::Metadata) -> Result<OsConfig> {
         if !self.from_image {
             return Ok(self.clone());
         }
-        let bad = |k: &str, e: String| Error::Refused(format!("the image's {k}: {e}"));
+        let image = crate::image_meta::ImageDeploy::read(meta)
+            .map_err(|e| Error::Refused(e.to_string()))?;
         Ok(OsConfig {
-            etc: match meta.get("slate.deploy.etc") {
-                Some(m) => m.parse().map_err(|e| bad("slate.deploy.etc", e))?,
-                None => self.etc,
-            },
-            var: match meta.get("slate.deploy.var") {
-                Some(m) => m.parse().map_err(|e| bad("slate.deploy.var", e))?,
-                None => self.var,
-            },
+            etc: image.etc.unwrap_or(self.etc),
+            var: image.var.unwrap_or(self.var),
             from_image: false,
         })
     }

@@ -25,6 +25,7 @@
 
 pub mod acl;
 mod clean;
+mod columns;
 mod copy;
 mod create;
 pub mod fs;

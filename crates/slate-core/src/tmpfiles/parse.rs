@@ -1,19 +1,17 @@
 //! tmpfiles.d(5) lines into [`Item`]s, with systemd-tmpfiles 252's checks,
 //! defaults and message texts.
 
-use base64::Engine as _;
-
 use super::acl::Acl;
+use super::columns::{age_column, decode_base64, mode_column, reject, split_columns, Modifiers};
 
 pub use super::item::{is_duplicate, needs_glob, sort_items, takes_ownership, Item};
 use super::values::{
-    cunescape, home_dir, is_noinfo, item_text, parse_age_by, parse_attribute, parse_devnum,
-    parse_id, parse_mode, parse_xattrs, spec_error,
+    cunescape, home_dir, is_noinfo, item_text, parse_attribute, parse_devnum, parse_id,
+    parse_xattrs, spec_error,
 };
 pub use super::values::{parse_sec, path_startswith, simplify, CHATTR_ALL_FL, FS_DIRSYNC_FL};
 use super::{Level, Log};
 use crate::confd::specifier::{self, SpecError, SystemSpecifiers};
-use crate::confd::words::{self, Flags};
 use crate::confd::{Host, Kind};
 use crate::fsutil::Root;
 use crate::userdb::Names;
@@ -155,7 +153,10 @@ impl<'r> Parser<'r> {
     }
 
     /// Parse one line (already stripped, not a comment). `Ok(None)`: the
-    /// line is skipped without error.
+    /// line is skipped without error. The steps, in systemd's order: the
+    /// columns, the type's modifiers, the path, the argument the type
+    /// needs, the argument's specifiers and default sources, a credential,
+    /// base64, then the owner, mode and age columns.
     pub fn parse_line(
         &mut self,
         file: &str,
@@ -164,69 +165,75 @@ impl<'r> Parser<'r> {
         log: &mut Log,
     ) -> Result<Option<Item>, Rejected> {
         let at = format!("{file}:{line}");
-        let err = |log: &mut Log, msg: String, inv: bool| {
-            log.event(
-                Level::Error,
-                Kind::InvalidLine,
-                None,
-                format!("{at}: {msg}"),
-            );
-            Rejected { invalid: inv }
-        };
-        let mut rest = Some(text);
-        let flags = Flags {
-            unquote: true,
-            cunescape: false,
-        };
-        let cols = match words::extract_many(&mut rest, 6, flags) {
-            Ok(c) => c,
-            Err(e) => return Err(err(log, format!("Failed to parse line: {e}"), true)),
-        };
-        if cols.len() < 2 {
-            return Err(err(log, "Syntax error.".into(), true));
-        }
+        let (cols, raw_arg) = split_columns(text).map_err(|m| reject(log, &at, m, true))?;
         let col = |i: usize| -> Option<String> {
             let w = cols.get(i)?;
             (!w.is_empty() && w != b"-").then(|| String::from_utf8_lossy(w).into_owned())
         };
-        let raw_arg: Option<Vec<u8>> = rest.filter(|r| !r.is_empty() && *r != b"-").map(Vec::from);
         let action = String::from_utf8_lossy(&cols[0]).into_owned();
-        if action.is_empty() {
-            return Err(err(log, format!("Command too short '{action}'."), true));
-        }
-        let (mut boot, mut force, mut allow_failure, mut replace, mut unbase64, mut cred) =
-            (false, false, false, false, false, false);
-        for c in action.bytes().skip(1) {
-            let flag = match c {
-                b'!' => &mut boot,
-                b'+' => &mut force,
-                b'-' => &mut allow_failure,
-                b'=' => &mut replace,
-                b'~' => &mut unbase64,
-                b'^' => &mut cred,
-                _ => {
-                    return Err(err(
-                        log,
-                        format!("Unknown modifiers in command '{action}'"),
-                        true,
-                    ))
-                }
-            };
-            if *flag {
-                return Err(err(
-                    log,
-                    format!("Unknown modifiers in command '{action}'"),
-                    true,
-                ));
-            }
-            *flag = true;
-        }
-        if boot && !self.boot {
+        let m = Modifiers::parse(&action).map_err(|m| reject(log, &at, m, true))?;
+        if m.boot && !self.boot {
             return Ok(None);
         }
         let kind = action.as_bytes()[0];
-        let raw_path = &cols[1];
-        let path = match self.expand(raw_path, PATH_MAX - 1) {
+        let Some(path) = self.line_path(file, line, &cols[1], log)? else {
+            return Ok(None);
+        };
+        let mut item = Item {
+            kind,
+            path,
+            argument: raw_arg,
+            age_by_file: AGE_BY_DEFAULT_FILE,
+            age_by_dir: AGE_BY_DEFAULT_DIR,
+            append_or_force: m.force,
+            allow_failure: m.allow_failure,
+            try_replace: m.replace,
+            ..Item::default()
+        };
+        self.type_argument(&mut item, m.unbase64, &at, log)?;
+        if !self.should_include(&item.path) {
+            return Ok(None);
+        }
+        if !m.unbase64 {
+            if let Err(e) = self.expand_argument(&mut item, log) {
+                if is_noinfo(&e) {
+                    self.unresolvable(file, line, log);
+                    return Ok(None);
+                }
+                let (msg, inv) = spec_error(&e);
+                let msg = format!("Failed to substitute specifiers in argument: {msg}");
+                return Err(reject(log, &at, msg, inv));
+            }
+        }
+        if !self.default_source(&mut item, &at, log)? {
+            return Ok(None);
+        }
+        if m.cred && !self.credential(&mut item, &at, log)? {
+            return Ok(None);
+        }
+        if m.unbase64 {
+            decode_base64(&mut item, &at, log)?;
+        }
+        if !self.owners(&mut item, col(3), col(4), &at, log)? {
+            return Ok(None);
+        }
+        mode_column(&mut item, col(2), &at, log)?;
+        age_column(&mut item, col(5), &at, log)?;
+        Ok(Some(item))
+    }
+
+    /// The path column: specifiers expanded (a line with one that cannot
+    /// be resolved is skipped: `None`), `/var/run/` moved to `/run/`,
+    /// absolute, simplified.
+    fn line_path(
+        &mut self,
+        file: &str,
+        line: usize,
+        raw_path: &[u8],
+        log: &mut Log,
+    ) -> Result<Option<String>, Rejected> {
+        let at = format!("{file}:{line}");
+        let mut path = match self.expand(raw_path, PATH_MAX - 1) {
             Ok(p) => String::from_utf8_lossy(&p).into_owned(),
             Err(e) if is_noinfo(&e) => {
                 self.unresolvable(file, line, log);
@@ -235,14 +242,10 @@ impl<'r> Parser<'r> {
             Err(e) => {
                 let (m, inv) = spec_error(&e);
                 let shown = String::from_utf8_lossy(raw_path);
-                return Err(err(
-                    log,
-                    format!("Failed to replace specifiers in '{shown}': {m}"),
-                    inv,
-                ));
+                let msg = format!("Failed to replace specifiers in '{shown}': {m}");
+                return Err(reject(log, &at, msg, inv));
             }
         };
-        let mut path = path;
         if let Some(k) = path.strip_prefix("/var/run/") {
             if !k.trim_start_matches('/').is_empty() {
                 let n = simplify(&format!("/run/{k}"));
@@ -257,20 +260,28 @@ impl<'r> Parser<'r> {
             }
         }
         if !path.starts_with('/') {
-            return Err(err(log, format!("Path '{path}' not absolute."), true));
+            return Err(reject(
+                log,
+                &at,
+                format!("Path '{path}' not absolute."),
+                true,
+            ));
         }
-        let path = simplify(&path);
-        let mut item = Item {
-            kind,
-            path,
-            argument: raw_arg,
-            age_by_file: AGE_BY_DEFAULT_FILE,
-            age_by_dir: AGE_BY_DEFAULT_DIR,
-            append_or_force: force,
-            allow_failure,
-            try_replace: replace,
-            ..Item::default()
-        };
+        Ok(Some(simplify(&path)))
+    }
+
+    /// The argument as the line's type needs it: present where required,
+    /// base64 refused where systemd refuses it, and read into the item's
+    /// fields (device numbers, xattrs, ACLs, file attributes).
+    fn type_argument(
+        &mut self,
+        item: &mut Item,
+        unbase64: bool,
+        at: &str,
+        log: &mut Log,
+    ) -> Result<(), Rejected> {
+        let kind = item.kind;
+        let err = |log: &mut Log, msg: String| reject(log, at, msg, true);
         let no_b64 = |what: &str| format!("base64 decoding not supported for {what}.");
         match kind {
             b'd' | b'v' | b'q' | b'Q' | b'e' | b'D' | b'p' | b'x' | b'X' | b'r' | b'R' | b'm'
@@ -286,65 +297,55 @@ impl<'r> Parser<'r> {
                 }
             }
             b'f' | b'F' => {}
-            b'L' if unbase64 => return Err(err(log, no_b64("symlink targets"), true)),
+            b'L' if unbase64 => return Err(err(log, no_b64("symlink targets"))),
             b'L' => {}
             b'w' if item.argument.is_none() => {
-                return Err(err(log, "Write file requires argument.".into(), true))
+                return Err(err(log, "Write file requires argument.".into()))
             }
             b'w' => {}
-            b'C' if unbase64 => return Err(err(log, no_b64("copy sources"), true)),
+            b'C' if unbase64 => return Err(err(log, no_b64("copy sources"))),
             b'C' => {}
             b'c' | b'b' => {
                 if unbase64 {
-                    return Err(err(log, no_b64("device node creation"), true));
+                    return Err(err(log, no_b64("device node creation")));
                 }
                 let Some(a) = item.argument.as_ref() else {
-                    return Err(err(log, "Device file requires argument.".into(), true));
+                    return Err(err(log, "Device file requires argument.".into()));
                 };
                 let a = String::from_utf8_lossy(a).into_owned();
                 match parse_devnum(&a) {
                     Some(mm) => item.major_minor = mm,
                     None => {
-                        return Err(err(
-                            log,
-                            format!("Can't parse device file major/minor '{a}'."),
-                            true,
-                        ))
+                        let msg = format!("Can't parse device file major/minor '{a}'.");
+                        return Err(err(log, msg));
                     }
                 }
             }
             b't' | b'T' => {
                 if unbase64 {
-                    return Err(err(log, no_b64("extended attributes"), true));
+                    return Err(err(log, no_b64("extended attributes")));
                 }
                 let Some(a) = item.argument.clone() else {
-                    return Err(err(
-                        log,
-                        "Set extended attribute requires argument.".into(),
-                        true,
-                    ));
+                    let msg = "Set extended attribute requires argument.".into();
+                    return Err(err(log, msg));
                 };
                 item.xattrs = parse_xattrs(&a, log);
             }
             b'a' | b'A' => {
                 if unbase64 {
-                    return Err(err(log, no_b64("ACLs"), true));
+                    return Err(err(log, no_b64("ACLs")));
                 }
                 let Some(a) = item.argument.clone() else {
-                    return Err(err(log, "Set ACLs requires argument.".into(), true));
+                    return Err(err(log, "Set ACLs requires argument.".into()));
                 };
-                self.parse_acls(&mut item, &String::from_utf8_lossy(&a), log);
+                self.parse_acls(item, &String::from_utf8_lossy(&a), log);
             }
             b'h' | b'H' => {
                 if unbase64 {
-                    return Err(err(log, no_b64("file attributes"), true));
+                    return Err(err(log, no_b64("file attributes")));
                 }
                 let Some(a) = item.argument.as_ref() else {
-                    return Err(err(
-                        log,
-                        "Set file attribute requires argument.".into(),
-                        true,
-                    ));
+                    return Err(err(log, "Set file attribute requires argument.".into()));
                 };
                 match parse_attribute(&String::from_utf8_lossy(a), &item.path) {
                     Ok(v) => item.attribute = Some(v),
@@ -355,31 +356,18 @@ impl<'r> Parser<'r> {
                 }
             }
             _ => {
-                return Err(err(
-                    log,
-                    format!("Unknown command type '{}'.", kind as char),
-                    true,
-                ))
+                let msg = format!("Unknown command type '{}'.", kind as char);
+                return Err(err(log, msg));
             }
         }
-        if !self.should_include(&item.path) {
-            return Ok(None);
-        }
-        if !unbase64 {
-            if let Err(e) = self.expand_argument(&mut item, log) {
-                if is_noinfo(&e) {
-                    self.unresolvable(file, line, log);
-                    return Ok(None);
-                }
-                let (m, inv) = spec_error(&e);
-                return Err(err(
-                    log,
-                    format!("Failed to substitute specifiers in argument: {m}"),
-                    inv,
-                ));
-            }
-        }
-        match kind {
+        Ok(())
+    }
+
+    /// `L` and `C` lines without an argument take `/usr/share/factory/PATH`;
+    /// a `C` source must be absolute, and a line whose source is not there
+    /// is skipped (`false`).
+    fn default_source(&self, item: &mut Item, at: &str, log: &mut Log) -> Result<bool, Rejected> {
+        match item.kind {
             b'L' if item.argument.is_none() => {
                 item.argument = Some(format!("/usr/share/factory{}", item.path).into_bytes());
             }
@@ -389,87 +377,65 @@ impl<'r> Parser<'r> {
                     Some(a) if a.first() == Some(&b'/') => String::from_utf8_lossy(a).into_owned(),
                     Some(a) => {
                         let a = String::from_utf8_lossy(a).into_owned();
-                        return Err(err(
-                            log,
-                            format!("Source path '{a}' is not absolute."),
-                            true,
-                        ));
+                        let msg = format!("Source path '{a}' is not absolute.");
+                        return Err(reject(log, at, msg, true));
                     }
                 };
                 let src = simplify(&src);
                 if !self.root.exists_nofollow(&src) {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 item.argument = Some(src.into_bytes());
             }
             _ => {}
         }
-        if cred {
-            let Some(name) = item.argument.as_ref().map(|a| item_text(a)) else {
-                return Err(err(
-                    log,
-                    "Reading from credential requested, but no credential name specified.".into(),
-                    false,
-                ));
-            };
-            if name.is_empty()
-                || name.contains('/')
-                || name == "."
-                || name == ".."
-                || name.len() > 255
-            {
-                return Err(err(
-                    log,
-                    format!("Credential name not valid: {name}"),
-                    false,
-                ));
-            }
-            if !self.host.credentials.given() {
-                return Ok(None);
-            }
-            match self.host.credentials.get(&name) {
-                Ok(Some(data)) => item.argument = Some(data),
-                Ok(None) => return Ok(None),
-                Err(e) => {
-                    log.push(
-                        Level::Error,
-                        format!(
-                            "Failed to read credential '{name}': {}",
-                            crate::confd::os_text(&e)
-                        ),
-                    );
-                    return Err(failed());
-                }
-            }
+        Ok(true)
+    }
+
+    /// `^`: the argument names a credential whose content replaces it. A
+    /// line whose credential is not given is skipped (`false`).
+    fn credential(&self, item: &mut Item, at: &str, log: &mut Log) -> Result<bool, Rejected> {
+        let Some(name) = item.argument.as_ref().map(|a| item_text(a)) else {
+            let msg = "Reading from credential requested, but no credential name specified.";
+            return Err(reject(log, at, msg.into(), false));
+        };
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.len() > 255
+        {
+            let msg = format!("Credential name not valid: {name}");
+            return Err(reject(log, at, msg, false));
         }
-        if unbase64 {
-            if let Some(a) = &item.argument {
-                let clean: Vec<u8> = a
-                    .iter()
-                    .copied()
-                    .filter(|c| !c.is_ascii_whitespace())
-                    .collect();
-                let engine = base64::engine::GeneralPurpose::new(
-                    &base64::alphabet::STANDARD,
-                    base64::engine::GeneralPurposeConfig::new()
-                        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        if !self.host.credentials.given() {
+            return Ok(false);
+        }
+        match self.host.credentials.get(&name) {
+            Ok(Some(data)) => item.argument = Some(data),
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                log.push(
+                    Level::Error,
+                    format!(
+                        "Failed to read credential '{name}': {}",
+                        crate::confd::os_text(&e)
+                    ),
                 );
-                match engine.decode(&clean) {
-                    Ok(d) => item.argument = Some(d),
-                    Err(_) => {
-                        return Err(err(
-                            log,
-                            format!(
-                                "Failed to base64 decode specified argument '{}': Invalid argument",
-                                item_text(a)
-                            ),
-                            false,
-                        ))
-                    }
-                }
+                return Err(failed());
             }
         }
-        if let Some(user) = col(3) {
+        Ok(true)
+    }
+
+    /// The user and group columns (`:NAME`: only when the line creates).
+    /// With `--graceful`, a line naming a user or group that does not
+    /// exist is skipped (`false`).
+    fn owners(
+        &mut self,
+        item: &mut Item,
+        user: Option<String>,
+        group: Option<String>,
+        at: &str,
+        log: &mut Log,
+    ) -> Result<bool, Rejected> {
+        if let Some(user) = user {
             let u = match user.strip_prefix(':') {
                 Some(u) => {
                     item.uid_only_create = true;
@@ -479,11 +445,14 @@ impl<'r> Parser<'r> {
             };
             match self.resolve(true, &u) {
                 Ok(id) => item.uid = Some(id),
-                Err(e) if self.graceful && e == "No such process" => return Ok(None),
-                Err(e) => return Err(err(log, format!("Failed to resolve user '{u}': {e}"), true)),
+                Err(e) if self.graceful && e == "No such process" => return Ok(false),
+                Err(e) => {
+                    let msg = format!("Failed to resolve user '{u}': {e}");
+                    return Err(reject(log, at, msg, true));
+                }
             }
         }
-        if let Some(group) = col(4) {
+        if let Some(group) = group {
             let g = match group.strip_prefix(':') {
                 Some(g) => {
                     item.gid_only_create = true;
@@ -493,59 +462,14 @@ impl<'r> Parser<'r> {
             };
             match self.resolve(false, &g) {
                 Ok(id) => item.gid = Some(id),
-                Err(e) if self.graceful && e == "No such process" => return Ok(None),
-                Err(_) => return Err(err(log, format!("Failed to resolve group '{g}'."), true)),
-            }
-        }
-        if let Some(mode) = col(2) {
-            let mut mm = mode.as_str();
-            loop {
-                if let Some(r) = mm.strip_prefix('~') {
-                    item.mask_perms = true;
-                    mm = r;
-                } else if let Some(r) = mm.strip_prefix(':') {
-                    item.mode_only_create = true;
-                    mm = r;
-                } else {
-                    break;
+                Err(e) if self.graceful && e == "No such process" => return Ok(false),
+                Err(_) => {
+                    let msg = format!("Failed to resolve group '{g}'.");
+                    return Err(reject(log, at, msg, true));
                 }
             }
-            match parse_mode(mm) {
-                Some(m) => {
-                    item.mode = m;
-                    item.mode_set = true;
-                }
-                None => return Err(err(log, format!("Invalid mode '{mode}'."), true)),
-            }
-        } else {
-            item.mode = if b"dDvqQ".contains(&kind) {
-                0o755
-            } else {
-                0o644
-            };
         }
-        if let Some(age) = col(5) {
-            let mut a = age.as_str();
-            if let Some(r) = a.strip_prefix('~') {
-                item.keep_first_level = true;
-                a = r;
-            }
-            if let Some((by, secs)) = a.split_once(':') {
-                match parse_age_by(by) {
-                    Some((f, d)) => {
-                        item.age_by_file = f;
-                        item.age_by_dir = d;
-                    }
-                    None => return Err(err(log, format!("Invalid age-by '{by}'."), true)),
-                }
-                a = secs;
-            }
-            match parse_sec(a) {
-                Some(v) => item.age = Some(v),
-                None => return Err(err(log, format!("Invalid age '{a}'."), true)),
-            }
-        }
-        Ok(Some(item))
+        Ok(true)
     }
 
     fn expand_argument(&mut self, item: &mut Item, log: &mut Log) -> Result<(), SpecError> {

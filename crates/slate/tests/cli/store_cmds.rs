@@ -361,7 +361,7 @@ fn checkout_options() {
     // An existing DEST needs --union, which replaces files and keeps others.
     let err = fails(&repo, &["checkout", "main", &p("bin")]);
     assert!(
-        err.contains("already exists") && err.contains("--union"),
+        err.contains("already exists\n") && err.contains("hint: use --union to check out over it"),
         "{err}"
     );
     let u = t.path().join("u");

@@ -33,11 +33,15 @@ pub(super) fn apply(
         slate_core::store::ObjectRead::read_commit(s.repo(), &commit).map(|c| c.metadata),
         cfg,
     ) {
+        let image = slate_core::image_meta::ImageDeploy::read(&meta).unwrap_or_else(|e| {
+            eprintln!("warning: {e}");
+            slate_core::image_meta::ImageDeploy::default()
+        });
         for (what, asked, has) in [
-            ("etc", meta.get("slate.deploy.etc"), cfg.etc.to_string()),
-            ("var", meta.get("slate.deploy.var"), cfg.var.to_string()),
+            ("etc", image.etc.map(|m| m.to_string()), cfg.etc.to_string()),
+            ("var", image.var.map(|m| m.to_string()), cfg.var.to_string()),
         ] {
-            if let Some(asked) = asked.filter(|a| **a != has) {
+            if let Some(asked) = asked.filter(|a| *a != has) {
                 eprintln!(
                     "warning: the image asks for a {asked} /{what}; OS {} keeps it {has} \
                      (`slate admin os-init {} --{what} {asked}` to follow the image)",

@@ -176,20 +176,10 @@ pub fn make(a: &InstallArgs) -> anyhow::Result<View> {
     let mut layout = Layout::new()?;
     let (commit, origin) = super::resolve(&s, &a.rev, Some(&a.from))?;
     let meta = slate_core::store::ObjectRead::read_commit(s.repo(), &commit)?.metadata;
-    let mode = |k: &str| meta.get(k).cloned().unwrap_or_else(|| "persistent".into());
+    let image = slate_core::image_meta::ImageDeploy::read(&meta)?;
     let cfg = OsConfig {
-        etc: match a.etc {
-            Some(m) => m,
-            None => mode("slate.deploy.etc")
-                .parse()
-                .map_err(|e| anyhow::anyhow!("the image's slate.deploy.etc: {e}"))?,
-        },
-        var: match a.var {
-            Some(m) => m,
-            None => mode("slate.deploy.var")
-                .parse()
-                .map_err(|e| anyhow::anyhow!("the image's slate.deploy.var: {e}"))?,
-        },
+        etc: a.etc.or(image.etc).unwrap_or(EtcMode::Persistent),
+        var: a.var.or(image.var).unwrap_or(VarMode::Persistent),
         from_image: false,
     };
     s.os_init(&a.os, &cfg)?;
