@@ -31,7 +31,7 @@ const MAX_RECORDED: usize = 64;
 pub struct Counters {
     pub requests: AtomicU64,
     pub bytes: AtomicU64,
-    /// The different redirects followed (at most [`MAX_RECORDED`]), in order.
+    /// The different redirects followed (at most `MAX_RECORDED`), in order.
     pub redirects: Mutex<Vec<Redirect>>,
 }
 

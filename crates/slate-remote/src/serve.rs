@@ -1,6 +1,6 @@
 //! `slate serve`: a small read-only HTTP/1.1 server for an archive
 //! repository's folder (keep-alive, `Range` requests, `HEAD`). Only what a
-//! pull asks for is served ([`allow`]); another folder only when asked
+//! pull asks for is served (`allow`); another folder only when asked
 //! ([`Serving::AnyFolder`]). The file opened is checked, not the URL: it is
 //! opened below a handle of the folder with `openat2(RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS)`, so no `..` and no symlink (planted anywhere on

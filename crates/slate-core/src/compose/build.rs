@@ -255,7 +255,13 @@ pub fn compose(
     }
 
     // 2. The other inputs.
-    other_inputs(tree, &mut timer, &inputs, &mut base.inputs, &opts.manifest.files_roots)?;
+    other_inputs(
+        tree,
+        &mut timer,
+        &inputs,
+        &mut base.inputs,
+        &opts.manifest.files_roots,
+    )?;
     let built = Lockfile {
         version: VERSION,
         request: b.request_digest.clone(),

@@ -504,6 +504,9 @@ fn files_inputs_outside_their_folder_or_the_image_are_refused() {
     match l.manifest.inputs[2].get_ref() {
         Input::Files { target, .. } => assert_eq!(target, "/usr/share/x"),
         other => panic!("{other:?}"),
+    }
+}
+
 /// Compose sits beside `sysroot`, not above it: what both need (the
 /// deploy modes, version order) lives lower down.
 #[test]

@@ -61,7 +61,7 @@ fn header_allowance(limit: u64) -> u64 {
 /// patched and large files; symlink targets), counted from its records
 /// without storing anything. Once the count passes `limit`, it is
 /// returned at once (the rest is not read). Blocks whose file headers
-/// alone pass [`header_allowance`] are refused.
+/// alone pass `header_allowance` are refused.
 pub fn content_bytes(path: &Path, limit: u64) -> Result<u64, Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),

@@ -39,9 +39,9 @@ mod status;
 mod trust_tests;
 mod verify;
 
-pub use booted::{default_path, BootedBy};
 /// The deploy modes, defined with the image's metadata that names them.
 pub use crate::image_meta::{EtcMode, VarMode};
+pub use booted::{default_path, BootedBy};
 pub use deploy::{check_karg, human_bytes, merge_kargs, DeployOptions, DeployPlan, Deployed};
 pub use drift::Drift;
 pub use entries::{boot_order, strverscmp, BootEntry, EntryState};

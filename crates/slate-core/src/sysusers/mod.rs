@@ -8,7 +8,7 @@
 //! follows symlinks out of `--root` (config directories, `u NAME /PATH`,
 //! the databases themselves), Slate resolves them inside the root.
 //!
-//! As a library: [`load`] reads the configuration, [`plan`] computes what
+//! As a library: [`load`] reads the configuration, [`plan()`] computes what
 //! would be created without writing anything, [`apply`] writes it; [`run`]
 //! does what the `systemd-sysusers` command does. What they need of the
 //! machine (credentials, the date of `$SOURCE_DATE_EPOCH`, standard input)

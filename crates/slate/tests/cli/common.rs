@@ -59,6 +59,12 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// For what only the run can tell (a mount that fails, a full disk, part
+/// of a test). A whole test that needs root or a tool is marked where it is
+/// declared, so `cargo test` reports it as ignored with the reason:
+/// `#[cfg_attr(not(test_root), ignore = "needs root")]`, with the cfgs of
+/// `crates/slate/build.rs`; its run-time check stays, for a binary run by
+/// another user than the one who built it.
 pub fn skip(why: &str) {
     eprintln!("SKIPPED: {why}");
 }

@@ -288,6 +288,7 @@ fn pull_from_slate_serve_in_few_requests() {
 }
 
 #[test]
+#[cfg_attr(not(test_have = "nginx"), ignore = "nginx is not installed")]
 fn pull_from_nginx() {
     if !have("nginx") {
         skip("nginx is not installed: pulling from a real nginx is not tried");
@@ -548,6 +549,7 @@ fn a_rebuild_with_nothing_changed_fetches_almost_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(test_have = "openssl"), ignore = "openssl is not installed")]
 fn openssl_makes_and_checks_what_slate_uses() {
     if !have("openssl") {
         skip("openssl is not installed: interoperability is not checked");

@@ -13,6 +13,10 @@ fn s(p: &Path) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_root, test_have = "unshare", test_have = "mount")),
+    ignore = "needs root, unshare and mount (a private mount namespace)"
+)]
 fn removal_stops_at_a_bind_mount() {
     if !is_root() || !have("unshare") || !have("mount") {
         skip("needs root, unshare(1) and mount(8) for a private mount namespace");
@@ -315,6 +319,10 @@ fn trees_deeper_than_path_max_commit_check_out_and_export() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_root, test_have = "setpriv")),
+    ignore = "needs root and setpriv (to run as another user)"
+)]
 fn a_checkout_by_a_user_who_is_not_root_says_what_to_do() {
     if !is_root() || !have("setpriv") {
         skip("needs root and setpriv(1) to run as another user");

@@ -418,6 +418,10 @@ fn admin_ok(sr: &Path, args: &[&str]) {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn an_upgrade_pulling_from_a_slow_server_does_not_hold_the_sysroot() {
     if !is_root() {
         skip("a sysroot's repository is bare (real owners): the admin tests need root");

@@ -276,6 +276,7 @@ fn a_dry_run_prune_takes_no_lock() {
 }
 
 #[test]
+#[cfg_attr(not(test_root), ignore = "needs root: a bare repository")]
 fn bare_repositories_keep_their_objects_private() {
     if !is_root() {
         skip("a bare repository needs root");

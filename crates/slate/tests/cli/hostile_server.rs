@@ -318,6 +318,10 @@ fn a_summary_lists_deltas_by_their_headers() {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_have = "gnu-time"),
+    ignore = "GNU time (/usr/bin/time) is not installed"
+)]
 fn a_huge_index_is_never_read_into_memory() {
     if !Path::new("/usr/bin/time").exists() {
         return skip("GNU time (/usr/bin/time) is not installed");

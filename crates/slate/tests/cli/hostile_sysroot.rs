@@ -32,6 +32,10 @@ fn intact(out: &Path) {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn factory_reset_never_empties_a_folder_outside_the_sysroot() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -86,6 +90,10 @@ fn factory_reset_never_empties_a_folder_outside_the_sysroot() {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn cleanup_and_undeploy_never_remove_through_a_symlinked_folder() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -153,6 +161,10 @@ fn entries_text(e: &Env) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn kernel_arguments_are_one_word_each_and_never_slate() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -235,6 +247,10 @@ fn set_boot(e: &Env, boot: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn the_boot_directory_of_a_sysroot_is_inside_it() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -304,6 +320,10 @@ fn commit_with(e: &Env, v: u32, extra: impl Fn(&Path)) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn etc_merge_keeps_a_folder_the_machine_made_a_symlink_and_says_what_happened() {
     let Some(e) = setup("persistent") else { return };
     commit_with(&e, 1, |t| {
@@ -376,6 +396,10 @@ fn etc_merge_keeps_a_folder_the_machine_made_a_symlink_and_says_what_happened() 
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_root, test_have = "unshare")),
+    ignore = "needs root (a bare sysroot) and unshare (a mount namespace)"
+)]
 fn cleanup_removes_the_temporary_files_of_killed_writers() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -445,6 +469,10 @@ fn prepare(e: &Env) -> Option<std::process::Output> {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_root, test_have = "unshare")),
+    ignore = "needs root (a bare sysroot) and unshare (a mount namespace)"
+)]
 fn prepare_root_needs_no_boot_directory_and_writes_nothing_through_a_symlink() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);

@@ -162,6 +162,18 @@ fn read_back(disk: &Path, v: &serde_json::Value, work: &Path) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        test_root,
+        test_have = "sfdisk",
+        test_have = "mkfs.vfat",
+        test_have = "mcopy",
+        test_have = "mkfs.ext4",
+        test_have = "debugfs",
+        test_have = "systemd-boot-efi"
+    )),
+    ignore = "needs root, fdisk, dosfstools, mtools, e2fsprogs and systemd-boot-efi"
+)]
 fn install_makes_a_gpt_disk_with_esp_and_root() {
     if let Some(why) = missing_tools() {
         return skip(&why);
@@ -270,6 +282,10 @@ fn install_makes_a_gpt_disk_with_esp_and_root() {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: install makes a sysroot with real owners"
+)]
 fn install_refuses_an_image_without_a_kernel() {
     if !is_root() {
         return skip("install makes a sysroot with real owners: needs root");
@@ -318,6 +334,19 @@ impl Drop for Loop {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        test_root,
+        test_have = "sfdisk",
+        test_have = "mkfs.vfat",
+        test_have = "mcopy",
+        test_have = "mkfs.ext4",
+        test_have = "debugfs",
+        test_have = "systemd-boot-efi",
+        test_have = "losetup"
+    )),
+    ignore = "needs root, fdisk, dosfstools, mtools, e2fsprogs, systemd-boot-efi and losetup"
+)]
 fn install_on_a_block_device() {
     if let Some(why) = missing_tools() {
         return skip(&why);

@@ -27,6 +27,10 @@ fn setup(dir: &std::path::Path, mode: &str) -> (std::path::PathBuf, String, Stri
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn fsck_names_corrupt_and_missing_objects_with_their_users() {
     let t = tempfile::tempdir().expect("tempdir");
     let (repo, commit, id) = setup(t.path(), "bare-user");
@@ -75,6 +79,10 @@ fn ok_or_fail_json(repo: &std::path::Path) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn fsck_finds_damage_in_packs_and_missing_trees() {
     let t = tempfile::tempdir().expect("tempdir");
     let (repo, _, id) = setup(t.path(), "archive");

@@ -23,6 +23,10 @@ fn os_toml(sr: &Path, os: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn an_os_without_modes_takes_its_first_images() {
     if !is_root() {
         return skip("a sysroot's repository is bare (real owners): needs root");

@@ -59,6 +59,10 @@ fn a_commit_shows_progress_on_a_terminal_only() {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_have = "script"),
+    ignore = "script(1) is not installed (util-linux)"
+)]
 fn checkout_fsck_pull_and_export_show_progress_on_a_terminal_only() {
     if !have("script") {
         skip("script(1) missing (util-linux): progress on a terminal untested");

@@ -136,6 +136,10 @@ fn commit_leaves_the_sources_access_times_alone() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "tar", test_have = "gzip", test_have = "zstd")),
+    ignore = "needs tar, gzip and zstd"
+)]
 fn tar_gives_the_same_commit_as_the_directory() {
     if !have("tar") || !have("zstd") || !have("gzip") {
         return skip("tar, gzip or zstd missing");
@@ -450,6 +454,10 @@ fn as_user(repo: &Path, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+#[cfg_attr(
+    not(any(not(test_root), test_have = "setpriv")),
+    ignore = "setpriv is not installed: root cannot run this as another user"
+)]
 fn a_user_who_is_not_root_commits_and_checks_out() {
     if is_root() && !have("setpriv") {
         return skip("setpriv missing: cannot run as an unprivileged user");

@@ -38,6 +38,10 @@ fn free_bytes(p: &Path) -> u64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_have = "gnu-time"),
+    ignore = "GNU time (/usr/bin/time) is not installed"
+)]
 fn a_2_gib_file_exports_and_checks_out_in_little_memory() {
     if !Path::new("/usr/bin/time").exists() {
         skip("GNU time (/usr/bin/time) missing: apt-get install time");

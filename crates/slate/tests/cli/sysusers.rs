@@ -212,21 +212,37 @@ fn check(cases: Vec<Case>) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-sysusers", test_root)),
+    ignore = "needs systemd-sysusers and root (the differential tests set owners)"
+)]
 fn sysusers_line_types_match_systemd() {
     check(line_types());
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-sysusers", test_root)),
+    ignore = "needs systemd-sysusers and root (the differential tests set owners)"
+)]
 fn sysusers_existing_databases_match_systemd() {
     check(existing_databases());
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-sysusers", test_root)),
+    ignore = "needs systemd-sysusers and root (the differential tests set owners)"
+)]
 fn sysusers_bad_input_matches_systemd() {
     check(bad_input());
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-sysusers", test_root)),
+    ignore = "needs systemd-sysusers and root (the differential tests set owners)"
+)]
 fn sysusers_command_line_matches_systemd() {
     check(command_line());
 }
@@ -256,6 +272,7 @@ fn dry_run_json(root: &std::path::Path, args: &[&str]) -> serde_json::Value {
 /// 252 follows `u NAME /PATH` and the config directories' symlinks out of
 /// `--root`; Slate resolves them inside it.
 #[test]
+#[cfg_attr(not(test_root), ignore = "needs root to set file owners")]
 fn sysusers_stays_inside_the_root() {
     if !crate::common::is_root() {
         skip("needs root to set file owners");

@@ -20,6 +20,10 @@ fn check(cases: Vec<Case>) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-tmpfiles", test_root)),
+    ignore = "needs systemd-tmpfiles and root (the differential tests set owners and make devices)"
+)]
 fn files_and_writes() {
     check(vec![
         case("f creates with content, mode, owner").conf(
@@ -70,6 +74,10 @@ fn files_and_writes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-tmpfiles", test_root)),
+    ignore = "needs systemd-tmpfiles and root (the differential tests set owners and make devices)"
+)]
 fn directories_and_nodes() {
     check(vec![
         case("d D v q Q e")
@@ -118,6 +126,10 @@ fn directories_and_nodes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-tmpfiles", test_root)),
+    ignore = "needs systemd-tmpfiles and root (the differential tests set owners and make devices)"
+)]
 fn copies() {
     check(vec![
         case("C from the factory and from a path")
@@ -147,6 +159,10 @@ fn copies() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-tmpfiles", test_root)),
+    ignore = "needs systemd-tmpfiles and root (the differential tests set owners and make devices)"
+)]
 fn adjustments() {
     check(vec![
         case("z and Z")
@@ -192,6 +208,10 @@ fn adjustments() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-tmpfiles", test_root)),
+    ignore = "needs systemd-tmpfiles and root (the differential tests set owners and make devices)"
+)]
 fn removal_and_cleaning() {
     check(vec![
         case("r R and D with --remove")
@@ -274,6 +294,10 @@ fn removal_and_cleaning() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-tmpfiles", test_root)),
+    ignore = "needs systemd-tmpfiles and root (the differential tests set owners and make devices)"
+)]
 fn modifiers_and_specifiers() {
     check(vec![
         case("! only with --boot").conf("a.conf", "d! /srv/boot\nd /srv/always\n"),
@@ -336,6 +360,10 @@ fn modifiers_and_specifiers() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-tmpfiles", test_root)),
+    ignore = "needs systemd-tmpfiles and root (the differential tests set owners and make devices)"
+)]
 fn options() {
     let lines = "d /srv/a\nd /run/b\nd /dev2/c\nd /srv/sub/d\nd /proc2/e\nd /sys/f\nd /dev/g\n";
     check(vec![
@@ -391,6 +419,10 @@ fn options() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-tmpfiles", test_root)),
+    ignore = "needs systemd-tmpfiles and root (the differential tests set owners and make devices)"
+)]
 fn unsafe_transitions_and_owners() {
     check(vec![
         case("a root-owned file below a user's directory")
@@ -449,6 +481,10 @@ fn xdg(c: Case) -> Case {
 const SPECIFIER_LINES: &str = "f %h/S - - - - %S\nf %h/C - - - - %C\nf %h/L - - - - %L\nf %h/t - - - - %t\nf %h/h - - - - %h\nf %h/ids - - - - %u %U %g %G\nf %h/pct - - - - 100%%\nd %t/made-in-runtime 0700\nd %C/made-in-cache\n";
 
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-tmpfiles", test_root)),
+    ignore = "needs systemd-tmpfiles and root (the differential tests set owners and make devices)"
+)]
 fn user_mode() {
     let dirs = ["xa", "xb", "config", "run", "data", "da", "db"];
     let mut every_dir = xdg(case("--user reads user-tmpfiles.d of every XDG directory"))
@@ -523,6 +559,10 @@ fn user_mode() {
 /// The lines systemd's own test-systemd-tmpfiles.py rejects: each alone,
 /// in both modes, exits 65.
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-tmpfiles", test_root)),
+    ignore = "needs systemd-tmpfiles and root (the differential tests set owners and make devices)"
+)]
 fn invalid_lines_exit_65() {
     const INVALID: &[&str] = &[
         "asdfa",
@@ -610,6 +650,10 @@ fn state_directories_under_root_are_the_images() {
 /// The other checks of test-systemd-tmpfiles.py: specifiers in both
 /// modes, and `f=` replacing whatever is in the way.
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-tmpfiles", test_root)),
+    ignore = "needs systemd-tmpfiles and root (the differential tests set owners and make devices)"
+)]
 fn specifiers_and_hard_cleanup() {
     let mut cases = vec![
         case("system specifiers")
@@ -673,6 +717,10 @@ fn specifiers_and_hard_cleanup() {
 /// Debian's own rules (the host's /usr/lib/tmpfiles.d), applied at boot to
 /// an empty root that holds only that directory.
 #[test]
+#[cfg_attr(
+    not(all(test_have = "systemd-tmpfiles", test_root)),
+    ignore = "needs systemd-tmpfiles and root (the differential tests set owners and make devices)"
+)]
 fn debian_rules() {
     let dir = std::path::Path::new("/usr/lib/tmpfiles.d");
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -695,6 +743,7 @@ fn debian_rules() {
 
 /// Where 252 follows symlinks out of the root, Slate stays inside it.
 #[test]
+#[cfg_attr(not(test_root), ignore = "needs root: creates devices and owners")]
 fn nothing_outside_the_root_is_touched() {
     if !crate::common::is_root() {
         skip("the in-root test creates devices and owners and needs root");

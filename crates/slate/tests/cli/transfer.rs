@@ -6,6 +6,7 @@ use slate_core::store::Repo;
 use crate::common::*;
 
 #[test]
+#[cfg_attr(not(test_have = "tar"), ignore = "GNU tar is not installed")]
 fn export_is_reproducible_and_extracts_to_the_checkout() {
     if !have("tar") {
         return skip("GNU tar missing: export not checked against it");

@@ -79,6 +79,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(not(test_have = "ovmf"), ignore = "ovmf is not installed")]
 fn vm_stops_qemu_when_stopped_or_killed() {
     if !Path::new(slate_core::vm::OVMF_CODE).is_file()
         || !Path::new(slate_core::vm::OVMF_VARS).is_file()

@@ -36,6 +36,10 @@ pub(crate) fn boot_loader_default(sr: &Path) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn killed_at_any_moment_the_default_is_the_old_or_the_new() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -205,6 +209,10 @@ fn assert_fsck(sr: &Path) {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn factory_reset_killed_at_any_moment_leaves_every_deployment_whole() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -288,6 +296,10 @@ fn factory_reset_killed_at_any_moment_leaves_every_deployment_whole() {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn upgrade_from_a_served_repository_killed_at_any_moment() {
     let Some(e) = setup("persistent") else { return };
     let pubrepo = e._dir.path().join("pub");

@@ -155,6 +155,10 @@ pub(crate) fn repo(e: &Env) -> PathBuf {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn two_versions_side_by_side_with_rollback() {
     let Some(e) = setup("persistent") else { return };
     let c1 = ok(&e.build, &["rev-parse", "--repo", s(&e.build), "os/main"])
@@ -294,6 +298,10 @@ fn two_versions_side_by_side_with_rollback() {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn etc_changes_are_carried_over_by_a_three_way_merge() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -374,6 +382,10 @@ fn etc_changes_are_carried_over_by_a_three_way_merge() {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn a_stateless_etc_is_the_images() {
     let Some(e) = setup("stateless") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -391,6 +403,10 @@ fn a_stateless_etc_is_the_images() {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn a_tree_without_a_kernel_deploys_without_an_entry() {
     let Some(e) = setup("persistent") else { return };
     let c = commit_version(&e.build, &e.trees, 7, false);
@@ -410,6 +426,10 @@ fn a_tree_without_a_kernel_deploys_without_an_entry() {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn bad_input_changes_nothing() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -534,6 +554,10 @@ fn bad_input_changes_nothing() {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn boot_counting_states_and_set_default_on_a_bad_entry() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -572,6 +596,10 @@ fn boot_counting_states_and_set_default_on_a_bad_entry() {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn prune_keeps_what_deployments_use() {
     let Some(e) = setup("persistent") else { return };
     let c1 = ok(&e.build, &["rev-parse", "--repo", s(&e.build), "os/main"])
@@ -614,6 +642,10 @@ pub(crate) fn slate_fsck(r: &Path) -> Output {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_root, test_have = "unshare")),
+    ignore = "needs root and unshare (a small tmpfs as the sysroot's file system)"
+)]
 fn space_is_checked_before_anything_is_written() {
     if !is_root() || !crate::common::have("unshare") {
         skip("needs root and unshare (a small tmpfs as the sysroot's file system)");
@@ -706,6 +738,10 @@ fn space_is_checked_before_anything_is_written() {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn two_admin_commands_run_one_after_the_other() {
     let Some(e) = setup("persistent") else { return };
     ok(

@@ -71,6 +71,10 @@ fn prepare_in_namespace(
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_root, test_have = "unshare")),
+    ignore = "needs root (a bare sysroot) and unshare (a mount namespace)"
+)]
 fn prepare_root_builds_the_root_in_a_mount_namespace() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -145,6 +149,10 @@ fn prepare_root_builds_the_root_in_a_mount_namespace() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_root, test_have = "unshare")),
+    ignore = "needs root (a bare sysroot) and unshare (a mount namespace)"
+)]
 fn prepare_root_of_a_stateless_volatile_os() {
     let Some(e) = setup("stateless") else { return };
     admin_ok(
@@ -224,6 +232,10 @@ fn needs_update(e: &Env, dep: &Path, stamp: bool) -> Option<bool> {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_root, test_have = "systemd-analyze", test_have = "unshare")),
+    ignore = "needs root (a bare sysroot), systemd-analyze and unshare"
+)]
 fn needs_update_units_run_once_after_each_deploy() {
     let Some(e) = setup("persistent") else { return };
     if !crate::common::have("systemd-analyze") || !crate::common::have("unshare") {
@@ -257,6 +269,10 @@ fn needs_update_units_run_once_after_each_deploy() {
 /// and prepare-root builds the root over the sysroot itself (no
 /// --target): made aside, then moved over it.
 #[test]
+#[cfg_attr(
+    not(all(test_root, test_have = "unshare")),
+    ignore = "needs root (a bare sysroot) and unshare (a mount namespace)"
+)]
 fn prepare_root_in_place_under_shared_propagation() {
     let Some(e) = setup("stateless") else { return };
     if !crate::common::have("unshare") {

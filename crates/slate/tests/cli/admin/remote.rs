@@ -4,6 +4,10 @@
 use super::*;
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn upgrade_follows_the_origin_and_pinned_deployments_stay() {
     let Some(e) = setup("persistent") else { return };
     admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
@@ -84,6 +88,10 @@ pub(crate) fn publish(e: &Env, pubrepo: &Path, key: &Path, sign: bool) {
 }
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn deploy_and_upgrade_from_a_remote_that_requires_signatures() {
     let Some(e) = setup("persistent") else { return };
     let pubrepo = e._dir.path().join("pub");

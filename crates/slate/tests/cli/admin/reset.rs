@@ -3,6 +3,10 @@
 use super::*;
 
 #[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
 fn config_diff_and_factory_reset() {
     let Some(e) = setup("persistent") else { return };
     // The image declares /var/lib/app.

@@ -77,6 +77,16 @@ fn nsenter(pid: u32, args: &[&str]) -> (bool, String) {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(
+        test_root,
+        test_have = "mmdebstrap",
+        test_have = "systemd-nspawn",
+        test_have = "nsenter",
+        not(test_no_mirror)
+    )),
+    ignore = "needs root, mmdebstrap, systemd-nspawn, nsenter and a Debian mirror (SLATE_TEST_NO_MIRROR unset)"
+)]
 fn debian_image_composes_reproducibly_and_boots_stateless() {
     if !is_root() {
         return skip("compose and nspawn need root");

@@ -158,6 +158,10 @@ fn cat(repo: &Path, rev: &str, path: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_root, test_have = "systemctl")),
+    ignore = "needs root (file owners) and systemctl ([units])"
+)]
 fn compose_a_folder_into_a_stateless_image() {
     if !is_root() {
         return skip("slate compose needs root (file owners)");
@@ -352,6 +356,10 @@ fn compose_a_folder_into_a_stateless_image() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_root, test_have = "systemctl")),
+    ignore = "needs root (file owners) and systemctl ([units])"
+)]
 fn compose_lint_and_bad_input() {
     if !is_root() {
         return skip("slate compose needs root (file owners)");
@@ -450,6 +458,10 @@ fn compose_lint_and_bad_input() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(test_root, test_have = "systemctl", test_have = "tar")),
+    ignore = "needs root (file owners), systemctl and tar"
+)]
 fn compose_a_tarball_base_with_units_disabled() {
     if !is_root() {
         return skip("slate compose needs root (file owners)");
