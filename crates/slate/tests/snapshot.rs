@@ -157,7 +157,7 @@ fn a_deploy_plan_of_a_second_version() {
     let sysroot = Sysroot::open(&e.sr, None).expect("open the sysroot");
     let commit = ObjectId::from_hex(&e.v2).expect("commit id");
     let opts = DeployOptions {
-        origin: Some("os/main".into()),
+        origin: Some("os/main".parse().expect("a ref origin")),
         kargs: vec!["quiet".into()],
         now: 1_700_000_500,
         ..DeployOptions::default()
