@@ -5,9 +5,10 @@
 //! ```text
 //! hash → object → store → walk → { checkout, commit, diff, export, fsck, prune } → pull
 //!      → sysroot (deployments, boot entries, /etc merge) → compose (manifest, stateless steps)
+//!      → sysroot → install (an image on a GPT disk: the use case, and `install::disk`)
 //! store, walk → sign, summary, delta (publishing: signatures, the summary, static deltas)
 //! confd → userdb → { sysusers, tmpfiles }   (engines: load, plan, apply; host facts passed in)
-//! fsutil → disk (GPT disk images: the ESP and the root partition); vm (QEMU's arguments)
+//! fsutil → vm (QEMU's arguments)
 //! fsutil, sys, progress: leaves used by all
 //! ```
 //!
@@ -19,11 +20,11 @@ pub mod compose;
 pub mod confd;
 pub mod delta;
 pub mod diff;
-pub mod disk;
 pub mod export;
 pub mod fsck;
 pub mod fsutil;
 pub mod hash;
+pub mod install;
 pub mod object;
 pub mod progress;
 pub mod prune;
