@@ -17,9 +17,7 @@ use crate::hash::ObjectId;
 use crate::progress::Progress;
 use crate::remotes::NoFetch;
 use crate::store::ObjectRead;
-use crate::sysroot::{
-    self, DeployOptions, EtcMode, OsConfig, Resolved, Sysroot, VarMode,
-};
+use crate::sysroot::{self, DeployOptions, EtcMode, OsConfig, Resolved, Sysroot, VarMode};
 use disk::Layout;
 
 /// What an install is asked.
@@ -157,7 +155,9 @@ pub enum Error {
     /// The image's manifest names a mode that is none.
     #[error("the image's {key}: {message}")]
     ImageMode { key: &'static str, message: String },
-    #[error("commit {0} has no kernel (/usr/lib/modules/KVER/vmlinuz): a disk of it would not boot")]
+    #[error(
+        "commit {0} has no kernel (/usr/lib/modules/KVER/vmlinuz): a disk of it would not boot"
+    )]
     NoKernel(ObjectId),
     #[error("writing {}", disk.display())]
     Write {

@@ -17,11 +17,12 @@ fn missing() -> Option<String> {
         return Some("a sysroot's bare repository needs root".into());
     }
     for t in ["sfdisk", "mkfs.vfat", "mcopy", "mkfs.ext4"] {
-        let found = std::env::var_os("PATH").is_some_and(|p| {
-            std::env::split_paths(&p).any(|d| d.join(t).is_file())
-        });
+        let found = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()));
         if !found {
-            return Some(format!("{t} is not installed (fdisk, dosfstools, mtools, e2fsprogs)"));
+            return Some(format!(
+                "{t} is not installed (fdisk, dosfstools, mtools, e2fsprogs)"
+            ));
         }
     }
     if !Path::new(disk::SYSTEMD_BOOT_EFI).exists() {
@@ -44,7 +45,11 @@ fn an_unsigned_commit_of_a_remote_that_requires_signatures_is_not_installed() {
     }
     let t = tempfile::tempdir().expect("tempdir");
     let tree = t.path().join("tree");
-    write(&tree, "usr/lib/modules/6.1.0-test/vmlinuz", "kernel image\n");
+    write(
+        &tree,
+        "usr/lib/modules/6.1.0-test/vmlinuz",
+        "kernel image\n",
+    );
     write(&tree, "usr/lib/modules/6.1.0-test/initrd", "initrd image\n");
     write(&tree, "usr/lib/os-release", "VERSION_ID=1\n");
     write(&tree, "etc/hostname", "box\n");

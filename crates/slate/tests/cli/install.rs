@@ -106,7 +106,10 @@ fn read_back(disk: &Path, v: &serde_json::Value, work: &Path) {
     assert_eq!(table["partitiontable"]["label"], "gpt");
     assert_eq!(parts.len(), 2);
     assert_eq!(parts[0]["type"], slate_core::install::disk::ESP_TYPE);
-    assert_eq!(parts[1]["type"], slate_core::install::disk::ROOT_X86_64_TYPE);
+    assert_eq!(
+        parts[1]["type"],
+        slate_core::install::disk::ROOT_X86_64_TYPE
+    );
     assert_eq!(parts[1]["uuid"].as_str(), Some(root_uuid.as_str()));
     assert_eq!(parts[0]["start"], 2048);
 
