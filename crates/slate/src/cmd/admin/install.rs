@@ -34,38 +34,38 @@ use crate::output;
 pub struct InstallArgs {
     /// The disk: an image file (made or replaced) or a block device.
     #[arg(long, value_name = "FILE|DEVICE")]
-    pub(crate) disk: PathBuf,
+    disk: PathBuf,
     /// The disk's size (K, M, G, T suffixes; default: a file, what the
     /// sysroot needs with room to grow; a device, all of it). A size too
     /// small for the sysroot is refused, naming the size it needs.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub(crate) size: Option<u64>,
+    size: Option<u64>,
     /// The OS's name in the sysroot.
     #[arg(long, default_value = "default")]
-    pub(crate) os: String,
+    os: String,
     /// The repository REV is in.
     #[arg(long, env = "SLATE_REPO", value_name = "REPO")]
-    pub(crate) from: PathBuf,
+    from: PathBuf,
     /// Kernel arguments besides the root's (repeatable).
     #[arg(long = "karg", value_name = "ARG")]
-    pub(crate) kargs: Vec<String>,
+    kargs: Vec<String>,
     /// /etc mode (default: the image's, else persistent).
     #[arg(long, value_name = "MODE")]
-    pub(crate) etc: Option<EtcMode>,
+    etc: Option<EtcMode>,
     /// /var mode (default: the image's, else persistent).
     #[arg(long, value_name = "MODE")]
-    pub(crate) var: Option<VarMode>,
+    var: Option<VarMode>,
     /// Erase a disk that holds partitions.
     #[arg(long)]
-    pub(crate) force: bool,
+    force: bool,
     /// Where the sysroot is made before it is written (it needs the
     /// image's size, twice).
     #[arg(long, value_name = "DIR", default_value = "/var/tmp")]
-    pub(crate) workdir: PathBuf,
+    workdir: PathBuf,
     #[arg(long)]
-    pub(crate) json: bool,
+    json: bool,
     /// A ref or commit of the repository.
-    pub(crate) rev: String,
+    rev: String,
 }
 
 /// `8G`, `512M`, `100K`, `2T` or bytes.
@@ -92,14 +92,14 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 /// What an install made.
 #[derive(Serialize)]
-pub struct View {
-    pub(crate) disk: String,
-    pub(crate) bytes: u64,
-    pub(crate) layout: Layout,
-    pub(crate) os: String,
-    pub(crate) deployment: String,
-    pub(crate) commit: String,
-    pub(crate) kargs: Vec<String>,
+struct View {
+    disk: String,
+    bytes: u64,
+    layout: Layout,
+    os: String,
+    deployment: String,
+    commit: String,
+    kargs: Vec<String>,
 }
 
 impl View {
@@ -163,7 +163,7 @@ impl InstallArgs {
 
 /// The library's install, its steps shown on a status line; a size
 /// refused is told as the option that asked it.
-pub(crate) fn install(o: &InstallOptions) -> anyhow::Result<InstallReport> {
+fn install(o: &InstallOptions) -> anyhow::Result<InstallReport> {
     slate_core::install::install(o, &output::InstallSteps).map_err(|e| match e {
         Error::SizeTooSmall { .. } | Error::SizeOverDevice { .. } => anyhow::anyhow!("--{e}"),
         Error::SizeShort { size, source } => {

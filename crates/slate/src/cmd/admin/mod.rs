@@ -1,7 +1,7 @@
 //! `slate admin`: deployments in a sysroot.
 
 mod deploy;
-pub mod install;
+mod install;
 mod source;
 mod status;
 mod upgrade;
