@@ -4,12 +4,12 @@
 //!
 //! ```text
 //! hash → object → store → walk → { checkout, commit, diff, export, fsck, prune } → pull
-//!      → sysroot (deployments, boot entries, /etc merge)
+//!      → sysroot (deployments, boot entries, /etc merge) → install (an image on a GPT disk: the use case, and `install::disk`)
 //! { checkout, commit } → compose (manifest, stateless steps; not sysroot)
 //! object → image_meta (an image's commit metadata: deploy modes) → { sysroot, compose }
 //! store, walk → sign, summary, delta (publishing: signatures, the summary, static deltas)
 //! confd → userdb → { sysusers, tmpfiles }   (engines: load, plan, apply; host facts passed in)
-//! fsutil → disk (GPT disk images: the ESP and the root partition); vm (QEMU's arguments)
+//! fsutil → vm (QEMU's arguments)
 //! fsutil, sys, progress, version: leaves used by all
 //! ```
 //!
@@ -21,12 +21,12 @@ pub mod compose;
 pub mod confd;
 pub mod delta;
 pub mod diff;
-pub mod disk;
 pub mod export;
 pub mod fsck;
 pub mod fsutil;
 pub mod hash;
 pub mod image_meta;
+pub mod install;
 pub mod object;
 pub mod progress;
 pub mod prune;

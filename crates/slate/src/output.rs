@@ -286,6 +286,42 @@ pub fn counted<T>(
     work(&p)
 }
 
+/// Each step of a library install on a status line.
+pub struct InstallSteps;
+
+impl slate_core::install::Steps for InstallSteps {
+    fn run(
+        &self,
+        step: slate_core::install::Step,
+        work: &mut dyn FnMut(&slate_core::progress::Progress),
+    ) {
+        use slate_core::install::Step;
+        match step {
+            Step::Pull => counted("pulled", "objects", work),
+            Step::Deploy => counted("deployed", "paths", work),
+            Step::Write => {
+                let _line = status_line(|| "writing the disk".to_string());
+                work(&slate_core::progress::Progress::default())
+            }
+        }
+    }
+}
+
+/// What a pull from a local repository brought, on stderr (nothing when
+/// it brought nothing).
+pub fn pulled_from(from: &std::path::Path, stats: &slate_core::pull::PullStats) {
+    if stats.files + stats.trees + stats.commits > 0 {
+        eprintln!(
+            "pulled {} commits, {} trees, {} files ({:.1} MB) from {}",
+            stats.commits,
+            stats.trees,
+            stats.files,
+            stats.content_bytes as f64 / 1e6,
+            shown_path(from)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -129,6 +129,9 @@ impl Sysroot {
         };
         let src_repo = Repo::open(src)?;
         let (commit, origin) = named(&src_repo, rev, false)?;
+        // The rule read where the ref is: `remotes/R/...` of `src`, whose
+        // remote R the sysroot's repository may not have.
+        remotes::require_trusted(&src_repo, &origin, &commit)?;
         let local_err = |source| Error::PullLocal {
             rev: rev.to_string(),
             from: src.to_path_buf(),

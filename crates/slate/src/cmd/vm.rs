@@ -3,10 +3,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use slate_core::install::{self, InstallOptions};
+use slate_core::sysroot::Pulled;
 use slate_core::vm::{self, Accel};
 
-use super::admin::install::{self, InstallArgs};
 use super::GlobalRepoArg;
+use crate::output;
 
 /// Boot an image or a disk in a virtual machine (QEMU, UEFI firmware,
 /// systemd-boot): the way to try an image before installing it.
@@ -94,15 +96,28 @@ pub fn run(a: VmArgs) -> anyhow::Result<ExitCode> {
             .disk
             .clone()
             .unwrap_or_else(|| work.path().join("disk.img"));
-        let mut i = InstallArgs::new(from, disk.clone(), a.image.clone(), a.workdir.clone());
-        i.kargs = a.kargs.clone();
-        i.force = a.disk.is_some();
-        let v = install::make(&i).context("installing the image on a disk")?;
+        let mut o = InstallOptions::new(
+            from,
+            disk.clone(),
+            a.image.clone(),
+            a.workdir.clone(),
+            now(),
+        );
+        o.kargs = a.kargs.clone();
+        o.force = a.disk.is_some();
+        let r = install::install(&o, &output::InstallSteps)
+            .context("installing the image on a disk")?;
+        if let Some(Pulled::Local { from, stats }) = &r.resolved.pulled {
+            output::pulled_from(from, stats);
+        }
+        if let Some(note) = &r.note {
+            eprintln!("warning: {note}");
+        }
         eprintln!(
             "{} installed on {} ({} MiB)",
-            v.deployment,
-            v.disk,
-            v.bytes >> 20
+            r.deployment,
+            r.disk.display(),
+            r.layout.disk_bytes() >> 20
         );
         disk
     };
@@ -131,6 +146,13 @@ pub fn run(a: VmArgs) -> anyhow::Result<ExitCode> {
     };
     run_qemu(&qemu, &vm::qemu_args(&opts))
     // `work` (the firmware's variables, a temporary disk) goes here.
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Run QEMU to its end. A SIGTERM, SIGINT or SIGHUP to Slate ends QEMU

@@ -305,7 +305,7 @@ fn install_size_is_honoured_or_refused_naming_the_need() {
     if !is_root() {
         return skip("install makes a sysroot with real owners: needs root");
     }
-    if !Path::new(slate_core::disk::SYSTEMD_BOOT_EFI).exists() {
+    if !Path::new(slate_core::install::disk::SYSTEMD_BOOT_EFI).exists() {
         return skip("systemd-boot-efi is not installed");
     }
     let t = tempfile::tempdir_in("/var/tmp").expect("tempdir");

@@ -43,7 +43,7 @@ fn missing_tools() -> Option<String> {
             ));
         }
     }
-    if !Path::new(slate_core::disk::SYSTEMD_BOOT_EFI).exists() {
+    if !Path::new(slate_core::install::disk::SYSTEMD_BOOT_EFI).exists() {
         return Some("systemd-boot-efi is not installed".into());
     }
     None
@@ -105,8 +105,11 @@ fn read_back(disk: &Path, v: &serde_json::Value, work: &Path) {
         .expect("partitions");
     assert_eq!(table["partitiontable"]["label"], "gpt");
     assert_eq!(parts.len(), 2);
-    assert_eq!(parts[0]["type"], slate_core::disk::ESP_TYPE);
-    assert_eq!(parts[1]["type"], slate_core::disk::ROOT_X86_64_TYPE);
+    assert_eq!(parts[0]["type"], slate_core::install::disk::ESP_TYPE);
+    assert_eq!(
+        parts[1]["type"],
+        slate_core::install::disk::ROOT_X86_64_TYPE
+    );
     assert_eq!(parts[1]["uuid"].as_str(), Some(root_uuid.as_str()));
     assert_eq!(parts[0]["start"], 2048);
 
@@ -221,7 +224,7 @@ fn install_makes_a_gpt_disk_with_esp_and_root() {
         "the disk changed"
     );
     // Another install writing the same target is refused, the disk kept.
-    let partial = slate_core::disk::partial_path(&disk);
+    let partial = slate_core::install::disk::partial_path(&disk);
     {
         let held = std::fs::File::create(&partial).expect("partial");
         rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).expect("flock");
@@ -411,7 +414,7 @@ fn install_on_a_block_device() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "installed onto a device in use");
         assert!(err.contains(&dev) && err.contains("in use"), "{err}");
-        assert!(slate_core::disk::existing_partitions(&backing).is_empty());
+        assert!(slate_core::install::disk::existing_partitions(&backing).is_empty());
     }
 
     // Written in place, the root partition filling the device.

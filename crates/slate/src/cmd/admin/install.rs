@@ -1,13 +1,13 @@
 //! `slate admin install`: a disk (a file or a device) with an ESP and a
 //! root partition holding a sysroot with one deployment.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use slate_core::disk::{self, Layout};
-use slate_core::sysroot::{DeployOptions, EtcMode, OsConfig, Sysroot, VarMode};
+use slate_core::install::disk::Layout;
+use slate_core::install::{Error, InstallOptions, InstallReport};
+use slate_core::sysroot::{EtcMode, VarMode};
 
 use crate::output;
 
@@ -34,38 +34,38 @@ use crate::output;
 pub struct InstallArgs {
     /// The disk: an image file (made or replaced) or a block device.
     #[arg(long, value_name = "FILE|DEVICE")]
-    pub(crate) disk: PathBuf,
+    disk: PathBuf,
     /// The disk's size (K, M, G, T suffixes; default: a file, what the
     /// sysroot needs with room to grow; a device, all of it). A size too
     /// small for the sysroot is refused, naming the size it needs.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub(crate) size: Option<u64>,
+    size: Option<u64>,
     /// The OS's name in the sysroot.
     #[arg(long, default_value = "default")]
-    pub(crate) os: String,
+    os: String,
     /// The repository REV is in.
     #[arg(long, env = "SLATE_REPO", value_name = "REPO")]
-    pub(crate) from: PathBuf,
+    from: PathBuf,
     /// Kernel arguments besides the root's (repeatable).
     #[arg(long = "karg", value_name = "ARG")]
-    pub(crate) kargs: Vec<String>,
+    kargs: Vec<String>,
     /// /etc mode (default: the image's, else persistent).
     #[arg(long, value_name = "MODE")]
-    pub(crate) etc: Option<EtcMode>,
+    etc: Option<EtcMode>,
     /// /var mode (default: the image's, else persistent).
     #[arg(long, value_name = "MODE")]
-    pub(crate) var: Option<VarMode>,
+    var: Option<VarMode>,
     /// Erase a disk that holds partitions.
     #[arg(long)]
-    pub(crate) force: bool,
+    force: bool,
     /// Where the sysroot is made before it is written (it needs the
     /// image's size, twice).
     #[arg(long, value_name = "DIR", default_value = "/var/tmp")]
-    pub(crate) workdir: PathBuf,
+    workdir: PathBuf,
     #[arg(long)]
-    pub(crate) json: bool,
+    json: bool,
     /// A ref or commit of the repository.
-    pub(crate) rev: String,
+    rev: String,
 }
 
 /// `8G`, `512M`, `100K`, `2T` or bytes.
@@ -92,19 +92,38 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 /// What an install made.
 #[derive(Serialize)]
-pub struct View {
-    pub(crate) disk: String,
-    pub(crate) bytes: u64,
-    pub(crate) layout: Layout,
-    pub(crate) os: String,
-    pub(crate) deployment: String,
-    pub(crate) commit: String,
-    pub(crate) kargs: Vec<String>,
+struct View {
+    disk: String,
+    bytes: u64,
+    layout: Layout,
+    os: String,
+    deployment: String,
+    commit: String,
+    kargs: Vec<String>,
+}
+
+impl View {
+    fn of(r: InstallReport) -> View {
+        View {
+            disk: r.disk.display().to_string(),
+            bytes: r.layout.disk_bytes(),
+            os: r.os,
+            deployment: r.deployment,
+            commit: r.resolved.commit.to_hex(),
+            kargs: r.kargs,
+            layout: r.layout,
+        }
+    }
 }
 
 pub fn run(a: &InstallArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let view = make(a)?;
+    let r = install(&a.options())?;
+    super::source::report(&r.resolved, started);
+    if let Some(note) = &r.note {
+        eprintln!("warning: {note}");
+    }
+    let view = View::of(r);
     if a.json {
         return output::json(&view);
     }
@@ -124,109 +143,36 @@ pub fn run(a: &InstallArgs) -> anyhow::Result<()> {
 }
 
 impl InstallArgs {
-    /// An install of `rev` from `from` onto `disk` with the defaults.
-    pub fn new(from: PathBuf, disk: PathBuf, rev: String, workdir: PathBuf) -> InstallArgs {
-        InstallArgs {
-            disk,
-            size: None,
-            os: "default".into(),
-            from,
-            kargs: Vec::new(),
-            etc: None,
-            var: None,
-            force: false,
-            workdir,
-            json: false,
-            rev,
+    /// The library's options.
+    fn options(&self) -> InstallOptions {
+        InstallOptions {
+            disk: self.disk.clone(),
+            size: self.size,
+            os: self.os.clone(),
+            from: self.from.clone(),
+            rev: self.rev.clone(),
+            kargs: self.kargs.clone(),
+            etc: self.etc,
+            var: self.var,
+            force: self.force,
+            workdir: self.workdir.clone(),
+            now: super::now(),
         }
     }
 }
 
-/// Make the disk; what was made.
-pub fn make(a: &InstallArgs) -> anyhow::Result<View> {
-    slate_core::sysroot::validate_os_name(&a.os)?;
-    disk::check_target(&a.disk, a.force)?;
-    let device = disk::device_bytes(&a.disk);
-    if let Some(size) = a.size {
-        // What any disk needs (an empty sysroot), before the real need is
-        // known from the deployment.
-        let least = Layout::needed_bytes(0, 0);
-        if size < least {
-            anyhow::bail!(
-                "--size {size}: a disk of {} MiB is too small: any disk needs at least {} MiB \
-                 (an ESP of 256 MiB, the root)",
-                size >> 20,
-                least >> 20
-            );
+/// The library's install, its steps shown on a status line; a size
+/// refused is told as the option that asked it.
+fn install(o: &InstallOptions) -> anyhow::Result<InstallReport> {
+    slate_core::install::install(o, &output::InstallSteps).map_err(|e| match e {
+        Error::SizeTooSmall { .. } | Error::SizeOverDevice { .. } => anyhow::anyhow!("--{e}"),
+        Error::SizeShort { size, source } => {
+            anyhow::Error::new(source).context(format!("--size {size}"))
         }
-        if let Some(dev) = device.filter(|d| size > *d) {
-            anyhow::bail!(
-                "--size {size}: {} holds {} MiB",
-                a.disk.display(),
-                dev >> 20
-            );
-        }
-    }
-    // (A killed install's folder is removed by the next.)
-    let stage = slate_core::fsutil::WorkDir::new(&a.workdir, "slate-install-")
-        .map_err(|(p, e)| anyhow::anyhow!("making a folder in {}: {e}", p.display()))?;
-    let root = stage.path().join("sysroot");
-    let s = Sysroot::init_fs(&root, Some(Path::new("esp")))?;
-
-    let mut layout = Layout::new()?;
-    let (commit, origin) = super::resolve(&s, &a.rev, Some(&a.from))?;
-    let meta = slate_core::store::ObjectRead::read_commit(s.repo(), &commit)?.metadata;
-    let image = slate_core::image_meta::ImageDeploy::read(&meta)?;
-    let cfg = OsConfig {
-        etc: a.etc.or(image.etc).unwrap_or(EtcMode::Persistent),
-        var: a.var.or(image.var).unwrap_or(VarMode::Persistent),
-        from_image: false,
-    };
-    s.os_init(&a.os, &cfg)?;
-    let mut kargs = layout.kargs();
-    kargs.extend(a.kargs.iter().cloned());
-    let opts = DeployOptions {
-        os: Some(a.os.clone()),
-        kargs: kargs.clone(),
-        origin,
-        now: super::now(),
-        ..Default::default()
-    };
-    let plan = s.plan_deploy(&commit, &opts)?;
-    if plan.kernel.is_none() {
-        anyhow::bail!(
-            "commit {commit} has no kernel (/usr/lib/modules/KVER/vmlinuz): a disk of it would not boot"
-        );
-    }
-    let deployed = output::counted("deployed", "paths", |p| s.deploy(plan, &opts, p))?;
-    let esp = root.join("esp");
-    disk::install_systemd_boot(&esp, Path::new(disk::SYSTEMD_BOOT_EFI))?;
-    // On the machine the ESP is mounted at /efi (systemd-gpt-auto-generator).
-    s.set_boot_dir(Path::new("/efi"))?;
-    let esp_out = stage.path().join("esp");
-    std::fs::rename(&esp, &esp_out).context("moving the ESP's files aside")?;
-    let (root_bytes, esp_bytes) = (disk::tree_bytes(&root)?, disk::tree_bytes(&esp_out)?);
-    match a.size {
-        Some(size) => layout
-            .size_exactly(root_bytes, esp_bytes, size)
-            .with_context(|| format!("--size {size}"))?,
-        // A device's root fills it; a file's has room to grow.
-        None => layout.size(root_bytes, esp_bytes, device.unwrap_or(0), device)?,
-    }
-    let line = output::status_line(|| "writing the disk".to_string());
-    let written = disk::write(&a.disk, &layout, &root, &esp_out, stage.path());
-    drop(line);
-    if let Some(note) = written.with_context(|| format!("writing {}", a.disk.display()))? {
-        eprintln!("warning: {note}");
-    }
-    Ok(View {
-        disk: a.disk.display().to_string(),
-        bytes: layout.disk_bytes(),
-        os: a.os.clone(),
-        deployment: deployed.record.name(),
-        commit: commit.to_hex(),
-        kargs,
-        layout,
+        Error::Sysroot(e) => e.into(),
+        Error::Disk(e) => e.into(),
+        Error::Store(e) => e.into(),
+        e => e.into(),
     })
 }
 

@@ -1,7 +1,7 @@
 //! `slate admin`: deployments in a sysroot.
 
 mod deploy;
-pub mod install;
+mod install;
 mod source;
 mod status;
 mod upgrade;
@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use slate_core::remotes::Origin;
 use slate_core::sysroot::{self, BootedBy, DeployOptions, EtcMode, OsConfig, Sysroot, VarMode};
 
 use crate::output;
@@ -547,17 +546,6 @@ fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// The commit `rev` names (pulled from `from` first when given) and its
-/// origin, for `install`.
-pub(super) fn resolve(
-    s: &Sysroot,
-    rev: &str,
-    from: Option<&Path>,
-) -> anyhow::Result<(slate_core::hash::ObjectId, Option<Origin>)> {
-    let r = source::resolve(s, rev, from, slate_core::remotes::MinRate::default())?;
-    Ok((r.commit, Some(r.origin)))
 }
 
 /// The sysroot, its booted deployment found by the library from the

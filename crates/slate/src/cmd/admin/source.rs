@@ -1,10 +1,9 @@
 //! What `Sysroot::resolve` pulled before a deploy, told on stderr.
 
-use std::path::Path;
 use std::time::Instant;
 
 use slate_core::remotes::{Fetch, MinRate};
-use slate_core::sysroot::{Pulled, Resolved, Sysroot};
+use slate_core::sysroot::{Pulled, Resolved};
 
 use crate::output;
 
@@ -25,36 +24,11 @@ pub(super) fn fetcher(_: MinRate) -> Box<dyn Fetch> {
     Box::new(slate_core::remotes::NoFetch)
 }
 
-/// `rev` resolved by the library (pulled from `from` or from a remote
-/// first), what was pulled told.
-pub(super) fn resolve(
-    s: &Sysroot,
-    rev: &str,
-    from: Option<&Path>,
-    min_rate: MinRate,
-) -> anyhow::Result<Resolved> {
-    let started = Instant::now();
-    let r = output::counted("pulled", "objects", |p| {
-        s.resolve(rev, from, &*fetcher(min_rate), p)
-    })?;
-    report(&r, started);
-    Ok(r)
-}
-
 /// What was pulled, on stderr.
 pub(super) fn report(r: &Resolved, started: Instant) {
     match &r.pulled {
-        Some(Pulled::Local { from, stats }) if stats.files + stats.trees + stats.commits > 0 => {
-            eprintln!(
-                "pulled {} commits, {} trees, {} files ({:.1} MB) from {}",
-                stats.commits,
-                stats.trees,
-                stats.files,
-                stats.content_bytes as f64 / 1e6,
-                output::shown_path(from)
-            );
-        }
-        None | Some(Pulled::Local { .. }) => {}
+        Some(Pulled::Local { from, stats }) => output::pulled_from(from, stats),
+        None => {}
         Some(Pulled::Remote(f)) => {
             for x in &f.redirects {
                 eprintln!("redirected: {} -> {} (HTTP {})", x.from, x.to, x.status);
