@@ -5,7 +5,9 @@
 # QEMU (SLATE_QEMU, qemu-system-x86_64 on the PATH, or get-qemu.sh), ovmf,
 # systemd-boot-efi, fdisk, dosfstools, mtools:
 #
-#   cargo build --release && sudo tests/e2e/run.sh
+#   cargo build --release &&
+#     cargo build --release --no-default-features --target-dir target/initrd &&
+#     tests/e2e/run.sh
 #
 # Each step prints its time; a failed step prints the last console lines.
 #   1. compose v1 (stateless /etc, persistent /var), install it on a disk, boot:
@@ -37,6 +39,11 @@ done
 [[ -f /usr/lib/systemd/boot/efi/systemd-bootx64.efi ]] || skip "systemd-boot-efi is not installed"
 SLATE=$(realpath "${SLATE:-target/release/slate}")
 [[ -x $SLATE ]] || skip "build first: cargo build --release"
+# The initrd's Slate: the build without network code.
+SLATE_INITRD=$(realpath "${SLATE_INITRD:-target/initrd/release/slate}")
+[[ -x $SLATE_INITRD ]] ||
+  skip "build the initrd's first: cargo build --release --no-default-features --target-dir target/initrd"
+export SLATE_INITRD_BIN=$SLATE_INITRD
 mkdir -p "$W"
 if [[ -z ${SLATE_QEMU:-} ]] && ! command -v qemu-system-x86_64 >/dev/null; then
   SLATE_QEMU=$(bash tests/e2e/get-qemu.sh "$W/qemu") || skip "no QEMU here, and none could be unpacked"
@@ -132,6 +139,8 @@ grep -q '+' <<<"$entries" && fail "the boot was not blessed: $entries"
 echo "   v1 ${v1:0:12}: running, /etc rebuilt, blessed ($entries)"
 mid1=$(field machine_id "$r")
 [[ $(field needs_update_runs "$r") == 1 ]] || fail "ConditionNeedsUpdate=/var on v1's first boot: $r"
+[[ $(field initrd_net "$r") == false ]] || fail "the initrd's slate is not the one without network code: $r"
+echo "   the initrd's slate has no network code (prepare-root's record)"
 done_step
 
 step "2: compose v2, publish it, the guest deploys it over HTTP, boot v2"

@@ -45,6 +45,10 @@ pub struct Options {
     /// The Slate binary put into images whose manifest asks for it
     /// (`[image] install-slate`, the default); `None`: none is.
     pub slate_bin: Option<PathBuf>,
+    /// Slate for the initrd (a build without network code), put at
+    /// `usr/lib/slate/slate-initrd`; dracut's module takes it in place of
+    /// `usr/bin/slate` where it is there.
+    pub initrd_bin: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -222,13 +226,18 @@ pub fn compose(
     let stage = match (&opts.slate_bin, m.image.install_slate) {
         (Some(bin), true) => {
             let s = work.path().join("slate");
-            image::stage_slate(&s, bin)?;
+            image::stage_slate(&s, bin, opts.initrd_bin.as_deref())?;
             Some(s)
         }
         _ => None,
     };
-    let slate_digest = match &opts.slate_bin {
-        Some(bin) if m.image.install_slate => super::cache::sha256_file(bin)?,
+    let slate_digest = match (&opts.slate_bin, &opts.initrd_bin) {
+        (Some(bin), None) if m.image.install_slate => super::cache::sha256_file(bin)?,
+        (Some(bin), Some(initrd)) if m.image.install_slate => format!(
+            "{}+{}",
+            super::cache::sha256_file(bin)?,
+            super::cache::sha256_file(initrd)?
+        ),
         _ => "none".into(),
     };
     let b = Build {

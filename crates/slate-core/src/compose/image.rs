@@ -47,6 +47,8 @@ ExecStart=/bin/sh -c 'for d in /etc /var; do touch -r /usr \"$d/.updated\" || ex
 ";
 /// Where Slate itself goes in an image, and its dracut module.
 pub const SLATE_BIN: &str = "usr/bin/slate";
+/// Slate for the initrd, built without network code (`--no-default-features`).
+pub const SLATE_INITRD_BIN: &str = "usr/lib/slate/slate-initrd";
 pub const DRACUT_MODULE: &str = "usr/lib/dracut/modules.d/50slate";
 
 const DRACUT_MODULE_SETUP: &str = include_str!("../../../../dist/dracut/50slate/module-setup.sh");
@@ -54,28 +56,36 @@ const DRACUT_PREPARE_UNIT: &str =
     include_str!("../../../../dist/dracut/50slate/slate-prepare-root.service");
 
 /// Stage below `stage` what an image needs of Slate: the binary at
-/// `usr/bin/slate` (`slate_bin` without its debug information) and the dracut module that runs
-/// `slate admin prepare-root` in the initrd. Compose puts it into the tree
-/// before the packages are installed, so the initrd dracut makes carries
-/// it.
-pub fn stage_slate(stage: &Path, slate_bin: &Path) -> Result<(), Error> {
+/// `usr/bin/slate` (`slate_bin` without its debug information), the
+/// initrd's at `usr/lib/slate/slate-initrd` when given (a build without
+/// network code), and the dracut module that runs `slate admin
+/// prepare-root` in the initrd. Compose puts it into the tree before the
+/// packages are installed, so the initrd dracut makes carries it.
+pub fn stage_slate(stage: &Path, slate_bin: &Path, initrd_bin: Option<&Path>) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
-    let bin = stage.join(SLATE_BIN);
     let module = stage.join(DRACUT_MODULE);
-    for d in [bin.parent().expect("a folder"), module.as_path()] {
-        std::fs::create_dir_all(d).map_err(Error::io(d))?;
+    std::fs::create_dir_all(&module).map_err(Error::io(&module))?;
+    let mut bins = vec![(slate_bin, stage.join(SLATE_BIN))];
+    if let Some(initrd) = initrd_bin {
+        bins.push((initrd, stage.join(SLATE_INITRD_BIN)));
     }
-    // Without its debug information (a tenth of the size, and what the
-    // initrd carries); a plain copy where `strip` is missing.
-    let stripped = Command::new("strip")
-        .arg("--strip-debug")
-        .arg("-o")
-        .arg(&bin)
-        .arg(slate_bin)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !stripped {
-        std::fs::copy(slate_bin, &bin).map_err(Error::io(slate_bin))?;
+    for (from, bin) in &bins {
+        let d = bin.parent().expect("a folder");
+        std::fs::create_dir_all(d).map_err(Error::io(d))?;
+        // Without its debug information (a tenth of the size, and what the
+        // initrd carries); a plain copy where `strip` is missing.
+        let stripped = Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(bin)
+            .arg(from)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stripped {
+            std::fs::copy(from, bin).map_err(Error::io(from))?;
+        }
+        std::fs::set_permissions(bin, std::fs::Permissions::from_mode(0o755))
+            .map_err(Error::io(bin))?;
     }
     for (name, text, mode) in [
         ("module-setup.sh", DRACUT_MODULE_SETUP, 0o755),
@@ -86,8 +96,6 @@ pub fn stage_slate(stage: &Path, slate_bin: &Path) -> Result<(), Error> {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
             .map_err(Error::io(&p))?;
     }
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755))
-        .map_err(Error::io(&bin))?;
     Ok(())
 }
 

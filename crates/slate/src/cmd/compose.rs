@@ -55,6 +55,12 @@ pub struct ComposeArgs {
     /// Build the base tree again even when the cache has it.
     #[arg(long)]
     no_tree_cache: bool,
+    /// The Slate the image's initrd gets: a build without network code
+    /// (`cargo build --release --no-default-features`), put at
+    /// /usr/lib/slate/slate-initrd. Default: `slate-initrd` beside this
+    /// binary, where there is one; else the initrd gets this binary.
+    #[arg(long, env = "SLATE_INITRD_BIN", value_name = "FILE")]
+    initrd_slate: Option<PathBuf>,
     /// Commit even when the ref's commit has the same image (by default
     /// that commit's id is printed and nothing is committed).
     #[arg(long)]
@@ -102,6 +108,14 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<()> {
         .lockfile
         .clone()
         .unwrap_or_else(|| a.manifest.with_extension("lock"));
+    let exe = std::env::current_exe().context("finding the slate binary to put into the image")?;
+    let initrd_bin = match &a.initrd_slate {
+        Some(p) if !p.is_file() => {
+            anyhow::bail!("--initrd-slate {}: no such file", p.display())
+        }
+        Some(p) => Some(p.clone()),
+        None => Some(exe.with_file_name("slate-initrd")).filter(|p| p.is_file()),
+    };
     let opts = compose::Options {
         manifest: loaded,
         lockfile: lockfile.clone(),
@@ -112,9 +126,8 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<()> {
         tree_cache: !a.no_tree_cache,
         epoch: epoch()?,
         always_commit: a.always_commit,
-        slate_bin: Some(
-            std::env::current_exe().context("finding the slate binary to put into the image")?,
-        ),
+        slate_bin: Some(exe.clone()),
+        initrd_bin,
     };
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let step = Arc::new(Mutex::new(String::new()));

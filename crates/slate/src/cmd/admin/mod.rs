@@ -490,6 +490,9 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::PrepareRoot(p) => {
             let done = s.prepare_root(p.target.as_deref())?;
+            if p.target.is_none() {
+                record_prepared(&done);
+            }
             if p.json {
                 return output::json(&done);
             }
@@ -575,4 +578,28 @@ fn open(a: &AdminArgs) -> anyhow::Result<Sysroot> {
     };
     Sysroot::open_booted(&path, by)
         .with_context(|| format!("opening sysroot {}", output::shown_path(&path)))
+}
+
+/// In the initrd: what prepare-root did, and which Slate did it (a build
+/// with or without network code), in `/run/slate/prepare-root.json` for
+/// the booted system (`/run` outlives the switch to the new root). Only
+/// told, never needed: a failure to write it is a warning.
+fn record_prepared(done: &slate_core::sysroot::Prepared) {
+    let record = serde_json::json!({
+        "prepared": done,
+        "slate": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "network": cfg!(feature = "remote"),
+        },
+    });
+    let dir = Path::new("/run/slate");
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| slate_core::fsutil::open_dir(dir))
+        .and_then(|fd| {
+            let text = serde_json::to_vec_pretty(&record).expect("plain data serializes");
+            slate_core::fsutil::atomic_write_at(&fd, "prepare-root.json", &text, 0o644)
+        });
+    if let Err(e) = written {
+        eprintln!("warning: {}/prepare-root.json: {e}", dir.display());
+    }
 }
