@@ -23,7 +23,7 @@ use slate_core::summary::{DeltaInfo, Summary, SUMMARY, SUMMARY_SIG};
 
 use crate::client::{Client, MinRate, Redirect};
 use crate::config::{self, RemoteConfig, RemoteState};
-use crate::fetch::{get_small, HttpStore};
+use crate::fetch::HttpStore;
 use crate::Error;
 
 /// The largest summary accepted.
@@ -94,10 +94,10 @@ pub fn fetch_summary(
     state: &RemoteState,
     name: &str,
 ) -> Result<Summary, Error> {
-    let bytes = get_small(client, SUMMARY, MAX_SUMMARY).map_err(|e| in_remote(name, e))?;
+    let bytes = client.get(SUMMARY, MAX_SUMMARY).map_err(|e| in_remote(name, e))?;
     if cfg.verifies() {
         let keys = cfg.public_keys()?;
-        let sig = match get_small(client, SUMMARY_SIG, MAX_SIGNATURE) {
+        let sig = match client.get(SUMMARY_SIG, MAX_SIGNATURE) {
             Ok(s) => s,
             Err(Error::NotFound(..)) => {
                 return Err(Error::Refused(format!(
@@ -154,7 +154,7 @@ fn fetch_signature(
     let mut why = Vec::new();
     for k in keys {
         let rel = Repo::signature_rel(commit, &k.key_id());
-        let sig = match get_small(client, &rel, MAX_SIGNATURE) {
+        let sig = match client.get(&rel, MAX_SIGNATURE) {
             Ok(s) => s,
             Err(Error::NotFound(..)) => {
                 why.push(format!("{rel}: not on the remote"));
