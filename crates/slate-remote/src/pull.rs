@@ -4,7 +4,6 @@
 //! ref, which moves only once everything is stored and durable, and never
 //! to an older commit unless asked.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -14,12 +13,13 @@ use sha2::{Digest, Sha256};
 use serde::Serialize;
 use slate_core::delta;
 use slate_core::hash::ObjectId;
-use slate_core::object::{EntryKind, ObjectType};
+use slate_core::object::ObjectType;
 use slate_core::progress::Progress;
 use slate_core::pull::{self as local_pull, PullPlan, RefMove};
 use slate_core::sign::{self, PublicKey};
 use slate_core::store::{self, ObjectRead, ObjectWrite, Repo};
 use slate_core::summary::{DeltaInfo, Summary, SUMMARY, SUMMARY_SIG};
+use slate_core::walk;
 
 use crate::client::{Client, MinRate, Redirect};
 use crate::config::{self, RemoteConfig, RemoteState};
@@ -176,51 +176,17 @@ fn fetch_signature(
     Ok(Err(why.join("; ")))
 }
 
-/// The trees and files of `commit`'s tree that `dest` lacks, reading trees
-/// from `dest` where it has them and from `src` (a level at a time,
-/// fetched ahead) where not.
-fn missing(
-    src: &HttpStore<'_>,
-    dest: &Repo,
-    root: &ObjectId,
-) -> Result<(Vec<ObjectId>, Vec<ObjectId>), Error> {
-    let mut trees = Vec::new();
-    let mut files = Vec::new();
-    let mut seen = HashSet::new();
-    let mut level = vec![*root];
-    while !level.is_empty() {
-        let remote: Vec<ObjectId> = level
-            .iter()
-            .copied()
-            .filter(|id| !dest.has_object(ObjectType::Tree, id).unwrap_or(false))
-            .collect();
-        src.prefetch(&remote)?;
-        let mut next = Vec::new();
-        for id in level {
-            if !seen.insert(id) {
-                continue;
-            }
-            let here = dest.has_object(ObjectType::Tree, &id)?;
-            let t = if here {
-                dest.read_tree(&id)?
-            } else {
-                trees.push(id);
-                src.read_tree(&id)?
-            };
-            for e in t.entries {
-                match e.kind {
-                    EntryKind::Dir => next.push(e.id),
-                    EntryKind::File => {
-                        if seen.insert(e.id) && !dest.has_object(ObjectType::File, &e.id)? {
-                            files.push(e.id);
-                        }
-                    }
-                }
-            }
-        }
-        level = next;
-    }
-    Ok((trees, files))
+/// The trees and files of the tree `root` that `dest` lacks, reading the
+/// trees it lacks from the remote (a level at a time, fetched ahead).
+fn missing(src: &HttpStore<'_>, dest: &Repo, root: &ObjectId) -> Result<walk::Lacking, Error> {
+    walk::missing_from(src, dest, &[*root], &mut |ids| src.prefetch(ids))
+}
+
+/// The files of `tree` that `dest` lacks when it has all the trees;
+/// `None` when a tree is missing too (the remote must be read).
+fn complete_here(dest: &Repo, root: &ObjectId) -> Result<Option<Vec<ObjectId>>, Error> {
+    let l = walk::missing_below(dest, &[*root])?;
+    Ok(l.trees.is_empty().then_some(l.files))
 }
 
 /// Whether `new` (committed at `new_time`) is older than `current`: one
@@ -378,9 +344,9 @@ pub fn pull(
                 Some(files) if files.is_empty() => {}
                 Some(files) => plan.files = files,
                 None => {
-                    let (trees, files) = missing(store()?, dest, &tree)?;
-                    plan.trees = trees;
-                    plan.files = files;
+                    let l = missing(store()?, dest, &tree)?;
+                    plan.trees = l.trees;
+                    plan.files = l.files;
                 }
             }
         } else {
@@ -393,10 +359,10 @@ pub fn pull(
                 )),
                 e => e.into(),
             })?;
-            let (trees, files) = missing(s, dest, &c.tree)?;
+            let l = missing(s, dest, &c.tree)?;
             plan.commits.push(commit);
-            plan.trees = trees;
-            plan.files = files;
+            plan.trees = l.trees;
+            plan.files = l.files;
         }
         // The ref moves in the same transaction as the objects, and only
         // to a commit the repository then has, with its tree (the library
@@ -610,31 +576,4 @@ fn check_and_apply(
         )));
     }
     Ok(a)
-}
-
-/// The files of `tree` that `dest` lacks when it has all the trees;
-/// `None` when a tree is missing too (the remote must be read).
-fn complete_here(dest: &Repo, root: &ObjectId) -> Result<Option<Vec<ObjectId>>, Error> {
-    let mut files = Vec::new();
-    let mut seen = HashSet::new();
-    let mut stack = vec![*root];
-    while let Some(id) = stack.pop() {
-        if !seen.insert(id) {
-            continue;
-        }
-        if !dest.has_object(ObjectType::Tree, &id)? {
-            return Ok(None);
-        }
-        for e in dest.read_tree(&id)?.entries {
-            match e.kind {
-                EntryKind::Dir => stack.push(e.id),
-                EntryKind::File => {
-                    if seen.insert(e.id) && !dest.has_object(ObjectType::File, &e.id)? {
-                        files.push(e.id);
-                    }
-                }
-            }
-        }
-    }
-    Ok(Some(files))
 }
