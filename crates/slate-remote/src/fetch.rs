@@ -440,9 +440,8 @@ impl<'c> HttpStore<'c> {
                 p.add_fetched(n);
             }
         });
-        let opened = got.and_then(|_| {
-            std::fs::File::open(&local).map_err(|err| Error::io(&local, err))
-        });
+        let opened =
+            got.and_then(|_| std::fs::File::open(&local).map_err(|err| Error::io(&local, err)));
         let _ = std::fs::remove_file(&local);
         let f = match opened {
             Ok(f) => f,

@@ -36,8 +36,8 @@ mod files_tests;
 
 pub use config::RepoMode;
 pub use error::{Error, Result};
-pub use lock::WriteLock;
 pub use files_read::{decode_loose_file, decode_packed_file};
+pub use lock::WriteLock;
 pub use objects::RelPath;
 pub use pack::{
     decode_index as decode_pack_index, kind_of_code, DamagedPack, PackEntry, PACK_MAGIC,

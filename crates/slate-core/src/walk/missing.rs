@@ -146,7 +146,10 @@ mod tests {
         let d = tx
             .write_tree(&Tree {
                 meta: DirMeta::default(),
-                entries: vec![entry("b", EntryKind::File, b), entry("e", EntryKind::Dir, e)],
+                entries: vec![
+                    entry("b", EntryKind::File, b),
+                    entry("e", EntryKind::Dir, e),
+                ],
             })
             .expect("tree");
         let root = tx

@@ -130,7 +130,10 @@ fn a_1_gib_loose_file_is_pulled_over_http_in_little_memory() {
     );
     let pull = peak_kb(&l, &["pull", "origin", "os/main"]);
     eprintln!("peak RSS: pull over HTTP of a 1 GiB loose file {pull} KiB");
-    assert!(pull < LIMIT_KB, "pull of a 1 GiB loose file took {pull} KiB");
+    assert!(
+        pull < LIMIT_KB,
+        "pull of a 1 GiB loose file took {pull} KiB"
+    );
     let want = ok(&publ, &["rev-parse", "os/main"]);
     assert_eq!(ok(&l, &["rev-parse", "remotes/origin/os/main"]), want);
     ok(&l, &["fsck"]);
