@@ -102,7 +102,7 @@ fn index(client: &Client, cache: &Path, p: &PackInfo, id: &ObjectId) -> Result<V
     };
     // The index names its pack's digest in its last 32 bytes.
     let its_pack = |b: Vec<u8>| -> Result<Vec<u8>, Error> {
-        if b.len() < 32 || b[b.len() - 32..] != id.0 {
+        if store::index_pack_digest(&b) != Some(*id) {
             return Err(Error::Corrupt(format!(
                 "{remote} is not the index of pack {name}"
             )));

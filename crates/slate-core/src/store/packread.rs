@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::pack::{kind_of_code, LoadedPack, PackEntry, PACK_MAGIC};
 use super::{Error, Repo, Result};
-use crate::hash::{Hasher, ObjectId};
+use crate::hash::Hasher;
 use crate::object::ObjectType;
 
 /// Frames up to this decompressed size are read whole and kept; larger
@@ -233,11 +233,7 @@ impl Repo {
         }
         let idx = self.pack_dir().join(format!("{name}.idx"));
         let ib = std::fs::read(&idx).map_err(|e| Error::io(&idx, e))?;
-        let recorded = ib
-            .get(ib.len().saturating_sub(32)..)
-            .and_then(|t| <[u8; 32]>::try_from(t).ok())
-            .map(ObjectId);
-        if recorded != Some(got) {
+        if super::pack::index_pack_digest(&ib) != Some(got) {
             return Err(bad("its index records another pack digest".into()));
         }
         Ok(())
