@@ -58,6 +58,10 @@ enum Attempt {
     /// Not worth another try on this mirror (a redirect not followed);
     /// the next mirror is asked.
     Refused(String),
+    /// More than `limit` bytes, the most the caller takes of this path:
+    /// the next mirror is asked; if none serves it within the limit, the
+    /// file is refused as such ("not on the remote" would mislead).
+    TooLarge { url: String, limit: u64 },
 }
 
 /// A transport error without the URL ureq puts in front (the caller names
@@ -272,6 +276,7 @@ impl Client {
     ) -> Result<T, Error> {
         let mut errors = Errors::default();
         let mut all_absent = true;
+        let mut too_large = None;
         for m in &self.mirrors {
             let url = self.url(m, path);
             let mut wait = self.backoff;
@@ -287,6 +292,11 @@ impl Client {
                         errors.push(e);
                         break;
                     }
+                    Err(Attempt::TooLarge { url, limit }) => {
+                        errors.push(format!("{url}: larger than {limit} bytes"));
+                        too_large = Some(limit);
+                        break;
+                    }
                     Err(Attempt::Transient(e)) => {
                         all_absent = false;
                         errors.push(e);
@@ -298,7 +308,11 @@ impl Client {
                 }
             }
         }
-        if all_absent {
+        if let (true, Some(limit)) = (all_absent, too_large) {
+            Err(Error::Refused(format!(
+                "{path} on the remote is larger than {limit} bytes: refused"
+            )))
+        } else if all_absent {
             Err(Error::NotFound(path.to_string(), errors.joined()))
         } else {
             Err(Error::Fetch(format!(
@@ -328,7 +342,8 @@ impl Client {
         })
     }
 
-    /// A small file whole (the summary, an index, a loose object).
+    /// A small file whole (the summary, an index, a loose object), at most
+    /// `limit` bytes: a larger one is refused as such.
     pub fn get(&self, path: &str, limit: u64) -> Result<Vec<u8>, Error> {
         self.each_mirror(path, |url| {
             let r = self.request(url, None)?;
@@ -339,9 +354,55 @@ impl Client {
                 .map_err(|e| Attempt::Transient(format!("{url}: {e}")))?;
             self.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
             if out.len() as u64 > limit {
-                return Err(Attempt::Absent(format!("{url}: larger than {limit} bytes")));
+                return Err(Attempt::TooLarge {
+                    url: url.to_string(),
+                    limit,
+                });
             }
             Ok(out)
+        })
+    }
+
+    /// A file whole into `dest` (created or emptied), at most `limit`
+    /// bytes: a larger one is refused as such. For a file too large to be
+    /// held in memory (a loose object), whose length is not known ahead.
+    pub fn get_to_file(
+        &self,
+        path: &str,
+        limit: u64,
+        dest: &Path,
+        on_bytes: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, Error> {
+        self.each_mirror(path, |url| {
+            let mut f = std::fs::File::create(dest)
+                .map_err(|e| Attempt::Absent(format!("{}: {e}", dest.display())))?;
+            let r = self.request(url, None)?;
+            let mut reader = Paced::new(r.into_reader(), self.min_rate).take(limit + 1);
+            let mut buf = vec![0u8; 256 << 10];
+            let mut got = 0u64;
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) => {
+                        return Err(Attempt::Transient(format!("{url}: {e} after {got} bytes")))
+                    }
+                };
+                got += n as u64;
+                self.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                on_bytes(n as u64);
+                if got > limit {
+                    return Err(Attempt::TooLarge {
+                        url: url.to_string(),
+                        limit,
+                    });
+                }
+                f.write_all(&buf[..n])
+                    .map_err(|e| Attempt::Absent(format!("{}: {e}", dest.display())))?;
+            }
+            f.flush()
+                .map_err(|e| Attempt::Absent(format!("{}: {e}", dest.display())))?;
+            Ok(got)
         })
     }
 

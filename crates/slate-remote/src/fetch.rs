@@ -4,10 +4,12 @@
 //! are fetched ahead in few large requests ([`HttpStore::prefetch`]:
 //! neighbouring frames are fetched together), kept on disk in the remote's
 //! cache (so an interrupted pull resumes), and every object is checked
-//! against its id as it is read.
+//! against its id as it is read. The bytes are decoded by the store's
+//! decoders (pack indexes, frames, loose objects), as for a repository on
+//! disk; a large object is decompressed as it is read, never held whole.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,10 +29,10 @@ use crate::Error;
 const MAX_GAP: u64 = 256 << 10;
 /// A request covers at most this many bytes (a unit of resuming).
 const MAX_SPAN: u64 = 32 << 20;
-/// The largest loose object fetched whole into memory, by kind: a commit
-/// (a few hundred bytes; always loose in an archive repository, so always
-/// fetched this way), a tree (packed by a publisher of this version), a
-/// file (its compressed bytes, and its content once decompressed).
+/// The largest loose object fetched, by kind: a commit (a few hundred
+/// bytes; always loose in an archive repository) and a tree (packed by a
+/// publisher of this version) into memory; a file (its compressed bytes,
+/// and its content once decompressed) into the cache, read as a stream.
 fn loose_limit(kind: ObjectType) -> u64 {
     match kind {
         ObjectType::Commit => 1 << 20,
@@ -41,6 +43,12 @@ fn loose_limit(kind: ObjectType) -> u64 {
 /// The largest pack index fetched (into memory) when the summary, written
 /// by an older version, does not give its size: 2^20 objects and more.
 const UNSIZED_INDEX_LIMIT: u64 = 64 << 20;
+
+/// Where a loose object is on the remote.
+fn loose_path(kind: ObjectType, id: &ObjectId) -> String {
+    let hex = id.to_hex();
+    format!("objects/{}/{}.{}", &hex[..2], &hex[2..], kind.suffix())
+}
 
 /// A frame: its pack and offset.
 type FrameKey = (usize, u64);
@@ -70,18 +78,6 @@ pub struct HttpStore<'c> {
     progress: Option<&'c Progress>,
 }
 
-/// A small file whole (`limit` bytes at most). A file larger than that is
-/// refused as such (the client reports it like a mirror without the file:
-/// "not on the remote" would mislead).
-pub(crate) fn get_small(client: &Client, path: &str, limit: u64) -> Result<Vec<u8>, Error> {
-    client.get(path, limit).map_err(|e| match e {
-        Error::NotFound(p, why) if why.contains("larger than") => Error::Refused(format!(
-            "{p} on the remote is larger than {limit} bytes: refused"
-        )),
-        e => e,
-    })
-}
-
 /// SHA-256 and length of a file, read in pieces.
 fn sha256_file(path: &Path) -> Result<(u64, String), Error> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -106,7 +102,7 @@ fn index(client: &Client, cache: &Path, p: &PackInfo, id: &ObjectId) -> Result<V
     };
     // The index names its pack's digest in its last 32 bytes.
     let its_pack = |b: Vec<u8>| -> Result<Vec<u8>, Error> {
-        if b.len() < 32 || b[b.len() - 32..] != id.0 {
+        if store::index_pack_digest(&b) != Some(*id) {
             return Err(Error::Corrupt(format!(
                 "{remote} is not the index of pack {name}"
             )));
@@ -146,7 +142,7 @@ fn index(client: &Client, cache: &Path, p: &PackInfo, id: &ObjectId) -> Result<V
             std::fs::read(&local).map_err(|e| Error::io(&local, e))?
         }
         None => {
-            let b = get_small(client, &remote, limit)?;
+            let b = client.get(&remote, limit)?;
             if !sound(&b) {
                 return Err(mismatch());
             }
@@ -333,8 +329,18 @@ impl<'c> HttpStore<'c> {
         Ok(sp)
     }
 
-    /// The decompressed frame holding `e`.
-    fn frame(&self, pack: usize, e: &PackEntry, kind: ObjectType) -> store::Result<Arc<Vec<u8>>> {
+    /// The span file holding the frame of `e`, fetched if need be.
+    fn span_of(&self, pack: usize, e: &PackEntry) -> store::Result<Span> {
+        let end = e.frame_off + e.frame_len as u64;
+        match self.span_for(pack, e.frame_off, end) {
+            Some(sp) => Ok(sp),
+            None => self.fetch_span(pack, e.frame_off, end).map_err(fetch_err),
+        }
+    }
+
+    /// The decompressed frame holding `e` (a small one), kept for the
+    /// objects that follow in it.
+    fn frame(&self, pack: usize, e: &PackEntry) -> store::Result<Arc<Vec<u8>>> {
         let key = (pack, e.frame_off);
         if let Some((_, f)) = self
             .frames
@@ -345,27 +351,13 @@ impl<'c> HttpStore<'c> {
         {
             return Ok(f.clone());
         }
-        let end = e.frame_off + e.frame_len as u64;
-        let sp = match self.span_for(pack, e.frame_off, end) {
-            Some(sp) => sp,
-            None => self.fetch_span(pack, e.frame_off, end).map_err(fetch_err)?,
-        };
+        let sp = self.span_of(pack, e)?;
         let f = std::fs::File::open(&sp.path)
             .map_err(|err| store::Error::Fetch(format!("{}: {err}", sp.path.display())))?;
         let mut raw = vec![0u8; e.frame_len as usize];
         f.read_exact_at(&mut raw, e.frame_off - sp.start)
             .map_err(|err| store::Error::Fetch(format!("{}: {err}", sp.path.display())))?;
-        let frame = zstd::bulk::decompress(&raw, e.frame_raw_len as usize).map_err(|err| {
-            corrupt(
-                kind,
-                &e.id,
-                format!(
-                    "pack {} frame at {}: {err}",
-                    self.packs[pack].name, e.frame_off
-                ),
-            )
-        })?;
-        let frame = Arc::new(frame);
+        let frame = Arc::new(store::decode_frame(&raw, e, &self.packs[pack].name)?);
         let mut frames = self.frames.lock().expect("no panic while held");
         if frames.len() >= 16 {
             frames.remove(0);
@@ -374,18 +366,37 @@ impl<'c> HttpStore<'c> {
         Ok(frame)
     }
 
-    /// An object's canonical bytes, checked against its id.
+    /// A reader of a packed object's canonical bytes (not yet checked
+    /// against its id): from its frame decompressed whole, or, for a
+    /// large frame, decompressed from the span file as it is read.
+    fn packed_reader(&self, pack: usize, e: &PackEntry) -> store::Result<Box<dyn Read + Send>> {
+        if store::frame_is_small(e) {
+            return store::object_in_frame(self.frame(pack, e)?, e, &self.packs[pack].name);
+        }
+        let sp = self.span_of(pack, e)?;
+        let mut f = std::fs::File::open(&sp.path)
+            .map_err(|err| store::Error::Fetch(format!("{}: {err}", sp.path.display())))?;
+        f.seek(SeekFrom::Start(e.frame_off - sp.start))
+            .map_err(|err| store::Error::Fetch(format!("{}: {err}", sp.path.display())))?;
+        store::stream_frame_object(f.take(u64::from(e.frame_len)), e)
+    }
+
+    /// A tree's or commit's canonical bytes, checked against its id.
     fn canonical(&self, kind: ObjectType, id: &ObjectId) -> store::Result<Vec<u8>> {
         let bytes = match self.by_id.get(id) {
             Some((p, e)) => {
-                let frame = self.frame(*p, e, kind)?;
-                let (off, len) = (e.off as usize, e.len as usize);
-                frame
-                    .get(off..off + len)
-                    .ok_or_else(|| {
-                        corrupt(kind, id, "the frame is shorter than the index says".into())
-                    })?
-                    .to_vec()
+                let mut out = Vec::new();
+                self.packed_reader(*p, e)?
+                    .read_to_end(&mut out)
+                    .map_err(|err| corrupt(kind, id, err.to_string()))?;
+                if out.len() != e.len as usize {
+                    return Err(corrupt(
+                        kind,
+                        id,
+                        "the frame is shorter than the index says".into(),
+                    ));
+                }
+                out
             }
             None => self.loose(kind, id)?,
         };
@@ -399,13 +410,10 @@ impl<'c> HttpStore<'c> {
         Ok(bytes)
     }
 
-    /// A loose object: trees and commits as their canonical bytes; a file
-    /// as its header and one zstd frame of content.
+    /// A loose tree or commit: its canonical bytes, fetched whole.
     fn loose(&self, kind: ObjectType, id: &ObjectId) -> store::Result<Vec<u8>> {
-        let hex = id.to_hex();
-        let path = format!("objects/{}/{}.{}", &hex[..2], &hex[2..], kind.suffix());
-        let limit = loose_limit(kind);
-        let raw = match get_small(self.client, &path, limit) {
+        let path = loose_path(kind, id);
+        let raw = match self.client.get(&path, loose_limit(kind)) {
             Ok(b) => b,
             Err(Error::NotFound(..)) => return Err(store::Error::Missing { kind, id: *id }),
             Err(e) => return Err(fetch_err(e)),
@@ -413,29 +421,45 @@ impl<'c> HttpStore<'c> {
         if let Some(p) = self.progress {
             p.add_fetched(raw.len() as u64);
         }
-        if kind != ObjectType::File {
-            return Ok(raw);
-        }
-        let (h, n) =
-            FileHeader::decode_prefix(&raw).map_err(|e| corrupt(kind, id, e.to_string()))?;
+        Ok(raw)
+    }
+
+    /// A loose file object (its header, then its content in one zstd
+    /// frame): fetched into the cache, no more than a file may be, and
+    /// decompressed as it is read, so that a large file is never held
+    /// whole. The cached copy is unlinked once open.
+    fn loose_file(&self, id: &ObjectId) -> store::Result<(FileHeader, Box<dyn Read + Send>)> {
+        let kind = ObjectType::File;
+        let path = loose_path(kind, id);
+        let limit = loose_limit(kind);
+        // Only the hex digits of the id reach a path.
+        let local = self.cache.join(format!(".{}.file.part", id.to_hex()));
+        let progress = self.progress;
+        let got = self.client.get_to_file(&path, limit, &local, &move |n| {
+            if let Some(p) = progress {
+                p.add_fetched(n);
+            }
+        });
+        let opened =
+            got.and_then(|_| std::fs::File::open(&local).map_err(|err| Error::io(&local, err)));
+        let _ = std::fs::remove_file(&local);
+        let f = match opened {
+            Ok(f) => f,
+            Err(Error::NotFound(..)) => return Err(store::Error::Missing { kind, id: *id }),
+            Err(e) => return Err(fetch_err(e)),
+        };
+        let (h, content) = store::decode_loose_file(Box::new(f), id, Path::new(&path))?;
         if h.size > limit {
             return Err(corrupt(
                 kind,
                 id,
                 format!(
-                    "{path}: {} bytes of content, more than {limit} fetched whole",
+                    "{path}: {} bytes of content, more than the {limit} a file may have",
                     h.size
                 ),
             ));
         }
-        let mut out = raw[..n].to_vec();
-        let mut dec = zstd::stream::read::Decoder::new(&raw[n..])
-            .map_err(|e| corrupt(kind, id, e.to_string()))?;
-        (&mut dec)
-            .take(h.size)
-            .read_to_end(&mut out)
-            .map_err(|e| corrupt(kind, id, format!("zstd: {e}")))?;
-        Ok(out)
+        Ok((h, content))
     }
 
     /// Where an object lies (pack, frame): reading in this order
@@ -484,15 +508,14 @@ impl ObjectRead for HttpStore<'_> {
         Ok(self.open_file(id)?.header().clone())
     }
     fn open_file(&self, id: &ObjectId) -> store::Result<FileStream<'_>> {
-        let b = self.canonical(ObjectType::File, id)?;
-        let (h, n) = FileHeader::decode_prefix(&b)
-            .map_err(|e| corrupt(ObjectType::File, id, e.to_string()))?;
-        let content = b[n..].to_vec();
-        FileStream::new(
-            *id,
-            h,
-            Box::new(std::io::Cursor::new(content)),
-            Path::new("remote"),
-        )
+        let (h, content) = match self.by_id.get(id) {
+            Some((p, e)) => store::decode_packed_file(
+                self.packed_reader(*p, e)?,
+                id,
+                Path::new(&format!("objects/pack/{}.pack", self.packs[*p].name)),
+            )?,
+            None => self.loose_file(id)?,
+        };
+        FileStream::new(*id, h, content, Path::new("remote"))
     }
 }

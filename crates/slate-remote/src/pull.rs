@@ -4,8 +4,7 @@
 //! ref, which moves only once everything is stored and durable, and never
 //! to an older commit unless asked.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -14,16 +13,17 @@ use sha2::{Digest, Sha256};
 use serde::Serialize;
 use slate_core::delta;
 use slate_core::hash::ObjectId;
-use slate_core::object::{EntryKind, ObjectType};
+use slate_core::object::ObjectType;
 use slate_core::progress::Progress;
 use slate_core::pull::{self as local_pull, PullPlan, RefMove};
 use slate_core::sign::{self, PublicKey};
 use slate_core::store::{self, ObjectRead, ObjectWrite, Repo};
 use slate_core::summary::{DeltaInfo, Summary, SUMMARY, SUMMARY_SIG};
+use slate_core::walk;
 
 use crate::client::{Client, MinRate, Redirect};
 use crate::config::{self, RemoteConfig, RemoteState};
-use crate::fetch::{get_small, HttpStore};
+use crate::fetch::HttpStore;
 use crate::Error;
 
 /// The largest summary accepted.
@@ -94,10 +94,12 @@ pub fn fetch_summary(
     state: &RemoteState,
     name: &str,
 ) -> Result<Summary, Error> {
-    let bytes = get_small(client, SUMMARY, MAX_SUMMARY).map_err(|e| in_remote(name, e))?;
+    let bytes = client
+        .get(SUMMARY, MAX_SUMMARY)
+        .map_err(|e| in_remote(name, e))?;
     if cfg.verifies() {
         let keys = cfg.public_keys()?;
-        let sig = match get_small(client, SUMMARY_SIG, MAX_SIGNATURE) {
+        let sig = match client.get(SUMMARY_SIG, MAX_SIGNATURE) {
             Ok(s) => s,
             Err(Error::NotFound(..)) => {
                 return Err(Error::Refused(format!(
@@ -154,7 +156,7 @@ fn fetch_signature(
     let mut why = Vec::new();
     for k in keys {
         let rel = Repo::signature_rel(commit, &k.key_id());
-        let sig = match get_small(client, &rel, MAX_SIGNATURE) {
+        let sig = match client.get(&rel, MAX_SIGNATURE) {
             Ok(s) => s,
             Err(Error::NotFound(..)) => {
                 why.push(format!("{rel}: not on the remote"));
@@ -176,51 +178,17 @@ fn fetch_signature(
     Ok(Err(why.join("; ")))
 }
 
-/// The trees and files of `commit`'s tree that `dest` lacks, reading trees
-/// from `dest` where it has them and from `src` (a level at a time,
-/// fetched ahead) where not.
-fn missing(
-    src: &HttpStore<'_>,
-    dest: &Repo,
-    root: &ObjectId,
-) -> Result<(Vec<ObjectId>, Vec<ObjectId>), Error> {
-    let mut trees = Vec::new();
-    let mut files = Vec::new();
-    let mut seen = HashSet::new();
-    let mut level = vec![*root];
-    while !level.is_empty() {
-        let remote: Vec<ObjectId> = level
-            .iter()
-            .copied()
-            .filter(|id| !dest.has_object(ObjectType::Tree, id).unwrap_or(false))
-            .collect();
-        src.prefetch(&remote)?;
-        let mut next = Vec::new();
-        for id in level {
-            if !seen.insert(id) {
-                continue;
-            }
-            let here = dest.has_object(ObjectType::Tree, &id)?;
-            let t = if here {
-                dest.read_tree(&id)?
-            } else {
-                trees.push(id);
-                src.read_tree(&id)?
-            };
-            for e in t.entries {
-                match e.kind {
-                    EntryKind::Dir => next.push(e.id),
-                    EntryKind::File => {
-                        if seen.insert(e.id) && !dest.has_object(ObjectType::File, &e.id)? {
-                            files.push(e.id);
-                        }
-                    }
-                }
-            }
-        }
-        level = next;
-    }
-    Ok((trees, files))
+/// The trees and files of the tree `root` that `dest` lacks, reading the
+/// trees it lacks from the remote (a level at a time, fetched ahead).
+fn missing(src: &HttpStore<'_>, dest: &Repo, root: &ObjectId) -> Result<walk::Lacking, Error> {
+    walk::missing_from(src, dest, &[*root], &mut |ids| src.prefetch(ids))
+}
+
+/// The files of `tree` that `dest` lacks when it has all the trees;
+/// `None` when a tree is missing too (the remote must be read).
+fn complete_here(dest: &Repo, root: &ObjectId) -> Result<Option<Vec<ObjectId>>, Error> {
+    let l = walk::missing_below(dest, &[*root])?;
+    Ok(l.trees.is_empty().then_some(l.files))
 }
 
 /// Whether `new` (committed at `new_time`) is older than `current`: one
@@ -254,120 +222,232 @@ pub fn pull(
     opts: &PullOptions,
     progress: &Progress,
 ) -> Result<Pulled, Error> {
-    // Nothing is asked of the remote for a ref that could not be stored.
-    store::validate_ref_name(remote_ref)?;
-    let local_ref = config::tracking_ref(name, remote_ref);
-    store::validate_ref_name(&local_ref)?;
-    let cfg = config::get(dest, name)?;
-    let state = config::state(dest, name);
-    let client = Client::new(&cfg.urls, opts.stall)
-        .with_retries(opts.retries, opts.backoff)
-        .with_min_rate(opts.min_rate);
-    let summary = fetch_summary(&client, &cfg, &state, name)?;
-    let info = summary.refs.get(remote_ref).ok_or_else(|| {
-        Error::Refused(format!(
-            "remote {name} has no ref {remote_ref} (it has: {})",
-            summary.refs.keys().cloned().collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    let commit = ObjectId::from_hex(&info.commit)
-        .map_err(|e| Error::Corrupt(format!("remote {name}: {SUMMARY}: {e}")))?;
-    let previous = dest.read_ref(&local_ref)?;
-    if let Some(prev) = previous {
-        if prev != commit && !opts.allow_downgrade && older(dest, &commit, info.timestamp, &prev) {
+    let cx = Ctx::open(dest, name, remote_ref, opts, progress)?;
+    cx.refuse_downgrade(opts.allow_downgrade)?;
+    let mut done = Done {
+        local_ref: cx.local_ref.clone(),
+        commit: cx.commit,
+        previous: cx.previous,
+        signed_by: cx.check_signature()?,
+        method: "present",
+        used_delta: None,
+        delta_failed: None,
+        stats: Default::default(),
+    };
+    if cx.store_summary_commit()? {
+        done.method = "summary";
+        done.stats.commits = 1;
+        return cx.finish(done);
+    }
+    let from_delta = cx.try_delta(&mut done)?;
+    done.stats = cx
+        .fetch_objects(from_delta.as_ref(), &mut done.method)
+        .map_err(|e| match &done.delta_failed {
+            // Why the delta, which would have spared the rest, was not used.
+            Some(why) => Error::Fetch(format!("{e} (the delta was not used: {why})")),
+            None => e,
+        })?;
+    if let Some(a) = &from_delta {
+        done.stats.commits += 1;
+        done.stats.trees += a.trees as usize;
+        done.stats.files += (a.files + a.patched) as usize;
+        done.stats.content_bytes += a.content_bytes;
+    }
+    cx.finish(done)
+}
+
+/// A pull under way: the remote, its checked summary, and the commit its
+/// ref names.
+struct Ctx<'a> {
+    dest: &'a Repo,
+    name: &'a str,
+    remote_ref: &'a str,
+    cfg: RemoteConfig,
+    state: RemoteState,
+    client: Client,
+    summary: Summary,
+    /// `remotes/NAME/REF`, and its commit before.
+    local_ref: String,
+    previous: Option<ObjectId>,
+    commit: ObjectId,
+    /// What the summary says of the commit: its time, the bytes of its
+    /// files, and the commit itself if it carries it.
+    timestamp: i64,
+    size: u64,
+    inline: Option<slate_core::object::Commit>,
+    cache: PathBuf,
+    progress: &'a Progress,
+}
+
+impl<'a> Ctx<'a> {
+    /// The names checked, the remote's summary fetched and checked, and
+    /// the commit of its ref.
+    fn open(
+        dest: &'a Repo,
+        name: &'a str,
+        remote_ref: &'a str,
+        opts: &PullOptions,
+        progress: &'a Progress,
+    ) -> Result<Ctx<'a>, Error> {
+        // Nothing is asked of the remote for a ref that could not be stored.
+        store::validate_ref_name(remote_ref)?;
+        let local_ref = config::tracking_ref(name, remote_ref);
+        store::validate_ref_name(&local_ref)?;
+        let cfg = config::get(dest, name)?;
+        let state = config::state(dest, name);
+        let client = Client::new(&cfg.urls, opts.stall)
+            .with_retries(opts.retries, opts.backoff)
+            .with_min_rate(opts.min_rate);
+        let summary = fetch_summary(&client, &cfg, &state, name)?;
+        let info = summary.refs.get(remote_ref).ok_or_else(|| {
+            Error::Refused(format!(
+                "remote {name} has no ref {remote_ref} (it has: {})",
+                summary.refs.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        let commit = ObjectId::from_hex(&info.commit)
+            .map_err(|e| Error::Corrupt(format!("remote {name}: {SUMMARY}: {e}")))?;
+        let (timestamp, size, inline) = (info.timestamp, info.size, info.inline_commit());
+        Ok(Ctx {
+            dest,
+            name,
+            remote_ref,
+            cfg,
+            state,
+            client,
+            summary,
+            previous: dest.read_ref(&local_ref)?,
+            local_ref,
+            commit,
+            timestamp,
+            size,
+            inline,
+            cache: config::cache_dir(dest, name),
+            progress,
+        })
+    }
+
+    /// Refuse a commit older than the one the tracking ref has, unless
+    /// asked.
+    fn refuse_downgrade(&self, allowed: bool) -> Result<(), Error> {
+        let Some(prev) = self.previous else {
+            return Ok(());
+        };
+        if prev != self.commit && !allowed && older(self.dest, &self.commit, self.timestamp, &prev)
+        {
             return Err(Error::Refused(format!(
-                "remote {name}'s {remote_ref} is {}, older than {} that {local_ref} has: \
+                "remote {}'s {} is {}, older than {} that {} has: \
                  refused as a downgrade (--allow-downgrade)",
-                commit.short(12),
+                self.name,
+                self.remote_ref,
+                self.commit.short(12),
                 prev.short(12),
+                self.local_ref,
             )));
         }
+        Ok(())
     }
-    let signed_by = if cfg.verifies() {
-        let keys = cfg.public_keys()?;
-        match fetch_signature(&client, dest, &commit, &keys)? {
-            Ok(k) => Some(k),
-            Err(why) => {
-                return Err(Error::Refused(format!(
-                    "commit {commit} of remote {name} has no valid signature by a trusted key \
-                     ({why})"
-                )))
-            }
-        }
-    } else {
-        None
-    };
 
-    let cache = config::cache_dir(dest, name);
-    let mut plan = PullPlan::default();
-    plan.refs.push(RefMove {
-        name: local_ref.clone(),
-        old: previous,
-        new: commit,
-    });
-    let mut method = "present";
-    let mut used_delta = None;
-    let mut delta_failed = None;
-    let mut from_delta: Option<delta::Applied> = None;
-    // The commit as the summary carries it: stored at once when its tree
-    // is here already (an image rebuilt with nothing changed).
-    if !dest.has_object(ObjectType::Commit, &commit)? {
-        if let Some(c) = info.inline_commit() {
-            if complete_here(dest, &c.tree)?.is_some_and(|f| f.is_empty()) {
-                let mut tx = slate_core::store::Transaction::begin(dest)?;
-                tx.write_commit(&c)?;
-                tx.set_ref(&local_ref, previous, commit)?;
-                tx.commit()?;
-                method = "summary";
-                let stats = local_pull::PullStats {
-                    commits: 1,
-                    ..Default::default()
-                };
-                return finish(
-                    dest,
-                    name,
-                    remote_ref,
-                    &client,
-                    &summary,
-                    &state,
-                    Done {
-                        local_ref,
-                        commit,
-                        previous,
-                        signed_by,
-                        method,
-                        used_delta,
-                        delta_failed,
-                        stats,
-                    },
-                );
+    /// The key whose signature of the commit checks, where the remote
+    /// requires one (the signature is kept).
+    fn check_signature(&self) -> Result<Option<String>, Error> {
+        if !self.cfg.verifies() {
+            return Ok(None);
+        }
+        let keys = self.cfg.public_keys()?;
+        match fetch_signature(&self.client, self.dest, &self.commit, &keys)? {
+            Ok(k) => Ok(Some(k)),
+            Err(why) => Err(Error::Refused(format!(
+                "commit {} of remote {} has no valid signature by a trusted key ({why})",
+                self.commit, self.name
+            ))),
+        }
+    }
+
+    /// The commit as the summary carries it: stored at once, with the
+    /// ref's move, when its tree is here already (an image rebuilt with
+    /// nothing changed). Whether it was.
+    fn store_summary_commit(&self) -> Result<bool, Error> {
+        let dest = self.dest;
+        if dest.has_object(ObjectType::Commit, &self.commit)? {
+            return Ok(false);
+        }
+        let Some(c) = &self.inline else {
+            return Ok(false);
+        };
+        if !complete_here(dest, &c.tree)?.is_some_and(|f| f.is_empty()) {
+            return Ok(false);
+        }
+        let mut tx = slate_core::store::Transaction::begin(dest)?;
+        tx.write_commit(c)?;
+        tx.set_ref(&self.local_ref, self.previous, self.commit)?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// The commit from a delta the summary lists, if one fits: then the
+    /// commit is here (whole, or but for the files whose old versions
+    /// were missing). A delta that fails is reported, not an error: the
+    /// objects come another way.
+    fn try_delta(&self, done: &mut Done) -> Result<Option<delta::Applied>, Error> {
+        if self.dest.has_object(ObjectType::Commit, &self.commit)? {
+            return Ok(None);
+        }
+        let Some(d) = pick_delta(
+            self.dest,
+            &self.summary,
+            &self.commit,
+            self.previous.as_ref(),
+        )?
+        else {
+            return Ok(None);
+        };
+        let target = (&self.commit, self.size);
+        match fetch_delta(
+            &self.client,
+            self.dest,
+            &self.cache,
+            d,
+            target,
+            self.progress,
+        ) {
+            Ok(a) => {
+                done.method = "delta";
+                done.used_delta = Some(d.path.clone());
+                Ok(Some(a))
+            }
+            Err(e) => {
+                done.delta_failed = Some(e.to_string());
+                Ok(None)
             }
         }
     }
-    if !dest.has_object(ObjectType::Commit, &commit)? {
-        if let Some(d) = pick_delta(dest, &summary, &commit, previous.as_ref())? {
-            match fetch_delta(&client, dest, &cache, d, (&commit, info.size), progress) {
-                Ok(a) => {
-                    method = "delta";
-                    used_delta = Some(d.path.clone());
-                    from_delta = Some(a);
-                }
-                // The objects come another way; the reason is reported.
-                Err(e) => delta_failed = Some(e.to_string()),
+
+    /// The objects the repository still lacks, from the remote's packs
+    /// (or loose), stored in one transaction with the ref's move.
+    fn fetch_objects(
+        &self,
+        from_delta: Option<&delta::Applied>,
+        method: &mut &'static str,
+    ) -> Result<local_pull::PullStats, Error> {
+        let (dest, commit) = (self.dest, self.commit);
+        let mut plan = PullPlan::default();
+        plan.refs.push(RefMove {
+            name: self.local_ref.clone(),
+            old: self.previous,
+            new: commit,
+        });
+        // Opened (its pack indexes fetched) only when something is missing.
+        let store_cell = std::cell::OnceCell::new();
+        let store = || -> Result<&HttpStore<'_>, Error> {
+            if let Some(s) = store_cell.get() {
+                return Ok(s);
             }
-        }
-    }
-    // Opened (its pack indexes fetched) only when something is missing.
-    let store_cell = std::cell::OnceCell::new();
-    let store = || -> Result<&HttpStore<'_>, Error> {
-        if let Some(s) = store_cell.get() {
-            return Ok(s);
-        }
-        let s = HttpStore::open(&client, &cache, &summary)?.with_progress(progress);
-        Ok(store_cell.get_or_init(|| s))
-    };
-    let mut objects = || -> Result<local_pull::PullStats, Error> {
-        if from_delta.as_ref().is_some_and(|a| a.skipped == 0) {
+            let s = HttpStore::open(&self.client, &self.cache, &self.summary)?
+                .with_progress(self.progress);
+            Ok(store_cell.get_or_init(|| s))
+        };
+        if from_delta.is_some_and(|a| a.skipped == 0) {
             // The delta held every object of the commit that its starting
             // commit, which is here whole, lacks: nothing else to fetch.
         } else if dest.has_object(ObjectType::Commit, &commit)? {
@@ -375,76 +455,79 @@ pub fn pull(
             // A commit whose tree is incomplete (an interrupted pull, a
             // delta whose old files were missing) is completed.
             match complete_here(dest, &tree)? {
-                Some(files) if files.is_empty() => {}
                 Some(files) => plan.files = files,
                 None => {
-                    let (trees, files) = missing(store()?, dest, &tree)?;
-                    plan.trees = trees;
-                    plan.files = files;
+                    let l = missing(store()?, dest, &tree)?;
+                    plan.trees = l.trees;
+                    plan.files = l.files;
                 }
             }
         } else {
-            method = "packs";
+            *method = "packs";
             let s = store()?;
             let c = s.read_commit(&commit).map_err(|e| match e {
                 store::Error::Missing { .. } => Error::Corrupt(format!(
-                    "remote {name} lists {remote_ref} as commit {commit}, which it does not \
-                     have (neither in its packs nor loose)"
+                    "remote {} lists {} as commit {commit}, which it does not have \
+                     (neither in its packs nor loose)",
+                    self.name, self.remote_ref
                 )),
                 e => e.into(),
             })?;
-            let (trees, files) = missing(s, dest, &c.tree)?;
+            let l = missing(s, dest, &c.tree)?;
             plan.commits.push(commit);
-            plan.trees = trees;
-            plan.files = files;
+            plan.trees = l.trees;
+            plan.files = l.files;
         }
         // The ref moves in the same transaction as the objects, and only
         // to a commit the repository then has, with its tree (the library
         // checks).
         if plan.files.is_empty() && plan.trees.is_empty() && plan.commits.is_empty() {
             // Only the ref to move.
-            Ok(local_pull::apply(dest, dest, &plan, progress)?)
-        } else {
-            let store = store()?;
-            store.prefetch(&plan.files)?;
-            // Files in storage order: each frame is decompressed once.
-            plan.files.sort_by_key(|id| store.storage_key(id));
-            let stats = local_pull::apply(store, dest, &plan, progress)?;
-            store.clear_spans();
-            Ok(stats)
+            return Ok(local_pull::apply(dest, dest, &plan, self.progress)?);
         }
-    };
-    let mut stats = objects().map_err(|e| match &delta_failed {
-        // Why the delta, which would have spared the rest, was not used.
-        Some(why) => Error::Fetch(format!("{e} (the delta was not used: {why})")),
-        None => e,
-    })?;
-    if let Some(a) = &from_delta {
-        stats.commits += 1;
-        stats.trees += a.trees as usize;
-        stats.files += (a.files + a.patched) as usize;
-        stats.content_bytes += a.content_bytes;
+        let store = store()?;
+        store.prefetch(&plan.files)?;
+        // Files in storage order: each frame is decompressed once.
+        plan.files.sort_by_key(|id| store.storage_key(id));
+        let stats = local_pull::apply(store, dest, &plan, self.progress)?;
+        store.clear_spans();
+        Ok(stats)
     }
-    finish(
-        dest,
-        name,
-        remote_ref,
-        &client,
-        &summary,
-        &state,
-        Done {
-            local_ref,
-            commit,
-            previous,
-            signed_by,
-            method,
-            used_delta,
-            delta_failed,
-            stats,
-        },
-    )
+
+    /// The summary's time recorded (no older one is accepted after), and
+    /// what the pull did.
+    fn finish(&self, d: Done) -> Result<Pulled, Error> {
+        config::set_state(
+            self.dest,
+            self.name,
+            &RemoteState {
+                summary_timestamp: self.summary.timestamp.max(self.state.summary_timestamp),
+            },
+        )?;
+        let stats = d.stats;
+        let client = &self.client;
+        Ok(Pulled {
+            remote: self.name.to_string(),
+            remote_ref: self.remote_ref.to_string(),
+            local_ref: d.local_ref,
+            commit: d.commit.to_hex(),
+            previous: d.previous.map(|p| p.to_hex()),
+            signed_by: d.signed_by,
+            method: d.method.to_string(),
+            delta: d.used_delta,
+            delta_failed: d.delta_failed,
+            objects: stats.commits + stats.trees + stats.files,
+            trees: stats.trees,
+            files: stats.files,
+            content_bytes: stats.content_bytes,
+            requests: client.counters.requests.load(Ordering::Relaxed),
+            bytes_fetched: client.counters.bytes.load(Ordering::Relaxed),
+            redirects: client.redirects(),
+        })
+    }
 }
 
+/// What a pull did, gathered as it goes.
 struct Done {
     local_ref: String,
     commit: ObjectId,
@@ -454,43 +537,6 @@ struct Done {
     used_delta: Option<String>,
     delta_failed: Option<String>,
     stats: local_pull::PullStats,
-}
-
-fn finish(
-    dest: &Repo,
-    name: &str,
-    remote_ref: &str,
-    client: &Client,
-    summary: &Summary,
-    state: &RemoteState,
-    d: Done,
-) -> Result<Pulled, Error> {
-    config::set_state(
-        dest,
-        name,
-        &RemoteState {
-            summary_timestamp: summary.timestamp.max(state.summary_timestamp),
-        },
-    )?;
-    let stats = d.stats;
-    Ok(Pulled {
-        remote: name.to_string(),
-        remote_ref: remote_ref.to_string(),
-        local_ref: d.local_ref,
-        commit: d.commit.to_hex(),
-        previous: d.previous.map(|p| p.to_hex()),
-        signed_by: d.signed_by,
-        method: d.method.to_string(),
-        delta: d.used_delta,
-        delta_failed: d.delta_failed,
-        objects: stats.commits + stats.trees + stats.files,
-        trees: stats.trees,
-        files: stats.files,
-        content_bytes: stats.content_bytes,
-        requests: client.counters.requests.load(Ordering::Relaxed),
-        bytes_fetched: client.counters.bytes.load(Ordering::Relaxed),
-        redirects: client.redirects(),
-    })
 }
 
 /// The delta to use for `commit`: from the commit the tracking ref had,
@@ -610,31 +656,4 @@ fn check_and_apply(
         )));
     }
     Ok(a)
-}
-
-/// The files of `tree` that `dest` lacks when it has all the trees;
-/// `None` when a tree is missing too (the remote must be read).
-fn complete_here(dest: &Repo, root: &ObjectId) -> Result<Option<Vec<ObjectId>>, Error> {
-    let mut files = Vec::new();
-    let mut seen = HashSet::new();
-    let mut stack = vec![*root];
-    while let Some(id) = stack.pop() {
-        if !seen.insert(id) {
-            continue;
-        }
-        if !dest.has_object(ObjectType::Tree, &id)? {
-            return Ok(None);
-        }
-        for e in dest.read_tree(&id)?.entries {
-            match e.kind {
-                EntryKind::Dir => stack.push(e.id),
-                EntryKind::File => {
-                    if seen.insert(e.id) && !dest.has_object(ObjectType::File, &e.id)? {
-                        files.push(e.id);
-                    }
-                }
-            }
-        }
-    }
-    Ok(Some(files))
 }

@@ -14,10 +14,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::hash::ObjectId;
-use crate::object::{FileKind, ObjectType, TreeEntry};
+use crate::object::{FileKind, ObjectType};
 use crate::progress::Progress;
 use crate::store::{self, FileContent, ObjectRead, ObjectWrite, Repo, Transaction};
-use crate::walk::{self, Visit, Visitor};
+use crate::walk;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -89,40 +89,9 @@ pub fn local_heads(src: &Repo, revs: &[String]) -> Result<Vec<Head>, Error> {
         .collect()
 }
 
-/// Finds the trees and files of a source that the destination lacks.
-struct Missing<'a> {
-    dest: &'a Repo,
-    seen_trees: HashSet<ObjectId>,
-    seen_files: HashSet<ObjectId>,
-    plan: &'a mut PullPlan,
-}
-
-impl Visitor for Missing<'_> {
-    type Error = store::Error;
-
-    // Walked even when the destination has the tree: objects below it may
-    // have been moved aside by `fsck --delete-corrupt`, and a pull repairs.
-    fn enter(&mut self, _path: &[u8], id: &ObjectId) -> Result<Visit, store::Error> {
-        if !self.seen_trees.insert(*id) {
-            return Ok(Visit::Skip);
-        }
-        if !self.dest.has_object(ObjectType::Tree, id)? {
-            self.plan.trees.push(*id);
-        }
-        Ok(Visit::Descend)
-    }
-
-    fn file(&mut self, _path: &[u8], e: &TreeEntry) -> Result<(), store::Error> {
-        if self.seen_files.insert(e.id) && !self.dest.has_object(ObjectType::File, &e.id)? {
-            self.plan.files.push(e.id);
-        }
-        Ok(())
-    }
-}
-
 /// Plan copying `heads` with all the history the source holds (or `depth`
 /// parents at most).
-pub fn plan<S: ObjectRead + ?Sized>(
+pub fn plan<S: ObjectRead>(
     src: &S,
     dest: &Repo,
     heads: &[Head],
@@ -159,15 +128,12 @@ pub fn plan<S: ObjectRead + ?Sized>(
             n += 1;
         }
     }
-    let mut m = Missing {
-        dest,
-        seen_trees: HashSet::new(),
-        seen_files: HashSet::new(),
-        plan: &mut p,
-    };
-    for tree in commits {
-        walk::walk(src, &tree, b"", &mut m)?;
-    }
+    // Walked even below the trees the destination has: objects below them
+    // may have been moved aside by `fsck --delete-corrupt`, and a pull
+    // repairs.
+    let lacking = walk::missing_from(src, dest, &commits, &mut |_| Ok::<(), Error>(()))?;
+    p.trees = lacking.trees;
+    p.files = lacking.files;
     Ok(p)
 }
 

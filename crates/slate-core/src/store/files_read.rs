@@ -51,6 +51,41 @@ fn read_header(r: &mut dyn Read, id: &ObjectId, path: &Path) -> Result<(FileHead
     }
 }
 
+/// A packed file object from a reader of its canonical bytes (from any
+/// source: a pack on disk, a pack's range fetched over HTTP): its header,
+/// and a reader of its content. Nothing is checked against the id yet:
+/// a [`FileStream`] checks the content as it is read.
+pub fn decode_packed_file<'r>(
+    mut canonical: Box<dyn Read + Send + 'r>,
+    id: &ObjectId,
+    path: &Path,
+) -> Result<(FileHeader, Box<dyn Read + Send + 'r>)> {
+    let (h, rest) = read_header(&mut canonical, id, path)?;
+    Ok((h, Box::new(Cursor::new(rest).chain(canonical))))
+}
+
+/// A loose file object of an archive repository (its header, then its
+/// content in one zstd frame) from any byte source (a file of the
+/// repository, a file fetched over HTTP): its header, and a reader of its
+/// content, decompressed as it is read. Nothing is checked against the id
+/// yet: a [`FileStream`] reads no more than the header's size and checks
+/// the content as it is read.
+pub fn decode_loose_file<'r>(
+    mut stored: Box<dyn Read + Send + 'r>,
+    id: &ObjectId,
+    path: &Path,
+) -> Result<(FileHeader, Box<dyn Read + Send + 'r>)> {
+    let (h, rest) = read_header(&mut stored, id, path)?;
+    let dec = zstd::stream::read::Decoder::new(Cursor::new(rest).chain(stored)).map_err(|e| {
+        Error::Corrupt {
+            kind: ObjectType::File,
+            id: *id,
+            detail: format!("zstd: {e}"),
+        }
+    })?;
+    Ok((h, Box::new(dec)))
+}
+
 impl Repo {
     /// Header and a reader of the content of an archive-mode object, loose
     /// (header, then one zstd frame) or packed (header and content in a
@@ -58,21 +93,13 @@ impl Repo {
     fn archive_parts(&self, id: &ObjectId) -> Result<(FileHeader, Box<dyn Read + Send>, PathBuf)> {
         if let Some((pack, e)) = self.find_packed(id)? {
             let path = self.pack_dir().join(format!("{}.pack", pack.name));
-            let mut r = self.packed_reader(&pack, &e)?;
-            let (h, rest) = read_header(&mut r, id, &path)?;
-            return Ok((h, Box::new(Cursor::new(rest).chain(r)), path));
+            let (h, r) = decode_packed_file(self.packed_reader(&pack, &e)?, id, &path)?;
+            return Ok((h, r, path));
         }
         let path = self.object_path(ObjectType::File, id);
-        let mut f = std::fs::File::from(self.open_object(id)?);
-        let (h, rest) = read_header(&mut f, id, &path)?;
-        let dec = zstd::stream::read::Decoder::new(Cursor::new(rest).chain(f)).map_err(|e| {
-            Error::Corrupt {
-                kind: ObjectType::File,
-                id: *id,
-                detail: format!("zstd: {e}"),
-            }
-        })?;
-        Ok((h, Box::new(dec), path))
+        let f = std::fs::File::from(self.open_object(id)?);
+        let (h, r) = decode_loose_file(Box::new(f), id, &path)?;
+        Ok((h, r, path))
     }
 
     fn open_object(&self, id: &ObjectId) -> Result<OwnedFd> {

@@ -36,11 +36,14 @@ mod files_tests;
 
 pub use config::RepoMode;
 pub use error::{Error, Result};
+pub use files_read::{decode_loose_file, decode_packed_file};
 pub use lock::WriteLock;
 pub use objects::RelPath;
 pub use pack::{
-    decode_index as decode_pack_index, kind_of_code, DamagedPack, PackEntry, PACK_MAGIC,
+    decode_index as decode_pack_index, index_pack_digest, kind_of_code, DamagedPack, PackEntry,
+    PACK_MAGIC,
 };
+pub use packread::{decode_frame, frame_is_small, object_in_frame, stream_frame_object};
 pub use refs::validate_ref_name;
 pub use sink::HashSink;
 pub use stream::FileStream;

@@ -123,6 +123,14 @@ fn plausible_frame(e: &PackEntry) -> bool {
         && u64::from(e.off) + u64::from(e.len) <= raw
 }
 
+/// The digest of the pack an index belongs to, which it records in its
+/// last 32 bytes (`None` for fewer bytes than that).
+pub fn index_pack_digest(b: &[u8]) -> Option<ObjectId> {
+    b.get(b.len().checked_sub(32)?..)
+        .and_then(|t| <[u8; 32]>::try_from(t).ok())
+        .map(ObjectId)
+}
+
 /// The one-byte kind code of a packed object.
 pub(crate) fn kind_code(kind: ObjectType) -> u8 {
     match kind {
@@ -458,6 +466,8 @@ mod tests {
         entries.sort_by_key(|a| a.id);
         let b = encode_index(&entries, &ObjectId::digest(b"pack"));
         assert_eq!(decode_index(&b).expect("decodes"), entries);
+        assert_eq!(index_pack_digest(&b), Some(ObjectId::digest(b"pack")));
+        assert_eq!(index_pack_digest(&b[..31]), None);
         assert!(decode_index(&b[..b.len() - 1]).is_err());
         let mut swapped = entries.clone();
         swapped.swap(0, 1);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::pack::{kind_of_code, LoadedPack, PackEntry, PACK_MAGIC};
 use super::{Error, Repo, Result};
-use crate::hash::{Hasher, ObjectId};
+use crate::hash::Hasher;
 use crate::object::ObjectType;
 
 /// Frames up to this decompressed size are read whole and kept; larger
@@ -72,6 +72,74 @@ fn corrupt(e: &PackEntry, detail: String) -> Error {
     }
 }
 
+/// Whether the frame holding `e` is decompressed whole (and kept for the
+/// objects that follow in it); a larger frame holds one large object and
+/// is decompressed as it is read ([`stream_frame_object`]).
+pub fn frame_is_small(e: &PackEntry) -> bool {
+    e.frame_raw_len <= WHOLE_FRAME_MAX
+}
+
+/// The frame holding `e`, decompressed whole from its compressed bytes
+/// (from any source: a pack file, a range of it fetched over HTTP).
+/// `pack` names the pack in messages.
+pub fn decode_frame(compressed: &[u8], e: &PackEntry, pack: &str) -> Result<Vec<u8>> {
+    if compressed.len() != e.frame_len as usize {
+        return Err(corrupt(
+            e,
+            format!(
+                "pack {pack} frame at {}: {} of its {} bytes (the pack is truncated)",
+                e.frame_off,
+                compressed.len(),
+                e.frame_len
+            ),
+        ));
+    }
+    zstd::bulk::decompress(compressed, e.frame_raw_len as usize).map_err(|err| {
+        corrupt(
+            e,
+            format!("pack {pack} frame at {}: zstd: {err}", e.frame_off),
+        )
+    })
+}
+
+/// A reader of `e`'s canonical bytes in its decompressed frame (not yet
+/// checked against the id), read without copying the frame.
+pub fn object_in_frame(
+    frame: Arc<Vec<u8>>,
+    e: &PackEntry,
+    pack: &str,
+) -> Result<Box<dyn Read + Send>> {
+    let (off, len) = (e.off as usize, e.len as usize);
+    if off.checked_add(len).is_none_or(|end| end > frame.len()) {
+        return Err(corrupt(
+            e,
+            format!(
+                "pack {pack} frame at {} is shorter than its index says",
+                e.frame_off
+            ),
+        ));
+    }
+    Ok(Box::new(FrameSlice {
+        frame,
+        pos: off,
+        end: off + len,
+    }))
+}
+
+/// A reader of `e`'s canonical bytes (not yet checked against the id)
+/// from its frame's compressed bytes, decompressed as they are read: a
+/// large object is never held whole.
+pub fn stream_frame_object<'r>(
+    compressed: impl Read + Send + 'r,
+    e: &PackEntry,
+) -> Result<Box<dyn Read + Send + 'r>> {
+    let mut dec = zstd::stream::read::Decoder::new(compressed)
+        .map_err(|err| corrupt(e, format!("zstd: {err}")))?;
+    io::copy(&mut (&mut dec).take(u64::from(e.off)), &mut io::sink())
+        .map_err(|err| corrupt(e, format!("zstd: {err}")))?;
+    Ok(Box::new(dec.take(u64::from(e.len))))
+}
+
 impl Repo {
     /// The decompressed frame that holds `e`, from this thread's cache or
     /// read and decompressed whole.
@@ -89,16 +157,8 @@ impl Repo {
         let pack_path = self.pack_dir().join(format!("{}.pack", pack.name));
         let n = rustix::io::pread(&pack.file, &mut buf[..], e.frame_off)
             .map_err(|err| Error::io(&pack_path, err.into()))?;
-        if n != buf.len() {
-            return Err(corrupt(e, format!("pack {} is truncated", pack.name)));
-        }
-        let raw = zstd::bulk::decompress(&buf, e.frame_raw_len as usize).map_err(|err| {
-            corrupt(
-                e,
-                format!("pack {} frame at {}: zstd: {err}", pack.name, e.frame_off),
-            )
-        })?;
-        let d = Arc::new(raw);
+        buf.truncate(n);
+        let d = Arc::new(decode_frame(&buf, e, &pack.name)?);
         FRAME.with(|f| {
             let mut kept = f.borrow_mut();
             kept.truncate(KEPT_FRAMES - 1);
@@ -133,34 +193,15 @@ impl Repo {
         pack: &Arc<LoadedPack>,
         e: &PackEntry,
     ) -> Result<Box<dyn Read + Send>> {
-        let (off, len) = (e.off as usize, e.len as usize);
-        if e.frame_raw_len <= WHOLE_FRAME_MAX {
-            let frame = self.frame(pack, e)?;
-            if off.checked_add(len).is_none_or(|end| end > frame.len()) {
-                return Err(corrupt(
-                    e,
-                    format!(
-                        "pack {} frame at {} is shorter than its index says",
-                        pack.name, e.frame_off
-                    ),
-                ));
-            }
-            return Ok(Box::new(FrameSlice {
-                frame,
-                pos: off,
-                end: off + len,
-            }));
+        if frame_is_small(e) {
+            return object_in_frame(self.frame(pack, e)?, e, &pack.name);
         }
         let region = PackRegion {
             pack: pack.clone(),
             pos: e.frame_off,
             end: e.frame_off + e.frame_len as u64,
         };
-        let mut dec = zstd::stream::read::Decoder::new(region)
-            .map_err(|err| corrupt(e, format!("zstd: {err}")))?;
-        io::copy(&mut (&mut dec).take(off as u64), &mut io::sink())
-            .map_err(|err| corrupt(e, format!("zstd: {err}")))?;
-        Ok(Box::new(dec.take(len as u64)))
+        stream_frame_object(region, e)
     }
 
     /// Check a pack file whole: its magic, and that it hashes to its name
@@ -192,11 +233,7 @@ impl Repo {
         }
         let idx = self.pack_dir().join(format!("{name}.idx"));
         let ib = std::fs::read(&idx).map_err(|e| Error::io(&idx, e))?;
-        let recorded = ib
-            .get(ib.len().saturating_sub(32)..)
-            .and_then(|t| <[u8; 32]>::try_from(t).ok())
-            .map(ObjectId);
-        if recorded != Some(got) {
+        if super::pack::index_pack_digest(&ib) != Some(got) {
             return Err(bad("its index records another pack digest".into()));
         }
         Ok(())

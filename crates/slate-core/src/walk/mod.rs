@@ -8,8 +8,10 @@
 //! bounded native stack.
 
 mod list;
+mod missing;
 
 pub use list::{list, Listed};
+pub use missing::{missing_below, missing_from, Lacking};
 
 use crate::hash::ObjectId;
 use crate::object::{name, EntryKind, Tree, TreeEntry};

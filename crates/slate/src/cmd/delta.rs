@@ -289,28 +289,6 @@ fn generate(repo: &Repo, g: GenerateArgs) -> anyhow::Result<()> {
 
 /// Objects below `commit` that the repository lacks.
 fn missing_below(repo: &Repo, commit: &ObjectId) -> anyhow::Result<usize> {
-    use slate_core::object::{EntryKind, ObjectType};
-    let mut n = 0;
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![repo.read_commit(commit)?.tree];
-    while let Some(t) = stack.pop() {
-        if !seen.insert(t) {
-            continue;
-        }
-        if !repo.has_object(ObjectType::Tree, &t)? {
-            n += 1;
-            continue;
-        }
-        for e in repo.read_tree(&t)?.entries {
-            match e.kind {
-                EntryKind::Dir => stack.push(e.id),
-                EntryKind::File => {
-                    if seen.insert(e.id) && !repo.has_object(ObjectType::File, &e.id)? {
-                        n += 1;
-                    }
-                }
-            }
-        }
-    }
-    Ok(n)
+    let tree = repo.read_commit(commit)?.tree;
+    Ok(slate_core::walk::missing_below(repo, &[tree])?.len())
 }
