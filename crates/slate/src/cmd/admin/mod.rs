@@ -2,11 +2,13 @@
 
 mod deploy;
 mod install;
+mod maint;
 mod source;
 mod status;
 mod upgrade;
 
 use deploy::apply;
+use maint::{cleanup, config_diff, factory_reset, prepare_root};
 use status::print_status;
 
 use std::path::{Path, PathBuf};
@@ -297,244 +299,133 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
     let s = open(&a)?;
     match a.command {
         AdminCommand::InitFs(_) | AdminCommand::Install(_) => unreachable!("handled above"),
-        AdminCommand::OsInit(o) => {
-            let _lock = s.lock()?;
-            let old = s.os_config(&o.os).ok();
-            let cfg = match (o.etc, o.var, &old) {
-                (None, None, Some(old)) => old.clone(),
-                (None, None, None) => OsConfig {
-                    from_image: true,
-                    ..OsConfig::new(EtcMode::Persistent, VarMode::Persistent)
-                },
-                (etc, var, old) => OsConfig::new(
-                    etc.or(old.as_ref().map(|c| c.etc))
-                        .unwrap_or(EtcMode::Persistent),
-                    var.or(old.as_ref().map(|c| c.var))
-                        .unwrap_or(VarMode::Persistent),
-                ),
-            };
-            let new = s.os_init(&o.os, &cfg)?;
-            if o.json {
-                return output::json(&serde_json::json!({ "os": o.os, "new": new, "config": cfg }));
-            }
-            if cfg.from_image {
-                eprintln!(
-                    "set up OS {}: /etc and /var as its first image asks ([deploy]), else persistent",
-                    o.os
-                );
-            } else {
-                eprintln!(
-                    "{} OS {}: /etc {}, /var {}",
-                    if new { "set up" } else { "updated" },
-                    o.os,
-                    mode_name(&cfg.etc),
-                    mode_name(&cfg.var)
-                );
-            }
-            Ok(())
-        }
-        AdminCommand::Deploy(d) => {
-            let opts = DeployOptions {
-                os: d.os.clone(),
-                kargs: d.kargs.clone(),
-                tries: d.common.tries,
-                retain: d.common.retain,
-                auto_prune: d.common.auto_prune,
-                origin: None,
-                now: now(),
-            };
-            let started = std::time::Instant::now();
-            let fetch = source::fetcher(d.common.transfer.min_rate);
-            let p = output::counted("pulled", "objects", |p| {
-                s.prepare_deploy(&d.rev, d.common.from.as_deref(), &opts, &*fetch, p)
-            })?;
-            source::report(&p.resolved, started);
-            let _lock = p.lock;
-            apply(&s, p.plan, &p.opts, &d.common)
-        }
+        AdminCommand::OsInit(o) => os_init(&s, o),
+        AdminCommand::Deploy(d) => deploy_cmd(&s, d),
         AdminCommand::Upgrade(u) => upgrade::run(&s, &u),
-        AdminCommand::Status(st) => {
-            let status = s.status()?;
-            if st.json {
-                return output::json(&status);
-            }
-            print_status(&status)
-        }
-        AdminCommand::Rollback(r) => {
-            let lock = s.lock()?;
-            let (from, to) = s.rollback(&lock, r.tries)?;
-            if r.json {
-                return output::json(&serde_json::json!({ "from": from, "default": to }));
-            }
-            crate::outln!("{to}")?;
-            eprintln!("{to} is the default now (was {from}); it boots next time");
-            Ok(())
-        }
-        AdminCommand::SetDefault(d) => {
-            let lock = s.lock()?;
-            let name = s.set_default(&lock, &d.deployment, d.tries)?;
-            if d.json {
-                return output::json(&serde_json::json!({ "default": name }));
-            }
-            crate::outln!("{name}")?;
-            eprintln!("{name} is the default now; it boots next time");
-            Ok(())
-        }
-        AdminCommand::Undeploy(u) => {
-            let lock = s.lock()?;
-            let r = s.undeploy(&lock, &u.deployment)?;
-            if u.json {
-                return output::json(&r);
-            }
-            eprintln!("removed {}", r.deployment);
-            Ok(())
-        }
-        AdminCommand::Pin(p) => {
-            let lock = s.lock()?;
-            let name = s.pin(&lock, &p.deployment, !p.unpin)?;
-            if p.json {
-                return output::json(
-                    &serde_json::json!({ "deployment": name, "pinned": !p.unpin }),
-                );
-            }
-            eprintln!("{} {name}", if p.unpin { "unpinned" } else { "pinned" });
-            Ok(())
-        }
-        AdminCommand::ConfigDiff(c) => {
-            let drift = s.config_diff(c.deployment.as_deref())?;
-            if c.json {
-                return output::json(&drift);
-            }
-            for e in &drift.etc {
-                crate::outln!(
-                    "{} {}",
-                    e.change.letter(),
-                    slate_core::object::name::escape(&e.path)
-                )?;
-            }
-            for p in &drift.var {
-                crate::outln!("? {p}")?;
-            }
-            eprintln!(
-                "{}: {} changes in /etc{}, {} undeclared paths in /var{}",
-                drift.deployment,
-                drift.etc.len(),
-                drift
-                    .etc_dir
-                    .as_deref()
-                    .map(|d| format!(" ({d})"))
-                    .unwrap_or_else(|| " (stateless: rebuilt at every boot)".into()),
-                drift.var.len(),
-                drift
-                    .var_dir
-                    .as_deref()
-                    .map(|d| format!(" ({d})"))
-                    .unwrap_or_else(|| " (volatile)".into()),
-            );
-            Ok(())
-        }
-        AdminCommand::FactoryReset(f) => {
-            let lock = s.lock()?;
-            let os = s.pick_os(f.os.as_deref())?;
-            let (etc, var) = if f.etc || f.var {
-                (f.etc, f.var)
-            } else {
-                (true, true)
-            };
-            let plan = s.plan_factory_reset(&os, etc, var)?;
-            if !f.json {
-                if plan.etc {
-                    eprintln!(
-                        "/etc goes back to the image's; lost: {} changed paths",
-                        plan.etc_changes.len()
-                    );
-                    for e in &plan.etc_changes {
-                        eprintln!(
-                            "  {} {}",
-                            e.change.letter(),
-                            slate_core::object::name::escape(&e.path)
-                        );
-                    }
-                    if plan.machine_id {
-                        eprintln!("  the machine id (the next boot is a first boot)");
-                    }
-                }
-                if plan.var {
-                    eprintln!(
-                        "/var is emptied; lost: {} files, {}",
-                        plan.var_files,
-                        sysroot::human_bytes(plan.var_bytes)
-                    );
-                }
-            }
-            if !f.dry_run {
-                if f.now {
-                    s.factory_reset_now(&lock, &plan)?;
-                } else {
-                    s.request_factory_reset(&lock, &plan)?;
-                }
-            }
-            if f.json {
-                return output::json(&serde_json::json!({
-                    "plan": plan, "dry_run": f.dry_run, "now": f.now
-                }));
-            }
-            if f.dry_run {
-                eprintln!("nothing was changed (--dry-run)");
-            } else if f.now {
-                eprintln!("{os} is reset");
-            } else {
-                eprintln!("{os} will be reset at its next boot");
-            }
-            Ok(())
-        }
-        AdminCommand::PrepareRoot(p) => {
-            let done = s.prepare_root(p.target.as_deref())?;
-            if p.target.is_none() {
-                record_prepared(&done);
-            }
-            if p.json {
-                return output::json(&done);
-            }
-            for m in &done.mounts {
-                eprintln!("{} on {} ({})", m.source, m.target, m.how);
-            }
-            eprintln!(
-                "{} ready at {}{}",
-                done.deployment,
-                done.target,
-                if done.first_boot {
-                    "; first boot: new machine id"
-                } else {
-                    ""
-                }
-            );
-            Ok(())
-        }
-        AdminCommand::Cleanup(c) => {
-            let lock = s.lock()?;
-            let rep = s.cleanup(&lock)?;
-            if c.json {
-                return output::json(&rep);
-            }
-            if rep.is_empty() {
-                eprintln!("nothing to clean up");
-            }
-            for (what, list) in [
-                ("stray boot entry", &rep.entries),
-                ("incomplete deployment", &rep.incomplete),
-                ("directory", &rep.directories),
-                ("ref", &rep.refs),
-                ("unused kernel", &rep.kernels),
-                ("temporary file", &rep.temporary),
-            ] {
-                for x in list {
-                    eprintln!("removed {what} {x}");
-                }
-            }
-            Ok(())
-        }
+        AdminCommand::Status(st) => status_cmd(&s, st),
+        AdminCommand::Rollback(r) => rollback(&s, r),
+        AdminCommand::SetDefault(d) => set_default(&s, d),
+        AdminCommand::Undeploy(u) => undeploy(&s, u),
+        AdminCommand::Pin(p) => pin(&s, p),
+        AdminCommand::ConfigDiff(c) => config_diff(&s, c),
+        AdminCommand::FactoryReset(f) => factory_reset(&s, f),
+        AdminCommand::PrepareRoot(p) => prepare_root(&s, p),
+        AdminCommand::Cleanup(c) => cleanup(&s, c),
     }
+}
+
+/// `slate admin os-init`.
+fn os_init(s: &Sysroot, o: OsInitArgs) -> anyhow::Result<()> {
+    let _lock = s.lock()?;
+    let old = s.os_config(&o.os).ok();
+    let cfg = match (o.etc, o.var, &old) {
+        (None, None, Some(old)) => old.clone(),
+        (None, None, None) => OsConfig {
+            from_image: true,
+            ..OsConfig::new(EtcMode::Persistent, VarMode::Persistent)
+        },
+        (etc, var, old) => OsConfig::new(
+            etc.or(old.as_ref().map(|c| c.etc))
+                .unwrap_or(EtcMode::Persistent),
+            var.or(old.as_ref().map(|c| c.var))
+                .unwrap_or(VarMode::Persistent),
+        ),
+    };
+    let new = s.os_init(&o.os, &cfg)?;
+    if o.json {
+        return output::json(&serde_json::json!({ "os": o.os, "new": new, "config": cfg }));
+    }
+    if cfg.from_image {
+        eprintln!(
+            "set up OS {}: /etc and /var as its first image asks ([deploy]), else persistent",
+            o.os
+        );
+    } else {
+        eprintln!(
+            "{} OS {}: /etc {}, /var {}",
+            if new { "set up" } else { "updated" },
+            o.os,
+            mode_name(&cfg.etc),
+            mode_name(&cfg.var)
+        );
+    }
+    Ok(())
+}
+
+/// `slate admin deploy`.
+fn deploy_cmd(s: &Sysroot, d: DeployArgs) -> anyhow::Result<()> {
+    let opts = DeployOptions {
+        os: d.os.clone(),
+        kargs: d.kargs.clone(),
+        tries: d.common.tries,
+        retain: d.common.retain,
+        auto_prune: d.common.auto_prune,
+        origin: None,
+        now: now(),
+    };
+    let started = std::time::Instant::now();
+    let fetch = source::fetcher(d.common.transfer.min_rate);
+    let p = output::counted("pulled", "objects", |p| {
+        s.prepare_deploy(&d.rev, d.common.from.as_deref(), &opts, &*fetch, p)
+    })?;
+    source::report(&p.resolved, started);
+    let _lock = p.lock;
+    apply(s, p.plan, &p.opts, &d.common)
+}
+
+/// `slate admin status`.
+fn status_cmd(s: &Sysroot, st: StatusArgs) -> anyhow::Result<()> {
+    let status = s.status()?;
+    if st.json {
+        return output::json(&status);
+    }
+    print_status(&status)
+}
+
+/// `slate admin rollback`.
+fn rollback(s: &Sysroot, r: RollbackArgs) -> anyhow::Result<()> {
+    let lock = s.lock()?;
+    let (from, to) = s.rollback(&lock, r.tries)?;
+    if r.json {
+        return output::json(&serde_json::json!({ "from": from, "default": to }));
+    }
+    crate::outln!("{to}")?;
+    eprintln!("{to} is the default now (was {from}); it boots next time");
+    Ok(())
+}
+
+/// `slate admin set-default`.
+fn set_default(s: &Sysroot, d: SetDefaultArgs) -> anyhow::Result<()> {
+    let lock = s.lock()?;
+    let name = s.set_default(&lock, &d.deployment, d.tries)?;
+    if d.json {
+        return output::json(&serde_json::json!({ "default": name }));
+    }
+    crate::outln!("{name}")?;
+    eprintln!("{name} is the default now; it boots next time");
+    Ok(())
+}
+
+/// `slate admin undeploy`.
+fn undeploy(s: &Sysroot, u: UndeployArgs) -> anyhow::Result<()> {
+    let lock = s.lock()?;
+    let r = s.undeploy(&lock, &u.deployment)?;
+    if u.json {
+        return output::json(&r);
+    }
+    eprintln!("removed {}", r.deployment);
+    Ok(())
+}
+
+/// `slate admin pin`.
+fn pin(s: &Sysroot, p: PinArgs) -> anyhow::Result<()> {
+    let lock = s.lock()?;
+    let name = s.pin(&lock, &p.deployment, !p.unpin)?;
+    if p.json {
+        return output::json(&serde_json::json!({ "deployment": name, "pinned": !p.unpin }));
+    }
+    eprintln!("{} {name}", if p.unpin { "unpinned" } else { "pinned" });
+    Ok(())
 }
 
 fn mode_name<T: serde::Serialize>(m: &T) -> String {
@@ -578,28 +469,4 @@ fn open(a: &AdminArgs) -> anyhow::Result<Sysroot> {
     };
     Sysroot::open_booted(&path, by)
         .with_context(|| format!("opening sysroot {}", output::shown_path(&path)))
-}
-
-/// In the initrd: what prepare-root did, and which Slate did it (a build
-/// with or without network code), in `/run/slate/prepare-root.json` for
-/// the booted system (`/run` outlives the switch to the new root). Only
-/// told, never needed: a failure to write it is a warning.
-fn record_prepared(done: &slate_core::sysroot::Prepared) {
-    let record = serde_json::json!({
-        "prepared": done,
-        "slate": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "network": cfg!(feature = "remote"),
-        },
-    });
-    let dir = Path::new("/run/slate");
-    let written = std::fs::create_dir_all(dir)
-        .and_then(|()| slate_core::fsutil::open_dir(dir))
-        .and_then(|fd| {
-            let text = serde_json::to_vec_pretty(&record).expect("plain data serializes");
-            slate_core::fsutil::atomic_write_at(&fd, "prepare-root.json", &text, 0o644)
-        });
-    if let Err(e) = written {
-        eprintln!("warning: {}/prepare-root.json: {e}", dir.display());
-    }
 }
