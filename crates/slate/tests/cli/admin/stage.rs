@@ -315,3 +315,39 @@ fn upgrade_waits_for_a_blessed_boot_and_skips_a_commit_that_went_bad() {
     assert_eq!(status(&e.sr)["deployments"][0]["commit"], v2.as_str());
     fsck_clean(&e);
 }
+
+#[test]
+#[cfg_attr(
+    not(test_have = "systemd-analyze"),
+    ignore = "needs systemd-analyze (systemd) to check the unit"
+)]
+fn the_finalize_unit_is_one_systemd_accepts() {
+    if !crate::common::have("systemd-analyze") {
+        return skip("systemd-analyze is not installed: the unit is not checked");
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../dist/systemd/slate-finalize-staged.service");
+    let text = std::fs::read_to_string(&src).expect("the unit");
+    assert!(text.contains("ExecStop=/usr/bin/slate admin finalize-staged\n"));
+    assert!(text.contains("ExecStart=-/usr/bin/slate admin finalize-staged --boot\n"));
+    // As in an image, with this build of slate where the image has its own
+    // (systemd-analyze checks that the command is there).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = dir.path().join("slate-finalize-staged.service");
+    let bin = slate_bin();
+    std::fs::write(&unit, text.replace("/usr/bin/slate", s(&bin))).expect("write");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", s(&unit)])
+        .output()
+        .expect("systemd-analyze");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
+    // The check can fail: an unknown key is reported.
+    let bad = dir.path().join("bad.service");
+    std::fs::write(&bad, text.replace("/usr/bin/slate", s(&bin)) + "Bogus=1\n").expect("write");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", s(&bad)])
+        .output()
+        .expect("systemd-analyze");
+    assert!(!String::from_utf8_lossy(&out.stderr).trim().is_empty());
+}
