@@ -11,11 +11,11 @@
 //! `slate-finalize-staged.service` at shutdown) merges the `/etc` of the
 //! deployment it follows as it is then into a fresh copy of the image's,
 //! exchanges it with the staged tree's in one rename, writes the record
-//! (still staged), the entry (the switch), then clears the mark. Killed at
-//! any moment, the old default boots, or the new one whole; a staged
-//! record that has its entry is a deployment whose mark was not cleared
-//! yet, and the next finalize (or the boot's check, or `cleanup`) clears
-//! it.
+//! (still staged), the entry (the switch), removes the deployments it
+//! replaces, then clears the mark. Killed at any moment, the old default
+//! boots, or the new one whole; a staged record that has its entry is a
+//! deployment whose mark was not cleared yet, and the next finalize (or
+//! the boot's check, or `cleanup`) clears it.
 
 mod records;
 
@@ -81,6 +81,11 @@ pub struct Dropped {
 pub struct FinalizeReport {
     pub finalized: Vec<Finalized>,
     pub dropped: Vec<Dropped>,
+    /// Deployments whose finalize was cut short after their entry was
+    /// written (the default already): their mark cleared.
+    pub completed: Vec<String>,
+    /// What killed commands had left, removed after the finalize.
+    pub repaired: super::CleanupReport,
 }
 
 /// What the boot's check decided for one staged deployment.
@@ -113,6 +118,8 @@ impl Sysroot {
         if let Some(cfg) = &plan.os_config {
             self.os_init(&plan.os, cfg)?;
         }
+        // What a killed stage (or deploy) left goes first.
+        self.cleanup_unlocked()?;
         self.make_room(&plan, opts)?;
         self.check_out(&plan, None, progress)?;
         let files = match &plan.kernel {
@@ -208,7 +215,7 @@ impl Sysroot {
         let mut report = FinalizeReport::default();
         for os in oses {
             // A mark a finalize cut short left on the default: cleared.
-            self.clear_finished_marks(&os)?;
+            report.completed.extend(self.clear_finished_marks(&os)?);
             let staged = self.staged_records(&os)?;
             let Some(newest) = staged.first() else {
                 if named {
@@ -227,6 +234,11 @@ impl Sysroot {
                 continue;
             }
             report.finalized.push(self.finalize_one(newest, now)?);
+        }
+        // What a killed finalize (or stage) left: temporary files, a
+        // `.finalize` folder of a deployment finalized since.
+        if !(report.finalized.is_empty() && report.completed.is_empty()) {
+            report.repaired = self.cleanup_unlocked()?;
         }
         Ok(report)
     }
@@ -319,8 +331,14 @@ impl Sysroot {
             }
             None => None,
         };
-        rec.staged = None;
-        self.write_record(&rec)?;
+        // Without an entry, the record is the switch: its mark goes
+        // first. With one, the mark goes last, so that a finalize killed
+        // while it removes what it replaces is seen by the next (which
+        // clears the mark and repairs what the kill left).
+        if entry.is_none() {
+            rec.staged = None;
+            self.write_record(&rec)?;
+        }
         self.note_bad_commits(&rec.os, now)?;
         let mut removed = Vec::new();
         for name in removes {
@@ -330,6 +348,10 @@ impl Sysroot {
         }
         self.remove_unused_kernels()?;
         self.repo.sync()?;
+        if rec.staged.is_some() {
+            rec.staged = None;
+            self.write_record(&rec)?;
+        }
         Ok(Finalized {
             deployment: rec.name(),
             commit: rec.commit.clone(),

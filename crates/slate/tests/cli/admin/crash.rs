@@ -387,6 +387,14 @@ fn upgrade_from_a_served_repository_killed_at_any_moment() {
     assert_eq!(status(&e.sr)["deployments"][0]["commit"], newest.trim());
 }
 
+/// `cleanup` finds nothing to remove.
+fn assert_nothing_left(sr: &Path) {
+    let rep: Value = serde_json::from_str(&admin_ok(sr, &["cleanup", "--json"])).expect("json");
+    for (k, v) in rep.as_object().expect("a report") {
+        assert_eq!(v, &serde_json::json!([]), "cleanup found {k}: {rep}");
+    }
+}
+
 #[test]
 #[cfg_attr(
     not(test_root),
@@ -440,7 +448,9 @@ fn stage_and_finalize_killed_at_any_moment() {
             "a stage changed the default"
         );
         status(&e.sr);
+        // Run again, it completes and removes what the killed one left.
         admin_ok(&e.sr, &["upgrade", "--stage"]);
+        assert_nothing_left(&e.sr);
         let st = status(&e.sr);
         assert_eq!(st["staged"].as_array().expect("staged").len(), 1, "{st}");
         assert_eq!(st["staged"][0]["commit"], commit.as_str());
@@ -489,7 +499,7 @@ fn stage_and_finalize_killed_at_any_moment() {
             format!("edit {i}\n")
         );
         assert!(!new.join(".finalize").exists());
-        admin_ok(&e.sr, &["cleanup"]);
+        assert_nothing_left(&e.sr);
         assert_fsck(&e.sr);
     }
     eprintln!("{killed_stage} stages and {killed_finalize} finalizations of {runs} killed midway");
