@@ -288,6 +288,8 @@ impl Sysroot {
         if let Some(origin) = r.origin.as_ref().filter(|o| o.is_ref()) {
             remotes::require_trusted(&self.repo, origin, &commit)?;
         }
+        // Before anything it removes (see deploy).
+        self.note_bad_commits(&r.os, now)?;
         let order = self.ordered()?;
         let follows = self.merge_deployment(&order, &r.os);
         let removes = if st.retain {
@@ -339,7 +341,6 @@ impl Sysroot {
             rec.staged = None;
             self.write_record(&rec)?;
         }
-        self.note_bad_commits(&rec.os, now)?;
         let mut removed = Vec::new();
         for name in removes {
             if name != rec.name() && self.undeploy_unlocked(&name, false).is_ok() {

@@ -409,6 +409,20 @@ fn a_hostile_staged_record_or_bad_commit_list_is_refused() {
         err.contains("bad-commits.toml") && err.contains("not a commit id"),
         "{err}"
     );
+    // A deploy is refused before anything is written.
+    let before = crash::boot_loader_default(&e.sr);
+    let deploy_dir = std::fs::read_dir(e.sr.join("slate/deploy/test"))
+        .expect("deploy dir")
+        .count();
+    let err = admin_fails(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    assert!(err.contains("not a commit id"), "{err}");
+    assert_eq!(crash::boot_loader_default(&e.sr), before);
+    assert_eq!(
+        std::fs::read_dir(e.sr.join("slate/deploy/test"))
+            .expect("deploy dir")
+            .count(),
+        deploy_dir
+    );
     std::fs::write(&bad, vec![b'#'; 300 << 10]).expect("write");
     let err = admin_fails(&e.sr, &["status"]);
     assert!(
