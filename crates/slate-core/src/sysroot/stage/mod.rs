@@ -179,7 +179,9 @@ impl Sysroot {
     pub fn all_staged(&self) -> Result<Vec<StagedDeployment>> {
         let mut out = Vec::new();
         for os in self.oses()? {
-            out.extend(self.staged(&os)?);
+            if self.has_staged_marks(&os)? {
+                out.extend(self.staged(&os)?);
+            }
         }
         Ok(out)
     }
@@ -214,6 +216,14 @@ impl Sysroot {
         };
         let mut report = FinalizeReport::default();
         for os in oses {
+            // Nothing marked: nothing read of the boot directory either
+            // (a shutdown with nothing staged needs no ESP).
+            if !self.has_staged_marks(&os)? {
+                if named {
+                    return Err(Error::Refused(format!("nothing staged for OS {os}")));
+                }
+                continue;
+            }
             // A mark a finalize cut short left on the default: cleared.
             report.completed.extend(self.clear_finished_marks(&os)?);
             let staged = self.staged_records(&os)?;
@@ -251,6 +261,9 @@ impl Sysroot {
     pub fn check_staged_at_boot(&self, _lock: &SysrootLock, now: i64) -> Result<Vec<BootCheck>> {
         let mut out = Vec::new();
         for os in self.oses()? {
+            if !self.has_staged_marks(&os)? {
+                continue;
+            }
             for name in self.clear_finished_marks(&os)? {
                 out.push(BootCheck::Completed { deployment: name });
             }

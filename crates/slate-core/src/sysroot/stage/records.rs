@@ -10,6 +10,12 @@ use crate::sysroot::deploy::deploy_ref;
 use crate::sysroot::{Record, Result, Sysroot};
 
 impl Sysroot {
+    /// Whether a record of `os` carries a `staged` mark (read from the
+    /// records alone).
+    pub(super) fn has_staged_marks(&self, os: &str) -> Result<bool> {
+        Ok(self.records(os)?.iter().any(|r| r.staged.is_some()))
+    }
+
     /// `cleanup`'s part: marks of finalized deployments cleared, staged
     /// deployments that cannot be finalized (or older than the newest)
     /// dropped. Returns what it did, one line each.
