@@ -143,7 +143,7 @@ pub fn stream_frame_object<'r>(
 impl Repo {
     /// The decompressed frame that holds `e`, from this thread's cache or
     /// read and decompressed whole.
-    fn frame(&self, pack: &LoadedPack, e: &PackEntry) -> Result<Arc<Vec<u8>>> {
+    pub(crate) fn frame(&self, pack: &LoadedPack, e: &PackEntry) -> Result<Arc<Vec<u8>>> {
         let cached = FRAME.with(|f| {
             f.borrow()
                 .iter()
@@ -159,6 +159,9 @@ impl Repo {
             .map_err(|err| Error::io(&pack_path, err.into()))?;
         buf.truncate(n);
         let d = Arc::new(decode_frame(&buf, e, &pack.name)?);
+        self.packs
+            .frames_decompressed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         FRAME.with(|f| {
             let mut kept = f.borrow_mut();
             kept.truncate(KEPT_FRAMES - 1);
