@@ -189,7 +189,9 @@ pub fn run_summary(a: SummaryArgs) -> anyhow::Result<()> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs() as i64;
-        summary::update(&repo, key.as_ref(), now, a.expires)?
+        output::counted("summary: sizing", "refs", |p| {
+            summary::update_with(&repo, key.as_ref(), now, a.expires, p)
+        })?
     } else {
         summary::load(&repo)?.with_context(|| {
             format!(
