@@ -20,6 +20,7 @@ mod names;
 mod os_modes;
 mod progress;
 mod prune;
+mod run;
 mod store_cmds;
 mod store_safety;
 mod streaming;
