@@ -176,8 +176,22 @@ fn compose_a_folder_into_a_stateless_image() {
     let cache = t.path().join("cache");
     let repo = init(t.path(), "bare");
     let mpath = m.to_str().expect("utf-8");
-    let id = id_of(&compose(&repo, &cache, &[mpath]));
+    let first = compose(&repo, &cache, &[mpath]);
+    let id = id_of(&first);
     assert_eq!(id.len(), 64, "{id}");
+    // The lockfile is named: image.lock beside image.toml.
+    let lock = t.path().join("image.lock");
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        err.contains(&format!("lockfile {}: written", lock.display())) && lock.is_file(),
+        "{err}"
+    );
+    let again = compose(&repo, &cache, &[mpath]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains(&format!("lockfile {}: unchanged", lock.display())),
+        "{err}"
+    );
 
     // /etc and /var are empty in the image; their content is factory
     // defaults with lines; what belongs to one machine is not shipped.
