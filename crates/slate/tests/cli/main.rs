@@ -16,6 +16,7 @@ mod hostile_tar;
 mod install;
 mod json_out;
 mod maintenance;
+mod messages;
 mod names;
 mod os_modes;
 mod progress;
