@@ -108,6 +108,28 @@ pub struct NspawnOptions {
     pub autologin: Option<PathBuf>,
     /// Standard input is a terminal.
     pub interactive: bool,
+    /// The container's machine name, which is its hostname too
+    /// ([`machine_name`]); nspawn's default is the folder's name, which
+    /// for a checkout is the 64-digit commit id.
+    pub machine: Option<String>,
+}
+
+/// A machine name (and hostname) for a container from an image's name (the
+/// manifest's `image.name`, or a folder's name): lowercase letters and
+/// digits, other runs of characters as one '-', at most 64 characters;
+/// `None` if nothing is left.
+pub fn machine_name(image_name: &str) -> Option<String> {
+    let mut out = String::new();
+    for c in image_name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.truncate(64);
+    let out = out.trim_end_matches('-').to_string();
+    (!out.is_empty()).then_some(out)
 }
 
 /// Where the console autologin drop-in goes inside the container: `/run`,
@@ -160,6 +182,9 @@ pub fn nspawn_args(tree: &Path, o: &NspawnOptions, command: &[String]) -> Vec<Os
     if !o.interactive {
         a.push("--console=pipe".into());
     }
+    if let Some(m) = &o.machine {
+        a.push(format!("--machine={m}").into());
+    }
     if !o.host_network {
         a.push("--private-network".into());
     }
@@ -193,7 +218,25 @@ mod tests {
             host_network: false,
             autologin: None,
             interactive: true,
+            machine: None,
         }
+    }
+
+    #[test]
+    fn machine_names_are_hostnames() {
+        assert_eq!(
+            machine_name("Debian (Slate example)").as_deref(),
+            Some("debian-slate-example")
+        );
+        assert_eq!(machine_name("--x__y--").as_deref(), Some("x-y"));
+        assert_eq!(machine_name("()"), None);
+        assert_eq!(machine_name(&"a".repeat(100)).map(|n| n.len()), Some(64));
+        let o = NspawnOptions {
+            machine: Some("debian".into()),
+            ..opts()
+        };
+        let a = nspawn_args(Path::new("/x"), &o, &[]);
+        assert!(a.iter().any(|x| x == "--machine=debian"), "{a:?}");
     }
 
     #[test]

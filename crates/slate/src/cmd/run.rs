@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use slate_core::compose::run::{self, Volatile};
+use slate_core::store::ObjectRead;
 
 use super::GlobalRepoArg;
 
@@ -23,7 +24,10 @@ use super::GlobalRepoArg;
     With --boot, root logs in on the container's console without a password: a drop-in for \
     console-getty.service is bound into the container's /run, so it exists in this run only \
     and the image keeps its accounts locked (--no-autologin: the image's own login). Leave \
-    with `poweroff`, or press Ctrl-] three times within a second.",
+    with `poweroff`, or press Ctrl-] three times within a second.\n\n\
+    The container's machine name, which is its hostname, comes from the image's name (the \
+    manifest's image.name: \"Debian (Slate example)\" gives debian-slate-example), or the \
+    folder's name.",
     after_help = "Examples:\n  slate run --repo repo --boot os/main\n  \
     slate run --repo repo os/main -- cat /etc/os-release\n  \
     slate run --host-network --volatile=no rootfs/ -- apt-get update\n  \
@@ -70,16 +74,26 @@ pub struct RunArgs {
 
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let as_dir = PathBuf::from(&a.image);
-    let tree = if as_dir.is_dir() {
-        as_dir
+    let (tree, name) = if as_dir.is_dir() {
+        let name = std::fs::canonicalize(&as_dir)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+        (as_dir, name)
     } else {
         let repo = a
             .repo
             .open()
             .with_context(|| format!("{:?} is not a folder, so it names an image", a.image))?;
         let id = repo.rev_parse(&a.image)?;
-        run::tree_for(&repo, &id, a.volatile, &a.cache_dir)
-            .with_context(|| format!("checking out {} for the container", id.short(12)))?
+        let c = repo.read_commit(&id)?;
+        let name = c
+            .metadata
+            .get(slate_core::image_meta::NAME)
+            .cloned()
+            .or_else(|| Some(a.image.clone()));
+        let tree = run::tree_for(&repo, &id, a.volatile, &a.cache_dir)
+            .with_context(|| format!("checking out {} for the container", id.short(12)))?;
+        (tree, name)
     };
     let autologin = if a.boot && !a.no_autologin {
         Some(run::autologin_dropin(&a.cache_dir)?)
@@ -92,6 +106,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         host_network: a.host_network,
         autologin,
         interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        machine: name.as_deref().and_then(run::machine_name),
     };
     let args = run::nspawn_args(&tree, &opts, &a.command);
     if a.dry_run {

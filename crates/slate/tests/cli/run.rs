@@ -56,6 +56,23 @@ fn a_container_gets_a_private_network_and_a_console_login_for_this_run_only() {
     let cmd = dry_run(&cache, &[tree_s, "--", "true"]);
     assert!(!cmd.iter().any(|a| a.starts_with("--bind-ro=")), "{cmd:?}");
     assert!(cmd.contains(&"--private-network".into()), "{cmd:?}");
+    // The hostname is the folder's name (for an image, its name), never a commit id.
+    assert!(cmd.contains(&"--machine=tree".into()), "{cmd:?}");
+    let repo = init(t.path(), "bare-user");
+    ok(&repo, &["commit", "-b", "os/main", "-s", "one", tree_s]);
+    let o = slate(
+        &repo,
+        &[
+            "run",
+            "--dry-run",
+            "--cache-dir",
+            cache.to_str().expect("utf-8"),
+            "os/main",
+        ],
+    );
+    let line = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(line.contains(" --machine=os-main "), "{line}");
 }
 
 /// A tree holding `cat` and the libraries it loads, from the host.
