@@ -194,6 +194,12 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<()> {
             );
         }
     }
+    for w in &c.lint.writes_usr {
+        eprintln!("lint: warning: enabled unit writes into the read-only /usr: {w}; disable it in [units]");
+    }
+    for b in &c.lint.backups {
+        eprintln!("lint: warning: backup file in the factory /etc: {b}");
+    }
     if c.unchanged && !a.json {
         eprintln!("{} already has this image: no new commit", c.branch);
     }
