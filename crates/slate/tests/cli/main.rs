@@ -22,6 +22,7 @@ mod os_modes;
 mod progress;
 mod prune;
 mod run;
+mod skips;
 mod store_cmds;
 mod store_safety;
 mod streaming;
