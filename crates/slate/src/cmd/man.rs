@@ -268,6 +268,44 @@ mod tests {
         assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
 
+    /// The README's commands run on a minimal Debian (no `sudo`: root's
+    /// commands have a `#` prompt), its two commands are there, and the
+    /// options it names for `slate run` exist.
+    #[test]
+    fn the_readme_is_written_for_a_minimal_system() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+        )
+        .expect("README.md");
+        for (i, line) in readme.lines().enumerate() {
+            assert!(
+                !line.split_whitespace().any(|w| w == "sudo"),
+                "README.md:{}: sudo, which a minimal Debian lacks: {line}",
+                i + 1
+            );
+        }
+        for cmd in [
+            "    bash examples/demo.sh",
+            "    cargo test --workspace --locked",
+            "    # bash examples/compose.sh",
+        ] {
+            assert!(readme.contains(cmd), "README.md lacks {cmd:?}");
+        }
+        let mut top = crate::cli::Cli::command();
+        top.build();
+        let run = top.find_subcommand("run").expect("run");
+        for opt in ["host-network", "no-autologin"] {
+            assert!(
+                readme.contains(&format!("--{opt}")),
+                "README.md does not say --{opt}"
+            );
+            assert!(
+                run.get_arguments().any(|a| a.get_long() == Some(opt)),
+                "slate run has no --{opt}"
+            );
+        }
+    }
+
     #[test]
     fn after_help_splits_into_sections() {
         let a = super::split_after_help(
