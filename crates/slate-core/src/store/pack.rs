@@ -155,6 +155,8 @@ pub(crate) struct LoadedPack {
     pub entries: Vec<PackEntry>,
     /// Its file objects by frame, for [`Repo::packed_header`].
     pub frame_members: super::packheaders::FrameMembers,
+    /// Whether the headers of all its file objects are kept.
+    pub all_headers: std::sync::OnceLock<bool>,
 }
 
 /// The packs of a repository, loaded on first use and reloaded when a
@@ -249,6 +251,7 @@ impl Repo {
             file,
             entries,
             frame_members: Default::default(),
+            all_headers: Default::default(),
         })
     }
 
@@ -381,6 +384,7 @@ impl Repo {
                 Err(e) => return Err(Error::io(&p, e)),
             }
         }
+        self.remove_headers(name);
         self.packs
             .packs
             .write()
@@ -406,6 +410,7 @@ impl Repo {
                 Err(e) => return Err(Error::io(&from, e)),
             }
         }
+        self.remove_headers(name);
         self.packs
             .packs
             .write()
