@@ -128,7 +128,7 @@ impl Repo {
         let Ok(pack) = ObjectId::from_hex(name) else {
             return;
         };
-        headers.sort_by(|a, b| a.0.cmp(&b.0));
+        headers.sort_by_key(|a| a.0);
         if let Some(dir) = self.headers_dir(true) {
             let _ = fsutil::atomic_write_at(&dir, name, &encode(&pack, headers), 0o644);
         }

@@ -86,11 +86,10 @@ pub fn split_after_help(text: &str) -> AfterHelp {
             _ => {}
         }
         match at {
-            At::Notes if t.is_empty() => {
-                if !para.is_empty() {
-                    out.notes.push(std::mem::take(&mut para));
-                }
+            At::Notes if t.is_empty() && !para.is_empty() => {
+                out.notes.push(std::mem::take(&mut para));
             }
+            At::Notes if t.is_empty() => {}
             At::Notes => {
                 if !para.is_empty() {
                     para.push(' ');
