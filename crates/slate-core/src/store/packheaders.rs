@@ -403,7 +403,9 @@ mod tests {
         let repo = Repo::open(&dir.path().join("repo")).expect("open");
         assert_eq!(read_all(&repo, &ids).0, 0);
 
-        // No headers file and none can be made: frame by frame.
+        // No headers file and none can be made: frame by frame. (Another
+        // pack: the process keeps the frames of this one.)
+        let (dir, ids) = packed(5);
         let cache = dir.path().join("repo/cache");
         std::fs::remove_dir_all(&cache).expect("rm");
         std::fs::write(&cache, b"in the way").expect("write");
@@ -447,6 +449,33 @@ mod tests {
         read_all(&repo, &ids);
         assert!(!file.is_symlink(), "the symlink was followed");
         assert_eq!(std::fs::read(&file).expect("made again"), good);
+    }
+
+    /// Contents read in an order that returns to each frame in turn (a
+    /// tree walk over a pack sorted by extension) decompress each frame
+    /// once: the frames are kept for all threads, not two per thread.
+    #[test]
+    fn contents_read_across_frames_decompress_each_frame_once() {
+        let (dir, ids) = packed(4);
+        let repo = Repo::open(&dir.path().join("repo")).expect("open");
+        let mut by_frame: std::collections::BTreeMap<u64, Vec<ObjectId>> = Default::default();
+        for (id, _, _) in &ids {
+            let (_, e) = repo.find_packed(id).expect("find").expect("packed");
+            by_frame.entry(e.frame_off).or_default().push(*id);
+        }
+        assert!(by_frame.len() >= 3, "{} frames", by_frame.len());
+        // Round robin: one file of each frame, then the next of each.
+        let longest = by_frame.values().map(Vec::len).max().unwrap_or(0);
+        for i in 0..longest {
+            for ids in by_frame.values() {
+                if let Some(id) = ids.get(i) {
+                    let (h, content) = repo.read_file(id).expect("read");
+                    assert_eq!(h.size, content.len() as u64);
+                }
+            }
+        }
+        let n = repo.packs.frames_decompressed.load(Ordering::Relaxed);
+        assert_eq!(n, by_frame.len() as u64, "frames decompressed");
     }
 
     #[test]
