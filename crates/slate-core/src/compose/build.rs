@@ -112,16 +112,25 @@ impl Timer<'_> {
     }
 }
 
-/// The key of a base tree in the tree cache.
-fn tree_key(request: &str, pins: &[LockedPackage], epoch: i64, slate: &str) -> String {
+/// The `SOURCE_DATE_EPOCH` mmdebstrap (and dracut inside it) makes a
+/// base tree with, whatever the build's: the epoch only sets times in the
+/// tree (which a Slate object does not hold) and the times of the files
+/// packed in the initrd (`reproducible="yes"`), so a fixed one gives
+/// the same base tree for every epoch and lets the tree cache serve builds
+/// of any epoch. The build's epoch dates the commit.
+pub(crate) const BASE_EPOCH: i64 = 0;
+
+/// The key of a base tree in the tree cache: what makes the tree (the
+/// base request, the packages by digest, this Slate), not the build's
+/// `SOURCE_DATE_EPOCH` ([`BASE_EPOCH`]).
+fn tree_key(request: &str, pins: &[LockedPackage], slate: &str) -> String {
     let mut h = crate::hash::Hasher::new();
-    h.update(b"slate compose base tree 2\n");
+    h.update(b"slate compose base tree 3\n");
     h.update(request.as_bytes());
     h.update(slate.as_bytes());
     for p in pins {
         h.update(p.sha256.as_bytes());
     }
-    h.update(&epoch.to_le_bytes());
     h.finish().to_hex()
 }
 
@@ -466,7 +475,7 @@ impl Build<'_> {
     ) -> Result<Base, Error> {
         let (opts, tree) = (self.opts, &self.tree);
         let pinned = pins.map(|l| l.packages.as_slice());
-        let key = pinned.map(|p| tree_key(&self.request_digest, p, opts.epoch, &self.slate_digest));
+        let key = pinned.map(|p| tree_key(&self.request_digest, p, &self.slate_digest));
         let trees = if opts.tree_cache {
             Some(self.cache.trees()?)
         } else {
@@ -504,7 +513,7 @@ impl Build<'_> {
             &self.cache,
             &self.work,
             tree,
-            opts.epoch,
+            BASE_EPOCH,
             self.stage.as_deref(),
             &mut |d| (timer.report)(Event::Detail(d)),
         )?;
@@ -527,17 +536,12 @@ impl Build<'_> {
         };
         if let Some(t) = &trees {
             timer.start("base: kept in the tree cache");
-            let k = tree_key(
-                &self.request_digest,
-                &packages,
-                opts.epoch,
-                &self.slate_digest,
-            );
+            let k = tree_key(&self.request_digest, &packages, &self.slate_digest);
             let copts = CommitOptions {
                 branch: format!("base/{k}"),
                 subject: format!("base of {}", opts.manifest.manifest.image.name.get_ref()),
                 body: String::new(),
-                timestamp: opts.epoch,
+                timestamp: BASE_EPOCH,
                 metadata: BTreeMap::new(),
                 parent: ParentSpec::None,
                 skip_if_unchanged: false,

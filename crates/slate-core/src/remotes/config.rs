@@ -57,7 +57,7 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
     }
 }
 
-pub(super) fn is_name(name: &str) -> bool {
+pub(crate) fn is_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && !name.starts_with(['.', '-'])

@@ -126,6 +126,16 @@ impl Sysroot {
             });
         }
         let Some(src) = from else {
+            // REMOTE:REF of a remote that is not there (a ref name has
+            // no ':'): say so, rather than that no commit has this name.
+            if let Some((remote, _)) = rev.split_once(':') {
+                if remotes::config::is_name(remote) && repo.rev_parse(rev).is_err() {
+                    return Err(Error::Remotes(remotes::Error::NoSuchRemote {
+                        name: remote.to_string(),
+                        repo: repo.path().to_path_buf(),
+                    }));
+                }
+            }
             let (commit, origin) = named(repo, rev, true)?;
             remotes::require_trusted(repo, &origin, &commit)?;
             return Ok(Resolved {

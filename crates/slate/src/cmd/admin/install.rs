@@ -62,6 +62,8 @@ pub struct InstallArgs {
     /// image's size, twice).
     #[arg(long, value_name = "DIR", default_value = "/var/tmp")]
     workdir: PathBuf,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
     /// A ref or commit of the repository.

@@ -78,6 +78,8 @@ struct ConfigDiffArgs {
     /// The deployment (index, OS/ID or ID; default: the booted one, else
     /// the default).
     deployment: Option<String>,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -105,6 +107,8 @@ struct FactoryResetArgs {
     /// Only print what would be lost.
     #[arg(long)]
     dry_run: bool,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -114,11 +118,16 @@ struct FactoryResetArgs {
 /// /etc and /var as the OS keeps them, the machine id, the physical
 /// sysroot at /sysroot; a requested factory reset first.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin prepare-root   (in the initrd, before switch-root)\n  slate admin --sysroot /mnt/disk --cmdline 'slate=/slate/deploy/debian/ID' prepare-root --target /mnt/root --json\n\nFiles:\n  /run/slate/prepare-root.json  what it did, read by `slate admin status`"
+)]
 struct PrepareRootArgs {
     /// Where to build the root (default: over the sysroot itself, as in
     /// an initrd).
     #[arg(long, value_name = "DIR")]
     target: Option<PathBuf>,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -126,6 +135,9 @@ struct PrepareRootArgs {
 /// Make a directory a sysroot: a bare repository, the deployment and
 /// state directories, the boot directory.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin init-fs /srv/machine\n  slate admin init-fs /mnt/disk --boot efi\n\nFiles:\n  DIR/slate/repo  the sysroot's bare repository (root only)\n  DIR/slate/deploy/OS/ID  the deployments\n  DIR/boot/loader/entries  the boot entries (or those of --boot)"
+)]
 struct InitFsArgs {
     /// The directory (created if missing).
     dir: PathBuf,
@@ -134,12 +146,17 @@ struct InitFsArgs {
     /// DIR. Only the running system's sysroot (or /) uses the machine's.
     #[arg(long, value_name = "DIR", default_value = "boot")]
     boot: PathBuf,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// Set up an OS in the sysroot (or change how it keeps /etc and /var).
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin --sysroot /srv/machine os-init debian\n  slate admin --sysroot /srv/machine os-init debian --etc stateless --var persistent"
+)]
 struct OsInitArgs {
     /// The OS's name (letters, digits, '.', '_', '-').
     os: String,
@@ -154,6 +171,8 @@ struct OsInitArgs {
     /// persistent: one /var for the OS's deployments; volatile: a tmpfs.
     #[arg(long, value_name = "MODE")]
     var: Option<VarMode>,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -192,9 +211,9 @@ struct DeployArgs {
 /// for a newer one (exit 0, nothing changed); `slate admin deploy COMMIT`
 /// still deploys it.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  slate admin upgrade\n  \
-    slate admin upgrade --stage   # the default at the next shutdown, /etc merged then\n  \
-    slate admin upgrade --dry-run --json")]
+#[command(
+    after_help = "Examples:\n  slate admin upgrade\n  slate admin upgrade --stage   # the default at the next shutdown, /etc merged then\n  slate admin --sysroot /srv/machine upgrade --from /srv/os\n  slate admin upgrade --dry-run --json"
+)]
 struct UpgradeArgs {
     /// The OS (default: the booted deployment's, or the only one).
     #[arg(long)]
@@ -232,56 +251,81 @@ struct DeployCommon {
     dry_run: bool,
     #[command(flatten)]
     transfer: crate::cmd::remote::MinRateArg,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// The deployments in boot order: the first is the default.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin status\n  slate admin --sysroot /srv/machine status --json | jq '.deployments[0]'"
+)]
 struct StatusArgs {
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// Make the second deployment of the boot order the default.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin rollback\n  slate admin --sysroot /srv/machine rollback --json"
+)]
 struct RollbackArgs {
     /// Boot-counting tries when the entry must be counted again.
     #[arg(long, default_value_t = 3, value_name = "N")]
     tries: u32,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// Make a deployment the default, whatever its boot counter says.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin set-default 1\n  slate admin set-default debian/3f2a9c1b0d4e.0"
+)]
 struct SetDefaultArgs {
     /// Its index in `status`, OS/ID, or ID.
     deployment: String,
     /// Boot-counting tries when the entry must be counted again.
     #[arg(long, default_value_t = 3, value_name = "N")]
     tries: u32,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// Remove a deployment (not the booted one, not the only one).
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin undeploy 2\n  slate admin undeploy debian/3f2a9c1b0d4e.0"
+)]
 struct UndeployArgs {
     /// Its index in `status`, OS/ID, or ID.
     deployment: String,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// Pin a deployment: a new deploy never removes it.
 #[derive(Args)]
+#[command(after_help = "Examples:\n  slate admin pin 1\n  slate admin pin --unpin 1")]
 struct PinArgs {
     /// Its index in `status`, OS/ID, or ID.
     deployment: String,
     /// Unpin it instead.
     #[arg(long)]
     unpin: bool,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -290,7 +334,12 @@ struct PinArgs {
 /// without their entry, temporary directories and files, unused kernels
 /// and refs.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin cleanup\n  slate admin --sysroot /srv/machine cleanup --json"
+)]
 struct CleanupArgs {
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }

@@ -447,6 +447,16 @@ fn bad_input_changes_nothing() {
     let err = admin_fails(&e.sr, &["deploy", "no/such/ref"]);
     assert!(err.contains("\"no/such/ref\" names no commit"), "{err}");
     same("an unknown ref");
+    // REMOTE:REF of a remote that is not there: the remote is named, and
+    // how to add one.
+    let err = admin_fails(&e.sr, &["deploy", "origin:os/main"]);
+    assert!(
+        err.contains("no remote origin in")
+            && err.contains("slate remote add")
+            && !err.contains("names no commit"),
+        "{err}"
+    );
+    same("a missing remote");
     for bad in ["a/b", "..", ".x", ""] {
         let err = admin_fails(&e.sr, &["os-init", bad]);
         assert!(err.contains("is not an OS name"), "{err}");
