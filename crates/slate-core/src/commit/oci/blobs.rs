@@ -43,6 +43,26 @@ fn normalize(raw: &[u8]) -> Option<String> {
     String::from_utf8(comps.join(&b'/')).ok()
 }
 
+/// A link's target, relative to the folder `dir` of the archive (absolute
+/// targets from its root), resolved lexically: `..` may not climb above
+/// the archive's root.
+fn resolve(dir: &str, target: &[u8]) -> Option<String> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    if !target.starts_with(b"/") {
+        out.extend(dir.as_bytes().split(|&b| b == b'/').filter(|c| !c.is_empty()));
+    }
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                out.pop()?;
+            }
+            c => out.push(c),
+        }
+    }
+    normalize(&out.join(&b'/'))
+}
+
 /// Reads `len` bytes of a file from `offset`, with no shared file position.
 struct At<'a> {
     file: &'a File,
@@ -63,6 +83,19 @@ impl Read for At<'_> {
         self.offset += n as u64;
         self.left -= n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn links_resolve_inside_the_archive_only() {
+        use super::resolve;
+        assert_eq!(resolve("a", b"../b.tar").as_deref(), Some("b.tar"));
+        assert_eq!(resolve("a/b", b"./c").as_deref(), Some("a/b/c"));
+        assert_eq!(resolve("a", b"/x/y").as_deref(), Some("x/y"));
+        assert_eq!(resolve("a", b"../../etc/passwd"), None);
+        assert_eq!(resolve("", b".."), None);
     }
 }
 
@@ -95,18 +128,11 @@ impl Blobs {
                     let target = entry
                         .link_name_bytes()
                         .ok_or_else(|| bad("a link without a target"))?;
-                    let full = if entry.header().entry_type() == tar::EntryType::Symlink
-                        && !target.starts_with(b"/")
-                    {
-                        let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
-                        let mut t = dir.as_bytes().to_vec();
-                        t.push(b'/');
-                        t.extend_from_slice(&target);
-                        t
-                    } else {
-                        target.to_vec()
+                    let dir = match entry.header().entry_type() {
+                        tar::EntryType::Symlink => name.rsplit_once('/').map_or("", |(d, _)| d),
+                        _ => "",
                     };
-                    Member::Link(normalize(&full).ok_or_else(|| bad("a link leading out"))?)
+                    Member::Link(resolve(dir, &target).ok_or_else(|| bad("a link leading out"))?)
                 }
                 _ => continue,
             };

@@ -136,6 +136,31 @@ pub fn open(image: &ImageRef) -> Result<Image> {
     }
 }
 
+/// Open the image at `path`, whichever form it has: a folder is an OCI
+/// layout, an archive with `index.json` an OCI archive, one with only
+/// `manifest.json` a docker archive (the compose input `oci`).
+pub fn open_path(path: &Path, tag: Option<&str>) -> Result<Image> {
+    let tag = tag.map(str::to_owned);
+    let md = std::fs::metadata(path).map_err(|source| Error::Source {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if md.is_dir() {
+        return open(&ImageRef::OciDir {
+            path: path.to_path_buf(),
+            tag,
+        });
+    }
+    let blobs = Blobs::archive(path)?;
+    if blobs.has("index.json") {
+        open_oci(blobs, tag.as_deref())
+    } else if tag.is_some() {
+        Err(bad(&blobs, "a docker archive holds one image: no tag to choose"))
+    } else {
+        open_docker(blobs)
+    }
+}
+
 fn bad(blobs: &Blobs, reason: impl Into<String>) -> Error {
     Error::Image {
         image: blobs.shown(),
