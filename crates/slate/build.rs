@@ -19,7 +19,9 @@ use std::path::Path;
 /// Tools a test needs, looked up in `PATH`.
 const TOOLS: &[&str] = &[
     "bsdtar",
+    "busybox",
     "debugfs",
+    "dpkg-deb",
     "gzip",
     "losetup",
     "mcopy",
@@ -30,6 +32,8 @@ const TOOLS: &[&str] = &[
     "nginx",
     "nsenter",
     "openssl",
+    "podman",
+    "runc",
     "script",
     "setpriv",
     "sfdisk",

@@ -17,6 +17,7 @@ mod install;
 mod json_out;
 mod maintenance;
 mod names;
+mod oci;
 mod os_modes;
 mod progress;
 mod prune;
