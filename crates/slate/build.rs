@@ -18,10 +18,12 @@ use std::path::Path;
 
 /// Tools a test needs, looked up in `PATH`.
 const TOOLS: &[&str] = &[
+    "bash",
     "bsdtar",
     "busybox",
     "debugfs",
     "dpkg-deb",
+    "fish",
     "gzip",
     "losetup",
     "mcopy",

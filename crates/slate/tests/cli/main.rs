@@ -3,6 +3,7 @@
 
 mod admin;
 mod common;
+mod completions;
 mod compose;
 mod delivery;
 mod faultserve;
