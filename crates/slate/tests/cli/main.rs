@@ -5,6 +5,7 @@ mod admin;
 mod common;
 mod completions;
 mod compose;
+mod deb;
 mod delivery;
 mod faultserve;
 mod hostile_fs;
