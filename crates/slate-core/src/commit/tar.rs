@@ -75,7 +75,10 @@ pub fn sanitize_member_path(raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
-pub(crate) fn decompressed<'a>(reader: Box<dyn Read + 'a>, name: &str) -> Result<Box<dyn Read + 'a>> {
+pub(crate) fn decompressed<'a>(
+    reader: Box<dyn Read + 'a>,
+    name: &str,
+) -> Result<Box<dyn Read + 'a>> {
     let mut br = BufReader::with_capacity(1 << 20, reader);
     let head = br.fill_buf().map_err(|source| Error::TarRead {
         archive: name.to_owned(),
@@ -106,7 +109,15 @@ pub fn commit_tar_tree<W: ObjectWrite + ?Sized>(
     let stats = Stats::default();
     let mut root = Node::empty_dir();
     let stream = decompressed(reader, archive_name)?;
-    read_members(store, stream, archive_name, progress, &stats, &mut root, None)?;
+    read_members(
+        store,
+        stream,
+        archive_name,
+        progress,
+        &stats,
+        &mut root,
+        None,
+    )?;
     let root_id = memtree::write_node(store, &root)?;
     Ok(TreeScan {
         root: root_id,
@@ -191,7 +202,10 @@ pub(crate) fn read_members<W: ObjectWrite + ?Sized>(
             }
             tar::EntryType::XGlobalHeader => continue,
             _ => {
-                let linked = Linked { root: &*root, lower };
+                let linked = Linked {
+                    root: &*root,
+                    lower,
+                };
                 member_file(store, &mut entry, &linked, &o, &at, stats, progress)?
             }
         };

@@ -359,6 +359,11 @@ impl Loaded {
                         return Err(at(start, format!("{what}: {p:?} is not a package name")));
                     }
                 }
+                Input::Oci { tag: Some(t), .. }
+                    if t.is_empty() || t.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+                {
+                    return Err(at(start, format!("{what}: tag {t:?} is not an image name")));
+                }
                 Input::Files { source, target } => {
                     *target = super::files::normalize_target(target)
                         .map_err(|m| at(start, format!("{what}: {m}")))?;
@@ -372,6 +377,7 @@ impl Loaded {
             match input.get_mut() {
                 Input::Directory { path }
                 | Input::Tarball { path, .. }
+                | Input::Oci { path, .. }
                 | Input::Deb { path, .. } => *path = dir.join(&*path),
                 _ => {}
             }

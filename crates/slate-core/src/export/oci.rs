@@ -23,6 +23,12 @@ use crate::hash::ObjectId;
 use crate::progress::Progress;
 use crate::store::ObjectRead;
 
+/// The OCI media types written (the import's `commit::oci::spec` reads
+/// them back: the round-trip tests hold the two together).
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
 /// The platform this machine runs, as OCI names it.
 fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
@@ -96,10 +102,13 @@ pub fn export_oci<S: ObjectRead + ?Sized, W: Write>(
     let stats = super::export(store, commit, &topts, &mut w, progress)?;
     w.flush()?;
     let (layer_hex, layer_len) = (hex::encode(w.hash.finalize()), w.len);
-    let mut layer = w.inner.into_inner().map_err(|e| Error::Write(e.into_error()))?;
+    let mut layer = w
+        .inner
+        .into_inner()
+        .map_err(|e| Error::Write(e.into_error()))?;
     layer.rewind()?;
 
-    let created = crate::summary::date(c.timestamp);
+    let created = crate::date::date(c.timestamp);
     let mut labels = BTreeMap::new();
     for (k, v) in &c.metadata {
         labels.insert(format!("dev.slate.{k}"), v.clone());
@@ -118,7 +127,7 @@ pub fn export_oci<S: ObjectRead + ?Sized, W: Write>(
     }));
     let manifest = doc(&json!({
         "schemaVersion": 2,
-        "mediaType": crate::commit::oci::spec::MANIFEST,
+        "mediaType": MANIFEST,
         "config": {
             "mediaType": "application/vnd.oci.image.config.v1+json",
             "digest": format!("sha256:{}", sha256(&config)),
@@ -132,12 +141,12 @@ pub fn export_oci<S: ObjectRead + ?Sized, W: Write>(
     }));
     let index = doc(&json!({
         "schemaVersion": 2,
-        "mediaType": crate::commit::oci::spec::INDEX,
+        "mediaType": INDEX,
         "manifests": [{
-            "mediaType": crate::commit::oci::spec::MANIFEST,
+            "mediaType": MANIFEST,
             "digest": format!("sha256:{}", sha256(&manifest)),
             "size": manifest.len(),
-            "annotations": { crate::commit::oci::spec::REF_NAME: opts.tag },
+            "annotations": { REF_NAME: opts.tag },
         }],
     }));
 
@@ -163,10 +172,7 @@ pub fn export_oci<S: ObjectRead + ?Sized, W: Write>(
     put("oci-layout", layout.len() as u64, &mut &layout[..])?;
     put("blobs/", 0, &mut std::io::empty())?;
     put("blobs/sha256/", 0, &mut std::io::empty())?;
-    let mut blobs = [
-        (sha256(&config), config),
-        (sha256(&manifest), manifest),
-    ];
+    let mut blobs = [(sha256(&config), config), (sha256(&manifest), manifest)];
     blobs.sort();
     put(
         &format!("blobs/sha256/{layer_hex}"),

@@ -117,7 +117,10 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs() as i64,
     };
-    let mut metadata = image.as_ref().map(|i| i.metadata.clone()).unwrap_or_default();
+    let mut metadata = image
+        .as_ref()
+        .map(|i| i.metadata.clone())
+        .unwrap_or_default();
     for kv in &a.metadata {
         let Some((k, v)) = kv.split_once('=') else {
             bail!("--add-metadata {kv:?}: expected KEY=VALUE")

@@ -79,7 +79,11 @@ fn kind(path: &[String], a: &clap::Arg) -> Kind {
 
 /// The command with its revision and remote arguments hinted, and the
 /// kinds of each leaf command's positional arguments (for bash).
-fn hinted(mut cmd: Command, path: &mut Vec<String>, table: &mut Vec<(String, Vec<Kind>)>) -> Command {
+fn hinted(
+    mut cmd: Command,
+    path: &mut Vec<String>,
+    table: &mut Vec<(String, Vec<Kind>)>,
+) -> Command {
     let args: Vec<(String, Kind, bool)> = cmd
         .get_arguments()
         .map(|a| (a.get_id().to_string(), kind(path, a), a.is_positional()))
@@ -206,7 +210,10 @@ fn bash_wrapper(table: &[(String, Vec<Kind>)], valued: &[String], revs: &[String
                 Kind::Other => "-",
             })
             .collect();
-        cases.push_str(&format!("        \"{path}\") echo \"{}\" ;;\n", k.join(" ")));
+        cases.push_str(&format!(
+            "        \"{path}\") echo \"{}\" ;;\n",
+            k.join(" ")
+        ));
     }
     format!(
         r#"
@@ -284,7 +291,10 @@ fn fish_positionals(table: &[(String, Vec<Kind>)]) -> String {
         for w in words {
             cond.push_str(&format!("; and __fish_seen_subcommand_from {w}"));
         }
-        for (k, f) in [(Kind::Rev, "__slate_refs"), (Kind::Remote, "__slate_remotes")] {
+        for (k, f) in [
+            (Kind::Rev, "__slate_refs"),
+            (Kind::Remote, "__slate_remotes"),
+        ] {
             if kinds.contains(&k) {
                 out.push_str(&format!("complete -c slate -n \"{cond}\" -a \"({f})\"\n"));
             }

@@ -115,7 +115,9 @@ fn run_oci(
             None => {
                 let stdout = std::io::stdout();
                 if stdout.is_terminal() {
-                    bail!("refusing to write an archive to a terminal: use -o FILE or a redirection");
+                    bail!(
+                        "refusing to write an archive to a terminal: use -o FILE or a redirection"
+                    );
                 }
                 let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
                 let stats = export::oci::export_oci(repo, id, &opts, &mut out, progress)?;

@@ -29,7 +29,13 @@ fn repo_with_names(dir: &Path) -> std::path::PathBuf {
     ok(&repo, &["commit", "-b", "os/testing", t]);
     ok(
         &repo,
-        &["remote", "add", "--no-sign-verify", "origin", "http://127.0.0.1:9/repo"],
+        &[
+            "remote",
+            "add",
+            "--no-sign-verify",
+            "origin",
+            "http://127.0.0.1:9/repo",
+        ],
     );
     repo
 }
@@ -53,9 +59,14 @@ fn scripts_are_made_and_read_by_their_shells() {
     ] {
         let s = script(shell);
         assert!(s.contains(helper), "{shell}: no {helper}");
-        assert!(s.contains("slate complete "), "{shell}: no call of slate complete");
+        assert!(
+            s.contains("slate complete "),
+            "{shell}: no call of slate complete"
+        );
         if !have(check) {
-            skip(&format!("{check} is not installed: its script is not parsed"));
+            skip(&format!(
+                "{check} is not installed: its script is not parsed"
+            ));
             continue;
         }
         let d = tempfile::tempdir().expect("tmp");

@@ -81,7 +81,11 @@ fn the_package_holds_the_binary_man_pages_completions_dracut_module_and_units() 
         "usr/lib/dracut/modules.d/50slate/module-setup.sh".into(),
     ];
     for page in std::fs::read_dir(source_root().join("docs/man")).expect("docs/man") {
-        let name = page.expect("entry").file_name().to_string_lossy().into_owned();
+        let name = page
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         want.push(format!("usr/share/man/man1/{name}.gz"));
     }
     for u in units() {
@@ -148,7 +152,11 @@ fn apt_installs_the_package_on_a_clean_debian_12() {
             String::from_utf8_lossy(&o.stderr)
         ));
     }
-    let name = deb.file_name().expect("name").to_string_lossy().into_owned();
+    let name = deb
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
     std::fs::copy(&deb, tree.join("root").join(&name)).expect("copy the package");
     let nspawn = || {
         let mut c = Command::new("systemd-nspawn");
@@ -206,7 +214,10 @@ fn apt_installs_the_package_on_a_clean_debian_12() {
                 break pid;
             }
         }
-        assert!(started.elapsed().as_secs() < 120, "the container did not start");
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "the container did not start"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     loop {

@@ -106,8 +106,11 @@ fn build_deb(dir: &Path) -> PathBuf {
          Description: a test package\n",
     )
     .expect("control");
-    std::fs::write(pkg.join("usr/bin/hello-slate"), "#!/bin/sh\necho hello from a deb\n")
-        .expect("script");
+    std::fs::write(
+        pkg.join("usr/bin/hello-slate"),
+        "#!/bin/sh\necho hello from a deb\n",
+    )
+    .expect("script");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(
         pkg.join("usr/bin/hello-slate"),
@@ -159,7 +162,14 @@ fn podman_built_images_commit_to_podmans_own_tree_and_slates_images_run_in_podma
     base_tree(&tree);
     ok(
         &repo,
-        &["commit", "-b", "base", "--timestamp", "1700000000", s(&tree)],
+        &[
+            "commit",
+            "-b",
+            "base",
+            "--timestamp",
+            "1700000000",
+            s(&tree),
+        ],
     );
     let base_tar = d.path().join("base.tar");
     ok(&repo, &["export", "base", "-o", s(&base_tar)]);
@@ -198,7 +208,14 @@ fn podman_built_images_commit_to_podmans_own_tree_and_slates_images_run_in_podma
     ]);
     let oci = d.path().join("img.oci.tar");
     let docker = d.path().join("img.docker.tar");
-    podman.ok(&["save", "--format", "oci-archive", "-o", s(&oci), "localhost/slate-test:1"]);
+    podman.ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        s(&oci),
+        "localhost/slate-test:1",
+    ]);
     podman.ok(&[
         "save",
         "--format",
@@ -216,7 +233,10 @@ fn podman_built_images_commit_to_podmans_own_tree_and_slates_images_run_in_podma
     let oci_from = format!("oci-archive:{}", s(&oci));
     let docker_from = format!("docker-archive:{}", s(&docker));
     let a = ok(&repo, &["commit", "-b", "img/oci", "--from", &oci_from]);
-    ok(&repo, &["commit", "-b", "img/docker", "--from", &docker_from]);
+    ok(
+        &repo,
+        &["commit", "-b", "img/docker", "--from", &docker_from],
+    );
     for b in ["img/oci", "img/docker"] {
         let diff = ok(&repo, &["diff", "reference", b]);
         assert_eq!(diff, "", "{b} differs from podman's export of the image");
@@ -225,8 +245,16 @@ fn podman_built_images_commit_to_podmans_own_tree_and_slates_images_run_in_podma
     for gone in ["/etc/gone", "/opt/data/old", "/opt/data/sub"] {
         assert!(!listing.lines().any(|l| l == gone), "{gone} in:\n{listing}");
     }
-    for there in ["/etc/added", "/etc/added-link", "/opt/data/new", "/usr/bin/hello-slate"] {
-        assert!(listing.lines().any(|l| l == there), "{there} missing:\n{listing}");
+    for there in [
+        "/etc/added",
+        "/etc/added-link",
+        "/opt/data/new",
+        "/usr/bin/hello-slate",
+    ] {
+        assert!(
+            listing.lines().any(|l| l == there),
+            "{there} missing:\n{listing}"
+        );
     }
     // Owners and modes as podman sets them, links kept, the deb's files in.
     let co = d.path().join("co");
@@ -288,11 +316,24 @@ fn oci_archives_are_reproducible_and_commit_back_to_the_same_tree() {
     for out in [&a, &b] {
         ok(
             &repo,
-            &["export", "--format", "oci-archive", "--tag", "os:1", "os", "-o", s(out)],
+            &[
+                "export",
+                "--format",
+                "oci-archive",
+                "--tag",
+                "os:1",
+                "os",
+                "-o",
+                s(out),
+            ],
         );
     }
     let bytes = std::fs::read(&a).expect("read");
-    assert_eq!(bytes, std::fs::read(&b).expect("read"), "same commit, same bytes");
+    assert_eq!(
+        bytes,
+        std::fs::read(&b).expect("read"),
+        "same commit, same bytes"
+    );
     let from = format!("oci-archive:{}", s(&a));
     let c1 = ok(&repo, &["commit", "-b", "back", "--from", &from]);
     assert_eq!(ok(&repo, &["diff", "os", "back"]), "");
@@ -312,7 +353,10 @@ fn a_tampered_image_is_refused_and_moves_no_ref() {
     sample_tree(&tree);
     ok(&repo, &["commit", "-b", "os", s(&tree)]);
     let a = d.path().join("a.tar");
-    ok(&repo, &["export", "--format", "oci-archive", "os", "-o", s(&a)]);
+    ok(
+        &repo,
+        &["export", "--format", "oci-archive", "os", "-o", s(&a)],
+    );
     // Flip one byte of a file's content inside the layer.
     let mut bytes = std::fs::read(&a).expect("read");
     let at = bytes

@@ -21,7 +21,10 @@ const MAX_HOPS: usize = 8;
 const MAX_MEMBERS: usize = 1 << 16;
 
 pub(super) enum Member {
-    File { offset: u64, size: u64 },
+    File {
+        offset: u64,
+        size: u64,
+    },
     /// A symlink (target relative to the member's folder) or hard link
     /// (target from the archive's root), as a normalized name.
     Link(String),
@@ -49,7 +52,11 @@ fn normalize(raw: &[u8]) -> Option<String> {
 fn resolve(dir: &str, target: &[u8]) -> Option<String> {
     let mut out: Vec<&[u8]> = Vec::new();
     if !target.starts_with(b"/") {
-        out.extend(dir.as_bytes().split(|&b| b == b'/').filter(|c| !c.is_empty()));
+        out.extend(
+            dir.as_bytes()
+                .split(|&b| b == b'/')
+                .filter(|c| !c.is_empty()),
+        );
     }
     for c in target.split(|&b| b == b'/') {
         match c {
@@ -72,7 +79,9 @@ struct At<'a> {
 
 impl Read for At<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         if want == 0 {
             return Ok(0);
         }

@@ -155,7 +155,10 @@ pub fn open_path(path: &Path, tag: Option<&str>) -> Result<Image> {
     if blobs.has("index.json") {
         open_oci(blobs, tag.as_deref())
     } else if tag.is_some() {
-        Err(bad(&blobs, "a docker archive holds one image: no tag to choose"))
+        Err(bad(
+            &blobs,
+            "a docker archive holds one image: no tag to choose",
+        ))
     } else {
         open_docker(blobs)
     }
@@ -234,7 +237,10 @@ fn open_oci(blobs: Blobs, tag: Option<&str>) -> Result<Image> {
     if layout.version != "1.0.0" {
         return Err(bad(
             &blobs,
-            format!("oci-layout: imageLayoutVersion {:?} (not 1.0.0)", layout.version),
+            format!(
+                "oci-layout: imageLayoutVersion {:?} (not 1.0.0)",
+                layout.version
+            ),
         ));
     }
     let index: spec::Index = read_json(&blobs, "index.json", None)?;
@@ -265,7 +271,11 @@ fn open_oci(blobs: Blobs, tag: Option<&str>) -> Result<Image> {
                 "index.json lists {} images{}: name one as oci:DIR:TAG (names: {})",
                 chosen.len(),
                 tag.map(|t| format!(" named {t:?}")).unwrap_or_default(),
-                if names.is_empty() { "none".into() } else { names.join(", ") }
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
             ),
         ));
     }
@@ -307,11 +317,8 @@ fn open_oci(blobs: Blobs, tag: Option<&str>) -> Result<Image> {
         return Err(bad(&blobs, format!("more than {MAX_LAYERS} layers")));
     }
     let chex = manifest.config.hex().map_err(|r| bad(&blobs, r))?;
-    let config: spec::Config = read_json(
-        &blobs,
-        &blob_name(chex),
-        Some((manifest.config.size, chex)),
-    )?;
+    let config: spec::Config =
+        read_json(&blobs, &blob_name(chex), Some((manifest.config.size, chex)))?;
     config
         .check(manifest.layers.len())
         .map_err(|r| bad(&blobs, format!("{}: {r}", manifest.config.digest)))?;
@@ -474,12 +481,14 @@ pub fn scan_image<W: ObjectWrite + ?Sized>(
         let stream: Box<dyn Read + '_> = match layer.compression {
             Compression::None => Box::new(raw),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(raw))),
-            Compression::Zstd => Box::new(
-                zstd::stream::read::Decoder::new(raw).map_err(|source| Error::TarRead {
-                    archive: name.clone(),
-                    source,
-                })?,
-            ),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::new(raw).map_err(|source| {
+                    Error::TarRead {
+                        archive: name.clone(),
+                        source,
+                    }
+                })?)
+            }
             Compression::Detect => super::tar::decompressed(Box::new(raw), &name)?,
         };
         let (tar, tar_state) = hashing(stream);

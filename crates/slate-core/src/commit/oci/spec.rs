@@ -110,7 +110,10 @@ pub struct Manifest {
 impl Index {
     pub fn check(&self) -> Result<(), String> {
         if self.schema_version != 2 {
-            return Err(format!("index: schemaVersion {} (not 2)", self.schema_version));
+            return Err(format!(
+                "index: schemaVersion {} (not 2)",
+                self.schema_version
+            ));
         }
         if let Some(m) = &self.media_type {
             if m != INDEX && m != DOCKER_LIST {
@@ -144,7 +147,9 @@ impl Manifest {
         }
         if let Some(m) = &self.media_type {
             if m != MANIFEST && m != DOCKER_MANIFEST {
-                return Err(format!("manifest: mediaType {m:?} is not an image manifest"));
+                return Err(format!(
+                    "manifest: mediaType {m:?} is not an image manifest"
+                ));
             }
         }
         self.config.hex()?;

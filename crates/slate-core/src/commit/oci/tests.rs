@@ -164,8 +164,7 @@ impl Visitor for Listing<'_> {
     fn tree(&mut self, path: &[u8], _: &ObjectId, t: &Tree) -> Result<(), Self::Error> {
         let p = String::from_utf8_lossy(path).into_owned();
         let m = &t.meta;
-        self.out
-            .insert(p, format!("dir {:o} {}", m.mode, m.uid));
+        self.out.insert(p, format!("dir {:o} {}", m.mode, m.uid));
         Ok(())
     }
     fn file(&mut self, path: &[u8], e: &TreeEntry) -> Result<(), Self::Error> {
@@ -349,7 +348,12 @@ fn a_config_that_does_not_match_its_digest_is_refused() {
     let d = tempfile::tempdir().expect("tmp");
     let mut files = layout(&[layer(&[M::File("a", 0o644, 0, b"a")])], &["tar"]);
     let is_config = |b: &[u8]| b.starts_with(b"{\"created\"");
-    let mut c = files.iter().find(|(_, b)| is_config(b)).expect("config").1.clone();
+    let mut c = files
+        .iter()
+        .find(|(_, b)| is_config(b))
+        .expect("config")
+        .1
+        .clone();
     let pos = c.windows(1).position(|w| w == b"7").expect("label");
     c[pos] = b'8';
     tamper(&mut files, is_config, c);
@@ -362,7 +366,10 @@ fn a_config_that_does_not_match_its_digest_is_refused() {
         },
     )
     .expect_err("tampered config");
-    assert!(e.to_string().contains("not the digest that names it"), "{e}");
+    assert!(
+        e.to_string().contains("not the digest that names it"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -374,10 +381,7 @@ fn a_layer_writing_through_a_lower_symlink_or_climbing_out_is_refused() {
             "lower layer made it a file or symlink",
         ),
         (layer(&[M::File("../escape", 0o644, 0, b"x")]), "climbs out"),
-        (
-            layer(&[M::Link("etc/h", "../../etc/shadow")]),
-            "climbs out",
-        ),
+        (layer(&[M::Link("etc/h", "../../etc/shadow")]), "climbs out"),
     ]
     .into_iter()
     .enumerate()
@@ -402,11 +406,18 @@ fn a_layer_writing_through_a_lower_symlink_or_climbing_out_is_refused() {
 fn a_bad_digest_in_the_index_is_refused_before_any_path_is_made_of_it() {
     let d = tempfile::tempdir().expect("tmp");
     let mut files = layout(&[layer(&[M::File("a", 0o644, 0, b"a")])], &["tar"]);
-    let index = files.iter_mut().find(|(n, _)| n == "index.json").expect("index");
+    let index = files
+        .iter_mut()
+        .find(|(n, _)| n == "index.json")
+        .expect("index");
     let text = String::from_utf8(index.1.clone()).expect("utf-8");
     let start = text.find("sha256:").expect("digest") + 7;
-    index.1 = format!("{}../../../../etc/passwd{}", &text[..start], &text[start + 64..])
-        .into_bytes();
+    index.1 = format!(
+        "{}../../../../etc/passwd{}",
+        &text[..start],
+        &text[start + 64..]
+    )
+    .into_bytes();
     write_dir(&d.path().join("img"), &files);
     let e = import(
         &d.path().join("repo"),
