@@ -95,19 +95,6 @@ impl Read for At<'_> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn links_resolve_inside_the_archive_only() {
-        use super::resolve;
-        assert_eq!(resolve("a", b"../b.tar").as_deref(), Some("b.tar"));
-        assert_eq!(resolve("a/b", b"./c").as_deref(), Some("a/b/c"));
-        assert_eq!(resolve("a", b"/x/y").as_deref(), Some("x/y"));
-        assert_eq!(resolve("a", b"../../etc/passwd"), None);
-        assert_eq!(resolve("", b".."), None);
-    }
-}
-
 impl Blobs {
     /// Index the members of the archive `path` (a plain tar).
     pub(super) fn archive(path: &Path) -> Result<Blobs> {
@@ -226,5 +213,18 @@ impl Blobs {
                 Ok((Box::new(f), md.len()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn links_resolve_inside_the_archive_only() {
+        use super::resolve;
+        assert_eq!(resolve("a", b"../b.tar").as_deref(), Some("b.tar"));
+        assert_eq!(resolve("a/b", b"./c").as_deref(), Some("a/b/c"));
+        assert_eq!(resolve("a", b"/x/y").as_deref(), Some("x/y"));
+        assert_eq!(resolve("a", b"../../etc/passwd"), None);
+        assert_eq!(resolve("", b".."), None);
     }
 }
