@@ -150,7 +150,9 @@ impl Blobs {
     pub(super) fn has(&self, name: &str) -> bool {
         match self {
             Blobs::Archive { members, .. } => members.contains_key(name),
-            Blobs::Dir(dir) => dir.join(name).is_file(),
+            Blobs::Dir(dir) => {
+                normalize(name.as_bytes()).as_deref() == Some(name) && dir.join(name).is_file()
+            }
         }
     }
 
@@ -193,6 +195,14 @@ impl Blobs {
                 Err(missing())
             }
             Blobs::Dir(dir) => {
+                // Only this module's names (`index.json`, `blobs/sha256/HEX`):
+                // a name with `..`, `/` first or empty parts is none of them.
+                if normalize(name.as_bytes()).as_deref() != Some(name) {
+                    return Err(Error::Image {
+                        image: dir.display().to_string(),
+                        reason: format!("{name:?} is not a file name of an image layout"),
+                    });
+                }
                 let p = dir.join(name);
                 let io = |source| Error::Source {
                     path: p.clone(),

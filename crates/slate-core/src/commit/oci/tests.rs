@@ -448,3 +448,41 @@ fn image_refs_parse() {
     assert!(ImageRef::parse("docker://debian").is_err());
     assert!(ImageRef::parse("oci-archive:").is_err());
 }
+
+#[test]
+fn a_layer_s_xattrs_are_kept_and_a_later_layer_replaces_them() {
+    let with_xattr = |value: &[u8]| {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("SCHILY.xattr.user.slate", value)])
+            .expect("pax");
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_mode(0o644);
+        h.set_size(1);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_path("f").expect("path");
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).expect("append");
+        b.into_inner().expect("finish")
+    };
+    let d = tempfile::tempdir().expect("tmp");
+    write_dir(
+        &d.path().join("img"),
+        &layout(&[with_xattr(b"one"), with_xattr(b"two")], &["tar", "gzip"]),
+    );
+    let repo = Repo::init(&d.path().join("repo"), RepoMode::BareUser).expect("init");
+    let img = open(&ImageRef::OciDir {
+        path: d.path().join("img"),
+        tag: None,
+    })
+    .expect("open");
+    let tx = Transaction::begin(&repo).expect("begin");
+    let scan = scan_image(&tx, &img, &Progress::default()).expect("scan");
+    tx.commit().expect("commit");
+    let tree = repo.read_tree(&scan.root).expect("tree");
+    let f = tree.get(b"f").expect("f");
+    let meta = repo.file_header(&f.id).expect("header").meta;
+    assert_eq!(meta.xattrs, vec![(b"user.slate".to_vec(), b"two".to_vec())]);
+}
