@@ -18,8 +18,12 @@ use std::path::Path;
 
 /// Tools a test needs, looked up in `PATH`.
 const TOOLS: &[&str] = &[
+    "bash",
     "bsdtar",
+    "busybox",
     "debugfs",
+    "dpkg-deb",
+    "fish",
     "gzip",
     "losetup",
     "mcopy",
@@ -30,6 +34,8 @@ const TOOLS: &[&str] = &[
     "nginx",
     "nsenter",
     "openssl",
+    "podman",
+    "runc",
     "script",
     "setpriv",
     "sfdisk",

@@ -10,7 +10,7 @@
 //! store, walk → sign, summary, delta (publishing: signatures, the summary, static deltas)
 //! confd → userdb → { sysusers, tmpfiles }   (engines: load, plan, apply; host facts passed in)
 //! fsutil → vm (QEMU's arguments)
-//! fsutil, sys, progress, version: leaves used by all
+//! fsutil, sys, progress, version, date: leaves used by all
 //! ```
 //!
 //! See `docs/architecture.md`.
@@ -19,6 +19,7 @@ pub mod checkout;
 pub mod commit;
 pub mod compose;
 pub mod confd;
+pub mod date;
 pub mod delta;
 pub mod diff;
 pub mod export;

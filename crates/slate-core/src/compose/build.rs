@@ -268,7 +268,7 @@ pub fn compose(
 
     // 1. The base.
     let mut base = b.base(&mut timer, &inputs, request.as_ref(), pins)?;
-    if let (Some(s), Made::Directory | Made::Tarball) = (&b.stage, base.made) {
+    if let (Some(s), Made::Directory | Made::Tarball | Made::Oci) = (&b.stage, base.made) {
         base::copy_dir(s, tree, false)?;
     }
 
@@ -458,6 +458,16 @@ impl Build<'_> {
                 };
                 base::untar(path, tree)?;
                 Ok(from_folder(Made::Tarball, input))
+            }
+            (Input::Oci { path, tag }, _) => {
+                timer.start(&format!("base: container image {}", path.display()));
+                let digest = base::oci_image(&self.cache.trees()?, path, tag.as_deref(), tree)?;
+                let input = LockedInput {
+                    kind: "oci".into(),
+                    path: path.display().to_string(),
+                    digest,
+                };
+                Ok(from_folder(Made::Oci, input))
             }
             _ => unreachable!("the manifest check puts a base first"),
         }

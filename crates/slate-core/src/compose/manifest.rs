@@ -79,6 +79,13 @@ pub enum Input {
     Directory { path: PathBuf },
     /// A tar archive, plain or compressed, pinned by its SHA-256 (a base).
     Tarball { path: PathBuf, sha256: String },
+    /// A container image (OCI archive or layout folder, docker archive),
+    /// its layers applied; pinned by its digests (a base).
+    Oci {
+        path: PathBuf,
+        #[serde(default)]
+        tag: Option<String>,
+    },
     /// More Debian packages, installed with apt.
     Packages { names: Vec<String> },
     /// A `.deb` file pinned by its SHA-256.
@@ -97,6 +104,7 @@ impl Input {
             Input::Mmdebstrap { .. } => "mmdebstrap",
             Input::Directory { .. } => "directory",
             Input::Tarball { .. } => "tarball",
+            Input::Oci { .. } => "oci",
             Input::Packages { .. } => "packages",
             Input::Deb { .. } => "deb",
             Input::Files { .. } => "files",
@@ -107,14 +115,20 @@ impl Input {
     pub fn is_base(&self) -> bool {
         matches!(
             self,
-            Input::Mmdebstrap { .. } | Input::Directory { .. } | Input::Tarball { .. }
+            Input::Mmdebstrap { .. }
+                | Input::Directory { .. }
+                | Input::Tarball { .. }
+                | Input::Oci { .. }
         )
     }
 
     /// The local files it reads, as written in the manifest.
     fn paths(&self) -> Vec<&Path> {
         match self {
-            Input::Directory { path } | Input::Tarball { path, .. } | Input::Deb { path, .. } => {
+            Input::Directory { path }
+            | Input::Tarball { path, .. }
+            | Input::Oci { path, .. }
+            | Input::Deb { path, .. } => {
                 vec![path.as_path()]
             }
             Input::Files { source, .. } => vec![source.as_path()],
@@ -292,7 +306,7 @@ impl Loaded {
         let Some(first) = m.inputs.first() else {
             return Err(at(
                 0,
-                "no [[input]]: the first one makes the tree (mmdebstrap, directory or tarball)"
+                "no [[input]]: the first one makes the tree (mmdebstrap, directory, tarball or oci)"
                     .into(),
             ));
         };
@@ -300,7 +314,7 @@ impl Loaded {
             return Err(at(
                 first.span().start,
                 format!(
-                    "the first input is a {}; it must make the tree: mmdebstrap, directory or tarball",
+                    "the first input is a {}; it must make the tree: mmdebstrap, directory, tarball or oci",
                     first.get_ref().kind()
                 ),
             ));
@@ -345,6 +359,11 @@ impl Loaded {
                         return Err(at(start, format!("{what}: {p:?} is not a package name")));
                     }
                 }
+                Input::Oci { tag: Some(t), .. }
+                    if t.is_empty() || t.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+                {
+                    return Err(at(start, format!("{what}: tag {t:?} is not an image name")));
+                }
                 Input::Files { source, target } => {
                     *target = super::files::normalize_target(target)
                         .map_err(|m| at(start, format!("{what}: {m}")))?;
@@ -358,6 +377,7 @@ impl Loaded {
             match input.get_mut() {
                 Input::Directory { path }
                 | Input::Tarball { path, .. }
+                | Input::Oci { path, .. }
                 | Input::Deb { path, .. } => *path = dir.join(&*path),
                 _ => {}
             }

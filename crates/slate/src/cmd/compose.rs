@@ -176,6 +176,7 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<()> {
                 compose::base::Made::CachedTree => "tree cache",
                 compose::base::Made::Directory => "folder",
                 compose::base::Made::Tarball => "tarball",
+                compose::base::Made::Oci => "container image",
             }
         );
     }

@@ -3,7 +3,9 @@
 
 mod admin;
 mod common;
+mod completions;
 mod compose;
+mod deb;
 mod delivery;
 mod faultserve;
 mod hostile_fs;
@@ -18,6 +20,7 @@ mod json_out;
 mod maintenance;
 mod messages;
 mod names;
+mod oci;
 mod os_modes;
 mod progress;
 mod prune;

@@ -29,9 +29,9 @@ etc = "stateless"
 
 /// A booted container, ended whatever happens: its init killed (which
 /// ends every process of its PID namespace), then nspawn.
-struct Container {
-    child: std::process::Child,
-    init: Option<u32>,
+pub(crate) struct Container {
+    pub(crate) child: std::process::Child,
+    pub(crate) init: Option<u32>,
 }
 
 impl Drop for Container {
@@ -56,13 +56,13 @@ impl Drop for Container {
 
 /// The PID (as the host sees it) of the container's init: the child of
 /// systemd-nspawn.
-fn container_init(nspawn: u32) -> Option<u32> {
+pub(crate) fn container_init(nspawn: u32) -> Option<u32> {
     let children =
         std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children")).ok()?;
     children.split_whitespace().next()?.parse().ok()
 }
 
-fn nsenter(pid: u32, args: &[&str]) -> (bool, String) {
+pub(crate) fn nsenter(pid: u32, args: &[&str]) -> (bool, String) {
     let o = Command::new("timeout")
         .arg("120")
         .arg("nsenter")

@@ -2,7 +2,8 @@
 //! base (root only), and a real Debian image through mmdebstrap booted on
 //! systemd-nspawn (root, mmdebstrap, systemd-nspawn and a Debian mirror).
 
-mod debian;
+pub(crate) mod debian;
+mod oci;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
