@@ -10,6 +10,7 @@
 
 pub mod config;
 mod fetch;
+pub mod image;
 mod origin;
 
 pub use config::{RemoteConfig, RemoteState};

@@ -28,6 +28,7 @@ mod dirs;
 mod drift;
 mod entries;
 mod etc;
+mod image_remotes;
 mod kernel;
 mod ops;
 mod prepare;

@@ -90,6 +90,10 @@ impl Sysroot {
         progress: &Progress,
     ) -> Result<Resolved> {
         let repo = &self.repo;
+        if rev.contains(':') {
+            // The images' remotes, as the deployments now provide them.
+            self.sync_image_remotes()?;
+        }
         let remote_rev = rev
             .split_once(':')
             .filter(|(remote, _)| remotes::config::exists(repo, remote));
