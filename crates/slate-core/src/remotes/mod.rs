@@ -14,7 +14,7 @@ pub mod image;
 mod origin;
 
 pub use config::{RemoteConfig, RemoteState};
-pub use fetch::{Fetch, FetchError, Fetched, MinRate, NoFetch, Redirect};
+pub use fetch::{Fetch, FetchError, Fetched, MinRate, NoFetch, Redirect, RefCheck};
 pub use origin::{Origin, ParseError};
 
 use std::path::{Path, PathBuf};

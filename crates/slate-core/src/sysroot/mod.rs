@@ -38,6 +38,7 @@ mod resolve;
 mod status;
 #[cfg(test)]
 mod trust_tests;
+mod update;
 mod verify;
 
 /// The deploy modes, defined with the image's metadata that names them.
@@ -54,6 +55,7 @@ pub use record::Record;
 pub use reset::ResetPlan;
 pub use resolve::{Pulled, ReadyDeploy, Resolved, Upgrade, UpgradeOptions};
 pub use status::{DeploymentStatus, DriftCount, Status};
+pub use update::{AutoOutcome, LastCheck, RebootRequest, UpdateCheck, LAST_CHECK};
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};

@@ -70,11 +70,11 @@ pub struct ReadyDeploy {
 
 /// The deployment an upgrade follows: its OS, name, commit and origin.
 #[derive(PartialEq, Eq)]
-struct Followed {
-    os: String,
-    id: String,
-    commit: String,
-    origin: Origin,
+pub(crate) struct Followed {
+    pub(crate) os: String,
+    pub(crate) id: String,
+    pub(crate) commit: String,
+    pub(crate) origin: Origin,
 }
 
 impl Sysroot {
@@ -233,7 +233,7 @@ impl Sysroot {
         })
     }
 
-    fn followed(&self, os: Option<&str>) -> Result<Followed> {
+    pub(crate) fn followed(&self, os: Option<&str>) -> Result<Followed> {
         let status = self.status()?;
         let os = self.pick_os(os)?;
         let cur = status
