@@ -54,13 +54,21 @@ pub const DRACUT_MODULE: &str = "usr/lib/dracut/modules.d/50slate";
 const DRACUT_MODULE_SETUP: &str = include_str!("../../../../dist/dracut/50slate/module-setup.sh");
 const DRACUT_PREPARE_UNIT: &str =
     include_str!("../../../../dist/dracut/50slate/slate-prepare-root.service");
+/// The unit that finalizes a staged deployment at shutdown, enabled.
+pub const FINALIZE_UNIT: &str = "usr/lib/systemd/system/slate-finalize-staged.service";
+const FINALIZE_UNIT_TEXT: &str =
+    include_str!("../../../../dist/systemd/slate-finalize-staged.service");
+const FINALIZE_UNIT_WANTS: &str =
+    "usr/lib/systemd/system/multi-user.target.wants/slate-finalize-staged.service";
 
 /// Stage below `stage` what an image needs of Slate: the binary at
 /// `usr/bin/slate` (`slate_bin` without its debug information), the
 /// initrd's at `usr/lib/slate/slate-initrd` when given (a build without
-/// network code), and the dracut module that runs `slate admin
-/// prepare-root` in the initrd. Compose puts it into the tree before the
-/// packages are installed, so the initrd dracut makes carries it.
+/// network code), the dracut module that runs `slate admin
+/// prepare-root` in the initrd, and `slate-finalize-staged.service`
+/// (enabled: a link in `/usr`, which no preset undoes). Compose puts it
+/// into the tree before the packages are installed, so the initrd dracut
+/// makes carries it.
 pub fn stage_slate(stage: &Path, slate_bin: &Path, initrd_bin: Option<&Path>) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
     let module = stage.join(DRACUT_MODULE);
@@ -106,6 +114,17 @@ pub fn stage_slate(stage: &Path, slate_bin: &Path, initrd_bin: Option<&Path>) ->
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
             .map_err(Error::io(&p))?;
     }
+    let unit = stage.join(FINALIZE_UNIT);
+    let units = unit.parent().expect("a folder");
+    std::fs::create_dir_all(units).map_err(Error::io(units))?;
+    std::fs::write(&unit, FINALIZE_UNIT_TEXT).map_err(Error::io(&unit))?;
+    std::fs::set_permissions(&unit, std::fs::Permissions::from_mode(0o644))
+        .map_err(Error::io(&unit))?;
+    symlink(
+        stage,
+        FINALIZE_UNIT_WANTS,
+        "../slate-finalize-staged.service",
+    )?;
     Ok(())
 }
 

@@ -18,8 +18,7 @@ use serde::Serialize;
 
 use super::kernel::{self, Kernel};
 use super::status::Ordered;
-use super::{entries, io_err, verify, BootEntry, Error, OsConfig, Record, Result, Sysroot};
-use crate::checkout::{self, CheckoutOptions};
+use super::{entries, BootEntry, Error, OsConfig, Record, Result, Sysroot};
 use crate::hash::ObjectId;
 use crate::object::EntryKind;
 use crate::progress::Progress;
@@ -50,6 +49,9 @@ pub struct DeployOptions {
     pub auto_prune: bool,
     /// Unix time written into the record.
     pub now: i64,
+    /// Stage the deployment ([`Sysroot::stage`]) instead of deploying it:
+    /// finalized, `/etc` merged then, at shutdown.
+    pub stage: bool,
 }
 
 impl Default for DeployOptions {
@@ -62,6 +64,7 @@ impl Default for DeployOptions {
             origin: None,
             auto_prune: false,
             now: 0,
+            stage: false,
         }
     }
 }
@@ -112,6 +115,9 @@ pub struct Deployed {
     pub removed: Vec<String>,
     /// File objects whose content was checked.
     pub checked_objects: usize,
+    /// The staged deployments of the OS this deploy replaced (`OS/ID`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unstaged: Vec<String>,
 }
 
 /// `KEY` of `KEY=VALUE`.
@@ -339,7 +345,7 @@ impl Sysroot {
 
     /// Deployments of `os` that a new deploy replaces: all but the booted
     /// one, the current default of `os` (the rollback) and pinned ones.
-    fn auto_removals(&self, order: &[Ordered], os: &str) -> Vec<String> {
+    pub(crate) fn auto_removals(&self, order: &[Ordered], os: &str) -> Vec<String> {
         let keep_first = order
             .iter()
             .find(|d| d.record.os == os)
@@ -406,72 +412,14 @@ impl Sysroot {
         if let Some(cfg) = &plan.os_config {
             self.os_init(&plan.os, cfg)?;
         }
-        let mut pruned = Vec::new();
-        while let Err(short) = self.check_space(&plan) {
-            if !opts.auto_prune {
-                return Err(short);
-            }
-            let order = self.ordered()?;
-            let oldest = order
-                .iter()
-                .filter(|d| {
-                    !d.record.pinned && self.booted.as_deref() != Some(d.record.name().as_str())
-                })
-                .filter(|d| Some(d.record.name()) != plan.follows)
-                .min_by_key(|d| (d.record.created, d.record.serial));
-            let Some(victim) = oldest.map(|d| d.record.name()) else {
-                return Err(short);
-            };
-            self.undeploy_unlocked(&victim, false)?;
-            self.remove_unused_kernels()?;
-            pruned.push(victim);
-        }
-        let c = self.repo.read_commit(&plan.commit)?;
+        let pruned = self.make_room(&plan, opts)?;
         let order = self.ordered()?;
-        // 1. The objects, except those of the deployment followed.
-        let known: Vec<ObjectId> = plan
-            .follows
-            .as_deref()
-            .and_then(|f| order.iter().find(|d| d.record.name() == f))
-            .and_then(|d| ObjectId::from_hex(&d.record.commit).ok())
-            .and_then(|id| self.repo.read_commit(&id).ok())
-            .map(|c| vec![c.tree])
-            .unwrap_or_default();
-        let checked_objects = verify::check(&self.repo, &c.tree, &known)?;
-        // 2. The tree, under a temporary name.
-        let dir = self.dir_create(&self.deploy_dir(&plan.os))?;
-        let staging_name = format!(".staging-{}", plan.id);
-        dir.remove_tree(&staging_name)?;
-        let staging = dir.join(&staging_name);
-        let root_tree = self.repo.read_tree(&c.tree)?;
-        let private: Vec<Vec<u8>> = root_tree
-            .entries
-            .iter()
-            .filter(|e| e.name != b"usr")
-            .map(|e| e.name.clone())
-            .collect();
-        // /var is the OS's state: a deployment has an empty one (the
-        // mount point); the image's seeds the state the first time.
-        let co = CheckoutOptions {
-            private,
-            empty: vec![b"var".to_vec()],
-            ..CheckoutOptions::default()
-        };
-        checkout::checkout(&self.repo, &plan.commit, &staging, &co, progress)?;
-        let staged = dir.sub(&staging_name)?;
-        stamp_usr(&staged)?;
-        self.seed_var(&plan.os, &plan.commit)?;
-        let mut conflicts = Vec::new();
         let follows = plan
             .follows
             .as_deref()
             .and_then(|f| order.iter().find(|d| d.record.name() == f));
-        if let Some(prev) = follows {
-            conflicts = self.prepare_etc(&staged, prev, &c.tree)?;
-        }
-        drop(staged);
-        dir.rename(&staging_name, &plan.id)?;
-        dir.sync()?;
+        // 1 and 2. The objects, the tree, /etc.
+        let (checked_objects, conflicts) = self.check_out(&plan, follows, progress)?;
         // 3. The record and the ref.
         let record = Record {
             os: plan.os.clone(),
@@ -489,6 +437,7 @@ impl Sysroot {
             pretty_name: plan.pretty_name.clone(),
             version_id: plan.version_id.clone(),
             image_version: plan.image_version.clone(),
+            staged: None,
         };
         self.write_record(&record)?;
         let mut tx = Transaction::begin(&self.repo)?;
@@ -504,7 +453,11 @@ impl Sysroot {
             }
             None => None,
         };
-        // 6. What the new deployment replaces.
+        // 6. What the new deployment replaces: a commit that went bad
+        // is noted first, then the deployments replaced and what was
+        // staged for the OS (this deploy is the default now).
+        self.note_bad_commits(&plan.os, opts.now)?;
+        let unstaged = self.drop_staged(&plan.os, None)?;
         let mut removed = pruned;
         for name in &plan.removes {
             if removed.contains(name) {
@@ -522,39 +475,8 @@ impl Sysroot {
             entry,
             removed,
             checked_objects,
+            unstaged,
         })
-    }
-
-    /// Fill the OS's persistent `/var` with the image's when it is empty
-    /// (the OS's first deployment, or after a reset).
-    fn seed_var(&self, os: &str, commit: &ObjectId) -> Result<()> {
-        if self.os_config(os)?.var != super::VarMode::Persistent {
-            return Ok(());
-        }
-        let state = self.dir(&self.state_dir(os))?;
-        let var = match state.sub("var") {
-            Ok(v) => v,
-            Err(e) if super::dirs::is_not_found(&e) => state.sub_create("var")?,
-            Err(e) => return Err(e),
-        };
-        if !var.entries()?.is_empty() {
-            return Ok(());
-        }
-        state.remove_tree(".var-seed")?;
-        let seed = state.join(".var-seed");
-        let co = CheckoutOptions {
-            subpath: Some(b"var".to_vec()),
-            copy: true,
-            ..CheckoutOptions::default()
-        };
-        match checkout::checkout(&self.repo, commit, &seed, &co, &Progress::default()) {
-            Ok(_) => {}
-            Err(checkout::Error::NoSuchPath { .. }) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-        // Onto the empty directory: one rename.
-        state.rename(".var-seed", "var")?;
-        state.sync()
     }
 
     /// The boot entry of a deployment, its kernel's files at `linux` and
@@ -599,42 +521,6 @@ impl Sysroot {
             options: options.join(" "),
         })
     }
-
-    /// Refuse, naming the numbers, when the sysroot or the boot directory
-    /// has less free space than the plan needs.
-    fn check_space(&self, plan: &DeployPlan) -> Result<()> {
-        let boot = self.boot()?;
-        let dev = |d: &super::dirs::Dir| rustix::fs::fstat(d.fd()).map(|st| st.st_dev).ok();
-        // One file system for both: one sum.
-        let shared = dev(&self.root).is_some() && dev(&self.root) == dev(boot);
-        let checks = if shared {
-            vec![(
-                "the sysroot",
-                &self.root,
-                plan.sysroot_bytes + plan.boot_bytes,
-            )]
-        } else {
-            vec![
-                ("the sysroot", &self.root, plan.sysroot_bytes),
-                ("the boot directory", boot, plan.boot_bytes),
-            ]
-        };
-        for (what, dir, need) in checks {
-            let path = dir.path();
-            let st = rustix::fs::fstatvfs(dir.fd()).map_err(|e| io_err(path)(e.into()))?;
-            let free = st.f_bavail.saturating_mul(st.f_frsize);
-            if need > free {
-                return Err(Error::Refused(format!(
-                    "{what} ({}) has {} free and the deployment needs {}: nothing was written \
-                     (remove deployments with `slate admin undeploy`, or deploy with --auto-prune)",
-                    path.display(),
-                    human_bytes(free),
-                    human_bytes(need)
-                )));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The repository ref that keeps a deployment's objects.
@@ -656,35 +542,6 @@ pub fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
-}
-
-/// Give the deployment's `/usr` directory the time of the deploy. A
-/// checkout leaves every time at the epoch; systemd runs the units with
-/// `ConditionNeedsUpdate=/etc` or `/var` when `/usr` is newer than
-/// `/etc/.updated` or `/var/.updated` (which systemd-update-done writes
-/// with `/usr`'s time), so on the first boot of each new deployment, once.
-fn stamp_usr(root: &super::dirs::Dir) -> Result<()> {
-    if root.kind("usr")? != Some(rustix::fs::FileType::Directory) {
-        return Ok(());
-    }
-    let usr = root.join("usr");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let t = rustix::fs::Timespec {
-        tv_sec: now.as_secs() as i64,
-        tv_nsec: now.subsec_nanos() as _,
-    };
-    rustix::fs::utimensat(
-        root.fd(),
-        "usr",
-        &rustix::fs::Timestamps {
-            last_access: t,
-            last_modification: t,
-        },
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| io_err(&usr)(e.into()))
 }
 
 #[cfg(test)]

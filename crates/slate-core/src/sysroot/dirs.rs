@@ -242,6 +242,41 @@ impl Dir {
         .map_err(|e| map_err(&self.join(b.as_ref()), e))
     }
 
+    /// Exchange `a` of this directory with `b` of `other` in one step
+    /// (both on one file system).
+    pub(crate) fn exchange_with(
+        &self,
+        a: impl AsRef<OsStr>,
+        other: &Dir,
+        b: impl AsRef<OsStr>,
+    ) -> Result<()> {
+        rfs::renameat_with(
+            &self.fd,
+            a.as_ref(),
+            &other.fd,
+            b.as_ref(),
+            RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| map_err(&other.join(b.as_ref()), e))
+    }
+
+    /// Move `a` of this directory to `b` of `other` (no file there).
+    pub(crate) fn rename_to(
+        &self,
+        a: impl AsRef<OsStr>,
+        other: &Dir,
+        b: impl AsRef<OsStr>,
+    ) -> Result<()> {
+        rfs::renameat_with(
+            &self.fd,
+            a.as_ref(),
+            &other.fd,
+            b.as_ref(),
+            RenameFlags::NOREPLACE,
+        )
+        .map_err(|e| map_err(&other.join(b.as_ref()), e))
+    }
+
     /// The names in this directory with their types (a symlink is one).
     pub(crate) fn entries(&self) -> Result<Vec<(OsString, FileType)>> {
         list(self.fd()).map_err(|e| map_err(&self.path, e))

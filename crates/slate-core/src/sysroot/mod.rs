@@ -35,7 +35,10 @@ mod prepare;
 mod record;
 mod reset;
 mod resolve;
+mod rules;
+mod stage;
 mod status;
+mod tree;
 #[cfg(test)]
 mod trust_tests;
 mod update;
@@ -51,10 +54,12 @@ pub use etc::{EtcConflict, ImageChange, NEW_SUFFIX};
 pub use kernel::Kernel;
 pub use ops::{CleanupReport, Undeployed};
 pub use prepare::{Mounted, Prepared};
-pub use record::Record;
+pub use record::{Record, Staged};
 pub use reset::ResetPlan;
 pub use resolve::{Pulled, ReadyDeploy, Resolved, Upgrade, UpgradeOptions};
-pub use status::{DeploymentStatus, DriftCount, Status};
+pub use rules::{BadCommit, BAD_COMMITS_FILE};
+pub use stage::{BootCheck, Dropped, FinalizeReport, Finalized, StagedDeployment};
+pub use status::{BadCommitStatus, DeploymentStatus, DriftCount, Status};
 pub use update::{AutoOutcome, LastCheck, RebootRequest, UpdateCheck, LAST_CHECK};
 
 use std::os::fd::OwnedFd;
@@ -120,6 +125,14 @@ pub enum Error {
     /// The deployment `upgrade` would follow was made from a commit id.
     #[error("{0} was deployed from a commit, not a ref: nothing to follow (deploy a ref to upgrade from it)")]
     NothingToFollow(String),
+    /// The booted deployment's boot was not blessed (pending), or its
+    /// entry ran out of tries (bad): `upgrade` does not go on from it.
+    #[error("{}", not_blessed(deployment, entry, *bad))]
+    NotBlessed {
+        deployment: String,
+        entry: String,
+        bad: bool,
+    },
     /// The deployments changed while the origin was pulled.
     #[error("the deployments changed while {origin} was pulled (another command ran): {now} from {now_origin} now; nothing deployed, run upgrade again")]
     ChangedMeanwhile {
@@ -130,6 +143,21 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn not_blessed(deployment: &str, entry: &str, bad: bool) -> String {
+    if bad {
+        format!(
+            "the booted deployment {deployment} is bad (its entry {entry} ran out of tries): \
+             no upgrade from it; nothing changed"
+        )
+    } else {
+        format!(
+            "the booted deployment {deployment} is not blessed yet (its entry {entry} is still \
+             counted: this boot has not reached boot-complete.target): no upgrade from it until \
+             it is; nothing changed"
+        )
+    }
+}
 
 /// A TOML file's bytes decoded as `what`: not UTF-8, or not such a file,
 /// is refused with the path named (never read with bytes replaced).

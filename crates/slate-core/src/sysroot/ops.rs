@@ -42,6 +42,10 @@ pub struct CleanupReport {
     /// made).
     #[serde(default)]
     pub temporary: Vec<String>,
+    /// Staged deployments that could not be finalized (tree, kernel or
+    /// commit missing), dropped; and marks of finalized ones cleared.
+    #[serde(default)]
+    pub staged: Vec<String>,
 }
 
 impl CleanupReport {
@@ -52,6 +56,7 @@ impl CleanupReport {
             && self.refs.is_empty()
             && self.kernels.is_empty()
             && self.temporary.is_empty()
+            && self.staged.is_empty()
     }
 }
 
@@ -167,7 +172,7 @@ impl Sysroot {
         remove_deployment_tree(&deploy, &r.id)
     }
 
-    fn drop_ref(&self, name: &str) -> Result<()> {
+    pub(crate) fn drop_ref(&self, name: &str) -> Result<()> {
         if let Some(old) = self.repo.read_ref(name)? {
             let mut tx = Transaction::begin(&self.repo)?;
             tx.delete_ref(name, old)?;
@@ -178,7 +183,8 @@ impl Sysroot {
 
     /// Kernel directories that no entry uses.
     pub(crate) fn remove_unused_kernels(&self) -> Result<Vec<String>> {
-        let used: HashSet<String> = self.boot_entries()?.into_iter().map(|e| e.linux).collect();
+        let mut used: HashSet<String> = self.boot_entries()?.into_iter().map(|e| e.linux).collect();
+        used.extend(self.staged_kernels()?);
         let mut removed = Vec::new();
         for os in self.oses()? {
             let Some(kdir) = self.dir_if_there(&self.kernels_dir(&os))? else {
@@ -203,7 +209,10 @@ impl Sysroot {
     /// deployment, unused kernels; and records whose order disagrees with
     /// their entries.
     pub fn cleanup(&self, _lock: &SysrootLock) -> Result<CleanupReport> {
-        let mut rep = CleanupReport::default();
+        let mut rep = CleanupReport {
+            staged: self.clean_staged()?,
+            ..CleanupReport::default()
+        };
         let order = self.ordered()?;
         for e in self.stray_entries(&order)? {
             entries::remove(&self.entries_handle()?, &e.file)?;
@@ -286,7 +295,7 @@ fn check_entry_options(e: &super::BootEntry, r: &super::Record) -> Result<()> {
 }
 
 /// Move a deployment's tree aside (one rename), then delete it.
-fn remove_deployment_tree(dir: &Dir, dir_name: &str) -> Result<()> {
+pub(crate) fn remove_deployment_tree(dir: &Dir, dir_name: &str) -> Result<()> {
     if dir.kind(dir_name)?.is_none() {
         return Ok(());
     }
@@ -351,9 +360,11 @@ impl Sysroot {
                     continue;
                 }
                 let d = deploy.sub(&r.id)?;
-                if d.kind(".etc-factory")?.is_some() {
-                    d.remove_tree(".etc-factory")?;
-                    removed.push(crate::fsutil::show(&d.join(".etc-factory")));
+                for aside in [".etc-factory", super::stage::FINALIZE_DIR] {
+                    if d.kind(aside)?.is_some() {
+                        d.remove_tree(aside)?;
+                        removed.push(crate::fsutil::show(&d.join(aside)));
+                    }
                 }
             }
             if let Some(kdir) = self.dir_if_there(&self.kernels_dir(&os))? {

@@ -49,6 +49,37 @@ pub struct Record {
     /// tree's os-release `IMAGE_VERSION`); empty when it says none.
     #[serde(default)]
     pub image_version: String,
+    /// Set while the deployment is staged: checked out, its kernel in
+    /// the boot directory, but no boot entry yet (`finalize-staged`
+    /// writes it). Absent for a deployment that boots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged: Option<Staged>,
+}
+
+/// What a staged deployment's finalization needs, kept in its record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staged {
+    /// Unix time of the stage.
+    pub at: i64,
+    /// The kernel arguments asked for: merged, when it is finalized, onto
+    /// those of the deployment it follows then.
+    #[serde(default)]
+    pub kargs: Vec<String>,
+    /// Boot-counting tries of its entry.
+    pub tries: u32,
+    /// Keep every older deployment when it becomes the default.
+    #[serde(default)]
+    pub retain: bool,
+    /// The `linux` line of its entry-to-be (its kernel's files in the boot
+    /// directory, which no cleanup removes while it is staged).
+    #[serde(default)]
+    pub linux: Option<String>,
+    #[serde(default)]
+    pub initrd: Option<String>,
+    /// Unix time of a boot that found it still staged (the shutdown
+    /// before did not finalize it) and kept it.
+    #[serde(default)]
+    pub kept_at_boot: Option<i64>,
 }
 
 impl Record {

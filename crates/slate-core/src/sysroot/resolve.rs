@@ -54,8 +54,15 @@ pub struct Upgrade {
     pub follows: String,
     pub resolved: Resolved,
     /// The deploy of the newer commit; `None` when the deployment
-    /// followed is at the newest commit of its origin already.
+    /// followed is at the newest commit of its origin already, when that
+    /// commit went bad on this machine (`bad`), or when it is staged
+    /// already (`staged`).
     pub plan: Option<(DeployPlan, DeployOptions)>,
+    /// The newest commit went bad here: not deployed again until its
+    /// origin names a newer one.
+    pub bad: Option<super::BadCommit>,
+    /// The newest commit is staged already (`OS/ID`), with `deploy.stage`.
+    pub staged: Option<String>,
 }
 
 /// A deploy ready to apply, the sysroot locked.
@@ -186,8 +193,13 @@ impl Sysroot {
     /// newest commit of its origin, pulled before the lock is taken (a
     /// slow server holds up this upgrade only), then, under the lock, the
     /// deployment followed read again (it must be unchanged) and the
-    /// deploy planned. The caller applies the plan ([`Sysroot::deploy`])
-    /// or shows it.
+    /// deploy planned. The caller applies the plan ([`Sysroot::deploy`],
+    /// or [`Sysroot::stage`] with `deploy.stage`) or shows it.
+    ///
+    /// The upgrade loop's rules (`rules.rs`): no upgrade from a booted
+    /// deployment that is not blessed yet or bad ([`Error::NotBlessed`],
+    /// before anything is pulled), and none to a commit recorded bad on
+    /// this machine (`bad` says which).
     pub fn upgrade(
         &self,
         opts: &UpgradeOptions,
@@ -195,6 +207,7 @@ impl Sysroot {
         progress: &Progress,
     ) -> Result<Upgrade> {
         let cur = self.followed(opts.os.as_deref())?;
+        self.check_booted_blessed(&cur.os)?;
         let resolved = self.resolve(
             &cur.origin.to_string(),
             opts.from.as_deref(),
@@ -211,12 +224,22 @@ impl Sysroot {
             });
         }
         let follows = format!("{}/{}", cur.os, cur.id);
-        if resolved.commit.to_hex() == cur.commit {
+        self.note_bad_commits(&cur.os, opts.deploy.now)?;
+        let bad = self.bad_commit(&cur.os, &resolved.commit)?;
+        let staged = match self.staged(&cur.os)? {
+            Some(st) if opts.deploy.stage && st.commit == resolved.commit.to_hex() => {
+                Some(format!("{}/{}", st.os, st.id))
+            }
+            _ => None,
+        };
+        if resolved.commit.to_hex() == cur.commit || bad.is_some() || staged.is_some() {
             return Ok(Upgrade {
                 lock,
                 follows,
                 resolved,
                 plan: None,
+                bad,
+                staged,
             });
         }
         let deploy = DeployOptions {
@@ -230,6 +253,8 @@ impl Sysroot {
             follows,
             resolved,
             plan: Some((plan, deploy)),
+            bad: None,
+            staged: None,
         })
     }
 

@@ -21,7 +21,7 @@ impl Ordered {
             .unwrap_or(self.record.priority)
     }
 
-    fn bad(&self) -> bool {
+    pub(crate) fn bad(&self) -> bool {
         self.entry
             .as_ref()
             .is_some_and(|e| e.state() == EntryState::Bad)
@@ -77,6 +77,19 @@ pub struct Status {
     /// Entry files of Slate's that name no deployment (an interrupted
     /// command's leftovers; `cleanup` removes them).
     pub stray_entries: Vec<String>,
+    /// The staged deployment of each OS: finalized (the default) at the
+    /// next shutdown.
+    pub staged: Vec<super::StagedDeployment>,
+    /// Commits whose entries went bad here: `upgrade` skips them.
+    pub bad_commits: Vec<BadCommitStatus>,
+}
+
+/// A commit recorded bad, and its OS.
+#[derive(Clone, Debug, Serialize)]
+pub struct BadCommitStatus {
+    pub os: String,
+    #[serde(flatten)]
+    pub bad: super::BadCommit,
 }
 
 impl Sysroot {
@@ -84,7 +97,8 @@ impl Sysroot {
     /// tries left last), then priority, highest first. Deployments without
     /// a kernel (no entry) are ordered by their records. Of two entries
     /// for one deployment (a re-counted entry written before the old one
-    /// was removed), the first in boot order counts.
+    /// was removed), the first in boot order counts. A staged deployment
+    /// is not one of them until its entry is written.
     pub(crate) fn ordered(&self) -> Result<Vec<Ordered>> {
         let all = self.boot_entries()?;
         let mut out: Vec<Ordered> = self
@@ -95,6 +109,7 @@ impl Sysroot {
                 let entry = all.iter().find(|e| e.id == id).cloned();
                 Ordered { record, entry }
             })
+            .filter(|d| d.record.staged.is_none() || d.entry.is_some())
             .collect();
         out.sort_by(|a, b| {
             a.bad()
@@ -171,12 +186,23 @@ impl Sysroot {
                 }
             })
             .collect();
+        let mut bad_commits = Vec::new();
+        for os in self.oses()? {
+            for bad in self.bad_commits(&os)? {
+                bad_commits.push(BadCommitStatus {
+                    os: os.clone(),
+                    bad,
+                });
+            }
+        }
         Ok(Status {
             sysroot: self.path.display().to_string(),
             boot: self.boot.display().to_string(),
             booted: self.booted.clone(),
             deployments,
             stray_entries: stray.into_iter().map(|e| e.file).collect(),
+            staged: self.all_staged()?,
+            bad_commits,
         })
     }
 

@@ -308,9 +308,17 @@ impl Sysroot {
             rec.result = "available".into();
         } else {
             match self.stage_update(opts, fetch, progress) {
-                Ok(name) => {
-                    out.deployed = name;
+                Ok(Staging::Staged(name)) => {
+                    out.deployed = Some(name);
                     rec.result = "staged".into();
+                }
+                Ok(Staging::Nothing) => rec.result = "up-to-date".into(),
+                Ok(Staging::Bad(b)) => {
+                    rec.result = "bad-commit".into();
+                    rec.error = Some(format!(
+                        "commit {} went bad on this machine: not deployed again until its origin names a newer one",
+                        b.commit
+                    ));
                 }
                 Err(e) => {
                     fail(&mut rec, &e)?;
@@ -338,22 +346,44 @@ impl Sysroot {
         Ok(out)
     }
 
-    /// Pull the followed origin's commit and make it the deployment the
-    /// next boot starts (`OS/ID`); `None` when it is there already.
+    /// Pull the followed origin's commit and stage it (it becomes the
+    /// default when the machine shuts down: `slate-finalize-staged`):
+    /// `Ok(Staged(OS/ID))`, also when it is staged already; `Bad` when
+    /// the commit went bad on this machine (not retried).
     fn stage_update(
         &self,
         opts: &UpgradeOptions,
         fetch: &dyn Fetch,
         progress: &Progress,
-    ) -> Result<Option<String>> {
-        let up = self.upgrade(opts, fetch, progress)?;
-        let Some((plan, deploy)) = up.plan else {
-            return Ok(None);
+    ) -> Result<Staging> {
+        let opts = UpgradeOptions {
+            deploy: super::DeployOptions {
+                stage: true,
+                ..opts.deploy.clone()
+            },
+            ..opts.clone()
         };
-        let done = self.deploy(plan, &deploy, progress)?;
+        let up = self.upgrade(&opts, fetch, progress)?;
+        if let Some(b) = up.bad {
+            return Ok(Staging::Bad(b));
+        }
+        if let Some(st) = up.staged {
+            return Ok(Staging::Staged(st));
+        }
+        let Some((plan, deploy)) = up.plan else {
+            return Ok(Staging::Nothing);
+        };
+        let st = self.stage(plan, &deploy, progress)?;
         drop(up.lock);
-        Ok(Some(done.record.name()))
+        Ok(Staging::Staged(format!("{}/{}", st.os, st.id)))
     }
+}
+
+/// What [`Sysroot::stage_update`] did.
+enum Staging {
+    Staged(String),
+    Bad(super::BadCommit),
+    Nothing,
 }
 
 /// An error with its causes, on one line.

@@ -60,7 +60,8 @@ pub(super) fn apply(
         if c.json {
             return output::json(&serde_json::json!({ "dry_run": true, "plan": plan }));
         }
-        crate::outln!("would deploy {commit} as {}/{}", plan.os, plan.id)?;
+        let verb = if opts.stage { "stage" } else { "deploy" };
+        crate::outln!("would {verb} {commit} as {}/{}", plan.os, plan.id)?;
         if let Some(k) = &plan.kernel {
             crate::outln!("kernel {} ({})", k.version, k.dir_name())?;
         }
@@ -79,6 +80,9 @@ pub(super) fn apply(
         return Ok(());
     }
     let started = std::time::Instant::now();
+    if opts.stage {
+        return stage(s, plan, opts, c, started);
+    }
     let done = output::counted("deploying", "paths", |p| s.deploy(plan, opts, p))?;
     if c.json {
         return output::json(&done);
@@ -102,9 +106,36 @@ pub(super) fn apply(
     for x in &done.removed {
         eprintln!("removed {x}");
     }
+    for x in &done.unstaged {
+        eprintln!("dropped the staged deployment {x} (this deploy replaces it)");
+    }
     for c in &r.etc_merge {
         eprintln!("conflict: {}", conflict_text(c));
     }
+    Ok(())
+}
+
+/// The plan staged: no boot entry until `finalize-staged` (at shutdown).
+fn stage(
+    s: &Sysroot,
+    plan: DeployPlan,
+    opts: &DeployOptions,
+    c: &DeployCommon,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
+    let st = output::counted("staging", "paths", |p| s.stage(plan, opts, p))?;
+    if c.json {
+        return output::json(&st);
+    }
+    crate::outln!("{}/{}", st.os, st.id)?;
+    eprintln!(
+        "staged {}/{} ({}); it becomes the default at shutdown (slate-finalize-staged.service, \
+         or `slate admin finalize-staged`), /etc merged then; {:.2} s",
+        st.os,
+        st.id,
+        &st.commit[..12],
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

@@ -147,6 +147,9 @@ pub(super) fn cleanup(s: &Sysroot, c: CleanupArgs) -> anyhow::Result<()> {
             eprintln!("removed {what} {x}");
         }
     }
+    for x in &rep.staged {
+        eprintln!("staged deployment {x}");
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@ mod deploy;
 mod install;
 mod maint;
 mod source;
+mod stage;
 mod status;
 mod upgrade;
 
@@ -53,6 +54,8 @@ enum AdminCommand {
     OsInit(OsInitArgs),
     Deploy(DeployArgs),
     Upgrade(UpgradeArgs),
+    FinalizeStaged(stage::FinalizeStagedArgs),
+    Unstage(stage::UnstageArgs),
     Status(StatusArgs),
     Rollback(RollbackArgs),
     SetDefault(SetDefaultArgs),
@@ -182,7 +185,16 @@ struct DeployArgs {
 /// was deployed from (for REMOTE:REF, pulled from the remote first, before
 /// the sysroot's lock is taken: other admin commands are not held up by a
 /// slow server).
+///
+/// No upgrade from a booted deployment that is not blessed yet (its boot
+/// has not reached boot-complete.target) or bad. A commit whose boot
+/// entry ran out of tries on this machine is recorded, and upgrade waits
+/// for a newer one (exit 0, nothing changed); `slate admin deploy COMMIT`
+/// still deploys it.
 #[derive(Args)]
+#[command(after_help = "Examples:\n  slate admin upgrade\n  \
+    slate admin upgrade --stage   # the default at the next shutdown, /etc merged then\n  \
+    slate admin upgrade --dry-run --json")]
 struct UpgradeArgs {
     /// The OS (default: the booted deployment's, or the only one).
     #[arg(long)]
@@ -208,6 +220,13 @@ struct DeployCommon {
     /// this follows) first.
     #[arg(long)]
     auto_prune: bool,
+    /// Stage the deployment instead: pulled, checked, checked out and its
+    /// kernel copied now, but no boot entry; it becomes the default when
+    /// the machine shuts down (slate-finalize-staged.service runs `slate
+    /// admin finalize-staged`), /etc merged then, so that a change made
+    /// meanwhile is kept. A new stage replaces the OS's older one.
+    #[arg(long)]
+    stage: bool,
     /// Show what would be done; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -302,6 +321,8 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::OsInit(o) => os_init(&s, o),
         AdminCommand::Deploy(d) => deploy_cmd(&s, d),
         AdminCommand::Upgrade(u) => upgrade::run(&s, &u),
+        AdminCommand::FinalizeStaged(f) => stage::finalize(&s, f),
+        AdminCommand::Unstage(u) => stage::unstage(&s, u),
         AdminCommand::Status(st) => status_cmd(&s, st),
         AdminCommand::Rollback(r) => rollback(&s, r),
         AdminCommand::SetDefault(d) => set_default(&s, d),
@@ -362,6 +383,7 @@ fn deploy_cmd(s: &Sysroot, d: DeployArgs) -> anyhow::Result<()> {
         auto_prune: d.common.auto_prune,
         origin: None,
         now: now(),
+        stage: d.common.stage,
     };
     let started = std::time::Instant::now();
     let fetch = source::fetcher(d.common.transfer.min_rate);

@@ -1,6 +1,52 @@
 //! `status` as text.
 
-use slate_core::sysroot::{EntryState, Status};
+use slate_core::sysroot::{BadCommit, EntryState, StagedDeployment, Status};
+
+use crate::output;
+
+/// `COMMIT (VERSION) went bad on this machine on DATE; waiting for a newer one`.
+pub(super) fn bad_text(b: &BadCommit) -> String {
+    let version = if b.version.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", b.version)
+    };
+    format!(
+        "{}{version} went bad on this machine on {} (deployment {}: its entry ran out of \
+         tries); waiting for a newer one",
+        b.commit,
+        output::date(b.since),
+        b.deployment
+    )
+}
+
+fn print_staged(st: &StagedDeployment) -> anyhow::Result<()> {
+    crate::outln!("  staged {}/{}", st.os, st.id)?;
+    crate::outln!("    commit   {}", st.commit)?;
+    if let Some(o) = &st.origin {
+        crate::outln!("    origin   {o}")?;
+    }
+    match (st.pretty_name.is_empty(), st.version.is_empty()) {
+        (false, _) => crate::outln!("    os       {}", st.pretty_name)?,
+        (true, false) => crate::outln!("    version  {}", st.version)?,
+        (true, true) => {}
+    }
+    crate::outln!("    staged   {}", output::date(st.staged_at))?;
+    if let Some(t) = st.kept_at_boot {
+        crate::outln!(
+            "    note     the shutdown before the boot of {} did not finalize it: kept, \
+             finalized at the next shutdown",
+            output::date(t)
+        )?;
+    }
+    match &st.problem {
+        Some(p) => {
+            crate::outln!("    state    incomplete: {p} (dropped at the next shutdown or boot)")?
+        }
+        None => crate::outln!("    state    complete: the default from the next shutdown on")?,
+    }
+    Ok(())
+}
 
 pub(super) fn print_status(st: &Status) -> anyhow::Result<()> {
     if st.deployments.is_empty() {
@@ -52,6 +98,12 @@ pub(super) fn print_status(st: &Status) -> anyhow::Result<()> {
         for c in &d.etc_merge {
             crate::outln!("    conflict {}", super::deploy::conflict_text(c))?;
         }
+    }
+    for x in &st.staged {
+        print_staged(x)?;
+    }
+    for b in &st.bad_commits {
+        crate::outln!("  bad commit of {}: {}", b.os, bad_text(&b.bad))?;
     }
     for e in &st.stray_entries {
         eprintln!("stray boot entry {e} (remove it with `slate admin cleanup`)");

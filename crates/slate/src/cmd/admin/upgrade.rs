@@ -18,6 +18,7 @@ pub(super) fn run(s: &Sysroot, u: &UpgradeArgs) -> anyhow::Result<()> {
             retain: u.common.retain,
             auto_prune: u.common.auto_prune,
             now: now(),
+            stage: u.common.stage,
             ..DeployOptions::default()
         },
     };
@@ -28,7 +29,17 @@ pub(super) fn run(s: &Sysroot, u: &UpgradeArgs) -> anyhow::Result<()> {
     let commit = up.resolved.commit;
     let Some((plan, deploy_opts)) = up.plan else {
         if u.common.json {
-            return output::json(&serde_json::json!({ "upgraded": false, "commit": commit }));
+            return output::json(&serde_json::json!({
+                "upgraded": false, "commit": commit, "bad": up.bad, "staged": up.staged
+            }));
+        }
+        if let Some(b) = &up.bad {
+            eprintln!("{}", super::status::bad_text(b));
+            return Ok(());
+        }
+        if let Some(st) = &up.staged {
+            eprintln!("{commit} is staged already ({st}); nothing to do");
+            return Ok(());
         }
         eprintln!(
             "{} is at the newest commit of its ref ({commit}); nothing to do",

@@ -5,6 +5,7 @@ pub(crate) mod crash;
 mod prepare;
 pub(crate) mod remote;
 mod reset;
+mod stage;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -262,6 +262,29 @@ fn compose_a_folder_into_a_stateless_image() {
         module.contains("ExecStart=/usr/bin/slate admin prepare-root"),
         "{module}"
     );
+    // The unit that finalizes a staged deployment at shutdown, enabled.
+    let unit = cat(
+        &repo,
+        &id,
+        "/usr/lib/systemd/system/slate-finalize-staged.service",
+    );
+    assert!(
+        unit.contains("ExecStop=/usr/bin/slate admin finalize-staged"),
+        "{unit}"
+    );
+    let wants = ok(
+        &repo,
+        &[
+            "ls",
+            "-l",
+            &id,
+            "/usr/lib/systemd/system/multi-user.target.wants",
+        ],
+    );
+    assert!(
+        wants.contains("slate-finalize-staged.service -> ../slate-finalize-staged.service"),
+        "{wants}"
+    );
     // Packages in show, metadata of the image.
     let show = ok(&repo, &["show", &id]);
     assert!(
