@@ -85,9 +85,9 @@ impl PolicyFile {
             return Err(format!("{what}: larger than {MAX_FILE} bytes"));
         }
         let f: PolicyFile = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map_or(0, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e.span().map_or(0, |s| {
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            });
             format!("{what}:{line}: {}", e.message())
         })?;
         for (key, v) in [("schedule", &f.schedule), ("window", &f.window)] {
@@ -147,7 +147,9 @@ impl PolicyFile {
 pub fn check_calendar(s: &str) -> Result<(), String> {
     let t = s.trim();
     if t.is_empty() || t.len() > 256 {
-        return Err(format!("{s:?}: a calendar is one line of 1 to 256 characters"));
+        return Err(format!(
+            "{s:?}: a calendar is one line of 1 to 256 characters"
+        ));
     }
     let ok = t
         .chars()
@@ -199,7 +201,10 @@ pub fn check_timespan(s: &str) -> Result<(), String> {
             return Err(bad());
         }
         rest = rest[digits..].trim_start();
-        let unit_len = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_alphabetic()).len();
+        let unit_len = rest.len()
+            - rest
+                .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                .len();
         if !UNITS.contains(&&rest[..unit_len]) {
             return Err(bad());
         }
@@ -235,7 +240,10 @@ mod tests {
             ("policy = \"check\"\npolicy2 = 1\n", "x:2:"),
             ("\npolicy = \"sometimes\"\n", "x:2:"),
             ("policy = \"check\"\nschedule = \"daily; rm\"\n", "schedule"),
-            ("policy = \"check\"\nrandomized-delay = \"soon\"\n", "time span"),
+            (
+                "policy = \"check\"\nrandomized-delay = \"soon\"\n",
+                "time span",
+            ),
         ] {
             let e = PolicyFile::parse("x", text).expect_err(text);
             assert!(e.contains(want), "{text:?}: {e}");

@@ -242,7 +242,12 @@ pub fn check_ref(
         .deltas
         .iter()
         .filter(|d| d.to == to)
-        .map(|d| (d.from.as_deref().and_then(|f| ObjectId::from_hex(f).ok()), d.size))
+        .map(|d| {
+            (
+                d.from.as_deref().and_then(|f| ObjectId::from_hex(f).ok()),
+                d.size,
+            )
+        })
         .collect();
     Ok(slate_core::remotes::RefCheck {
         commit,

@@ -601,7 +601,11 @@ fn commit_image(
     if let Some(r) = &m.remote {
         metadata.insert(
             image_meta::ORIGIN.into(),
-            format!("{}:{}", r.get_ref().name.get_ref(), m.image.branch.get_ref()),
+            format!(
+                "{}:{}",
+                r.get_ref().name.get_ref(),
+                m.image.branch.get_ref()
+            ),
         );
     }
     ImageDeploy {

@@ -97,8 +97,14 @@ pub fn stage_slate(stage: &Path, slate_bin: &Path, initrd_bin: Option<&Path>) ->
     }
     // The update units: shipped with Slate, enabled by a manifest's [update].
     for (rel, text) in [
-        (super::updates::UPGRADE_SERVICE, super::updates::UPGRADE_SERVICE_TEXT),
-        (super::updates::UPGRADE_TIMER, super::updates::UPGRADE_TIMER_TEXT),
+        (
+            super::updates::UPGRADE_SERVICE,
+            super::updates::UPGRADE_SERVICE_TEXT,
+        ),
+        (
+            super::updates::UPGRADE_TIMER,
+            super::updates::UPGRADE_TIMER_TEXT,
+        ),
     ] {
         let p = stage.join(rel);
         let d = p.parent().expect("a folder");

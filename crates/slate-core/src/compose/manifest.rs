@@ -486,7 +486,12 @@ fn remote_config(r: &RemoteSection, dir: &Path, roots: &[PathBuf]) -> Result<Rem
     let urls: Vec<String> = match (&r.url, r.urls.is_empty()) {
         (Some(u), true) => vec![u.get_ref().clone()],
         (None, false) => r.urls.iter().map(|u| u.get_ref().clone()).collect(),
-        _ => return Err((None, "give url = \"URL\" or urls = [...] (mirrors), one of them".into())),
+        _ => {
+            return Err((
+                None,
+                "give url = \"URL\" or urls = [...] (mirrors), one of them".into(),
+            ))
+        }
     };
     let mut keys = Vec::new();
     for k in &r.keys {
@@ -499,8 +504,12 @@ fn remote_config(r: &RemoteSection, dir: &Path, roots: &[PathBuf]) -> Result<Rem
                 .map_err(|m| (at, format!("key {text:?}: {m}")))?;
             crate::sign::load_public(&p).map_err(|e| (at, e.to_string()))?
         } else {
-            crate::sign::PublicKey::from_base64(text)
-                .map_err(|e| (at, format!("key {text:?}: not a key file, PEM or base64: {e}")))?
+            crate::sign::PublicKey::from_base64(text).map_err(|e| {
+                (
+                    at,
+                    format!("key {text:?}: not a key file, PEM or base64: {e}"),
+                )
+            })?
         };
         keys.push(key.to_pem());
     }
@@ -533,7 +542,10 @@ fn check_update(m: &Manifest, u: &Update) -> Result<(), At> {
     }
     match (u.reboot, &u.window) {
         (Some(Reboot::Window), None) => {
-            return Err((None, "reboot = \"window\" needs window = \"CALENDAR\"".into()))
+            return Err((
+                None,
+                "reboot = \"window\" needs window = \"CALENDAR\"".into(),
+            ))
         }
         (Some(Reboot::Now) | None, Some(w)) => {
             return Err((

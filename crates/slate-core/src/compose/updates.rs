@@ -45,8 +45,7 @@ pub fn image_id(name: &str) -> String {
 /// with `\`, `"`, `$` and `` ` `` escaped.
 fn quoted(v: &str) -> String {
     if !v.is_empty()
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-+:~".contains(c))
     {
         return v.to_string();
@@ -110,7 +109,10 @@ pub fn os_release(root: &Path, m: &Manifest, out: &mut Added) -> Result<(), Erro
 pub fn update_and_remote(root: &Path, m: &Manifest, out: &mut Added) -> Result<(), Error> {
     if let Some(r) = &m.remote {
         let r = r.get_ref();
-        let config = r.config.as_ref().expect("checked when the manifest was read");
+        let config = r
+            .config
+            .as_ref()
+            .expect("checked when the manifest was read");
         let rel = format!("{}/{}.toml", remote_image::REMOTES_D, r.name.get_ref());
         write_file(root, &rel, &remote_image::render_file(config), out)?;
     }

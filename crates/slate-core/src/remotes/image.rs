@@ -91,7 +91,13 @@ mod tests {
         let text = render_file(&c);
         assert_eq!(parse_file("x.toml", text.as_bytes()).expect("parses"), c);
         assert_eq!(file_remote(b"origin.toml"), Some("origin"));
-        for bad in [&b"origin"[..], b".x.toml", b"a b.toml", b"\xff.toml", b"../x.toml"] {
+        for bad in [
+            &b"origin"[..],
+            b".x.toml",
+            b"a b.toml",
+            b"\xff.toml",
+            b"../x.toml",
+        ] {
             assert_eq!(file_remote(bad), None, "{bad:?}");
         }
     }
@@ -100,17 +106,32 @@ mod tests {
     fn hostile_files_are_refused_naming_the_file() {
         let k = key();
         let cases: Vec<(String, &str)> = vec![
-            ("urls = [\"file:///etc\"]\nno-sign-verify = true\n".into(), "http://"),
-            ("urls = [\"https://a b\"]\nno-sign-verify = true\n".into(), "no spaces"),
-            ("urls = []\nno-sign-verify = true\n".into(), "at least one URL"),
+            (
+                "urls = [\"file:///etc\"]\nno-sign-verify = true\n".into(),
+                "http://",
+            ),
+            (
+                "urls = [\"https://a b\"]\nno-sign-verify = true\n".into(),
+                "no spaces",
+            ),
+            (
+                "urls = []\nno-sign-verify = true\n".into(),
+                "at least one URL",
+            ),
             ("urls = [\"https://a\"]\n".into(), "--sign-verify"),
-            ("urls = [\"https://a\"]\nkeys = [\"not a key\"]\n".into(), "key"),
+            (
+                "urls = [\"https://a\"]\nkeys = [\"not a key\"]\n".into(),
+                "key",
+            ),
             (
                 format!("urls = [\"https://a\"]\nkeys = [{k:?}]\ncolour = 1\n"),
                 "unknown field",
             ),
             (
-                format!("urls = {:?}\nno-sign-verify = true\n", vec!["https://a"; 17]),
+                format!(
+                    "urls = {:?}\nno-sign-verify = true\n",
+                    vec!["https://a"; 17]
+                ),
                 "at most",
             ),
             ("x".repeat(70 << 10), "larger than"),

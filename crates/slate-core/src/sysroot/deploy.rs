@@ -507,7 +507,8 @@ impl Sysroot {
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        let title = super::image_remotes::entry_title(pretty.trim(), &r.image_version, &r.os, &r.id);
+        let title =
+            super::image_remotes::entry_title(pretty.trim(), &r.image_version, &r.os, &r.id);
         let tries = (tries > 0).then_some((tries, 0));
         Ok(BootEntry {
             file: entries::file_name(&r.entry_id(), tries),

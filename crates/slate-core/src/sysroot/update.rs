@@ -201,22 +201,19 @@ impl Sysroot {
             .map_err(|_| Error::Refused(format!("{}/{}: a bad commit id", cur.os, cur.id)))?;
         let c = self.repo.read_commit(&commit)?;
         let what = format!("{}/{}:/{}", cur.os, cur.id, update_policy::IMAGE_FILE);
-        let image = match crate::walk::lookup(
-            &self.repo,
-            &c.tree,
-            update_policy::IMAGE_FILE.as_bytes(),
-        )? {
-            Some((crate::object::EntryKind::File, id)) => {
-                if self.repo.file_header(&id)?.size > update_policy::MAX_FILE as u64 {
-                    return Err(Error::Refused(format!("{what}: too large")));
+        let image =
+            match crate::walk::lookup(&self.repo, &c.tree, update_policy::IMAGE_FILE.as_bytes())? {
+                Some((crate::object::EntryKind::File, id)) => {
+                    if self.repo.file_header(&id)?.size > update_policy::MAX_FILE as u64 {
+                        return Err(Error::Refused(format!("{what}: too large")));
+                    }
+                    let b = self.repo.open_file(&id)?.read_all()?;
+                    let text = String::from_utf8(b)
+                        .map_err(|_| Error::Refused(format!("{what}: not UTF-8")))?;
+                    Some(PolicyFile::parse(&what, &text).map_err(Error::Refused)?)
                 }
-                let b = self.repo.open_file(&id)?.read_all()?;
-                let text = String::from_utf8(b)
-                    .map_err(|_| Error::Refused(format!("{what}: not UTF-8")))?;
-                Some(PolicyFile::parse(&what, &text).map_err(Error::Refused)?)
-            }
-            _ => None,
-        };
+                _ => None,
+            };
         let etc_dir = self
             .deploy_dir(&cur.os)
             .join(&cur.id)
