@@ -499,17 +499,13 @@ fn remote_config(r: &RemoteSection, dir: &Path, roots: &[PathBuf]) -> Result<Rem
         let text = k.get_ref().trim();
         let key = if text.starts_with("-----BEGIN") {
             crate::sign::PublicKey::from_pem(text).map_err(|e| (at, format!("key: {e}")))?
-        } else if text.contains('/') || text.ends_with(".pub") || text.ends_with(".pem") {
-            let p = super::files::check_source(&dir.join(text), roots)
-                .map_err(|m| (at, format!("key {text:?}: {m}")))?;
-            crate::sign::load_public(&p).map_err(|e| (at, e.to_string()))?
+        } else if let Ok(k) = crate::sign::PublicKey::from_base64(text) {
+            k
         } else {
-            crate::sign::PublicKey::from_base64(text).map_err(|e| {
-                (
-                    at,
-                    format!("key {text:?}: not a key file, PEM or base64: {e}"),
-                )
-            })?
+            let p = super::files::check_source(&dir.join(text), roots).map_err(|m| {
+                (at, format!("key {text:?}: neither base64 of a key nor a key file: {m}"))
+            })?;
+            crate::sign::load_public(&p).map_err(|e| (at, e.to_string()))?
         };
         keys.push(key.to_pem());
     }

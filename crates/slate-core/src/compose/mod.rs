@@ -79,3 +79,5 @@ impl Error {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod update_tests;
