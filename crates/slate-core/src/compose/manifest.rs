@@ -503,7 +503,10 @@ fn remote_config(r: &RemoteSection, dir: &Path, roots: &[PathBuf]) -> Result<Rem
             k
         } else {
             let p = super::files::check_source(&dir.join(text), roots).map_err(|m| {
-                (at, format!("key {text:?}: neither base64 of a key nor a key file: {m}"))
+                (
+                    at,
+                    format!("key {text:?}: neither base64 of a key nor a key file: {m}"),
+                )
             })?;
             crate::sign::load_public(&p).map_err(|e| (at, e.to_string()))?
         };

@@ -6,6 +6,7 @@ mod prepare;
 pub(crate) mod remote;
 mod reset;
 mod stage;
+mod update;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
