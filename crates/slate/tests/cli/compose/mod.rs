@@ -3,6 +3,7 @@
 //! systemd-nspawn (root, mmdebstrap, systemd-nspawn and a Debian mirror).
 
 mod debian;
+mod updates;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
