@@ -54,7 +54,8 @@ pub struct LastCheck {
     /// Unix time it ran.
     pub time: i64,
     /// `up-to-date`, `available` (policy check), `staged`, `reboot`
-    /// (staged, and the reboot asked for), or `error`.
+    /// (staged, and the reboot asked for), `bad-commit` (the commit went
+    /// bad here: not staged again), or `error`.
     pub result: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
