@@ -46,7 +46,7 @@ impl RemoteConfig {
             let rest = u
                 .strip_prefix("http://")
                 .or_else(|| u.strip_prefix("https://"));
-            if !rest.is_some_and(|r| !r.is_empty())
+            if rest.is_none_or(str::is_empty)
                 || u.len() > 2048
                 || u.chars().any(|c| c.is_whitespace() || c.is_control())
             {
