@@ -412,6 +412,10 @@ impl Sysroot {
         if let Some(cfg) = &plan.os_config {
             self.os_init(&plan.os, cfg)?;
         }
+        // A commit that went bad is noted before the deployment whose
+        // entry says so can be removed (and a list that cannot be read
+        // refuses the deploy before anything is written).
+        self.note_bad_commits(&plan.os, opts.now)?;
         let pruned = self.make_room(&plan, opts)?;
         let order = self.ordered()?;
         let follows = plan
@@ -453,10 +457,8 @@ impl Sysroot {
             }
             None => None,
         };
-        // 6. What the new deployment replaces: a commit that went bad
-        // is noted first, then the deployments replaced and what was
-        // staged for the OS (this deploy is the default now).
-        self.note_bad_commits(&plan.os, opts.now)?;
+        // 6. What the new deployment replaces, and what was staged for
+        // the OS (this deploy is the default now).
         let unstaged = self.drop_staged(&plan.os, None)?;
         let mut removed = pruned;
         for name in &plan.removes {

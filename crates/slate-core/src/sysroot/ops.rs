@@ -209,6 +209,12 @@ impl Sysroot {
     /// deployment, unused kernels; and records whose order disagrees with
     /// their entries.
     pub fn cleanup(&self, _lock: &SysrootLock) -> Result<CleanupReport> {
+        self.cleanup_unlocked()
+    }
+
+    /// [`Sysroot::cleanup`], for a caller that holds the lock (a stage
+    /// and a finalize repair what a killed one left).
+    pub(crate) fn cleanup_unlocked(&self) -> Result<CleanupReport> {
         let mut rep = CleanupReport {
             staged: self.clean_staged()?,
             ..CleanupReport::default()

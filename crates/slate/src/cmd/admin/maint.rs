@@ -135,6 +135,12 @@ pub(super) fn cleanup(s: &Sysroot, c: CleanupArgs) -> anyhow::Result<()> {
     if rep.is_empty() {
         eprintln!("nothing to clean up");
     }
+    print_cleanup(&rep);
+    Ok(())
+}
+
+/// What a cleanup removed, a line each on stderr.
+pub(super) fn print_cleanup(rep: &sysroot::CleanupReport) {
     for (what, list) in [
         ("stray boot entry", &rep.entries),
         ("incomplete deployment", &rep.incomplete),
@@ -150,7 +156,6 @@ pub(super) fn cleanup(s: &Sysroot, c: CleanupArgs) -> anyhow::Result<()> {
     for x in &rep.staged {
         eprintln!("staged deployment {x}");
     }
-    Ok(())
 }
 
 /// In the initrd: what prepare-root did, and which Slate did it (a build

@@ -443,6 +443,7 @@ fn rollback(s: &Sysroot, r: RollbackArgs) -> anyhow::Result<()> {
     }
     crate::outln!("{to}")?;
     eprintln!("{to} is the default now (was {from}); it boots next time");
+    warn_staged(s);
     Ok(())
 }
 
@@ -455,7 +456,20 @@ fn set_default(s: &Sysroot, d: SetDefaultArgs) -> anyhow::Result<()> {
     }
     crate::outln!("{name}")?;
     eprintln!("{name} is the default now; it boots next time");
+    warn_staged(s);
     Ok(())
+}
+
+/// A staged deployment overrides a new choice of default at shutdown:
+/// say so.
+fn warn_staged(s: &Sysroot) {
+    for st in s.all_staged().unwrap_or_default() {
+        eprintln!(
+            "warning: {}/{} is staged and becomes the default at shutdown; \
+             `slate admin unstage --os {}` keeps this choice",
+            st.os, st.id, st.os
+        );
+    }
 }
 
 /// `slate admin undeploy`.

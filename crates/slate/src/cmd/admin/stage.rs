@@ -112,7 +112,13 @@ pub(super) fn finalize(s: &Sysroot, f: FinalizeStagedArgs) -> anyhow::Result<()>
             eprintln!("removed {r}");
         }
     }
-    if rep.finalized.is_empty() && rep.dropped.is_empty() {
+    for d in &rep.completed {
+        eprintln!(
+            "{d}: its finalization was cut short after its boot entry was written; completed"
+        );
+    }
+    super::maint::print_cleanup(&rep.repaired);
+    if rep.finalized.is_empty() && rep.dropped.is_empty() && rep.completed.is_empty() {
         eprintln!("nothing staged");
     }
     Ok(())

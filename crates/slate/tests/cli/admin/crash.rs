@@ -386,3 +386,125 @@ fn upgrade_from_a_served_repository_killed_at_any_moment() {
     let newest = ok(&e.build, &["rev-parse", "--repo", s(&e.build), "os/main"]);
     assert_eq!(status(&e.sr)["deployments"][0]["commit"], newest.trim());
 }
+
+/// `cleanup` finds nothing to remove.
+fn assert_nothing_left(sr: &Path) {
+    let rep: Value = serde_json::from_str(&admin_ok(sr, &["cleanup", "--json"])).expect("json");
+    for (k, v) in rep.as_object().expect("a report") {
+        assert_eq!(v, &serde_json::json!([]), "cleanup found {k}: {rep}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
+fn stage_and_finalize_killed_at_any_moment() {
+    let Some(e) = setup("persistent") else { return };
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    let r = repo(&e);
+    let publish = |v: u32| {
+        let c = commit_version(&e.build, &e.trees, v, true);
+        ok(&r, &["pull-local", "--repo", s(&r), s(&e.build), "os/main"]);
+        c
+    };
+    // How long each takes when let run: kills are aimed inside that.
+    publish(2);
+    let started = std::time::Instant::now();
+    admin_ok(&e.sr, &["upgrade", "--stage"]);
+    let mut took_stage = started.elapsed().as_micros() as u64;
+    let started = std::time::Instant::now();
+    admin_ok(&e.sr, &["finalize-staged"]);
+    let mut took_finalize = started.elapsed().as_micros() as u64;
+    let mut next = moments(0x5851_f42d_4c95_7f2d);
+    let (mut killed_stage, mut killed_finalize) = (0, 0);
+    let runs = 16;
+    for i in 0..runs {
+        let commit = publish(3 + i as u32);
+        // Stage, killed at some moment: the default never changes, and
+        // the stage run again completes.
+        let before = boot_loader_default(&e.sr);
+        let started = std::time::Instant::now();
+        let (was_killed, out) = run_killed(
+            &e.sr,
+            &["upgrade", "--stage"],
+            next() % (took_stage * 5 / 4 + 1),
+        );
+        if was_killed {
+            killed_stage += 1;
+            took_stage = took_stage * 11 / 10;
+        } else {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            took_stage = started.elapsed().as_micros() as u64;
+        }
+        assert_eq!(
+            boot_loader_default(&e.sr),
+            before,
+            "a stage changed the default"
+        );
+        status(&e.sr);
+        // Run again, it completes and removes what the killed one left.
+        admin_ok(&e.sr, &["upgrade", "--stage"]);
+        assert_nothing_left(&e.sr);
+        let st = status(&e.sr);
+        assert_eq!(st["staged"].as_array().expect("staged").len(), 1, "{st}");
+        assert_eq!(st["staged"][0]["commit"], commit.as_str());
+        assert_eq!(st["staged"][0]["problem"], Value::Null);
+        let staged = format!(
+            "{}/{}",
+            st["staged"][0]["os"].as_str().expect("os"),
+            st["staged"][0]["id"].as_str().expect("id")
+        );
+        // The machine changes /etc, then shuts down: finalize, killed at
+        // some moment, leaves the old default or the new one, whole; run
+        // again it completes, the change carried over.
+        let default_etc = e.sr.join("slate/deploy").join(&before).join("etc");
+        std::fs::write(default_etc.join("motd"), format!("edit {i}\n")).expect("motd");
+        let started = std::time::Instant::now();
+        let (was_killed, out) = run_killed(
+            &e.sr,
+            &["finalize-staged"],
+            next() % (took_finalize * 5 / 4 + 1),
+        );
+        if was_killed {
+            killed_finalize += 1;
+            took_finalize = took_finalize * 11 / 10;
+        } else {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            took_finalize = started.elapsed().as_micros() as u64;
+        }
+        let after = boot_loader_default(&e.sr);
+        assert!(
+            after == before || after == staged,
+            "after finalize (killed: {was_killed}) the default is {after}; allowed {before} or {staged}"
+        );
+        status(&e.sr);
+        admin_ok(&e.sr, &["finalize-staged"]);
+        assert_eq!(boot_loader_default(&e.sr), staged);
+        let st = status(&e.sr);
+        assert_eq!(st["staged"], serde_json::json!([]), "{st}");
+        assert_eq!(st["deployments"][0]["commit"], commit.as_str());
+        let new = e.sr.join("slate/deploy").join(&staged);
+        assert_eq!(
+            std::fs::read_to_string(new.join("etc/motd")).expect("motd"),
+            format!("edit {i}\n")
+        );
+        assert!(!new.join(".finalize").exists());
+        assert_nothing_left(&e.sr);
+        assert_fsck(&e.sr);
+    }
+    eprintln!("{killed_stage} stages and {killed_finalize} finalizations of {runs} killed midway");
+    assert!(
+        killed_stage >= 4 && killed_finalize >= 4,
+        "{killed_stage} stages and {killed_finalize} finalizations killed: the test proved little"
+    );
+}

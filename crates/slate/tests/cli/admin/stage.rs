@@ -172,6 +172,14 @@ fn a_second_stage_replaces_the_first_and_unstage_drops_it() {
     assert!(!refs.contains(&format!("deploy/{first}")), "{refs}");
     assert!(refs.contains(&format!("deploy/{second}")), "{refs}");
 
+    // A rollback meanwhile: the stage would override it, and says so.
+    let out = admin(&e.sr, &["set-default", "0"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("becomes the default at shutdown"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // unstage: the tree, record and ref go; the default is untouched.
     let before = crash::boot_loader_default(&e.sr);
     let out = admin_ok(&e.sr, &["unstage", "--os", "test"]);
@@ -350,4 +358,75 @@ fn the_finalize_unit_is_one_systemd_accepts() {
         .output()
         .expect("systemd-analyze");
     assert!(!String::from_utf8_lossy(&out.stderr).trim().is_empty());
+}
+
+#[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
+fn a_hostile_staged_record_or_bad_commit_list_is_refused() {
+    let Some(e) = setup("persistent") else { return };
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    commit_version(&e.build, &e.trees, 2, true);
+    let staged = admin_ok(&e.sr, &["upgrade", "--stage", "--from", s(&e.build)]);
+    let staged = staged.trim().to_string();
+    // A kernel path leading out of the OS's kernel folder.
+    let rec = e.sr.join(format!("slate/deploy/{staged}.toml"));
+    let text = std::fs::read_to_string(&rec).expect("record");
+    let (head, tail) = text.split_once("linux = ").expect("a linux line");
+    let rest = tail.split_once('\n').expect("line end").1;
+    std::fs::write(
+        &rec,
+        format!("{head}linux = \"/slate/test/../../x/linux\"\n{rest}"),
+    )
+    .expect("write");
+    let st = status(&e.sr);
+    let problem = st["staged"][0]["problem"].as_str().expect("a problem");
+    assert!(problem.contains("not one Slate makes"), "{problem}");
+    let before = crash::boot_loader_default(&e.sr);
+    let out = admin(&e.sr, &["finalize-staged", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rep: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(rep["dropped"][0]["deployment"], staged.as_str());
+    assert_eq!(rep["finalized"], serde_json::json!([]));
+    assert_eq!(crash::boot_loader_default(&e.sr), before);
+    assert!(!e.sr.join("slate/deploy").join(&staged).exists());
+
+    // A list of bad commits that is not one: refused, naming the file.
+    let bad = e.sr.join("slate/state/test/bad-commits.toml");
+    std::fs::write(
+        &bad,
+        "[[bad]]\ncommit = \"../../etc\"\ndeployment = \"x\"\nsince = 1\n",
+    )
+    .expect("write");
+    let err = admin_fails(&e.sr, &["status"]);
+    assert!(
+        err.contains("bad-commits.toml") && err.contains("not a commit id"),
+        "{err}"
+    );
+    // A deploy is refused before anything is written.
+    let before = crash::boot_loader_default(&e.sr);
+    let deploy_dir = std::fs::read_dir(e.sr.join("slate/deploy/test"))
+        .expect("deploy dir")
+        .count();
+    let err = admin_fails(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    assert!(err.contains("not a commit id"), "{err}");
+    assert_eq!(crash::boot_loader_default(&e.sr), before);
+    assert_eq!(
+        std::fs::read_dir(e.sr.join("slate/deploy/test"))
+            .expect("deploy dir")
+            .count(),
+        deploy_dir
+    );
+    std::fs::write(&bad, vec![b'#'; 300 << 10]).expect("write");
+    let err = admin_fails(&e.sr, &["status"]);
+    assert!(
+        err.contains("more than a list of bad commits holds"),
+        "{err}"
+    );
 }

@@ -11,11 +11,13 @@
 //! `slate-finalize-staged.service` at shutdown) merges the `/etc` of the
 //! deployment it follows as it is then into a fresh copy of the image's,
 //! exchanges it with the staged tree's in one rename, writes the record
-//! (still staged), the entry (the switch), then clears the mark. Killed at
-//! any moment, the old default boots, or the new one whole; a staged
-//! record that has its entry is a deployment whose mark was not cleared
-//! yet, and the next finalize (or the boot's check, or `cleanup`) clears
-//! it.
+//! (still staged), the entry (the switch), removes the deployments it
+//! replaces, then clears the mark. Killed at any moment, the old default
+//! boots, or the new one whole; a staged record that has its entry is a
+//! deployment whose mark was not cleared yet, and the next finalize (or
+//! the boot's check, or `cleanup`) clears it.
+
+mod records;
 
 use serde::Serialize;
 
@@ -79,6 +81,11 @@ pub struct Dropped {
 pub struct FinalizeReport {
     pub finalized: Vec<Finalized>,
     pub dropped: Vec<Dropped>,
+    /// Deployments whose finalize was cut short after their entry was
+    /// written (the default already): their mark cleared.
+    pub completed: Vec<String>,
+    /// What killed commands had left, removed after the finalize.
+    pub repaired: super::CleanupReport,
 }
 
 /// What the boot's check decided for one staged deployment.
@@ -111,6 +118,8 @@ impl Sysroot {
         if let Some(cfg) = &plan.os_config {
             self.os_init(&plan.os, cfg)?;
         }
+        // What a killed stage (or deploy) left goes first.
+        self.cleanup_unlocked()?;
         self.make_room(&plan, opts)?;
         self.check_out(&plan, None, progress)?;
         let files = match &plan.kernel {
@@ -171,7 +180,9 @@ impl Sysroot {
     pub fn all_staged(&self) -> Result<Vec<StagedDeployment>> {
         let mut out = Vec::new();
         for os in self.oses()? {
-            out.extend(self.staged(&os)?);
+            if self.has_staged_marks(&os)? {
+                out.extend(self.staged(&os)?);
+            }
         }
         Ok(out)
     }
@@ -206,8 +217,16 @@ impl Sysroot {
         };
         let mut report = FinalizeReport::default();
         for os in oses {
+            // Nothing marked: nothing read of the boot directory either
+            // (a shutdown with nothing staged needs no ESP).
+            if !self.has_staged_marks(&os)? {
+                if named {
+                    return Err(Error::Refused(format!("nothing staged for OS {os}")));
+                }
+                continue;
+            }
             // A mark a finalize cut short left on the default: cleared.
-            self.clear_finished_marks(&os)?;
+            report.completed.extend(self.clear_finished_marks(&os)?);
             let staged = self.staged_records(&os)?;
             let Some(newest) = staged.first() else {
                 if named {
@@ -227,6 +246,11 @@ impl Sysroot {
             }
             report.finalized.push(self.finalize_one(newest, now)?);
         }
+        // What a killed finalize (or stage) left: temporary files, a
+        // `.finalize` folder of a deployment finalized since.
+        if !(report.finalized.is_empty() && report.completed.is_empty()) {
+            report.repaired = self.cleanup_unlocked()?;
+        }
         Ok(report)
     }
 
@@ -238,6 +262,9 @@ impl Sysroot {
     pub fn check_staged_at_boot(&self, _lock: &SysrootLock, now: i64) -> Result<Vec<BootCheck>> {
         let mut out = Vec::new();
         for os in self.oses()? {
+            if !self.has_staged_marks(&os)? {
+                continue;
+            }
             for name in self.clear_finished_marks(&os)? {
                 out.push(BootCheck::Completed { deployment: name });
             }
@@ -275,6 +302,8 @@ impl Sysroot {
         if let Some(origin) = r.origin.as_ref().filter(|o| o.is_ref()) {
             remotes::require_trusted(&self.repo, origin, &commit)?;
         }
+        // Before anything it removes (see deploy).
+        self.note_bad_commits(&r.os, now)?;
         let order = self.ordered()?;
         let follows = self.merge_deployment(&order, &r.os);
         let removes = if st.retain {
@@ -318,9 +347,14 @@ impl Sysroot {
             }
             None => None,
         };
-        rec.staged = None;
-        self.write_record(&rec)?;
-        self.note_bad_commits(&rec.os, now)?;
+        // Without an entry, the record is the switch: its mark goes
+        // first. With one, the mark goes last, so that a finalize killed
+        // while it removes what it replaces is seen by the next (which
+        // clears the mark and repairs what the kill left).
+        if entry.is_none() {
+            rec.staged = None;
+            self.write_record(&rec)?;
+        }
         let mut removed = Vec::new();
         for name in removes {
             if name != rec.name() && self.undeploy_unlocked(&name, false).is_ok() {
@@ -329,6 +363,10 @@ impl Sysroot {
         }
         self.remove_unused_kernels()?;
         self.repo.sync()?;
+        if rec.staged.is_some() {
+            rec.staged = None;
+            self.write_record(&rec)?;
+        }
         Ok(Finalized {
             deployment: rec.name(),
             commit: rec.commit.clone(),
@@ -384,215 +422,7 @@ impl Sysroot {
         dir.remove_tree(FINALIZE_DIR)?;
         Ok(conflicts)
     }
-
-    /// `cleanup`'s part: marks of finalized deployments cleared, staged
-    /// deployments that cannot be finalized (or older than the newest)
-    /// dropped. Returns what it did, one line each.
-    pub(crate) fn clean_staged(&self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for os in self.oses()? {
-            for n in self.clear_finished_marks(&os)? {
-                out.push(format!("{n}: finalized; its staged mark cleared"));
-            }
-            let Some(newest) = self.staged_records(&os)?.first().cloned() else {
-                continue;
-            };
-            let keep = match self.staged_problem(&newest)? {
-                Some(p) => {
-                    out.push(format!("{}: dropped: {p}", newest.name()));
-                    None
-                }
-                None => Some(newest.id.as_str()),
-            };
-            for n in self.drop_staged(&os, keep)? {
-                if n != newest.name() {
-                    out.push(format!("{n}: dropped: an older staged deployment"));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The staged records of `os` that have no entry, newest first.
-    fn staged_records(&self, os: &str) -> Result<Vec<Record>> {
-        let entries = self.boot_entries()?;
-        let mut out: Vec<Record> = self
-            .records(os)?
-            .into_iter()
-            .filter(|r| r.staged.is_some())
-            .filter(|r| !entries.iter().any(|e| e.id == r.entry_id()))
-            .collect();
-        out.sort_by(|a, b| b.serial.cmp(&a.serial).then(b.id.cmp(&a.id)));
-        Ok(out)
-    }
-
-    /// Clear the mark of staged records of `os` that have their entry (a
-    /// finalize cut short after the switch). Returns their names.
-    pub(crate) fn clear_finished_marks(&self, os: &str) -> Result<Vec<String>> {
-        let entries = self.boot_entries()?;
-        let mut done = Vec::new();
-        for mut r in self.records(os)? {
-            if r.staged.is_some() && entries.iter().any(|e| e.id == r.entry_id()) {
-                r.staged = None;
-                self.write_record(&r)?;
-                done.push(r.name());
-            }
-        }
-        Ok(done)
-    }
-
-    /// Drop the staged deployments of `os` (all but `keep`): record,
-    /// ref, tree, then the kernels no one uses. Returns their names.
-    pub(crate) fn drop_staged(&self, os: &str, keep: Option<&str>) -> Result<Vec<String>> {
-        let mut dropped = Vec::new();
-        for r in self.staged_records(os)? {
-            if Some(r.id.as_str()) == keep {
-                continue;
-            }
-            let deploy = self.dir(&self.deploy_dir(os))?;
-            deploy.remove_file(format!("{}.toml", r.id))?;
-            deploy.sync()?;
-            self.drop_ref(&deploy_ref(&r))?;
-            super::ops::remove_deployment_tree(&deploy, &r.id)?;
-            dropped.push(r.name());
-        }
-        if !dropped.is_empty() {
-            self.remove_unused_kernels()?;
-        }
-        Ok(dropped)
-    }
-
-    /// The `linux` lines of staged deployments' kernels (kept by the
-    /// removal of unused kernels).
-    pub(crate) fn staged_kernels(&self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for os in self.oses()? {
-            for r in self.records(&os)? {
-                if let Some(l) = r.staged.and_then(|s| s.linux) {
-                    out.push(l);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Why the staged record `r` cannot be finalized, if it cannot: its
-    /// commit, ref, tree or kernel missing, or a kernel path that is not
-    /// one Slate makes (a record is read from a disk).
-    fn staged_problem(&self, r: &Record) -> Result<Option<String>> {
-        let Ok(commit) = ObjectId::from_hex(&r.commit) else {
-            return Ok(Some(format!(
-                "its commit {:?} is not an object id",
-                r.commit
-            )));
-        };
-        if self.repo.read_commit(&commit).is_err() {
-            return Ok(Some(format!("commit {commit} is not in the repository")));
-        }
-        if self.repo.read_ref(&deploy_ref(r))? != Some(commit) {
-            return Ok(Some(format!(
-                "its ref {} does not name commit {commit}",
-                deploy_ref(r)
-            )));
-        }
-        let deploy = self.dir(&self.deploy_dir(&r.os))?;
-        let whole = deploy.kind(&r.id)? == Some(rustix::fs::FileType::Directory)
-            && deploy.sub(&r.id)?.kind("usr")? == Some(rustix::fs::FileType::Directory);
-        if !whole {
-            return Ok(Some(format!(
-                "its tree {} is missing or incomplete",
-                crate::fsutil::show(&self.deployment_path(r))
-            )));
-        }
-        if r.kernel.is_none() {
-            return Ok(None);
-        }
-        let st = r.staged.as_ref().expect("a staged record");
-        let Some(linux) = &st.linux else {
-            return Ok(Some(
-                "its kernel was not copied to the boot directory".into(),
-            ));
-        };
-        let Some(kdir) = kernel_dir_of(&r.os, linux) else {
-            return Ok(Some(format!(
-                "its kernel path {linux:?} is not one Slate makes"
-            )));
-        };
-        if let Some(i) = &st.initrd {
-            if *i != format!("/slate/{}/{kdir}/initrd", r.os) {
-                return Ok(Some(format!(
-                    "its initrd path {i:?} is not one Slate makes"
-                )));
-            }
-        }
-        let there = match self.dir_if_there(&self.kernels_dir(&r.os).join(kdir))? {
-            Some(d) => {
-                d.kind("linux")?.is_some() && (st.initrd.is_none() || d.kind("initrd")?.is_some())
-            }
-            None => false,
-        };
-        if !there {
-            return Ok(Some(format!(
-                "its kernel is missing from the boot directory ({})",
-                crate::fsutil::show(&self.kernels_dir(&r.os).join(kdir))
-            )));
-        }
-        Ok(None)
-    }
-
-    fn staged_status(&self, r: &Record) -> StagedDeployment {
-        let st = r.staged.clone().expect("a staged record");
-        StagedDeployment {
-            os: r.os.clone(),
-            id: r.id.clone(),
-            commit: r.commit.clone(),
-            origin: r.origin.clone(),
-            version: r.version_id.clone(),
-            pretty_name: r.pretty_name.clone(),
-            kernel: r.kernel.clone(),
-            staged_at: st.at,
-            kept_at_boot: st.kept_at_boot,
-            problem: self
-                .staged_problem(r)
-                .unwrap_or_else(|e| Some(e.to_string())),
-        }
-    }
 }
 
 /// Where a finalize merges `/etc`, inside the staged tree.
 pub(crate) const FINALIZE_DIR: &str = ".finalize";
-
-/// `DIR` of a `linux` line `/slate/OS/DIR/linux`: one plain name.
-fn kernel_dir_of<'l>(os: &str, linux: &'l str) -> Option<&'l str> {
-    let d = linux
-        .strip_prefix("/slate/")?
-        .strip_prefix(os)?
-        .strip_prefix('/')?
-        .strip_suffix("/linux")?;
-    let plain = !d.is_empty() && !d.starts_with('.') && !d.contains('/');
-    plain.then_some(d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::kernel_dir_of;
-
-    #[test]
-    fn a_staged_kernel_path_is_one_slate_makes() {
-        assert_eq!(
-            kernel_dir_of("debian", "/slate/debian/6.1-abc/linux"),
-            Some("6.1-abc")
-        );
-        for bad in [
-            "/slate/debian/../x/linux",
-            "/slate/debian/a/b/linux",
-            "/slate/other/6.1/linux",
-            "/slate/debian//linux",
-            "/slate/debian/.x/linux",
-            "slate/debian/6.1/linux",
-            "/slate/debian/6.1/initrd",
-        ] {
-            assert_eq!(kernel_dir_of("debian", bad), None, "{bad}");
-        }
-    }
-}
