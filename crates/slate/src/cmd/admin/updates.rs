@@ -7,7 +7,6 @@
 
 use std::process::Command;
 
-use anyhow::Context;
 use serde::Serialize;
 use slate_core::sysroot::{LastCheck, RebootRequest, Status, Sysroot, UpdateCheck, UpgradeOptions};
 
@@ -147,13 +146,13 @@ pub(super) fn auto(
     });
     let out = match out {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!(
-                "slate-upgrade: policy {}: failed, nothing deployed, no reboot: {:#}",
-                policy.policy, e
-            );
-            return Err(e).context("the update failed (recorded; see `slate admin status`)");
-        }
+        // One line, the error's chain on it (the journal's one line of
+        // this decision); recorded by the library for `status`.
+        Err(e) => anyhow::bail!(
+            "slate-upgrade: policy {}: failed, nothing deployed, no reboot: {:#}",
+            policy.policy,
+            anyhow::Error::from(e)
+        ),
     };
     if json {
         return output::json(&out);
