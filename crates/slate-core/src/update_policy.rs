@@ -255,4 +255,22 @@ mod tests {
             assert!(check_timespan(bad).is_err(), "{bad:?}");
         }
     }
+
+    proptest::proptest! {
+        /// Any text: an error naming the file, or a policy that reads
+        /// back the same once written.
+        #[test]
+        fn any_text_is_refused_or_read_back(text in "((policy|schedule|reboot|window|randomized-delay) = \"[a-z0-9: .*,~/-]{0,12}\"\n){0,4}") {
+            match PolicyFile::parse("u.toml", &text) {
+                Ok(f) => proptest::prop_assert_eq!(PolicyFile::parse("again", &f.render()).expect("again"), f),
+                Err(e) => proptest::prop_assert!(e.starts_with("u.toml")),
+            }
+        }
+
+        #[test]
+        fn spans_and_calendars_never_panic(s in "\\PC{0,40}") {
+            let _ = check_timespan(&s);
+            let _ = check_calendar(&s);
+        }
+    }
 }

@@ -254,6 +254,21 @@ pub fn set_provided(
     repo: &Repo,
     provided: &[(String, RemoteConfig, String)],
 ) -> Result<bool, Error> {
+    // The repository may be a disk's: its remotes' folders are written
+    // in only where they are folders, never through a symlink.
+    let no_link = |p: &Path| match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() || !m.is_dir() => Err(Error::Config(format!(
+            "{}: not a folder (a symlink or a file): the image's remotes are not written there",
+            p.display()
+        ))),
+        _ => Ok(()),
+    };
+    no_link(&repo.path().join("remotes"))?;
+    for (name, _, _) in provided {
+        if is_name(name) {
+            no_link(&dir(repo, name))?;
+        }
+    }
     let mut changed = false;
     for (name, config, from) in provided {
         validate_name(name)?;

@@ -144,4 +144,93 @@ mod tests {
         }
         assert!(parse_file("f", b"\xff\xfe").is_err());
     }
+
+    proptest::proptest! {
+        /// Any bytes: an error naming the file, or a remote that passes
+        /// its checks and reads back the same once written.
+        #[test]
+        fn any_bytes_are_refused_or_read_back(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            match parse_file("d/x.toml", &bytes) {
+                Ok(c) => {
+                    c.check().expect("checked");
+                    proptest::prop_assert_eq!(parse_file("x", render_file(&c).as_bytes()).expect("again"), c);
+                }
+                Err(e) => proptest::prop_assert!(e.to_string().contains("d/x.toml")),
+            }
+        }
+
+        #[test]
+        fn toml_like_text_is_refused_or_read_back(text in "(urls|keys|no-sign-verify|x) = (\\[\"https?://[a-z ]{0,5}\"\\]|true|\"[a-z]{0,4}\")\n{0,3}") {
+            if let Ok(c) = parse_file("x", text.as_bytes()) {
+                proptest::prop_assert_eq!(parse_file("x", render_file(&c).as_bytes()).expect("again"), c);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod provided_tests {
+    use crate::remotes::config::{self, RemoteConfig, Source};
+    use crate::store::{Repo, RepoMode};
+
+    fn cfg(url: &str) -> RemoteConfig {
+        RemoteConfig {
+            urls: vec![url.into()],
+            keys: Vec::new(),
+            no_sign_verify: true,
+        }
+    }
+
+    #[test]
+    fn provided_remotes_yield_to_the_repository_and_go_with_their_image() {
+        let d = tempfile::tempdir().expect("tmp");
+        let repo = Repo::init(&d.path().join("r"), RepoMode::BareUser).expect("init");
+        let img = vec![(
+            "origin".to_string(),
+            cfg("https://a"),
+            "os/x:/f".to_string(),
+        )];
+        assert!(config::set_provided(&repo, &img).expect("set"));
+        assert!(
+            !config::set_provided(&repo, &img).expect("again"),
+            "rewritten"
+        );
+        let (c, src) = config::get_with_source(&repo, "origin").expect("get");
+        assert_eq!(c.urls, ["https://a"]);
+        assert_eq!(
+            src,
+            Source::Image {
+                from: "os/x:/f".into()
+            }
+        );
+        assert!(config::delete(&repo, "origin").is_err());
+        // The repository's own wins; removed, the image's is back.
+        config::add(&repo, "origin", &cfg("https://b")).expect("add");
+        assert_eq!(
+            config::get(&repo, "origin").expect("get").urls,
+            ["https://b"]
+        );
+        config::delete(&repo, "origin").expect("delete");
+        assert_eq!(
+            config::get(&repo, "origin").expect("get").urls,
+            ["https://a"]
+        );
+        // No image provides it any more: gone.
+        assert!(config::set_provided(&repo, &[]).expect("clear"));
+        assert!(!config::exists(&repo, "origin"));
+    }
+
+    #[test]
+    fn a_remotes_folder_that_is_a_symlink_is_not_written_through() {
+        let d = tempfile::tempdir().expect("tmp");
+        let repo = Repo::init(&d.path().join("r"), RepoMode::BareUser).expect("init");
+        let outside = d.path().join("outside");
+        std::fs::create_dir(&outside).expect("mkdir");
+        std::fs::create_dir_all(repo.path().join("remotes")).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, repo.path().join("remotes/origin")).expect("link");
+        let img = vec![("origin".to_string(), cfg("https://a"), "f".to_string())];
+        let e = config::set_provided(&repo, &img).expect_err("through a link");
+        assert!(e.to_string().contains("not a folder"), "{e}");
+        assert_eq!(std::fs::read_dir(&outside).expect("ls").count(), 0);
+    }
 }
