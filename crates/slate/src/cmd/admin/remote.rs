@@ -62,7 +62,7 @@ enum Cmd {
 fn source_text(src: &Source) -> String {
     match src {
         Source::Repo => "sysroot".into(),
-        Source::Image { from } => format!("image ({from})"),
+        Source::Image { from } => format!("image ({})", output::one_line(from)),
     }
 }
 

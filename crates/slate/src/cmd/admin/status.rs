@@ -64,7 +64,7 @@ pub(super) fn print_status(st: &Status) -> anyhow::Result<()> {
             crate::outln!("    os       {}", d.pretty_name)?;
         }
         if let Some(v) = &d.image_version {
-            crate::outln!("    version  {v}")?;
+            crate::outln!("    version  {}", output::one_line(v))?;
         }
         let entry = match (d.entry_state, d.tries_left, &d.entry) {
             (Some(EntryState::Good), _, Some(f)) => format!("good ({f})"),

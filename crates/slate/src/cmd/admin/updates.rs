@@ -76,6 +76,11 @@ fn size(b: Option<u64>) -> String {
     b.map_or_else(|| "unknown size".into(), slate_core::sysroot::human_bytes)
 }
 
+/// The first 12 characters of a commit id.
+fn short(id: &str) -> String {
+    output::one_line(&id.chars().take(12).collect::<String>())
+}
+
 /// One line of what a check found.
 fn check_line(c: &UpdateCheck) -> String {
     if !c.update {
@@ -83,7 +88,7 @@ fn check_line(c: &UpdateCheck) -> String {
             "{} is up to date with {} ({}{})",
             c.follows,
             c.origin,
-            &c.current[..c.current.len().min(12)],
+            short(&c.current),
             c.current_version
                 .as_ref()
                 .map(|v| format!(", version {v}"))
@@ -105,7 +110,7 @@ fn check_line(c: &UpdateCheck) -> String {
         "update for {} from {}: {version}commit {}, {} to download ({}){subject}",
         c.follows,
         c.origin,
-        &c.commit[..c.commit.len().min(12)],
+        short(&c.commit),
         size(c.download_bytes),
         c.download.as_deref().unwrap_or("local"),
     )
@@ -251,15 +256,23 @@ pub(super) fn print_updates(u: &[OsUpdates]) -> anyhow::Result<()> {
                 what.push_str(&format!(", version {v}"));
             }
             if let Some(id) = &c.commit {
-                what.push_str(&format!(", commit {}", &id[..id.len().min(12)]));
+                what.push_str(&format!(
+                    ", commit {}",
+                    id.chars().take(12).collect::<String>()
+                ));
             }
             if let Some(e) = &c.error {
                 what.push_str(&format!(": {e}"));
             }
-            crate::outln!("{} last check {}: {what}", x.os, output::date(c.time))?;
+            crate::outln!(
+                "{} last check {}: {}",
+                x.os,
+                output::date(c.time),
+                output::one_line(&what)
+            )?;
         }
         match (&x.next_check, &x.next_check_unknown) {
-            (Some(n), _) => crate::outln!("{} next check {n}", x.os)?,
+            (Some(n), _) => crate::outln!("{} next check {}", x.os, output::one_line(n))?,
             (None, Some(why)) if x.last_check.is_some() => {
                 crate::outln!("{} next check unknown: {why}", x.os)?
             }
