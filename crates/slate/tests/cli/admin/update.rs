@@ -537,3 +537,49 @@ fn status_asks_systemd_for_the_next_check() {
         "{v}"
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(test_have = "systemd-analyze"),
+    ignore = "needs systemd-analyze (systemd) to check the units"
+)]
+fn the_update_units_are_ones_systemd_accepts() {
+    if !crate::common::have("systemd-analyze") {
+        return crate::common::skip("systemd-analyze is not installed: the units are not checked");
+    }
+    let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/systemd");
+    let service = std::fs::read_to_string(dist.join("slate-upgrade.service")).expect("service");
+    let timer = std::fs::read_to_string(dist.join("slate-upgrade.timer")).expect("timer");
+    assert!(service.contains("ExecStart=/usr/bin/slate admin upgrade --auto\n"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = slate_bin();
+    std::fs::write(
+        dir.path().join("slate-upgrade.service"),
+        service.replace("/usr/bin/slate", s(&bin)),
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("slate-upgrade.timer"), &timer).expect("write");
+    let verify = |unit: &str| {
+        Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(dir.path().join(unit))
+            .output()
+            .expect("systemd-analyze")
+    };
+    for unit in ["slate-upgrade.service", "slate-upgrade.timer"] {
+        let out = verify(unit);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && err.trim().is_empty(),
+            "{unit}: {err}"
+        );
+    }
+    // The check can fail: a bad calendar is reported.
+    std::fs::write(
+        dir.path().join("slate-upgrade.timer"),
+        timer.replace("OnCalendar=daily", "OnCalendar=Mon..Fri 25:00"),
+    )
+    .expect("write");
+    let out = verify("slate-upgrade.timer");
+    assert!(!String::from_utf8_lossy(&out.stderr).trim().is_empty());
+}
