@@ -226,10 +226,12 @@ impl Sysroot {
                 continue;
             }
             // A mark a finalize cut short left on the default: cleared.
-            report.completed.extend(self.clear_finished_marks(&os)?);
+            let completed = self.clear_finished_marks(&os)?;
+            let had_one = !completed.is_empty();
+            report.completed.extend(completed);
             let staged = self.staged_records(&os)?;
             let Some(newest) = staged.first() else {
-                if named {
+                if named && !had_one {
                     return Err(Error::Refused(format!("nothing staged for OS {os}")));
                 }
                 continue;

@@ -12,8 +12,8 @@ pub(super) fn bad_text(b: &BadCommit) -> String {
         format!(" ({})", b.version)
     };
     format!(
-        "{}{version} went bad on this machine on {} (deployment {}: its entry ran out of \
-         tries); waiting for a newer one",
+        "{}{version} went bad on this machine on {}; waiting for a newer one (the boot \
+         entry of {} ran out of tries, never blessed)",
         b.commit,
         output::date(b.since),
         b.deployment

@@ -283,8 +283,19 @@ fn upgrade_waits_for_a_blessed_boot_and_skips_a_commit_that_went_bad() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!("{v2} (2) went bad on this machine on "))
-            && err.contains("waiting for a newer one"),
+            && err.contains("; waiting for a newer one"),
         "{err}"
+    );
+    // DATE: when this upgrade found it bad.
+    let date = err
+        .split(" went bad on this machine on ")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .expect("a date");
+    let year = date.get(..4).expect("a year");
+    assert!(
+        year.bytes().all(|b| b.is_ascii_digit()) && year >= "2024" && date.get(4..5) == Some("-"),
+        "{date}"
     );
     let before = status(&e.sr);
     let out = admin_booted(
