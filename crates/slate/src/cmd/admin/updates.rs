@@ -139,7 +139,26 @@ pub(super) fn auto(
     json: bool,
     fetch: &dyn slate_core::remotes::Fetch,
 ) -> anyhow::Result<()> {
-    let Some(policy) = s.update_policy(opts.os.as_deref())? else {
+    let policy = match s.update_policy(opts.os.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            // A policy file that does not read: recorded, so `status` says why.
+            let e = anyhow::Error::from(e);
+            if let Ok(os) = s.pick_os(opts.os.as_deref()) {
+                let rec = LastCheck {
+                    time: opts.deploy.now,
+                    result: "error".into(),
+                    error: Some(format!("{e:#}")),
+                    ..LastCheck::default()
+                };
+                if let Err(w) = s.record_check(&os, &rec) {
+                    eprintln!("warning: {w}");
+                }
+            }
+            anyhow::bail!("slate-upgrade: no policy read, nothing done: {e:#}");
+        }
+    };
+    let Some(policy) = policy else {
         eprintln!(
             "slate-upgrade: no update policy (neither /usr/lib/slate/update.toml nor \
              /etc/slate/update.toml names one): nothing to do"

@@ -583,3 +583,37 @@ fn the_update_units_are_ones_systemd_accepts() {
     let out = verify("slate-upgrade.timer");
     assert!(!String::from_utf8_lossy(&out.stderr).trim().is_empty());
 }
+
+#[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
+fn a_bad_policy_file_is_refused_naming_it_and_recorded() {
+    let Some(p) = env(Some("apply")) else { return };
+    let sr = &p.e.sr;
+    let etc = default_dir(sr).join("etc/slate");
+    std::fs::create_dir_all(&etc).expect("mkdir");
+    std::fs::write(
+        etc.join("update.toml"),
+        "policy = \"apply\"\nreboot = \"later\"\n",
+    )
+    .expect("write");
+    commit_image(&p, 2, Some("apply"));
+    publish(&p, true);
+    let o = upgrade(&p, &["--auto"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("etc/slate/update.toml:2:") && err.contains("later"),
+        "{err}"
+    );
+    let lc = last_check(sr);
+    assert_eq!(lc["result"], "error", "{lc}");
+    assert!(
+        lc["error"].as_str().expect("error").contains("update.toml"),
+        "{lc}"
+    );
+    assert_eq!(calls(&p), "");
+    assert_eq!(status(sr)["deployments"].as_array().expect("d").len(), 1);
+}
