@@ -1,6 +1,7 @@
 //! `slate admin`: deployments in a sysroot in a directory. The sysroot's
 //! repository is `bare` (real owners), so these tests need root.
 
+mod auto;
 pub(crate) mod crash;
 mod prepare;
 pub(crate) mod remote;

@@ -13,14 +13,14 @@ use super::{admin_fails, admin_ok, os_tree, s, setup, status, write, Env};
 use crate::common::{ok, slate_bin};
 use crate::faultserve::FaultServer;
 
-struct Pub {
-    e: Env,
-    pubrepo: PathBuf,
-    key: PathBuf,
-    server: FaultServer,
+pub(super) struct Pub {
+    pub(super) e: Env,
+    pub(super) pubrepo: PathBuf,
+    pub(super) key: PathBuf,
+    pub(super) server: FaultServer,
     /// Where the fake reboot and systemd-run write their arguments.
-    calls: PathBuf,
-    script: PathBuf,
+    pub(super) calls: PathBuf,
+    pub(super) script: PathBuf,
 }
 
 /// The remote's file an image of this server carries.
@@ -31,7 +31,7 @@ fn remote_file(url: &str, pubkey_pem: &str) -> String {
 /// Version `v` of the image: a tree naming the remote `origin` (the
 /// served repository) and, when given, a policy; committed to `os/main`
 /// of the build repository with the image's metadata.
-fn commit_image(p: &Pub, v: u32, policy: Option<&str>) -> String {
+pub(super) fn commit_image(p: &Pub, v: u32, policy: Option<&str>) -> String {
     let t = p.e.trees.join(format!("img{v}"));
     os_tree(&t, v, true);
     let pem = std::fs::read_to_string(format!("{}.pub", s(&p.key))).expect("public key");
@@ -70,7 +70,7 @@ fn commit_image(p: &Pub, v: u32, policy: Option<&str>) -> String {
 
 /// A sysroot with version 1 of an image naming its remote and `policy`,
 /// deployed from the build repository (its first deployment).
-fn env(policy: Option<&str>) -> Option<Pub> {
+pub(super) fn env(policy: Option<&str>) -> Option<Pub> {
     let e = setup("persistent")?;
     let pubrepo = e._dir.path().join("pub");
     let key = e._dir.path().join("key.pem");
@@ -103,12 +103,12 @@ fn env(policy: Option<&str>) -> Option<Pub> {
     Some(p)
 }
 
-fn publish(p: &Pub, sign: bool) {
+pub(super) fn publish(p: &Pub, sign: bool) {
     super::remote::publish(&p.e, &p.pubrepo, &p.key, sign);
 }
 
 /// `slate admin upgrade ARGS` with the reboot and systemd-run replaced.
-fn upgrade(p: &Pub, args: &[&str]) -> Output {
+pub(super) fn upgrade(p: &Pub, args: &[&str]) -> Output {
     Command::new(slate_bin())
         .args(["admin", "--sysroot", s(&p.e.sr), "upgrade"])
         .args(args)
@@ -119,16 +119,16 @@ fn upgrade(p: &Pub, args: &[&str]) -> Output {
         .expect("slate admin upgrade")
 }
 
-fn calls(p: &Pub) -> String {
+pub(super) fn calls(p: &Pub) -> String {
     std::fs::read_to_string(&p.calls).unwrap_or_default()
 }
 
-fn last_check(sr: &Path) -> Value {
+pub(super) fn last_check(sr: &Path) -> Value {
     status(sr)["updates"][0]["last_check"].clone()
 }
 
 /// The deployment directory of the default deployment (its /etc).
-fn default_dir(sr: &Path) -> PathBuf {
+pub(super) fn default_dir(sr: &Path) -> PathBuf {
     let st = status(sr);
     let id = st["deployments"][0]["id"].as_str().expect("id").to_string();
     sr.join("slate/deploy/test").join(id)
@@ -379,167 +379,6 @@ fn upgrade_check_reads_the_summary_alone_and_changes_nothing() {
 
 #[test]
 #[cfg_attr(
-    not(test_root),
-    ignore = "needs root: a sysroot's repository is bare (real owners)"
-)]
-fn each_policy_against_a_served_repository() {
-    let Some(p) = env(Some("check")) else { return };
-    let sr = &p.e.sr;
-    // No policy-changing update: up to date, nothing changes, no reboot.
-    let o = upgrade(&p, &["--auto"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(
-        err.lines()
-            .filter(|l| l.starts_with("slate-upgrade:"))
-            .count(),
-        1,
-        "{err}"
-    );
-    assert!(err.contains("up to date"), "{err}");
-    assert_eq!(last_check(sr)["result"], "up-to-date");
-    assert_eq!(calls(&p), "");
-
-    // check: a new version is reported and recorded, not deployed.
-    let c2 = commit_image(&p, 2, Some("check"));
-    publish(&p, true);
-    let o = upgrade(&p, &["--auto"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let lc = last_check(sr);
-    assert_eq!(lc["result"], "available", "{lc}");
-    assert_eq!(lc["commit"], c2.as_str());
-    assert_eq!(lc["version"], "1.2");
-    assert_eq!(lc["policy"], "check");
-    assert!(lc["time"].as_i64().expect("time") > 0);
-    let st = status(sr);
-    assert_eq!(st["deployments"].as_array().expect("d").len(), 1);
-    assert_eq!(calls(&p), "");
-    let text = admin_ok(sr, &["status"]);
-    assert!(
-        text.contains("test last check") && text.contains("available, version 1.2"),
-        "{text}"
-    );
-
-    // stage (the machine's /etc overrides the image): staged, no reboot.
-    let etc = default_dir(sr).join("etc/slate");
-    std::fs::create_dir_all(&etc).expect("mkdir");
-    std::fs::write(etc.join("update.toml"), "policy = \"stage\"\n").expect("write");
-    let o = upgrade(&p, &["--auto"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(last_check(sr)["result"], "staged");
-    let st = status(sr);
-    assert!(st.to_string().contains(&c2), "not staged: {st}");
-    assert_eq!(calls(&p), "");
-
-    // apply, reboot now: the reboot command is run.
-    std::fs::write(etc.join("update.toml"), "policy = \"apply\"\n").expect("write");
-    let o = upgrade(&p, &["--auto"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(calls(&p).trim(), "reboot");
-    assert_eq!(last_check(sr)["result"], "reboot");
-
-    // apply in a window: a transient timer at the window runs the reboot.
-    std::fs::write(
-        etc.join("update.toml"),
-        "policy = \"apply\"\nreboot = \"window\"\nwindow = \"Sun 04:00\"\n",
-    )
-    .expect("write");
-    std::fs::remove_file(&p.calls).expect("rm");
-    let o = upgrade(&p, &["--auto"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let c = calls(&p);
-    assert_eq!(
-        c.trim(),
-        format!(
-            "systemd-run --unit=slate-upgrade-reboot --on-calendar=Sun 04:00 \
-             --timer-property=AccuracySec=1min -- {} reboot",
-            s(&p.script)
-        )
-    );
-    assert!(
-        !c.lines().any(|l| l.trim() == "reboot"),
-        "rebooted now: {c}"
-    );
-
-    // A version without a valid signature: refused, reported, recorded,
-    // no reboot.
-    std::fs::write(etc.join("update.toml"), "policy = \"apply\"\n").expect("write");
-    std::fs::remove_file(&p.calls).expect("rm");
-    let c3 = commit_image(&p, 3, Some("check"));
-    publish(&p, false);
-    let o = upgrade(&p, &["--auto"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
-    assert!(
-        err.contains("signature") && err.contains("no reboot"),
-        "{err}"
-    );
-    let lc = last_check(sr);
-    assert_eq!(lc["result"], "error", "{lc}");
-    assert_eq!(lc["commit"], c3.as_str(), "{lc}");
-    assert!(
-        lc["error"].as_str().expect("error").contains("signature"),
-        "{lc}"
-    );
-    assert_eq!(calls(&p), "", "rebooted after a refused signature");
-    let st = status(sr);
-    assert!(
-        !st["deployments"].to_string().contains(&c3) && !st["staged"].to_string().contains(&c3),
-        "{st}"
-    );
-}
-
-#[test]
-#[cfg_attr(
-    not(test_root),
-    ignore = "needs root: a sysroot's repository is bare (real owners)"
-)]
-fn status_asks_systemd_for_the_next_check() {
-    let Some(p) = env(Some("check")) else { return };
-    let sr = &p.e.sr;
-    let st = status(sr);
-    assert_eq!(
-        st["updates"][0]["next_check_unknown"],
-        "not the running system's sysroot"
-    );
-    // Booted (by the kernel command line given), systemd is asked.
-    let id = st["deployments"][0]["id"].as_str().expect("id").to_string();
-    let cmdline = p.e._dir.path().join("cmdline");
-    std::fs::write(&cmdline, format!("root=x slate=/slate/deploy/test/{id}\n")).expect("write");
-    let systemctl = p.e._dir.path().join("systemctl.sh");
-    std::fs::write(
-        &systemctl,
-        "#!/bin/sh\necho 'Tue 2026-12-08 03:12:00 UTC'\n",
-    )
-    .expect("w");
-    std::fs::set_permissions(
-        &systemctl,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
-    let o = Command::new(slate_bin())
-        .args([
-            "admin",
-            "--sysroot",
-            s(sr),
-            "--cmdline",
-            s(&cmdline),
-            "status",
-            "--json",
-        ])
-        .env("SLATE_SYSTEMCTL", s(&systemctl))
-        .output()
-        .expect("status");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: Value = serde_json::from_slice(&o.stdout).expect("json");
-    assert_eq!(
-        v["updates"][0]["next_check"], "Tue 2026-12-08 03:12:00 UTC",
-        "{v}"
-    );
-}
-
-#[test]
-#[cfg_attr(
     not(test_have = "systemd-analyze"),
     ignore = "needs systemd-analyze (systemd) to check the units"
 )]
@@ -582,38 +421,4 @@ fn the_update_units_are_ones_systemd_accepts() {
     .expect("write");
     let out = verify("slate-upgrade.timer");
     assert!(!String::from_utf8_lossy(&out.stderr).trim().is_empty());
-}
-
-#[test]
-#[cfg_attr(
-    not(test_root),
-    ignore = "needs root: a sysroot's repository is bare (real owners)"
-)]
-fn a_bad_policy_file_is_refused_naming_it_and_recorded() {
-    let Some(p) = env(Some("apply")) else { return };
-    let sr = &p.e.sr;
-    let etc = default_dir(sr).join("etc/slate");
-    std::fs::create_dir_all(&etc).expect("mkdir");
-    std::fs::write(
-        etc.join("update.toml"),
-        "policy = \"apply\"\nreboot = \"later\"\n",
-    )
-    .expect("write");
-    commit_image(&p, 2, Some("apply"));
-    publish(&p, true);
-    let o = upgrade(&p, &["--auto"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "{err}");
-    assert!(
-        err.contains("etc/slate/update.toml:2:") && err.contains("later"),
-        "{err}"
-    );
-    let lc = last_check(sr);
-    assert_eq!(lc["result"], "error", "{lc}");
-    assert!(
-        lc["error"].as_str().expect("error").contains("update.toml"),
-        "{lc}"
-    );
-    assert_eq!(calls(&p), "");
-    assert_eq!(status(sr)["deployments"].as_array().expect("d").len(), 1);
 }
