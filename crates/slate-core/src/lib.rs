@@ -7,6 +7,7 @@
 //!      → sysroot (deployments, boot entries, /etc merge) → install (an image on a GPT disk: the use case, and `install::disk`)
 //! { checkout, commit } → compose (manifest, stateless steps; not sysroot)
 //! object → image_meta (an image's commit metadata: deploy modes) → { sysroot, compose }
+//! update_policy (an image's [update]: policy file, calendar checks) → { sysroot, compose }
 //! store, walk → sign, summary, delta (publishing: signatures, the summary, static deltas)
 //! confd → userdb → { sysusers, tmpfiles }   (engines: load, plan, apply; host facts passed in)
 //! fsutil → vm (QEMU's arguments)
@@ -40,6 +41,7 @@ pub mod sys;
 pub mod sysroot;
 pub mod sysusers;
 pub mod tmpfiles;
+pub mod update_policy;
 pub mod userdb;
 pub mod version;
 pub mod vm;

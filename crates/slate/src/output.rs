@@ -82,6 +82,14 @@ pub fn shown_path(p: &std::path::Path) -> String {
 
 /// The UTC date of a Unix timestamp, RFC 3339 (`2024-05-01T12:00:00Z`);
 /// every `i64` has one (the library's, which a summary's expiry uses too).
+/// Text read from a disk or a server, on one line: control characters
+/// (a terminal's escapes, newlines) shown as `?`.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 pub fn date(ts: i64) -> String {
     slate_core::summary::date(ts)
 }

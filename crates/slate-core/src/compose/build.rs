@@ -301,6 +301,8 @@ pub fn compose(
     timer.start("manifest: lines, units, kernel arguments; first boot; kernel");
     let mut added = Added::default();
     image::apply_manifest(tree, m, &mut added)?;
+    super::updates::os_release(tree, m, &mut added)?;
+    super::updates::update_and_remote(tree, m, &mut added)?;
     image::first_boot(tree, &mut added)?;
     added.kernel = image::move_kernel(tree)?;
 
@@ -610,6 +612,16 @@ fn commit_image(
         image_meta::VERSION.into(),
         m.image.version.get_ref().clone(),
     );
+    if let Some(r) = &m.remote {
+        metadata.insert(
+            image_meta::ORIGIN.into(),
+            format!(
+                "{}:{}",
+                r.get_ref().name.get_ref(),
+                m.image.branch.get_ref()
+            ),
+        );
+    }
     ImageDeploy {
         etc: Some(m.deploy.etc),
         var: Some(m.deploy.var),

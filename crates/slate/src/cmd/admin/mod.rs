@@ -3,9 +3,11 @@
 mod deploy;
 mod install;
 mod maint;
+mod remote;
 mod source;
 mod stage;
 mod status;
+mod updates;
 mod upgrade;
 
 use deploy::apply;
@@ -66,6 +68,7 @@ enum AdminCommand {
     FactoryReset(FactoryResetArgs),
     PrepareRoot(PrepareRootArgs),
     Install(install::InstallArgs),
+    Remote(remote::AdminRemoteArgs),
 }
 
 /// The drift of a machine from its image: every path of /etc added (A),
@@ -211,13 +214,36 @@ struct DeployArgs {
 /// for a newer one (exit 0, nothing changed); `slate admin deploy COMMIT`
 /// still deploys it.
 #[derive(Args)]
-#[command(
-    after_help = "Examples:\n  slate admin upgrade\n  slate admin upgrade --stage   # the default at the next shutdown, /etc merged then\n  slate admin --sysroot /srv/machine upgrade --from /srv/os\n  slate admin upgrade --dry-run --json"
-)]
+#[command(after_help = "Examples:\n  slate admin upgrade\n  \
+    slate admin upgrade --stage   # the default at the next shutdown, /etc merged then\n  \
+    slate admin --sysroot /srv/machine upgrade --from /srv/os\n  \
+    slate admin upgrade --check   # is there an update? its version, size and changelog line\n  \
+    slate admin upgrade --check --json\n  \
+    slate admin upgrade --auto    # what slate-upgrade.service runs: the image's [update] policy\n  \
+    slate admin upgrade --dry-run --json\n\n\
+    --check exits 0 whether or not there is an update (\"update\": true or false with --json),\n\
+    1 when the check failed. --auto exits 0 when the policy ran (up to date, reported,\n\
+    staged, reboot asked for), 1 when it failed (recorded for `slate admin status`).\n\n\
+    Environment of --auto: SLATE_REBOOT_COMMAND (default \"systemctl reboot\") reboots;\n\
+    SLATE_SYSTEMD_RUN (default \"systemd-run\") schedules the reboot of a window.")]
 struct UpgradeArgs {
     /// The OS (default: the booted deployment's, or the only one).
     #[arg(long)]
     os: Option<String>,
+    /// Only tell whether an update exists: its commit, version, download
+    /// size (the delta's from the deployed commit when the remote has
+    /// one, else its files') and changelog line (the commit's subject),
+    /// from the remote's summary alone; nothing is downloaded besides,
+    /// nothing changes.
+    #[arg(long, conflicts_with_all = ["auto", "dry_run", "stage"])]
+    check: bool,
+    /// Run the update policy (/usr/lib/slate/update.toml of the image,
+    /// overridden by /etc/slate/update.toml): check only reports; stage
+    /// stages the update; apply stages it and reboots (now, or at the
+    /// reboot window). One line per decision; the result is recorded
+    /// for `slate admin status`.
+    #[arg(long, conflicts_with_all = ["dry_run", "stage"])]
+    auto: bool,
     #[command(flatten)]
     common: DeployCommon,
 }
@@ -381,6 +407,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::FactoryReset(f) => factory_reset(&s, f),
         AdminCommand::PrepareRoot(p) => prepare_root(&s, p),
         AdminCommand::Cleanup(c) => cleanup(&s, c),
+        AdminCommand::Remote(r) => remote::run(&s, r),
     }
 }
 
@@ -447,10 +474,14 @@ fn deploy_cmd(s: &Sysroot, d: DeployArgs) -> anyhow::Result<()> {
 /// `slate admin status`.
 fn status_cmd(s: &Sysroot, st: StatusArgs) -> anyhow::Result<()> {
     let status = s.status()?;
+    let updates = updates::updates(s, &status);
     if st.json {
-        return output::json(&status);
+        let mut v = serde_json::to_value(&status)?;
+        v["updates"] = serde_json::to_value(&updates)?;
+        return output::json(&v);
     }
-    print_status(&status)
+    print_status(&status)?;
+    updates::print_updates(&updates)
 }
 
 /// `slate admin rollback`.

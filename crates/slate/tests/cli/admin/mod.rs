@@ -1,11 +1,13 @@
 //! `slate admin`: deployments in a sysroot in a directory. The sysroot's
 //! repository is `bare` (real owners), so these tests need root.
 
+mod auto;
 pub(crate) mod crash;
 mod prepare;
 pub(crate) mod remote;
 mod reset;
 mod stage;
+mod update;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
