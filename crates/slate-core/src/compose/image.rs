@@ -60,6 +60,20 @@ const FINALIZE_UNIT_TEXT: &str =
     include_str!("../../../../dist/systemd/slate-finalize-staged.service");
 const FINALIZE_UNIT_WANTS: &str =
     "usr/lib/systemd/system/multi-user.target.wants/slate-finalize-staged.service";
+/// Drop-ins that keep the ESP mounted once mounted, wherever
+/// systemd-gpt-auto-generator puts its automount (`/efi`, or `/boot`).
+pub const ESP_AUTOMOUNT_DROPINS: [&str; 2] = [
+    "usr/lib/systemd/system/efi.automount.d/slate-finalize-staged.conf",
+    "usr/lib/systemd/system/boot.automount.d/slate-finalize-staged.conf",
+];
+const ESP_AUTOMOUNT_TEXT: &str = "\
+# Slate: the ESP stays mounted once slate-finalize-staged.service has
+# mounted it at boot (it requires the mount). An idle unmount would stop
+# the mount unit, and with it that service, finalizing a staged deployment
+# too early; at shutdown the ESP is unmounted after the finalization.
+[Automount]
+TimeoutIdleSec=0
+";
 
 /// Stage below `stage` what an image needs of Slate: the binary at
 /// `usr/bin/slate` (`slate_bin` without its debug information), the
@@ -131,6 +145,12 @@ pub fn stage_slate(stage: &Path, slate_bin: &Path, initrd_bin: Option<&Path>) ->
         FINALIZE_UNIT_WANTS,
         "../slate-finalize-staged.service",
     )?;
+    for rel in ESP_AUTOMOUNT_DROPINS {
+        let p = stage.join(rel);
+        let d = p.parent().expect("a folder");
+        std::fs::create_dir_all(d).map_err(Error::io(d))?;
+        std::fs::write(&p, ESP_AUTOMOUNT_TEXT).map_err(Error::io(&p))?;
+    }
     Ok(())
 }
 

@@ -301,6 +301,15 @@ fn compose_a_folder_into_a_stateless_image() {
         wants.contains("slate-finalize-staged.service -> ../slate-finalize-staged.service"),
         "{wants}"
     );
+    // The ESP's automount keeps it mounted, so no idle unmount stops the unit.
+    for unit in ["efi", "boot"] {
+        let dropin = cat(
+            &repo,
+            &id,
+            &format!("/usr/lib/systemd/system/{unit}.automount.d/slate-finalize-staged.conf"),
+        );
+        assert!(dropin.contains("TimeoutIdleSec=0"), "{dropin}");
+    }
     // Packages in show, metadata of the image.
     let show = ok(&repo, &["show", &id]);
     assert!(
