@@ -463,9 +463,9 @@ fn the_example_and_end_to_end_manifests_read() {
     for e in std::fs::read_dir(e2e.join("files")).expect("ls").flatten() {
         std::fs::copy(e.path(), t.path().join("files").join(e.file_name())).expect("cp");
     }
-    for f in ["key.pub", "version"] {
-        std::fs::write(t.path().join("files").join(f), "x\n").expect("write");
-    }
+    let key = crate::sign::SecretKey::generate().expect("a key");
+    std::fs::write(t.path().join("files/key.pub"), key.public().to_pem()).expect("write");
+    std::fs::write(t.path().join("files/version"), "x\n").expect("write");
     let l = Loaded::parse(&t.path().join("v3.toml"), &text).expect("e2e manifest reads");
     assert!(l.manifest.inputs.len() > 3);
     Loaded::read(&top.join("examples/debian/image.toml")).expect("example reads");

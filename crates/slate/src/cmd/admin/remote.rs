@@ -31,6 +31,9 @@ enum Cmd {
     /// Add a remote to the sysroot (overriding an image's of the same
     /// name): one or more URLs (mirrors, tried in order) and how its
     /// signatures are checked.
+    #[command(after_help = "Examples:\n  \
+        slate admin remote add origin https://updates.example.org/os --sign-verify /etc/slate/os.pub\n  \
+        slate admin remote add lab http://10.0.0.2:8080 http://10.0.0.3:8080 --no-sign-verify")]
     Add {
         name: String,
         #[arg(required = true)]
@@ -44,18 +47,23 @@ enum Cmd {
         no_sign_verify: bool,
     },
     /// List the remotes; those an image provides are marked `image`.
+    #[command(after_help = "Examples:\n  slate admin remote list\n  slate admin remote list --json")]
     List {
+        /// Print the remotes (name, URLs, keys, where each comes from) as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show a remote: its URLs, trusted keys and where it comes from.
+    #[command(after_help = "Examples:\n  slate admin remote show origin\n  slate admin remote show origin --json")]
     Show {
         name: String,
+        /// Print the remote (URLs, keys, where it comes from) as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Remove the sysroot's own remote (an image's cannot be removed: a
     /// remote added with its name overrides it).
+    #[command(after_help = "Examples:\n  slate admin remote remove origin\n  slate admin --sysroot /mnt/disk remote remove lab")]
     Remove { name: String },
 }
 

@@ -28,6 +28,7 @@ pub(super) struct FinalizeStagedArgs {
     /// incomplete one, and say which in the journal.
     #[arg(long, conflicts_with = "os")]
     boot: bool,
+    /// Print what was finalized (or, with --boot, kept or dropped) as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -35,11 +36,12 @@ pub(super) struct FinalizeStagedArgs {
 /// Drop the staged deployment of an OS (its tree, record and kernel if
 /// no one else uses it): nothing changes at shutdown.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  slate admin unstage\n  slate admin unstage --os debian")]
+#[command(after_help = "Examples:\n  slate admin unstage\n  slate admin unstage --os debian --json")]
 pub(super) struct UnstageArgs {
     /// The OS (default: the booted deployment's, or the only one).
     #[arg(long)]
     os: Option<String>,
+    /// Print the deployment dropped as JSON.
     #[arg(long)]
     json: bool,
 }
