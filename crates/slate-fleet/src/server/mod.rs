@@ -1,0 +1,112 @@
+//! The HTTP server: `tiny_http` (a small synchronous server, already the
+//! one of `slate serve`; its `ssl-rustls` feature gives TLS) with a pool
+//! of worker threads, each request read within limits, checked and
+//! answered by [`routes`].
+
+mod routes;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::db::Db;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("listening on {bind}: {detail}")]
+    Listen { bind: String, detail: String },
+}
+
+/// TLS: a PEM certificate chain and its PEM private key.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub bind: String,
+    /// None: plain HTTP (for a test, or behind a TLS proxy).
+    pub tls: Option<Tls>,
+    pub threads: usize,
+}
+
+/// A running server.
+pub struct Running {
+    server: Arc<tiny_http::Server>,
+    workers: Vec<JoinHandle<()>>,
+    pub addr: SocketAddr,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
+    std::fs::read(path).map_err(|source| ServeError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub fn start(db: Arc<Db>, opts: &Options) -> Result<Running, ServeError> {
+    let listen = |detail: String| ServeError::Listen {
+        bind: opts.bind.clone(),
+        detail,
+    };
+    let server = match &opts.tls {
+        Some(tls) => {
+            let ssl = tiny_http::SslConfig {
+                certificate: read(&tls.cert)?,
+                private_key: read(&tls.key)?,
+            };
+            tiny_http::Server::https(opts.bind.as_str(), ssl)
+        }
+        None => tiny_http::Server::http(opts.bind.as_str()),
+    }
+    .map_err(|e| listen(e.to_string()))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| listen("not an IP address".into()))?;
+    let server = Arc::new(server);
+    let workers = (0..opts.threads.max(1))
+        .map(|_| {
+            let server = server.clone();
+            let db = db.clone();
+            std::thread::spawn(move || {
+                while let Ok(req) = server.recv() {
+                    routes::answer(&db, req);
+                }
+            })
+        })
+        .collect();
+    Ok(Running {
+        server,
+        workers,
+        addr,
+    })
+}
+
+impl Running {
+    /// Serve until the process ends.
+    pub fn wait(self) {
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+
+    /// Stop taking requests; those under way finish.
+    pub fn stop(self) {
+        self.server.unblock();
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
