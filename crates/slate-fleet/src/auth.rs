@@ -151,7 +151,7 @@ mod tests {
         SigningKey::from_bytes(&[7u8; 32])
     }
 
-    fn headers(h: &[(&'static str, String); 4]) -> impl Fn(&'static str) -> Option<String> + '_ {
+    fn headers<'a>(h: &'a [(&'static str, String); 4]) -> impl Fn(&'static str) -> Option<String> + 'a {
         move |name| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
     }
 

@@ -19,6 +19,8 @@ pub enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: {detail}", path.display())]
+    Tls { path: PathBuf, detail: String },
     #[error("listening on {bind}: {detail}")]
     Listen { bind: String, detail: String },
 }
@@ -52,6 +54,38 @@ fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
     })
 }
 
+/// The certificate chain and key, checked here so that the TLS library
+/// is only given what it reads.
+fn tls_files(tls: &Tls) -> Result<tiny_http::SslConfig, ServeError> {
+    let certificate = read(&tls.cert)?;
+    let bad = |path: &Path, detail: &str| ServeError::Tls {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    };
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut certificate.as_slice()).collect();
+    if !certs.is_ok_and(|c| !c.is_empty()) {
+        return Err(bad(&tls.cert, "holds no PEM certificate"));
+    }
+    let private_key = read(&tls.key)?;
+    let usable = rustls_pemfile::read_all(&mut private_key.as_slice()).any(|item| {
+        matches!(
+            item,
+            Ok(rustls_pemfile::Item::Pkcs8Key(_) | rustls_pemfile::Item::Pkcs1Key(_))
+        )
+    });
+    if !usable {
+        return Err(bad(
+            &tls.key,
+            "holds no PKCS#8 or RSA private key in PEM (convert an EC key with \
+             `openssl pkcs8 -topk8 -nocrypt`)",
+        ));
+    }
+    Ok(tiny_http::SslConfig {
+        certificate,
+        private_key,
+    })
+}
+
 pub fn start(db: Arc<Db>, opts: &Options) -> Result<Running, ServeError> {
     let listen = |detail: String| ServeError::Listen {
         bind: opts.bind.clone(),
@@ -59,11 +93,7 @@ pub fn start(db: Arc<Db>, opts: &Options) -> Result<Running, ServeError> {
     };
     let server = match &opts.tls {
         Some(tls) => {
-            let ssl = tiny_http::SslConfig {
-                certificate: read(&tls.cert)?,
-                private_key: read(&tls.key)?,
-            };
-            tiny_http::Server::https(opts.bind.as_str(), ssl)
+            tiny_http::Server::https(opts.bind.as_str(), tls_files(tls)?)
         }
         None => tiny_http::Server::http(opts.bind.as_str()),
     }

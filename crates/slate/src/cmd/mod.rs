@@ -7,6 +7,8 @@ pub mod compose;
 pub mod delta;
 pub mod diff;
 pub mod export;
+#[cfg(feature = "remote")]
+pub mod fleet;
 pub mod fsck;
 pub mod init;
 pub mod log;

@@ -1,0 +1,266 @@
+//! `slate fleet`: the fleet server and its administration (the `remote`
+//! feature). `serve` answers the API; `group` and `status` work on the
+//! database directly (the same one `serve` uses: SQLite's file, or
+//! PostgreSQL's URL), so they need no running server.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use slate_fleet::{records, server, Db, Target};
+
+use crate::output;
+
+/// The fleet server: machines enroll with a group's token and report
+/// their status, signed by their own key; the server keeps every report
+/// in SQLite (one file) or PostgreSQL.
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate fleet group add --db /var/lib/slate-fleet/fleet.db web --ref origin:os/main\n  \
+    slate fleet serve --db /var/lib/slate-fleet/fleet.db --bind 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n  \
+    slate fleet status --db postgres://fleet@db.example/fleet --json"
+)]
+pub struct FleetArgs {
+    #[command(subcommand)]
+    command: FleetCommand,
+}
+
+/// The database: a file (SQLite, made if missing) or a
+/// `postgres://USER@HOST/DB` URL. Its schema is brought up to date first.
+#[derive(Args, Clone)]
+pub struct DbArg {
+    #[arg(long, env = "SLATE_FLEET_DB", value_name = "PATH|URL", global = true)]
+    db: Option<String>,
+}
+
+impl DbArg {
+    fn open(&self) -> anyhow::Result<Db> {
+        let Some(db) = &self.db else {
+            anyhow::bail!("which database? give --db PATH or --db postgres://… (or set SLATE_FLEET_DB)");
+        };
+        let target = Target::parse(db);
+        Db::open(&target).with_context(|| format!("opening the fleet database {target}"))
+    }
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    Serve(ServeArgs),
+    #[command(subcommand)]
+    Group(GroupCommand),
+    Status(StatusArgs),
+}
+
+/// Answer the fleet API (`/api/v1/…`) over HTTPS.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  slate fleet serve --db fleet.db --bind 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem"
+)]
+struct ServeArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// Address and port to listen on.
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
+    bind: String,
+    /// The server's certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key", required_unless_present = "insecure_http")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Plain HTTP, no TLS: for a test, or behind a TLS proxy on the same
+    /// host. Requests are still signed by the machines' keys.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    insecure_http: bool,
+    /// Threads answering requests.
+    #[arg(long, default_value_t = 16)]
+    threads: usize,
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    Add(GroupAddArgs),
+    List(GroupListArgs),
+}
+
+/// Add a group of machines following a remote's ref. Its enrollment token
+/// is read from --token-file, or made and printed on stdout (only its
+/// hash is stored: keep it).
+#[derive(Args)]
+#[command(after_help = "Example:\n  slate fleet group add --db fleet.db web --ref origin:os/main > web.token")]
+struct GroupAddArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// 1 to 64 of a-z, 0-9, '-', '_', '.'.
+    name: String,
+    /// What the group's machines follow: REMOTE:REF.
+    #[arg(long = "ref", value_name = "REMOTE:REF")]
+    follows: String,
+    /// A file holding the token (at least 16 characters; a final newline
+    /// is not part of it).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+/// The groups, their refs and how many machines each has.
+#[derive(Args)]
+struct GroupListArgs {
+    #[command(flatten)]
+    db: DbArg,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Machines with their health, version and last report, read from the
+/// database (no server needed); with MACHINE, one machine and its history.
+#[derive(Args)]
+#[command(after_help = "Examples:\n  slate fleet status --db fleet.db\n  slate fleet status --db fleet.db --json 3f2a9c01")]
+struct StatusArgs {
+    #[command(flatten)]
+    db: DbArg,
+    /// A machine id (or 8 or more of its first digits).
+    machine: Option<String>,
+    /// Machines shown (a page).
+    #[arg(long, default_value_t = 100)]
+    limit: u64,
+    /// Machines skipped before the page.
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    /// Reports of the machine's history shown.
+    #[arg(long, default_value_t = 20)]
+    history: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: FleetArgs) -> anyhow::Result<()> {
+    match a.command {
+        FleetCommand::Serve(a) => serve(a),
+        FleetCommand::Group(GroupCommand::Add(a)) => group_add(a),
+        FleetCommand::Group(GroupCommand::List(a)) => group_list(a),
+        FleetCommand::Status(a) => status(a),
+    }
+}
+
+fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let db = Arc::new(a.db.open()?);
+    let tls = match (a.tls_cert, a.tls_key) {
+        (Some(cert), Some(key)) => Some(server::Tls { cert, key }),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let opts = server::Options {
+        bind: a.bind,
+        tls,
+        threads: a.threads,
+    };
+    let running = server::start(db.clone(), &opts)?;
+    eprintln!(
+        "fleet server on {scheme}://{} ({} database {})",
+        running.addr,
+        db.kind(),
+        db.target()
+    );
+    running.wait();
+    Ok(())
+}
+
+fn group_add(a: GroupAddArgs) -> anyhow::Result<()> {
+    let (token, made) = match &a.token_file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the token from {}", f.display()))?;
+            let token = text.strip_suffix('\n').unwrap_or(&text).to_string();
+            if token.len() < 16 || token.len() > 256 || token.chars().any(char::is_control) {
+                anyhow::bail!(
+                    "{}: a token is 16 to 256 characters, with no control character",
+                    f.display()
+                );
+            }
+            (token, false)
+        }
+        None => (slate_fleet::random_hex(32)?, true),
+    };
+    let db = a.db.open()?;
+    records::add_group(&db, &a.name, &a.follows, &token, slate_fleet::now())?;
+    if made {
+        crate::outln!("{token}")?;
+        eprintln!("group {} follows {}; its token is above (only its hash is kept)", a.name, a.follows);
+    } else {
+        eprintln!("group {} follows {}", a.name, a.follows);
+    }
+    Ok(())
+}
+
+fn group_list(a: GroupListArgs) -> anyhow::Result<()> {
+    let groups = records::groups(&a.db.open()?)?;
+    if a.json {
+        return output::json(&groups);
+    }
+    for g in groups {
+        crate::outln!("{}\t{}\t{} machines", g.name, g.follows, g.machines)?;
+    }
+    Ok(())
+}
+
+fn short(commit: &Option<String>) -> &str {
+    commit.as_deref().map_or("-", |c| c.get(..12).unwrap_or(c))
+}
+
+fn status(a: StatusArgs) -> anyhow::Result<()> {
+    let db = a.db.open()?;
+    if let Some(id) = &a.machine {
+        let m = records::machine(&db, id)?;
+        let history = records::history(&db, id, a.history)?;
+        if a.json {
+            return output::json(&serde_json::json!({ "machine": m, "history": history }));
+        }
+        crate::outln!("machine   {}", m.machine)?;
+        crate::outln!("hostname  {}", slate_core::object::name::escape(m.hostname.as_bytes()))?;
+        crate::outln!("group     {}", m.group)?;
+        crate::outln!("enrolled  {}", output::date(m.enrolled))?;
+        crate::outln!("last seen {}", output::date(m.last_seen))?;
+        for h in history {
+            crate::outln!(
+                "  {}  {:<8} {} {}",
+                output::date(h.received),
+                h.health.as_str(),
+                short(&h.booted_commit),
+                h.booted_version.as_deref().unwrap_or("")
+            )?;
+        }
+        return Ok(());
+    }
+    let (list, total) = records::machines(&db, a.offset, a.limit.min(10_000))?;
+    if a.json {
+        return output::json(&serde_json::json!({
+            "total": total,
+            "offset": a.offset,
+            "machines": list,
+        }));
+    }
+    crate::outln!(
+        "{:<32}  {:<24}  {:<8}  {:<12}  {:<10}  {:>5}  LAST SEEN",
+        "MACHINE",
+        "HOSTNAME",
+        "HEALTH",
+        "COMMIT",
+        "VERSION",
+        "DRIFT"
+    )?;
+    for m in &list {
+        crate::outln!(
+            "{:<32}  {:<24}  {:<8}  {:<12}  {:<10}  {:>5}  {}",
+            m.machine,
+            slate_core::object::name::escape(m.hostname.as_bytes()),
+            m.health.map_or("-", |h| h.as_str()),
+            short(&m.booted_commit),
+            m.booted_version.as_deref().unwrap_or("-"),
+            m.drift_etc.unwrap_or(0) + m.drift_var.unwrap_or(0),
+            output::date(m.last_seen)
+        )?;
+    }
+    eprintln!("{} of {total} machines (from {})", list.len(), a.offset);
+    Ok(())
+}
