@@ -151,13 +151,22 @@ mod tests {
         SigningKey::from_bytes(&[7u8; 32])
     }
 
-    fn headers<'a>(h: &'a [(&'static str, String); 4]) -> impl Fn(&'static str) -> Option<String> + 'a {
+    fn headers<'a>(
+        h: &'a [(&'static str, String); 4],
+    ) -> impl Fn(&'static str) -> Option<String> + 'a {
         move |name| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
     }
 
     #[test]
     fn a_signed_request_checks_and_names_its_key() {
-        let h = sign(&key(), "POST", "/api/v1/report", b"{}", 1000, "00112233445566778899");
+        let h = sign(
+            &key(),
+            "POST",
+            "/api/v1/report",
+            b"{}",
+            1000,
+            "00112233445566778899",
+        );
         let v = verify(headers(&h), "POST", "/api/v1/report", b"{}", 1010).expect("checks");
         assert_eq!(v.key_id, key_id(key().verifying_key().as_bytes()));
         assert_eq!(v.key_id.len(), 32);
@@ -165,7 +174,14 @@ mod tests {
 
     #[test]
     fn anything_changed_fails() {
-        let h = sign(&key(), "POST", "/api/v1/report", b"{}", 1000, "00112233445566778899");
+        let h = sign(
+            &key(),
+            "POST",
+            "/api/v1/report",
+            b"{}",
+            1000,
+            "00112233445566778899",
+        );
         for (method, path, body) in [
             ("GET", "/api/v1/report", &b"{}"[..]),
             ("POST", "/api/v1/self", b"{}"),
@@ -182,7 +198,14 @@ mod tests {
 
     #[test]
     fn a_stale_time_is_refused_before_the_signature() {
-        let h = sign(&key(), "GET", "/api/v1/self", b"", 1000, "00112233445566778899");
+        let h = sign(
+            &key(),
+            "GET",
+            "/api/v1/self",
+            b"",
+            1000,
+            "00112233445566778899",
+        );
         assert_eq!(
             verify(headers(&h), "GET", "/api/v1/self", b"", 1000 + MAX_SKEW + 1),
             Err(AuthError::Stale {

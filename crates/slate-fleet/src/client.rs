@@ -168,7 +168,12 @@ impl Client {
         serde_json::to_vec(v).expect("API types serialize")
     }
 
-    pub fn enroll(&self, group: &str, token: &str, hostname: &str) -> Result<Enrolled, ClientError> {
+    pub fn enroll(
+        &self,
+        group: &str,
+        token: &str,
+        hostname: &str,
+    ) -> Result<Enrolled, ClientError> {
         let body = Self::json(&Enroll {
             group: group.to_string(),
             token: token.to_string(),

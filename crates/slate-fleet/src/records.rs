@@ -30,12 +30,17 @@ pub enum Error {
     NoGroup(String),
     #[error("no machine {0:?}")]
     NoMachine(String),
-    #[error("group name {0:?}: 1 to 64 of a-z, 0-9, '-', '_', '.', starting with a letter or digit")]
+    #[error(
+        "group name {0:?}: 1 to 64 of a-z, 0-9, '-', '_', '.', starting with a letter or digit"
+    )]
     BadGroupName(String),
     #[error("{what}: {why}")]
     BadValue { what: String, why: String },
     #[error("invalid {what}: {invalid}")]
-    Invalid { what: &'static str, invalid: Invalid },
+    Invalid {
+        what: &'static str,
+        invalid: Invalid,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -48,7 +53,10 @@ pub fn token_hash(token: &str) -> Vec<u8> {
 
 pub fn check_group_name(name: &str) -> Result<()> {
     let ok = (1..=64).contains(&name.len())
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
         && name
             .bytes()
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'));
@@ -80,7 +88,12 @@ pub fn add_group(db: &Db, name: &str, follows: &str, token: &str, now: i64) -> R
         let n = tx.exec(
             "INSERT INTO groups (name, follows, token_hash, created) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO NOTHING",
-            &[name.into(), follows.into(), token_hash(token).into(), now.into()],
+            &[
+                name.into(),
+                follows.into(),
+                token_hash(token).into(),
+                now.into(),
+            ],
         )?;
         if n == 0 {
             return Err(Error::GroupExists(name.to_string()));
@@ -332,7 +345,10 @@ pub fn machines(db: &Db, offset: u64, limit: u64) -> Result<(Vec<MachineRow>, u6
             .unwrap_or(0);
         let rows = tx.query(
             &format!("{MACHINE_SELECT} ORDER BY m.key_id LIMIT $1 OFFSET $2"),
-            &[(limit.min(i64::MAX as u64) as i64).into(), (offset.min(i64::MAX as u64) as i64).into()],
+            &[
+                (limit.min(i64::MAX as u64) as i64).into(),
+                (offset.min(i64::MAX as u64) as i64).into(),
+            ],
         )?;
         let list = rows.iter().map(machine_row).collect::<Result<_>>()?;
         Ok((list, total as u64))

@@ -33,7 +33,10 @@ fn invalid(field: impl Into<String>, why: impl Into<String>) -> Invalid {
 
 fn text(field: &str, v: &str, max: usize) -> Result<(), Invalid> {
     if v.len() > max {
-        return Err(invalid(field, format!("{} bytes, more than {max}", v.len())));
+        return Err(invalid(
+            field,
+            format!("{} bytes, more than {max}", v.len()),
+        ));
     }
     if v.chars().any(char::is_control) {
         return Err(invalid(field, "holds a control character"));
@@ -200,8 +203,14 @@ impl Report {
             }
         }
         for (name, n) in [
-            ("booted", self.deployments.iter().filter(|d| d.booted).count()),
-            ("default", self.deployments.iter().filter(|d| d.default).count()),
+            (
+                "booted",
+                self.deployments.iter().filter(|d| d.booted).count(),
+            ),
+            (
+                "default",
+                self.deployments.iter().filter(|d| d.default).count(),
+            ),
         ] {
             if n > 1 {
                 return Err(invalid("deployments", format!("{n} are {name}")));

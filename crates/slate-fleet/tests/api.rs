@@ -77,7 +77,9 @@ fn scenario(db: Arc<Db>) {
     let a = Client::new(&base, key(1), None).expect("client");
 
     // A wrong token and an unknown group are refused alike; nothing stored.
-    let e = a.enroll("web", "not-the-token-at-all", "a").expect_err("bad token");
+    let e = a
+        .enroll("web", "not-the-token-at-all", "a")
+        .expect_err("bad token");
     assert_eq!(status(e), 403);
     let e = a.enroll("nosuch", TOKEN, "a").expect_err("no group");
     assert_eq!(status(e), 403);
@@ -114,18 +116,48 @@ fn scenario(db: Arc<Db>) {
     let mut other = common::report("host-a");
     other.uptime_secs = 7;
     let other = serde_json::to_vec(&other).expect("json");
-    let (s, text) = raw(&base, &key(1), "/api/v1/report", &body, &other, now, "aaaa0000aaaa0001");
+    let (s, text) = raw(
+        &base,
+        &key(1),
+        "/api/v1/report",
+        &body,
+        &other,
+        now,
+        "aaaa0000aaaa0001",
+    );
     assert_eq!(s, 401, "{text}");
     assert!(text.contains("signature does not check"), "{text}");
     // A stale time.
-    let (s, text) = raw(&base, &key(1), "/api/v1/report", &body, &body, now - 3600, "aaaa0000aaaa0002");
+    let (s, text) = raw(
+        &base,
+        &key(1),
+        "/api/v1/report",
+        &body,
+        &body,
+        now - 3600,
+        "aaaa0000aaaa0002",
+    );
     assert_eq!(s, 401, "{text}");
     assert!(text.contains("is 3600 s away"), "{text}");
     // Signed by a key that is not the one sent: B's signature with A's key
     // header fails as a wrong signature.
     let mut req = ureq::post(&format!("{base}/api/v1/report"));
-    let b_headers = auth::sign(&key(2), "POST", "/api/v1/report", &body, now, "aaaa0000aaaa0003");
-    let a_headers = auth::sign(&key(1), "POST", "/api/v1/report", &body, now, "aaaa0000aaaa0003");
+    let b_headers = auth::sign(
+        &key(2),
+        "POST",
+        "/api/v1/report",
+        &body,
+        now,
+        "aaaa0000aaaa0003",
+    );
+    let a_headers = auth::sign(
+        &key(1),
+        "POST",
+        "/api/v1/report",
+        &body,
+        now,
+        "aaaa0000aaaa0003",
+    );
     for (i, (n, v)) in b_headers.iter().enumerate() {
         let v = if i == 0 { &a_headers[0].1 } else { v };
         req = req.set(n, v);
@@ -138,11 +170,27 @@ fn scenario(db: Arc<Db>) {
     assert_eq!(counts(&db), before, "refusals changed nothing");
 
     // A good request, then the same again: the replay is refused.
-    let (s, text) = raw(&base, &key(1), "/api/v1/report", &body, &body, now, "aaaa0000aaaa0004");
+    let (s, text) = raw(
+        &base,
+        &key(1),
+        "/api/v1/report",
+        &body,
+        &body,
+        now,
+        "aaaa0000aaaa0004",
+    );
     assert_eq!(s, 200, "{text}");
     let after_one = counts(&db);
     assert_eq!(after_one.0, before.0 + 1);
-    let (s, text) = raw(&base, &key(1), "/api/v1/report", &body, &body, now, "aaaa0000aaaa0004");
+    let (s, text) = raw(
+        &base,
+        &key(1),
+        "/api/v1/report",
+        &body,
+        &body,
+        now,
+        "aaaa0000aaaa0004",
+    );
     assert_eq!(s, 409, "{text}");
     assert!(text.contains("replayed"), "{text}");
     assert_eq!(counts(&db), after_one);
@@ -151,30 +199,68 @@ fn scenario(db: Arc<Db>) {
     let mut v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     v["extra"] = 1.into();
     let unknown = serde_json::to_vec(&v).expect("json");
-    let (s, text) = raw(&base, &key(1), "/api/v1/report", &unknown, &unknown, now, "aaaa0000aaaa0005");
+    let (s, text) = raw(
+        &base,
+        &key(1),
+        "/api/v1/report",
+        &unknown,
+        &unknown,
+        now,
+        "aaaa0000aaaa0005",
+    );
     assert_eq!(s, 400, "{text}");
     assert!(text.contains("unknown field `extra`"), "{text}");
     let mut bad = common::report("host-a");
     bad.deployments[0].commit = "../../etc/passwd".into();
     let bad = serde_json::to_vec(&bad).expect("json");
-    let (s, text) = raw(&base, &key(1), "/api/v1/report", &bad, &bad, now, "aaaa0000aaaa0006");
+    let (s, text) = raw(
+        &base,
+        &key(1),
+        "/api/v1/report",
+        &bad,
+        &bad,
+        now,
+        "aaaa0000aaaa0006",
+    );
     assert_eq!(s, 400, "{text}");
-    assert!(text.contains("deployments[0].commit: not a commit id"), "{text}");
+    assert!(
+        text.contains("deployments[0].commit: not a commit id"),
+        "{text}"
+    );
     let mut long = common::report(&"x".repeat(300));
     long.hostname = "x".repeat(300);
     let long = serde_json::to_vec(&long).expect("json");
-    let (s, text) = raw(&base, &key(1), "/api/v1/report", &long, &long, now, "aaaa0000aaaa0007");
+    let (s, text) = raw(
+        &base,
+        &key(1),
+        "/api/v1/report",
+        &long,
+        &long,
+        now,
+        "aaaa0000aaaa0007",
+    );
     assert_eq!(s, 400, "{text}");
     assert!(text.contains("hostname: 300 bytes"), "{text}");
     let huge = vec![b' '; wire::MAX_BODY + 1];
-    let (s, _) = raw(&base, &key(1), "/api/v1/report", &huge, &huge, now, "aaaa0000aaaa0008");
+    let (s, _) = raw(
+        &base,
+        &key(1),
+        "/api/v1/report",
+        &huge,
+        &huge,
+        now,
+        "aaaa0000aaaa0008",
+    );
     assert_eq!(s, 413);
     assert_eq!(counts(&db).0, after_one.0, "refusals stored no report");
 
     // The operator's view, from the database.
     let (list, total) = records::machines(&db, 0, 10).expect("machines");
     assert_eq!(total, 2);
-    let ma = list.iter().find(|m| m.machine == a.machine_id()).expect("A listed");
+    let ma = list
+        .iter()
+        .find(|m| m.machine == a.machine_id())
+        .expect("A listed");
     assert_eq!(ma.reports, 2);
     assert_eq!(ma.staged_commit.as_deref(), Some(common::COMMIT_B));
     assert_eq!((ma.drift_etc, ma.drift_var), (Some(2), Some(3)));

@@ -24,7 +24,9 @@ impl ToSql for Value {
     }
 
     fn accepts(ty: &Type) -> bool {
-        <i64 as ToSql>::accepts(ty) || <String as ToSql>::accepts(ty) || <Vec<u8> as ToSql>::accepts(ty)
+        <i64 as ToSql>::accepts(ty)
+            || <String as ToSql>::accepts(ty)
+            || <Vec<u8> as ToSql>::accepts(ty)
     }
 
     postgres::types::to_sql_checked!();

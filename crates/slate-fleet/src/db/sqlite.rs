@@ -57,7 +57,8 @@ impl Sqlite {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
         Ok(Sqlite {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),

@@ -92,9 +92,7 @@ pub fn start(db: Arc<Db>, opts: &Options) -> Result<Running, ServeError> {
         detail,
     };
     let server = match &opts.tls {
-        Some(tls) => {
-            tiny_http::Server::https(opts.bind.as_str(), tls_files(tls)?)
-        }
+        Some(tls) => tiny_http::Server::https(opts.bind.as_str(), tls_files(tls)?),
         None => tiny_http::Server::http(opts.bind.as_str()),
     }
     .map_err(|e| listen(e.to_string()))?;

@@ -36,12 +36,18 @@ fn free_port() -> u16 {
 impl Postgres {
     /// A running server, or why there is none (the caller skips).
     pub fn start() -> Result<Postgres, String> {
-        let bin = bin_dir().ok_or("no PostgreSQL in /usr/lib/postgresql/*/bin (Debian's postgresql)")?;
+        let bin =
+            bin_dir().ok_or("no PostgreSQL in /usr/lib/postgresql/*/bin (Debian's postgresql)")?;
         let root = rustix::process::geteuid().is_root();
         let as_user = if root {
-            let ok = Command::new("id").arg("postgres").output().is_ok_and(|o| o.status.success());
+            let ok = Command::new("id")
+                .arg("postgres")
+                .output()
+                .is_ok_and(|o| o.status.success());
             if !ok {
-                return Err("running as root and there is no postgres user to run PostgreSQL as".into());
+                return Err(
+                    "running as root and there is no postgres user to run PostgreSQL as".into(),
+                );
             }
             Some("postgres".to_string())
         } else {
@@ -116,7 +122,10 @@ impl Postgres {
                 .args(args)
                 .current_dir(self.dir.path())
                 .output(),
-            None => Command::new(&exe).args(args).current_dir(self.dir.path()).output(),
+            None => Command::new(&exe)
+                .args(args)
+                .current_dir(self.dir.path())
+                .output(),
         }
         .map_err(|e| format!("{}: {e}", exe.display()))?;
         if !out.status.success() {

@@ -37,7 +37,9 @@ pub struct DbArg {
 impl DbArg {
     fn open(&self) -> anyhow::Result<Db> {
         let Some(db) = &self.db else {
-            anyhow::bail!("which database? give --db PATH or --db postgres://… (or set SLATE_FLEET_DB)");
+            anyhow::bail!(
+                "which database? give --db PATH or --db postgres://… (or set SLATE_FLEET_DB)"
+            );
         };
         let target = Target::parse(db);
         Db::open(&target).with_context(|| format!("opening the fleet database {target}"))
@@ -64,7 +66,12 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
     bind: String,
     /// The server's certificate chain (PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_key", required_unless_present = "insecure_http")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        required_unless_present = "insecure_http"
+    )]
     tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
@@ -88,7 +95,9 @@ enum GroupCommand {
 /// is read from --token-file, or made and printed on stdout (only its
 /// hash is stored: keep it).
 #[derive(Args)]
-#[command(after_help = "Example:\n  slate fleet group add --db fleet.db web --ref origin:os/main > web.token")]
+#[command(
+    after_help = "Example:\n  slate fleet group add --db fleet.db web --ref origin:os/main > web.token"
+)]
 struct GroupAddArgs {
     #[command(flatten)]
     db: DbArg,
@@ -115,7 +124,9 @@ struct GroupListArgs {
 /// Machines with their health, version and last report, read from the
 /// database (no server needed); with MACHINE, one machine and its history.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  slate fleet status --db fleet.db\n  slate fleet status --db fleet.db --json 3f2a9c01")]
+#[command(
+    after_help = "Examples:\n  slate fleet status --db fleet.db\n  slate fleet status --db fleet.db --json 3f2a9c01"
+)]
 struct StatusArgs {
     #[command(flatten)]
     db: DbArg,
@@ -186,7 +197,10 @@ fn group_add(a: GroupAddArgs) -> anyhow::Result<()> {
     records::add_group(&db, &a.name, &a.follows, &token, slate_fleet::now())?;
     if made {
         crate::outln!("{token}")?;
-        eprintln!("group {} follows {}; its token is above (only its hash is kept)", a.name, a.follows);
+        eprintln!(
+            "group {} follows {}; its token is above (only its hash is kept)",
+            a.name, a.follows
+        );
     } else {
         eprintln!("group {} follows {}", a.name, a.follows);
     }
@@ -217,7 +231,10 @@ fn status(a: StatusArgs) -> anyhow::Result<()> {
             return output::json(&serde_json::json!({ "machine": m, "history": history }));
         }
         crate::outln!("machine   {}", m.machine)?;
-        crate::outln!("hostname  {}", slate_core::object::name::escape(m.hostname.as_bytes()))?;
+        crate::outln!(
+            "hostname  {}",
+            slate_core::object::name::escape(m.hostname.as_bytes())
+        )?;
         crate::outln!("group     {}", m.group)?;
         crate::outln!("enrolled  {}", output::date(m.enrolled))?;
         crate::outln!("last seen {}", output::date(m.last_seen))?;

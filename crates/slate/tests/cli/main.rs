@@ -6,6 +6,7 @@ mod common;
 mod compose;
 mod delivery;
 mod faultserve;
+mod fleet;
 mod hostile_fs;
 mod hostile_http;
 mod hostile_inputs;
