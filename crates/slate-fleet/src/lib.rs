@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 pub mod db;
 pub mod records;
+pub mod rollout;
 pub mod server;
 pub mod wire;
 

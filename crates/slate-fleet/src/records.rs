@@ -244,6 +244,12 @@ pub fn report(db: &Db, who: &Caller, report: &Report, now: i64) -> Result<Report
         why: e.to_string(),
     })?;
     let health = report.health();
+    let bad_commits: Vec<&str> = report
+        .bad_commits
+        .iter()
+        .map(|b| b.commit.as_str())
+        .collect();
+    let bad_commits = bad_commits.join(" ");
     let booted = report.booted();
     db.tx(|tx| {
         let machine = machine_of(tx, who)?;
@@ -251,8 +257,8 @@ pub fn report(db: &Db, who: &Caller, report: &Report, now: i64) -> Result<Report
         let id = tx
             .query_one(
                 "INSERT INTO reports (machine, received, health, booted_commit, booted_version,
-                    staged_commit, drift_etc, drift_var, body)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+                    staged_commit, drift_etc, drift_var, body, bad_commits)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
                 &[
                     machine.into(),
                     now.into(),
@@ -263,6 +269,7 @@ pub fn report(db: &Db, who: &Caller, report: &Report, now: i64) -> Result<Report
                     report.drift.map(|d| d.etc as i64).into(),
                     report.drift.map(|d| d.var as i64).into(),
                     body.as_str().into(),
+                    bad_commits.as_str().into(),
                 ],
             )?
             .map(|r| r.int(0))
@@ -288,9 +295,11 @@ pub fn report(db: &Db, who: &Caller, report: &Report, now: i64) -> Result<Report
             .map(|r| r.int(0))
             .transpose()?
             .unwrap_or(0);
+        let target = crate::rollout::target_of(tx, machine, who.key_id)?;
         Ok(Reported {
             machine: who.key_id.to_string(),
             reports: n as u64,
+            target,
         })
     })
 }

@@ -332,6 +332,20 @@ pub struct Reported {
     pub machine: String,
     /// Reports of this machine the server keeps.
     pub reports: u64,
+    /// What the machine should run, when a rollout of its group says.
+    pub target: Option<Target>,
+}
+
+/// A commit a machine should stage, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub commit: String,
+    /// The `REMOTE:REF` the group follows (where the commit is pulled from).
+    pub follows: String,
+    pub rollout: i64,
+    /// `rollout` (its wave is open) or `abort` (back to the version before).
+    pub reason: String,
 }
 
 /// `GET /api/v1/self`: the machine's own record.

@@ -6,16 +6,17 @@ use super::{Db, DbError, Result, Tx, Value};
 
 /// (version, SQL statements). `{ID}` is an auto-numbered primary key,
 /// `{BLOB}` a bytes column.
-pub const MIGRATIONS: &[(i64, &[&str])] = &[(
-    1,
-    &[
-        "CREATE TABLE groups (
+pub const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &[
+            "CREATE TABLE groups (
             id {ID},
             name TEXT NOT NULL UNIQUE,
             follows TEXT NOT NULL,
             token_hash {BLOB} NOT NULL,
             created BIGINT NOT NULL)",
-        "CREATE TABLE machines (
+            "CREATE TABLE machines (
             id {ID},
             key_id TEXT NOT NULL UNIQUE,
             public_key {BLOB} NOT NULL UNIQUE,
@@ -24,7 +25,7 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[(
             enrolled BIGINT NOT NULL,
             last_seen BIGINT NOT NULL,
             last_report BIGINT)",
-        "CREATE TABLE reports (
+            "CREATE TABLE reports (
             id {ID},
             machine BIGINT NOT NULL REFERENCES machines(id),
             received BIGINT NOT NULL,
@@ -35,15 +36,37 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[(
             drift_etc BIGINT,
             drift_var BIGINT,
             body TEXT NOT NULL)",
-        "CREATE INDEX reports_by_machine ON reports (machine, id)",
-        "CREATE TABLE nonces (
+            "CREATE INDEX reports_by_machine ON reports (machine, id)",
+            "CREATE TABLE nonces (
             key_id TEXT NOT NULL,
             nonce TEXT NOT NULL,
             at BIGINT NOT NULL,
             PRIMARY KEY (key_id, nonce))",
-        "CREATE INDEX nonces_by_time ON nonces (at)",
-    ],
-)];
+            "CREATE INDEX nonces_by_time ON nonces (at)",
+        ],
+    ),
+    (
+        2,
+        &[
+            // Commits that went bad on the machine, space-separated: a
+            // rollout counts its failures from them.
+            "ALTER TABLE reports ADD COLUMN bad_commits TEXT NOT NULL DEFAULT ''",
+            "CREATE TABLE rollouts (
+            id {ID},
+            group_id BIGINT NOT NULL REFERENCES groups(id),
+            target_commit TEXT NOT NULL,
+            previous_commit TEXT,
+            waves TEXT NOT NULL,
+            max_failures BIGINT NOT NULL,
+            state TEXT NOT NULL,
+            opened BIGINT NOT NULL,
+            failures BIGINT NOT NULL,
+            created BIGINT NOT NULL,
+            updated BIGINT NOT NULL)",
+            "CREATE INDEX rollouts_by_group ON rollouts (group_id, id)",
+        ],
+    ),
+];
 
 fn current(tx: &mut dyn Tx) -> Result<i64> {
     Ok(tx

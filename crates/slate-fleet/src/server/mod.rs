@@ -44,7 +44,24 @@ pub struct Options {
 pub struct Running {
     server: Arc<tiny_http::Server>,
     workers: Vec<JoinHandle<()>>,
+    ticker: (std::sync::mpsc::Sender<()>, JoinHandle<()>),
     pub addr: SocketAddr,
+}
+
+/// Every 2 seconds, the running rollouts brought up to date (waves
+/// opened, paused at their failure limit), until `stop` is dropped.
+fn ticker(db: Arc<Db>) -> (std::sync::mpsc::Sender<()>, JoinHandle<()>) {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let h = std::thread::spawn(move || {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            stopped.recv_timeout(std::time::Duration::from_secs(2))
+        {
+            if let Err(e) = crate::rollout::tick_all(&db, crate::now()) {
+                eprintln!("fleet: bringing rollouts up to date: {e}");
+            }
+        }
+    });
+    (stop, h)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
@@ -106,8 +123,12 @@ pub fn start(db: Arc<Db>, opts: &Options) -> Result<Running, ServeError> {
             let server = server.clone();
             let db = db.clone();
             std::thread::spawn(move || {
+                // Each request's answer is its own: a panic in one (a bug)
+                // ends only that request.
                 while let Ok(req) = server.recv() {
-                    routes::answer(&db, req);
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        routes::answer(&db, req)
+                    }));
                 }
             })
         })
@@ -115,6 +136,7 @@ pub fn start(db: Arc<Db>, opts: &Options) -> Result<Running, ServeError> {
     Ok(Running {
         server,
         workers,
+        ticker: ticker(db),
         addr,
     })
 }
@@ -129,6 +151,8 @@ impl Running {
 
     /// Stop taking requests; those under way finish.
     pub fn stop(self) {
+        drop(self.ticker.0);
+        let _ = self.ticker.1.join();
         self.server.unblock();
         for _ in &self.workers {
             self.server.unblock();

@@ -3,7 +3,7 @@
 //! with SIGKILL while machines report restarts on a consistent database.
 
 #[path = "../../../slate-fleet/tests/common/pg.rs"]
-mod pg;
+pub mod pg;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,9 +17,9 @@ use slate_fleet::wire;
 
 use crate::common::{self, slate_bin};
 
-const TOKEN: &str = "fedcba9876543210fedcba9876543210";
+pub const TOKEN: &str = "fedcba9876543210fedcba9876543210";
 
-fn fleet(db: &str, args: &[&str]) -> std::process::Output {
+pub fn fleet(db: &str, args: &[&str]) -> std::process::Output {
     Command::new(slate_bin())
         .arg("fleet")
         .args(args)
@@ -29,7 +29,7 @@ fn fleet(db: &str, args: &[&str]) -> std::process::Output {
         .expect("run slate fleet")
 }
 
-fn fleet_ok(db: &str, args: &[&str]) -> String {
+pub fn fleet_ok(db: &str, args: &[&str]) -> String {
     let o = fleet(db, args);
     assert!(
         o.status.success(),
@@ -40,14 +40,14 @@ fn fleet_ok(db: &str, args: &[&str]) -> String {
 }
 
 /// A server process and its address.
-struct Server {
+pub struct Server {
     child: Child,
-    url: String,
+    pub url: String,
     log: tempfile::NamedTempFile,
 }
 
 impl Server {
-    fn start(db: &str, extra: &[&str]) -> Server {
+    pub fn start(db: &str, extra: &[&str]) -> Server {
         let log = tempfile::NamedTempFile::new().expect("log");
         let child = Command::new(slate_bin())
             .args(["fleet", "serve", "--db", db, "--bind", "127.0.0.1:0"])
@@ -92,11 +92,11 @@ impl Drop for Server {
     }
 }
 
-fn key(n: u8) -> SigningKey {
+pub fn key(n: u8) -> SigningKey {
     SigningKey::from_bytes(&[n; 32])
 }
 
-fn report(host: &str, commit: &str) -> wire::Report {
+pub fn report(host: &str, commit: &str) -> wire::Report {
     wire::Report {
         agent_version: "0.1.0".into(),
         hostname: host.into(),

@@ -12,6 +12,8 @@ use slate_fleet::{records, server, Db, Target};
 
 use crate::output;
 
+mod rollout;
+
 /// The fleet server: machines enroll with a group's token and report
 /// their status, signed by their own key; the server keeps every report
 /// in SQLite (one file) or PostgreSQL.
@@ -31,7 +33,7 @@ pub struct FleetArgs {
 #[derive(Args, Clone)]
 pub struct DbArg {
     #[arg(long, env = "SLATE_FLEET_DB", value_name = "PATH|URL", global = true)]
-    db: Option<String>,
+    pub db: Option<String>,
 }
 
 impl DbArg {
@@ -51,6 +53,8 @@ enum FleetCommand {
     Serve(ServeArgs),
     #[command(subcommand)]
     Group(GroupCommand),
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
     Status(StatusArgs),
 }
 
@@ -150,6 +154,7 @@ pub fn run(a: FleetArgs) -> anyhow::Result<()> {
         FleetCommand::Serve(a) => serve(a),
         FleetCommand::Group(GroupCommand::Add(a)) => group_add(a),
         FleetCommand::Group(GroupCommand::List(a)) => group_list(a),
+        FleetCommand::Rollout(c) => rollout::run(c),
         FleetCommand::Status(a) => status(a),
     }
 }

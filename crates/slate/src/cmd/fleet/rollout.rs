@@ -1,0 +1,141 @@
+//! `slate fleet rollout`: a group's machines moved to a commit in waves.
+
+use clap::{Args, Subcommand};
+use slate_fleet::rollout::{self, Action, Rollout, Waves};
+
+use super::DbArg;
+use crate::output;
+
+#[derive(Subcommand)]
+pub enum RolloutCommand {
+    Start(StartArgs),
+    Status(GroupArgs),
+    Pause(GroupArgs),
+    Resume(ResumeArgs),
+    Abort(GroupArgs),
+}
+
+/// Start moving a group's machines to COMMIT in waves. Each machine's wave
+/// follows from a stable hash of its id; the next wave opens when every
+/// machine of the open ones runs COMMIT blessed, or failed (COMMIT went
+/// bad on it and boot counting put it back). At --max-failures failures
+/// the rollout pauses itself.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  slate fleet rollout start --db fleet.db web 3f2a…(64 hex) --waves 5,25,100 --max-failures 2"
+)]
+pub struct StartArgs {
+    #[command(flatten)]
+    db: DbArg,
+    group: String,
+    /// The commit (64 hex digits) of the group's ref to move to.
+    commit: String,
+    /// Cumulative percentages of the group, the last 100.
+    #[arg(long, default_value = "5,25,100")]
+    waves: String,
+    /// Failures at which the rollout pauses itself.
+    #[arg(long, default_value_t = 1)]
+    max_failures: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+/// A group's latest rollout: its state and each wave's progress
+/// (`pause`: no further wave opens; `abort`: the machines of the open
+/// waves are sent back to the commit the group ran before).
+#[derive(Args)]
+pub struct GroupArgs {
+    #[command(flatten)]
+    db: DbArg,
+    group: String,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Resume a paused rollout, optionally with a new failure limit.
+#[derive(Args)]
+pub struct ResumeArgs {
+    #[command(flatten)]
+    db: DbArg,
+    group: String,
+    #[arg(long)]
+    max_failures: Option<u64>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(c: RolloutCommand) -> anyhow::Result<()> {
+    let now = slate_fleet::now();
+    let (r, json) = match c {
+        RolloutCommand::Start(a) => {
+            let waves = Waves::parse(&a.waves).map_err(|e| anyhow::anyhow!("--waves: {e}"))?;
+            let db = a.db.open()?;
+            (
+                Some(rollout::start(
+                    &db,
+                    &a.group,
+                    &a.commit,
+                    &waves,
+                    a.max_failures,
+                    now,
+                )?),
+                a.json,
+            )
+        }
+        RolloutCommand::Status(a) => (rollout::status(&a.db.open()?, &a.group, now)?, a.json),
+        RolloutCommand::Pause(a) => (
+            Some(rollout::act(&a.db.open()?, &a.group, Action::Pause, now)?),
+            a.json,
+        ),
+        RolloutCommand::Abort(a) => (
+            Some(rollout::act(&a.db.open()?, &a.group, Action::Abort, now)?),
+            a.json,
+        ),
+        RolloutCommand::Resume(a) => (
+            Some(rollout::act(
+                &a.db.open()?,
+                &a.group,
+                Action::Resume(a.max_failures),
+                now,
+            )?),
+            a.json,
+        ),
+    };
+    if json {
+        return output::json(&r);
+    }
+    let Some(r) = r else {
+        crate::outln!("no rollout")?;
+        return Ok(());
+    };
+    show(&r)
+}
+
+fn show(r: &Rollout) -> anyhow::Result<()> {
+    crate::outln!(
+        "rollout {} of group {}: {} to {} ({} failures of {} allowed)",
+        r.id,
+        r.group,
+        r.state,
+        r.commit,
+        r.failures,
+        r.max_failures
+    )?;
+    let percents: Vec<&str> = r.waves.split(',').collect();
+    for (i, c) in r.counts.iter().enumerate() {
+        crate::outln!(
+            "  wave {} ({:>3}%) {:<6} {}/{} done, {} failed",
+            i + 1,
+            percents.get(i).unwrap_or(&"?"),
+            if (i as u64) < r.opened {
+                "open"
+            } else {
+                "closed"
+            },
+            c.done,
+            c.machines,
+            c.failed
+        )?;
+    }
+    Ok(())
+}
