@@ -8,6 +8,7 @@
 //! what) → `server` (HTTP: request limits, signatures, routes). `wire`
 //! is the JSON both sides speak, `auth` the request signatures.
 
+pub mod agent;
 pub mod auth;
 pub mod client;
 pub mod db;

@@ -1,6 +1,8 @@
 //! One module per verb: parse, call the library, render.
 
 pub mod admin;
+#[cfg(feature = "remote")]
+pub mod agent;
 pub mod checkout;
 pub mod commit;
 pub mod compose;

@@ -7,6 +7,7 @@ mod compose;
 mod delivery;
 mod faultserve;
 mod fleet;
+mod fleet_agent;
 mod fleet_rollout;
 mod hostile_fs;
 mod hostile_http;
