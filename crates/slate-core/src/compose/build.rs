@@ -292,6 +292,9 @@ pub fn compose(
     timer.start("manifest: lines, units, kernel arguments; first boot; kernel");
     let mut added = Added::default();
     image::apply_manifest(tree, m, &mut added)?;
+    if let Some(f) = &m.fleet {
+        super::fleet::apply(tree, f, &opts.manifest.files_roots, &mut added)?;
+    }
     image::first_boot(tree, &mut added)?;
     added.kernel = image::move_kernel(tree)?;
 

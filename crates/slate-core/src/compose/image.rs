@@ -162,7 +162,7 @@ pub struct Added {
     pub kernel: Option<String>,
 }
 
-fn write(root: &Path, rel: &str, text: &str, out: &mut Added) -> Result<(), Error> {
+pub(super) fn write(root: &Path, rel: &str, text: &str, out: &mut Added) -> Result<(), Error> {
     let p = root.join(rel);
     let dir = p.parent().expect("a file below the root");
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
@@ -173,7 +173,7 @@ fn write(root: &Path, rel: &str, text: &str, out: &mut Added) -> Result<(), Erro
     Ok(())
 }
 
-fn symlink(root: &Path, rel: &str, target: &str) -> Result<(), Error> {
+pub(super) fn symlink(root: &Path, rel: &str, target: &str) -> Result<(), Error> {
     let p = root.join(rel);
     let dir = p.parent().expect("a link below the root");
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;

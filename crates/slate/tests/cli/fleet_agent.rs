@@ -182,3 +182,33 @@ fn agent_enrolls_reports_and_stages_the_rollouts_commit() {
 fn s_(v: &serde_json::Value) -> &str {
     v.as_str().expect("a string")
 }
+
+#[test]
+#[cfg_attr(
+    not(test_have = "systemd-analyze"),
+    ignore = "needs systemd-analyze (systemd) to check the units"
+)]
+fn the_agent_units_are_ones_systemd_accepts() {
+    if !crate::common::have("systemd-analyze") {
+        return crate::common::skip("systemd-analyze is not installed: the units are not checked");
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/systemd");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = slate_bin();
+    let mut units = Vec::new();
+    for name in ["slate-agent.service", "slate-agent.timer"] {
+        let text = std::fs::read_to_string(src.join(name)).expect("the unit");
+        let unit = dir.path().join(name);
+        std::fs::write(&unit, text.replace("/usr/bin/slate", s(&bin))).expect("write");
+        units.push(unit);
+    }
+    let service = std::fs::read_to_string(&units[0]).expect("unit");
+    assert!(service.contains(&format!("ExecStart={} agent\n", s(&bin))));
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&units)
+        .output()
+        .expect("systemd-analyze");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.trim().is_empty(), "{err}");
+}
