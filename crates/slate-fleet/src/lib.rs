@@ -12,6 +12,8 @@ pub mod agent;
 pub mod auth;
 pub mod client;
 pub mod db;
+pub mod operators;
+pub mod page;
 pub mod records;
 pub mod rollout;
 pub mod server;

@@ -66,6 +66,23 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX rollouts_by_group ON rollouts (group_id, id)",
         ],
     ),
+    (
+        3,
+        &[
+            "CREATE TABLE operators (
+            id {ID},
+            name TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            created BIGINT NOT NULL)",
+            // A session by the SHA-256 of its cookie (a copy of the
+            // database holds no usable cookie), with its CSRF token.
+            "CREATE TABLE sessions (
+            id_hash {BLOB} PRIMARY KEY,
+            operator BIGINT NOT NULL REFERENCES operators(id),
+            csrf TEXT NOT NULL,
+            expires BIGINT NOT NULL)",
+        ],
+    ),
 ];
 
 fn current(tx: &mut dyn Tx) -> Result<i64> {

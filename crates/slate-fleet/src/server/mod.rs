@@ -3,7 +3,7 @@
 //! of worker threads, each request read within limits, checked and
 //! answered by [`routes`].
 
-mod routes;
+pub(crate) mod routes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -118,6 +118,7 @@ pub fn start(db: Arc<Db>, opts: &Options) -> Result<Running, ServeError> {
         .to_ip()
         .ok_or_else(|| listen("not an IP address".into()))?;
     let server = Arc::new(server);
+    let secure = opts.tls.is_some();
     let workers = (0..opts.threads.max(1))
         .map(|_| {
             let server = server.clone();
@@ -127,7 +128,7 @@ pub fn start(db: Arc<Db>, opts: &Options) -> Result<Running, ServeError> {
                 // ends only that request.
                 while let Ok(req) = server.recv() {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        routes::answer(&db, req)
+                        routes::answer(&db, req, secure)
                     }));
                 }
             })

@@ -19,9 +19,9 @@ use crate::db::Db;
 use crate::records::{self, Caller, Error};
 use crate::wire::{ErrorBody, MAX_BODY};
 
-struct Refusal {
-    status: u16,
-    message: String,
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    pub(crate) message: String,
 }
 
 fn refuse(status: u16, message: impl Into<String>) -> Refusal {
@@ -66,7 +66,7 @@ fn json_response<T: Serialize>(status: u16, value: &T) -> Response<std::io::Curs
 }
 
 /// The body, no more than [`MAX_BODY`] bytes.
-fn body(req: &mut Request) -> Result<Vec<u8>, Refusal> {
+pub(crate) fn body(req: &mut Request) -> Result<Vec<u8>, Refusal> {
     if req.body_length().is_some_and(|n| n > MAX_BODY) {
         return Err(refuse(413, format!("body larger than {MAX_BODY} bytes")));
     }
@@ -85,7 +85,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
     serde_json::from_slice(body).map_err(|e| refuse(400, format!("body: {e}")))
 }
 
-fn header(req: &Request, name: &'static str) -> Option<String> {
+pub(crate) fn header(req: &Request, name: &'static str) -> Option<String> {
     let mut found = req
         .headers()
         .iter()
@@ -99,7 +99,10 @@ fn header(req: &Request, name: &'static str) -> Option<String> {
     first
 }
 
-pub fn answer(db: &Db, mut req: Request) {
+pub fn answer(db: &Db, mut req: Request, secure: bool) {
+    if !req.url().starts_with("/api/") {
+        return crate::page::answer(db, req, secure);
+    }
     let out = route(db, &mut req);
     let resp = match out {
         Ok((status, body)) => Response::from_data(body)
@@ -149,7 +152,6 @@ fn route(db: &Db, req: &mut Request) -> Result<(u16, Vec<u8>), Refusal> {
                 }
             }
         }
-        (_, p) if p.starts_with("/api/") => Err(refuse(404, format!("no route {method} {p}"))),
-        _ => Err(refuse(404, format!("no page {path}"))),
+        (_, p) => Err(refuse(404, format!("no route {method} {p}"))),
     }
 }

@@ -55,6 +55,8 @@ enum FleetCommand {
     Group(GroupCommand),
     #[command(subcommand)]
     Rollout(rollout::RolloutCommand),
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     Status(StatusArgs),
 }
 
@@ -116,6 +118,43 @@ struct GroupAddArgs {
     token_file: Option<PathBuf>,
 }
 
+#[derive(Subcommand)]
+enum OperatorCommand {
+    Add(OperatorAddArgs),
+}
+
+/// Add an operator of the page (or set an operator's password). The
+/// password (12 characters or more) is read from --password-file, else
+/// from the first line of standard input; it is stored hashed (Argon2id).
+#[derive(Args)]
+#[command(after_help = "Example:\n  slate fleet operator add --db fleet.db alice < alice.password")]
+struct OperatorAddArgs {
+    #[command(flatten)]
+    db: DbArg,
+    name: String,
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+fn operator_add(a: OperatorAddArgs) -> anyhow::Result<()> {
+    let text = match &a.password_file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading the password from {}", f.display()))?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            line
+        }
+    };
+    let password = text.lines().next().unwrap_or("");
+    let db = a.db.open()?;
+    slate_fleet::operators::set(&db, &a.name, password, slate_fleet::now())?;
+    eprintln!("operator {} can sign in", a.name);
+    Ok(())
+}
+
 /// The groups, their refs and how many machines each has.
 #[derive(Args)]
 struct GroupListArgs {
@@ -155,6 +194,7 @@ pub fn run(a: FleetArgs) -> anyhow::Result<()> {
         FleetCommand::Group(GroupCommand::Add(a)) => group_add(a),
         FleetCommand::Group(GroupCommand::List(a)) => group_list(a),
         FleetCommand::Rollout(c) => rollout::run(c),
+        FleetCommand::Operator(OperatorCommand::Add(a)) => operator_add(a),
         FleetCommand::Status(a) => status(a),
     }
 }
