@@ -105,6 +105,16 @@ impl Client {
         })
     }
 
+    /// A client sharing `other`'s connections (and its TLS settings),
+    /// signing with another key: many simulated machines, few sockets.
+    pub fn sharing(other: &Client, key: SigningKey) -> Client {
+        Client {
+            base: other.base.clone(),
+            agent: other.agent.clone(),
+            key,
+        }
+    }
+
     /// The machine id this client's key enrolls as.
     pub fn machine_id(&self) -> String {
         crate::auth::key_id(self.key.verifying_key().as_bytes())

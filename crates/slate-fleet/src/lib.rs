@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod bench;
 pub mod client;
 pub mod db;
 pub mod operators;

@@ -1,11 +1,12 @@
 //! PostgreSQL through the synchronous `postgres` crate: a small pool of
 //! connections, each request's transaction on one of them.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::{Arc, Condvar, Mutex};
 
 use postgres::types::{IsNull, ToSql, Type};
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 
 use super::{DbError, Result, Row, Tx, Value};
 
@@ -43,8 +44,24 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// A connection and the statements prepared on it (by their SQL): each
+/// query is parsed and planned once per connection, not once per use.
+struct Conn {
+    client: Client,
+    prepared: HashMap<String, Statement>,
+}
+
+impl Conn {
+    fn new(client: Client) -> Conn {
+        Conn {
+            client,
+            prepared: HashMap::new(),
+        }
+    }
+}
+
 pub struct Pool {
-    free: Mutex<Vec<Client>>,
+    free: Mutex<Vec<Conn>>,
     ready: Condvar,
     url: String,
     shown: String,
@@ -59,10 +76,10 @@ impl Pool {
             target: shown.clone(),
             source,
         })?;
-        let mut free = vec![first];
+        let mut free = vec![Conn::new(first)];
         for _ in 1..size {
             match Client::connect(url, NoTls) {
-                Ok(c) => free.push(c),
+                Ok(c) => free.push(Conn::new(c)),
                 Err(_) => break,
             }
         }
@@ -81,17 +98,19 @@ impl Pool {
         }
     }
 
-    fn take(&self) -> Result<Client> {
+    fn take(&self) -> Result<Conn> {
         let mut free = self
             .free
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         loop {
             if let Some(c) = free.pop() {
-                if c.is_closed() {
+                if c.client.is_closed() {
                     // The server restarted, or the connection broke.
                     drop(free);
-                    return Client::connect(&self.url, NoTls).map_err(|e| self.err(e));
+                    return Client::connect(&self.url, NoTls)
+                        .map(Conn::new)
+                        .map_err(|e| self.err(e));
                 }
                 return Ok(c);
             }
@@ -102,7 +121,7 @@ impl Pool {
         }
     }
 
-    fn give(&self, c: Client) {
+    fn give(&self, c: Conn) {
         self.free
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -114,25 +133,26 @@ impl Pool {
     where
         E: From<DbError>,
     {
-        let mut client = self.take()?;
-        let out = self.tx_on(&mut client, f);
+        let mut conn = self.take()?;
+        let out = self.tx_on(&mut conn, f);
         // A connection whose transaction failed half-way was rolled back
         // by the drop; it is reused unless it closed.
-        self.give(client);
+        self.give(conn);
         out
     }
 
     fn tx_on<T, E>(
         &self,
-        client: &mut Client,
+        conn: &mut Conn,
         f: impl FnOnce(&mut dyn Tx) -> Result<T, E>,
     ) -> Result<T, E>
     where
         E: From<DbError>,
     {
-        let txn = client.transaction().map_err(|e| self.err(e))?;
+        let txn = conn.client.transaction().map_err(|e| self.err(e))?;
         let mut t = PgTx {
             txn,
+            prepared: &mut conn.prepared,
             shown: &self.shown,
         };
         let out = f(&mut t)?;
@@ -143,6 +163,7 @@ impl Pool {
 
 struct PgTx<'a> {
     txn: postgres::Transaction<'a>,
+    prepared: &'a mut HashMap<String, Statement>,
     shown: &'a str,
 }
 
@@ -153,6 +174,16 @@ impl PgTx<'_> {
             source,
         }
     }
+
+    /// The statement of `sql`, prepared on this connection once.
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.txn.prepare(sql).map_err(|e| self.err(e))?;
+        self.prepared.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
 }
 
 fn refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
@@ -161,15 +192,17 @@ fn refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
 
 impl Tx for PgTx<'_> {
     fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        let stmt = self.statement(sql)?;
         self.txn
-            .execute(sql, &refs(params))
+            .execute(&stmt, &refs(params))
             .map_err(|e| self.err(e))
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        let stmt = self.statement(sql)?;
         let rows = self
             .txn
-            .query(sql, &refs(params))
+            .query(&stmt, &refs(params))
             .map_err(|e| self.err(e))?;
         let origin = Arc::new((self.shown.to_string(), sql.to_string()));
         let mut out = Vec::with_capacity(rows.len());

@@ -57,6 +57,8 @@ enum FleetCommand {
     Rollout(rollout::RolloutCommand),
     #[command(subcommand)]
     Operator(OperatorCommand),
+    #[command(hide = true)]
+    BenchAgents(BenchArgs),
     Status(StatusArgs),
 }
 
@@ -116,6 +118,41 @@ struct GroupAddArgs {
     /// is not part of it).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+}
+
+/// Simulated agents for bench/fleet.sh: MACHINES enrolled, then reporting
+/// as fast as the server takes them for SECONDS; JSON results on stdout.
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(long)]
+    server: String,
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    #[arg(long)]
+    group: String,
+    #[arg(long)]
+    token_file: PathBuf,
+    #[arg(long, default_value_t = 10_000)]
+    machines: u32,
+    #[arg(long, default_value_t = 32)]
+    threads: u32,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+fn bench_agents(a: BenchArgs) -> anyhow::Result<()> {
+    let token = std::fs::read_to_string(&a.token_file)
+        .with_context(|| format!("reading {}", a.token_file.display()))?;
+    let r = slate_fleet::bench::run(&slate_fleet::bench::Options {
+        server: a.server,
+        ca: a.ca,
+        group: a.group,
+        token: token.trim_end().to_string(),
+        machines: a.machines,
+        threads: a.threads,
+        duration: std::time::Duration::from_secs(a.seconds.clamp(1, 3600)),
+    })?;
+    output::json(&r)
 }
 
 #[derive(Subcommand)]
@@ -195,6 +232,7 @@ pub fn run(a: FleetArgs) -> anyhow::Result<()> {
         FleetCommand::Group(GroupCommand::List(a)) => group_list(a),
         FleetCommand::Rollout(c) => rollout::run(c),
         FleetCommand::Operator(OperatorCommand::Add(a)) => operator_add(a),
+        FleetCommand::BenchAgents(a) => bench_agents(a),
         FleetCommand::Status(a) => status(a),
     }
 }
