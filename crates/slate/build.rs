@@ -19,6 +19,8 @@ use std::path::Path;
 /// Tools a test needs, looked up in `PATH`.
 const TOOLS: &[&str] = &[
     "bsdtar",
+    "chromedriver",
+    "chromium",
     "debugfs",
     "gzip",
     "losetup",

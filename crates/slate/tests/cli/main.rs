@@ -8,6 +8,7 @@ mod delivery;
 mod faultserve;
 mod fleet;
 mod fleet_agent;
+mod fleet_browser;
 mod fleet_rollout;
 mod hostile_fs;
 mod hostile_http;
