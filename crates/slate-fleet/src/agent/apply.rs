@@ -57,7 +57,7 @@ pub fn apply(
     }
     let stage_err = |source| AgentError::Stage {
         commit: t.commit.clone(),
-        source,
+        source: Box::new(source),
     };
     let progress = Progress::default();
     let deploy = DeployOptions {

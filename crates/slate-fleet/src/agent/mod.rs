@@ -2,7 +2,7 @@
 //! once and kept (`STATE/machine.key`, 0600, written atomically),
 //! enrolled once (`STATE/enrolled.json`), the sysroot's status reported
 //! (the library's `Sysroot::status`), and the target the server answers
-//! staged through the library when its wave has come ([`apply`]). An
+//! staged through the library when its wave has come (`apply.rs`). An
 //! unreachable or failing server is retried with backoff, a bounded
 //! number of times, and changes nothing on the machine.
 
@@ -33,12 +33,12 @@ pub enum AgentError {
     #[error("this machine is not enrolled yet and no token was given (--token-file or --token-credential)")]
     NoToken,
     #[error("reading the sysroot's status: {0}")]
-    Status(#[source] slate_core::sysroot::Error),
+    Status(#[source] Box<slate_core::sysroot::Error>),
     #[error("staging {commit}: {source}")]
     Stage {
         commit: String,
         #[source]
-        source: slate_core::sysroot::Error,
+        source: Box<slate_core::sysroot::Error>,
     },
     #[error("gave up after {attempts} attempts: {last}")]
     GaveUp { attempts: u32, last: ClientError },
@@ -133,7 +133,9 @@ pub fn run(opts: &Options, sysroot: &Sysroot, fetch: &dyn Fetch) -> Result<RunRe
         key::mark_enrolled(&opts.state, &opts.server, &opts.group, &machine)?;
         true
     };
-    let status = sysroot.status().map_err(AgentError::Status)?;
+    let status = sysroot
+        .status()
+        .map_err(|e| AgentError::Status(Box::new(e)))?;
     let report = Report::from_status(&status, &hostname(), uptime(), &opts.agent_version);
     let answer: Reported = retry(opts, || client.report(&report))?;
     let outcome = match (&answer.target, opts.apply) {

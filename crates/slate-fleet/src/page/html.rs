@@ -43,12 +43,12 @@ pub fn layout(title: &str, session: Option<&Session>, body: &str) -> String {
         esc(title)
     );
     if let Some(s) = session {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<header><a href=\"/\">Machines</a> · signed in as {} \
              <form class=\"inline\" method=\"post\" action=\"/logout\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <button type=\"submit\">Sign out</button></form></header>\n",
+             <button type=\"submit\">Sign out</button></form></header>",
             esc(&s.operator),
             esc(&s.csrf)
         );

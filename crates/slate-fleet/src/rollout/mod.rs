@@ -1,7 +1,8 @@
 //! Rollouts: a group's machines moved to a commit in waves. The wave
 //! logic is pure (`waves.rs`); here it meets the database. A rollout's
-//! progress is computed from each machine's latest report ([`tick`]: by
-//! the server every few seconds, and by every command that reads it); a
+//! progress is computed from each machine's latest report (by
+//! [`tick_all`] in the server every 2 s, and by [`status`] and [`act`] for
+//! every command that reads or changes it); a
 //! machine's target follows from its wave and the rollout's state
 //! ([`target_of`], in each report's answer).
 

@@ -1,7 +1,7 @@
 //! The HTTP server: `tiny_http` (a small synchronous server, already the
 //! one of `slate serve`; its `ssl-rustls` feature gives TLS) with a pool
 //! of worker threads, each request read within limits, checked and
-//! answered by [`routes`].
+//! answered by `routes.rs` (the API) or `page` (the HTML).
 
 pub(crate) mod routes;
 
