@@ -86,6 +86,7 @@ fn scenario(db: Arc<Db>) {
         common::COMMIT_B,
         &rollout::Waves::parse("50,100").expect("w"),
         1,
+        None,
         2,
     )
     .expect("rollout");

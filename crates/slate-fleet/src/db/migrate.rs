@@ -83,6 +83,11 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
             expires BIGINT NOT NULL)",
         ],
     ),
+    (
+        4,
+        // A calendar event (systemd.time(7)): waves open only in its minutes.
+        &["ALTER TABLE rollouts ADD COLUMN open_window TEXT"],
+    ),
 ];
 
 fn current(tx: &mut dyn Tx) -> Result<i64> {

@@ -7,6 +7,7 @@
 //! ([`target_of`], in each report's answer).
 
 pub mod waves;
+pub mod window;
 
 use crate::db::{Db, Tx};
 use crate::records::{check_group_name, Error, Result};
@@ -22,6 +23,8 @@ pub struct Rollout {
     /// The commit most of the group ran when it started: where an abort
     /// sends the machines back.
     pub previous: Option<String>,
+    /// The calendar event whose minutes a wave may open in.
+    pub window: Option<String>,
     pub waves: String,
     pub max_failures: u64,
     pub state: String,
@@ -44,10 +47,11 @@ struct Row {
     state: State,
     opened: usize,
     created: i64,
+    window: Option<String>,
 }
 
 const SELECT: &str = "SELECT r.id, r.group_id, g.follows, r.target_commit, r.previous_commit,
-        r.waves, r.max_failures, r.state, r.opened, r.created
+        r.waves, r.max_failures, r.state, r.opened, r.created, r.open_window
      FROM rollouts r JOIN groups g ON g.id = r.group_id";
 
 fn row(r: &crate::db::Row) -> Result<Row> {
@@ -68,6 +72,7 @@ fn row(r: &crate::db::Row) -> Result<Row> {
         state: State::parse(&state).ok_or_else(|| bad("state", state.clone()))?,
         opened: r.int(8)?.max(1) as usize,
         created: r.int(9)?,
+        window: r.opt_text(10)?,
     })
 }
 
@@ -121,7 +126,16 @@ fn standings(tx: &mut dyn Tx, r: &Row) -> Result<Vec<(usize, Standing)>> {
 /// Bring a rollout's progress up to date (in the caller's transaction).
 fn advance(tx: &mut dyn Tx, r: &Row, now: i64) -> Result<Rollout> {
     let counts = waves::count(r.waves.len(), &standings(tx, r)?);
-    let s = waves::step(&counts, r.opened, r.state, r.max_failures);
+    let mut s = waves::step(&counts, r.opened, r.state, r.max_failures);
+    if s.opened > r.opened {
+        if let Some(w) = &r.window {
+            // Outside its window (or the window unreadable) no wave opens.
+            if !window::open_at(w, now).unwrap_or(false) {
+                s.opened = r.opened;
+                s.state = State::Running;
+            }
+        }
+    }
     tx.exec(
         "UPDATE rollouts SET opened = $1, state = $2, failures = $3, updated = $4 WHERE id = $5",
         &[
@@ -137,6 +151,7 @@ fn advance(tx: &mut dyn Tx, r: &Row, now: i64) -> Result<Rollout> {
         group: String::new(),
         commit: r.commit.clone(),
         previous: r.previous.clone(),
+        window: r.window.clone(),
         waves: r.waves.to_string(),
         max_failures: r.max_failures,
         state: s.state.as_str().to_string(),
@@ -156,8 +171,15 @@ pub fn start(
     commit: &str,
     waves: &Waves,
     max_failures: u64,
+    window: Option<&str>,
     now: i64,
 ) -> Result<Rollout> {
+    if let Some(w) = window {
+        window::check(w).map_err(|why| Error::BadValue {
+            what: "the rollout's window".into(),
+            why,
+        })?;
+    }
     if commit.len() != 64
         || !commit
             .bytes()
@@ -196,8 +218,8 @@ pub fn start(
             .transpose()?;
         tx.exec(
             "INSERT INTO rollouts (group_id, target_commit, previous_commit, waves, max_failures,
-                state, opened, failures, created, updated)
-             VALUES ($1, $2, $3, $4, $5, 'running', 1, 0, $6, $6)",
+                state, opened, failures, created, updated, open_window)
+             VALUES ($1, $2, $3, $4, $5, 'running', 1, 0, $6, $6, $7)",
             &[
                 gid.into(),
                 commit.into(),
@@ -205,6 +227,7 @@ pub fn start(
                 waves.to_string().into(),
                 (max_failures.min(i64::MAX as u64) as i64).into(),
                 now.into(),
+                window.into(),
             ],
         )?;
         let r = latest(tx, gid)?.ok_or_else(|| Error::NoGroup(group.to_string()))?;

@@ -187,3 +187,90 @@ fn fleet_rollout_in_waves_on_postgresql() {
     };
     rollouts(&pg.database("fleet"));
 }
+
+/// `--window`: a wave opens only in a minute of the calendar event.
+#[test]
+#[cfg_attr(
+    not(test_have = "systemd-analyze"),
+    ignore = "needs systemd-analyze (systemd) to read calendar events"
+)]
+fn fleet_rollout_waves_open_only_in_their_window() {
+    if !common::have("systemd-analyze") {
+        return common::skip("systemd-analyze is not installed");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("fleet.db");
+    let db = db.to_str().expect("utf-8");
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).expect("token");
+    fleet_ok(
+        db,
+        &[
+            "group",
+            "add",
+            "web",
+            "--ref",
+            "o:r",
+            "--token-file",
+            token.to_str().expect("utf-8"),
+        ],
+    );
+    let o = fleet(db, &["rollout", "start", "web", NEW, "--window", "bogus"]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--window \"bogus\""),
+        "{o:?}"
+    );
+    let server = Server::start(db, &["--insecure-http"]);
+    let waves = Waves::parse("50,100").expect("waves");
+    let machines: Vec<Client> = (0..12u8)
+        .map(|i| {
+            let c = Client::new(&server.url, key(90 + i), None).expect("client");
+            c.enroll("web", TOKEN, "m").expect("enrolls");
+            c.report(&blessed("m", OLD)).expect("reports");
+            c
+        })
+        .collect();
+    // A window in the past: the first wave settles, the second stays shut.
+    let r = json(
+        db,
+        &[
+            "rollout",
+            "start",
+            "web",
+            NEW,
+            "--waves",
+            "50,100",
+            "--window",
+            "2001-01-01 00:00:00",
+            "--json",
+        ],
+    );
+    assert_eq!(r["window"], "2001-01-01 00:00:00");
+    for c in machines.iter().filter(|c| waves.of(&c.machine_id()) == 0) {
+        c.report(&blessed("m", NEW)).expect("reports");
+    }
+    let r = json(db, &["rollout", "status", "web", "--json"]);
+    assert_eq!(
+        (r["opened"].as_u64(), r["state"].as_str()),
+        (Some(1), Some("running")),
+        "{r}"
+    );
+    // Every minute: it opens.
+    fleet_ok(db, &["rollout", "abort", "web"]);
+    json(
+        db,
+        &[
+            "rollout",
+            "start",
+            "web",
+            NEW,
+            "--waves",
+            "50,100",
+            "--window",
+            "*-*-* *:*:00",
+            "--json",
+        ],
+    );
+    let r = json(db, &["rollout", "status", "web", "--json"]);
+    assert_eq!(r["opened"], 2, "{r}");
+}

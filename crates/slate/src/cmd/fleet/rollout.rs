@@ -36,6 +36,11 @@ pub struct StartArgs {
     /// Failures at which the rollout pauses itself.
     #[arg(long, default_value_t = 1)]
     max_failures: u64,
+    /// Open waves only in the minutes of this calendar event
+    /// (systemd.time(7), as OnCalendar= takes it; UTC), e.g.
+    /// 'Mon..Fri 02..04:*:00'.
+    #[arg(long, value_name = "CALENDAR")]
+    window: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -77,6 +82,7 @@ pub fn run(c: RolloutCommand) -> anyhow::Result<()> {
                     &a.commit,
                     &waves,
                     a.max_failures,
+                    a.window.as_deref(),
                     now,
                 )?),
                 a.json,
@@ -112,6 +118,9 @@ pub fn run(c: RolloutCommand) -> anyhow::Result<()> {
 }
 
 fn show(r: &Rollout) -> anyhow::Result<()> {
+    if let Some(w) = &r.window {
+        eprintln!("waves open only in the minutes of {w:?} (UTC)");
+    }
     crate::outln!(
         "rollout {} of group {}: {} to {} ({} failures of {} allowed)",
         r.id,
