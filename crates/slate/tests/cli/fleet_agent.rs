@@ -146,7 +146,22 @@ fn agent_enrolls_reports_and_stages_the_rollouts_commit() {
     // agent waits; blessed, it stages v2 (the default until shutdown unchanged).
     let v2 = commit_version(&publ, &e.trees, 2, true);
     ok(&publ, &["summary", "--repo", s(&publ), "--update"]);
-    fleet_ok(db, &["rollout", "start", "web", &v2, "--waves", "100"]);
+    // The commit: the head of the group's ref in the publishing repository.
+    let started: serde_json::Value = serde_json::from_str(&fleet_ok(
+        db,
+        &[
+            "rollout",
+            "start",
+            "web",
+            "--repo",
+            s(&publ),
+            "--waves",
+            "100",
+            "--json",
+        ],
+    ))
+    .expect("json");
+    assert_eq!(started["commit"], v2.as_str());
     let r = agent_json(dir, &e.sr, &server.url);
     assert_eq!(r["target"]["commit"], v2.as_str());
     assert_eq!(r["outcome"]["outcome"], "not_blessed", "{r}");

@@ -28,8 +28,12 @@ pub struct StartArgs {
     #[command(flatten)]
     db: DbArg,
     group: String,
-    /// The commit (64 hex digits) of the group's ref to move to.
-    commit: String,
+    /// The commit (64 hex digits) to move to; default: the head of the
+    /// group's ref (REF of its REMOTE:REF) in --repo.
+    commit: Option<String>,
+    /// The publishing repository whose ref gives the commit.
+    #[arg(long, value_name = "DIR", required_unless_present = "commit")]
+    repo: Option<std::path::PathBuf>,
     /// Cumulative percentages of the group, the last 100.
     #[arg(long, default_value = "5,25,100")]
     waves: String,
@@ -75,11 +79,16 @@ pub fn run(c: RolloutCommand) -> anyhow::Result<()> {
         RolloutCommand::Start(a) => {
             let waves = Waves::parse(&a.waves).map_err(|e| anyhow::anyhow!("--waves: {e}"))?;
             let db = a.db.open()?;
+            let commit = match (&a.commit, &a.repo) {
+                (Some(c), _) => c.clone(),
+                (None, Some(dir)) => head_of_group_ref(&db, &a.group, dir)?,
+                (None, None) => anyhow::bail!("which commit? give COMMIT or --repo DIR"),
+            };
             (
                 Some(rollout::start(
                     &db,
                     &a.group,
-                    &a.commit,
+                    &commit,
                     &waves,
                     a.max_failures,
                     a.window.as_deref(),
@@ -115,6 +124,34 @@ pub fn run(c: RolloutCommand) -> anyhow::Result<()> {
         return Ok(());
     };
     show(&r)
+}
+
+/// The head of REF (of the group's REMOTE:REF) in the repository `dir`.
+fn head_of_group_ref(
+    db: &slate_fleet::Db,
+    group: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<String> {
+    let groups = slate_fleet::records::groups(db)?;
+    let Some(g) = groups.iter().find(|g| g.name == group) else {
+        anyhow::bail!("no group {group:?}");
+    };
+    let r = g
+        .follows
+        .split_once(':')
+        .map_or(g.follows.as_str(), |(_, r)| r);
+    let repo = super::super::RepoArg {
+        repo: dir.to_path_buf(),
+    }
+    .open()?;
+    let head = repo.read_ref(r)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no ref {r} (group {group} follows {})",
+            dir.display(),
+            g.follows
+        )
+    })?;
+    Ok(head.to_hex())
 }
 
 fn show(r: &Rollout) -> anyhow::Result<()> {
