@@ -203,6 +203,39 @@ fn over_tls(db: &str) {
         text.contains(&c.machine_id()) && text.contains("pending"),
         "{text}"
     );
+    // The page's session cookie is Secure under TLS.
+    if common::have("curl") {
+        let pw = dir.path().join("password");
+        std::fs::write(&pw, "a password for the page\n").expect("password");
+        fleet_ok(
+            db,
+            &[
+                "operator",
+                "add",
+                "alice",
+                "--password-file",
+                pw.to_str().expect("utf-8"),
+            ],
+        );
+        let out = Command::new("curl")
+            .args(["-s", "-D", "-", "-o", "/dev/null", "--cacert"])
+            .arg(&ca)
+            .args(["--data", "name=alice&password=a password for the page"])
+            .arg(format!("{}/login", server.url))
+            .output()
+            .expect("curl");
+        let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        let cookie = headers
+            .lines()
+            .find(|l| l.starts_with("set-cookie:"))
+            .unwrap_or_else(|| panic!("no cookie: {headers}"));
+        assert!(
+            cookie.contains("httponly")
+                && cookie.contains("samesite=strict")
+                && cookie.contains("; secure"),
+            "{cookie}"
+        );
+    }
     let one = fleet_ok(db, &["status", &c.machine_id()[..10]]);
     assert!(
         one.contains("hostname  <b>host</b>") && one.contains("cccccccccccc"),
