@@ -152,6 +152,32 @@ fn scenario(db: Arc<Db>) {
     );
     assert_eq!(s, 303);
 
+    // The operator's JSON API: the same session.
+    let (s, _, _, _) = req(&agent, "GET", &format!("{base}/api/v1/machines"), None, &[]);
+    assert_eq!(s, 401);
+    let (s, _, _, j) = req(
+        &agent,
+        "GET",
+        &format!("{base}/api/v1/machines?page=1"),
+        Some(&cookie),
+        &[],
+    );
+    assert_eq!(s, 200);
+    let j: serde_json::Value = serde_json::from_str(&j).expect("json");
+    assert_eq!(
+        (j["total"].as_u64(), j["machines"].as_array().map(Vec::len)),
+        (Some(150), Some(50))
+    );
+    let (_, _, _, g) = req(
+        &agent,
+        "GET",
+        &format!("{base}/api/v1/groups"),
+        Some(&cookie),
+        &[],
+    );
+    let g: serde_json::Value = serde_json::from_str(&g).expect("json");
+    assert_eq!(g[0]["rollout"]["state"], "running", "{g}");
+
     let (s, _, _, page) = req(&agent, "GET", &format!("{base}/"), Some(&cookie), &[]);
     assert_eq!(s, 200);
     assert!(page.contains("150 machines; page 1 of 2"), "{page}");

@@ -55,7 +55,7 @@ fn error(status: u16, message: &str) -> Page {
     )
 }
 
-fn cookie_of(req: &Request) -> Option<String> {
+pub(crate) fn cookie_of(req: &Request) -> Option<String> {
     let header = routes::header(req, "Cookie")?;
     header.split(';').find_map(|kv| {
         let (k, v) = kv.trim().split_once('=')?;

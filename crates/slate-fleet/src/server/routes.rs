@@ -7,6 +7,8 @@
 //! | `POST /api/v1/enroll` | a new machine's key, with its group's token | `Enroll` |
 //! | `POST /api/v1/report` | an enrolled machine | `Report` |
 //! | `GET /api/v1/self` | an enrolled machine: its own record only | – |
+//! | `GET /api/v1/machines?page=N` | a signed-in operator (the page's cookie) | – |
+//! | `GET /api/v1/groups` | a signed-in operator | – |
 
 use std::io::Read;
 
@@ -151,6 +153,45 @@ fn route(db: &Db, req: &mut Request) -> Result<(u16, Vec<u8>), Refusal> {
                     to_json(&records::own(db, &who, now)?)
                 }
             }
+        }
+        ("GET", p) if p == "/api/v1/groups" || p.split('?').next() == Some("/api/v1/machines") => {
+            let cookie = crate::page::cookie_of(req);
+            let session = match &cookie {
+                Some(c) => crate::operators::session(db, c, now)?,
+                None => None,
+            };
+            if session.is_none() {
+                return Err(refuse(
+                    401,
+                    "sign in first (POST /login; the session cookie)",
+                ));
+            }
+            if p == "/api/v1/groups" {
+                let mut out = Vec::new();
+                for g in records::groups(db)? {
+                    let r = crate::rollout::status(db, &g.name, now)?;
+                    out.push(serde_json::json!({ "group": g, "rollout": r }));
+                }
+                return to_json(&out);
+            }
+            let page: u64 = p
+                .split_once('?')
+                .map(|(_, q)| q)
+                .and_then(|q| {
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "page")
+                        .and_then(|(_, v)| v.parse().ok())
+                })
+                .unwrap_or(0u64)
+                .min(1_000_000);
+            let per = crate::page::PER_PAGE;
+            let (machines, total) = records::machines(db, page * per, per)?;
+            to_json(&serde_json::json!({
+                "total": total,
+                "page": page,
+                "per_page": per,
+                "machines": machines,
+            }))
         }
         (_, p) => Err(refuse(404, format!("no route {method} {p}"))),
     }
