@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Compose the example Debian image (examples/debian/image.toml), show it, and
 # boot it on systemd-nspawn with an empty /etc and /var.
-#   sudo bash examples/compose.sh            (REPO=... CACHE=... to choose where)
-#   NO_BOOT=1 sudo bash examples/compose.sh  compose only
-# No account has a password: the image is for looking at, and for `slate run IMAGE -- CMD`.
+#   # bash examples/compose.sh             (as root; REPO=... CACHE=... to choose where)
+#   # NO_BOOT=1 bash examples/compose.sh   compose only
+# No account of the image has a password; in the container started at the end
+# root is logged in on the console (a drop-in in the container's /run only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SLATE=${SLATE:-target/release/slate}
@@ -31,5 +32,6 @@ id2=$("$SLATE" compose --repo "$REPO" --lockfile "$LOCK" --locked "$MANIFEST")
 [[ $id2 == "$id" ]] && echo "   same commit $id2" || { echo "   differs: $id2" >&2; exit 1; }
 if [[ -n ${NO_BOOT:-} ]]; then exit 0; fi
 command -v systemd-nspawn >/dev/null || { echo "to boot it: apt-get install systemd-container" >&2; exit 0; }
-echo "== booting it with an empty /etc and /var (press Ctrl-] three times within a second to leave)"
+echo "== booting it with an empty /etc and /var: root logs in on the console (this container only);"
+echo "   its network is its own (loopback only). Leave with poweroff, or Ctrl-] three times within a second."
 exec "$SLATE" run --repo "$REPO" --boot --volatile=yes "$id"

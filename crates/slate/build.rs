@@ -18,10 +18,14 @@ use std::path::Path;
 
 /// Tools a test needs, looked up in `PATH`.
 const TOOLS: &[&str] = &[
+    "bash",
     "bsdtar",
+    "busybox",
     "chromedriver",
     "chromium",
     "debugfs",
+    "dpkg-deb",
+    "fish",
     "gzip",
     "losetup",
     "mcopy",
@@ -32,6 +36,8 @@ const TOOLS: &[&str] = &[
     "nginx",
     "nsenter",
     "openssl",
+    "podman",
+    "runc",
     "script",
     "setpriv",
     "sfdisk",

@@ -15,9 +15,12 @@
 #      built from the factory defaults, the boot blessed by systemd-boot.
 #   2. compose v2, publish it signed and serve it from the host; in the guest
 #      (v1 pinned first, the factory version kept as a fallback) `slate admin
-#      deploy REMOTE:REF` pulls it over HTTP and deploys it; on the next boot
-#      v2 runs, its ConditionNeedsUpdate=/var unit ran once, what v1 wrote to
-#      /var is there, the machine id is v1's.
+#      upgrade --check` sees version 2, and the update timer's service (run
+#      at once) stages it from the remote the image names, over HTTP; a file
+#      is written after the stage; v1 stays the default until the shutdown,
+#      which finalizes v2 (its boot entry written then); on the next boot v2
+#      runs with that file, its ConditionNeedsUpdate=/var unit ran once, what
+#      v1 wrote to /var is there, the machine id is v1's.
 #   3. compose and publish a broken v3 (a unit boot-complete.target requires
 #      fails); in the guest `slate admin upgrade --tries 2`; v3 boots twice,
 #      never blessed, then systemd-boot starts v2 by itself; in v2 `slate
@@ -129,6 +132,8 @@ r=$(boot)
 echo "   $r"
 [[ -n $r ]] || fail "no report from the guest"
 [[ $(field version "$r") == 1 ]] || fail "version: $r"
+[[ $(field image_version "$r") == 1 ]] || fail "os-release's IMAGE_VERSION: $r"
+[[ $(field origin "$r") == e2e:e2e/x86_64 ]] || fail "the installed deployment does not follow the image's remote: $r"
 [[ $(field state "$r") == running ]] || fail "the system is not running: $r"
 [[ $(field failed "$r") == none ]] || fail "failed units: $r"
 [[ $(field usr "$r") == ro ]] || fail "/usr is not read-only: $r"
@@ -143,26 +148,33 @@ mid1=$(field machine_id "$r")
 echo "   the initrd's slate has no network code (prepare-root's record)"
 done_step
 
-step "2: compose v2, publish it, the guest deploys it over HTTP, boot v2"
+step "2: compose v2, publish it; the guest's update timer stages it, the shutdown finalizes it, boot v2"
 v2=$(compose 2) || fail "compose v2"
 publish "$v2" || fail "publish v2"
 "$SLATE" serve --bind 127.0.0.1:8099 "$REPO" >"$W/serve.log" 2>&1 &
 SERVE=$!
-ask deploy-remote
+ask stage-timer
 r=$(boot)
 up=$(action_result)
 echo "   $up"
-[[ $(field rc "$up") == 0 ]] || fail "the deploy in the guest: $up"
+[[ $(field rc "$up") == 0 ]] || fail "the update timer's run in the guest: $up"
+grep -q "version 2" <<<"$up" || fail "upgrade --check did not see version 2: $up"
+[[ $(field staged "$up") == "${v2:0:12}" ]] || fail "the timer did not stage v2: $up"
+[[ $(field status "$up") == "${v1:0:12}:good:booted"* ]] || fail "v1 is not the default until the shutdown: $up"
+[[ -n $(entry_of "$v2") ]] || fail "the shutdown did not finalize v2: no boot entry"
+echo "   staged by the timer, v1 the default until the shutdown; entry $(entry_of "$v2") written at the shutdown"
 ask report
 r=$(boot)
 echo "   $r"
 [[ $(field version "$r") == 2 ]] || fail "v2 does not run: $r"
+[[ $(field image_version "$r") == 2 ]] || fail "os-release's IMAGE_VERSION: $r"
+[[ $(field after_stage "$r") == yes ]] || fail "what was written after the stage is lost: $r"
 [[ $(field state "$r") == running && $(field failed "$r") == none ]] || fail "v2's boot: $r"
 [[ $(field var_kept "$r") == v1 ]] || fail "/var of v1 is gone: $r"
 [[ $(field machine_id "$r") == "$mid1" ]] || fail "the machine id changed: $r"
 [[ $(field needs_update_runs "$r") == 2 ]] || fail "ConditionNeedsUpdate=/var did not run once: $r"
 [[ $(status_of "$v1" "$r") == good ]] || fail "v1 is not kept (pinned) as a fallback: $r"
-echo "   v2 ${v2:0:12}: running, /var kept, machine id kept, ConditionNeedsUpdate ran once"
+echo "   v2 ${v2:0:12}: running, the file written after the stage there, /var kept, machine id kept, ConditionNeedsUpdate ran once"
 done_step
 
 step "3: a broken v3: never blessed, systemd-boot goes back to v2 by itself"

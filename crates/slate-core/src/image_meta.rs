@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 pub const NAME: &str = "slate.image.name";
 /// The image's version (the manifest's `image.version`).
 pub const VERSION: &str = "slate.image.version";
+/// Where machines of the image update from, `REMOTE:REF` (the manifest's
+/// `[remote]` name and its `image.ref`): the origin the first deployment
+/// of the image records.
+pub const ORIGIN: &str = "slate.image.origin";
 /// How the image asks its deployments to keep `/etc` ([`EtcMode`]).
 pub const DEPLOY_ETC: &str = "slate.deploy.etc";
 /// How the image asks its deployments to keep `/var` ([`VarMode`]).

@@ -7,10 +7,11 @@
 //!      → sysroot (deployments, boot entries, /etc merge) → install (an image on a GPT disk: the use case, and `install::disk`)
 //! { checkout, commit } → compose (manifest, stateless steps; not sysroot)
 //! object → image_meta (an image's commit metadata: deploy modes) → { sysroot, compose }
+//! update_policy (an image's [update]: policy file, calendar checks) → { sysroot, compose }
 //! store, walk → sign, summary, delta (publishing: signatures, the summary, static deltas)
 //! confd → userdb → { sysusers, tmpfiles }   (engines: load, plan, apply; host facts passed in)
 //! fsutil → vm (QEMU's arguments)
-//! fsutil, sys, progress, version: leaves used by all
+//! fsutil, sys, progress, version, date: leaves used by all
 //! ```
 //!
 //! See `docs/architecture.md`.
@@ -19,6 +20,7 @@ pub mod checkout;
 pub mod commit;
 pub mod compose;
 pub mod confd;
+pub mod date;
 pub mod delta;
 pub mod diff;
 pub mod export;
@@ -39,6 +41,7 @@ pub mod sys;
 pub mod sysroot;
 pub mod sysusers;
 pub mod tmpfiles;
+pub mod update_policy;
 pub mod userdb;
 pub mod version;
 pub mod vm;

@@ -82,6 +82,23 @@ impl PublicKey {
             .map_err(|e| e.to_string())
     }
 
+    /// A key written inline as base64: its 32 raw bytes, or its
+    /// SubjectPublicKeyInfo (what a PEM file holds between its lines).
+    pub fn from_base64(text: &str) -> std::result::Result<PublicKey, String> {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| format!("not base64: {e}"))?;
+        match <[u8; 32]>::try_from(b.as_slice()) {
+            Ok(raw) => VerifyingKey::from_bytes(&raw)
+                .map(PublicKey)
+                .map_err(|e| e.to_string()),
+            Err(_) => VerifyingKey::from_public_key_der(&b)
+                .map(PublicKey)
+                .map_err(|e| format!("neither 32 key bytes nor a public key's DER: {e}")),
+        }
+    }
+
     /// SubjectPublicKeyInfo (`BEGIN PUBLIC KEY`).
     pub fn to_pem(&self) -> String {
         self.0

@@ -4,7 +4,7 @@
 
 use slate_core::hash::ObjectId;
 use slate_core::progress::Progress;
-use slate_core::remotes::{Fetch, FetchError, Fetched, Redirect};
+use slate_core::remotes::{Fetch, FetchError, Fetched, Redirect, RefCheck};
 use slate_core::store::Repo;
 
 use crate::pull::{self, PullOptions};
@@ -16,6 +16,10 @@ pub struct HttpFetch {
 }
 
 impl Fetch for HttpFetch {
+    fn check(&self, repo: &Repo, remote: &str, r#ref: &str) -> Result<RefCheck, FetchError> {
+        Ok(pull::check_ref(repo, remote, r#ref, &self.opts)?)
+    }
+
     fn fetch(
         &self,
         repo: &Repo,

@@ -213,6 +213,51 @@ fn older(dest: &Repo, new: &ObjectId, new_time: i64, current: &ObjectId) -> bool
     false
 }
 
+/// What the summary of remote `name` says of `remote_ref`: only the
+/// summary (and its signature) is fetched, checked as a pull checks it;
+/// nothing is stored, not even the summary's time.
+pub fn check_ref(
+    dest: &Repo,
+    name: &str,
+    remote_ref: &str,
+    opts: &PullOptions,
+) -> Result<slate_core::remotes::RefCheck, Error> {
+    store::validate_ref_name(remote_ref)?;
+    let cfg = config::get(dest, name)?;
+    let state = config::state(dest, name);
+    let client = Client::new(&cfg.urls, opts.stall)
+        .with_retries(opts.retries, opts.backoff)
+        .with_min_rate(opts.min_rate);
+    let summary = fetch_summary(&client, &cfg, &state, name)?;
+    let info = summary.refs.get(remote_ref).ok_or_else(|| {
+        Error::Refused(format!(
+            "remote {name} has no ref {remote_ref} (it has: {})",
+            summary.refs.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let commit = ObjectId::from_hex(&info.commit)
+        .map_err(|e| Error::Corrupt(format!("remote {name}: {SUMMARY}: {e}")))?;
+    let to = commit.to_hex();
+    let deltas = summary
+        .deltas
+        .iter()
+        .filter(|d| d.to == to)
+        .map(|d| {
+            (
+                d.from.as_deref().and_then(|f| ObjectId::from_hex(f).ok()),
+                d.size,
+            )
+        })
+        .collect();
+    Ok(slate_core::remotes::RefCheck {
+        commit,
+        timestamp: info.timestamp,
+        size: info.size,
+        commit_object: info.inline_commit(),
+        deltas,
+    })
+}
+
 /// Pull `remote_ref` of the remote `name` into `dest`, setting
 /// `remotes/NAME/REF`.
 pub fn pull(

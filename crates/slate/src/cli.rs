@@ -58,6 +58,9 @@ enum Command {
     Run(cmd::run::RunArgs),
     Vm(cmd::vm::VmArgs),
     Man(cmd::man::ManArgs),
+    Completions(cmd::completions::CompletionsArgs),
+    #[command(hide = true)]
+    Complete(cmd::completions::CompleteArgs),
 }
 
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -94,6 +97,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Prune(a) => cmd::prune::run(a),
         Command::Admin(a) => cmd::admin::run(a),
         Command::Man(a) => cmd::man::run(a, <Cli as clap::CommandFactory>::command()),
+        Command::Completions(a) => {
+            cmd::completions::run(a, <Cli as clap::CommandFactory>::command())
+        }
+        Command::Complete(a) => cmd::completions::run_complete(a),
         Command::Sysusers(a) => return cmd::sysusers::run(a),
         Command::Tmpfiles(a) => return cmd::tmpfiles::run(a),
         Command::Run(a) => return cmd::run::run(a),

@@ -82,6 +82,14 @@ pub fn shown_path(p: &std::path::Path) -> String {
 
 /// The UTC date of a Unix timestamp, RFC 3339 (`2024-05-01T12:00:00Z`);
 /// every `i64` has one (the library's, which a summary's expiry uses too).
+/// Text read from a disk or a server, on one line: control characters
+/// (a terminal's escapes, newlines) shown as `?`.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 pub fn date(ts: i64) -> String {
     slate_core::summary::date(ts)
 }
@@ -122,7 +130,10 @@ fn no_such_remote(c: &(dyn std::error::Error + 'static)) -> bool {
 
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
     if e.chain().any(no_such_remote) {
-        return Some("add it with `slate remote add`");
+        return Some(
+            "add it with `slate remote add --repo REPO NAME URL` (REPO: the repository named \
+             above; `slate remote list --repo REPO` shows those it has)",
+        );
     }
     // Advice for a library error is the binary's: the library names what is
     // wrong, the hint says which option of the command changes it.
@@ -160,6 +171,17 @@ fn hint(e: &anyhow::Error) -> Option<&'static str> {
         )
     }) {
         return Some("pull it first, use REMOTE:REF, or use --from REPO");
+    }
+    if !slate_core::fsutil::is_root()
+        && e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+        })
+    {
+        return Some(
+            "this needs root: a sysroot, its repository (mode 0700: it holds files with their \
+             real owners) and a bare repository are readable by root only; run the command as root",
+        );
     }
     match store_error(e)? {
         store::Error::NotARepo { .. } => Some("create one with `slate init --repo DIR`, or point --repo / SLATE_REPO at an existing one"),

@@ -1,9 +1,12 @@
-//! Committing a tree: from a directory (scanned in parallel) or from a tar
-//! archive (streamed), into file and tree objects, then a commit object,
-//! one `syncfs`, and an atomic move of the branch.
+//! Committing a tree: from a directory (scanned in parallel), from a tar
+//! archive (streamed) or from a container image's layers (`oci`), into
+//! file and tree objects, then a commit object, one `syncfs`, and an
+//! atomic move of the branch.
 
 mod batch;
 mod dir;
+mod memtree;
+pub mod oci;
 mod probe;
 #[cfg(test)]
 mod scan_tests;
@@ -41,6 +44,10 @@ pub enum Error {
         member: String,
         reason: String,
     },
+    /// A container image that is not well formed, or whose blobs do not
+    /// match their digests.
+    #[error("image {image}: {reason}")]
+    Image { image: String, reason: String },
     #[error("{archive}: {source}")]
     TarRead {
         archive: String,
@@ -158,6 +165,8 @@ pub enum Source<'a> {
         reader: Box<dyn std::io::Read + 'a>,
         name: String,
     },
+    /// A container image's layers, applied in order (see [`oci`]).
+    Oci(&'a oci::Image),
 }
 
 /// Store `source` into `store` and return its root tree. `progress` counts
@@ -170,6 +179,7 @@ pub fn scan_source<W: ObjectWrite + ?Sized>(
     match source {
         Source::Dir(path) => commit_dir_tree(store, path, progress),
         Source::Tar { reader, name } => commit_tar_tree(store, reader, &name, progress),
+        Source::Oci(image) => oci::scan_image(store, image, progress),
     }
 }
 

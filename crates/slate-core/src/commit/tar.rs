@@ -11,16 +11,13 @@
 //! anything but zeros, is refused. Sparse members (GNU or PAX) are refused.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
 
+use super::memtree::{self, Node};
 use super::{Error, Result, Stats, TreeScan};
-use crate::hash::ObjectId;
-use crate::object::{
-    name, valid_entry_name, DirMeta, EntryKind, FileKind, FileMeta, Tree, TreeEntry, Xattrs,
-};
+use crate::object::{name, valid_entry_name, DirMeta, FileKind, FileMeta, Xattrs};
 use crate::progress::Progress;
 use crate::store::{self, FileContent, ObjectWrite};
 
@@ -61,14 +58,6 @@ impl Read for Tracked<'_> {
     }
 }
 
-enum Node {
-    Dir {
-        meta: DirMeta,
-        children: BTreeMap<Vec<u8>, Node>,
-    },
-    File(ObjectId),
-}
-
 /// Split a member name into components: leading `/` and `.` components
 /// dropped, `..` refused. An empty result is the archive's root.
 pub fn sanitize_member_path(raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
@@ -86,7 +75,10 @@ pub fn sanitize_member_path(raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
-fn decompressed<'a>(reader: Box<dyn Read + 'a>, name: &str) -> Result<Box<dyn Read + 'a>> {
+pub(crate) fn decompressed<'a>(
+    reader: Box<dyn Read + 'a>,
+    name: &str,
+) -> Result<Box<dyn Read + 'a>> {
     let mut br = BufReader::with_capacity(1 << 20, reader);
     let head = br.fill_buf().map_err(|source| Error::TarRead {
         archive: name.to_owned(),
@@ -114,21 +106,51 @@ pub fn commit_tar_tree<W: ObjectWrite + ?Sized>(
     archive_name: &str,
     progress: &Progress,
 ) -> Result<TreeScan> {
-    let name = archive_name;
     let stats = Stats::default();
+    let mut root = Node::empty_dir();
+    let stream = decompressed(reader, archive_name)?;
+    read_members(
+        store,
+        stream,
+        archive_name,
+        progress,
+        &stats,
+        &mut root,
+        None,
+    )?;
+    let root_id = memtree::write_node(store, &root)?;
+    Ok(TreeScan {
+        root: root_id,
+        stats: stats.snapshot(),
+        skipped_sockets: Vec::new(),
+    })
+}
+
+/// Read the members of a (decompressed) tar stream into `root`, each file
+/// stored as it is read, then the stream to its end.
+///
+/// With `lower` (a container image's layer, `root` then holding this
+/// layer alone), `.wh.NAME` members are whiteouts and `.wh..wh..opq`
+/// marks its directory opaque; other `.wh..wh.` names (aufs' own) are
+/// skipped; a hard link may name a file of the layers below.
+pub(crate) fn read_members<W: ObjectWrite + ?Sized>(
+    store: &W,
+    stream: Box<dyn Read + '_>,
+    name: &str,
+    progress: &Progress,
+    stats: &Stats,
+    root: &mut Node,
+    lower: Option<&Node>,
+) -> Result<()> {
     let between = Rc::new(Cell::new(None));
     let mut archive = tar::Archive::new(Tracked {
-        inner: decompressed(reader, name)?,
+        inner: stream,
         eof: false,
         between: between.clone(),
     });
     let read_err = |source| Error::TarRead {
         archive: name.to_owned(),
         source,
-    };
-    let mut root = Node::Dir {
-        meta: DirMeta::default(),
-        children: BTreeMap::new(),
     };
     let mut entries = archive.entries().map_err(read_err)?;
     loop {
@@ -145,6 +167,26 @@ pub fn commit_tar_tree<W: ObjectWrite + ?Sized>(
             member: &member,
         };
         let comps = sanitize_member_path(&raw_path).map_err(|r| at.bad(r))?;
+        if lower.is_some() {
+            if let Some((last, parent)) = comps.split_last() {
+                if last.as_slice() == b".wh..wh..opq" {
+                    memtree::opaque(root, parent).map_err(|r| at.bad(r))?;
+                    continue;
+                }
+                if last.starts_with(b".wh..wh.") {
+                    continue;
+                }
+                if let Some(hidden) = last.strip_prefix(b".wh.") {
+                    if !valid_entry_name(hidden) {
+                        return Err(at.bad("whiteout of an invalid name".into()));
+                    }
+                    let mut target = parent.to_vec();
+                    target.push(hidden.to_vec());
+                    memtree::whiteout(root, &target).map_err(|r| at.bad(r))?;
+                    continue;
+                }
+            }
+        }
         let o = member_meta(&mut entry, &at)?;
         let node = match entry.header().entry_type() {
             tar::EntryType::Directory => {
@@ -155,22 +197,42 @@ pub fn commit_tar_tree<W: ObjectWrite + ?Sized>(
                     gid: o.gid,
                     xattrs: o.xattrs,
                 };
-                set_dir(&mut root, &comps, meta).map_err(|r| at.bad(r))?;
+                memtree::set_dir(root, &comps, meta).map_err(|r| at.bad(r))?;
                 continue;
             }
             tar::EntryType::XGlobalHeader => continue,
-            _ => member_file(store, &mut entry, &root, &o, &at, &stats, progress)?,
+            _ => {
+                let linked = Linked {
+                    root: &*root,
+                    lower,
+                };
+                member_file(store, &mut entry, &linked, &o, &at, stats, progress)?
+            }
         };
-        insert(&mut root, &comps, node).map_err(|r| at.bad(r))?;
+        memtree::insert(root, &comps, node).map_err(|r| at.bad(r))?;
     }
     between.set(None);
-    finish_stream(archive.into_inner(), name)?;
-    let root_id = write_node(store, &root)?;
-    Ok(TreeScan {
-        root: root_id,
-        stats: stats.snapshot(),
-        skipped_sockets: Vec::new(),
-    })
+    finish_stream(archive.into_inner(), name)
+}
+
+/// Where a hard link's target is looked up: the archive read so far, then
+/// (a layer) the layers below.
+struct Linked<'a> {
+    root: &'a Node,
+    lower: Option<&'a Node>,
+}
+
+impl Linked<'_> {
+    fn file(&self, comps: &[Vec<u8>]) -> Option<crate::hash::ObjectId> {
+        match memtree::lookup(self.root, comps) {
+            Some(Node::File(id)) => Some(*id),
+            Some(_) => None,
+            None => match self.lower.and_then(|l| memtree::lookup(l, comps)) {
+                Some(Node::File(id)) => Some(*id),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// The member an error is about: the archive and the member's name
@@ -266,7 +328,7 @@ fn member_meta<R: Read>(entry: &mut tar::Entry<'_, R>, at: &At<'_>) -> Result<Ow
 fn member_file<W: ObjectWrite + ?Sized, R: Read>(
     store: &W,
     entry: &mut tar::Entry<'_, R>,
-    root: &Node,
+    linked: &Linked<'_>,
     o: &Owned,
     at: &At<'_>,
     stats: &Stats,
@@ -328,9 +390,9 @@ fn member_file<W: ObjectWrite + ?Sized, R: Read>(
                 .into_owned();
             let tcomps = sanitize_member_path(&target)
                 .map_err(|r| at.bad(format!("hard link target: {r}")))?;
-            match lookup(root, &tcomps) {
-                Some(Node::File(id)) => Node::File(*id),
-                _ => {
+            match linked.file(&tcomps) {
+                Some(id) => Node::File(id),
+                None => {
                     return Err(at.bad(format!(
                         "hard link to \"{}\", which is not a file listed earlier in the archive",
                         name::escape(&target)
@@ -401,96 +463,6 @@ fn finish_stream(mut t: Tracked<'_>, name: &str) -> Result<()> {
                 "the archive continues after its end-of-archive blocks with data that is not zeros"
                     .into(),
             ));
-        }
-    }
-}
-
-fn lookup<'n>(mut node: &'n Node, comps: &[Vec<u8>]) -> Option<&'n Node> {
-    for c in comps {
-        match node {
-            Node::Dir { children, .. } => node = children.get(c)?,
-            Node::File(_) => return None,
-        }
-    }
-    Some(node)
-}
-
-/// The directory at `comps`, created (with default metadata) if missing.
-fn dir_at<'n>(root: &'n mut Node, comps: &[Vec<u8>]) -> Result<&'n mut Node, String> {
-    let mut node = root;
-    for (i, c) in comps.iter().enumerate() {
-        let Node::Dir { children, .. } = node else {
-            unreachable!("only directories are descended into")
-        };
-        let child = children.entry(c.clone()).or_insert_with(|| Node::Dir {
-            meta: DirMeta::default(),
-            children: BTreeMap::new(),
-        });
-        if matches!(child, Node::File(_)) {
-            return Err(format!(
-                "parent \"{}\" is not a directory",
-                name::escape(&comps[..=i].join(&b'/'))
-            ));
-        }
-        node = child;
-    }
-    Ok(node)
-}
-
-fn set_dir(root: &mut Node, comps: &[Vec<u8>], meta: DirMeta) -> Result<(), String> {
-    if let Some((last, parent)) = comps.split_last() {
-        let Node::Dir { children, .. } = dir_at(root, parent)? else {
-            unreachable!("dir_at returns directories")
-        };
-        if let Some(Node::File(_)) = children.get(last) {
-            children.remove(last);
-        }
-    }
-    match dir_at(root, comps)? {
-        Node::Dir { meta: m, .. } => *m = meta,
-        Node::File(_) => unreachable!("dir_at returns directories"),
-    }
-    Ok(())
-}
-
-fn insert(root: &mut Node, comps: &[Vec<u8>], node: Node) -> Result<(), String> {
-    let Some((last, parent)) = comps.split_last() else {
-        return Err("the archive's root must be a directory".into());
-    };
-    let Node::Dir { children, .. } = dir_at(root, parent)? else {
-        unreachable!("dir_at returns directories")
-    };
-    if let Some(Node::Dir { children: c, .. }) = children.get(last) {
-        if !c.is_empty() {
-            return Err("replaces a non-empty directory".into());
-        }
-    }
-    children.insert(last.clone(), node);
-    Ok(())
-}
-
-fn write_node<W: ObjectWrite + ?Sized>(store: &W, node: &Node) -> Result<ObjectId> {
-    match node {
-        Node::File(id) => Ok(*id),
-        Node::Dir { meta, children } => {
-            let mut entries = Vec::with_capacity(children.len());
-            for (name, child) in children {
-                let kind = if matches!(child, Node::Dir { .. }) {
-                    EntryKind::Dir
-                } else {
-                    EntryKind::File
-                };
-                entries.push(TreeEntry {
-                    name: name.clone(),
-                    kind,
-                    id: write_node(store, child)?,
-                });
-            }
-            // BTreeMap order is byte order: already sorted.
-            Ok(store.write_tree(&Tree {
-                meta: meta.clone(),
-                entries,
-            })?)
         }
     }
 }

@@ -82,6 +82,8 @@ pub enum Made {
     CachedTree,
     Directory,
     Tarball,
+    /// A container image's layers.
+    Oci,
 }
 
 /// The last `n` lines of a log file, for an error message.
@@ -280,6 +282,41 @@ pub fn untar(file: &Path, target: &Path) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// A container image's layers committed to `trees` (the compose cache's
+/// repository, ref `oci/` and the image's config digest) and checked out
+/// into `target`; returns the config digest (`sha256:HEX`), which the
+/// lockfile pins: it names the image's layers by their diff ids.
+pub fn oci_image(
+    trees: &crate::store::Repo,
+    path: &Path,
+    tag: Option<&str>,
+    target: &Path,
+) -> Result<String, Error> {
+    let image = crate::commit::oci::open_path(path, tag)?;
+    let id = image
+        .metadata
+        .get("oci.image-id")
+        .cloned()
+        .expect("an opened image has its config digest");
+    let opts = crate::commit::CommitOptions {
+        branch: format!("oci/{}", id.trim_start_matches("sha256:")),
+        subject: format!("container image {}", path.display()),
+        body: String::new(),
+        timestamp: 0,
+        metadata: image.metadata.clone(),
+        parent: crate::commit::ParentSpec::None,
+        skip_if_unchanged: true,
+    };
+    let progress = crate::progress::Progress::default();
+    let out = crate::commit::commit(trees, crate::commit::Source::Oci(&image), &opts, &progress)?;
+    let copts = crate::checkout::CheckoutOptions {
+        copy: true,
+        ..Default::default()
+    };
+    crate::checkout::checkout(trees, &out.id, target, &copts, &progress)?;
+    Ok(id)
 }
 
 /// A file's SHA-256 compared with the one the manifest pins.

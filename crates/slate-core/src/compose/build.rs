@@ -112,16 +112,25 @@ impl Timer<'_> {
     }
 }
 
-/// The key of a base tree in the tree cache.
-fn tree_key(request: &str, pins: &[LockedPackage], epoch: i64, slate: &str) -> String {
+/// The `SOURCE_DATE_EPOCH` mmdebstrap (and dracut inside it) makes a
+/// base tree with, whatever the build's: the epoch only sets times in the
+/// tree (which a Slate object does not hold) and the times of the files
+/// packed in the initrd (`reproducible="yes"`), so a fixed one gives
+/// the same base tree for every epoch and lets the tree cache serve builds
+/// of any epoch. The build's epoch dates the commit.
+pub(crate) const BASE_EPOCH: i64 = 0;
+
+/// The key of a base tree in the tree cache: what makes the tree (the
+/// base request, the packages by digest, this Slate), not the build's
+/// `SOURCE_DATE_EPOCH` ([`BASE_EPOCH`]).
+fn tree_key(request: &str, pins: &[LockedPackage], slate: &str) -> String {
     let mut h = crate::hash::Hasher::new();
-    h.update(b"slate compose base tree 2\n");
+    h.update(b"slate compose base tree 3\n");
     h.update(request.as_bytes());
     h.update(slate.as_bytes());
     for p in pins {
         h.update(p.sha256.as_bytes());
     }
-    h.update(&epoch.to_le_bytes());
     h.finish().to_hex()
 }
 
@@ -259,7 +268,7 @@ pub fn compose(
 
     // 1. The base.
     let mut base = b.base(&mut timer, &inputs, request.as_ref(), pins)?;
-    if let (Some(s), Made::Directory | Made::Tarball) = (&b.stage, base.made) {
+    if let (Some(s), Made::Directory | Made::Tarball | Made::Oci) = (&b.stage, base.made) {
         base::copy_dir(s, tree, false)?;
     }
 
@@ -292,6 +301,8 @@ pub fn compose(
     timer.start("manifest: lines, units, kernel arguments; first boot; kernel");
     let mut added = Added::default();
     image::apply_manifest(tree, m, &mut added)?;
+    super::updates::os_release(tree, m, &mut added)?;
+    super::updates::update_and_remote(tree, m, &mut added)?;
     if let Some(f) = &m.fleet {
         super::fleet::apply(tree, f, &opts.manifest.files_roots, &mut added)?;
     }
@@ -453,6 +464,16 @@ impl Build<'_> {
                 base::untar(path, tree)?;
                 Ok(from_folder(Made::Tarball, input))
             }
+            (Input::Oci { path, tag }, _) => {
+                timer.start(&format!("base: container image {}", path.display()));
+                let digest = base::oci_image(&self.cache.trees()?, path, tag.as_deref(), tree)?;
+                let input = LockedInput {
+                    kind: "oci".into(),
+                    path: path.display().to_string(),
+                    digest,
+                };
+                Ok(from_folder(Made::Oci, input))
+            }
             _ => unreachable!("the manifest check puts a base first"),
         }
     }
@@ -469,7 +490,7 @@ impl Build<'_> {
     ) -> Result<Base, Error> {
         let (opts, tree) = (self.opts, &self.tree);
         let pinned = pins.map(|l| l.packages.as_slice());
-        let key = pinned.map(|p| tree_key(&self.request_digest, p, opts.epoch, &self.slate_digest));
+        let key = pinned.map(|p| tree_key(&self.request_digest, p, &self.slate_digest));
         let trees = if opts.tree_cache {
             Some(self.cache.trees()?)
         } else {
@@ -507,7 +528,7 @@ impl Build<'_> {
             &self.cache,
             &self.work,
             tree,
-            opts.epoch,
+            BASE_EPOCH,
             self.stage.as_deref(),
             &mut |d| (timer.report)(Event::Detail(d)),
         )?;
@@ -530,17 +551,12 @@ impl Build<'_> {
         };
         if let Some(t) = &trees {
             timer.start("base: kept in the tree cache");
-            let k = tree_key(
-                &self.request_digest,
-                &packages,
-                opts.epoch,
-                &self.slate_digest,
-            );
+            let k = tree_key(&self.request_digest, &packages, &self.slate_digest);
             let copts = CommitOptions {
                 branch: format!("base/{k}"),
                 subject: format!("base of {}", opts.manifest.manifest.image.name.get_ref()),
                 body: String::new(),
-                timestamp: opts.epoch,
+                timestamp: BASE_EPOCH,
                 metadata: BTreeMap::new(),
                 parent: ParentSpec::None,
                 skip_if_unchanged: false,
@@ -599,6 +615,16 @@ fn commit_image(
         image_meta::VERSION.into(),
         m.image.version.get_ref().clone(),
     );
+    if let Some(r) = &m.remote {
+        metadata.insert(
+            image_meta::ORIGIN.into(),
+            format!(
+                "{}:{}",
+                r.get_ref().name.get_ref(),
+                m.image.branch.get_ref()
+            ),
+        );
+    }
     ImageDeploy {
         etc: Some(m.deploy.etc),
         var: Some(m.deploy.var),

@@ -125,9 +125,9 @@ pub fn apply(tree: &Path, f: &Fleet, roots: &[PathBuf], out: &mut Added) -> Resu
         "# The fleet agent's settings (slate compose, from the manifest's [fleet]).\n{}",
         toml::to_string(&config).expect("plain strings serialize")
     );
-    super::image::write(tree, CONFIG, &text, out)?;
+    super::image::write_file(tree, CONFIG, &text, out)?;
     for (rel, text) in UNITS {
-        super::image::write(tree, rel, text, out)?;
+        super::image::write_file(tree, rel, text, out)?;
     }
     super::image::symlink(tree, TIMER_WANTS, "../slate-agent.timer")?;
     out.enabled.push("slate-agent.timer".into());

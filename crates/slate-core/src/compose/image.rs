@@ -60,6 +60,20 @@ const FINALIZE_UNIT_TEXT: &str =
     include_str!("../../../../dist/systemd/slate-finalize-staged.service");
 const FINALIZE_UNIT_WANTS: &str =
     "usr/lib/systemd/system/multi-user.target.wants/slate-finalize-staged.service";
+/// Drop-ins that keep the ESP mounted once mounted, wherever
+/// systemd-gpt-auto-generator puts its automount (`/efi`, or `/boot`).
+pub const ESP_AUTOMOUNT_DROPINS: [&str; 2] = [
+    "usr/lib/systemd/system/efi.automount.d/slate-finalize-staged.conf",
+    "usr/lib/systemd/system/boot.automount.d/slate-finalize-staged.conf",
+];
+const ESP_AUTOMOUNT_TEXT: &str = "\
+# Slate: the ESP stays mounted once slate-finalize-staged.service has
+# mounted it at boot (it requires the mount). An idle unmount would stop
+# the mount unit, and with it that service, finalizing a staged deployment
+# too early; at shutdown the ESP is unmounted after the finalization.
+[Automount]
+TimeoutIdleSec=0
+";
 
 /// Stage below `stage` what an image needs of Slate: the binary at
 /// `usr/bin/slate` (`slate_bin` without its debug information), the
@@ -95,6 +109,22 @@ pub fn stage_slate(stage: &Path, slate_bin: &Path, initrd_bin: Option<&Path>) ->
         std::fs::set_permissions(bin, std::fs::Permissions::from_mode(0o755))
             .map_err(Error::io(bin))?;
     }
+    // The update units: shipped with Slate, enabled by a manifest's [update].
+    for (rel, text) in [
+        (
+            super::updates::UPGRADE_SERVICE,
+            super::updates::UPGRADE_SERVICE_TEXT,
+        ),
+        (
+            super::updates::UPGRADE_TIMER,
+            super::updates::UPGRADE_TIMER_TEXT,
+        ),
+    ] {
+        let p = stage.join(rel);
+        let d = p.parent().expect("a folder");
+        std::fs::create_dir_all(d).map_err(Error::io(d))?;
+        std::fs::write(&p, text).map_err(Error::io(&p))?;
+    }
     for (name, text, mode) in [
         ("module-setup.sh", DRACUT_MODULE_SETUP, 0o755),
         ("slate-prepare-root.service", DRACUT_PREPARE_UNIT, 0o644),
@@ -115,6 +145,12 @@ pub fn stage_slate(stage: &Path, slate_bin: &Path, initrd_bin: Option<&Path>) ->
         FINALIZE_UNIT_WANTS,
         "../slate-finalize-staged.service",
     )?;
+    for rel in ESP_AUTOMOUNT_DROPINS {
+        let p = stage.join(rel);
+        let d = p.parent().expect("a folder");
+        std::fs::create_dir_all(d).map_err(Error::io(d))?;
+        std::fs::write(&p, ESP_AUTOMOUNT_TEXT).map_err(Error::io(&p))?;
+    }
     Ok(())
 }
 
@@ -162,7 +198,7 @@ pub struct Added {
     pub kernel: Option<String>,
 }
 
-pub(super) fn write(root: &Path, rel: &str, text: &str, out: &mut Added) -> Result<(), Error> {
+pub(super) fn write_file(root: &Path, rel: &str, text: &str, out: &mut Added) -> Result<(), Error> {
     let p = root.join(rel);
     let dir = p.parent().expect("a file below the root");
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
@@ -222,10 +258,10 @@ pub fn apply_manifest(root: &Path, m: &Manifest, out: &mut Added) -> Result<(), 
         t
     };
     if !m.sysusers.lines.is_empty() {
-        write(root, MANIFEST_SYSUSERS, &text(&m.sysusers.lines), out)?;
+        write_file(root, MANIFEST_SYSUSERS, &text(&m.sysusers.lines), out)?;
     }
     if !m.tmpfiles.lines.is_empty() {
-        write(root, MANIFEST_TMPFILES, &text(&m.tmpfiles.lines), out)?;
+        write_file(root, MANIFEST_TMPFILES, &text(&m.tmpfiles.lines), out)?;
     }
     let enable: Vec<String> = m.units.enable.iter().map(|u| u.get_ref().clone()).collect();
     let disable: Vec<String> = m
@@ -254,7 +290,7 @@ pub fn apply_manifest(root: &Path, m: &Manifest, out: &mut Added) -> Result<(), 
     out.disabled = disable;
     if !m.kernel.args.is_empty() {
         let args: Vec<&str> = m.kernel.args.iter().map(|a| a.get_ref().as_str()).collect();
-        write(root, KERNEL_CMDLINE, &format!("{}\n", args.join(" ")), out)?;
+        write_file(root, KERNEL_CMDLINE, &format!("{}\n", args.join(" ")), out)?;
     }
     Ok(())
 }
@@ -262,7 +298,7 @@ pub fn apply_manifest(root: &Path, m: &Manifest, out: &mut Added) -> Result<(), 
 /// The preset, the first-boot drop-in and, when the tree has an SSH
 /// server, the unit and links that make its host keys at first boot.
 pub fn first_boot(root: &Path, out: &mut Added) -> Result<(), Error> {
-    write(root, PRESET, PRESET_TEXT, out)?;
+    write_file(root, PRESET, PRESET_TEXT, out)?;
     if root
         .join("usr/lib/systemd/system/systemd-firstboot.service")
         .exists()
@@ -270,7 +306,7 @@ pub fn first_boot(root: &Path, out: &mut Added) -> Result<(), Error> {
             .join("lib/systemd/system/systemd-firstboot.service")
             .exists()
     {
-        write(root, FIRSTBOOT_DROPIN, FIRSTBOOT_TEXT, out)?;
+        write_file(root, FIRSTBOOT_DROPIN, FIRSTBOOT_TEXT, out)?;
     }
     let has_systemd =
         root.join("usr/lib/systemd/systemd").exists() || root.join("lib/systemd/systemd").exists();
@@ -280,7 +316,7 @@ pub fn first_boot(root: &Path, out: &mut Added) -> Result<(), Error> {
             .join("lib/systemd/system/systemd-update-done.service")
             .exists()
     {
-        write(root, UPDATE_DONE_UNIT, UPDATE_DONE_TEXT, out)?;
+        write_file(root, UPDATE_DONE_UNIT, UPDATE_DONE_TEXT, out)?;
         symlink(
             root,
             "usr/lib/systemd/system/sysinit.target.wants/systemd-update-done.service",
@@ -288,7 +324,7 @@ pub fn first_boot(root: &Path, out: &mut Added) -> Result<(), Error> {
         )?;
     }
     if root.join("usr/sbin/sshd").exists() {
-        write(root, SSH_UNIT, SSH_UNIT_TEXT, out)?;
+        write_file(root, SSH_UNIT, SSH_UNIT_TEXT, out)?;
         symlink(
             root,
             "usr/lib/systemd/system/multi-user.target.wants/slate-ssh-host-keys.service",
@@ -304,7 +340,7 @@ pub fn first_boot(root: &Path, out: &mut Added) -> Result<(), Error> {
                 ));
             }
         }
-        write(root, SSH_TMPFILES, &t, out)?;
+        write_file(root, SSH_TMPFILES, &t, out)?;
     }
     Ok(())
 }

@@ -22,6 +22,100 @@ pub struct Report {
     pub excluded: Vec<String>,
     /// Accounted for by nothing.
     pub unaccounted: Vec<String>,
+    /// Enabled units known to write into `/usr`, which is read-only on a
+    /// deployment ([`WRITES_USR`]): "UNIT: why (enabled by PATH)".
+    pub writes_usr: Vec<String>,
+    /// Backup files an editor or a package tool left in `/etc`
+    /// ([`BACKUP_SUFFIXES`]): the factory defaults would carry them.
+    pub backups: Vec<String>,
+}
+
+/// Units that write into `/usr` (or exist to), which is read-only on a
+/// deployment: an image that has them enabled fails them at every run.
+/// Disable them in the manifest (`[units] disable`).
+pub const WRITES_USR: &[(&str, &str)] = &[
+    (
+        "apt-daily.timer",
+        "downloads packages for apt, which installs into /usr",
+    ),
+    (
+        "apt-daily-upgrade.timer",
+        "runs apt's unattended upgrades, which write into /usr",
+    ),
+    (
+        "apt-daily.service",
+        "downloads packages for apt, which installs into /usr",
+    ),
+    (
+        "apt-daily-upgrade.service",
+        "runs apt's unattended upgrades, which write into /usr",
+    ),
+    (
+        "unattended-upgrades.service",
+        "installs package upgrades into /usr",
+    ),
+    (
+        "man-db.timer",
+        "rebuilds the manual page index of a /usr that never changes",
+    ),
+    (
+        "packagekit.service",
+        "installs packages into /usr on request",
+    ),
+];
+
+/// How the names of backup files end: an editor's (`~`), by hand
+/// (`.bak`, `.orig`), dpkg's and ucf's when a configuration file changed.
+pub const BACKUP_SUFFIXES: &[&str] = &[
+    ".bak",
+    "~",
+    ".orig",
+    ".dpkg-old",
+    ".dpkg-dist",
+    ".dpkg-new",
+    ".ucf-old",
+    ".ucf-dist",
+    ".ucf-new",
+];
+
+/// Whether a path of `/etc` is a backup file ([`BACKUP_SUFFIXES`]).
+pub fn is_backup(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    BACKUP_SUFFIXES
+        .iter()
+        .any(|s| name.len() > s.len() && name.ends_with(s))
+}
+
+/// The units of [`WRITES_USR`] enabled in the tree at `root` (a link in a
+/// `.wants/` or `.requires/` folder of its unit folders) and not masked.
+pub fn units_writing_usr(root: &Path) -> Vec<String> {
+    let dirs = ["usr/lib/systemd/system", "etc/systemd/system"];
+    let masked = |unit: &str| {
+        dirs.iter().any(|d| {
+            std::fs::read_link(root.join(d).join(unit)).is_ok_and(|t| t == Path::new("/dev/null"))
+        })
+    };
+    let mut out = Vec::new();
+    for d in dirs {
+        let Ok(rd) = std::fs::read_dir(root.join(d)) else {
+            continue;
+        };
+        let mut wants: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".wants") || n.ends_with(".requires"))
+            .collect();
+        wants.sort();
+        for w in wants {
+            for (unit, why) in WRITES_USR {
+                let link = root.join(d).join(&w).join(unit);
+                if std::fs::symlink_metadata(&link).is_ok() && !masked(unit) {
+                    out.push(format!("{unit}: {why} (enabled by /{d}/{w}/{unit})"));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Every path below `/etc` and `/var` of the tree at `root`, absolute in
@@ -97,6 +191,12 @@ pub fn check(root: &Path, before: &[String], excludes: &[String]) -> Result<Repo
     }
     let mut r = Report {
         checked: before.len(),
+        writes_usr: units_writing_usr(root),
+        backups: before
+            .iter()
+            .filter(|p| p.starts_with("/etc/") && is_backup(p))
+            .cloned()
+            .collect(),
         ..Default::default()
     };
     for p in before {
@@ -140,4 +240,56 @@ pub fn check(root: &Path, before: &[String], excludes: &[String]) -> Result<Repo
         }
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_files_are_known_by_their_names() {
+        for b in [
+            "/etc/.resolv.conf.systemd-resolved.bak",
+            "/etc/motd~",
+            "/etc/ssh/sshd_config.ucf-old",
+            "/etc/ssh/sshd_config.ucf-dist",
+            "/etc/default/grub.dpkg-dist",
+            "/etc/apt/sources.list.dpkg-old",
+        ] {
+            assert!(is_backup(b), "{b}");
+        }
+        for n in [
+            "/etc/motd",
+            "/etc/bak",
+            "/etc/~",
+            "/etc/x.bakery",
+            "/etc/dpkg/origins",
+        ] {
+            assert!(!is_backup(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn enabled_units_that_write_usr_are_found_unless_masked() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let wants = d.path().join("usr/lib/systemd/system/timers.target.wants");
+        std::fs::create_dir_all(&wants).expect("mkdir");
+        std::os::unix::fs::symlink(
+            "/usr/lib/systemd/system/apt-daily.timer",
+            wants.join("apt-daily.timer"),
+        )
+        .expect("link");
+        std::os::unix::fs::symlink("/x", wants.join("fstrim.timer")).expect("link");
+        let found = units_writing_usr(d.path());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("apt-daily.timer: ")
+                && found[0].contains("/usr/lib/systemd/system/timers.target.wants/apt-daily.timer"),
+            "{found:?}"
+        );
+        let etc = d.path().join("etc/systemd/system");
+        std::fs::create_dir_all(&etc).expect("mkdir");
+        std::os::unix::fs::symlink("/dev/null", etc.join("apt-daily.timer")).expect("mask");
+        assert!(units_writing_usr(d.path()).is_empty());
+    }
 }

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::image_meta::{EtcMode, VarMode};
+use crate::remotes::RemoteConfig;
+use crate::update_policy::{self, Policy, Reboot};
 
 /// An error in a manifest, at a place in it.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,72 @@ pub struct Manifest {
     pub lint: Lint,
     /// The fleet server the image's machines report to (`slate agent`).
     pub fleet: Option<super::fleet::Fleet>,
+    /// Where the image's machines update from.
+    #[serde(default)]
+    pub remote: Option<Spanned<RemoteSection>>,
+    /// How the image's machines update themselves (the update timer).
+    #[serde(default)]
+    pub update: Option<Spanned<Update>>,
+}
+
+/// `[remote]`: baked into the image as `/usr/lib/slate/remotes.d/NAME.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RemoteSection {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub urls: Vec<Spanned<String>>,
+    /// Trusted public keys: a PEM file below the manifest's folder
+    /// (`files/slate.pub`), PEM text, or base64 (32 key bytes or DER).
+    #[serde(default)]
+    pub keys: Vec<Spanned<String>>,
+    /// Signatures are not checked (said explicitly).
+    #[serde(default)]
+    pub no_sign_verify: bool,
+    /// The remote's configuration, once checked.
+    #[serde(skip)]
+    pub config: Option<RemoteConfig>,
+}
+
+/// `[update]`: kept in the image as `/usr/lib/slate/update.toml`, the
+/// timer's schedule in its drop-in.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Update {
+    pub policy: Policy,
+    /// systemd calendar syntax (default `daily`).
+    #[serde(default)]
+    pub schedule: Option<Spanned<String>>,
+    /// A systemd time span (`RandomizedDelaySec=`).
+    #[serde(default)]
+    pub randomized_delay: Option<Spanned<String>>,
+    #[serde(default)]
+    pub reboot: Option<Reboot>,
+    /// systemd calendar syntax: when `reboot = "window"` reboots.
+    #[serde(default)]
+    pub window: Option<Spanned<String>>,
+}
+
+impl Update {
+    /// The image's policy file.
+    pub fn file(&self) -> update_policy::PolicyFile {
+        update_policy::PolicyFile {
+            policy: Some(self.policy),
+            schedule: Some(self.schedule()),
+            randomized_delay: self.randomized_delay.as_ref().map(|d| d.get_ref().clone()),
+            reboot: self.reboot,
+            window: self.window.as_ref().map(|w| w.get_ref().clone()),
+        }
+    }
+
+    /// The timer's calendar.
+    pub fn schedule(&self) -> String {
+        self.schedule
+            .as_ref()
+            .map_or_else(|| "daily".to_string(), |s| s.get_ref().trim().to_string())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -81,6 +149,13 @@ pub enum Input {
     Directory { path: PathBuf },
     /// A tar archive, plain or compressed, pinned by its SHA-256 (a base).
     Tarball { path: PathBuf, sha256: String },
+    /// A container image (OCI archive or layout folder, docker archive),
+    /// its layers applied; pinned by its digests (a base).
+    Oci {
+        path: PathBuf,
+        #[serde(default)]
+        tag: Option<String>,
+    },
     /// More Debian packages, installed with apt.
     Packages { names: Vec<String> },
     /// A `.deb` file pinned by its SHA-256.
@@ -99,6 +174,7 @@ impl Input {
             Input::Mmdebstrap { .. } => "mmdebstrap",
             Input::Directory { .. } => "directory",
             Input::Tarball { .. } => "tarball",
+            Input::Oci { .. } => "oci",
             Input::Packages { .. } => "packages",
             Input::Deb { .. } => "deb",
             Input::Files { .. } => "files",
@@ -109,14 +185,20 @@ impl Input {
     pub fn is_base(&self) -> bool {
         matches!(
             self,
-            Input::Mmdebstrap { .. } | Input::Directory { .. } | Input::Tarball { .. }
+            Input::Mmdebstrap { .. }
+                | Input::Directory { .. }
+                | Input::Tarball { .. }
+                | Input::Oci { .. }
         )
     }
 
     /// The local files it reads, as written in the manifest.
     fn paths(&self) -> Vec<&Path> {
         match self {
-            Input::Directory { path } | Input::Tarball { path, .. } | Input::Deb { path, .. } => {
+            Input::Directory { path }
+            | Input::Tarball { path, .. }
+            | Input::Oci { path, .. }
+            | Input::Deb { path, .. } => {
                 vec![path.as_path()]
             }
             Input::Files { source, .. } => vec![source.as_path()],
@@ -294,7 +376,7 @@ impl Loaded {
         let Some(first) = m.inputs.first() else {
             return Err(at(
                 0,
-                "no [[input]]: the first one makes the tree (mmdebstrap, directory or tarball)"
+                "no [[input]]: the first one makes the tree (mmdebstrap, directory, tarball or oci)"
                     .into(),
             ));
         };
@@ -302,7 +384,7 @@ impl Loaded {
             return Err(at(
                 first.span().start,
                 format!(
-                    "the first input is a {}; it must make the tree: mmdebstrap, directory or tarball",
+                    "the first input is a {}; it must make the tree: mmdebstrap, directory, tarball or oci",
                     first.get_ref().kind()
                 ),
             ));
@@ -347,6 +429,11 @@ impl Loaded {
                         return Err(at(start, format!("{what}: {p:?} is not a package name")));
                     }
                 }
+                Input::Oci { tag: Some(t), .. }
+                    if t.is_empty() || t.chars().any(|c| c.is_control() || c.is_whitespace()) =>
+                {
+                    return Err(at(start, format!("{what}: tag {t:?} is not an image name")));
+                }
                 Input::Files { source, target } => {
                     *target = super::files::normalize_target(target)
                         .map_err(|m| at(start, format!("{what}: {m}")))?;
@@ -360,6 +447,7 @@ impl Loaded {
             match input.get_mut() {
                 Input::Directory { path }
                 | Input::Tarball { path, .. }
+                | Input::Oci { path, .. }
                 | Input::Deb { path, .. } => *path = dir.join(&*path),
                 _ => {}
             }
@@ -393,10 +481,110 @@ impl Loaded {
                 ));
             }
         }
+        if let Some(r) = m.remote.as_mut() {
+            let start = r.span().start;
+            let config = remote_config(r.get_ref(), dir, &files_roots)
+                .map_err(|(offset, msg)| at(offset.unwrap_or(start), format!("[remote]: {msg}")))?;
+            r.get_mut().config = Some(config);
+        }
+        if let Some(u) = &m.update {
+            check_update(&m, u.get_ref()).map_err(|(offset, msg)| {
+                at(offset.unwrap_or(u.span().start), format!("[update]: {msg}"))
+            })?;
+        }
         Ok(Loaded {
             path: path.to_path_buf(),
             manifest: m,
             files_roots,
         })
     }
+}
+
+/// An error at a place (`None`: the section's).
+type At = (Option<usize>, String);
+
+/// `[remote]` as a remote's configuration: the name, the URLs and the keys
+/// (read from files below the manifest's folder, or inline) checked as a
+/// repository's remote is.
+fn remote_config(r: &RemoteSection, dir: &Path, roots: &[PathBuf]) -> Result<RemoteConfig, At> {
+    crate::remotes::config::validate_name(r.name.get_ref())
+        .map_err(|e| (Some(r.name.span().start), e.to_string()))?;
+    let urls: Vec<String> = match (&r.url, r.urls.is_empty()) {
+        (Some(u), true) => vec![u.get_ref().clone()],
+        (None, false) => r.urls.iter().map(|u| u.get_ref().clone()).collect(),
+        _ => {
+            return Err((
+                None,
+                "give url = \"URL\" or urls = [...] (mirrors), one of them".into(),
+            ))
+        }
+    };
+    let mut keys = Vec::new();
+    for k in &r.keys {
+        let at = Some(k.span().start);
+        let text = k.get_ref().trim();
+        let key = if text.starts_with("-----BEGIN") {
+            crate::sign::PublicKey::from_pem(text).map_err(|e| (at, format!("key: {e}")))?
+        } else if let Ok(k) = crate::sign::PublicKey::from_base64(text) {
+            k
+        } else {
+            let p = super::files::check_source(&dir.join(text), roots).map_err(|m| {
+                (
+                    at,
+                    format!("key {text:?}: neither base64 of a key nor a key file: {m}"),
+                )
+            })?;
+            crate::sign::load_public(&p).map_err(|e| (at, e.to_string()))?
+        };
+        keys.push(key.to_pem());
+    }
+    let config = RemoteConfig {
+        urls,
+        keys,
+        no_sign_verify: r.no_sign_verify,
+    };
+    config.check().map_err(|e| {
+        let msg = e.to_string().replace(
+            "--sign-verify PUBKEY (repeatable), or --no-sign-verify",
+            "keys = [...], or no-sign-verify = true",
+        );
+        (None, msg)
+    })?;
+    Ok(config)
+}
+
+/// `[update]`: calendars and the time span in systemd's syntax (asked of
+/// `systemd-analyze calendar` where it runs), a window for `reboot =
+/// "window"`, and Slate in the image (the timer runs it).
+fn check_update(m: &Manifest, u: &Update) -> Result<(), At> {
+    for c in [&u.schedule, &u.window].into_iter().flatten() {
+        let at = Some(c.span().start);
+        update_policy::check_calendar(c.get_ref()).map_err(|e| (at, e))?;
+        update_policy::check_calendar_with_systemd(c.get_ref()).map_err(|e| (at, e))?;
+    }
+    if let Some(d) = &u.randomized_delay {
+        update_policy::check_timespan(d.get_ref()).map_err(|e| (Some(d.span().start), e))?;
+    }
+    match (u.reboot, &u.window) {
+        (Some(Reboot::Window), None) => {
+            return Err((
+                None,
+                "reboot = \"window\" needs window = \"CALENDAR\"".into(),
+            ))
+        }
+        (Some(Reboot::Now) | None, Some(w)) => {
+            return Err((
+                Some(w.span().start),
+                "a window is used with reboot = \"window\" only".into(),
+            ))
+        }
+        _ => {}
+    }
+    if !m.image.install_slate {
+        return Err((
+            None,
+            "the update timer runs Slate: it needs install-slate (the default) in [image]".into(),
+        ));
+    }
+    Ok(())
 }

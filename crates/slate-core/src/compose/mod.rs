@@ -5,7 +5,8 @@
 //! (`base.rs`: mmdebstrap, a folder, a tarball; `cache.rs`: packages by
 //! digest and base trees), the lockfile (`lock.rs`), what the manifest
 //! adds (`image.rs`; `files.rs`: the `files` inputs, confined), the stateless transformation (`users.rs`,
-//! `units.rs`, `etc.rs`, `var.rs`; `docs/stateless.md`), the lint
+//! `units.rs`, `etc.rs`, `var.rs`; `docs/stateless.md`), versions and updates
+//! (`updates.rs`: os-release, `[remote]`, `[update]`), the lint
 //! (`lint.rs`) and the commit. `packages.rs` reads an image's packages.
 
 pub mod base;
@@ -21,6 +22,7 @@ pub mod manifest;
 pub mod packages;
 pub mod run;
 pub mod units;
+pub mod updates;
 pub mod users;
 pub mod var;
 
@@ -78,3 +80,5 @@ impl Error {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod update_tests;

@@ -92,38 +92,185 @@ pub fn host_runs_systemd() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
+/// How a container started by `slate run` is set up beyond its tree.
+#[derive(Clone, Debug)]
+pub struct NspawnOptions {
+    pub volatile: Volatile,
+    /// Boot the image's init instead of running a command.
+    pub boot: bool,
+    /// Share the host's network (its ports, addresses, routes) instead of
+    /// a network of the container's own, which has only loopback.
+    pub host_network: bool,
+    /// A drop-in on the host ([`autologin_dropin`]) bound into the
+    /// container's `/run` only, that logs root in on its console without a
+    /// password: the image itself is unchanged and keeps its accounts
+    /// locked.
+    pub autologin: Option<PathBuf>,
+    /// Standard input is a terminal.
+    pub interactive: bool,
+    /// The container's machine name, which is its hostname too
+    /// ([`machine_name`]); nspawn's default is the folder's name, which
+    /// for a checkout is the 64-digit commit id.
+    pub machine: Option<String>,
+}
+
+/// A machine name (and hostname) for a container from an image's name (the
+/// manifest's `image.name`, or a folder's name): lowercase letters and
+/// digits, other runs of characters as one '-', at most 64 characters;
+/// `None` if nothing is left.
+pub fn machine_name(image_name: &str) -> Option<String> {
+    let mut out = String::new();
+    for c in image_name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.truncate(64);
+    let out = out.trim_end_matches('-').to_string();
+    (!out.is_empty()).then_some(out)
+}
+
+/// Where the console autologin drop-in goes inside the container: `/run`,
+/// a tmpfs of the container's own, so it exists only in this run.
+pub const AUTOLOGIN_TARGET: &str =
+    "/run/systemd/system/console-getty.service.d/50-slate-autologin.conf";
+
+/// The drop-in for `console-getty.service` (the getty of a container's
+/// console) that logs root in without asking: the unit's own command line
+/// with `--autologin root`.
+pub const AUTOLOGIN_DROPIN: &str = "\
+# Written by `slate run --boot` and bound into this container's /run only:
+# root logs in on the console without a password. The image is unchanged.
+[Service]
+ExecStart=
+ExecStart=-/sbin/agetty -o '-p -f -- \\\\u' --noclear --autologin root --keep-baud - 115200,38400,9600 $TERM
+";
+
+/// The autologin drop-in in `cache/run/` (written atomically unless it
+/// is there already with this content), for [`NspawnOptions::autologin`].
+pub fn autologin_dropin(cache: &Path) -> Result<PathBuf, Error> {
+    let dir = cache.join("run");
+    std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+    let path = dir.join("console-autologin.conf");
+    if std::fs::read(&path).is_ok_and(|b| b == AUTOLOGIN_DROPIN.as_bytes()) {
+        return Ok(path);
+    }
+    let fd = crate::fsutil::open_dir(&dir).map_err(Error::io(&dir))?;
+    crate::fsutil::atomic_write_at(
+        &fd,
+        "console-autologin.conf",
+        AUTOLOGIN_DROPIN.as_bytes(),
+        0o644,
+    )
+    .map_err(Error::io(&path))?;
+    Ok(path)
+}
+
 /// The arguments of `systemd-nspawn` for `tree`.
-pub fn nspawn_args(
-    tree: &Path,
-    volatile: Volatile,
-    boot: bool,
-    private_network: bool,
-    interactive: bool,
-    command: &[String],
-) -> Vec<OsString> {
+pub fn nspawn_args(tree: &Path, o: &NspawnOptions, command: &[String]) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec![
         "--quiet".into(),
         format!("--directory={}", tree.display()).into(),
-        format!("--volatile={}", volatile.name()).into(),
+        format!("--volatile={}", o.volatile.name()).into(),
     ];
     if !host_runs_systemd() {
         a.push("--register=no".into());
         a.push("--keep-unit".into());
     }
-    if !interactive {
+    if !o.interactive {
         a.push("--console=pipe".into());
     }
-    if private_network {
+    if let Some(m) = &o.machine {
+        a.push(format!("--machine={m}").into());
+    }
+    if !o.host_network {
         a.push("--private-network".into());
     }
-    if boot {
+    if let Some(dropin) = &o.autologin {
+        let mut bind = OsString::from("--bind-ro=");
+        bind.push(dropin.as_os_str());
+        bind.push(":");
+        bind.push(AUTOLOGIN_TARGET);
+        a.push(bind);
+    }
+    if o.boot {
         a.push("--boot".into());
     }
     if !command.is_empty() {
-        if !boot {
+        if !o.boot {
             a.push("--".into());
         }
         a.extend(command.iter().map(OsString::from));
     }
     a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> NspawnOptions {
+        NspawnOptions {
+            volatile: Volatile::Yes,
+            boot: true,
+            host_network: false,
+            autologin: None,
+            interactive: true,
+            machine: None,
+        }
+    }
+
+    #[test]
+    fn machine_names_are_hostnames() {
+        assert_eq!(
+            machine_name("Debian (Slate example)").as_deref(),
+            Some("debian-slate-example")
+        );
+        assert_eq!(machine_name("--x__y--").as_deref(), Some("x-y"));
+        assert_eq!(machine_name("()"), None);
+        assert_eq!(machine_name(&"a".repeat(100)).map(|n| n.len()), Some(64));
+        let o = NspawnOptions {
+            machine: Some("debian".into()),
+            ..opts()
+        };
+        let a = nspawn_args(Path::new("/x"), &o, &[]);
+        assert!(a.iter().any(|x| x == "--machine=debian"), "{a:?}");
+    }
+
+    #[test]
+    fn a_container_has_a_network_of_its_own_unless_asked() {
+        let t = Path::new("/x");
+        let a = nspawn_args(t, &opts(), &[]);
+        assert!(a.iter().any(|x| x == "--private-network"), "{a:?}");
+        let host = NspawnOptions {
+            host_network: true,
+            ..opts()
+        };
+        let a = nspawn_args(t, &host, &[]);
+        assert!(!a.iter().any(|x| x == "--private-network"), "{a:?}");
+    }
+
+    #[test]
+    fn autologin_is_a_dropin_bound_into_run_only() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let dropin = autologin_dropin(d.path()).expect("dropin");
+        let text = std::fs::read_to_string(&dropin).expect("read");
+        assert!(text.contains("--autologin root"), "{text}");
+        assert!(
+            text.contains("\nExecStart=\n"),
+            "the unit's command is not reset: {text}"
+        );
+        // Again: the same file, unchanged.
+        assert_eq!(autologin_dropin(d.path()).expect("again"), dropin);
+        let o = NspawnOptions {
+            autologin: Some(dropin.clone()),
+            ..opts()
+        };
+        let a = nspawn_args(Path::new("/x"), &o, &[]);
+        let want = format!("--bind-ro={}:{AUTOLOGIN_TARGET}", dropin.display());
+        assert!(a.iter().any(|x| *x == *want), "{a:?}");
+        assert!(AUTOLOGIN_TARGET.starts_with("/run/"));
+    }
 }

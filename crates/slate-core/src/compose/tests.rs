@@ -400,6 +400,7 @@ fn names_that_are_not_utf8_are_kept_or_refused_never_mangled() {
 }
 
 #[test]
+#[cfg_attr(not(test_root), ignore = "needs root (mounts a tmpfs)")]
 fn a_work_dir_is_removed_without_reaching_into_mounts() {
     if !crate::fsutil::is_root() {
         eprintln!("SKIPPED: mounting a tmpfs needs root");

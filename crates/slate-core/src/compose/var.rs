@@ -36,6 +36,9 @@ pub const NOISE: &[&str] = &[
     "var/lib/dbus/machine-id",
     "var/lib/systemd/random-seed",
     "var/lib/systemd/catalog/database",
+    // systemd-resolved's postinst keeps the resolv.conf it replaced by a
+    // link; resolv.conf is the machine's own.
+    "etc/.resolv.conf.systemd-resolved.bak",
     "var/tmp/*",
     "tmp/*",
     "run/*",

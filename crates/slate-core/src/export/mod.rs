@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
+pub mod oci;
+
 use tar::{EntryType, Header};
 
 use crate::fsutil::Output;

@@ -80,6 +80,12 @@ pub struct InstallReport {
     pub resolved: Resolved,
     /// The boot entry's kernel arguments (the root's first).
     pub kargs: Vec<String>,
+    /// The origin the deployment records, what its upgrades follow: the
+    /// image's remote (`REMOTE:REF`) when the image names one, else the
+    /// ref installed.
+    pub origin: Option<crate::remotes::Origin>,
+    /// The remotes the image provides, copied into the disk's repository.
+    pub remotes: Vec<String>,
     /// A note for the user: the disk is whole, but the kernel could not
     /// be told of a device's new partitions.
     pub note: Option<String>,
@@ -217,6 +223,10 @@ pub fn install(o: &InstallOptions, steps: &dyn Steps) -> Result<InstallReport> {
         return Err(Error::NoKernel(commit));
     }
     let deployed = step(steps, Step::Deploy, |p| s.deploy(plan, &opts, p))??;
+    // The image's remotes, so the machine knows where its updates come
+    // from without `remote add`.
+    s.sync_image_remotes()?;
+    let remotes = s.image_remotes()?.into_iter().map(|(n, _, _)| n).collect();
 
     let esp = root.join("esp");
     disk::install_systemd_boot(&esp, Path::new(disk::SYSTEMD_BOOT_EFI))?;
@@ -247,8 +257,10 @@ pub fn install(o: &InstallOptions, steps: &dyn Steps) -> Result<InstallReport> {
         layout,
         os: o.os.clone(),
         deployment: deployed.record.name(),
+        origin: deployed.record.origin.clone(),
         resolved,
         kargs,
+        remotes,
         note,
     })
 }

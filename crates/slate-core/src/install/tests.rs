@@ -38,6 +38,7 @@ fn write(root: &Path, rel: &str, content: &str) {
 }
 
 #[test]
+#[cfg_attr(not(test_root), ignore = "needs root (a sysroot's bare repository)")]
 fn an_unsigned_commit_of_a_remote_that_requires_signatures_is_not_installed() {
     if let Some(why) = missing() {
         eprintln!("SKIPPED: {why}");

@@ -38,7 +38,35 @@ pub struct Fetched {
     pub redirects: Vec<Redirect>,
 }
 
+/// What a remote's summary says of one of its refs, nothing else
+/// downloaded and nothing stored ([`Fetch::check`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RefCheck {
+    /// The commit the ref names.
+    pub commit: ObjectId,
+    /// The commit's own time.
+    pub timestamp: i64,
+    /// Bytes of its files' contents (each once): what a pull without a
+    /// delta downloads at most, before compression.
+    pub size: u64,
+    /// The commit object, when the summary carries it (its subject and
+    /// metadata: the image's version).
+    #[serde(skip)]
+    pub commit_object: Option<crate::object::Commit>,
+    /// The deltas to the commit the summary lists: from (none: from
+    /// nothing), bytes.
+    pub deltas: Vec<(Option<ObjectId>, u64)>,
+}
+
 pub trait Fetch {
+    /// What `r#ref` of `remote` is now, from the remote's summary alone
+    /// (checked as a pull checks it: its signature where the remote
+    /// requires one, its age): nothing else is downloaded and nothing
+    /// stored. A build without network code cannot.
+    fn check(&self, _repo: &Repo, remote: &str, _ref: &str) -> Result<RefCheck, FetchError> {
+        Err(format!("remote {remote}: this slate was built without network support").into())
+    }
+
     /// Bring `r#ref` of `remote` (a remote of `repo`) into `repo`, and set
     /// its tracking ref. Signatures the remote requires are checked by
     /// the implementation as it can; the library checks the commit again

@@ -10,10 +10,11 @@
 
 pub mod config;
 mod fetch;
+pub mod image;
 mod origin;
 
 pub use config::{RemoteConfig, RemoteState};
-pub use fetch::{Fetch, FetchError, Fetched, MinRate, NoFetch, Redirect};
+pub use fetch::{Fetch, FetchError, Fetched, MinRate, NoFetch, Redirect, RefCheck};
 pub use origin::{Origin, ParseError};
 
 use std::path::{Path, PathBuf};

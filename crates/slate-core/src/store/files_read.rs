@@ -135,7 +135,16 @@ impl Repo {
     /// checking its content.
     pub(crate) fn header_of(&self, id: &ObjectId) -> Result<FileHeader> {
         match self.mode {
-            RepoMode::Archive => self.archive_parts(id).map(|(h, _, _)| h),
+            RepoMode::Archive => {
+                if let Some((pack, e)) = self.find_packed(id)? {
+                    if super::packread::frame_is_small(&e) {
+                        if let Some(h) = self.packed_header(&pack, &e)? {
+                            return Ok(h);
+                        }
+                    }
+                }
+                self.archive_parts(id).map(|(h, _, _)| h)
+            }
             RepoMode::BareUser => {
                 let fd = self.open_object(id)?;
                 self.bare_user_header(id, &fd, &self.object_path(ObjectType::File, id))

@@ -20,6 +20,7 @@ mod lock;
 mod looseidx;
 mod objects;
 mod pack;
+mod packheaders;
 mod packread;
 mod packwrite;
 mod readbuf;

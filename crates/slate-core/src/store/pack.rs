@@ -153,6 +153,10 @@ pub(crate) struct LoadedPack {
     pub name: String,
     pub file: OwnedFd,
     pub entries: Vec<PackEntry>,
+    /// Its file objects by frame, for [`Repo::packed_header`].
+    pub frame_members: super::packheaders::FrameMembers,
+    /// Whether the headers of all its file objects are kept.
+    pub all_headers: std::sync::OnceLock<bool>,
 }
 
 /// The packs of a repository, loaded on first use and reloaded when a
@@ -163,6 +167,10 @@ pub(crate) struct PackSet {
     /// Packs whose index cannot be used: left out of every lookup (their
     /// objects read as missing), reported by `fsck`.
     damaged: RwLock<Vec<DamagedPack>>,
+    /// File headers decoded from the frames read so far.
+    pub(crate) headers: super::packheaders::HeaderCache,
+    /// Frames decompressed whole so far (what the header cache saves).
+    pub(crate) frames_decompressed: std::sync::atomic::AtomicU64,
 }
 
 /// A pack that cannot be read: its index is damaged, or it has an index
@@ -242,6 +250,8 @@ impl Repo {
             name: name.to_owned(),
             file,
             entries,
+            frame_members: Default::default(),
+            all_headers: Default::default(),
         })
     }
 
@@ -374,11 +384,13 @@ impl Repo {
                 Err(e) => return Err(Error::io(&p, e)),
             }
         }
+        self.remove_headers(name);
         self.packs
             .packs
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|p| p.name != name);
+        self.forget_headers();
         Ok(())
     }
 }
@@ -398,11 +410,13 @@ impl Repo {
                 Err(e) => return Err(Error::io(&from, e)),
             }
         }
+        self.remove_headers(name);
         self.packs
             .packs
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|p| p.name != name);
+        self.forget_headers();
         self.packs
             .damaged
             .write()

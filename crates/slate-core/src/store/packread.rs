@@ -1,5 +1,5 @@
-//! Reading packed objects: a frame is decompressed whole (and kept by the
-//! thread for the objects that follow in it) when it is small; a large
+//! Reading packed objects: a frame is decompressed whole (and kept, up to
+//! 128 MiB of frames, for the objects that follow in it) when it is small; a large
 //! frame, which holds one large object, is decompressed as a stream. And
 //! checking a pack file whole, for `fsck`.
 
@@ -18,13 +18,52 @@ const WHOLE_FRAME_MAX: u32 = 16 << 20;
 /// A decompressed frame: (pack name, frame offset, bytes).
 type CachedFrame = (String, u64, Arc<Vec<u8>>);
 
-/// Frames each thread keeps: two, so that reading an old and a new
-/// version of files in turn (a delta, a diff) decompresses each frame once.
-const KEPT_FRAMES: usize = 2;
+/// Decompressed bytes of frames the process keeps. A pack is sorted by
+/// extension, a tree walk (export, diff, cat of many files) by path: the
+/// files of one folder sit in a frame per extension, so a walk returns to
+/// a few dozen frames in turn. Kept in one cache for all threads (a pack's
+/// name is its digest: the same name is the same bytes in any repository).
+const KEPT_BYTES: usize = 128 << 20;
 
-thread_local! {
-    /// The last frames decompressed by this thread, the newest first.
-    static FRAME: std::cell::RefCell<Vec<CachedFrame>> = const { std::cell::RefCell::new(Vec::new()) };
+/// The frames kept, the most recently used last, and their bytes.
+struct FrameCache {
+    frames: std::collections::VecDeque<CachedFrame>,
+    bytes: usize,
+}
+
+static FRAMES: std::sync::Mutex<FrameCache> = std::sync::Mutex::new(FrameCache {
+    frames: std::collections::VecDeque::new(),
+    bytes: 0,
+});
+
+fn frames() -> std::sync::MutexGuard<'static, FrameCache> {
+    FRAMES.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl FrameCache {
+    fn get(&mut self, pack: &str, off: u64) -> Option<Arc<Vec<u8>>> {
+        let i = self
+            .frames
+            .iter()
+            .position(|(n, o, _)| n == pack && *o == off)?;
+        let hit = self.frames.remove(i)?;
+        let d = hit.2.clone();
+        self.frames.push_back(hit);
+        Some(d)
+    }
+
+    fn put(&mut self, pack: &str, off: u64, d: Arc<Vec<u8>>) {
+        if self.get(pack, off).is_some() {
+            return;
+        }
+        self.bytes += d.len();
+        self.frames.push_back((pack.to_string(), off, d));
+        while self.bytes > KEPT_BYTES && self.frames.len() > 1 {
+            if let Some((_, _, old)) = self.frames.pop_front() {
+                self.bytes -= old.len();
+            }
+        }
+    }
 }
 
 /// A range of a kept frame, read without copying the frame.
@@ -141,16 +180,10 @@ pub fn stream_frame_object<'r>(
 }
 
 impl Repo {
-    /// The decompressed frame that holds `e`, from this thread's cache or
-    /// read and decompressed whole.
-    fn frame(&self, pack: &LoadedPack, e: &PackEntry) -> Result<Arc<Vec<u8>>> {
-        let cached = FRAME.with(|f| {
-            f.borrow()
-                .iter()
-                .find(|(n, o, _)| *n == pack.name && *o == e.frame_off)
-                .map(|(_, _, d)| d.clone())
-        });
-        if let Some(d) = cached {
+    /// The decompressed frame that holds `e`, from the frames kept or read
+    /// and decompressed whole.
+    pub(crate) fn frame(&self, pack: &LoadedPack, e: &PackEntry) -> Result<Arc<Vec<u8>>> {
+        if let Some(d) = frames().get(&pack.name, e.frame_off) {
             return Ok(d);
         }
         let mut buf = vec![0u8; e.frame_len as usize];
@@ -159,11 +192,10 @@ impl Repo {
             .map_err(|err| Error::io(&pack_path, err.into()))?;
         buf.truncate(n);
         let d = Arc::new(decode_frame(&buf, e, &pack.name)?);
-        FRAME.with(|f| {
-            let mut kept = f.borrow_mut();
-            kept.truncate(KEPT_FRAMES - 1);
-            kept.insert(0, (pack.name.clone(), e.frame_off, d.clone()));
-        });
+        self.packs
+            .frames_decompressed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        frames().put(&pack.name, e.frame_off, d.clone());
         Ok(d)
     }
 

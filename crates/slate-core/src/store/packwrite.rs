@@ -42,6 +42,9 @@ struct State {
     offset: u64,
     hasher: Hasher,
     entries: Vec<PackEntry>,
+    /// The canonical header of each file object, for the pack's headers
+    /// file (`packheaders.rs`).
+    headers: Vec<(ObjectId, Vec<u8>)>,
 }
 
 /// A file to read again at `finish`.
@@ -100,6 +103,7 @@ impl PackWriter {
                 offset: PACK_MAGIC.len() as u64,
                 hasher,
                 entries: Vec::new(),
+                headers: Vec::new(),
             }),
             buckets: (0..BUCKETS)
                 .map(|_| Mutex::new(Bucket::default()))
@@ -164,6 +168,16 @@ impl PackWriter {
             return Ok(());
         }
         let comp = repo.compress_level(&b.buf, self.level)?;
+        let headers: Vec<(ObjectId, Vec<u8>)> = b
+            .items
+            .iter()
+            .filter(|(_, kind, _, _)| *kind == b'f')
+            .filter_map(|&(id, _, off, _)| {
+                let from = b.buf.get(off as usize..)?;
+                let (_, used) = crate::object::FileHeader::decode_prefix(from).ok()?;
+                Some((id, from[..used].to_vec()))
+            })
+            .collect();
         let mut st = lock(&self.state);
         let frame_off = st.offset;
         let mut written = 0;
@@ -173,6 +187,7 @@ impl PackWriter {
         }
         st.hasher.update(&comp);
         st.offset += comp.len() as u64;
+        st.headers.extend(headers);
         let raw = b.buf.len() as u32;
         for (id, kind, off, len) in b.items {
             st.entries.push(PackEntry {
@@ -264,6 +279,8 @@ impl PackWriter {
         rustix::fs::fchmod(idx.fd(), rustix::fs::Mode::from_raw_mode(0o644))
             .map_err(|e| io(e.into()))?;
         repo.link_tmp_at(idx, &format!("pack/{name}.idx"))?;
+        let mut headers = st.headers;
+        repo.write_headers(&name, &mut headers);
         Ok(Some(name))
     }
 }

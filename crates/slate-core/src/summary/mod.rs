@@ -11,6 +11,7 @@
 //! check again before it uses it.
 
 mod parse;
+pub mod sizes;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -23,6 +24,7 @@ use crate::delta;
 use crate::fsutil;
 use crate::hash::ObjectId;
 use crate::object::TreeEntry;
+use crate::progress::Progress;
 use crate::sign::SecretKey;
 use crate::store::{self, ObjectRead, Repo, RepoMode};
 use crate::walk::{self, Visit, Visitor};
@@ -162,6 +164,7 @@ struct Size<'a> {
     repo: &'a Repo,
     seen: std::collections::HashSet<ObjectId>,
     bytes: u64,
+    progress: &'a Progress,
 }
 
 impl Visitor for Size<'_> {
@@ -175,7 +178,9 @@ impl Visitor for Size<'_> {
     }
     fn file(&mut self, _p: &[u8], e: &TreeEntry) -> store::Result<()> {
         if self.seen.insert(e.id) {
-            self.bytes += self.repo.file_header(&e.id)?.size;
+            let size = self.repo.file_header(&e.id)?.size;
+            self.bytes += size;
+            self.progress.add(0, size);
         }
         Ok(())
     }
@@ -245,31 +250,45 @@ fn deltas(repo: &Repo) -> Result<Vec<DeltaInfo>, Error> {
 impl Summary {
     /// The summary of `repo` now; `previous` is the one it replaces (its
     /// timestamp is exceeded). With `valid_for`, it expires that many
-    /// seconds after `now`.
+    /// seconds after `now`. A commit's size is walked once and kept
+    /// ([`sizes`]); `progress` counts the refs done (of all) and the bytes
+    /// of the commits walked.
     pub fn build(
         repo: &Repo,
         previous: Option<&Summary>,
         now: i64,
         valid_for: Option<u64>,
+        progress: &Progress,
     ) -> Result<Summary, Error> {
         if repo.mode() != RepoMode::Archive {
             return Err(Error::NotArchive(repo.path().display().to_string()));
         }
         let mut refs = BTreeMap::new();
-        for (name, id) in repo.list_refs()? {
+        let listed = repo.list_refs()?;
+        progress.set_total(listed.len() as u64);
+        for (name, id) in listed {
             let c = repo.read_commit(&id)?;
-            let mut s = Size {
-                repo,
-                seen: Default::default(),
-                bytes: 0,
+            let size = match sizes::cached(repo, &id) {
+                Some(size) => size,
+                None => {
+                    let mut s = Size {
+                        repo,
+                        seen: Default::default(),
+                        bytes: 0,
+                        progress,
+                    };
+                    walk::walk(repo, &c.tree, b"", &mut s)?;
+                    sizes::store(repo, &id, s.bytes)?;
+                    s.bytes
+                }
             };
-            walk::walk(repo, &c.tree, b"", &mut s)?;
+            progress.add(1, 0);
             refs.insert(
                 name,
                 RefInfo {
                     commit: id.to_hex(),
                     timestamp: c.timestamp,
-                    size: s.bytes,
+                    size,
                     object: Some({
                         use base64::Engine as _;
                         base64::engine::general_purpose::STANDARD.encode(c.encode())
@@ -386,9 +405,20 @@ pub fn update(
     now: i64,
     valid_for: Option<u64>,
 ) -> Result<Summary, Error> {
+    update_with(repo, key, now, valid_for, &Progress::default())
+}
+
+/// [`update`], counting its work in `progress` (see [`Summary::build`]).
+pub fn update_with(
+    repo: &Repo,
+    key: Option<&SecretKey>,
+    now: i64,
+    valid_for: Option<u64>,
+    progress: &Progress,
+) -> Result<Summary, Error> {
     let _lock = repo.lock()?;
     let prev = read(repo);
-    let s = Summary::build(repo, prev.as_ref(), now, valid_for)?;
+    let s = Summary::build(repo, prev.as_ref(), now, valid_for, progress)?;
     let bytes = s.to_bytes();
     let root = fsutil::open_dir(repo.path()).map_err(|source| Error::Io {
         path: repo.path().to_path_buf(),

@@ -90,6 +90,16 @@ pub struct DeployPlan {
     pub boot_bytes: u64,
     pub pretty_name: String,
     pub version_id: String,
+    /// The image's version (its commit's `slate.image.version`, else its
+    /// os-release's `IMAGE_VERSION`); empty when it says none.
+    #[serde(default)]
+    pub image_version: String,
+    /// The origin recorded instead of `origin`: for the first deployment
+    /// of an OS, the remote its image names (`slate.image.origin`), so
+    /// `upgrade` follows it. The trust rule applies to `origin`, what the
+    /// commit was taken from.
+    #[serde(default)]
+    pub image_origin: Option<Origin>,
     /// The OS's first deployment, when `os-init` chose no modes: the
     /// modes it takes from its image, set before anything is deployed.
     pub os_config: Option<OsConfig>,
@@ -177,7 +187,7 @@ pub fn image_kargs<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> Vec<St
 }
 
 /// `PRETTY_NAME` and `VERSION_ID` of the tree's os-release.
-fn os_release<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> (String, String) {
+pub(crate) fn os_release<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> (String, String) {
     for p in [&b"usr/lib/os-release"[..], b"etc/os-release"] {
         if let Ok(Some((EntryKind::File, id))) = walk::lookup(store, root, p) {
             if let Ok(text) = store.open_file(&id).and_then(|mut s| s.read_all()) {
@@ -255,6 +265,13 @@ impl Sysroot {
             self.auto_removals(&order, &os)
         };
         let (pretty_name, version_id) = os_release(&self.repo, &c.tree);
+        let image_version = super::image_remotes::image_version(&self.repo, &c);
+        let first = !order.iter().any(|d| d.record.os == os);
+        let image_origin = match &opts.origin {
+            Some(Origin::Remote { .. }) => None,
+            _ if first => super::image_remotes::image_origin(&self.repo, &c),
+            _ => None,
+        };
         let cfg = self.os_config(&os)?;
         let os_config = if cfg.from_image && !order.iter().any(|d| d.record.os == os) {
             Some(cfg.with_image(&c.metadata)?)
@@ -281,6 +298,8 @@ impl Sysroot {
             boot_bytes,
             pretty_name,
             version_id,
+            image_version,
+            image_origin,
             os_config,
         })
     }
@@ -411,7 +430,7 @@ impl Sysroot {
             id: plan.id.clone(),
             serial: plan.serial,
             commit: plan.commit.to_hex(),
-            origin: plan.origin.clone(),
+            origin: plan.image_origin.clone().or_else(|| plan.origin.clone()),
             kargs: plan.kargs.clone(),
             kernel: plan.kernel.as_ref().map(|k| k.version.clone()),
             priority: plan.priority,
@@ -421,6 +440,7 @@ impl Sysroot {
             etc_merge: conflicts,
             pretty_name: plan.pretty_name.clone(),
             version_id: plan.version_id.clone(),
+            image_version: plan.image_version.clone(),
             staged: None,
         };
         self.write_record(&record)?;
@@ -489,11 +509,8 @@ impl Sysroot {
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        let title = if pretty.trim().is_empty() {
-            format!("{} {}", r.os, r.id)
-        } else {
-            format!("{} ({} {})", pretty.trim(), r.os, r.id)
-        };
+        let title =
+            super::image_remotes::entry_title(pretty.trim(), &r.image_version, &r.os, &r.id);
         let tries = (tries > 0).then_some((tries, 0));
         Ok(BootEntry {
             file: entries::file_name(&r.entry_id(), tries),

@@ -28,6 +28,7 @@ mod dirs;
 mod drift;
 mod entries;
 mod etc;
+mod image_remotes;
 mod kernel;
 mod ops;
 mod prepare;
@@ -40,6 +41,7 @@ mod status;
 mod tree;
 #[cfg(test)]
 mod trust_tests;
+mod update;
 mod verify;
 
 /// The deploy modes, defined with the image's metadata that names them.
@@ -58,6 +60,7 @@ pub use resolve::{Pulled, ReadyDeploy, Resolved, Upgrade, UpgradeOptions};
 pub use rules::{BadCommit, BAD_COMMITS_FILE};
 pub use stage::{BootCheck, Dropped, FinalizeReport, Finalized, StagedDeployment};
 pub use status::{BadCommitStatus, DeploymentStatus, DriftCount, Status};
+pub use update::{AutoOutcome, LastCheck, RebootRequest, UpdateCheck, LAST_CHECK};
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};

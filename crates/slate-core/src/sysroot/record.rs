@@ -45,6 +45,10 @@ pub struct Record {
     pub pretty_name: String,
     #[serde(default)]
     pub version_id: String,
+    /// The image's version (the commit's `slate.image.version`, else the
+    /// tree's os-release `IMAGE_VERSION`); empty when it says none.
+    #[serde(default)]
+    pub image_version: String,
     /// Set while the deployment is staged: checked out, its kernel in
     /// the boot directory, but no boot entry yet (`finalize-staged`
     /// writes it). Absent for a deployment that boots.

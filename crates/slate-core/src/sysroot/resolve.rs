@@ -77,11 +77,11 @@ pub struct ReadyDeploy {
 
 /// The deployment an upgrade follows: its OS, name, commit and origin.
 #[derive(PartialEq, Eq)]
-struct Followed {
-    os: String,
-    id: String,
-    commit: String,
-    origin: Origin,
+pub(crate) struct Followed {
+    pub(crate) os: String,
+    pub(crate) id: String,
+    pub(crate) commit: String,
+    pub(crate) origin: Origin,
 }
 
 impl Sysroot {
@@ -97,6 +97,10 @@ impl Sysroot {
         progress: &Progress,
     ) -> Result<Resolved> {
         let repo = &self.repo;
+        if rev.contains(':') {
+            // The images' remotes, as the deployments now provide them.
+            self.sync_image_remotes()?;
+        }
         let remote_rev = rev
             .split_once(':')
             .filter(|(remote, _)| remotes::config::exists(repo, remote));
@@ -126,6 +130,16 @@ impl Sysroot {
             });
         }
         let Some(src) = from else {
+            // REMOTE:REF of a remote that is not there (a ref name has
+            // no ':'): say so, rather than that no commit has this name.
+            if let Some((remote, _)) = rev.split_once(':') {
+                if remotes::config::is_name(remote) && repo.rev_parse(rev).is_err() {
+                    return Err(Error::Remotes(remotes::Error::NoSuchRemote {
+                        name: remote.to_string(),
+                        repo: repo.path().to_path_buf(),
+                    }));
+                }
+            }
             let (commit, origin) = named(repo, rev, true)?;
             remotes::require_trusted(repo, &origin, &commit)?;
             return Ok(Resolved {
@@ -254,7 +268,7 @@ impl Sysroot {
         })
     }
 
-    fn followed(&self, os: Option<&str>) -> Result<Followed> {
+    pub(crate) fn followed(&self, os: Option<&str>) -> Result<Followed> {
         let status = self.status()?;
         let os = self.pick_os(os)?;
         let cur = status

@@ -37,6 +37,9 @@ pub struct DeploymentStatus {
     pub commit: String,
     pub origin: Option<crate::remotes::Origin>,
     pub version: String,
+    /// The image's version (`IMAGE_VERSION`, the manifest's
+    /// `image.version`); absent when the image says none.
+    pub image_version: Option<String>,
     pub pretty_name: String,
     pub default: bool,
     pub booted: bool,
@@ -160,6 +163,7 @@ impl Sysroot {
                     commit: r.commit.clone(),
                     origin: r.origin.clone(),
                     version: r.version_id.clone(),
+                    image_version: Some(r.image_version.clone()).filter(|v| !v.is_empty()),
                     pretty_name: r.pretty_name.clone(),
                     default: i == 0,
                     booted: self.booted.as_deref() == Some(r.name().as_str()),

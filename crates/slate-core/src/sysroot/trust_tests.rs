@@ -123,6 +123,7 @@ impl Fetch for TestRemote<'_> {
 }
 
 #[test]
+#[cfg_attr(not(test_root), ignore = "needs root (a sysroot's bare repository)")]
 fn an_unsigned_commit_of_a_remote_that_requires_signatures_is_not_deployed() {
     let Some(e) = setup() else { return };
     let s = &e.s;
@@ -165,6 +166,7 @@ fn an_unsigned_commit_of_a_remote_that_requires_signatures_is_not_deployed() {
 }
 
 #[test]
+#[cfg_attr(not(test_root), ignore = "needs root (a sysroot's bare repository)")]
 fn upgrade_refuses_an_unsigned_commit_and_takes_a_signed_one() {
     let Some(e) = setup() else { return };
     let s = &e.s;
@@ -233,6 +235,7 @@ fn upgrade_refuses_an_unsigned_commit_and_takes_a_signed_one() {
 }
 
 #[test]
+#[cfg_attr(not(test_root), ignore = "needs root (a sysroot's bare repository)")]
 fn a_record_written_before_origins_were_typed_reads_back() {
     let Some(e) = setup() else { return };
     let s = &e.s;

@@ -1,22 +1,29 @@
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
+use slate_core::commit::oci::{self, ImageRef};
 use slate_core::commit::{self, CommitOptions, ParentSpec, Source};
 use slate_core::progress::Progress;
 
 use super::RepoArg;
 use crate::output;
 
-/// Commit a directory or a tar archive to a branch; prints the commit id.
+/// Commit a directory, a tar archive or a container image to a branch;
+/// prints the commit id.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  slate commit --repo repo --branch os/main -s 'v1' rootfs/\n  \
+    after_help = "A container image (--from) is committed with its layers applied in order \
+    (whiteouts and opaque directories as the OCI image spec says), every blob checked against \
+    its digest; its labels, digest and creation date are recorded as oci.* metadata, and its \
+    creation date is the commit's time unless --timestamp or SOURCE_DATE_EPOCH say otherwise.\n\n\
+    Examples:\n  slate commit --repo repo --branch os/main -s 'v1' rootfs/\n  \
     SOURCE_DATE_EPOCH=1700000000 slate commit --branch os/main --add-metadata version=1.2 image.tar.zst\n  \
-    tar -C rootfs -c . | slate commit --branch os/main -"
+    tar -C rootfs -c . | slate commit --branch os/main -\n  \
+    podman save --format oci-archive -o os.tar localhost/os && \
+    slate commit --branch os/main --from oci-archive:os.tar"
 )]
 pub struct CommitArgs {
     #[command(flatten)]
@@ -48,8 +55,14 @@ pub struct CommitArgs {
     /// instead of the bare id.
     #[arg(long)]
     json: bool,
+    /// A container image instead of SOURCE: `oci-archive:FILE[:TAG]`,
+    /// `docker-archive:FILE` (as `podman save` writes them) or
+    /// `oci:DIR[:TAG]` (an OCI image layout folder).
+    #[arg(long, value_name = "IMAGE", conflicts_with = "source")]
+    from: Option<String>,
     /// Directory, tar archive (.tar, .tar.gz, .tar.zst), or `-` for a tar on stdin.
-    source: PathBuf,
+    #[arg(required_unless_present = "from")]
+    source: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -84,17 +97,30 @@ fn parse_timestamp(s: &str) -> anyhow::Result<i64> {
 pub fn run(a: CommitArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let repo = a.repo.open()?;
-    let timestamp = match (&a.timestamp, std::env::var("SOURCE_DATE_EPOCH")) {
-        (Some(t), _) => parse_timestamp(t)?,
-        (None, Ok(e)) if !e.is_empty() => e
+    let image = match &a.from {
+        Some(text) => {
+            let r = ImageRef::parse(text).map_err(|e| anyhow::anyhow!("--from {e}"))?;
+            Some(oci::open(&r).with_context(|| format!("reading the image {text}"))?)
+        }
+        None => None,
+    };
+    let created = image.as_ref().and_then(|i| i.created.as_deref());
+    let timestamp = match (&a.timestamp, std::env::var("SOURCE_DATE_EPOCH"), created) {
+        (Some(t), _, _) => parse_timestamp(t)?,
+        (None, Ok(e), _) if !e.is_empty() => e
             .trim()
             .parse()
             .with_context(|| format!("SOURCE_DATE_EPOCH={e:?} is not a number of seconds"))?,
+        (None, _, Some(c)) => parse_timestamp(c)
+            .with_context(|| format!("the image's creation date {c:?}: give --timestamp"))?,
         _ => std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs() as i64,
     };
-    let mut metadata = BTreeMap::new();
+    let mut metadata = image
+        .as_ref()
+        .map(|i| i.metadata.clone())
+        .unwrap_or_default();
     for kv in &a.metadata {
         let Some((k, v)) = kv.split_once('=') else {
             bail!("--add-metadata {kv:?}: expected KEY=VALUE")
@@ -103,7 +129,7 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
             bail!("--add-metadata {kv:?}: empty key");
         }
         if metadata.insert(k.to_owned(), v.to_owned()).is_some() {
-            bail!("--add-metadata: the key {k:?} is given twice");
+            bail!("--add-metadata: the key {k:?} is given twice (or is the image's)");
         }
     }
     let parent = match a.parent.as_str() {
@@ -123,18 +149,24 @@ pub fn run(a: CommitArgs) -> anyhow::Result<()> {
         parent,
         skip_if_unchanged: a.skip_if_unchanged,
     };
-    let src_name = a.source.display().to_string();
-    let source = if a.source.as_os_str() == "-" {
+    let src_path = a.source.clone().unwrap_or_default();
+    let src_name = match &a.from {
+        Some(f) => f.clone(),
+        None => src_path.display().to_string(),
+    };
+    let source = if let Some(image) = &image {
+        Source::Oci(image)
+    } else if src_path.as_os_str() == "-" {
         Source::Tar {
             reader: Box::new(std::io::stdin().lock()),
             name: "<stdin>".into(),
         }
     } else {
-        let md = std::fs::metadata(&a.source).with_context(|| format!("source {src_name}"))?;
+        let md = std::fs::metadata(&src_path).with_context(|| format!("source {src_name}"))?;
         if md.is_dir() {
-            Source::Dir(&a.source)
+            Source::Dir(&src_path)
         } else {
-            let f = std::fs::File::open(&a.source).with_context(|| format!("source {src_name}"))?;
+            let f = std::fs::File::open(&src_path).with_context(|| format!("source {src_name}"))?;
             Source::Tar {
                 reader: Box::new(f),
                 name: src_name.clone(),

@@ -18,10 +18,14 @@ use crate::output;
     made stateless (/etc to factory defaults and tmpfiles.d lines, users to sysusers.d lines, \
     units into /usr, /var to tmpfiles.d lines, dpkg's database into /usr; docs/stateless.md); \
     linted; committed to the manifest's ref. Prints the commit id.\n\n\
-    The lockfile (MANIFEST with .lock, or --lockfile) pins every package by version and \
-    SHA-256 and every other input by digest. It is written after a build that committed and \
-    used by the next one: its packages come from the cache (no mirror needed), and the same \
-    manifest, lockfile and SOURCE_DATE_EPOCH give the same commit id. Needs root.",
+    The lockfile pins every package by version and SHA-256 and every other input by digest. \
+    It sits beside the manifest, named after it with the extension .lock (image.toml: \
+    image.lock in the same folder), or where --lockfile says; every build names it. It is \
+    written after a build that committed and used by the next one: its packages come from \
+    the cache (no mirror needed), and the same manifest, lockfile and SOURCE_DATE_EPOCH give \
+    the same commit id. The base tree mmdebstrap made is kept in the cache by the lockfile's \
+    packages (not by SOURCE_DATE_EPOCH, which only dates the commit): a build of an unchanged \
+    lockfile takes seconds. Needs root.",
     after_help = "Examples:\n  slate compose --repo repo examples/debian/image.toml\n  \
     slate compose --repo repo --locked --strict image.toml\n  \
     SOURCE_DATE_EPOCH=1700000000 slate compose --repo repo --json image.toml"
@@ -29,7 +33,8 @@ use crate::output;
 pub struct ComposeArgs {
     #[command(flatten)]
     repo: RepoArg,
-    /// The lockfile (default: the manifest's path with `.lock`).
+    /// The lockfile (default: beside the manifest, its name with the
+    /// extension `.lock`: `image.toml` → `image.lock`).
     #[arg(long, value_name = "FILE")]
     lockfile: Option<PathBuf>,
     /// Build exactly what the lockfile says, or fail naming each
@@ -171,6 +176,7 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<()> {
                 compose::base::Made::CachedTree => "tree cache",
                 compose::base::Made::Directory => "folder",
                 compose::base::Made::Tarball => "tarball",
+                compose::base::Made::Oci => "container image",
             }
         );
     }
@@ -189,11 +195,24 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<()> {
             );
         }
     }
+    for w in &c.lint.writes_usr {
+        eprintln!("lint: warning: enabled unit writes into the read-only /usr: {w}; disable it in [units]");
+    }
+    for b in &c.lint.backups {
+        eprintln!("lint: warning: backup file in the factory /etc: {b}");
+    }
     if c.unchanged && !a.json {
         eprintln!("{} already has this image: no new commit", c.branch);
     }
-    if c.lock_written && !a.json {
-        eprintln!("wrote {}", lockfile.display());
+    if !a.json {
+        let what = if c.lock_written {
+            "written"
+        } else if a.locked {
+            "followed (--locked)"
+        } else {
+            "unchanged"
+        };
+        eprintln!("lockfile {}: {what}", lockfile.display());
     }
     if a.json {
         return output::json(&View {

@@ -31,28 +31,49 @@ enum DeltaCommand {
     /// Make deltas: --from A --to B, --empty --to B (a full image), or
     /// --ref REF --previous N (to REF's commit from each of its N
     /// previous ones).
+    #[command(
+        after_help = "Examples:\n  slate delta generate --repo /srv/os --from os/main^ --to os/main\n  \
+        slate delta generate --repo /srv/os --ref os/main --previous 3 --empty\n  \
+        slate summary --repo /srv/os --update   (publish them)"
+    )]
     Generate(GenerateArgs),
     /// List the deltas.
+    #[command(
+        after_help = "Examples:\n  slate delta list --repo /srv/os\n  slate delta list --repo /srv/os --json"
+    )]
     List {
+        /// Print the result as JSON on standard output (one document;
+        /// messages stay on standard error) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Show what a delta holds: FROM..TO, or TO alone for the empty delta.
+    #[command(
+        after_help = "Examples:\n  slate delta show --repo /srv/os os/main^..os/main\n  slate delta show --repo /srv/os --json os/main"
+    )]
     Show {
         delta: String,
+        /// Print the result as JSON on standard output (one document;
+        /// messages stay on standard error) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Delete a delta: FROM..TO, or TO alone for the empty delta.
+    #[command(after_help = "Example:\n  slate delta delete --repo /srv/os os/main^..os/main")]
     Delete { delta: String },
     /// Store the objects of a delta file (carried on a disk, say), every
     /// one checked; with --ref, set a ref to its commit once the commit
     /// is complete.
+    #[command(
+        after_help = "Example:\n  slate delta apply --repo /srv/os /media/usb/update.delta --ref os/main"
+    )]
     Apply {
         file: std::path::PathBuf,
         /// The ref to set (created, or moved from the commit it had).
         #[arg(long = "ref", value_name = "REF")]
         ref_name: Option<String>,
+        /// Print the result as JSON on standard output (one document;
+        /// messages stay on standard error) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -85,6 +106,8 @@ struct GenerateArgs {
     /// deltas, less parallel work).
     #[arg(long, default_value_t = (Options::default().block_size >> 20) as u16, value_name = "MIB", value_parser = clap::value_parser!(u16).range(1..=1024))]
     block_size: u16,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }

@@ -29,6 +29,8 @@ pub struct DiffArgs {
     /// and new version), from the images' dpkg databases.
     #[arg(long, conflicts_with_all = ["stat", "path"])]
     packages: bool,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
     /// The old side: a revision.

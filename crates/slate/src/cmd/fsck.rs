@@ -19,6 +19,8 @@ pub struct FsckArgs {
     /// fetches them again.
     #[arg(long)]
     delete_corrupt: bool,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }

@@ -18,6 +18,8 @@ pub struct LogArgs {
     /// At most this many commits.
     #[arg(long, short = 'n')]
     max_count: Option<usize>,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
     /// Branch, commit id, or unique prefix.
@@ -31,6 +33,8 @@ pub struct LogArgs {
 pub struct ShowArgs {
     #[command(flatten)]
     repo: RepoArg,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
     rev: String,

@@ -28,6 +28,8 @@ pub struct LsArgs {
     /// Long format: type and mode, owner, group, size, path (and target).
     #[arg(short = 'l', long)]
     long: bool,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
     commit: String,

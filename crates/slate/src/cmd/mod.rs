@@ -5,6 +5,7 @@ pub mod admin;
 pub mod agent;
 pub mod checkout;
 pub mod commit;
+pub mod completions;
 pub mod compose;
 pub mod delta;
 pub mod diff;

@@ -66,6 +66,8 @@ pub struct PullArgs {
     stall_timeout: u64,
     #[command(flatten)]
     transfer: MinRateArg,
+    /// Print JSON lines on standard output instead of text: progress
+    /// events (`"type": "progress"`) while it pulls, then the result.
     #[arg(long)]
     json: bool,
 }

@@ -25,6 +25,8 @@ pub struct PruneArgs {
     /// Only refs are roots: commits no ref reaches are deleted too.
     #[arg(long)]
     refs_only: bool,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }

@@ -25,6 +25,8 @@ pub struct PullLocalArgs {
     /// Only print what would be copied.
     #[arg(long)]
     dry_run: bool,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
     /// The repository to copy from.

@@ -20,6 +20,8 @@ pub struct RefsArgs {
     /// Delete ref NAME.
     #[arg(long, value_name = "NAME")]
     delete: Option<String>,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -33,6 +35,8 @@ pub struct RefsArgs {
 pub struct RevParseArgs {
     #[command(flatten)]
     repo: RepoArg,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
     rev: String,

@@ -37,6 +37,8 @@ pub struct SignArgs {
     commit: String,
     #[arg(long, value_name = "KEY")]
     key: PathBuf,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -64,6 +66,8 @@ pub struct SummaryArgs {
     /// changed).
     #[arg(long, value_name = "DURATION", requires = "update", value_parser = parse_validity)]
     expires: Option<u64>,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -98,6 +102,12 @@ pub struct MinRateArg {
 
 /// The remotes of a repository.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate remote add origin https://os.example/pub --sign-verify signing.pem.pub\n  \
+    slate remote list\n  slate remote show --json origin\n\n\
+    Files:\n  REPO/remotes/NAME/config.toml  the remote's URLs and keys\n  \
+    REPO/remotes/NAME/  its state (the last summary's time) and cache"
+)]
 pub struct RemoteArgs {
     #[command(flatten)]
     repo: GlobalRepoArg,
@@ -109,6 +119,11 @@ pub struct RemoteArgs {
 enum RemoteCommand {
     /// Add a remote: one or more URLs (mirrors, tried in order) and how
     /// its signatures are checked.
+    #[command(
+        after_help = "Examples:\n  slate remote add origin https://os.example/pub --sign-verify signing.pem.pub\n  \
+        slate remote add --repo /sysroot/slate/repo origin https://a.example/pub https://b.example/pub --sign-verify k.pub\n  \
+        slate remote add test http://localhost:8080 --no-sign-verify"
+    )]
     Add {
         name: String,
         #[arg(required = true)]
@@ -122,17 +137,28 @@ enum RemoteCommand {
         no_sign_verify: bool,
     },
     /// List the remotes.
+    #[command(
+        after_help = "Examples:\n  slate remote list\n  slate remote list --json | jq -r '.[].name'"
+    )]
     List {
+        /// Print the result as JSON on standard output (one document;
+        /// messages stay on standard error) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Show a remote.
+    #[command(
+        after_help = "Examples:\n  slate remote show origin\n  slate remote show --json origin"
+    )]
     Show {
         name: String,
+        /// Print the result as JSON on standard output (one document;
+        /// messages stay on standard error) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Delete a remote (its configuration, state and cache).
+    #[command(after_help = "Example:\n  slate remote delete origin")]
     Delete { name: String },
 }
 
@@ -189,7 +215,9 @@ pub fn run_summary(a: SummaryArgs) -> anyhow::Result<()> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs() as i64;
-        summary::update(&repo, key.as_ref(), now, a.expires)?
+        output::counted("summary: sizing", "refs", |p| {
+            summary::update_with(&repo, key.as_ref(), now, a.expires, p)
+        })?
     } else {
         summary::load(&repo)?.with_context(|| {
             format!(

@@ -55,6 +55,8 @@ pub struct FaultServer {
     pub requests: Arc<AtomicU64>,
     pub bytes: Arc<AtomicU64>,
     pub rules: Arc<Mutex<Vec<Rule>>>,
+    /// The path of every request, in order.
+    pub log: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -67,13 +69,15 @@ impl FaultServer {
             requests: Arc::new(AtomicU64::new(0)),
             bytes: Arc::new(AtomicU64::new(0)),
             rules: Arc::new(Mutex::new(Vec::new())),
+            log: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
         };
-        let (req, bytes, rules, stop) = (
+        let (req, bytes, rules, stop, log) = (
             s.requests.clone(),
             s.bytes.clone(),
             s.rules.clone(),
             s.stop.clone(),
+            s.log.clone(),
         );
         std::thread::spawn(move || {
             for conn in l.incoming() {
@@ -81,15 +85,16 @@ impl FaultServer {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (root, req, bytes, rules, stop) = (
+                let (root, req, bytes, rules, stop, log) = (
                     root.clone(),
                     req.clone(),
                     bytes.clone(),
                     rules.clone(),
                     stop.clone(),
+                    log.clone(),
                 );
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &root, &req, &bytes, &rules, &stop);
+                    let _ = serve(conn, &root, &req, &bytes, &rules, &stop, &log);
                 });
             }
         });
@@ -106,6 +111,11 @@ impl FaultServer {
 
     pub fn clear(&self) {
         self.rules.lock().expect("lock").clear();
+    }
+
+    /// The paths asked for since the last call, and the log emptied.
+    pub fn take_log(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().expect("lock"))
     }
 
     pub fn counts(&self) -> (u64, u64) {
@@ -131,6 +141,7 @@ fn serve(
     bytes: &AtomicU64,
     rules: &Mutex<Vec<Rule>>,
     stop: &AtomicBool,
+    log: &Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut w = conn;
@@ -158,6 +169,7 @@ fn serve(
             }
         }
         requests.fetch_add(1, Ordering::SeqCst);
+        log.lock().expect("lock").push(path.clone());
         let fault = {
             let mut r = rules.lock().expect("lock");
             let hit = r.iter_mut().find(|x| x.times > 0 && path.contains(&x.path));

@@ -301,12 +301,28 @@ fn install_refuses_a_size_too_small_for_any_disk() {
 /// With the sysroot made, a --size that cannot hold it is refused naming
 /// the size it needs, nothing left behind; a size that can is honoured.
 #[test]
+#[cfg_attr(
+    not(all(
+        test_root,
+        test_have = "sfdisk",
+        test_have = "mkfs.vfat",
+        test_have = "mcopy",
+        test_have = "mkfs.ext4",
+        test_have = "systemd-boot-efi"
+    )),
+    ignore = "needs root, fdisk, dosfstools, mtools, e2fsprogs and systemd-boot-efi"
+)]
 fn install_size_is_honoured_or_refused_naming_the_need() {
     if !is_root() {
         return skip("install makes a sysroot with real owners: needs root");
     }
     if !Path::new(slate_core::install::disk::SYSTEMD_BOOT_EFI).exists() {
         return skip("systemd-boot-efi is not installed");
+    }
+    for tool in ["sfdisk", "mkfs.vfat", "mcopy", "mkfs.ext4"] {
+        if !have(tool) {
+            return skip(&format!("{tool} is not installed"));
+        }
     }
     let t = tempfile::tempdir_in("/var/tmp").expect("tempdir");
     let tree = t.path().join("tree");

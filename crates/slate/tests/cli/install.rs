@@ -436,3 +436,57 @@ fn install_on_a_block_device() {
     drop(lo);
     read_back(&backing, &v, t.path());
 }
+
+/// An image that names its remote (`remotes.d` and `slate.image.origin`):
+/// the installed deployment follows `REMOTE:REF`, and the disk's
+/// repository has the remote, so the machine updates without `remote add`.
+#[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: install makes a sysroot with real owners"
+)]
+fn install_records_the_image_remote_as_origin() {
+    if let Some(why) = missing_tools() {
+        return skip(&why);
+    }
+    let t = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let repo = image_repo(t.path());
+    let r = repo.to_str().expect("utf-8");
+    // The next version names its remote.
+    let tree = t.path().join("tree");
+    write(
+        &tree,
+        "usr/lib/slate/remotes.d/updates.toml",
+        "urls = [\"https://updates.example.org/os\"]\nno-sign-verify = true\n",
+    );
+    ok(
+        &repo,
+        &[
+            "commit",
+            "--repo",
+            r,
+            "-b",
+            "os/main",
+            "--add-metadata",
+            "slate.deploy.etc=stateless",
+            "--add-metadata",
+            "slate.image.origin=updates:os/stable",
+            tree.to_str().expect("utf-8"),
+        ],
+    );
+    let disk = t.path().join("disk.img");
+    let o = install(&[
+        "--from",
+        r,
+        "--disk",
+        disk.to_str().expect("utf-8"),
+        "--workdir",
+        t.path().to_str().expect("utf-8"),
+        "--json",
+        "os/main",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["origin"], "updates:os/stable", "{v}");
+    assert_eq!(v["remotes"], serde_json::json!(["updates"]), "{v}");
+}

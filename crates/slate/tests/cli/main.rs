@@ -3,7 +3,9 @@
 
 mod admin;
 mod common;
+mod completions;
 mod compose;
+mod deb;
 mod delivery;
 mod faultserve;
 mod fleet;
@@ -20,10 +22,14 @@ mod hostile_tar;
 mod install;
 mod json_out;
 mod maintenance;
+mod messages;
 mod names;
+mod oci;
 mod os_modes;
 mod progress;
 mod prune;
+mod run;
+mod skips;
 mod store_cmds;
 mod store_safety;
 mod streaming;

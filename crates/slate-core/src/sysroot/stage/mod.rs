@@ -135,7 +135,7 @@ impl Sysroot {
             id: plan.id.clone(),
             serial: plan.serial,
             commit: plan.commit.to_hex(),
-            origin: plan.origin.clone(),
+            origin: plan.image_origin.clone().or_else(|| plan.origin.clone()),
             kargs: plan.kargs.clone(),
             kernel: plan.kernel.as_ref().map(|k| k.version.clone()),
             priority: plan.priority,
@@ -145,6 +145,7 @@ impl Sysroot {
             etc_merge: Vec::new(),
             pretty_name: plan.pretty_name.clone(),
             version_id: plan.version_id.clone(),
+            image_version: plan.image_version.clone(),
             staged: Some(Staged {
                 at: opts.now,
                 kargs: opts.kargs.clone(),

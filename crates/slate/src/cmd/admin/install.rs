@@ -62,6 +62,8 @@ pub struct InstallArgs {
     /// image's size, twice).
     #[arg(long, value_name = "DIR", default_value = "/var/tmp")]
     workdir: PathBuf,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
     /// A ref or commit of the repository.
@@ -99,6 +101,10 @@ struct View {
     os: String,
     deployment: String,
     commit: String,
+    /// What its upgrades follow (`REMOTE:REF` of the image's remote).
+    origin: Option<String>,
+    /// The remotes the image provides.
+    remotes: Vec<String>,
     kargs: Vec<String>,
 }
 
@@ -110,6 +116,8 @@ impl View {
             os: r.os,
             deployment: r.deployment,
             commit: r.resolved.commit.to_hex(),
+            origin: r.origin.map(|o| o.to_string()),
+            remotes: r.remotes,
             kargs: r.kargs,
             layout: r.layout,
         }
@@ -139,6 +147,9 @@ pub fn run(a: &InstallArgs) -> anyhow::Result<()> {
         &view.commit[..12],
         started.elapsed().as_secs_f64()
     );
+    if let Some(o) = &view.origin {
+        eprintln!("its upgrades follow {o}");
+    }
     Ok(())
 }
 

@@ -3,9 +3,11 @@
 mod deploy;
 mod install;
 mod maint;
+mod remote;
 mod source;
 mod stage;
 mod status;
+mod updates;
 mod upgrade;
 
 use deploy::apply;
@@ -66,6 +68,7 @@ enum AdminCommand {
     FactoryReset(FactoryResetArgs),
     PrepareRoot(PrepareRootArgs),
     Install(install::InstallArgs),
+    Remote(remote::AdminRemoteArgs),
 }
 
 /// The drift of a machine from its image: every path of /etc added (A),
@@ -78,6 +81,8 @@ struct ConfigDiffArgs {
     /// The deployment (index, OS/ID or ID; default: the booted one, else
     /// the default).
     deployment: Option<String>,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -105,6 +110,8 @@ struct FactoryResetArgs {
     /// Only print what would be lost.
     #[arg(long)]
     dry_run: bool,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -114,11 +121,16 @@ struct FactoryResetArgs {
 /// /etc and /var as the OS keeps them, the machine id, the physical
 /// sysroot at /sysroot; a requested factory reset first.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin prepare-root   (in the initrd, before switch-root)\n  slate admin --sysroot /mnt/disk --cmdline 'slate=/slate/deploy/debian/ID' prepare-root --target /mnt/root --json\n\nFiles:\n  /run/slate/prepare-root.json  what it did, read by `slate admin status`"
+)]
 struct PrepareRootArgs {
     /// Where to build the root (default: over the sysroot itself, as in
     /// an initrd).
     #[arg(long, value_name = "DIR")]
     target: Option<PathBuf>,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -126,6 +138,9 @@ struct PrepareRootArgs {
 /// Make a directory a sysroot: a bare repository, the deployment and
 /// state directories, the boot directory.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin init-fs /srv/machine\n  slate admin init-fs /mnt/disk --boot efi\n\nFiles:\n  DIR/slate/repo  the sysroot's bare repository (root only)\n  DIR/slate/deploy/OS/ID  the deployments\n  DIR/boot/loader/entries  the boot entries (or those of --boot)"
+)]
 struct InitFsArgs {
     /// The directory (created if missing).
     dir: PathBuf,
@@ -134,12 +149,17 @@ struct InitFsArgs {
     /// DIR. Only the running system's sysroot (or /) uses the machine's.
     #[arg(long, value_name = "DIR", default_value = "boot")]
     boot: PathBuf,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// Set up an OS in the sysroot (or change how it keeps /etc and /var).
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin --sysroot /srv/machine os-init debian\n  slate admin --sysroot /srv/machine os-init debian --etc stateless --var persistent"
+)]
 struct OsInitArgs {
     /// The OS's name (letters, digits, '.', '_', '-').
     os: String,
@@ -154,6 +174,8 @@ struct OsInitArgs {
     /// persistent: one /var for the OS's deployments; volatile: a tmpfs.
     #[arg(long, value_name = "MODE")]
     var: Option<VarMode>,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -194,11 +216,34 @@ struct DeployArgs {
 #[derive(Args)]
 #[command(after_help = "Examples:\n  slate admin upgrade\n  \
     slate admin upgrade --stage   # the default at the next shutdown, /etc merged then\n  \
-    slate admin upgrade --dry-run --json")]
+    slate admin --sysroot /srv/machine upgrade --from /srv/os\n  \
+    slate admin upgrade --check   # is there an update? its version, size and changelog line\n  \
+    slate admin upgrade --check --json\n  \
+    slate admin upgrade --auto    # what slate-upgrade.service runs: the image's [update] policy\n  \
+    slate admin upgrade --dry-run --json\n\n\
+    --check exits 0 whether or not there is an update (\"update\": true or false with --json),\n\
+    1 when the check failed. --auto exits 0 when the policy ran (up to date, reported,\n\
+    staged, reboot asked for), 1 when it failed (recorded for `slate admin status`).\n\n\
+    Environment of --auto: SLATE_REBOOT_COMMAND (default \"systemctl reboot\") reboots;\n\
+    SLATE_SYSTEMD_RUN (default \"systemd-run\") schedules the reboot of a window.")]
 struct UpgradeArgs {
     /// The OS (default: the booted deployment's, or the only one).
     #[arg(long)]
     os: Option<String>,
+    /// Only tell whether an update exists: its commit, version, download
+    /// size (the delta's from the deployed commit when the remote has
+    /// one, else its files') and changelog line (the commit's subject),
+    /// from the remote's summary alone; nothing is downloaded besides,
+    /// nothing changes.
+    #[arg(long, conflicts_with_all = ["auto", "dry_run", "stage"])]
+    check: bool,
+    /// Run the update policy (/usr/lib/slate/update.toml of the image,
+    /// overridden by /etc/slate/update.toml): check only reports; stage
+    /// stages the update; apply stages it and reboots (now, or at the
+    /// reboot window). One line per decision; the result is recorded
+    /// for `slate admin status`.
+    #[arg(long, conflicts_with_all = ["dry_run", "stage"])]
+    auto: bool,
     #[command(flatten)]
     common: DeployCommon,
 }
@@ -232,56 +277,81 @@ struct DeployCommon {
     dry_run: bool,
     #[command(flatten)]
     transfer: crate::cmd::remote::MinRateArg,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// The deployments in boot order: the first is the default.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin status\n  slate admin --sysroot /srv/machine status --json | jq '.deployments[0]'"
+)]
 struct StatusArgs {
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// Make the second deployment of the boot order the default.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin rollback\n  slate admin --sysroot /srv/machine rollback --json"
+)]
 struct RollbackArgs {
     /// Boot-counting tries when the entry must be counted again.
     #[arg(long, default_value_t = 3, value_name = "N")]
     tries: u32,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// Make a deployment the default, whatever its boot counter says.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin set-default 1\n  slate admin set-default debian/3f2a9c1b0d4e.0"
+)]
 struct SetDefaultArgs {
     /// Its index in `status`, OS/ID, or ID.
     deployment: String,
     /// Boot-counting tries when the entry must be counted again.
     #[arg(long, default_value_t = 3, value_name = "N")]
     tries: u32,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// Remove a deployment (not the booted one, not the only one).
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin undeploy 2\n  slate admin undeploy debian/3f2a9c1b0d4e.0"
+)]
 struct UndeployArgs {
     /// Its index in `status`, OS/ID, or ID.
     deployment: String,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
 
 /// Pin a deployment: a new deploy never removes it.
 #[derive(Args)]
+#[command(after_help = "Examples:\n  slate admin pin 1\n  slate admin pin --unpin 1")]
 struct PinArgs {
     /// Its index in `status`, OS/ID, or ID.
     deployment: String,
     /// Unpin it instead.
     #[arg(long)]
     unpin: bool,
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -290,7 +360,12 @@ struct PinArgs {
 /// without their entry, temporary directories and files, unused kernels
 /// and refs.
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate admin cleanup\n  slate admin --sysroot /srv/machine cleanup --json"
+)]
 struct CleanupArgs {
+    /// Print the result as JSON on standard output (one document;
+    /// messages stay on standard error) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -332,6 +407,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::FactoryReset(f) => factory_reset(&s, f),
         AdminCommand::PrepareRoot(p) => prepare_root(&s, p),
         AdminCommand::Cleanup(c) => cleanup(&s, c),
+        AdminCommand::Remote(r) => remote::run(&s, r),
     }
 }
 
@@ -398,10 +474,14 @@ fn deploy_cmd(s: &Sysroot, d: DeployArgs) -> anyhow::Result<()> {
 /// `slate admin status`.
 fn status_cmd(s: &Sysroot, st: StatusArgs) -> anyhow::Result<()> {
     let status = s.status()?;
+    let updates = updates::updates(s, &status);
     if st.json {
-        return output::json(&status);
+        let mut v = serde_json::to_value(&status)?;
+        v["updates"] = serde_json::to_value(&updates)?;
+        return output::json(&v);
     }
-    print_status(&status)
+    print_status(&status)?;
+    updates::print_updates(&updates)
 }
 
 /// `slate admin rollback`.

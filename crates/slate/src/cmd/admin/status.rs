@@ -63,6 +63,9 @@ pub(super) fn print_status(st: &Status) -> anyhow::Result<()> {
         if !d.pretty_name.is_empty() {
             crate::outln!("    os       {}", d.pretty_name)?;
         }
+        if let Some(v) = &d.image_version {
+            crate::outln!("    version  {}", output::one_line(v))?;
+        }
         let entry = match (d.entry_state, d.tries_left, &d.entry) {
             (Some(EntryState::Good), _, Some(f)) => format!("good ({f})"),
             (Some(EntryState::Pending), Some(t), Some(f)) => {

@@ -22,8 +22,14 @@ pub(super) fn run(s: &Sysroot, u: &UpgradeArgs) -> anyhow::Result<()> {
             ..DeployOptions::default()
         },
     };
-    let started = Instant::now();
     let fetch = source::fetcher(u.common.transfer.min_rate);
+    if u.check {
+        return super::updates::check(s, &opts, u.common.json, &*fetch);
+    }
+    if u.auto {
+        return super::updates::auto(s, &opts, u.common.json, &*fetch);
+    }
+    let started = Instant::now();
     let up = output::counted("pulled", "objects", |p| s.upgrade(&opts, &*fetch, p))?;
     source::report(&up.resolved, started);
     let commit = up.resolved.commit;

@@ -1,11 +1,13 @@
 //! `slate admin`: deployments in a sysroot in a directory. The sysroot's
 //! repository is `bare` (real owners), so these tests need root.
 
+mod auto;
 pub(crate) mod crash;
 mod prepare;
 pub(crate) mod remote;
 mod reset;
 mod stage;
+mod update;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -447,6 +449,16 @@ fn bad_input_changes_nothing() {
     let err = admin_fails(&e.sr, &["deploy", "no/such/ref"]);
     assert!(err.contains("\"no/such/ref\" names no commit"), "{err}");
     same("an unknown ref");
+    // REMOTE:REF of a remote that is not there: the remote is named, and
+    // how to add one.
+    let err = admin_fails(&e.sr, &["deploy", "origin:os/main"]);
+    assert!(
+        err.contains("no remote origin in")
+            && err.contains("slate remote add")
+            && !err.contains("names no commit"),
+        "{err}"
+    );
+    same("a missing remote");
     for bad in ["a/b", "..", ".x", ""] {
         let err = admin_fails(&e.sr, &["os-init", bad]);
         assert!(err.contains("is not an OS name"), "{err}");

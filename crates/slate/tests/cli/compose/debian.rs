@@ -29,9 +29,9 @@ etc = "stateless"
 
 /// A booted container, ended whatever happens: its init killed (which
 /// ends every process of its PID namespace), then nspawn.
-struct Container {
-    child: std::process::Child,
-    init: Option<u32>,
+pub(crate) struct Container {
+    pub(crate) child: std::process::Child,
+    pub(crate) init: Option<u32>,
 }
 
 impl Drop for Container {
@@ -56,13 +56,13 @@ impl Drop for Container {
 
 /// The PID (as the host sees it) of the container's init: the child of
 /// systemd-nspawn.
-fn container_init(nspawn: u32) -> Option<u32> {
+pub(crate) fn container_init(nspawn: u32) -> Option<u32> {
     let children =
         std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children")).ok()?;
     children.split_whitespace().next()?.parse().ok()
 }
 
-fn nsenter(pid: u32, args: &[&str]) -> (bool, String) {
+pub(crate) fn nsenter(pid: u32, args: &[&str]) -> (bool, String) {
     let o = Command::new("timeout")
         .arg("120")
         .arg("nsenter")
@@ -160,6 +160,36 @@ fn debian_image_composes_reproducibly_and_boots_stateless() {
     );
     let show = ok(&repo, &["show", &id]);
     assert!(show.contains("    systemd 252."), "{show}");
+    // 3b. Another SOURCE_DATE_EPOCH: the tree cache still serves it (the
+    // base is made with a fixed epoch), and the image's tree is the same;
+    // only the commit's date differs.
+    let repo5 = t.path().join("repo5");
+    fresh_repo(&repo5);
+    let o = Command::new(slate_bin())
+        .env("SLATE_REPO", &repo5)
+        .env("SOURCE_DATE_EPOCH", "1800000000")
+        .env("SLATE_CACHE_DIR", &cache)
+        .args(["compose", "--json", mpath])
+        .output()
+        .expect("run slate compose");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(
+        v["base"].as_str(),
+        Some("cached-tree"),
+        "another epoch missed the tree cache"
+    );
+    let later = v["id"].as_str().expect("id").to_string();
+    assert_ne!(later, id);
+    let tree_of = |repo: &Path, c: &str| -> String {
+        let j: serde_json::Value =
+            serde_json::from_str(&ok(repo, &["show", "--json", c])).expect("show --json");
+        j["tree"].as_str().expect("tree").to_string()
+    };
+    assert_eq!(
+        tree_of(&repo5, &later),
+        tree_of(&repo, &id),
+        "another epoch, another tree"
+    );
 
     // 4. A package that does not exist: named, nothing committed.
     let bad = t.path().join("bad.toml");

@@ -2,7 +2,9 @@
 //! base (root only), and a real Debian image through mmdebstrap booted on
 //! systemd-nspawn (root, mmdebstrap, systemd-nspawn and a Debian mirror).
 
-mod debian;
+pub(crate) mod debian;
+mod oci;
+mod updates;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -176,8 +178,22 @@ fn compose_a_folder_into_a_stateless_image() {
     let cache = t.path().join("cache");
     let repo = init(t.path(), "bare");
     let mpath = m.to_str().expect("utf-8");
-    let id = id_of(&compose(&repo, &cache, &[mpath]));
+    let first = compose(&repo, &cache, &[mpath]);
+    let id = id_of(&first);
     assert_eq!(id.len(), 64, "{id}");
+    // The lockfile is named: image.lock beside image.toml.
+    let lock = t.path().join("image.lock");
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        err.contains(&format!("lockfile {}: written", lock.display())) && lock.is_file(),
+        "{err}"
+    );
+    let again = compose(&repo, &cache, &[mpath]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains(&format!("lockfile {}: unchanged", lock.display())),
+        "{err}"
+    );
 
     // /etc and /var are empty in the image; their content is factory
     // defaults with lines; what belongs to one machine is not shipped.
@@ -285,6 +301,15 @@ fn compose_a_folder_into_a_stateless_image() {
         wants.contains("slate-finalize-staged.service -> ../slate-finalize-staged.service"),
         "{wants}"
     );
+    // The ESP's automount keeps it mounted, so no idle unmount stops the unit.
+    for unit in ["efi", "boot"] {
+        let dropin = cat(
+            &repo,
+            &id,
+            &format!("/usr/lib/systemd/system/{unit}.automount.d/slate-finalize-staged.conf"),
+        );
+        assert!(dropin.contains("TimeoutIdleSec=0"), "{dropin}");
+    }
     // Packages in show, metadata of the image.
     let show = ok(&repo, &["show", &id]);
     assert!(
@@ -416,9 +441,44 @@ fn compose_lint_and_bad_input() {
     );
     assert!(fails(&repo, &["rev-parse", "folder/main"]).contains("folder/main"));
     // Without --strict it commits and warns; an exclusion silences it.
+    // An enabled apt timer and a backup file in /etc are warned about;
+    // systemd-resolved's backup of resolv.conf is removed as noise.
+    write(&base, "etc/motd.dpkg-old", "old\n");
+    write(
+        &base,
+        "etc/.resolv.conf.systemd-resolved.bak",
+        "nameserver 1.1.1.1\n",
+    );
+    write(
+        &base,
+        "usr/lib/systemd/system/apt-daily.timer",
+        "[Timer]\nOnCalendar=daily\n",
+    );
+    std::fs::create_dir_all(base.join("etc/systemd/system/timers.target.wants")).expect("mkdir");
+    std::os::unix::fs::symlink(
+        "/usr/lib/systemd/system/apt-daily.timer",
+        base.join("etc/systemd/system/timers.target.wants/apt-daily.timer"),
+    )
+    .expect("link");
     let o = compose(&repo, &cache, &[mpath]);
     assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("/var/lib/thing/extra"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("/var/lib/thing/extra"), "{err}");
+    assert!(
+        err.contains("lint: warning: enabled unit writes into the read-only /usr: apt-daily.timer"),
+        "{err}"
+    );
+    assert!(
+        err.contains("backup file in the factory /etc: /etc/motd.dpkg-old"),
+        "{err}"
+    );
+    assert!(!err.contains("resolved.bak"), "{err}");
+    let id = ok(&repo, &["rev-parse", "folder/main"]);
+    let ls = ok(&repo, &["ls", "-R", id.trim(), "/usr/share/factory/etc"]);
+    assert!(
+        !ls.contains("resolved.bak") && ls.contains("motd.dpkg-old"),
+        "{ls}"
+    );
     let m = manifest(
         t.path(),
         &base,
