@@ -61,6 +61,9 @@ pub struct AgentArgs {
     /// Report only: stage nothing.
     #[arg(long)]
     report_only: bool,
+    /// Print the run as JSON: {machine, enrolled_now, reports, target,
+    /// outcome: {outcome: no_target|not_applied|running|staged_already|
+    /// went_bad|not_blessed|ref_moved|staged, ...}}.
     #[arg(long)]
     json: bool,
 }

@@ -51,11 +51,26 @@ impl DbArg {
 #[derive(Subcommand)]
 enum FleetCommand {
     Serve(ServeArgs),
-    #[command(subcommand)]
+    /// Groups of machines: each follows a remote's ref and has an
+    /// enrollment token.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  slate fleet group add --db fleet.db web --ref origin:os/main > web.token\n  \
+        slate fleet group list --db fleet.db"
+    )]
     Group(GroupCommand),
-    #[command(subcommand)]
+    /// Rollouts: a group moved to a commit in waves.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  slate fleet rollout start --db fleet.db web --repo /srv/os --waves 5,25,100\n  \
+        slate fleet rollout status --db fleet.db web\n  slate fleet rollout pause --db fleet.db web"
+    )]
     Rollout(rollout::RolloutCommand),
-    #[command(subcommand)]
+    /// Operators of the page.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  slate fleet operator add --db fleet.db alice < alice.password"
+    )]
     Operator(OperatorCommand),
     #[command(hide = true)]
     BenchAgents(BenchArgs),
@@ -194,9 +209,11 @@ fn operator_add(a: OperatorAddArgs) -> anyhow::Result<()> {
 
 /// The groups, their refs and how many machines each has.
 #[derive(Args)]
+#[command(after_help = "Example:\n  slate fleet group list --db fleet.db --json")]
 struct GroupListArgs {
     #[command(flatten)]
     db: DbArg,
+    /// Print the groups as a JSON array of {name, follows, machines, created}.
     #[arg(long)]
     json: bool,
 }
@@ -221,6 +238,8 @@ struct StatusArgs {
     /// Reports of the machine's history shown.
     #[arg(long, default_value_t = 20)]
     history: u64,
+    /// Print JSON: {total, offset, machines: [...]}, or with MACHINE
+    /// {machine, history: [...]}.
     #[arg(long)]
     json: bool,
 }

@@ -45,6 +45,7 @@ pub struct StartArgs {
     /// 'Mon..Fri 02..04:*:00'.
     #[arg(long, value_name = "CALENDAR")]
     window: Option<String>,
+    /// Print the rollout as JSON (as `rollout status --json`).
     #[arg(long)]
     json: bool,
 }
@@ -53,22 +54,32 @@ pub struct StartArgs {
 /// (`pause`: no further wave opens; `abort`: the machines of the open
 /// waves are sent back to the commit the group ran before).
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  slate fleet rollout status --db fleet.db web --json\n  \
+    slate fleet rollout abort --db fleet.db web"
+)]
 pub struct GroupArgs {
     #[command(flatten)]
     db: DbArg,
     group: String,
+    /// Print the rollout as JSON: {id, group, commit, previous, window,
+    /// waves, max_failures, state, opened, failures, counts: [{machines,
+    /// done, failed}], created, updated} (null: none).
     #[arg(long)]
     json: bool,
 }
 
 /// Resume a paused rollout, optionally with a new failure limit.
 #[derive(Args)]
+#[command(after_help = "Example:\n  slate fleet rollout resume --db fleet.db web --max-failures 3")]
 pub struct ResumeArgs {
     #[command(flatten)]
     db: DbArg,
     group: String,
+    /// A new failure limit.
     #[arg(long)]
     max_failures: Option<u64>,
+    /// Print the rollout as JSON (as `rollout status --json`).
     #[arg(long)]
     json: bool,
 }
