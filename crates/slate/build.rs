@@ -21,6 +21,8 @@ const TOOLS: &[&str] = &[
     "bash",
     "bsdtar",
     "busybox",
+    "chromedriver",
+    "chromium",
     "debugfs",
     "dpkg-deb",
     "fish",

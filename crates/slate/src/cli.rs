@@ -44,6 +44,10 @@ enum Command {
     Summary(cmd::remote::SummaryArgs),
     #[cfg(feature = "remote")]
     Serve(cmd::net::ServeArgs),
+    #[cfg(feature = "remote")]
+    Fleet(cmd::fleet::FleetArgs),
+    #[cfg(feature = "remote")]
+    Agent(cmd::agent::AgentArgs),
     Keygen(cmd::remote::KeygenArgs),
     Sign(cmd::remote::SignArgs),
     Delta(cmd::delta::DeltaArgs),
@@ -83,6 +87,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Summary(a) => cmd::remote::run_summary(a),
         #[cfg(feature = "remote")]
         Command::Serve(a) => cmd::net::run_serve(a),
+        #[cfg(feature = "remote")]
+        Command::Fleet(a) => cmd::fleet::run(a),
+        #[cfg(feature = "remote")]
+        Command::Agent(a) => cmd::agent::run(a),
         Command::Keygen(a) => cmd::remote::run_keygen(a),
         Command::Sign(a) => cmd::remote::run_sign(a),
         Command::Delta(a) => cmd::delta::run(a),

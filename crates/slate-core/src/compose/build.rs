@@ -303,6 +303,9 @@ pub fn compose(
     image::apply_manifest(tree, m, &mut added)?;
     super::updates::os_release(tree, m, &mut added)?;
     super::updates::update_and_remote(tree, m, &mut added)?;
+    if let Some(f) = &m.fleet {
+        super::fleet::apply(tree, f, &opts.manifest.files_roots, &mut added)?;
+    }
     image::first_boot(tree, &mut added)?;
     added.kernel = image::move_kernel(tree)?;
 

@@ -209,7 +209,7 @@ pub(super) fn write_file(root: &Path, rel: &str, text: &str, out: &mut Added) ->
     Ok(())
 }
 
-fn symlink(root: &Path, rel: &str, target: &str) -> Result<(), Error> {
+pub(super) fn symlink(root: &Path, rel: &str, target: &str) -> Result<(), Error> {
     let p = root.join(rel);
     let dir = p.parent().expect("a link below the root");
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;

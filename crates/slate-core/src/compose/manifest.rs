@@ -40,6 +40,8 @@ pub struct Manifest {
     pub deploy: Deploy,
     #[serde(default)]
     pub lint: Lint,
+    /// The fleet server the image's machines report to (`slate agent`).
+    pub fleet: Option<super::fleet::Fleet>,
     /// Where the image's machines update from.
     #[serde(default)]
     pub remote: Option<Spanned<RemoteSection>>,
@@ -465,6 +467,10 @@ impl Loaded {
             if l.get_ref().contains('\n') {
                 return Err(at(l.span().start, "one line per string".into()));
             }
+        }
+        if let Some(f) = &mut m.fleet {
+            f.check(dir, &files_roots)
+                .map_err(|(offset, message)| at(offset, format!("[fleet]: {message}")))?;
         }
         for x in &m.lint.exclude {
             let p = x.get_ref();

@@ -14,6 +14,7 @@ pub mod build;
 pub mod cache;
 pub mod etc;
 pub mod files;
+pub mod fleet;
 pub mod image;
 pub mod lint;
 pub mod lock;

@@ -1,6 +1,8 @@
 //! One module per verb: parse, call the library, render.
 
 pub mod admin;
+#[cfg(feature = "remote")]
+pub mod agent;
 pub mod checkout;
 pub mod commit;
 pub mod completions;
@@ -8,6 +10,8 @@ pub mod compose;
 pub mod delta;
 pub mod diff;
 pub mod export;
+#[cfg(feature = "remote")]
+pub mod fleet;
 pub mod fsck;
 pub mod init;
 pub mod log;
