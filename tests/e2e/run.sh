@@ -28,7 +28,11 @@
 #   4. `slate admin factory-reset --var`; on the next boot /var is fresh
 #      (nothing written before, ConditionNeedsUpdate=/var ran again), the
 #      settings kept (the machine id, /etc rebuilt from the image).
-#   5. `slate admin rollback`; on the next boot v1 runs, blessed, the default.
+#   5. `slate admin rollback`; on the next boot v1 runs, blessed, the default;
+#      its fleet agent enrolls with the host's fleet server and reports v1.
+#   6. the fleet: v4 published, a rollout to it started on the host's fleet
+#      server; the guest's agent stages it, the shutdown finalizes it, v4
+#      boots, and its report makes the server show it booted and blessed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -70,7 +74,16 @@ ask report
 "$SLATE" serve --any-folder --bind 127.0.0.1:8098 "$W/www" >"$W/www.log" 2>&1 &
 WWW=$!
 SERVE=
-trap 'kill $WWW ${SERVE:-} 2>/dev/null || true' EXIT
+# The fleet server (plain HTTP on the host's loopback, which the guest
+# reaches as 10.0.2.2) and the group the guest enrolls into.
+FLEET_DB=$W/fleet.db
+rm -f "$FLEET_DB" "$FLEET_DB"-*
+head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$W/www/fleet-token"
+"$SLATE" fleet group add --db "$FLEET_DB" e2e --ref e2e:e2e/x86_64 --token-file "$W/www/fleet-token" \
+  >"$W/fleet-group.log" 2>&1 || { cat "$W/fleet-group.log"; exit 1; }
+"$SLATE" fleet serve --db "$FLEET_DB" --bind 127.0.0.1:8097 --insecure-http >"$W/fleet.log" 2>&1 &
+FLEET=$!
+trap 'kill $WWW $FLEET ${SERVE:-} 2>/dev/null || true' EXIT
 
 t0=0
 step() { t0=$(date +%s); echo "== step $1"; }
@@ -119,6 +132,11 @@ publish() {
 }
 # The line the guest wrote after running the host's action.
 action_result() { tr -d '\r' <"$W/marker.log" | grep -a '^SLATE-E2E action=' | tail -1 || true; }
+# A field of the one machine the fleet server knows (its status as JSON).
+fleet_field() {
+  "$SLATE" fleet status --db "$FLEET_DB" --json | tr -d ' \n' |
+    grep -o "\"$1\":\"[^\"]*\"" | head -1 | cut -d'"' -f4
+}
 # The ESP's entry file of a commit (its short id is in the name).
 entry_of() { mdir -i "$DISK@@1M" -b ::/loader/entries | sed 's|.*/||' | grep -a "${1:0:12}" || true; }
 # A deployment's word in the guest's status: good, pending, bad or absent.
@@ -222,11 +240,11 @@ echo "   $r"
 echo "   /var fresh, machine id kept, /etc rebuilt"
 done_step
 
-step "5: rollback to v1"
+step "5: rollback to v1; its fleet agent enrolls and reports"
 up=$(action_result)
 echo "   $up (asked in step 4's boot)"
 [[ $(field rc "$up") == 0 ]] || fail "rollback in the guest: $up"
-ask report
+ask fleet-agent
 r=$(boot)
 echo "   $r"
 [[ $(field version "$r") == 1 ]] || fail "v1 does not run: $r"
@@ -234,5 +252,33 @@ echo "   $r"
 [[ $(field status "$r") == "${v1:0:12}:good:booted"* ]] || fail "v1 is not the booted default: $r"
 [[ $(field machine_id "$r") == "$mid1" ]] || fail "the machine id changed: $r"
 echo "   v1 runs, the default; status: $(field status "$r")"
+up=$(action_result)
+echo "   $up"
+[[ $(field rc "$up") == 0 ]] || fail "the fleet agent in the guest: $up"
+[[ $(fleet_field booted_commit) == "$v1" ]] || fail "the fleet server does not show v1 booted: $(fleet_field booted_commit)"
+echo "   the fleet server knows the machine: v1 booted, $(fleet_field health)"
+done_step
+
+step "6: the fleet rolls v4 out: the guest's agent stages it, v4 boots, the server shows it blessed"
+v4=$(compose 4) || fail "compose v4"
+publish "$v4" || fail "publish v4"
+"$SLATE" fleet rollout start --db "$FLEET_DB" e2e "$v4" --waves 100 --max-failures 1 \
+  >"$W/rollout.log" 2>&1 || { cat "$W/rollout.log"; fail "rollout start"; }
+r=$(boot)
+up=$(action_result)
+echo "   $up"
+[[ $(field rc "$up") == 0 && $(field outcome "$up") == staged ]] || fail "the agent did not stage v4: $up"
+[[ -n $(entry_of "$v4") ]] || fail "the shutdown did not finalize v4: no boot entry"
+ask fleet-agent
+r=$(boot)
+echo "   $r"
+[[ $(field version "$r") == 4 ]] || fail "v4 does not run: $r"
+[[ $(field state "$r") == running && $(field failed "$r") == none ]] || fail "v4's boot: $r"
+up=$(action_result)
+echo "   $up"
+[[ $(field rc "$up") == 0 ]] || fail "the fleet agent in v4: $up"
+[[ $(fleet_field booted_commit) == "$v4" ]] || fail "the fleet server does not show v4 booted: $(fleet_field booted_commit)"
+[[ $(fleet_field health) == blessed ]] || fail "the fleet server does not show v4 blessed: $(fleet_field health)"
+echo "   the fleet server shows v4 ${v4:0:12} booted and blessed"
 done_step
 echo "end-to-end: all steps passed"
