@@ -47,14 +47,18 @@ enum Cmd {
         no_sign_verify: bool,
     },
     /// List the remotes; those an image provides are marked `image`.
-    #[command(after_help = "Examples:\n  slate admin remote list\n  slate admin remote list --json")]
+    #[command(
+        after_help = "Examples:\n  slate admin remote list\n  slate admin remote list --json"
+    )]
     List {
         /// Print the remotes (name, URLs, keys, where each comes from) as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Show a remote: its URLs, trusted keys and where it comes from.
-    #[command(after_help = "Examples:\n  slate admin remote show origin\n  slate admin remote show origin --json")]
+    #[command(
+        after_help = "Examples:\n  slate admin remote show origin\n  slate admin remote show origin --json"
+    )]
     Show {
         name: String,
         /// Print the remote (URLs, keys, where it comes from) as JSON.
@@ -63,7 +67,9 @@ enum Cmd {
     },
     /// Remove the sysroot's own remote (an image's cannot be removed: a
     /// remote added with its name overrides it).
-    #[command(after_help = "Examples:\n  slate admin remote remove origin\n  slate admin --sysroot /mnt/disk remote remove lab")]
+    #[command(
+        after_help = "Examples:\n  slate admin remote remove origin\n  slate admin --sysroot /mnt/disk remote remove lab"
+    )]
     Remove { name: String },
 }
 

@@ -36,7 +36,9 @@ pub(super) struct FinalizeStagedArgs {
 /// Drop the staged deployment of an OS (its tree, record and kernel if
 /// no one else uses it): nothing changes at shutdown.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  slate admin unstage\n  slate admin unstage --os debian --json")]
+#[command(
+    after_help = "Examples:\n  slate admin unstage\n  slate admin unstage --os debian --json"
+)]
 pub(super) struct UnstageArgs {
     /// The OS (default: the booted deployment's, or the only one).
     #[arg(long)]
