@@ -241,11 +241,15 @@ impl Report {
             Some(State::Pending) => Health::Pending,
             Some(State::Bad) => Health::Bad,
             Some(State::Good) | None => {
-                let went_bad_since = self
-                    .bad_commits
+                // Boot counting put the machine back: a deployment of its
+                // OS made after the booted one ran out of tries. (A bad
+                // commit's `since` is when the machine noticed, not when
+                // it went bad: it says nothing of the order.)
+                let went_back = self
+                    .deployments
                     .iter()
-                    .any(|x| x.os == b.os && x.since >= b.created);
-                if went_bad_since {
+                    .any(|d| d.os == b.os && d.state == Some(State::Bad) && d.created > b.created);
+                if went_back {
                     Health::Bad
                 } else {
                     Health::Blessed
@@ -368,4 +372,72 @@ pub struct MachineInfo {
 #[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dep(commit: char, created: i64, state: Option<State>, booted: bool) -> Deployment {
+        Deployment {
+            os: "debian".into(),
+            id: format!("{commit}.0"),
+            commit: commit.to_string().repeat(64),
+            version: String::new(),
+            default: booted,
+            booted,
+            pinned: false,
+            state,
+            tries_left: None,
+            etc_conflicts: Vec::new(),
+            created,
+        }
+    }
+
+    fn report(deployments: Vec<Deployment>, bad_since: Option<i64>) -> Report {
+        Report {
+            agent_version: "0".into(),
+            hostname: "h".into(),
+            uptime_secs: 0,
+            deployments,
+            staged: Vec::new(),
+            bad_commits: bad_since
+                .map(|since| BadCommit {
+                    os: "debian".into(),
+                    commit: "c".repeat(64),
+                    version: "3".into(),
+                    since,
+                })
+                .into_iter()
+                .collect(),
+            drift: None,
+        }
+    }
+
+    /// Put back by boot counting (a newer deployment went bad) is bad; a
+    /// newer deployment booted and blessed is blessed, however late the
+    /// machine noticed the older bad commit.
+    #[test]
+    fn health_follows_the_order_of_deployments() {
+        let back = report(
+            vec![
+                dep('a', 10, Some(State::Good), true),
+                dep('c', 20, Some(State::Bad), false),
+            ],
+            Some(25),
+        );
+        assert_eq!(back.health(), Health::Bad);
+        let on = report(
+            vec![
+                dep('d', 30, Some(State::Good), true),
+                dep('c', 20, Some(State::Bad), false),
+                dep('a', 10, Some(State::Good), false),
+            ],
+            Some(40),
+        );
+        assert_eq!(on.health(), Health::Blessed);
+        let pending = report(vec![dep('d', 30, Some(State::Pending), true)], None);
+        assert_eq!(pending.health(), Health::Pending);
+        assert_eq!(report(Vec::new(), None).health(), Health::Unknown);
+    }
 }
