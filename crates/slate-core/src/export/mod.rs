@@ -306,18 +306,21 @@ pub fn export_to_path<S: ObjectRead + ?Sized>(
     path: &Path,
     progress: &Progress,
 ) -> Result<ExportStats, Error> {
+    write_to_path(path, |w| export(store, commit, opts, w, progress))
+}
+
+/// What `write` writes, into the file `path` as [`export_to_path`] says
+/// (the tar and the OCI archive alike).
+pub(crate) fn write_to_path(
+    path: &Path,
+    write: impl FnOnce(std::io::BufWriter<&mut Output>) -> Result<ExportStats, Error>,
+) -> Result<ExportStats, Error> {
     let out_err = |source| Error::Output {
         path: path.to_path_buf(),
         source,
     };
     let mut out = Output::open(path, 0o644).map_err(out_err)?;
-    let stats = export(
-        store,
-        commit,
-        opts,
-        std::io::BufWriter::with_capacity(1 << 20, &mut out),
-        progress,
-    )?;
+    let stats = write(std::io::BufWriter::with_capacity(1 << 20, &mut out))?;
     out.finish().map_err(out_err)?;
     Ok(stats)
 }

@@ -18,7 +18,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{Error, ExportOptions, ExportStats, Format};
-use crate::fsutil::Output;
 use crate::hash::ObjectId;
 use crate::progress::Progress;
 use crate::store::ObjectRead;
@@ -199,18 +198,5 @@ pub fn export_oci_to_path<S: ObjectRead + ?Sized>(
     path: &Path,
     progress: &Progress,
 ) -> Result<ExportStats, Error> {
-    let out_err = |source| Error::Output {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut out = Output::open(path, 0o644).map_err(out_err)?;
-    let stats = export_oci(
-        store,
-        commit,
-        opts,
-        std::io::BufWriter::with_capacity(1 << 20, &mut out),
-        progress,
-    )?;
-    out.finish().map_err(out_err)?;
-    Ok(stats)
+    super::write_to_path(path, |w| export_oci(store, commit, opts, w, progress))
 }
