@@ -9,6 +9,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use serde::de::DeserializeOwned;
 
+use crate::state::wire as state;
 use crate::wire::{Enroll, Enrolled, ErrorBody, MachineInfo, Report, Reported};
 
 #[derive(Debug, thiserror::Error)]
@@ -184,12 +185,40 @@ impl Client {
         token: &str,
         hostname: &str,
     ) -> Result<Enrolled, ClientError> {
+        self.enroll_as(group, token, hostname, None)
+    }
+
+    /// Enroll, naming the machine's hardware id (what a replacement
+    /// approved in advance waits for).
+    pub fn enroll_as(
+        &self,
+        group: &str,
+        token: &str,
+        hostname: &str,
+        hardware: Option<&str>,
+    ) -> Result<Enrolled, ClientError> {
         let body = Self::json(&Enroll {
             group: group.to_string(),
             token: token.to_string(),
             hostname: hostname.to_string(),
+            hardware: hardware.map(str::to_string),
         });
         self.call("POST", "/api/v1/enroll", &body)
+    }
+
+    /// What the group keeps and what the server holds of this machine.
+    pub fn state_index(&self) -> Result<state::Index, ClientError> {
+        self.call("GET", "/api/v1/state", b"")
+    }
+
+    /// Every kept file of this machine, with its content.
+    pub fn state_files(&self) -> Result<state::Files, ClientError> {
+        self.call("GET", "/api/v1/state/files", b"")
+    }
+
+    /// Store files (all or none).
+    pub fn state_upload(&self, up: &state::Upload) -> Result<state::Stored, ClientError> {
+        self.call("POST", "/api/v1/state", &Self::json(up))
     }
 
     pub fn report(&self, report: &Report) -> Result<Reported, ClientError> {

@@ -6,7 +6,8 @@
 //! Layers: `db` (the two databases behind one interface, migrations) →
 //! `records` (groups, machines, reports; every rule of who may write
 //! what) → `server` (HTTP: request limits, signatures, routes). `wire`
-//! is the JSON both sides speak, `auth` the request signatures.
+//! is the JSON both sides speak, `auth` the request signatures; `state`
+//! the machines' kept files, sealed at rest.
 
 pub mod agent;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod page;
 pub mod records;
 pub mod rollout;
 pub mod server;
+pub mod state;
 pub mod wire;
 
 pub use db::{Db, DbError, Target};

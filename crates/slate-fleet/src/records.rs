@@ -41,6 +41,18 @@ pub enum Error {
         what: &'static str,
         invalid: Invalid,
     },
+    #[error("state of machine {machine}: {why}")]
+    TooMuch { machine: String, why: String },
+    #[error("machine {machine} was replaced by {by}: its state is {by}'s now")]
+    Replaced { machine: String, by: String },
+    #[error("{0}")]
+    Refused(String),
+    #[error("this server keeps no machine state: start it with --state-key FILE")]
+    NoState,
+    #[error(transparent)]
+    Key(#[from] crate::state::KeyError),
+    #[error(transparent)]
+    Seal(#[from] crate::state::SealError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -126,7 +138,7 @@ pub fn groups(db: &Db) -> Result<Vec<Group>> {
 /// Keep a request's nonce; a nonce seen before refuses the request.
 /// Nonces older than twice the allowed skew are dropped first (their
 /// requests would be refused as stale anyway).
-fn use_nonce(tx: &mut dyn Tx, key_id: &str, nonce: &str, now: i64) -> Result<()> {
+pub(crate) fn use_nonce(tx: &mut dyn Tx, key_id: &str, nonce: &str, now: i64) -> Result<()> {
     tx.exec(
         "DELETE FROM nonces WHERE at < $1",
         &[(now - 2 * crate::auth::MAX_SKEW).into()],
@@ -182,7 +194,7 @@ pub fn enroll(db: &Db, who: &Caller, req: &Enroll, now: i64) -> Result<Enrolled>
              WHERE m.key_id = $1",
             &[who.key_id.into()],
         )?;
-        match existing {
+        let replaces = match existing {
             Some(r) if r.int(0)? != group_id => {
                 return Err(Error::OtherGroup {
                     key_id: who.key_id.to_string(),
@@ -195,31 +207,47 @@ pub fn enroll(db: &Db, who: &Caller, req: &Enroll, now: i64) -> Result<Enrolled>
                     "UPDATE machines SET hostname = $1, last_seen = $2 WHERE key_id = $3",
                     &[req.hostname.as_str().into(), now.into(), who.key_id.into()],
                 )?;
+                None
             }
             None => {
-                tx.exec(
-                    "INSERT INTO machines (key_id, public_key, group_id, hostname, enrolled, last_seen)
-                     VALUES ($1, $2, $3, $4, $5, $5)",
-                    &[
-                        who.key_id.into(),
-                        Value::Bytes(who.public.to_vec()),
-                        group_id.into(),
-                        req.hostname.as_str().into(),
-                        now.into(),
-                    ],
-                )?;
+                let row = tx
+                    .query_one(
+                        "INSERT INTO machines (key_id, public_key, group_id, hostname, enrolled, last_seen)
+                         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+                        &[
+                            who.key_id.into(),
+                            Value::Bytes(who.public.to_vec()),
+                            group_id.into(),
+                            req.hostname.as_str().into(),
+                            now.into(),
+                        ],
+                    )?
+                    .map(|r| r.int(0))
+                    .transpose()?
+                    .ok_or_else(|| Error::BadValue {
+                        what: "a machine's insert".into(),
+                        why: "returned no id".into(),
+                    })?;
+                crate::state::operator::on_enroll(
+                    tx,
+                    (row, who.key_id),
+                    group_id,
+                    req.hardware.as_deref(),
+                    now,
+                )?
             }
-        }
+        };
         Ok(Enrolled {
             machine: who.key_id.to_string(),
             group: req.group.clone(),
+            replaces,
         })
     })
 }
 
 /// The enrolled machine of a key (its row id), or `UnknownKey`. The key
 /// itself, not only its id, must match.
-fn machine_of(tx: &mut dyn Tx, who: &Caller) -> Result<i64> {
+pub(crate) fn machine_of(tx: &mut dyn Tx, who: &Caller) -> Result<i64> {
     let row = tx.query_one(
         "SELECT id, public_key FROM machines WHERE key_id = $1",
         &[who.key_id.into()],

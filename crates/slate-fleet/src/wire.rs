@@ -65,13 +65,23 @@ pub struct Enroll {
     pub group: String,
     pub token: String,
     pub hostname: String,
+    /// The machine's hardware id (DMI's product UUID), when it has one:
+    /// what a replacement approved in advance names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<String>,
 }
 
 impl Enroll {
     pub fn check(&self) -> Result<(), Invalid> {
         text("group", &self.group, MAX_TEXT)?;
         text("token", &self.token, MAX_TEXT)?;
-        text("hostname", &self.hostname, MAX_HOSTNAME)
+        text("hostname", &self.hostname, MAX_HOSTNAME)?;
+        if let Some(h) = &self.hardware {
+            if crate::state::operator::check_hardware(h).is_err() {
+                return Err(invalid("hardware", "not 1 to 64 hex digits and '-'"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -81,6 +91,9 @@ pub struct Enrolled {
     /// The machine's id: 32 hex digits of its key's SHA-256.
     pub machine: String,
     pub group: String,
+    /// The machine whose kept state this one took at its enrollment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 /// What boot counting says of a deployment's entry.

@@ -24,6 +24,7 @@ fn start(db: Arc<Db>) -> server::Running {
             bind: "127.0.0.1:0".into(),
             tls: None,
             threads: 4,
+            state: None,
         },
     )
     .expect("server starts")

@@ -57,6 +57,7 @@ fn enroll(db: &Db, n: u32, hostname: &str) -> String {
         group: "web".into(),
         token: TOKEN.into(),
         hostname: hostname.into(),
+        hardware: None,
     };
     records::enroll(db, &who, &e, slate_fleet::now()).expect("enrolls");
     let nonce = format!("{:032x}", u64::from(n) + (1 << 40));
@@ -96,6 +97,7 @@ fn scenario(db: Arc<Db>) {
             bind: "127.0.0.1:0".into(),
             tls: None,
             threads: 2,
+            state: None,
         },
     )
     .expect("server");

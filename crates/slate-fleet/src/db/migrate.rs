@@ -88,6 +88,47 @@ pub const MIGRATIONS: &[(i64, &[&str])] = &[
         // A calendar event (systemd.time(7)): waves open only in its minutes.
         &["ALTER TABLE rollouts ADD COLUMN open_window TEXT"],
     ),
+    (
+        5,
+        &[
+            // What a group's machines keep (patterns, one a line), and
+            // whether a machine enrolling with an old one's hardware id
+            // takes its state without an operator.
+            "ALTER TABLE groups ADD COLUMN state_keep TEXT NOT NULL DEFAULT '/etc/ssh/ssh_host_*'",
+            "ALTER TABLE groups ADD COLUMN auto_replace BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE machines ADD COLUMN hardware TEXT",
+            "ALTER TABLE machines ADD COLUMN replaced_by BIGINT",
+            // A kept file: its clear metadata, and its content sealed
+            // (ChaCha20-Poly1305) by key `key_id` for machine `sealed_for`.
+            "CREATE TABLE state_files (
+            machine BIGINT NOT NULL REFERENCES machines(id),
+            path TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            mode BIGINT NOT NULL,
+            uid BIGINT NOT NULL,
+            gid BIGINT NOT NULL,
+            changed BIGINT NOT NULL,
+            version TEXT NOT NULL,
+            sealed_for TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            nonce {BLOB} NOT NULL,
+            sealed {BLOB} NOT NULL,
+            PRIMARY KEY (machine, path))",
+            "CREATE INDEX state_files_by_key ON state_files (key_id)",
+            "CREATE TABLE replacements (
+            id {ID},
+            old_machine BIGINT NOT NULL REFERENCES machines(id),
+            hardware TEXT NOT NULL,
+            created BIGINT NOT NULL,
+            used_by BIGINT)",
+            "CREATE TABLE state_log (
+            id {ID},
+            machine TEXT NOT NULL,
+            at BIGINT NOT NULL,
+            event TEXT NOT NULL,
+            detail TEXT NOT NULL)",
+        ],
+    ),
 ];
 
 fn current(tx: &mut dyn Tx) -> Result<i64> {

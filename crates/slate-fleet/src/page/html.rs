@@ -23,7 +23,7 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn date(ts: i64) -> String {
+pub(crate) fn date(ts: i64) -> String {
     slate_core::summary::date(ts)
 }
 
@@ -198,7 +198,12 @@ pub fn machines(p: &MachinesPage) -> String {
     layout("Fleet", Some(p.session), &out)
 }
 
-pub fn machine(m: &MachineRow, history: &[HistoryEntry], session: &Session) -> String {
+pub fn machine(
+    m: &MachineRow,
+    history: &[HistoryEntry],
+    state: &crate::state::operator::Listing,
+    session: &Session,
+) -> String {
     let mut out = String::new();
     let health = m.health.map_or("unknown", |h| h.as_str());
     let _ = writeln!(
@@ -236,6 +241,7 @@ pub fn machine(m: &MachineRow, history: &[HistoryEntry], session: &Session) -> S
         );
     }
     out.push_str("</table>\n");
+    out.push_str(&super::state::section(state, session));
     layout(&format!("Machine {}", m.hostname), Some(session), &out)
 }
 

@@ -4,6 +4,7 @@
 //! session cookie is `HttpOnly`, `SameSite=Strict`, and `Secure` under TLS.
 
 mod html;
+mod state;
 
 pub use html::esc;
 
@@ -178,7 +179,8 @@ fn route(db: &Db, req: &mut Request, _secure: bool) -> Result<Page, Page> {
                 Err(e) => return Err(db_error(e)),
             };
             let history = records::history(db, &m.machine, 50).map_err(db_error)?;
-            Ok(html(200, html::machine(&m, &history, &session)))
+            let kept = crate::state::operator::list(db, &m.machine).map_err(db_error)?;
+            Ok(html(200, html::machine(&m, &history, &kept, &session)))
         }
         ("POST", "/logout") => {
             let f = form(req)?;
@@ -192,6 +194,30 @@ fn route(db: &Db, req: &mut Request, _secure: bool) -> Result<Page, Page> {
                 cookie: Some(String::new()),
                 ..redirect("/login")
             })
+        }
+        ("POST", p) if p.starts_with("/machine/") && p.ends_with("/replace") => {
+            let f = form(req)?;
+            if !csrf_ok(&f, &session) {
+                return Err(error(403, "The form's token is missing or wrong."));
+            }
+            let old = &p["/machine/".len()..p.len() - "/replace".len()];
+            let by = format!("operator {}", session.operator);
+            let done = match (field(&f, "new"), field(&f, "hardware")) {
+                (Some(n), _) if !n.is_empty() => {
+                    crate::state::operator::replace(db, old, n.trim(), &by, now).map(drop)
+                }
+                (_, Some(h)) if !h.is_empty() => {
+                    crate::state::operator::replace_by_hardware(db, old, h.trim(), &by, now)
+                }
+                _ => return Err(error(400, "Give a machine id or a hardware id.")),
+            };
+            match done {
+                Ok(()) => Ok(redirect(&format!("/machine/{}", html::esc(old)))),
+                Err(e @ (records::Error::Refused(_)
+                | records::Error::NoMachine(_)
+                | records::Error::BadValue { .. })) => Err(error(409, &e.to_string())),
+                Err(e) => Err(db_error(e)),
+            }
         }
         ("POST", p) if p.starts_with("/rollout/") => {
             let f = form(req)?;

@@ -4,6 +4,7 @@
 //! answered by `routes.rs` (the API) or `page` (the HTML).
 
 pub(crate) mod routes;
+mod state_routes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ pub struct Options {
     /// None: plain HTTP (for a test, or behind a TLS proxy).
     pub tls: Option<Tls>,
     pub threads: usize,
+    /// Machines' kept state (`--state-key`): None refuses its routes.
+    pub state: Option<Arc<crate::state::Service>>,
 }
 
 /// A running server.
@@ -123,12 +126,13 @@ pub fn start(db: Arc<Db>, opts: &Options) -> Result<Running, ServeError> {
         .map(|_| {
             let server = server.clone();
             let db = db.clone();
+            let state = opts.state.clone();
             std::thread::spawn(move || {
                 // Each request's answer is its own: a panic in one (a bug)
                 // ends only that request.
                 while let Ok(req) = server.recv() {
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        routes::answer(&db, req, secure)
+                        routes::answer(&db, state.as_deref(), req, secure)
                     }));
                 }
             })

@@ -9,6 +9,10 @@
 //! | `GET /api/v1/self` | an enrolled machine: its own record only | – |
 //! | `GET /api/v1/machines?page=N` | a signed-in operator (the page's cookie) | – |
 //! | `GET /api/v1/groups` | a signed-in operator | – |
+//! | `GET /api/v1/state`, `GET /api/v1/state/files` | an enrolled machine: its own state | – |
+//! | `POST /api/v1/state` | an enrolled machine | `state::wire::Upload` |
+//! | `GET /api/v1/machines/ID/state` | a signed-in operator | – |
+//! | `POST /api/v1/machines/ID/state/forget`, `…/replace` | a signed-in operator, `X-Slate-CSRF` | JSON |
 
 use std::io::Read;
 
@@ -19,6 +23,7 @@ use tiny_http::{Header, Request, Response};
 use crate::auth::{self, AuthError};
 use crate::db::Db;
 use crate::records::{self, Caller, Error};
+use crate::state::Service;
 use crate::wire::{ErrorBody, MAX_BODY};
 
 pub(crate) struct Refusal {
@@ -26,7 +31,7 @@ pub(crate) struct Refusal {
     pub(crate) message: String,
 }
 
-fn refuse(status: u16, message: impl Into<String>) -> Refusal {
+pub(crate) fn refuse(status: u16, message: impl Into<String>) -> Refusal {
     Refusal {
         status,
         message: message.into(),
@@ -48,7 +53,10 @@ impl From<Error> for Refusal {
             Error::Invalid { .. } | Error::BadValue { .. } | Error::BadGroupName(_) => 400,
             Error::NoGroup(_) | Error::NoMachine(_) => 404,
             Error::GroupExists(_) => 409,
-            Error::Db(_) => 500,
+            Error::TooMuch { .. } => 413,
+            Error::Replaced { .. } | Error::Refused(_) => 409,
+            Error::NoState => 503,
+            Error::Db(_) | Error::Key(_) | Error::Seal(_) => 500,
         };
         if status == 500 {
             eprintln!("fleet: {e}");
@@ -69,21 +77,31 @@ fn json_response<T: Serialize>(status: u16, value: &T) -> Response<std::io::Curs
 
 /// The body, no more than [`MAX_BODY`] bytes.
 pub(crate) fn body(req: &mut Request) -> Result<Vec<u8>, Refusal> {
-    if req.body_length().is_some_and(|n| n > MAX_BODY) {
-        return Err(refuse(413, format!("body larger than {MAX_BODY} bytes")));
+    body_within(req, MAX_BODY)
+}
+
+/// The body, no more than `max` bytes, and all the bytes its length says
+/// (a body cut short is refused).
+pub(crate) fn body_within(req: &mut Request, max: usize) -> Result<Vec<u8>, Refusal> {
+    let declared = req.body_length();
+    if declared.is_some_and(|n| n > max) {
+        return Err(refuse(413, format!("body larger than {max} bytes")));
     }
     let mut buf = Vec::new();
     req.as_reader()
-        .take(MAX_BODY as u64 + 1)
+        .take(max as u64 + 1)
         .read_to_end(&mut buf)
         .map_err(|e| refuse(400, format!("reading the body: {e}")))?;
-    if buf.len() > MAX_BODY {
-        return Err(refuse(413, format!("body larger than {MAX_BODY} bytes")));
+    if buf.len() > max {
+        return Err(refuse(413, format!("body larger than {max} bytes")));
+    }
+    if declared.is_some_and(|n| n != buf.len()) {
+        return Err(refuse(400, "the body is shorter than its Content-Length"));
     }
     Ok(buf)
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
     serde_json::from_slice(body).map_err(|e| refuse(400, format!("body: {e}")))
 }
 
@@ -101,11 +119,17 @@ pub(crate) fn header(req: &Request, name: &'static str) -> Option<String> {
     first
 }
 
-pub fn answer(db: &Db, mut req: Request, secure: bool) {
+pub fn answer(db: &Db, state: Option<&Service>, mut req: Request, secure: bool) {
     if !req.url().starts_with("/api/") {
         return crate::page::answer(db, req, secure);
     }
-    let out = route(db, &mut req);
+    let out = if req.url().starts_with("/api/v1/state")
+        || req.url().starts_with("/api/v1/machines/")
+    {
+        super::state_routes::route(db, state, &mut req)
+    } else {
+        route(db, &mut req)
+    };
     let resp = match out {
         Ok((status, body)) => Response::from_data(body)
             .with_status_code(status)
@@ -117,7 +141,7 @@ pub fn answer(db: &Db, mut req: Request, secure: bool) {
     let _ = req.respond(resp);
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<(u16, Vec<u8>), Refusal> {
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<(u16, Vec<u8>), Refusal> {
     serde_json::to_vec(v)
         .map(|b| (200, b))
         .map_err(|e| refuse(500, e.to_string()))
