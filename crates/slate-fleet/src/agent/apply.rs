@@ -15,6 +15,8 @@ use crate::wire::{Report, Target};
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum Outcome {
     NoTarget,
+    /// `--state-only`: no report made.
+    StateOnly,
     /// `--report-only`.
     NotApplied,
     /// Booted into it already.

@@ -19,7 +19,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
     }
 }
 
-fn write(path: &Path, data: &[u8], mode: u32) -> Result<(), AgentError> {
+pub(super) fn write(path: &Path, data: &[u8], mode: u32) -> Result<(), AgentError> {
     let mut f = AtomicFile::create(path, mode).map_err(io(path))?;
     f.write_all(data).map_err(io(path))?;
     f.commit().map_err(io(path))

@@ -8,6 +8,8 @@
 
 mod apply;
 mod key;
+mod restore;
+pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,6 +42,8 @@ pub enum AgentError {
         #[source]
         source: Box<slate_core::sysroot::Error>,
     },
+    #[error("{what}: {detail}")]
+    Answer { what: &'static str, detail: String },
     #[error("gave up after {attempts} attempts: {last}")]
     GaveUp { attempts: u32, last: ClientError },
 }
@@ -61,6 +65,20 @@ pub struct Options {
     /// Stage the target when one is given (false: report only).
     pub apply: bool,
     pub agent_version: String,
+    /// The machine's kept state: synced, or not, or only that (at early
+    /// boot, before sshd: no report, no restart).
+    pub kept: StateMode,
+    /// The machine's root, where kept paths are read and restored.
+    pub root: PathBuf,
+    /// The hardware id's file (`/sys/class/dmi/id/product_uuid`).
+    pub hardware_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateMode {
+    Off,
+    Sync,
+    Only,
 }
 
 /// What a run did.
@@ -68,6 +86,11 @@ pub struct Options {
 pub struct RunReport {
     pub machine: String,
     pub enrolled_now: bool,
+    /// The machine whose state this one took when it enrolled.
+    pub replaces: Option<String>,
+    pub state: Option<state::StateSync>,
+    /// Why the state was not synced (the run went on).
+    pub state_error: Option<String>,
     pub reports: u64,
     pub target: Option<crate::wire::Target>,
     pub outcome: Outcome,
@@ -119,20 +142,67 @@ fn uptime() -> u64 {
         .unwrap_or(0)
 }
 
-/// One run of the agent.
-pub fn run(opts: &Options, sysroot: &Sysroot, fetch: &dyn Fetch) -> Result<RunReport, AgentError> {
-    let signing = key::load_or_make(&opts.state)?;
-    let client = Client::new(&opts.server, signing, opts.ca.as_deref())?;
-    let machine = client.machine_id();
+/// The machine's hardware id (DMI's product UUID), if readable and sane.
+pub fn hardware_id(file: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    crate::state::operator::check_hardware(text.trim()).ok()
+}
+
+/// Enroll (once) and sync the machine's kept state.
+fn enroll_and_sync(
+    opts: &Options,
+    client: &Client,
+    machine: &str,
+) -> Result<(bool, Option<String>, Option<state::StateSync>, Option<String>), AgentError> {
+    let mut replaces = None;
     let enrolled_now = if key::enrolled(&opts.state, &opts.server, &opts.group)? {
         false
     } else {
         let token = opts.token.as_deref().ok_or(AgentError::NoToken)?;
         let host = hostname();
-        retry(opts, || client.enroll(&opts.group, token, &host))?;
-        key::mark_enrolled(&opts.state, &opts.server, &opts.group, &machine)?;
+        let hw = opts.hardware_file.as_deref().and_then(hardware_id);
+        let e = retry(opts, || {
+            client.enroll_as(&opts.group, token, &host, hw.as_deref())
+        })?;
+        replaces = e.replaces;
+        key::mark_enrolled(&opts.state, &opts.server, &opts.group, machine)?;
         true
     };
+    if opts.kept == StateMode::Off {
+        return Ok((enrolled_now, replaces, None, None));
+    }
+    let root = slate_core::fsutil::Root::new(&opts.root).map_err(|source| AgentError::Io {
+        path: opts.root.clone(),
+        source,
+    })?;
+    let restart = opts.kept == StateMode::Sync;
+    match state::sync(client, &opts.state, &root, restart) {
+        Ok(s) => Ok((enrolled_now, replaces, Some(s), None)),
+        Err(e) if state::not_kept(&e) || opts.kept == StateMode::Sync => {
+            Ok((enrolled_now, replaces, None, Some(e.to_string())))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One run of the agent.
+pub fn run(opts: &Options, sysroot: &Sysroot, fetch: &dyn Fetch) -> Result<RunReport, AgentError> {
+    let signing = key::load_or_make(&opts.state)?;
+    let client = Client::new(&opts.server, signing, opts.ca.as_deref())?;
+    let machine = client.machine_id();
+    let (enrolled_now, replaces, state, state_error) = enroll_and_sync(opts, &client, &machine)?;
+    if opts.kept == StateMode::Only {
+        return Ok(RunReport {
+            machine,
+            enrolled_now,
+            replaces,
+            state,
+            state_error,
+            reports: 0,
+            target: None,
+            outcome: Outcome::StateOnly,
+        });
+    }
     let status = sysroot
         .status()
         .map_err(|e| AgentError::Status(Box::new(e)))?;
@@ -146,6 +216,9 @@ pub fn run(opts: &Options, sysroot: &Sysroot, fetch: &dyn Fetch) -> Result<RunRe
     Ok(RunReport {
         machine,
         enrolled_now,
+        replaces,
+        state,
+        state_error,
         reports: answer.reports,
         target: answer.target,
         outcome,
