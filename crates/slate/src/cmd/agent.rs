@@ -61,9 +61,26 @@ pub struct AgentArgs {
     /// Report only: stage nothing.
     #[arg(long)]
     report_only: bool,
-    /// Print the run as JSON: {machine, enrolled_now, reports, target,
-    /// outcome: {outcome: no_target|not_applied|running|staged_already|
-    /// went_bad|not_blessed|ref_moved|staged, ...}}.
+    /// Only enroll and sync the machine's kept state (restore what the
+    /// server gives back): no report, no stage, no sshd restart. What
+    /// slate-state-restore.service runs at boot, before ssh.service.
+    #[arg(long, conflicts_with = "no_state")]
+    state_only: bool,
+    /// Leave the machine's kept state alone.
+    #[arg(long)]
+    no_state: bool,
+    /// The machine's root, where kept paths are read and restored
+    /// (symlinks resolved inside it).
+    #[arg(long, default_value = "/", value_name = "DIR")]
+    root: PathBuf,
+    /// The machine's hardware id, sent when it enrolls.
+    #[arg(long, default_value = "/sys/class/dmi/id/product_uuid", value_name = "FILE")]
+    hardware_file: PathBuf,
+    /// Print the run as JSON: {machine, enrolled_now, replaces, state:
+    /// {restored, uploaded, conflicts: [{path, why}], ssh_restarted},
+    /// state_error, reports, target, outcome: {outcome: no_target|
+    /// state_only|not_applied|running|staged_already|went_bad|
+    /// not_blessed|ref_moved|staged, ...}}.
     #[arg(long)]
     json: bool,
 }
@@ -142,6 +159,15 @@ pub fn run(a: AgentArgs) -> anyhow::Result<()> {
         backoff: Duration::from_millis(a.backoff_ms),
         apply: !a.report_only,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        kept: if a.state_only {
+            agent::StateMode::Only
+        } else if a.no_state {
+            agent::StateMode::Off
+        } else {
+            agent::StateMode::Sync
+        },
+        root: a.root.clone(),
+        hardware_file: Some(a.hardware_file.clone()),
     };
     let s = open(&a)?;
     let fetch = slate_remote::HttpFetch {
@@ -153,6 +179,26 @@ pub fn run(a: AgentArgs) -> anyhow::Result<()> {
     }
     if r.enrolled_now {
         eprintln!("enrolled as machine {} in group {}", r.machine, opts.group);
+    }
+    if let Some(old) = &r.replaces {
+        eprintln!("this machine replaces {old}: its kept state came back");
+    }
+    if let Some(st) = &r.state {
+        for p in &st.restored {
+            eprintln!("restored {p}");
+        }
+        for p in &st.uploaded {
+            eprintln!("kept on the server: {p}");
+        }
+        for c in &st.conflicts {
+            eprintln!("warning: {}: {}", c.path, c.why);
+        }
+        if st.ssh_restarted {
+            eprintln!("ssh.service restarted");
+        }
+    }
+    if let Some(e) = &r.state_error {
+        eprintln!("warning: kept state not synced: {e}");
     }
     crate::outln!(
         "{}",

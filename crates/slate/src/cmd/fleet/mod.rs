@@ -13,6 +13,7 @@ use slate_fleet::{records, server, Db, Target};
 use crate::output;
 
 mod rollout;
+mod state;
 
 /// The fleet server: machines enroll with a group's token and report
 /// their status, signed by their own key; the server keeps every report
@@ -21,7 +22,8 @@ mod rollout;
 #[command(
     after_help = "Examples:\n  slate fleet group add --db /var/lib/slate-fleet/fleet.db web --ref origin:os/main\n  \
     slate fleet serve --db /var/lib/slate-fleet/fleet.db --bind 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n  \
-    slate fleet status --db postgres://fleet@db.example/fleet --json"
+    slate fleet status --db postgres://fleet@db.example/fleet --json\n  \
+    slate fleet replace --db fleet.db 3f2a9c01 --by 4c4c4544-0042-3510-8052-b4c04f4a4d32"
 )]
 pub struct FleetArgs {
     #[command(subcommand)]
@@ -72,6 +74,15 @@ enum FleetCommand {
         after_help = "Example:\n  slate fleet operator add --db fleet.db alice < alice.password"
     )]
     Operator(OperatorCommand),
+    /// Machines' kept state (SSH host keys): list, forget, a group's
+    /// policy, rekey.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  slate fleet state list --db fleet.db 3f2a9c01\n  \
+        slate fleet state rekey --db fleet.db --state-key state.key"
+    )]
+    State(state::StateCommand),
+    Replace(state::ReplaceArgs),
     #[command(hide = true)]
     BenchAgents(BenchArgs),
     Status(StatusArgs),
@@ -80,7 +91,8 @@ enum FleetCommand {
 /// Answer the fleet API (`/api/v1/…`) over HTTPS.
 #[derive(Args)]
 #[command(
-    after_help = "Example:\n  slate fleet serve --db fleet.db --bind 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem"
+    after_help = "Examples:\n  slate fleet serve --db fleet.db --bind 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem\n  \
+    slate fleet serve --db fleet.db --tls-cert cert.pem --tls-key key.pem --state-key /var/lib/slate-fleet/state.key"
 )]
 struct ServeArgs {
     #[command(flatten)]
@@ -106,6 +118,21 @@ struct ServeArgs {
     /// Threads answering requests.
     #[arg(long, default_value_t = 16)]
     threads: usize,
+    /// Keep machines' state (SSH host keys), sealed with the keys of this
+    /// file (made, 0600, when missing). Keep it apart from the database:
+    /// a copy of the database without it reveals nothing. Without it, the
+    /// state routes answer 503.
+    #[arg(long, value_name = "FILE")]
+    state_key: Option<PathBuf>,
+    /// Bytes of one kept file.
+    #[arg(long, default_value_t = 65536, value_name = "BYTES")]
+    state_max_file: u64,
+    /// Kept files of one machine.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    state_max_files: u64,
+    /// Bytes of all of one machine's kept files.
+    #[arg(long, default_value_t = 1048576, value_name = "BYTES")]
+    state_max_total: u64,
 }
 
 #[derive(Subcommand)]
@@ -251,6 +278,8 @@ pub fn run(a: FleetArgs) -> anyhow::Result<()> {
         FleetCommand::Group(GroupCommand::List(a)) => group_list(a),
         FleetCommand::Rollout(c) => rollout::run(c),
         FleetCommand::Operator(OperatorCommand::Add(a)) => operator_add(a),
+        FleetCommand::State(c) => state::run(c),
+        FleetCommand::Replace(a) => state::replace(a),
         FleetCommand::BenchAgents(a) => bench_agents(a),
         FleetCommand::Status(a) => status(a),
     }
@@ -263,10 +292,22 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let state = match &a.state_key {
+        Some(path) => Some(Arc::new(slate_fleet::state::Service {
+            keys: slate_fleet::state::KeyRing::open(path)?,
+            limits: slate_fleet::state::Limits {
+                file_bytes: a.state_max_file,
+                files: a.state_max_files,
+                total_bytes: a.state_max_total,
+            },
+        })),
+        None => None,
+    };
     let opts = server::Options {
         bind: a.bind,
         tls,
         threads: a.threads,
+        state,
     };
     let running = server::start(db.clone(), &opts)?;
     eprintln!(
