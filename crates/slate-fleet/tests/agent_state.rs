@@ -11,12 +11,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
+use slate_core::fsutil::Root;
 use slate_fleet::agent::state::sync;
 use slate_fleet::client::Client;
 use slate_fleet::state::operator;
 use slate_fleet::state::{KeyRing, Limits, Service};
 use slate_fleet::{records, server, Db, Target};
-use slate_core::fsutil::Root;
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const HW: &str = "4c4c4544-0000-1000-8000-0000000000b1";
@@ -42,8 +42,11 @@ fn keygen(dir: &Path, secret: &str) {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .expect("chmod");
-    std::fs::write(dir.join(KEYS).join("ssh_host_ed25519_key.pub"), format!("{secret}.pub"))
-        .expect("write");
+    std::fs::write(
+        dir.join(KEYS).join("ssh_host_ed25519_key.pub"),
+        format!("{secret}.pub"),
+    )
+    .expect("write");
 }
 
 #[test]
@@ -72,11 +75,16 @@ fn a_new_disk_gets_the_keys_back_and_a_changed_file_is_kept() {
     fresh_root(&one);
     keygen(&one, "first-disk-key");
     // A link that climbs out: resolved inside the root, never outside.
-    symlink("../../../../../../outside", one.join("etc/ssh/ssh_host_evil")).expect("link");
+    symlink(
+        "../../../../../../outside",
+        one.join("etc/ssh/ssh_host_evil"),
+    )
+    .expect("link");
     let st1 = tmp.path().join("agent1");
     std::fs::create_dir_all(&st1).expect("mkdir");
     let c1 = Client::new(&base, SigningKey::from_bytes(&[1; 32]), None).expect("client");
-    c1.enroll_as("web", TOKEN, "one", Some(HW)).expect("enrolls");
+    c1.enroll_as("web", TOKEN, "one", Some(HW))
+        .expect("enrolls");
     let root1 = Root::new(&one).expect("root");
     let s = sync(&c1, &st1, &root1, false).expect("synced");
     assert_eq!(
@@ -98,7 +106,9 @@ fn a_new_disk_gets_the_keys_back_and_a_changed_file_is_kept() {
     let st2 = tmp.path().join("agent2");
     std::fs::create_dir_all(&st2).expect("mkdir");
     let c2 = Client::new(&base, SigningKey::from_bytes(&[2; 32]), None).expect("client");
-    let e = c2.enroll_as("web", TOKEN, "two", Some(HW)).expect("enrolls");
+    let e = c2
+        .enroll_as("web", TOKEN, "two", Some(HW))
+        .expect("enrolls");
     assert_eq!(e.replaces.as_deref(), Some(c1.machine_id().as_str()));
     let root2 = Root::new(&two).expect("root");
     let s = sync(&c2, &st2, &root2, false).expect("synced");
@@ -111,12 +121,17 @@ fn a_new_disk_gets_the_keys_back_and_a_changed_file_is_kept() {
         std::fs::read_to_string(&restored).expect("restored"),
         "first-disk-key"
     );
-    assert_eq!(std::fs::metadata(&restored).expect("stat").mode() & 0o7777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&restored).expect("stat").mode() & 0o7777,
+        0o600
+    );
     // The link is still the image's link; no temporary file is left.
-    assert!(std::fs::symlink_metadata(two.join("etc/ssh/ssh_host_ed25519_key"))
-        .expect("lstat")
-        .file_type()
-        .is_symlink());
+    assert!(
+        std::fs::symlink_metadata(two.join("etc/ssh/ssh_host_ed25519_key"))
+            .expect("lstat")
+            .file_type()
+            .is_symlink()
+    );
     let names: Vec<_> = std::fs::read_dir(two.join(KEYS))
         .expect("readdir")
         .map(|e| e.expect("entry").file_name())

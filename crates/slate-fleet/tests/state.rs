@@ -132,8 +132,13 @@ fn scenario(db: Arc<Db>, dir: &Path, db_files: &[&Path]) {
     );
     let base = format!("http://{}", running.addr);
     let a = Client::new(&base, key(1), None).expect("client");
-    a.enroll_as("web", TOKEN, "a", Some("4C4C4544-0000-1000-8000-00000000000A"))
-        .expect("enrolls");
+    a.enroll_as(
+        "web",
+        TOKEN,
+        "a",
+        Some("4C4C4544-0000-1000-8000-00000000000A"),
+    )
+    .expect("enrolls");
     let index = a.state_index().expect("index");
     assert_eq!(index.keep, vec!["/etc/ssh/ssh_host_*".to_string()]);
     assert!(index.files.is_empty());
@@ -183,7 +188,10 @@ fn scenario(db: Arc<Db>, dir: &Path, db_files: &[&Path]) {
             413,
         ),
         (
-            vec![file("/etc/ssh/ssh_host_a", b"x"), file("/etc/ssh/ssh_host_a", b"y")],
+            vec![
+                file("/etc/ssh/ssh_host_a", b"x"),
+                file("/etc/ssh/ssh_host_a", b"y"),
+            ],
             400,
         ),
     ] {
@@ -199,20 +207,48 @@ fn scenario(db: Arc<Db>, dir: &Path, db_files: &[&Path]) {
     })
     .expect("json");
     assert_eq!(
-        raw(&base, &key(1), "POST", "/api/v1/state", &body, "bbbb0000bbbb0001"),
+        raw(
+            &base,
+            &key(1),
+            "POST",
+            "/api/v1/state",
+            &body,
+            "bbbb0000bbbb0001"
+        ),
         200
     );
     let after_first = rows(&db);
     assert_eq!(
-        raw(&base, &key(1), "POST", "/api/v1/state", &body, "bbbb0000bbbb0001"),
+        raw(
+            &base,
+            &key(1),
+            "POST",
+            "/api/v1/state",
+            &body,
+            "bbbb0000bbbb0001"
+        ),
         409
     );
     assert_eq!(rows(&db), after_first);
     upload(&a, vec![file(HOST_KEY, SECRET)]).expect("stored again");
     let before = rows(&db);
     let mut req = ureq::post(&format!("{base}/api/v1/state"));
-    let signed_by_b = auth::sign(&key(2), "POST", "/api/v1/state", &body, slate_fleet::now(), "cccc0000cccc0001");
-    let signed_by_a = auth::sign(&key(1), "POST", "/api/v1/state", &body, slate_fleet::now(), "cccc0000cccc0001");
+    let signed_by_b = auth::sign(
+        &key(2),
+        "POST",
+        "/api/v1/state",
+        &body,
+        slate_fleet::now(),
+        "cccc0000cccc0001",
+    );
+    let signed_by_a = auth::sign(
+        &key(1),
+        "POST",
+        "/api/v1/state",
+        &body,
+        slate_fleet::now(),
+        "cccc0000cccc0001",
+    );
     for ((n, v), (_, va)) in signed_by_b.iter().zip(signed_by_a.iter()) {
         // A's key, B's signature.
         req = req.set(n, if *n == auth::HEADER_KEY { va } else { v });
@@ -225,7 +261,14 @@ fn scenario(db: Arc<Db>, dir: &Path, db_files: &[&Path]) {
 
     // An upload cut short: its connection closed before the body's end.
     let mut sock = std::net::TcpStream::connect(running.addr).expect("connect");
-    let headers = auth::sign(&key(1), "POST", "/api/v1/state", &body, slate_fleet::now(), "dddd0000dddd0001");
+    let headers = auth::sign(
+        &key(1),
+        "POST",
+        "/api/v1/state",
+        &body,
+        slate_fleet::now(),
+        "dddd0000dddd0001",
+    );
     let mut head = format!(
         "POST /api/v1/state HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
         body.len()
@@ -274,13 +317,17 @@ fn scenario(db: Arc<Db>, dir: &Path, db_files: &[&Path]) {
     // Without the group's leave, the same hardware id alone takes nothing;
     // with it, it does.
     let e1 = Client::new(&base, key(5), None).expect("client");
-    let got = e1.enroll_as("web", TOKEN, "e1", Some(HW_D)).expect("enrolls");
+    let got = e1
+        .enroll_as("web", TOKEN, "e1", Some(HW_D))
+        .expect("enrolls");
     assert_eq!(got.replaces, None);
     assert!(e1.state_files().expect("files").files.is_empty());
     let p = operator::set_policy(&db, "web", None, Some(true)).expect("policy");
     assert!(p.auto_replace);
     let e2 = Client::new(&base, key(6), None).expect("client");
-    let got = e2.enroll_as("web", TOKEN, "e2", Some(HW_D)).expect("enrolls");
+    let got = e2
+        .enroll_as("web", TOKEN, "e2", Some(HW_D))
+        .expect("enrolls");
     assert!(got.replaces.is_some());
     assert_eq!(content_of(&e2, HOST_KEY).as_deref(), Some(SECRET));
 

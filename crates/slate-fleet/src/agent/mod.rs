@@ -49,6 +49,7 @@ pub enum AgentError {
 }
 
 /// One run's settings.
+#[derive(Clone, Debug)]
 pub struct Options {
     pub server: String,
     pub group: String,
@@ -153,7 +154,15 @@ fn enroll_and_sync(
     opts: &Options,
     client: &Client,
     machine: &str,
-) -> Result<(bool, Option<String>, Option<state::StateSync>, Option<String>), AgentError> {
+) -> Result<
+    (
+        bool,
+        Option<String>,
+        Option<state::StateSync>,
+        Option<String>,
+    ),
+    AgentError,
+> {
     let mut replaces = None;
     let enrolled_now = if key::enrolled(&opts.state, &opts.server, &opts.group)? {
         false
@@ -183,6 +192,29 @@ fn enroll_and_sync(
         }
         Err(e) => Err(e),
     }
+}
+
+/// A run that only enrolls and syncs the kept state (at early boot: no
+/// sysroot needed, no report, no sshd restart).
+pub fn run_state_only(opts: &Options) -> Result<RunReport, AgentError> {
+    let only = Options {
+        kept: StateMode::Only,
+        ..opts.clone()
+    };
+    let signing = key::load_or_make(&only.state)?;
+    let client = Client::new(&only.server, signing, only.ca.as_deref())?;
+    let machine = client.machine_id();
+    let (enrolled_now, replaces, state, state_error) = enroll_and_sync(&only, &client, &machine)?;
+    Ok(RunReport {
+        machine,
+        enrolled_now,
+        replaces,
+        state,
+        state_error,
+        reports: 0,
+        target: None,
+        outcome: Outcome::StateOnly,
+    })
 }
 
 /// One run of the agent.

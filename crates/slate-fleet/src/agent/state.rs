@@ -135,20 +135,23 @@ pub fn sync(
     })?;
     let mut record = read_record(state)?;
     let mut out = StateSync::default();
-    let local = local_files(root, &index.keep, index.limits.file_bytes, &mut out.conflicts)?;
+    let local = local_files(
+        root,
+        &index.keep,
+        index.limits.file_bytes,
+        &mut out.conflicts,
+    )?;
     let mut restore_paths = Vec::new();
     let mut upload = Vec::new();
     for m in &index.files {
         let l = local.get(&m.path);
         let lsha = l.map(|l| sha(&l.content));
         match record.files.get(&m.path) {
-            Some(r) if r.version == m.version => {
-                match &lsha {
-                    None => restore_paths.push(m.path.clone()),
-                    Some(s) if *s != r.sha256 => upload.push(m.path.clone()),
-                    Some(_) => {}
-                }
-            }
+            Some(r) if r.version == m.version => match &lsha {
+                None => restore_paths.push(m.path.clone()),
+                Some(s) if *s != r.sha256 => upload.push(m.path.clone()),
+                Some(_) => {}
+            },
             Some(r) => {
                 // The server's copy changed (a replacement).
                 if lsha.is_none() || lsha.as_deref() == Some(r.sha256.as_str()) {
@@ -169,8 +172,7 @@ pub fn sync(
         }
     }
     for p in local.keys() {
-        if !index.files.iter().any(|m| &m.path == p)
-            && !out.conflicts.iter().any(|c| &c.path == p)
+        if !index.files.iter().any(|m| &m.path == p) && !out.conflicts.iter().any(|c| &c.path == p)
         {
             upload.push(p.clone());
         }
@@ -181,12 +183,10 @@ pub fn sync(
             let Some(f) = files.files.iter().find(|f| &f.path == p) else {
                 continue;
             };
-            let content = f
-                .check(0, &index.limits)
-                .map_err(|e| AgentError::Answer {
-                    what: "the server's state files",
-                    detail: e.to_string(),
-                })?;
+            let content = f.check(0, &index.limits).map_err(|e| AgentError::Answer {
+                what: "the server's state files",
+                detail: e.to_string(),
+            })?;
             let version = f.version.clone().unwrap_or_default();
             let ssha = sha(&content);
             let l = local.get(p);

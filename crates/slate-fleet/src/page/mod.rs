@@ -213,9 +213,11 @@ fn route(db: &Db, req: &mut Request, _secure: bool) -> Result<Page, Page> {
             };
             match done {
                 Ok(()) => Ok(redirect(&format!("/machine/{}", html::esc(old)))),
-                Err(e @ (records::Error::Refused(_)
-                | records::Error::NoMachine(_)
-                | records::Error::BadValue { .. })) => Err(error(409, &e.to_string())),
+                Err(
+                    e @ (records::Error::Refused(_)
+                    | records::Error::NoMachine(_)
+                    | records::Error::BadValue { .. }),
+                ) => Err(error(409, &e.to_string())),
                 Err(e) => Err(db_error(e)),
             }
         }

@@ -123,13 +123,12 @@ pub fn answer(db: &Db, state: Option<&Service>, mut req: Request, secure: bool) 
     if !req.url().starts_with("/api/") {
         return crate::page::answer(db, req, secure);
     }
-    let out = if req.url().starts_with("/api/v1/state")
-        || req.url().starts_with("/api/v1/machines/")
-    {
-        super::state_routes::route(db, state, &mut req)
-    } else {
-        route(db, &mut req)
-    };
+    let out =
+        if req.url().starts_with("/api/v1/state") || req.url().starts_with("/api/v1/machines/") {
+            super::state_routes::route(db, state, &mut req)
+        } else {
+            route(db, &mut req)
+        };
     let resp = match out {
         Ok((status, body)) => Response::from_data(body)
             .with_status_code(status)

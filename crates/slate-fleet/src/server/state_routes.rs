@@ -76,22 +76,34 @@ fn operator_route(
         None => None,
     };
     let Some(session) = session else {
-        return Err(refuse(401, "sign in first (POST /login; the session cookie)"));
+        return Err(refuse(
+            401,
+            "sign in first (POST /login; the session cookie)",
+        ));
     };
     let Some((id, action)) = rest.split_once('/') else {
-        return Err(refuse(404, format!("no route {method} /api/v1/machines/{rest}")));
+        return Err(refuse(
+            404,
+            format!("no route {method} /api/v1/machines/{rest}"),
+        ));
     };
     let body = body(req)?;
     if method == "GET" && action == "state" {
         return to_json(&operator::list(db, id)?);
     }
     if method != "POST" {
-        return Err(refuse(404, format!("no route {method} /api/v1/machines/{rest}")));
+        return Err(refuse(
+            404,
+            format!("no route {method} /api/v1/machines/{rest}"),
+        ));
     }
     let csrf = header(req, CSRF_HEADER).unwrap_or_default();
     let same: bool = subtle::ConstantTimeEq::ct_eq(csrf.as_bytes(), session.csrf.as_bytes()).into();
     if !same {
-        return Err(refuse(403, format!("header {CSRF_HEADER} missing or wrong")));
+        return Err(refuse(
+            403,
+            format!("header {CSRF_HEADER} missing or wrong"),
+        ));
     }
     let by = format!("operator {}", session.operator);
     match action {
@@ -114,6 +126,9 @@ fn operator_route(
                 _ => Err(refuse(400, "give one of new or hardware")),
             }
         }
-        _ => Err(refuse(404, format!("no route {method} /api/v1/machines/{rest}"))),
+        _ => Err(refuse(
+            404,
+            format!("no route {method} /api/v1/machines/{rest}"),
+        )),
     }
 }

@@ -21,7 +21,13 @@ pub struct LogEntry {
     pub detail: String,
 }
 
-pub(crate) fn log(tx: &mut dyn Tx, machine: &str, event: &str, detail: &str, now: i64) -> Result<()> {
+pub(crate) fn log(
+    tx: &mut dyn Tx,
+    machine: &str,
+    event: &str,
+    detail: &str,
+    now: i64,
+) -> Result<()> {
     tx.exec(
         "INSERT INTO state_log (machine, at, event, detail) VALUES ($1, $2, $3, $4)",
         &[machine.into(), now.into(), event.into(), detail.into()],
@@ -108,7 +114,13 @@ pub fn forget(db: &Db, id: &str, path: Option<&str>, by: &str, now: i64) -> Resu
             None => tx.exec("DELETE FROM state_files WHERE machine = $1", &[row.into()])?,
         };
         let what = path.unwrap_or("every file");
-        log(tx, &key_id, "forget", &format!("{what}: {n} forgotten by {by}"), now)?;
+        log(
+            tx,
+            &key_id,
+            "forget",
+            &format!("{what}: {n} forgotten by {by}"),
+            now,
+        )?;
         Ok(n)
     })
 }
@@ -201,8 +213,17 @@ pub fn check_hardware(h: &str) -> Result<String> {
 /// own files dropped first), each with a new version so its agent
 /// restores them; `old` marked replaced. Files stay sealed for the
 /// machine that uploaded them. How many moved.
-fn transfer(tx: &mut dyn Tx, old: (i64, &str), new: (i64, &str), why: &str, now: i64) -> Result<u64> {
-    tx.exec("DELETE FROM state_files WHERE machine = $1", &[new.0.into()])?;
+fn transfer(
+    tx: &mut dyn Tx,
+    old: (i64, &str),
+    new: (i64, &str),
+    why: &str,
+    now: i64,
+) -> Result<u64> {
+    tx.exec(
+        "DELETE FROM state_files WHERE machine = $1",
+        &[new.0.into()],
+    )?;
     let paths: Vec<String> = tx
         .query(
             "SELECT path FROM state_files WHERE machine = $1",
@@ -215,7 +236,13 @@ fn transfer(tx: &mut dyn Tx, old: (i64, &str), new: (i64, &str), why: &str, now:
         tx.exec(
             "UPDATE state_files SET machine = $1, version = $2, changed = $3
              WHERE machine = $4 AND path = $5",
-            &[new.0.into(), version()?.into(), now.into(), old.0.into(), p.as_str().into()],
+            &[
+                new.0.into(),
+                version()?.into(),
+                now.into(),
+                old.0.into(),
+                p.as_str().into(),
+            ],
         )?;
     }
     tx.exec(
@@ -227,8 +254,20 @@ fn transfer(tx: &mut dyn Tx, old: (i64, &str), new: (i64, &str), why: &str, now:
         &[new.0.into(), old.0.into()],
     )?;
     let n = paths.len() as u64;
-    log(tx, old.1, "replaced", &format!("by {} ({why}): {n} files moved", new.1), now)?;
-    log(tx, new.1, "replaces", &format!("{} ({why}): {n} files restored", old.1), now)?;
+    log(
+        tx,
+        old.1,
+        "replaced",
+        &format!("by {} ({why}): {n} files moved", new.1),
+        now,
+    )?;
+    log(
+        tx,
+        new.1,
+        "replaces",
+        &format!("{} ({why}): {n} files restored", old.1),
+        now,
+    )?;
     Ok(n)
 }
 
@@ -258,7 +297,13 @@ pub fn replace(db: &Db, old: &str, new: &str, by: &str, now: i64) -> Result<u64>
                 if oreplaced.is_some() { &oid } else { &nid }
             )));
         }
-        transfer(tx, (orow, &oid), (nrow, &nid), &format!("approved by {by}"), now)
+        transfer(
+            tx,
+            (orow, &oid),
+            (nrow, &nid),
+            &format!("approved by {by}"),
+            now,
+        )
     })
 }
 
@@ -280,7 +325,13 @@ pub fn replace_by_hardware(db: &Db, old: &str, hardware: &str, by: &str, now: i6
             "INSERT INTO replacements (old_machine, hardware, created) VALUES ($1, $2, $3)",
             &[orow.into(), hw.as_str().into(), now.into()],
         )?;
-        log(tx, &oid, "approve", &format!("replacement by hardware {hw}, approved by {by}"), now)
+        log(
+            tx,
+            &oid,
+            "approve",
+            &format!("replacement by hardware {hw}, approved by {by}"),
+            now,
+        )
     })
 }
 
@@ -314,7 +365,10 @@ pub(crate) fn on_enroll(
         return Ok(Some(old));
     }
     let auto = tx
-        .query_one("SELECT auto_replace FROM groups WHERE id = $1", &[group.into()])?
+        .query_one(
+            "SELECT auto_replace FROM groups WHERE id = $1",
+            &[group.into()],
+        )?
         .map(|r| r.int(0))
         .transpose()?
         .unwrap_or(0)
@@ -330,7 +384,13 @@ pub(crate) fn on_enroll(
     match same {
         Some(r) => {
             let old = r.text(1)?;
-            transfer(tx, (r.int(0)?, &old), new, "same hardware id, automatic", now)?;
+            transfer(
+                tx,
+                (r.int(0)?, &old),
+                new,
+                "same hardware id, automatic",
+                now,
+            )?;
             Ok(Some(old))
         }
         None => Ok(None),
@@ -356,7 +416,12 @@ pub fn rekey(db: &Db, key_file: &Path, retire: bool) -> Result<Rekeyed> {
     let mut rows = 0;
     for _pass in 0..1000 {
         let batch = db.tx(|tx| {
-            sealed_rows(tx, "key_id <> $1", Some(100), &[Value::Text(new.id.clone())])
+            sealed_rows(
+                tx,
+                "key_id <> $1",
+                Some(100),
+                &[Value::Text(new.id.clone())],
+            )
         })?;
         if batch.is_empty() {
             break;

@@ -74,7 +74,11 @@ pub struct AgentArgs {
     #[arg(long, default_value = "/", value_name = "DIR")]
     root: PathBuf,
     /// The machine's hardware id, sent when it enrolls.
-    #[arg(long, default_value = "/sys/class/dmi/id/product_uuid", value_name = "FILE")]
+    #[arg(
+        long,
+        default_value = "/sys/class/dmi/id/product_uuid",
+        value_name = "FILE"
+    )]
     hardware_file: PathBuf,
     /// Print the run as JSON: {machine, enrolled_now, replaces, state:
     /// {restored, uploaded, conflicts: [{path, why}], ssh_restarted},
@@ -169,11 +173,15 @@ pub fn run(a: AgentArgs) -> anyhow::Result<()> {
         root: a.root.clone(),
         hardware_file: Some(a.hardware_file.clone()),
     };
-    let s = open(&a)?;
-    let fetch = slate_remote::HttpFetch {
-        opts: Default::default(),
+    let r = if a.state_only {
+        agent::run_state_only(&opts)?
+    } else {
+        let s = open(&a)?;
+        let fetch = slate_remote::HttpFetch {
+            opts: Default::default(),
+        };
+        agent::run(&opts, &s, &fetch)?
     };
-    let r = agent::run(&opts, &s, &fetch)?;
     if a.json {
         return output::json(&r);
     }

@@ -12,6 +12,7 @@ mod fleet;
 mod fleet_agent;
 mod fleet_browser;
 mod fleet_rollout;
+mod fleet_state;
 mod hostile_fs;
 mod hostile_http;
 mod hostile_inputs;

@@ -183,10 +183,7 @@ pub fn run(c: StateCommand) -> anyhow::Result<()> {
             for k in &p.keep {
                 crate::outln!("keep {k}")?;
             }
-            crate::outln!(
-                "auto-replace {}",
-                if p.auto_replace { "on" } else { "off" }
-            )?;
+            crate::outln!("auto-replace {}", if p.auto_replace { "on" } else { "off" })?;
             Ok(())
         }
         StateCommand::Rekey(a) => {
