@@ -33,6 +33,13 @@
 #   6. the fleet: v4 published, a rollout to it started on the host's fleet
 #      server; the guest's agent stages it, the shutdown finalizes it, v4
 #      boots, and its report makes the server show it booted and blessed.
+#   7. the disk is replaced: a fresh disk with v1 for the same machine (the
+#      same SMBIOS UUID), its replacement approved in advance on the host
+#      (`slate fleet replace OLD --by UUID`); at its first boot the agent
+#      enrolls with that hardware id and restores the SSH host keys the
+#      server kept before ssh.service starts (the fingerprint is the first
+#      disk's, the keygen unit found them there); the rollout stages v4,
+#      the shutdown finalizes it, v4 boots blessed with the same host key.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -77,11 +84,14 @@ SERVE=
 # The fleet server (plain HTTP on the host's loopback, which the guest
 # reaches as 10.0.2.2) and the group the guest enrolls into.
 FLEET_DB=$W/fleet.db
-rm -f "$FLEET_DB" "$FLEET_DB"-*
+rm -f "$FLEET_DB" "$FLEET_DB"-* "$W/state.key" "$W/www/state-token"
+# The machine's SMBIOS UUID, the same on every boot and every disk.
+E2E_UUID=5a7e0000-e2e0-4000-8000-000000000001
 head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$W/www/fleet-token"
 "$SLATE" fleet group add --db "$FLEET_DB" e2e --ref e2e:e2e/x86_64 --token-file "$W/www/fleet-token" \
   >"$W/fleet-group.log" 2>&1 || { cat "$W/fleet-group.log"; exit 1; }
-"$SLATE" fleet serve --db "$FLEET_DB" --bind 127.0.0.1:8097 --insecure-http >"$W/fleet.log" 2>&1 &
+"$SLATE" fleet serve --db "$FLEET_DB" --bind 127.0.0.1:8097 --insecure-http --state-key "$W/state.key" \
+  >"$W/fleet.log" 2>&1 &
 FLEET=$!
 trap 'kill $WWW $FLEET ${SERVE:-} 2>/dev/null || true' EXIT
 
@@ -103,7 +113,7 @@ boots=0
 boot() {
   rm -f "$W/console.log" "$W/marker.log"
   timeout "${BOOT_TIMEOUT:-600}" "$SLATE" vm --console-log "$W/console.log" --marker-log "$W/marker.log" \
-    --workdir "$W" "$DISK" >"$W/vm.out" 2>&1 || true
+    --uuid "$E2E_UUID" --workdir "$W" "$DISK" >"$W/vm.out" 2>&1 || true
   boots=$((boots + 1))
   cp "$W/console.log" "$W/boot-$boots.console.log" 2>/dev/null || true
   cp "$W/marker.log" "$W/boot-$boots.marker.log" 2>/dev/null || true
@@ -136,6 +146,11 @@ action_result() { tr -d '\r' <"$W/marker.log" | grep -a '^SLATE-E2E action=' | t
 fleet_field() {
   "$SLATE" fleet status --db "$FLEET_DB" --json | tr -d ' \n' |
     grep -o "\"$1\":\"[^\"]*\"" | head -1 | cut -d'"' -f4
+}
+# A field of one machine (its id) as the fleet server knows it.
+machine_field() {
+  "$SLATE" fleet status --db "$FLEET_DB" --json "$1" | tr -d ' \n' |
+    grep -o "\"$2\":\"[^\"]*\"" | head -1 | cut -d'"' -f4
 }
 # The ESP's entry file of a commit (its short id is in the name).
 entry_of() { mdir -i "$DISK@@1M" -b ::/loader/entries | sed 's|.*/||' | grep -a "${1:0:12}" || true; }
@@ -280,5 +295,49 @@ echo "   $up"
 [[ $(fleet_field booted_commit) == "$v4" ]] || fail "the fleet server does not show v4 booted: $(fleet_field booted_commit)"
 [[ $(fleet_field health) == blessed ]] || fail "the fleet server does not show v4 blessed: $(fleet_field health)"
 echo "   the fleet server shows v4 ${v4:0:12} booted and blessed"
+fp1=$(field ssh_fp "$r")
+[[ -n $fp1 && $fp1 != none ]] || fail "no SSH host key on the first disk: $r"
+done_step
+
+step "7: a new disk for the same machine, approved in advance: its SSH host keys back before sshd, v4 by the rollout"
+old=$(fleet_field machine)
+kept=$("$SLATE" fleet state list --db "$FLEET_DB" "$old" 2>&1)
+grep -q /etc/ssh/ssh_host_ed25519_key <<<"$kept" || fail "the fleet server keeps no host key of $old: $kept"
+"$SLATE" fleet replace --db "$FLEET_DB" "$old" --by "$E2E_UUID" >"$W/replace.log" 2>&1 ||
+  { cat "$W/replace.log"; fail "fleet replace"; }
+# The new disk's agent enrolls at its first boot: the host serves the token.
+cp "$W/www/fleet-token" "$W/www/state-token"
+rm -f "$DISK"
+"$SLATE" admin install --from "$REPO" --disk "$DISK" --force --os debian --workdir "$W" "$v1" \
+  >"$W/install-7.out" 2>&1 || { cat "$W/install-7.out"; fail "install on the new disk"; }
+ask fleet-agent
+r=$(boot)
+echo "   $r"
+[[ $(field version "$r") == 1 ]] || fail "the new disk does not run v1: $r"
+[[ $(field state "$r") == running && $(field failed "$r") == none ]] || fail "the new disk's boot: $r"
+[[ $(field ssh_fp "$r") == "$fp1" ]] || fail "the SSH host key is not the first disk's ($fp1): $r"
+(( $(field restored "$r") >= 2 )) || fail "the agent restored no host key at boot: $r"
+[[ $(field keygen "$r") == no ]] || fail "host keys were made on the new disk: $r"
+[[ $(field restore_before_ssh "$r") == yes ]] || fail "the keys came back after ssh.service started: $r"
+echo "   the host key $fp1 is back before sshd ($(field restored "$r") files restored, no keygen)"
+up=$(action_result)
+echo "   $up"
+[[ $(field rc "$up") == 0 && $(field outcome "$up") == staged ]] || fail "the agent did not stage v4 on the new disk: $up"
+rm -f "$W/www/state-token"
+new=$("$SLATE" fleet state list --db "$FLEET_DB" --json "$old" | tr -d ' \n' |
+  grep -o '"replaced_by":"[0-9a-f]*"' | cut -d'"' -f4)
+[[ -n $new ]] || fail "the fleet server does not show $old replaced"
+ask fleet-agent
+r=$(boot)
+echo "   $r"
+[[ $(field version "$r") == 4 ]] || fail "v4 does not run on the new disk: $r"
+[[ $(field state "$r") == running && $(field failed "$r") == none ]] || fail "v4's boot on the new disk: $r"
+[[ $(field ssh_fp "$r") == "$fp1" ]] || fail "the SSH host key changed in v4: $r"
+up=$(action_result)
+echo "   $up"
+[[ $(field rc "$up") == 0 ]] || fail "the fleet agent in v4 on the new disk: $up"
+[[ $(machine_field "$new" booted_commit) == "$v4" ]] || fail "the fleet server does not show v4 booted on $new"
+[[ $(machine_field "$new" health) == blessed ]] || fail "the fleet server does not show v4 blessed on $new"
+echo "   machine $new replaces $old: v4 ${v4:0:12} booted and blessed, the same host key"
 done_step
 echo "end-to-end: all steps passed"

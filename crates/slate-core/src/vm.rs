@@ -51,6 +51,24 @@ pub struct Options {
     pub marker_log: Option<PathBuf>,
     /// Host TCP port forwarded to a guest port.
     pub forwards: Vec<(u16, u16)>,
+    /// The machine's SMBIOS UUID (`/sys/class/dmi/id/product_uuid` in the
+    /// guest), checked by [`check_uuid`]; None: QEMU's default.
+    pub uuid: Option<String>,
+}
+
+/// A UUID as QEMU's `-uuid` takes it: 8-4-4-4-12 hex digits.
+pub fn check_uuid(u: &str) -> Result<(), String> {
+    let groups: Vec<&str> = u.split('-').collect();
+    let ok = groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{u:?} is not a UUID (8-4-4-4-12 hex digits)"))
+    }
 }
 
 /// QEMU: `$SLATE_QEMU`, else `qemu-system-x86_64` on the `PATH`.
@@ -199,6 +217,10 @@ pub fn qemu_args(o: &Options) -> Vec<OsString> {
     a.push(format!("if=virtio,format=raw,file={}", o.disk.display()).into());
     if o.snapshot {
         a.push("-snapshot".into());
+    }
+    if let Some(u) = &o.uuid {
+        a.push("-uuid".into());
+        a.push(u.into());
     }
     let mut nic = String::from("user,model=virtio-net-pci");
     for (host, guest) in &o.forwards {

@@ -2,7 +2,9 @@
 //! to. Compose writes the agent's settings (`/usr/lib/slate/fleet.toml`),
 //! the server's CA certificate (`/usr/lib/slate/fleet-ca.pem`, a file
 //! below the manifest's folder, pinned by the agent) and the agent's units
-//! (`slate-agent.service`, `slate-agent.timer`, enabled in `/usr`).
+//! (`slate-agent.service`, `slate-agent.timer`, and
+//! `slate-state-restore.service`, which brings a replaced machine's SSH
+//! host keys back before sshd; enabled in `/usr`).
 
 use std::path::{Path, PathBuf};
 
@@ -23,8 +25,14 @@ const UNITS: &[(&str, &str)] = &[
         "usr/lib/systemd/system/slate-agent.timer",
         include_str!("../../../../dist/systemd/slate-agent.timer"),
     ),
+    (
+        "usr/lib/systemd/system/slate-state-restore.service",
+        include_str!("../../../../dist/systemd/slate-state-restore.service"),
+    ),
 ];
 const TIMER_WANTS: &str = "usr/lib/systemd/system/timers.target.wants/slate-agent.timer";
+const RESTORE_WANTS: &str =
+    "usr/lib/systemd/system/multi-user.target.wants/slate-state-restore.service";
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -131,6 +139,8 @@ pub fn apply(tree: &Path, f: &Fleet, roots: &[PathBuf], out: &mut Added) -> Resu
     }
     super::image::symlink(tree, TIMER_WANTS, "../slate-agent.timer")?;
     out.enabled.push("slate-agent.timer".into());
+    super::image::symlink(tree, RESTORE_WANTS, "../slate-state-restore.service")?;
+    out.enabled.push("slate-state-restore.service".into());
     Ok(())
 }
 
@@ -196,5 +206,9 @@ mod tests {
         assert!(tree
             .join("usr/lib/systemd/system/slate-agent.service")
             .is_file());
+        assert_eq!(
+            std::fs::read_link(tree.join(RESTORE_WANTS)).expect("link"),
+            Path::new("../slate-state-restore.service")
+        );
     }
 }

@@ -25,7 +25,8 @@ use crate::output;
     Slate kills it too (through setpriv's parent-death signal).",
     after_help = "Examples:\n  slate vm --repo repo debian/bookworm/x86_64\n  \
     slate vm --snapshot disk.img\n  \
-    slate vm --repo repo --disk vm.img --forward 2222:22 os/main"
+    slate vm --repo repo --disk vm.img --forward 2222:22 os/main\n  \
+    slate vm --uuid 4c4c4544-0042-3510-8052-b4c04f4a4d32 disk.img"
 )]
 pub struct VmArgs {
     #[command(flatten)]
@@ -54,6 +55,10 @@ pub struct VmArgs {
     /// Forward a host TCP port to the guest (HOST:GUEST; repeatable).
     #[arg(long = "forward", value_name = "HOST:GUEST", value_parser = parse_forward)]
     forwards: Vec<(u16, u16)>,
+    /// The machine's SMBIOS UUID (the guest's
+    /// /sys/class/dmi/id/product_uuid): the same machine across disks.
+    #[arg(long, value_name = "UUID", value_parser = parse_uuid)]
+    uuid: Option<String>,
     /// Kernel arguments of the entry installed (with a REF).
     #[arg(long = "karg", value_name = "ARG")]
     kargs: Vec<String>,
@@ -62,6 +67,10 @@ pub struct VmArgs {
     workdir: PathBuf,
     /// A ref or commit of the repository, or a disk file.
     image: String,
+}
+
+fn parse_uuid(s: &str) -> Result<String, String> {
+    vm::check_uuid(s).map(|()| s.to_ascii_lowercase())
 }
 
 fn parse_forward(s: &str) -> Result<(u16, u16), String> {
@@ -143,6 +152,7 @@ pub fn run(a: VmArgs) -> anyhow::Result<ExitCode> {
         console_log: a.console_log.clone(),
         marker_log: a.marker_log.clone(),
         forwards: a.forwards.clone(),
+        uuid: a.uuid.clone(),
     };
     run_qemu(&qemu, &vm::qemu_args(&opts))
     // `work` (the firmware's variables, a temporary disk) goes here.
