@@ -297,13 +297,17 @@ echo "   $up"
 echo "   the fleet server shows v4 ${v4:0:12} booted and blessed"
 fp1=$(field ssh_fp "$r")
 [[ -n $fp1 && $fp1 != none ]] || fail "no SSH host key on the first disk: $r"
+# The hardware id the guest sees (QEMU's -uuid, as the firmware gives it).
+hw=$(field hardware "$r")
+[[ -n $hw && $hw != none ]] || fail "no hardware id in the guest: $r"
 done_step
 
 step "7: a new disk for the same machine, approved in advance: its SSH host keys back before sshd, v4 by the rollout"
 old=$(fleet_field machine)
 kept=$("$SLATE" fleet state list --db "$FLEET_DB" "$old" 2>&1)
 grep -q /etc/ssh/ssh_host_ed25519_key <<<"$kept" || fail "the fleet server keeps no host key of $old: $kept"
-"$SLATE" fleet replace --db "$FLEET_DB" "$old" --by "$E2E_UUID" >"$W/replace.log" 2>&1 ||
+echo "   approving the replacement of $old by hardware $hw (vm --uuid $E2E_UUID)"
+"$SLATE" fleet replace --db "$FLEET_DB" "$old" --by "$hw" >"$W/replace.log" 2>&1 ||
   { cat "$W/replace.log"; fail "fleet replace"; }
 # The new disk's agent enrolls at its first boot: the host serves the token.
 cp "$W/www/fleet-token" "$W/www/state-token"

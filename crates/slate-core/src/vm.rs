@@ -239,3 +239,41 @@ pub fn qemu_args(o: &Options) -> Vec<OsString> {
     }
     a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(uuid: Option<&str>) -> Options {
+        Options {
+            qemu: PathBuf::from("qemu"),
+            disk: PathBuf::from("disk.img"),
+            snapshot: false,
+            memory_mib: 512,
+            cpus: 1,
+            kvm: false,
+            vars: PathBuf::from("vars.fd"),
+            console_log: None,
+            marker_log: None,
+            forwards: Vec::new(),
+            uuid: uuid.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_uuid_is_checked_and_passed_to_qemu() {
+        assert!(check_uuid("5a7e0000-e2e0-4000-8000-000000000001").is_ok());
+        for bad in [
+            "",
+            "5a7e0000e2e040008000000000000001",
+            "5a7e0000-e2e0-4000-8000-00000000000g",
+            "-a,b",
+        ] {
+            assert!(check_uuid(bad).is_err(), "{bad:?}");
+        }
+        let args = qemu_args(&opts(Some("5a7e0000-e2e0-4000-8000-000000000001")));
+        let at = args.iter().position(|a| a == "-uuid").expect("-uuid given");
+        assert_eq!(args[at + 1], "5a7e0000-e2e0-4000-8000-000000000001");
+        assert!(!qemu_args(&opts(None)).iter().any(|a| a == "-uuid"));
+    }
+}
