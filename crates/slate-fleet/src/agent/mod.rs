@@ -149,20 +149,16 @@ pub fn hardware_id(file: &Path) -> Option<String> {
     crate::state::operator::check_hardware(text.trim()).ok()
 }
 
+/// What enrolling and syncing the kept state did.
+struct Joined {
+    enrolled_now: bool,
+    replaces: Option<String>,
+    state: Option<state::StateSync>,
+    state_error: Option<String>,
+}
+
 /// Enroll (once) and sync the machine's kept state.
-fn enroll_and_sync(
-    opts: &Options,
-    client: &Client,
-    machine: &str,
-) -> Result<
-    (
-        bool,
-        Option<String>,
-        Option<state::StateSync>,
-        Option<String>,
-    ),
-    AgentError,
-> {
+fn enroll_and_sync(opts: &Options, client: &Client, machine: &str) -> Result<Joined, AgentError> {
     let mut replaces = None;
     let enrolled_now = if key::enrolled(&opts.state, &opts.server, &opts.group)? {
         false
@@ -177,8 +173,14 @@ fn enroll_and_sync(
         key::mark_enrolled(&opts.state, &opts.server, &opts.group, machine)?;
         true
     };
+    let mut joined = Joined {
+        enrolled_now,
+        replaces,
+        state: None,
+        state_error: None,
+    };
     if opts.kept == StateMode::Off {
-        return Ok((enrolled_now, replaces, None, None));
+        return Ok(joined);
     }
     let root = slate_core::fsutil::Root::new(&opts.root).map_err(|source| AgentError::Io {
         path: opts.root.clone(),
@@ -186,12 +188,13 @@ fn enroll_and_sync(
     })?;
     let restart = opts.kept == StateMode::Sync;
     match state::sync(client, &opts.state, &root, restart) {
-        Ok(s) => Ok((enrolled_now, replaces, Some(s), None)),
+        Ok(s) => joined.state = Some(s),
         Err(e) if state::not_kept(&e) || opts.kept == StateMode::Sync => {
-            Ok((enrolled_now, replaces, None, Some(e.to_string())))
+            joined.state_error = Some(e.to_string())
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
     }
+    Ok(joined)
 }
 
 /// A run that only enrolls and syncs the kept state (at early boot: no
@@ -204,13 +207,13 @@ pub fn run_state_only(opts: &Options) -> Result<RunReport, AgentError> {
     let signing = key::load_or_make(&only.state)?;
     let client = Client::new(&only.server, signing, only.ca.as_deref())?;
     let machine = client.machine_id();
-    let (enrolled_now, replaces, state, state_error) = enroll_and_sync(&only, &client, &machine)?;
+    let j = enroll_and_sync(&only, &client, &machine)?;
     Ok(RunReport {
         machine,
-        enrolled_now,
-        replaces,
-        state,
-        state_error,
+        enrolled_now: j.enrolled_now,
+        replaces: j.replaces,
+        state: j.state,
+        state_error: j.state_error,
         reports: 0,
         target: None,
         outcome: Outcome::StateOnly,
@@ -222,14 +225,14 @@ pub fn run(opts: &Options, sysroot: &Sysroot, fetch: &dyn Fetch) -> Result<RunRe
     let signing = key::load_or_make(&opts.state)?;
     let client = Client::new(&opts.server, signing, opts.ca.as_deref())?;
     let machine = client.machine_id();
-    let (enrolled_now, replaces, state, state_error) = enroll_and_sync(opts, &client, &machine)?;
+    let j = enroll_and_sync(opts, &client, &machine)?;
     if opts.kept == StateMode::Only {
         return Ok(RunReport {
             machine,
-            enrolled_now,
-            replaces,
-            state,
-            state_error,
+            enrolled_now: j.enrolled_now,
+            replaces: j.replaces,
+            state: j.state,
+            state_error: j.state_error,
             reports: 0,
             target: None,
             outcome: Outcome::StateOnly,
@@ -247,10 +250,10 @@ pub fn run(opts: &Options, sysroot: &Sysroot, fetch: &dyn Fetch) -> Result<RunRe
     };
     Ok(RunReport {
         machine,
-        enrolled_now,
-        replaces,
-        state,
-        state_error,
+        enrolled_now: j.enrolled_now,
+        replaces: j.replaces,
+        state: j.state,
+        state_error: j.state_error,
         reports: answer.reports,
         target: answer.target,
         outcome,
