@@ -1,13 +1,19 @@
 //! The operator's page on SQLite and PostgreSQL: sign-in, the session
 //! cookie's attributes, hostile hostnames escaped, pagination, a machine's
-//! history, and rollout buttons that need the session's CSRF token.
+//! history and kept files (never their contents), and the rollout buttons,
+//! the replacement form and the state API's changes that need the
+//! session's CSRF token.
 
 mod common;
 
 use std::sync::Arc;
 
+use base64::Engine;
 use ed25519_dalek::SigningKey;
 use slate_fleet::records::{self, Caller};
+use slate_fleet::state::store;
+use slate_fleet::state::wire::{File, Upload};
+use slate_fleet::state::{KeyRing, Limits, Service};
 use slate_fleet::{operators, rollout, server, wire, Db, Target};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -70,6 +76,60 @@ fn enroll(db: &Db, n: u32, hostname: &str) -> String {
     id
 }
 
+const KEPT: &[u8] = b"kept-content-never-shown-31c9";
+
+/// Machine `n` keeps a host key on the server.
+fn keep(db: &Db, n: u32) {
+    let mut seed = [0u8; 32];
+    seed[..4].copy_from_slice(&n.to_be_bytes());
+    let key = SigningKey::from_bytes(&seed);
+    let public = *key.verifying_key().as_bytes();
+    let id = slate_fleet::auth::key_id(&public);
+    let nonce = format!("{:032x}", u64::from(n) + (2 << 40));
+    let who = Caller {
+        public: &public,
+        key_id: &id,
+        nonce: &nonce,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let svc = Service {
+        keys: KeyRing::open(&dir.path().join("k")).expect("keys"),
+        limits: Limits::default(),
+    };
+    let up = Upload {
+        files: vec![File {
+            path: "/etc/ssh/ssh_host_ed25519_key".into(),
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            content: base64::engine::general_purpose::STANDARD.encode(KEPT),
+            version: None,
+        }],
+    };
+    store::upload(db, &svc, &who, &up, slate_fleet::now()).expect("kept");
+}
+
+/// A JSON POST of the operator's API: its status and answer.
+fn api_post(
+    agent: &ureq::Agent,
+    url: &str,
+    cookie: &str,
+    csrf: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut r = agent
+        .post(url)
+        .set("Cookie", &format!("slate_session={cookie}"));
+    if let Some(t) = csrf {
+        r = r.set("X-Slate-CSRF", t);
+    }
+    match r.send_string(body) {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 fn scenario(db: Arc<Db>) {
     records::add_group(&db, "web", "origin:os/main", TOKEN, 1).expect("group");
     operators::set(&db, "alice", PASSWORD, 1).expect("operator");
@@ -81,6 +141,7 @@ fn scenario(db: Arc<Db>) {
     for n in 1..150 {
         enroll(&db, n, &format!("host-{n}"));
     }
+    keep(&db, 0);
     rollout::start(
         &db,
         "web",
@@ -223,6 +284,78 @@ fn scenario(db: Arc<Db>) {
         &[],
     );
     assert_eq!(s, 404);
+
+    // The machine's kept files: path, size and mode, never the content.
+    assert!(m.contains("id=\"state\""), "{m}");
+    assert!(
+        m.contains("<code>/etc/ssh/ssh_host_ed25519_key</code>"),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!("{} B", KEPT.len())) && m.contains("0600"),
+        "{m}"
+    );
+    assert!(!m.contains("kept-content"), "{m}");
+    // The replacement form: refused without the token, or with a bad id.
+    let replace = format!("{base}/machine/{hostile}/replace");
+    let hw = "4c4c4544-0000-1000-8000-0000000000e1";
+    let (s, _, _, _) = req(&agent, "POST", &replace, Some(&cookie), &[("hardware", hw)]);
+    assert_eq!(s, 403);
+    let (s, _, _, _) = req(
+        &agent,
+        "POST",
+        &replace,
+        Some(&cookie),
+        &[("csrf", &csrf), ("hardware", "../x")],
+    );
+    assert_eq!(s, 409);
+    let (s, _, _, _) = req(
+        &agent,
+        "POST",
+        &replace,
+        Some(&cookie),
+        &[("csrf", &csrf), ("hardware", hw)],
+    );
+    assert_eq!(s, 303);
+    let listed = slate_fleet::state::operator::list(&db, &hostile).expect("listed");
+    assert_eq!(listed.pending_hardware.as_deref(), Some(hw));
+    assert!(listed
+        .log
+        .iter()
+        .any(|e| e.detail.contains("operator alice")));
+    // The same in the JSON API; forgetting needs the session's token.
+    let (s, _, _, j) = req(
+        &agent,
+        "GET",
+        &format!("{base}/api/v1/machines/{hostile}/state"),
+        Some(&cookie),
+        &[],
+    );
+    assert_eq!(s, 200);
+    let j: serde_json::Value = serde_json::from_str(&j).expect("json");
+    assert_eq!(j["files"][0]["size"], KEPT.len(), "{j}");
+    assert!(j["files"][0].get("content").is_none(), "{j}");
+    let forget = format!("{base}/api/v1/machines/{hostile}/state/forget");
+    let (s, _) = api_post(&agent, &forget, &cookie, None, "{}");
+    assert_eq!(s, 403);
+    let (s, _) = api_post(&agent, &forget, &cookie, Some(&"0".repeat(64)), "{}");
+    assert_eq!(s, 403);
+    assert_eq!(
+        slate_fleet::state::operator::list(&db, &hostile)
+            .expect("l")
+            .files
+            .len(),
+        1
+    );
+    let (s, a) = api_post(&agent, &forget, &cookie, Some(&csrf), "{\"path\": null}");
+    assert_eq!(s, 200, "{a}");
+    assert!(a.contains("\"forgotten\":1"), "{a}");
+    let l = slate_fleet::state::operator::list(&db, &hostile).expect("l");
+    assert!(l.files.is_empty());
+    assert!(l
+        .log
+        .iter()
+        .any(|e| e.event == "forget" && e.detail.contains("alice")));
 
     // The pause button: refused without the token or with another one.
     for bad in [vec![], vec![("csrf", "f".repeat(64))]] {
