@@ -68,7 +68,26 @@ fn state_kept_restored_listed_forgotten_and_rekeyed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let db_path = dir.join("fleet.db");
-    let db = s(&db_path);
+    scenario(
+        dir,
+        s(&db_path),
+        &[db_path.clone(), dir.join("fleet.db-wal")],
+    );
+}
+
+#[test]
+fn state_kept_restored_listed_forgotten_and_rekeyed_postgresql() {
+    let pg = match crate::fleet::pg::Postgres::start() {
+        Ok(pg) => pg,
+        Err(why) => return crate::common::skip(&why),
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    scenario(tmp.path(), &pg.database("fleet"), &[]);
+}
+
+/// The whole story on database `db`; `plain` are its files, which must
+/// not hold the plaintext.
+fn scenario(dir: &Path, db: &str, plain: &[std::path::PathBuf]) {
     std::fs::write(dir.join("token"), format!("{TOKEN}\n")).expect("token");
     fleet_ok(
         db,
@@ -196,8 +215,8 @@ fn state_kept_restored_listed_forgotten_and_rekeyed() {
     drop(server);
 
     // The database and its journal hold no plaintext.
-    for f in [db_path.clone(), dir.join("fleet.db-wal")] {
-        let bytes = std::fs::read(&f).unwrap_or_default();
+    for f in plain {
+        let bytes = std::fs::read(f).unwrap_or_default();
         assert!(
             !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
             "{} holds the plaintext",
