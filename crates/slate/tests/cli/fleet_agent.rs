@@ -211,7 +211,11 @@ fn the_agent_units_are_ones_systemd_accepts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bin = slate_bin();
     let mut units = Vec::new();
-    for name in ["slate-agent.service", "slate-agent.timer"] {
+    for name in [
+        "slate-agent.service",
+        "slate-agent.timer",
+        "slate-state-restore.service",
+    ] {
         let text = std::fs::read_to_string(src.join(name)).expect("the unit");
         let unit = dir.path().join(name);
         std::fs::write(&unit, text.replace("/usr/bin/slate", s(&bin))).expect("write");
