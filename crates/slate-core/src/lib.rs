@@ -28,6 +28,7 @@ pub mod fsck;
 pub mod fsutil;
 pub mod hash;
 pub mod image_meta;
+pub mod image_name;
 pub mod install;
 pub mod object;
 pub mod progress;
