@@ -2,6 +2,7 @@
 //! repository is `bare` (real owners), so these tests need root.
 
 mod auto;
+mod ext;
 pub(crate) mod crash;
 mod prepare;
 pub(crate) mod remote;
