@@ -3,6 +3,7 @@
 //! systemd-nspawn (root, mmdebstrap, systemd-nspawn and a Debian mirror).
 
 pub(crate) mod debian;
+mod sysext;
 mod oci;
 mod updates;
 
