@@ -29,6 +29,7 @@ pub mod fsutil;
 pub mod hash;
 pub mod image_meta;
 pub mod image_name;
+pub mod ext_release;
 pub mod install;
 pub mod object;
 pub mod progress;

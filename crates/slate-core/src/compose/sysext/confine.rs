@@ -8,36 +8,18 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use super::{Error, RELEASE_DIR};
+use crate::ext_release::ALLOWED;
 use crate::hash::ObjectId;
 use crate::object::{EntryKind, FileKind};
 use crate::store::{ObjectRead, Repo};
 use crate::walk;
 
-/// The top-level folders an extension may have.
-const ALLOWED: [&str; 2] = ["usr", "opt"];
 
 /// What the check against the base found.
 #[derive(Debug, Default)]
 pub(crate) struct Checked {
     pub(crate) left_out: Vec<String>,
     pub(crate) files: usize,
-}
-
-/// Whether the tree `root` (of a commit said to be a system extension)
-/// has only `usr` and `opt` at its top, both folders: what `ext add` and
-/// `run --extension` check before they use it.
-pub fn check_tree<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> Result<(), String> {
-    let t = store.read_tree(root).map_err(|e| e.to_string())?;
-    for e in &t.entries {
-        let name = String::from_utf8_lossy(&e.name);
-        if !ALLOWED.contains(&name.as_ref()) || e.kind != EntryKind::Dir {
-            return Err(format!(
-                "/{}: a system extension has folders /usr and /opt only",
-                crate::object::name::escape(&e.name)
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Check the extension's tree on disk at `tree` against the base's tree

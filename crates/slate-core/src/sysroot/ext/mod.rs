@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use super::record::Record;
 use super::{Error, Result, Sysroot};
 use crate::checkout::{self, CheckoutOptions};
-use crate::compose::sysext::{self as sx, Release};
+use crate::ext_release::{self as sx, Release};
 use crate::hash::ObjectId;
 use crate::image_name;
 use crate::progress::Progress;
@@ -320,5 +320,22 @@ impl Sysroot {
             )));
         }
         Ok((keep, dropped))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The layers: sysroot reads extensions through `ext_release`, a
+    /// leaf under both, never through compose.
+    #[test]
+    fn sysroot_does_not_import_compose() {
+        for (name, src) in [
+            ("mod.rs", include_str!("mod.rs")),
+            ("add.rs", include_str!("add.rs")),
+            ("expose.rs", include_str!("expose.rs")),
+        ] {
+            let needle = ["crate::", "compose"].concat();
+            assert!(!src.contains(&needle), "sysroot/ext/{name} imports compose");
+        }
     }
 }
