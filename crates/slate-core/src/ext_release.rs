@@ -179,4 +179,3 @@ pub fn check_tree<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> Result<
     }
     Ok(())
 }
-

@@ -155,10 +155,10 @@ impl Image {
             vendor,
             ext: (self.kind == crate::image_name::Kind::Sysext)
                 .then(|| self.name.get_ref().clone()),
-            arch: self
-                .arch
-                .as_ref()
-                .map_or_else(|| crate::image_name::host_arch().to_string(), |a| a.get_ref().clone()),
+            arch: self.arch.as_ref().map_or_else(
+                || crate::image_name::host_arch().to_string(),
+                |a| a.get_ref().clone(),
+            ),
             version: self.version.get_ref().clone(),
         })
     }

@@ -106,7 +106,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let extensions = if a.extensions.is_empty() {
         Vec::new()
     } else {
-        let repo = a.repo.open().context("--extension names a ref of a repository")?;
+        let repo = a
+            .repo
+            .open()
+            .context("--extension names a ref of a repository")?;
         // Read inside the image's tree: a symlink on the way resolves
         // there, never on the host.
         let root = slate_core::fsutil::Root::new(&tree)

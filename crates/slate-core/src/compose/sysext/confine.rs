@@ -14,7 +14,6 @@ use crate::object::{EntryKind, FileKind};
 use crate::store::{ObjectRead, Repo};
 use crate::walk;
 
-
 /// What the check against the base found.
 #[derive(Debug, Default)]
 pub(crate) struct Checked {
@@ -62,7 +61,8 @@ fn visit(
         let relp = crate::object::name::join(rel, name.as_bytes());
         let shown = crate::object::name::escape(&crate::object::name::absolute(&relp));
         let md = std::fs::symlink_metadata(&path).map_err(Error::io(&path))?;
-        if rel.is_empty() && !(ALLOWED.iter().any(|a| a.as_bytes() == name.as_bytes()) && md.is_dir())
+        if rel.is_empty()
+            && !(ALLOWED.iter().any(|a| a.as_bytes() == name.as_bytes()) && md.is_dir())
         {
             refused.push(format!("{shown}: outside /usr and /opt"));
             continue;

@@ -145,7 +145,12 @@ pub fn compose(
 ) -> Result<Composed, Error> {
     let m = &opts.manifest.manifest;
     let name = m.image.name.get_ref().clone();
-    let base_rev = m.image.base.as_ref().map(|b| b.get_ref().clone()).unwrap_or_default();
+    let base_rev = m
+        .image
+        .base
+        .as_ref()
+        .map(|b| b.get_ref().clone())
+        .unwrap_or_default();
     let mut timer = Timer {
         steps: Vec::new(),
         at: Instant::now(),
@@ -160,12 +165,14 @@ pub fn compose(
         ))
     })?;
     let base_tree = repo.read_commit(&base)?.tree;
-    let os = os_release(repo, &base_tree)?.filter(|r| !r.id.is_empty()).ok_or_else(|| {
-        Error::Input(format!(
-            "[image] base {base_rev} ({}): no usr/lib/os-release with ID=",
-            base.to_hex()
-        ))
-    })?;
+    let os = os_release(repo, &base_tree)?
+        .filter(|r| !r.id.is_empty())
+        .ok_or_else(|| {
+            Error::Input(format!(
+                "[image] base {base_rev} ({}): no usr/lib/os-release with ID=",
+                base.to_hex()
+            ))
+        })?;
     let request = format!("sysext over {}", base.to_hex());
     let old_lock = Lockfile::read(&opts.lockfile)?;
     if opts.locked && old_lock.is_none() {
@@ -204,7 +211,8 @@ pub fn compose(
                     .as_ref()
                     .filter(|_| !opts.update)
                     .map(|l| l.packages.as_slice());
-                for (deb, pin) in packages::download(repo, &base_tree, names, work.path(), locked)? {
+                for (deb, pin) in packages::download(repo, &base_tree, names, work.path(), locked)?
+                {
                     packages::extract(&deb, &tree)?;
                     pins.push(pin);
                 }

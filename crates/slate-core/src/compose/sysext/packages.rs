@@ -112,7 +112,12 @@ pub(crate) fn download(
         let p = para
             .first()
             .and_then(|p| packages::from_control(p))
-            .ok_or_else(|| Error::Input(format!("{}: no Package/Version/Architecture", deb.display())))?;
+            .ok_or_else(|| {
+                Error::Input(format!(
+                    "{}: no Package/Version/Architecture",
+                    deb.display()
+                ))
+            })?;
         let sha256 = sha256_file(&deb)?;
         if let Some(pins) = locked {
             if let Some(pin) = pins.iter().find(|x| x.name == p.name) {

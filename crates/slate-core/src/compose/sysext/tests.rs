@@ -110,11 +110,10 @@ fn an_extension_holds_its_own_files_and_a_matching_release() {
     );
     let (name, rel) = ext_release(&repo, &tree).expect("read").expect("release");
     assert_eq!(name, "debug");
-    let base_tree = repo
-        .read_commit(&e.base)
-        .expect("base commit")
-        .tree;
-    let os = os_release(&repo, &base_tree).expect("read").expect("os-release");
+    let base_tree = repo.read_commit(&e.base).expect("base commit").tree;
+    let os = os_release(&repo, &base_tree)
+        .expect("read")
+        .expect("os-release");
     rel.matches(&os).expect("matches its base");
     // Again: the same commit (reproducible).
     let again = crate::compose::compose(
@@ -147,19 +146,32 @@ fn a_change_to_the_base_or_a_path_outside_usr_is_refused_by_name() {
         .to_string();
     assert!(e.contains("/usr/bin/sh: changes a file of the base"), "{e}");
     assert!(e.contains("/etc: outside /usr and /opt"), "{e}");
-    assert!(repo.read_ref("ext/example/debug/x86-64").expect("ref").is_none());
+    assert!(repo
+        .read_ref("ext/example/debug/x86-64")
+        .expect("ref")
+        .is_none());
 }
 
 #[test]
 fn releases_match_as_systemd_sysext_decides() {
     let os = Release::parse("ID=debian\nVERSION_ID=\"12\"\n");
-    assert!(Release::parse("ID=debian\nVERSION_ID=12\n").matches(&os).is_ok());
-    let e = Release::parse("ID=debian\nVERSION_ID=13\n").matches(&os).expect_err("13");
+    assert!(Release::parse("ID=debian\nVERSION_ID=12\n")
+        .matches(&os)
+        .is_ok());
+    let e = Release::parse("ID=debian\nVERSION_ID=13\n")
+        .matches(&os)
+        .expect_err("13");
     assert!(e.contains("VERSION_ID=13"), "{e}");
-    assert!(Release::parse("ID=fedora\nVERSION_ID=12\n").matches(&os).is_err());
+    assert!(Release::parse("ID=fedora\nVERSION_ID=12\n")
+        .matches(&os)
+        .is_err());
     assert!(Release::parse("ID=_any\n").matches(&os).is_ok());
     let lvl = Release::parse("ID=debian\nSYSEXT_LEVEL=2\n");
-    assert!(lvl.matches(&Release::parse("ID=debian\nSYSEXT_LEVEL=2\nVERSION_ID=12\n")).is_ok());
+    assert!(lvl
+        .matches(&Release::parse(
+            "ID=debian\nSYSEXT_LEVEL=2\nVERSION_ID=12\n"
+        ))
+        .is_ok());
     assert!(lvl.matches(&os).is_err());
     assert!(Release::parse("ID=debian\n").matches(&os).is_err());
 }
@@ -170,23 +182,21 @@ fn manifests_of_extensions_are_checked() {
     std::fs::write(d.path().join("tool"), "x").expect("tool");
     std::fs::create_dir(d.path().join("base")).expect("base");
     let p = d.path().join("m.toml");
-    let bad = |text: &str| {
-        Loaded::parse(&p, text)
-            .expect_err("refused")
-            .to_string()
-    };
+    let bad = |text: &str| Loaded::parse(&p, text).expect_err("refused").to_string();
     let e = bad(&ext_manifest("").replace("base = \"usr/example/x86-64\"\n", ""));
     assert!(e.contains("needs base"), "{e}");
     let e = bad(&ext_manifest("").replace("name = \"debug\"", "name = \"de bug\""));
     assert!(e.contains("extension-release.NAME"), "{e}");
-    let e = bad(&ext_manifest("\n[[input]]\ntype = \"directory\"\npath = \".\"\n"));
+    let e = bad(&ext_manifest(
+        "\n[[input]]\ntype = \"directory\"\npath = \".\"\n",
+    ));
     assert!(e.contains("its base is [image] base"), "{e}");
     let e = bad(&OS.replace("vendor = \"example\"\n", ""));
     assert!(e.contains("give ref"), "{e}");
     let e = bad(&OS.replace("vendor = \"example\"", "vendor = \"a:b\""));
     assert!(e.contains("not a part of a name"), "{e}");
     // A manifest with a ref and no vendor reads as before.
-    let l = Loaded::parse(&p, &OS.replace("vendor = \"example\"\n", "ref = \"x/y\"\n"))
-        .expect("reads");
+    let l =
+        Loaded::parse(&p, &OS.replace("vendor = \"example\"\n", "ref = \"x/y\"\n")).expect("reads");
     assert_eq!(l.manifest.image.branch.get_ref(), "x/y");
 }

@@ -279,7 +279,8 @@ impl Sysroot {
                 }
                 match self.ext_info(&cand) {
                     Ok(i) if i.name != u.name => {
-                        reason = format!("{} is extension {}, not {}", cand.short(12), i.name, u.name)
+                        reason =
+                            format!("{} is extension {}, not {}", cand.short(12), i.name, u.name)
                     }
                     Ok(i) => match i.release.matches(&os) {
                         Ok(()) => {

@@ -73,7 +73,7 @@ pub(super) fn apply(
             crate::outln!("would remove {r}")?;
         }
         for e in &plan.extensions {
-            crate::outln!("extension {} {}", e.name, &e.commit[..12.min(e.commit.len())])?;
+            crate::outln!("extension {} {}", e.name, output::short_id(&e.commit))?;
         }
         for e in &plan.dropped_extensions {
             crate::outln!("would leave out extension {}: {}", e.name, e.reason)?;
@@ -119,12 +119,19 @@ pub(super) fn apply(
         eprintln!(
             "extension {} {} ({}) goes with it",
             e.name,
-            &e.commit[..12.min(e.commit.len())],
-            if e.version.is_empty() { "-" } else { &e.version }
+            output::short_id(&e.commit),
+            if e.version.is_empty() {
+                "-"
+            } else {
+                &e.version
+            }
         );
     }
     for e in &done.plan.dropped_extensions {
-        eprintln!("left out extension {} (--drop-incompatible): {}", e.name, e.reason);
+        eprintln!(
+            "left out extension {} (--drop-incompatible): {}",
+            e.name, e.reason
+        );
     }
     for c in &r.etc_merge {
         eprintln!("conflict: {}", conflict_text(c));

@@ -15,10 +15,12 @@ use crate::output;
 /// --drop-incompatible), a rollback boots the older deployment with its
 /// own. prepare-root links the booted deployment's in /run/extensions.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  slate admin ext add origin:ext/example/debug/x86-64\n  \
+#[command(
+    after_help = "Examples:\n  slate admin ext add origin:ext/example/debug/x86-64\n  \
     slate admin ext add --from build-repo ext/example/debug/x86-64\n  \
     slate admin ext list\n  \
-    slate admin ext remove debug")]
+    slate admin ext remove debug"
+)]
 pub(super) struct ExtArgs {
     #[command(subcommand)]
     command: Cmd,
@@ -69,7 +71,9 @@ enum Cmd {
     },
     /// List each deployment's extensions, in boot order, then the staged
     /// one.
-    #[command(after_help = "Examples:\n  slate admin ext list\n  slate admin ext list --os debian --json")]
+    #[command(
+        after_help = "Examples:\n  slate admin ext list\n  slate admin ext list --os debian --json"
+    )]
     List {
         /// Only this OS's deployments.
         #[arg(long)]
@@ -100,7 +104,7 @@ pub(super) fn run(s: &Sysroot, a: ExtArgs) -> anyhow::Result<()> {
             eprintln!(
                 "added extension {} {} ({}){} to {}{}",
                 added.name,
-                &added.commit[..12],
+                output::short_id(&added.commit),
                 if added.version.is_empty() {
                     "no version"
                 } else {
@@ -115,7 +119,7 @@ pub(super) fn run(s: &Sysroot, a: ExtArgs) -> anyhow::Result<()> {
                 added
                     .replaced
                     .as_ref()
-                    .map(|c| format!(", in place of {}", &c[..12.min(c.len())]))
+                    .map(|c| format!(", in place of {}", output::short_id(c)))
                     .unwrap_or_default()
             );
             eprintln!("it is merged at the next boot of these deployments");
@@ -161,9 +165,13 @@ pub(super) fn run(s: &Sysroot, a: ExtArgs) -> anyhow::Result<()> {
                 for e in &d.extensions {
                     crate::outln!(
                         "  {} {} {}{}",
-                        e.name,
-                        &e.commit[..12.min(e.commit.len())],
-                        if e.version.is_empty() { "-" } else { &e.version },
+                        output::one_line(&e.name),
+                        output::short_id(&e.commit),
+                        output::one_line(if e.version.is_empty() {
+                            "-"
+                        } else {
+                            &e.version
+                        }),
                         e.origin
                             .as_ref()
                             .map(|o| format!(" from {o}"))

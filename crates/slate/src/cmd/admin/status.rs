@@ -69,9 +69,13 @@ pub(super) fn print_status(st: &Status) -> anyhow::Result<()> {
         for e in &d.extensions {
             crate::outln!(
                 "    ext      {} {} {}",
-                e.name,
-                &e.commit[..12.min(e.commit.len())],
-                output::one_line(if e.version.is_empty() { "-" } else { &e.version })
+                output::one_line(&e.name),
+                output::short_id(&e.commit),
+                output::one_line(if e.version.is_empty() {
+                    "-"
+                } else {
+                    &e.version
+                })
             )?;
         }
         if let Some(v) = &d.image_version {

@@ -17,8 +17,22 @@ fn os_version(e: &Env, v: u32) -> String {
         &format!("ID=slate-test\nPRETTY_NAME=\"Slate Test {v}\"\nVERSION_ID={v}\n"),
     );
     let b = s(&e.build);
-    ok(&e.build, &["commit", "--repo", b, "-b", "os/main", "-s", &format!("v{v}"), s(&t)]);
-    ok(&e.build, &["rev-parse", "--repo", b, "os/main"]).trim().to_string()
+    ok(
+        &e.build,
+        &[
+            "commit",
+            "--repo",
+            b,
+            "-b",
+            "os/main",
+            "-s",
+            &format!("v{v}"),
+            s(&t),
+        ],
+    );
+    ok(&e.build, &["rev-parse", "--repo", b, "os/main"])
+        .trim()
+        .to_string()
 }
 
 /// The extension `debug` built for OS version `v` (build `n`), composed
@@ -84,9 +98,15 @@ fn an_extension_is_switched_with_the_os_and_rolled_back_with_it() {
         "#!/bin/sh\necho ext-tool 1\n"
     );
     let text = admin_ok(&e.sr, &["status"]);
-    assert!(text.contains(&format!("ext      debug {} 1", &x1[..12])), "{text}");
+    assert!(
+        text.contains(&format!("ext      debug {} 1", &x1[..12])),
+        "{text}"
+    );
     let list = admin_ok(&e.sr, &["ext", "list"]);
-    assert!(list.contains("(default)") && list.contains("debug"), "{list}");
+    assert!(
+        list.contains("(default)") && list.contains("debug"),
+        "{list}"
+    );
 
     // An upgrade to version 2 takes the extension's build for 2.
     let c2 = os_version(&e, 2);
@@ -97,13 +117,21 @@ fn an_extension_is_switched_with_the_os_and_rolled_back_with_it() {
     assert_eq!(d[0]["commit"], c2.as_str());
     assert_eq!(exts(&d[0]), [("debug".to_string(), x2.clone())]);
     assert_eq!(exts(&d[1]), [("debug".to_string(), x1.clone())]);
-    assert!(e.sr.join("slate/ext/test").join(&x2).join("usr/bin/ext-tool").is_file());
+    assert!(e
+        .sr
+        .join("slate/ext/test")
+        .join(&x2)
+        .join("usr/bin/ext-tool")
+        .is_file());
 
     // A rollback boots version 1 with its build.
     admin_ok(&e.sr, &["rollback"]);
     let st = status(&e.sr);
     assert_ne!(st["deployments"][0]["commit"], c2.as_str());
-    assert_eq!(exts(&st["deployments"][0]), [("debug".to_string(), x1.clone())]);
+    assert_eq!(
+        exts(&st["deployments"][0]),
+        [("debug".to_string(), x1.clone())]
+    );
     // prepare-root links the booted deployment's extensions for
     // systemd-sysext.
     let booted = format!(
@@ -115,7 +143,14 @@ fn an_extension_is_switched_with_the_os_and_rolled_back_with_it() {
     let target = e._dir.path().join("root");
     let o = admin(
         &e.sr,
-        &["--cmdline", s(&cmdline), "prepare-root", "--target", s(&target), "--json"],
+        &[
+            "--cmdline",
+            s(&cmdline),
+            "prepare-root",
+            "--target",
+            s(&target),
+            "--json",
+        ],
     );
     if o.status.success() {
         let v: Value = serde_json::from_slice(&o.stdout).expect("json");
@@ -135,7 +170,10 @@ fn an_extension_is_switched_with_the_os_and_rolled_back_with_it() {
     admin_ok(&e.sr, &["ext", "remove", "debug"]);
     let st = status(&e.sr);
     assert!(exts(&st["deployments"][0]).is_empty());
-    assert_eq!(exts(&st["deployments"][1]), [("debug".to_string(), x2.clone())]);
+    assert_eq!(
+        exts(&st["deployments"][1]),
+        [("debug".to_string(), x2.clone())]
+    );
     assert!(!e.sr.join("slate/ext/test").join(&x1).exists());
     assert!(e.sr.join("slate/ext/test").join(&x2).exists());
     assert!(admin_fails(&e.sr, &["ext", "remove", "debug"]).contains("no extension"));
@@ -161,7 +199,8 @@ fn an_extension_without_a_build_for_the_new_image_blocks_the_upgrade() {
         "{err}"
     );
     assert_eq!(
-        status(&e.sr)["deployments"], before["deployments"],
+        status(&e.sr)["deployments"],
+        before["deployments"],
         "a refused upgrade changed the deployments"
     );
     // An extension that does not fit is not added either.
@@ -174,16 +213,34 @@ fn an_extension_without_a_build_for_the_new_image_blocks_the_upgrade() {
             "ID=slate-test\nVERSION_ID=9\n",
         );
         let b = s(&e.build);
-        ok(&e.build, &["commit", "--repo", b, "-b", "ext/other", "-s", "other", s(&t)]);
+        ok(
+            &e.build,
+            &[
+                "commit",
+                "--repo",
+                b,
+                "-b",
+                "ext/other",
+                "-s",
+                "other",
+                s(&t),
+            ],
+        );
         "ext/other"
     };
     let err = admin_fails(&e.sr, &["ext", "add", "--from", s(&e.build), x_other]);
-    assert!(err.contains("does not fit") && err.contains("VERSION_ID=9"), "{err}");
+    assert!(
+        err.contains("does not fit") && err.contains("VERSION_ID=9"),
+        "{err}"
+    );
     // A commit that is not an extension is refused.
     let err = admin_fails(&e.sr, &["ext", "add", "--from", s(&e.build), "os/main"]);
     assert!(err.contains("not a system extension"), "{err}");
 
-    admin_ok(&e.sr, &["upgrade", "--drop-incompatible", "--from", s(&e.build)]);
+    admin_ok(
+        &e.sr,
+        &["upgrade", "--drop-incompatible", "--from", s(&e.build)],
+    );
     let st = status(&e.sr);
     assert!(exts(&st["deployments"][0]).is_empty());
     assert_eq!(exts(&st["deployments"][1]), [("debug".to_string(), x1)]);
@@ -216,7 +273,9 @@ fn ext_add_and_the_joint_upgrade_killed_at_any_moment() {
                 assert!(
                     co.join("usr/bin/ext-tool").is_file()
                         && co
-                            .join(format!("usr/lib/extension-release.d/extension-release.{name}"))
+                            .join(format!(
+                                "usr/lib/extension-release.d/extension-release.{name}"
+                            ))
                             .is_file(),
                     "{} names extension {name} {commit}, whose checkout is incomplete",
                     d["id"]
@@ -233,11 +292,19 @@ fn ext_add_and_the_joint_upgrade_killed_at_any_moment() {
     let mut killed = 0;
     for _ in 0..16 {
         admin_ok(&e.sr, &["ext", "remove", "debug"]);
-        let (was_killed, out) = run_killed(&e.sr, &["ext", "add", "ext/debug"], next() % (took * 5 / 4 + 1));
+        let (was_killed, out) = run_killed(
+            &e.sr,
+            &["ext", "add", "ext/debug"],
+            next() % (took * 5 / 4 + 1),
+        );
         if was_killed {
             killed += 1;
         } else {
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         consistent(&e);
         admin_ok(&e.sr, &["cleanup"]);
@@ -274,7 +341,11 @@ fn ext_add_and_the_joint_upgrade_killed_at_any_moment() {
             killed_up += 1;
             took = took * 11 / 10;
         } else {
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             took = started.elapsed().as_micros() as u64;
         }
         let after = boot_loader_default(&e.sr);
@@ -283,12 +354,18 @@ fn ext_add_and_the_joint_upgrade_killed_at_any_moment() {
             assert!(!names.iter().any(|n| after.ends_with(n.as_str())));
             let st = status(&e.sr);
             let x = ok(&r, &["rev-parse", "--repo", s(&r), "ext/debug"]);
-            assert_eq!(exts(&st["deployments"][0]), [("debug".to_string(), x.trim().to_string())]);
+            assert_eq!(
+                exts(&st["deployments"][0]),
+                [("debug".to_string(), x.trim().to_string())]
+            );
         }
         consistent(&e);
         admin_ok(&e.sr, &["cleanup"]);
         consistent(&e);
     }
     eprintln!("{killed} of 16 ext add and {killed_up} of 12 upgrades killed midway");
-    assert!(killed >= 3 && killed_up >= 3, "too few kills: the test proved little");
+    assert!(
+        killed >= 3 && killed_up >= 3,
+        "too few kills: the test proved little"
+    );
 }

@@ -2,8 +2,8 @@
 //! repository is `bare` (real owners), so these tests need root.
 
 mod auto;
-mod ext;
 pub(crate) mod crash;
+mod ext;
 mod prepare;
 pub(crate) mod remote;
 mod reset;

@@ -3,8 +3,8 @@
 //! systemd-nspawn (root, mmdebstrap, systemd-nspawn and a Debian mirror).
 
 pub(crate) mod debian;
-mod sysext;
 mod oci;
+mod sysext;
 mod updates;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -96,7 +96,11 @@ fn an_extension_is_merged_by_systemd_sysext_when_the_image_boots() {
     assert!(shown.contains("Name:   usr:test:x86-64:1"), "{shown}");
 
     // The extension: one tool; its name and only its own files.
-    write(t.path(), "hello", "#!/bin/sh\necho hello from the extension\n");
+    write(
+        t.path(),
+        "hello",
+        "#!/bin/sh\necho hello from the extension\n",
+    );
     std::fs::set_permissions(
         t.path().join("hello"),
         std::fs::Permissions::from_mode(0o755),
@@ -126,7 +130,11 @@ fn an_extension_is_merged_by_systemd_sysext_when_the_image_boots() {
     );
     assert_eq!(release, "ID=debian\nVERSION_ID=12\n");
     // One that replaces a file of the image is refused.
-    write(t.path(), "bad.toml", &ext("/usr/bin/sh").replace("hello\"\nversion", "bad\"\nversion"));
+    write(
+        t.path(),
+        "bad.toml",
+        &ext("/usr/bin/sh").replace("hello\"\nversion", "bad\"\nversion"),
+    );
     let o = compose_in(&repo, &cache, &t.path().join("bad.toml"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -212,7 +220,9 @@ fn an_extension_is_merged_by_systemd_sysext_when_the_image_boots() {
     assert!(ran, "hello-ext did not run");
     assert_eq!(tool, "hello from the extension\n");
     assert!(
-        sysext.lines().any(|l| l.starts_with("/usr") && l.contains("hello")),
+        sysext
+            .lines()
+            .any(|l| l.starts_with("/usr") && l.contains("hello")),
         "{sysext}"
     );
     assert!(!wrote, "/usr is writable with the extension merged");
