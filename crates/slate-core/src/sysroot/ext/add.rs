@@ -23,6 +23,9 @@ pub struct ExtAdded {
     pub deployments: Vec<String>,
     /// The commit of the same extension it replaced, if any.
     pub replaced: Option<String>,
+    /// Deployments it does not fit (`OS/ID: why`), left as they were:
+    /// a staged deployment of another version, while the default's fits.
+    pub not_fitting: Vec<String>,
 }
 
 /// What `ext remove` did.
@@ -75,10 +78,10 @@ impl Sysroot {
     /// Add the system extension `rev` names (`REF`, `REMOTE:REF`, a
     /// commit; pulled and its trust rule applied as a deploy's,
     /// [`Sysroot::resolve`]) to the OS's default deployment and its staged
-    /// one, replacing the extension of the same name: it must fit each
-    /// one's image (its extension-release against their os-release). The
-    /// checkout is made first, then each record rewritten (one rename
-    /// each). Takes the lock after the pull.
+    /// one, replacing the extension of the same name, where it fits the
+    /// image (its extension-release against their os-release); refused
+    /// when it fits neither. The checkout is made first, then each record
+    /// rewritten (one rename each). Takes the lock after the pull.
     pub fn ext_add(
         &self,
         rev: &str,
@@ -92,22 +95,30 @@ impl Sysroot {
         remotes::require_trusted(&self.repo, &resolved.origin, &resolved.commit)?;
         let os = self.pick_os(os)?;
         let info = self.ext_info(&resolved.commit)?;
-        let targets = self.ext_targets(&os)?;
-        for t in &targets {
+        let mut targets = Vec::new();
+        let mut not_fitting = Vec::new();
+        for t in self.ext_targets(&os)? {
             let c = ObjectId::from_hex(&t.commit).map_err(|_| {
                 Error::Refused(format!("the record of {}: a bad commit id", t.name()))
             })?;
             let rel = self.image_release(&c)?;
-            info.release.matches(&rel).map_err(|why| {
-                Error::Refused(format!(
-                    "extension {} ({}) does not fit {} ({} {}): {why}; nothing changed",
-                    info.name,
-                    resolved.commit.short(12),
+            match info.release.matches(&rel) {
+                Ok(()) => targets.push(t),
+                Err(why) => not_fitting.push(format!(
+                    "{} ({} {}): {why}",
                     t.name(),
                     rel.id,
                     rel.version_id.clone().unwrap_or_default()
-                ))
-            })?;
+                )),
+            }
+        }
+        if targets.is_empty() {
+            return Err(Error::Refused(format!(
+                "extension {} ({}) does not fit {}; nothing changed",
+                info.name,
+                resolved.commit.short(12),
+                not_fitting.join("; ")
+            )));
         }
         self.ext_check_out(&os, &resolved.commit, progress)?;
         let u = ExtUse {
@@ -138,6 +149,7 @@ impl Sysroot {
             version: u.version,
             deployments,
             replaced,
+            not_fitting,
         })
     }
 

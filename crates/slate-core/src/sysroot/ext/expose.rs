@@ -18,7 +18,8 @@ const SYSROOT_MOUNT: &str = "/sysroot";
 /// `dir` (made, as `/run/extensions`): `NAME` → its checkout. A name
 /// that is there already is replaced (a symlink written beside and
 /// renamed). Returns the names linked, and those whose checkout is
-/// missing (skipped: a boot goes on without them).
+/// missing or whose entry in the record is not valid (skipped: a boot
+/// goes on without them).
 pub fn expose(sysroot: &Sysroot, r: &Record, dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
     let (mut linked, mut missing) = (Vec::new(), Vec::new());
     if r.extensions.is_empty() {
@@ -28,7 +29,10 @@ pub fn expose(sysroot: &Sysroot, r: &Record, dir: &Path) -> Result<(Vec<String>,
     let handle = crate::fsutil::open_dir(dir).map_err(io_err(dir))?;
     let ext = sysroot.dir_if_there(&sysroot.ext_dir(&r.os))?;
     for u in &r.extensions {
-        let commit = u.check(&format!("the record of {}", r.name()))?;
+        let Ok(commit) = u.check(&format!("the record of {}", r.name())) else {
+            missing.push(crate::object::name::escape(u.name.as_bytes()));
+            continue;
+        };
         let hex = commit.to_hex();
         let there = match &ext {
             Some(d) => d.kind(&hex)? == Some(rustix::fs::FileType::Directory),

@@ -31,9 +31,9 @@ enum Cmd {
     /// Add the system extension REF names (REMOTE:REF, a ref, a commit;
     /// pulled, verified and signed as an image is) to the OS's default
     /// deployment and its staged one, replacing the extension of the same
-    /// name. It must fit their image (its extension-release against their
-    /// os-release). It is merged at the next boot (or `systemd-sysext
-    /// refresh` once linked).
+    /// name, where it fits their image (its extension-release against
+    /// their os-release; a warning names the one it does not fit, and it
+    /// is refused when it fits neither). It is merged at their next boot.
     #[command(after_help = "Examples:\n  \
         slate admin ext add origin:ext/example/debug/x86-64\n  \
         slate admin ext add --from build-repo --os debian ext/example/debug/x86-64 --json")]
@@ -122,6 +122,9 @@ pub(super) fn run(s: &Sysroot, a: ExtArgs) -> anyhow::Result<()> {
                     .map(|c| format!(", in place of {}", output::short_id(c)))
                     .unwrap_or_default()
             );
+            for n in &added.not_fitting {
+                eprintln!("warning: not added to {n}");
+            }
             eprintln!("it is merged at the next boot of these deployments");
             crate::outln!("{}", added.commit)
         }

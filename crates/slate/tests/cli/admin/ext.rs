@@ -369,3 +369,88 @@ fn ext_add_and_the_joint_upgrade_killed_at_any_moment() {
         "too few kills: the test proved little"
     );
 }
+
+#[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
+fn a_staged_upgrade_takes_its_extensions_to_the_finalize() {
+    let Some(e) = setup("persistent") else { return };
+    os_version(&e, 1);
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    let x1 = ext_version(&e, 1);
+    admin_ok(&e.sr, &["ext", "add", "--from", s(&e.build), "ext/debug"]);
+    os_version(&e, 2);
+    let x2 = ext_version(&e, 2);
+    admin_ok(&e.sr, &["upgrade", "--stage", "--from", s(&e.build)]);
+    let listed: Value =
+        serde_json::from_str(&admin_ok(&e.sr, &["ext", "list", "--json"])).expect("json");
+    let staged: Vec<&Value> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|d| d["staged"] == true)
+        .collect();
+    assert_eq!(staged.len(), 1, "{listed}");
+    assert_eq!(exts(staged[0]), [("debug".to_string(), x2.clone())]);
+    // A removal reaches the staged deployment too; an add brings it back
+    // to both (the build that fits each: the one named must fit both).
+    admin_ok(&e.sr, &["ext", "remove", "debug"]);
+    let listed: Value =
+        serde_json::from_str(&admin_ok(&e.sr, &["ext", "list", "--json"])).expect("json");
+    for d in listed.as_array().expect("list") {
+        assert!(exts(d).is_empty(), "{listed}");
+    }
+    // Each build goes where it fits: version 2's to the staged one only,
+    // version 1's to the default only (with a warning naming the other).
+    let o = admin(&e.sr, &["ext", "add", "--json", &x2]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let added: Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(added["deployments"].as_array().map(Vec::len), Some(1));
+    assert!(added["not_fitting"][0]
+        .as_str()
+        .is_some_and(|w| w.contains("VERSION_ID=2")));
+    let o = admin(&e.sr, &["ext", "add", &x1]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("warning: not added to"));
+    let st = status(&e.sr);
+    assert_eq!(exts(&st["deployments"][0]), [("debug".to_string(), x1)]);
+    // The finalize makes the staged deployment the default, with its own.
+    admin_ok(&e.sr, &["finalize-staged"]);
+    let st = status(&e.sr);
+    assert_eq!(st["staged"], serde_json::json!([]));
+    assert_eq!(
+        exts(&st["deployments"][0]),
+        [("debug".to_string(), x2.clone())]
+    );
+    assert!(e.sr.join("slate/ext/test").join(&x2).is_dir());
+    // Another OS version nothing fits: refused, nothing changed.
+    let before = status(&e.sr);
+    let t = e.trees.join("v9");
+    write(&t, "usr/bin/x", "x\n");
+    write(
+        &t,
+        "usr/lib/extension-release.d/extension-release.debug",
+        "ID=slate-test\nVERSION_ID=9\n",
+    );
+    ok(
+        &e.build,
+        &[
+            "commit",
+            "--repo",
+            s(&e.build),
+            "-b",
+            "ext/nine",
+            "-s",
+            "9",
+            s(&t),
+        ],
+    );
+    let err = admin_fails(&e.sr, &["ext", "add", "--from", s(&e.build), "ext/nine"]);
+    assert!(
+        err.contains("does not fit") && err.contains("nothing changed"),
+        "{err}"
+    );
+    assert_eq!(status(&e.sr)["deployments"], before["deployments"]);
+    fsck_clean(&e);
+}
