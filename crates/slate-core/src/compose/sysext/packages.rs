@@ -47,6 +47,8 @@ pub(crate) fn download(
 ) -> Result<Vec<(PathBuf, LockedPackage)>, Error> {
     let apt = work.join("apt");
     let archives = apt.join("archives");
+    let apt_cache = apt.join("cache");
+    std::fs::create_dir_all(&apt_cache).map_err(Error::io(&apt_cache))?;
     std::fs::create_dir_all(archives.join("partial")).map_err(Error::io(&archives))?;
     let status = apt.join("status");
     let base_status = [STATUS, "var/lib/dpkg/status"]
@@ -79,6 +81,7 @@ pub(crate) fn download(
     let out = Command::new("apt-get")
         .args(["-q", "-y", "--download-only", "--no-install-recommends"])
         .arg(format!("-oDir::State::status={}", status.display()))
+        .arg(format!("-oDir::Cache={}/", apt_cache.display()))
         .arg(format!("-oDir::Cache::archives={}/", archives.display()))
         .arg("-oDebug::NoLocking=1")
         .arg("-oAPT::Sandbox::User=root")

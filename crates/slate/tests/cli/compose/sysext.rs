@@ -25,7 +25,7 @@ enable = ["systemd-sysext.service"]
 etc = "stateless"
 "#;
 
-fn ext(target: &str) -> String {
+fn ext(target: &str, extra: &str) -> String {
     format!(
         r#"[image]
 name = "hello"
@@ -39,7 +39,7 @@ base = "usr/test/x86-64"
 type = "files"
 source = "hello"
 target = "{target}"
-"#
+{extra}"#
     )
 }
 
@@ -106,19 +106,36 @@ fn an_extension_is_merged_by_systemd_sysext_when_the_image_boots() {
         std::fs::Permissions::from_mode(0o755),
     )
     .expect("chmod");
-    write(t.path(), "ext.toml", &ext("/usr/bin/hello-ext"));
+    // And a package, resolved against the image: what it needs that the
+    // image has (libc6) is not in the extension.
+    write(
+        t.path(),
+        "ext.toml",
+        &ext(
+            "/usr/bin/hello-ext",
+            "\n[[input]]\ntype = \"packages\"\nnames = [\"hello\"]\n",
+        ),
+    );
     let x = id(&compose_in(&repo, &cache, &t.path().join("ext.toml")));
     let listed = ok(&repo, &["ls", "-R", "ext/test/hello/x86-64"]);
-    assert_eq!(
-        listed.lines().collect::<Vec<_>>(),
-        [
-            "/usr",
-            "/usr/bin",
-            "/usr/bin/hello-ext",
-            "/usr/lib",
-            "/usr/lib/extension-release.d",
-            "/usr/lib/extension-release.d/extension-release.hello"
-        ]
+    let paths: Vec<&str> = listed.lines().collect();
+    for p in [
+        "/usr/bin/hello-ext",
+        "/usr/bin/hello",
+        "/usr/lib/extension-release.d/extension-release.hello",
+    ] {
+        assert!(paths.contains(&p), "{p} is not in the extension:\n{listed}");
+    }
+    assert!(
+        paths.iter().all(|p| p.starts_with("/usr")
+            && !p.contains("libc.so")
+            && !p.starts_with("/usr/lib/x86_64")),
+        "{listed}"
+    );
+    let lock = std::fs::read_to_string(t.path().join("ext.lock")).expect("lockfile");
+    assert!(
+        lock.contains("name = \"hello\"") && !lock.contains("name = \"libc6\""),
+        "{lock}"
     );
     let release = ok(
         &repo,
@@ -133,7 +150,7 @@ fn an_extension_is_merged_by_systemd_sysext_when_the_image_boots() {
     write(
         t.path(),
         "bad.toml",
-        &ext("/usr/bin/sh").replace("hello\"\nversion", "bad\"\nversion"),
+        &ext("/usr/bin/sh", "").replace("hello\"\nversion", "bad\"\nversion"),
     );
     let o = compose_in(&repo, &cache, &t.path().join("bad.toml"));
     let err = String::from_utf8_lossy(&o.stderr);
