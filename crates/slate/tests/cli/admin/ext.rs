@@ -454,3 +454,59 @@ fn a_staged_upgrade_takes_its_extensions_to_the_finalize() {
     assert_eq!(status(&e.sr)["deployments"], before["deployments"]);
     fsck_clean(&e);
 }
+
+#[test]
+#[cfg_attr(
+    not(test_root),
+    ignore = "needs root: a sysroot's repository is bare (real owners)"
+)]
+fn a_hostile_extension_entry_in_a_record_becomes_no_path() {
+    let Some(e) = setup("persistent") else { return };
+    os_version(&e, 1);
+    admin_ok(&e.sr, &["deploy", "--from", s(&e.build), "os/main"]);
+    ext_version(&e, 1);
+    admin_ok(&e.sr, &["ext", "add", "--from", s(&e.build), "ext/debug"]);
+    let st = status(&e.sr);
+    let id = st["deployments"][0]["id"].as_str().expect("id").to_string();
+    let record = e.sr.join("slate/deploy/test").join(format!("{id}.toml"));
+    let text = std::fs::read_to_string(&record).expect("record");
+    std::fs::write(
+        &record,
+        text.replace("name = \"debug\"", "name = \"../../../evil\""),
+    )
+    .expect("write");
+    // Read and shown, never used as a path.
+    let list = admin_ok(&e.sr, &["ext", "list"]);
+    assert!(list.contains("../../../evil"), "{list}");
+    os_version(&e, 2);
+    let err = admin_fails(&e.sr, &["upgrade", "--from", s(&e.build)]);
+    assert!(
+        err.contains("not an extension name") && err.contains(&id),
+        "{err}"
+    );
+    let cmdline = e._dir.path().join("cmdline");
+    std::fs::write(&cmdline, format!("slate=/slate/deploy/test/{id}")).expect("cmdline");
+    let target = e._dir.path().join("root");
+    let o = admin(
+        &e.sr,
+        &[
+            "--cmdline",
+            s(&cmdline),
+            "prepare-root",
+            "--target",
+            s(&target),
+            "--json",
+        ],
+    );
+    if o.status.success() {
+        let v: Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(v["extensions"], serde_json::json!([]));
+        assert_eq!(
+            v["extensions_missing"],
+            serde_json::json!(["../../../evil"])
+        );
+        let _ = Command::new("umount").arg("-R").arg(&target).status();
+    }
+    assert!(!e._dir.path().join("evil").exists());
+    assert!(!target.join("evil").exists());
+}
