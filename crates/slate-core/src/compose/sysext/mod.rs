@@ -173,7 +173,7 @@ pub fn compose(
                 base.to_hex()
             ))
         })?;
-    let request = format!("sysext over {}", base.to_hex());
+    let request = ObjectId::digest(format!("sysext over {}", base.to_hex()).as_bytes()).to_hex();
     let old_lock = Lockfile::read(&opts.lockfile)?;
     if opts.locked && old_lock.is_none() {
         return Err(Error::NoLockfile(opts.lockfile.clone()));
@@ -207,9 +207,10 @@ pub fn compose(
             }
             Input::Packages { names } => {
                 timer.start(&format!("packages: {} against the base's", names.join(" ")));
+                // The pins of a lockfile made over the same base only.
                 let locked = old_lock
                     .as_ref()
-                    .filter(|_| !opts.update)
+                    .filter(|l| !opts.update && l.request == request)
                     .map(|l| l.packages.as_slice());
                 for (deb, pin) in packages::download(repo, &base_tree, names, work.path(), locked)?
                 {
@@ -229,7 +230,7 @@ pub fn compose(
     pins.sort();
     let built = Lockfile {
         version: VERSION,
-        request: ObjectId::digest(request.as_bytes()).to_hex(),
+        request,
         sources: None,
         inputs,
         packages: pins,

@@ -200,3 +200,24 @@ fn manifests_of_extensions_are_checked() {
         Loaded::parse(&p, &OS.replace("vendor = \"example\"\n", "ref = \"x/y\"\n")).expect("reads");
     assert_eq!(l.manifest.image.branch.get_ref(), "x/y");
 }
+
+#[test]
+fn locked_follows_the_lockfile_and_names_what_changed() {
+    let (_d, repo, dir) = setup();
+    std::fs::write(dir.join("tool"), "one\n").expect("tool");
+    let o = options(&dir, &ext_manifest(""), "ext.toml");
+    let first = crate::compose::compose(&repo, &o, &mut |_| {}).expect("composes");
+    assert!(first.lock_written);
+    let locked = Options {
+        locked: true,
+        always_commit: true,
+        ..o.clone()
+    };
+    let again = crate::compose::compose(&repo, &locked, &mut |_| {}).expect("locked");
+    assert!(!again.lock_written);
+    std::fs::write(dir.join("tool"), "two\n").expect("tool");
+    let e = crate::compose::compose(&repo, &locked, &mut |_| {})
+        .expect_err("differs")
+        .to_string();
+    assert!(e.contains("input files /usr/bin/tool"), "{e}");
+}
