@@ -84,6 +84,12 @@ pub fn shown_path(p: &std::path::Path) -> String {
 /// every `i64` has one (the library's, which a summary's expiry uses too).
 /// Text read from a disk or a server, on one line: control characters
 /// (a terminal's escapes, newlines) shown as `?`.
+/// The first 12 characters of a commit id read from a record (which a
+/// hostile disk may fill with anything), on one line.
+pub fn short_id(s: &str) -> String {
+    one_line(s.get(..12).unwrap_or(s))
+}
+
 pub fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { '?' } else { c })

@@ -84,6 +84,9 @@ pub enum Made {
     Tarball,
     /// A container image's layers.
     Oci,
+    /// None: a system extension, its OS image the base it is checked
+    /// against (`[image] base`).
+    Image,
 }
 
 /// The last `n` lines of a log file, for an error message.

@@ -77,6 +77,12 @@ pub struct Composed {
     pub added: Added,
     pub lint: Report,
     pub steps: Vec<Step>,
+    /// The image's name (`image_name`), when the manifest gives a vendor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What a system extension is (none for an OS image).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extension: Option<super::sysext::Extension>,
 }
 
 /// What a compose tells its caller while it runs.
@@ -88,21 +94,21 @@ pub enum Event<'a> {
     Detail(&'a str),
 }
 
-struct Timer<'a> {
-    steps: Vec<Step>,
-    at: Instant,
-    current: String,
-    report: &'a mut dyn FnMut(Event<'_>),
+pub(super) struct Timer<'a> {
+    pub(super) steps: Vec<Step>,
+    pub(super) at: Instant,
+    pub(super) current: String,
+    pub(super) report: &'a mut dyn FnMut(Event<'_>),
 }
 
 impl Timer<'_> {
-    fn start(&mut self, name: &str) {
+    pub(super) fn start(&mut self, name: &str) {
         self.finish();
         self.current = name.to_string();
         self.at = Instant::now();
         (self.report)(Event::Step(name));
     }
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         if !self.current.is_empty() {
             self.steps.push(Step {
                 name: std::mem::take(&mut self.current),
@@ -218,6 +224,9 @@ pub fn compose(
     report: &mut dyn FnMut(Event<'_>),
 ) -> Result<Composed, Error> {
     let m = &opts.manifest.manifest;
+    if m.image.kind == crate::image_name::Kind::Sysext {
+        return super::sysext::compose(repo, opts, report);
+    }
     let inputs: Vec<Input> = m.inputs.iter().map(|i| i.get_ref().clone()).collect();
     let request = Request::of(&inputs);
     check_inputs(opts, &inputs, request.as_ref())?;
@@ -355,6 +364,8 @@ pub fn compose(
         added,
         lint,
         steps: timer.steps,
+        name: m.image.name_parts().map(|n| n.full()),
+        extension: None,
     })
 }
 
@@ -624,6 +635,9 @@ fn commit_image(
                 m.image.branch.get_ref()
             ),
         );
+    }
+    if let Some(n) = m.image.name_parts() {
+        n.write(&mut metadata);
     }
     ImageDeploy {
         etc: Some(m.deploy.etc),

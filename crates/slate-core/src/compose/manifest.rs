@@ -115,9 +115,23 @@ impl Update {
 pub struct Image {
     pub name: Spanned<String>,
     pub version: Spanned<String>,
-    /// The branch the image is committed to.
-    #[serde(rename = "ref")]
+    /// The branch the image is committed to; empty in the file: derived
+    /// from the image's name (`image_name`), which then needs a vendor.
+    #[serde(rename = "ref", default = "no_ref")]
     pub branch: Spanned<String>,
+    /// What the image is: an OS (the default) or a system extension.
+    #[serde(default)]
+    pub kind: crate::image_name::Kind,
+    /// A system extension's OS image: a ref or commit of the repository
+    /// composed into.
+    #[serde(default)]
+    pub base: Option<Spanned<String>>,
+    /// Who makes the image (the name's second part).
+    #[serde(default)]
+    pub vendor: Option<Spanned<String>>,
+    /// systemd's name of its architecture (default: the host's).
+    #[serde(default)]
+    pub arch: Option<Spanned<String>>,
     /// Put Slate itself into the image (`/usr/bin/slate`, and its dracut
     /// module so the initrd runs `slate admin prepare-root`).
     #[serde(default = "yes", rename = "install-slate")]
@@ -126,6 +140,28 @@ pub struct Image {
 
 fn yes() -> bool {
     true
+}
+
+fn no_ref() -> Spanned<String> {
+    Spanned::new(0..0, String::new())
+}
+
+impl Image {
+    /// The image's name, when the manifest gives a vendor.
+    pub fn name_parts(&self) -> Option<crate::image_name::Name> {
+        let vendor = self.vendor.as_ref()?.get_ref().clone();
+        Some(crate::image_name::Name {
+            kind: self.kind,
+            vendor,
+            ext: (self.kind == crate::image_name::Kind::Sysext)
+                .then(|| self.name.get_ref().clone()),
+            arch: self.arch.as_ref().map_or_else(
+                || crate::image_name::host_arch().to_string(),
+                |a| a.get_ref().clone(),
+            ),
+            version: self.version.get_ref().clone(),
+        })
+    }
 }
 
 /// One input, in the order the tree is built.
@@ -362,8 +398,6 @@ impl Loaded {
         let files_roots =
             super::files::roots(dir, allowed).map_err(|m| at(0, format!("files sources: {m}")))?;
 
-        crate::store::validate_ref_name(m.image.branch.get_ref())
-            .map_err(|e| at(m.image.branch.span().start, e.to_string()))?;
         for f in [&m.image.name, &m.image.version] {
             if f.get_ref().is_empty() || f.get_ref().chars().any(char::is_control) {
                 return Err(at(
@@ -372,7 +406,14 @@ impl Loaded {
                 ));
             }
         }
+        super::sysext::check_image(&mut m.image).map_err(|(o, msg)| at(o, msg))?;
+        crate::store::validate_ref_name(m.image.branch.get_ref())
+            .map_err(|e| at(m.image.branch.span().start, e.to_string()))?;
+        if m.image.kind == crate::image_name::Kind::Sysext {
+            super::sysext::check_inputs(&m).map_err(|(o, msg)| at(o, msg))?;
+        }
 
+        let sysext = m.image.kind == crate::image_name::Kind::Sysext;
         let Some(first) = m.inputs.first() else {
             return Err(at(
                 0,
@@ -380,7 +421,7 @@ impl Loaded {
                     .into(),
             ));
         };
-        if !first.get_ref().is_base() {
+        if !sysext && !first.get_ref().is_base() {
             return Err(at(
                 first.span().start,
                 format!(
@@ -392,7 +433,7 @@ impl Loaded {
         for (i, input) in m.inputs.iter_mut().enumerate() {
             let start = input.span().start;
             let what = format!("input {} ({})", i + 1, input.get_ref().kind());
-            if i > 0 && input.get_ref().is_base() {
+            if (i > 0 || sysext) && input.get_ref().is_base() {
                 return Err(at(
                     start,
                     format!("{what}: only the first input may make the tree"),

@@ -21,6 +21,7 @@ pub mod lock;
 pub mod manifest;
 pub mod packages;
 pub mod run;
+pub mod sysext;
 pub mod units;
 pub mod updates;
 pub mod users;

@@ -112,6 +112,46 @@ pub struct NspawnOptions {
     /// ([`machine_name`]); nspawn's default is the folder's name, which
     /// for a checkout is the 64-digit commit id.
     pub machine: Option<String>,
+    /// System extensions (name, checkout) bound read-only at
+    /// `/run/extensions/NAME`, where the image's `systemd-sysext` merges
+    /// them ([`extension_for`]).
+    pub extensions: Vec<(String, PathBuf)>,
+}
+
+/// Where `slate run` puts a system extension in the container.
+pub const EXTENSIONS_DIR: &str = "/run/extensions";
+
+/// The system extension `rev` of `repo` for a container of the image
+/// whose os-release is `os` (none: not checked): its name and its
+/// checkout (in `cache/run/`, as an image's). Refused, naming it, when
+/// the commit is not an extension or does not fit the image.
+pub fn extension_for(
+    repo: &Repo,
+    rev: &str,
+    os: Option<&super::sysext::Release>,
+    cache: &Path,
+) -> Result<(String, PathBuf), Error> {
+    let id = repo
+        .rev_parse(rev)
+        .map_err(|e| Error::Input(format!("--extension {rev}: {e}")))?;
+    let tree = crate::store::ObjectRead::read_commit(repo, &id)?.tree;
+    super::sysext::check_tree(repo, &tree)
+        .map_err(|m| Error::Input(format!("--extension {rev}: not a system extension: {m}")))?;
+    let Some((name, release)) = super::sysext::ext_release(repo, &tree)? else {
+        return Err(Error::Input(format!(
+            "--extension {rev}: not a system extension: no one file /{}/extension-release.NAME",
+            super::sysext::RELEASE_DIR
+        )));
+    };
+    if let Some(os) = os {
+        release.matches(os).map_err(|why| {
+            Error::Input(format!(
+                "--extension {rev}: extension {name} does not fit the image: {why}"
+            ))
+        })?;
+    }
+    let dir = tree_for(repo, &id, Volatile::Yes, cache)?;
+    Ok((name, dir))
 }
 
 /// A machine name (and hostname) for a container from an image's name (the
@@ -195,6 +235,12 @@ pub fn nspawn_args(tree: &Path, o: &NspawnOptions, command: &[String]) -> Vec<Os
         bind.push(AUTOLOGIN_TARGET);
         a.push(bind);
     }
+    for (name, dir) in &o.extensions {
+        let mut bind = OsString::from("--bind-ro=");
+        bind.push(dir.as_os_str());
+        bind.push(format!(":{EXTENSIONS_DIR}/{name}"));
+        a.push(bind);
+    }
     if o.boot {
         a.push("--boot".into());
     }
@@ -219,7 +265,22 @@ mod tests {
             autologin: None,
             interactive: true,
             machine: None,
+            extensions: Vec::new(),
         }
+    }
+
+    #[test]
+    fn extensions_are_bound_read_only_into_run_extensions() {
+        let o = NspawnOptions {
+            extensions: vec![("debug".into(), PathBuf::from("/cache/run/abc"))],
+            ..opts()
+        };
+        let a = nspawn_args(Path::new("/x"), &o, &[]);
+        assert!(
+            a.iter()
+                .any(|x| x == "--bind-ro=/cache/run/abc:/run/extensions/debug"),
+            "{a:?}"
+        );
     }
 
     #[test]

@@ -528,6 +528,9 @@ fn compose_does_not_import_sysroot() {
         ("units.rs", include_str!("units.rs")),
         ("users.rs", include_str!("users.rs")),
         ("var.rs", include_str!("var.rs")),
+        ("sysext/mod.rs", include_str!("sysext/mod.rs")),
+        ("sysext/confine.rs", include_str!("sysext/confine.rs")),
+        ("sysext/packages.rs", include_str!("sysext/packages.rs")),
     ];
     for (name, src) in sources {
         assert!(

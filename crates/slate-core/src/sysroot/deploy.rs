@@ -52,6 +52,9 @@ pub struct DeployOptions {
     /// Stage the deployment ([`Sysroot::stage`]) instead of deploying it:
     /// finalized, `/etc` merged then, at shutdown.
     pub stage: bool,
+    /// Leave out the extensions of the deployment followed that have no
+    /// build fitting the new image (else the deploy is refused).
+    pub drop_incompatible: bool,
 }
 
 impl Default for DeployOptions {
@@ -65,6 +68,7 @@ impl Default for DeployOptions {
             auto_prune: false,
             now: 0,
             stage: false,
+            drop_incompatible: false,
         }
     }
 }
@@ -103,6 +107,11 @@ pub struct DeployPlan {
     /// The OS's first deployment, when `os-init` chose no modes: the
     /// modes it takes from its image, set before anything is deployed.
     pub os_config: Option<OsConfig>,
+    /// The system extensions it gets: those of the deployment it follows,
+    /// at the build that fits its image (`sysroot/ext/`).
+    pub extensions: Vec<super::ExtUse>,
+    /// Those left out (`drop_incompatible`): no build fits.
+    pub dropped_extensions: Vec<super::ExtDropped>,
 }
 
 /// What a deploy did.
@@ -278,6 +287,8 @@ impl Sysroot {
         } else {
             None
         };
+        let (extensions, dropped_extensions) =
+            self.plan_extensions(follows.map(|d| &d.record), commit, opts.drop_incompatible)?;
         let sysroot_bytes = self.private_bytes(&c.tree)?;
         let boot_bytes = match &kernel {
             Some(k) => self.kernel_bytes_needed(&os, k)?,
@@ -301,6 +312,8 @@ impl Sysroot {
             image_version,
             image_origin,
             os_config,
+            extensions,
+            dropped_extensions,
         })
     }
 
@@ -424,6 +437,7 @@ impl Sysroot {
             .and_then(|f| order.iter().find(|d| d.record.name() == f));
         // 1 and 2. The objects, the tree, /etc.
         let (checked_objects, conflicts) = self.check_out(&plan, follows, progress)?;
+        self.ext_check_out_all(&plan.os, &plan.extensions, progress)?;
         // 3. The record and the ref.
         let record = Record {
             os: plan.os.clone(),
@@ -442,6 +456,7 @@ impl Sysroot {
             version_id: plan.version_id.clone(),
             image_version: plan.image_version.clone(),
             staged: None,
+            extensions: plan.extensions.clone(),
         };
         self.write_record(&record)?;
         let mut tx = Transaction::begin(&self.repo)?;
@@ -470,6 +485,7 @@ impl Sysroot {
             }
         }
         self.remove_unused_kernels()?;
+        self.ext_gc(&plan.os)?;
         self.repo.sync()?;
         Ok(Deployed {
             plan,

@@ -28,6 +28,7 @@ mod dirs;
 mod drift;
 mod entries;
 mod etc;
+mod ext;
 mod image_remotes;
 mod kernel;
 mod ops;
@@ -51,6 +52,7 @@ pub use deploy::{check_karg, human_bytes, merge_kargs, DeployOptions, DeployPlan
 pub use drift::Drift;
 pub use entries::{boot_order, strverscmp, BootEntry, EntryState};
 pub use etc::{EtcConflict, ImageChange, NEW_SUFFIX};
+pub use ext::{expose as expose_extensions, ExtAdded, ExtDropped, ExtListed, ExtRemoved, ExtUse};
 pub use kernel::Kernel;
 pub use ops::{CleanupReport, Undeployed};
 pub use prepare::{Mounted, Prepared};

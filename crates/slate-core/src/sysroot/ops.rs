@@ -261,6 +261,9 @@ impl Sysroot {
             }
         }
         rep.kernels = self.remove_unused_kernels()?;
+        for os in self.oses()? {
+            rep.directories.extend(self.ext_gc(&os)?);
+        }
         Ok(rep)
     }
 

@@ -42,6 +42,10 @@ pub struct Prepared {
     /// A requested factory reset that was done: (`/etc`, `/var`).
     pub reset: Option<(bool, bool)>,
     pub mounts: Vec<Mounted>,
+    /// The deployment's system extensions linked in `/run/extensions`,
+    /// and those whose checkout is missing (skipped).
+    pub extensions: Vec<String>,
+    pub extensions_missing: Vec<String>,
 }
 
 fn merr(p: &Path) -> impl Fn(rustix::io::Errno) -> Error + '_ {
@@ -207,6 +211,14 @@ impl Sysroot {
         )
         .map_err(merr(&phys))?;
         note(&self.path, &phys, "bind, recursive (the physical sysroot)");
+        // Its system extensions, for systemd-sysext: in the initrd's
+        // /run, which the booted system keeps (else the root's own /run).
+        let run_ext = if in_place {
+            PathBuf::from("/run/extensions")
+        } else {
+            final_target.join("run/extensions")
+        };
+        let (extensions, extensions_missing) = super::ext::expose(self, &record, &run_ext)?;
         if in_place {
             mount::mount_move(&t, &final_target).map_err(merr(&final_target))?;
             note(&t, &final_target, "move");
@@ -219,6 +231,8 @@ impl Sysroot {
             first_boot,
             reset,
             mounts,
+            extensions,
+            extensions_missing,
         })
     }
 }

@@ -54,6 +54,9 @@ pub struct Record {
     /// writes it). Absent for a deployment that boots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staged: Option<Staged>,
+    /// The system extensions that go with it (`sysroot/ext/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<super::ExtUse>,
 }
 
 /// What a staged deployment's finalization needs, kept in its record.

@@ -224,6 +224,7 @@ impl Sysroot {
             fetch,
             progress,
         )?;
+        self.ext_pull(&cur.os, &cur.id, opts.from.as_deref(), fetch, progress)?;
         let lock = self.lock()?;
         let again = self.followed(opts.os.as_deref())?;
         if again != cur {

@@ -59,6 +59,12 @@ pub struct DeploymentStatus {
     /// `/etc` differ from the image, and how many in `/var` no tmpfiles.d
     /// line declares (`config-diff` lists them).
     pub drift: Option<DriftCount>,
+    /// The image's name (`usr:VENDOR:ARCH:VERSION`, `image_name`), when
+    /// its commit names a vendor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The system extensions that go with it.
+    pub extensions: Vec<super::ExtUse>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -183,6 +189,8 @@ impl Sysroot {
                             etc: x.etc.len(),
                             var: x.var.len(),
                         }),
+                    name: self.image_name(&r.commit),
+                    extensions: r.extensions.clone(),
                 }
             })
             .collect();

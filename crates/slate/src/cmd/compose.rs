@@ -177,7 +177,21 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<()> {
                 compose::base::Made::Directory => "folder",
                 compose::base::Made::Tarball => "tarball",
                 compose::base::Made::Oci => "container image",
+                compose::base::Made::Image => "OS image it extends",
             }
+        );
+    }
+    if let (Some(n), false) = (&c.name, a.json) {
+        eprintln!("name: {n}");
+    }
+    if let (Some(e), false) = (&c.extension, a.json) {
+        eprintln!(
+            "system extension {} over {}: {} file(s), {}; {} file(s) the base has left out",
+            e.name,
+            e.base.short(12),
+            e.files,
+            e.release.join(" "),
+            e.left_out.len()
         );
     }
     if !c.lint.unaccounted.is_empty() {

@@ -50,6 +50,10 @@ pub struct CommitView {
     subject: String,
     body: String,
     metadata: std::collections::BTreeMap<String, String>,
+    /// The image's name (`usr:VENDOR:ARCH:VERSION`), when its metadata
+    /// gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
     /// The image's Debian packages, when it has a dpkg database.
     #[serde(skip_serializing_if = "Option::is_none")]
     packages: Option<Vec<slate_core::compose::packages::Package>>,
@@ -65,6 +69,7 @@ impl CommitView {
             date: output::date(c.timestamp),
             subject: c.subject,
             body: c.body,
+            name: slate_core::image_name::of_metadata(&c.metadata),
             metadata: c.metadata,
             packages: None,
         }
@@ -76,6 +81,9 @@ impl CommitView {
             crate::outln!("Parent: {p}")?;
         }
         crate::outln!("Date:   {}", self.date)?;
+        if let Some(n) = &self.name {
+            crate::outln!("Name:   {n}")?;
+        }
         if with_metadata {
             crate::outln!("Tree:   {}", self.tree)?;
             for (k, v) in &self.metadata {

@@ -31,7 +31,8 @@ use super::GlobalRepoArg;
     after_help = "Examples:\n  slate run --repo repo --boot os/main\n  \
     slate run --repo repo os/main -- cat /etc/os-release\n  \
     slate run --host-network --volatile=no rootfs/ -- apt-get update\n  \
-    slate run --dry-run --boot os/main"
+    slate run --dry-run --boot os/main\n  \
+    slate run --repo repo --boot --extension ext/example/debug/x86-64 usr/example/x86-64"
 )]
 pub struct RunArgs {
     #[command(flatten)]
@@ -65,6 +66,13 @@ pub struct RunArgs {
         default_value = "/var/cache/slate"
     )]
     cache_dir: PathBuf,
+    /// A system extension (a ref or commit of the repository; repeatable)
+    /// bound at /run/extensions/NAME, where the image's systemd-sysext
+    /// (systemd-sysext.service with --boot, or `systemd-sysext merge`)
+    /// merges it over /usr. It must fit the image (its extension-release
+    /// against the image's os-release).
+    #[arg(long = "extension", value_name = "REF")]
+    extensions: Vec<String>,
     /// A ref or commit of the repository, or a folder.
     image: String,
     /// The command (or, with --boot, arguments for init).
@@ -95,6 +103,26 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("checking out {} for the container", id.short(12)))?;
         (tree, name)
     };
+    let extensions = if a.extensions.is_empty() {
+        Vec::new()
+    } else {
+        let repo = a
+            .repo
+            .open()
+            .context("--extension names a ref of a repository")?;
+        // Read inside the image's tree: a symlink on the way resolves
+        // there, never on the host.
+        let root = slate_core::fsutil::Root::new(&tree)
+            .with_context(|| format!("opening {}", tree.display()))?;
+        let os_release = ["usr/lib/os-release", "etc/os-release"]
+            .iter()
+            .find_map(|p| root.read(p).ok())
+            .map(|t| slate_core::compose::sysext::Release::parse(&String::from_utf8_lossy(&t)));
+        a.extensions
+            .iter()
+            .map(|x| run::extension_for(&repo, x, os_release.as_ref(), &a.cache_dir))
+            .collect::<Result<Vec<_>, _>>()?
+    };
     let autologin = if a.boot && !a.no_autologin {
         Some(run::autologin_dropin(&a.cache_dir)?)
     } else {
@@ -107,6 +135,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         autologin,
         interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
         machine: name.as_deref().and_then(run::machine_name),
+        extensions,
     };
     let args = run::nspawn_args(&tree, &opts, &a.command);
     if a.dry_run {

@@ -122,6 +122,7 @@ impl Sysroot {
         self.cleanup_unlocked()?;
         self.make_room(&plan, opts)?;
         self.check_out(&plan, None, progress)?;
+        self.ext_check_out_all(&plan.os, &plan.extensions, progress)?;
         let files = match &plan.kernel {
             Some(k) => Some(self.install_kernel(&plan.os, k)?),
             None => None,
@@ -155,6 +156,7 @@ impl Sysroot {
                 initrd,
                 kept_at_boot: None,
             }),
+            extensions: plan.extensions.clone(),
         };
         let mut tx = Transaction::begin(&self.repo)?;
         tx.set_ref(&deploy_ref(&record), None, plan.commit)?;

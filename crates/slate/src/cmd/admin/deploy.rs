@@ -72,6 +72,12 @@ pub(super) fn apply(
         for r in &plan.removes {
             crate::outln!("would remove {r}")?;
         }
+        for e in &plan.extensions {
+            crate::outln!("extension {} {}", e.name, output::short_id(&e.commit))?;
+        }
+        for e in &plan.dropped_extensions {
+            crate::outln!("would leave out extension {}: {}", e.name, e.reason)?;
+        }
         crate::outln!(
             "needs {} in the sysroot, {} in the boot directory",
             sysroot::human_bytes(plan.sysroot_bytes),
@@ -108,6 +114,24 @@ pub(super) fn apply(
     }
     for x in &done.unstaged {
         eprintln!("dropped the staged deployment {x} (this deploy replaces it)");
+    }
+    for e in &r.extensions {
+        eprintln!(
+            "extension {} {} ({}) goes with it",
+            e.name,
+            output::short_id(&e.commit),
+            if e.version.is_empty() {
+                "-"
+            } else {
+                &e.version
+            }
+        );
+    }
+    for e in &done.plan.dropped_extensions {
+        eprintln!(
+            "left out extension {} (--drop-incompatible): {}",
+            e.name, e.reason
+        );
     }
     for c in &r.etc_merge {
         eprintln!("conflict: {}", conflict_text(c));

@@ -1,6 +1,7 @@
 //! `slate admin`: deployments in a sysroot.
 
 mod deploy;
+mod ext;
 mod install;
 mod maint;
 mod remote;
@@ -69,6 +70,7 @@ enum AdminCommand {
     PrepareRoot(PrepareRootArgs),
     Install(install::InstallArgs),
     Remote(remote::AdminRemoteArgs),
+    Ext(ext::ExtArgs),
 }
 
 /// The drift of a machine from its image: every path of /etc added (A),
@@ -272,6 +274,11 @@ struct DeployCommon {
     /// meanwhile is kept. A new stage replaces the OS's older one.
     #[arg(long)]
     stage: bool,
+    /// Leave out the system extensions of the deployment followed that
+    /// have no build for the new image (by default the deploy is refused,
+    /// naming them, before anything changes).
+    #[arg(long)]
+    drop_incompatible: bool,
     /// Show what would be done; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -408,6 +415,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::PrepareRoot(p) => prepare_root(&s, p),
         AdminCommand::Cleanup(c) => cleanup(&s, c),
         AdminCommand::Remote(r) => remote::run(&s, r),
+        AdminCommand::Ext(e) => ext::run(&s, e),
     }
 }
 
@@ -460,6 +468,7 @@ fn deploy_cmd(s: &Sysroot, d: DeployArgs) -> anyhow::Result<()> {
         origin: None,
         now: now(),
         stage: d.common.stage,
+        drop_incompatible: d.common.drop_incompatible,
     };
     let started = std::time::Instant::now();
     let fetch = source::fetcher(d.common.transfer.min_rate);

@@ -63,6 +63,21 @@ pub(super) fn print_status(st: &Status) -> anyhow::Result<()> {
         if !d.pretty_name.is_empty() {
             crate::outln!("    os       {}", d.pretty_name)?;
         }
+        if let Some(n) = &d.name {
+            crate::outln!("    name     {n}")?;
+        }
+        for e in &d.extensions {
+            crate::outln!(
+                "    ext      {} {} {}",
+                output::one_line(&e.name),
+                output::short_id(&e.commit),
+                output::one_line(if e.version.is_empty() {
+                    "-"
+                } else {
+                    &e.version
+                })
+            )?;
+        }
         if let Some(v) = &d.image_version {
             crate::outln!("    version  {}", output::one_line(v))?;
         }

@@ -19,6 +19,7 @@ pub(super) fn run(s: &Sysroot, u: &UpgradeArgs) -> anyhow::Result<()> {
             auto_prune: u.common.auto_prune,
             now: now(),
             stage: u.common.stage,
+            drop_incompatible: u.common.drop_incompatible,
             ..DeployOptions::default()
         },
     };

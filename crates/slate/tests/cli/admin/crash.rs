@@ -156,7 +156,7 @@ fn killed_at_any_moment_the_default_is_the_old_or_the_new() {
 }
 
 /// A generator of kill moments (xorshift: the same moments every run).
-fn moments(seed: u64) -> impl FnMut() -> u64 {
+pub(crate) fn moments(seed: u64) -> impl FnMut() -> u64 {
     let mut rng = seed;
     move || {
         rng ^= rng << 13;
@@ -168,7 +168,7 @@ fn moments(seed: u64) -> impl FnMut() -> u64 {
 
 /// Run `slate admin --sysroot SR ARGS`, killed after `delay` µs if it is
 /// still running; returns whether it was killed, and its output.
-fn run_killed(sr: &Path, args: &[&str], delay: u64) -> (bool, Output) {
+pub(crate) fn run_killed(sr: &Path, args: &[&str], delay: u64) -> (bool, Output) {
     let mut child = Command::new(slate_bin())
         .args(["admin", "--sysroot", s(sr)])
         .args(args)
@@ -199,7 +199,7 @@ fn deployment_names(sr: &Path) -> Vec<String> {
         .collect()
 }
 
-fn assert_fsck(sr: &Path) {
+pub(crate) fn assert_fsck(sr: &Path) {
     let fsck = slate_fsck(&sr.join("slate/repo"));
     assert!(
         fsck.status.success(),

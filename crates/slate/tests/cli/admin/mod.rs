@@ -3,6 +3,7 @@
 
 mod auto;
 pub(crate) mod crash;
+mod ext;
 mod prepare;
 pub(crate) mod remote;
 mod reset;

@@ -4,6 +4,7 @@
 
 pub(crate) mod debian;
 mod oci;
+mod sysext;
 mod updates;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
