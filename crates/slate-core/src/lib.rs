@@ -45,4 +45,5 @@ pub mod update_policy;
 pub mod userdb;
 pub mod version;
 pub mod vm;
+pub mod verity;
 pub mod walk;
