@@ -103,6 +103,9 @@ pub struct DeployPlan {
     /// The OS's first deployment, when `os-init` chose no modes: the
     /// modes it takes from its image, set before anything is deployed.
     pub os_config: Option<OsConfig>,
+    /// `/usr` as a verity image (the OS or the image asks for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usr_verity: Option<super::UsrPlan>,
 }
 
 /// What a deploy did.
@@ -147,6 +150,9 @@ pub fn check_karg(k: &str, what: &str) -> Result<()> {
     }
     if karg_key(k) == "slate" {
         return bad("slate= is set by Slate itself");
+    }
+    if karg_key(k) == crate::verity::KARG {
+        return bad("slate.usrhash= is set by Slate itself, from the deployment's verity image");
     }
     Ok(())
 }
@@ -278,7 +284,12 @@ impl Sysroot {
         } else {
             None
         };
-        let sysroot_bytes = self.private_bytes(&c.tree)?;
+        let usr_verity =
+            super::usr_verity::usr_plan(os_config.as_ref().unwrap_or(&cfg).usr, &c.metadata)?;
+        let mut sysroot_bytes = self.private_bytes(&c.tree)?;
+        if usr_verity.is_some() {
+            sysroot_bytes += self.usr_image_bytes(commit)?;
+        }
         let boot_bytes = match &kernel {
             Some(k) => self.kernel_bytes_needed(&os, k)?,
             None => 0,
@@ -301,6 +312,7 @@ impl Sysroot {
             image_version,
             image_origin,
             os_config,
+            usr_verity,
         })
     }
 
@@ -423,7 +435,7 @@ impl Sysroot {
             .as_deref()
             .and_then(|f| order.iter().find(|d| d.record.name() == f));
         // 1 and 2. The objects, the tree, /etc.
-        let (checked_objects, conflicts) = self.check_out(&plan, follows, progress)?;
+        let (checked_objects, conflicts, usr_verity) = self.check_out(&plan, follows, progress)?;
         // 3. The record and the ref.
         let record = Record {
             os: plan.os.clone(),
@@ -442,6 +454,7 @@ impl Sysroot {
             version_id: plan.version_id.clone(),
             image_version: plan.image_version.clone(),
             staged: None,
+            usr_verity,
         };
         self.write_record(&record)?;
         let mut tx = Transaction::begin(&self.repo)?;
@@ -503,6 +516,9 @@ impl Sysroot {
             check_karg(k, &format!("the entry of {}", r.name()))?;
         }
         options.push(format!("slate={}", r.slate_arg()));
+        if let Some(v) = &r.usr_verity {
+            options.push(format!("{}={}", crate::verity::KARG, v.root_hash));
+        }
         // The image's name, on one line.
         let pretty: String = r
             .pretty_name

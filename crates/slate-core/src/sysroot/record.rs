@@ -54,6 +54,9 @@ pub struct Record {
     /// writes it). Absent for a deployment that boots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staged: Option<Staged>,
+    /// Its `/usr` is a verity image (`ID/.usr.verity`): what maps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usr_verity: Option<crate::verity::UsrVerity>,
 }
 
 /// What a staged deployment's finalization needs, kept in its record.

@@ -59,6 +59,11 @@ pub struct DeploymentStatus {
     /// `/etc` differ from the image, and how many in `/var` no tmpfiles.d
     /// line declares (`config-diff` lists them).
     pub drift: Option<DriftCount>,
+    /// `/usr` is a verity image (mounted through dm-verity at boot).
+    pub usr_verified: bool,
+    /// Its root hash, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usr_root_hash: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -183,6 +188,8 @@ impl Sysroot {
                             etc: x.etc.len(),
                             var: x.var.len(),
                         }),
+                    usr_verified: r.usr_verity.is_some(),
+                    usr_root_hash: r.usr_verity.as_ref().map(|v| v.root_hash.clone()),
                 }
             })
             .collect();

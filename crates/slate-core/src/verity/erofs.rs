@@ -25,7 +25,8 @@ const S_IFLNK: u16 = 0o120000;
 /// What a block of the image holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Owner {
-    /// Block 0: the superblock.
+    /// Block 0: the superblock (and the first inodes, when the metadata
+    /// starts there; a damaged superblock is not read further).
     Superblock,
     /// Content of the file at this path (`/usr/...`).
     File(String),
@@ -41,7 +42,9 @@ pub enum Owner {
 impl std::fmt::Display for Owner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Owner::Superblock => f.write_str("the file system's superblock"),
+            Owner::Superblock => {
+                f.write_str("the file system's superblock (and the first inodes after it)")
+            }
             Owner::File(p) => write!(f, "the file {p}"),
             Owner::Directory(p) => write!(f, "the entries of the directory {p}"),
             Owner::Inode(p) => write!(f, "the inode of {p}"),

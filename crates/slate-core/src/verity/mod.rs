@@ -279,10 +279,14 @@ pub struct BadBlock {
 /// Re-read the image at `path` against its hash tree and `v`'s root hash
 /// (offline: no device mapper), and tell the first damaged block's file.
 pub fn verify(path: &Path, v: &UsrVerity) -> Result<Verified> {
+    verify_file(&open_image(path)?, path, v)
+}
+
+/// [`verify`] of an image already open (`path` names it in messages).
+pub fn verify_file(f: &File, path: &Path, v: &UsrVerity) -> Result<Verified> {
     v.check()?;
     let root = parse_hash(&v.root_hash)?;
     let salt = parse_hash(&v.salt)?;
-    let f = open_image(path)?;
     let len = f.metadata().map_err(io_err(path))?.len();
     let want = hashtree::image_len(v.data_blocks);
     if len != want {
@@ -292,11 +296,11 @@ pub fn verify(path: &Path, v: &UsrVerity) -> Result<Verified> {
             v.data_blocks
         )));
     }
-    let c = hashtree::check(&f, v.data_blocks, &salt, &root, 64).map_err(io_err(path))?;
+    let c = hashtree::check(f, v.data_blocks, &salt, &root, 64).map_err(io_err(path))?;
     let first_bad = match c.bad_data.first() {
         None => None,
         Some(&b) => {
-            let owner = erofs::owner_of(&f, v.data_blocks, &c.bad_data, b);
+            let owner = erofs::owner_of(f, v.data_blocks, &c.bad_data, b);
             let (kind, p, what) = match owner {
                 Ok(o) => {
                     let (k, p) = match &o {

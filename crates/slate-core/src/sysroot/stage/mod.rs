@@ -121,7 +121,7 @@ impl Sysroot {
         // What a killed stage (or deploy) left goes first.
         self.cleanup_unlocked()?;
         self.make_room(&plan, opts)?;
-        self.check_out(&plan, None, progress)?;
+        let (_, _, usr_verity) = self.check_out(&plan, None, progress)?;
         let files = match &plan.kernel {
             Some(k) => Some(self.install_kernel(&plan.os, k)?),
             None => None,
@@ -155,6 +155,7 @@ impl Sysroot {
                 initrd,
                 kept_at_boot: None,
             }),
+            usr_verity,
         };
         let mut tx = Transaction::begin(&self.repo)?;
         tx.set_ref(&deploy_ref(&record), None, plan.commit)?;
