@@ -356,4 +356,4 @@ pub fn open_image(path: &Path) -> Result<File> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

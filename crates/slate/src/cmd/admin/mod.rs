@@ -9,6 +9,7 @@ mod stage;
 mod status;
 mod updates;
 mod upgrade;
+mod verify;
 
 use deploy::apply;
 use maint::{cleanup, config_diff, factory_reset, prepare_root};
@@ -18,7 +19,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use slate_core::sysroot::{self, BootedBy, DeployOptions, EtcMode, OsConfig, Sysroot, VarMode};
+use slate_core::sysroot::{
+    self, BootedBy, DeployOptions, EtcMode, OsConfig, Sysroot, UsrMode, VarMode,
+};
 
 use crate::output;
 
@@ -69,6 +72,7 @@ enum AdminCommand {
     PrepareRoot(PrepareRootArgs),
     Install(install::InstallArgs),
     Remote(remote::AdminRemoteArgs),
+    Verify(verify::VerifyArgs),
 }
 
 /// The drift of a machine from its image: every path of /etc added (A),
@@ -158,7 +162,7 @@ struct InitFsArgs {
 /// Set up an OS in the sysroot (or change how it keeps /etc and /var).
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  slate admin --sysroot /srv/machine os-init debian\n  slate admin --sysroot /srv/machine os-init debian --etc stateless --var persistent"
+    after_help = "Examples:\n  slate admin --sysroot /srv/machine os-init debian\n  slate admin --sysroot /srv/machine os-init debian --etc stateless --var persistent\n  slate admin --sysroot /srv/machine os-init debian --usr verity"
 )]
 struct OsInitArgs {
     /// The OS's name (letters, digits, '.', '_', '-').
@@ -174,6 +178,12 @@ struct OsInitArgs {
     /// persistent: one /var for the OS's deployments; volatile: a tmpfs.
     #[arg(long, value_name = "MODE")]
     var: Option<VarMode>,
+    /// verity: every deployment's /usr is a read-only EROFS image mounted
+    /// through dm-verity (as for an image whose manifest asks for it);
+    /// plain: a directory, unless the image asks for verity. Kept when
+    /// not given.
+    #[arg(long, value_name = "MODE")]
+    usr: Option<UsrMode>,
     /// Print the result as JSON on standard output (one document;
     /// messages stay on standard error) instead of text.
     #[arg(long)]
@@ -408,6 +418,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::PrepareRoot(p) => prepare_root(&s, p),
         AdminCommand::Cleanup(c) => cleanup(&s, c),
         AdminCommand::Remote(r) => remote::run(&s, r),
+        AdminCommand::Verify(v) => verify::run(&s, v),
     }
 }
 
@@ -428,6 +439,13 @@ fn os_init(s: &Sysroot, o: OsInitArgs) -> anyhow::Result<()> {
                 .unwrap_or(VarMode::Persistent),
         ),
     };
+    let cfg = OsConfig {
+        usr: o
+            .usr
+            .or(old.as_ref().map(|c| c.usr))
+            .unwrap_or_default(),
+        ..cfg
+    };
     let new = s.os_init(&o.os, &cfg)?;
     if o.json {
         return output::json(&serde_json::json!({ "os": o.os, "new": new, "config": cfg }));
@@ -445,6 +463,9 @@ fn os_init(s: &Sysroot, o: OsInitArgs) -> anyhow::Result<()> {
             mode_name(&cfg.etc),
             mode_name(&cfg.var)
         );
+    }
+    if !cfg.usr.is_plain() {
+        eprintln!("  /usr of its deployments: {}", cfg.usr);
     }
     Ok(())
 }
