@@ -171,7 +171,7 @@ pub fn merge_kargs(base: &[String], changes: &[String]) -> Vec<String> {
 }
 
 /// The kernel arguments the image asks for: `/usr/lib/kernel/cmdline` of
-/// its tree (comments and `slate=` left out).
+/// its tree (comments, `slate=` and `slate.usrhash=` left out).
 pub fn image_kargs<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> Vec<String> {
     let Ok(Some((EntryKind::File, id))) = walk::lookup(store, root, b"usr/lib/kernel/cmdline")
     else {
@@ -187,7 +187,7 @@ pub fn image_kargs<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> Vec<St
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .flat_map(str::split_whitespace)
-        .filter(|k| karg_key(k) != "slate")
+        .filter(|k| karg_key(k) != "slate" && karg_key(k) != crate::verity::KARG)
         .map(str::to_string)
         .collect()
 }
