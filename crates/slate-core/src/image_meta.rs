@@ -111,7 +111,9 @@ impl ImageUsr {
             })
             .transpose()?;
         let root_hash = match meta.get(USR_VERITY) {
-            Some(h) if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+            Some(h)
+                if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
                 Some(h.clone())
             }
             Some(h) => {
@@ -266,7 +268,10 @@ mod tests {
         assert_eq!(meta[DEPLOY_USR], "verity");
         assert_eq!(ImageUsr::read(&meta).expect("known"), u);
         meta.insert(USR_VERITY.into(), "AB".repeat(32));
-        assert_eq!(ImageUsr::read(&meta).expect_err("upper case").key, USR_VERITY);
+        assert_eq!(
+            ImageUsr::read(&meta).expect_err("upper case").key,
+            USR_VERITY
+        );
         meta.insert(USR_VERITY.into(), "ab".into());
         assert!(ImageUsr::read(&meta).is_err());
         meta.remove(USR_VERITY);

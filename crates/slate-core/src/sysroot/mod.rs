@@ -61,8 +61,8 @@ pub use resolve::{Pulled, ReadyDeploy, Resolved, Upgrade, UpgradeOptions};
 pub use rules::{BadCommit, BAD_COMMITS_FILE};
 pub use stage::{BootCheck, Dropped, FinalizeReport, Finalized, StagedDeployment};
 pub use status::{BadCommitStatus, DeploymentStatus, DriftCount, Status};
-pub use usr_verity::{UsrMounted, UsrPlan};
 pub use update::{AutoOutcome, LastCheck, RebootRequest, UpdateCheck, LAST_CHECK};
+pub use usr_verity::{UsrMounted, UsrPlan};
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};

@@ -156,7 +156,11 @@ impl Sysroot {
                 let cmdline = std::fs::read_to_string("/proc/cmdline")
                     .map_err(io_err(Path::new("/proc/cmdline")))?;
                 let m = self.mount_usr_verity(&record, v, &cmdline, &usr)?;
-                note(Path::new(&m.dm_device), &usr, "erofs through dm-verity, read-only");
+                note(
+                    Path::new(&m.dm_device),
+                    &usr,
+                    "erofs through dm-verity, read-only",
+                );
                 Some(m)
             }
             None => {

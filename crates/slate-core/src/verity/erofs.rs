@@ -100,10 +100,17 @@ impl Image<'_> {
         let extended = format & 1 == 1;
         let layout = (format >> 1) & 7;
         let icount = u16_at(2) as u64;
-        let xattrs = if icount == 0 { 0 } else { 12 + (icount - 1) * 4 };
+        let xattrs = if icount == 0 {
+            0
+        } else {
+            12 + (icount - 1) * 4
+        };
         let (isize, size) = if extended {
             let full = self.read(at, 64)?;
-            (64, u64::from_le_bytes(full[8..16].try_into().expect("8 bytes")))
+            (
+                64,
+                u64::from_le_bytes(full[8..16].try_into().expect("8 bytes")),
+            )
         } else {
             (32, u32_at(8) as u64)
         };
@@ -136,7 +143,11 @@ impl Inode {
         let n = match self.layout {
             FLAT_PLAIN => self.size.div_ceil(BLOCK),
             FLAT_INLINE => self.size / BLOCK,
-            l => return Err(format!("data layout {l} (compressed or chunked) is not read")),
+            l => {
+                return Err(format!(
+                    "data layout {l} (compressed or chunked) is not read"
+                ))
+            }
         };
         Ok((self.raw_blkaddr, n))
     }

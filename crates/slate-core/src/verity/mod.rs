@@ -108,7 +108,11 @@ impl UsrVerity {
 
 /// 64 lowercase hex digits → 32 bytes.
 pub fn parse_hash(text: &str) -> Result<hashtree::Hash> {
-    let bad = || Error::Invalid(format!("{text:?}: not a SHA-256 hash (64 lowercase hex digits)"));
+    let bad = || {
+        Error::Invalid(format!(
+            "{text:?}: not a SHA-256 hash (64 lowercase hex digits)"
+        ))
+    };
     if text.len() != 64 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(bad());
     }

@@ -128,10 +128,7 @@ fn a_wrong_size_or_hash_is_refused() {
         ..v
     };
     assert!(verify(&p, &bad).is_err());
-    assert_eq!(
-        hash_from_cmdline("ro slate.usrhash=abc quiet"),
-        Some("abc")
-    );
+    assert_eq!(hash_from_cmdline("ro slate.usrhash=abc quiet"), Some("abc"));
     assert_eq!(hash_from_cmdline("ro slate.usrhashx=abc"), None);
 }
 
@@ -140,7 +137,10 @@ fn params_come_from_the_tree() {
     let t = ObjectId::from_hex(&"ab".repeat(32)).expect("id");
     let p = Params::new(&t, 5);
     assert_eq!(p, Params::new(&t, 5));
-    assert_ne!(p.salt, Params::new(&ObjectId::from_hex(&"cd".repeat(32)).expect("id"), 5).salt);
+    assert_ne!(
+        p.salt,
+        Params::new(&ObjectId::from_hex(&"cd".repeat(32)).expect("id"), 5).salt
+    );
     assert_eq!(p.uuid.len(), 36);
     assert_eq!(&p.uuid[14..15], "4");
 }

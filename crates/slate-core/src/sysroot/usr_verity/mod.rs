@@ -225,7 +225,10 @@ impl Sysroot {
         let dev = run(Command::new("losetup").args(["--find", "--show", "--read-only", &by_fd]))?;
         let dev = dev.trim().to_string();
         if !dev.starts_with("/dev/loop") {
-            return Err(refused(format!("losetup named {dev:?} for {}", path.display())));
+            return Err(refused(format!(
+                "losetup named {dev:?} for {}",
+                path.display()
+            )));
         }
         let uuid = format!("{}{hash}", verity::DM_UUID_PREFIX);
         run(Command::new("dmsetup").args([
@@ -337,7 +340,8 @@ pub(crate) fn runs_verity_usr(cmdline: &str, usr: &Path) -> bool {
     };
     let dev = md.dev();
     let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
-    let Ok(uuid) = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/dm/uuid")) else {
+    let Ok(uuid) = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/dm/uuid"))
+    else {
         return false;
     };
     uuid.trim() == format!("{}{hash}", verity::DM_UUID_PREFIX)

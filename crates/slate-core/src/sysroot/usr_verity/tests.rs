@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::super::*;
+use super::usr_plan;
 use crate::commit::{self, CommitOptions, ParentSpec, Source};
 use crate::hash::ObjectId;
 use crate::image_meta::{ImageUsr, UsrMode};
 use crate::progress::Progress;
 use crate::verity;
-use super::usr_plan;
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -48,11 +48,7 @@ fn setup(usr: UsrMode) -> Option<Env> {
         ..OsConfig::new(EtcMode::Persistent, VarMode::Persistent)
     };
     s.os_init("os", &cfg).expect("os-init");
-    Some(Env {
-        _dir: dir,
-        tree,
-        s,
-    })
+    Some(Env { _dir: dir, tree, s })
 }
 
 /// Bytes that do not repeat (xorshift).
@@ -108,7 +104,9 @@ fn root_hash_of(s: &Sysroot, c: &ObjectId, scratch: &Path) -> String {
 #[test]
 #[cfg_attr(not(test_root), ignore = "needs root (a sysroot's bare repository)")]
 fn a_signed_root_hash_is_deployed_and_verified_and_a_flipped_byte_named() {
-    let Some(e) = setup(UsrMode::Plain) else { return };
+    let Some(e) = setup(UsrMode::Plain) else {
+        return;
+    };
     let s = &e.s;
     // Compose's way: the hash of the commit's /usr, then a commit of the
     // same tree that names it.
@@ -133,15 +131,16 @@ fn a_signed_root_hash_is_deployed_and_verified_and_a_flipped_byte_named() {
         0,
         "usr/ is an empty mount point"
     );
-    let entry = std::fs::read_to_string(
-        s.entries_dir()
-            .join(d.entry.as_deref().expect("an entry")),
-    )
-    .expect("entry");
+    let entry =
+        std::fs::read_to_string(s.entries_dir().join(d.entry.as_deref().expect("an entry")))
+            .expect("entry");
     assert!(entry.contains(&format!("slate.usrhash={hash}")), "{entry}");
     let st = s.status().expect("status");
     assert!(st.deployments[0].usr_verified);
-    assert_eq!(st.deployments[0].usr_root_hash.as_deref(), Some(hash.as_str()));
+    assert_eq!(
+        st.deployments[0].usr_root_hash.as_deref(),
+        Some(hash.as_str())
+    );
 
     let ok = s.verify_usr(None).expect("verify");
     assert!(ok.ok, "{ok:?}");
@@ -165,7 +164,9 @@ fn a_signed_root_hash_is_deployed_and_verified_and_a_flipped_byte_named() {
 #[test]
 #[cfg_attr(not(test_root), ignore = "needs root (a sysroot's bare repository)")]
 fn a_commit_whose_signed_root_hash_differs_is_refused_naming_both() {
-    let Some(e) = setup(UsrMode::Plain) else { return };
+    let Some(e) = setup(UsrMode::Plain) else {
+        return;
+    };
     let s = &e.s;
     let wrong = "ab".repeat(32);
     let c = commit_with(
@@ -192,7 +193,9 @@ fn a_commit_whose_signed_root_hash_differs_is_refused_naming_both() {
 #[test]
 #[cfg_attr(not(test_root), ignore = "needs root (a sysroot's bare repository)")]
 fn an_os_that_asks_for_verity_gets_it_staged_and_a_plain_one_stays_plain() {
-    let Some(e) = setup(UsrMode::Verity) else { return };
+    let Some(e) = setup(UsrMode::Verity) else {
+        return;
+    };
     let s = &e.s;
     // An image that says nothing: the OS asks, the hash is computed here.
     let c = commit_with(s.repo(), &e.tree, 1, ImageUsr::default());

@@ -440,10 +440,7 @@ fn os_init(s: &Sysroot, o: OsInitArgs) -> anyhow::Result<()> {
         ),
     };
     let cfg = OsConfig {
-        usr: o
-            .usr
-            .or(old.as_ref().map(|c| c.usr))
-            .unwrap_or_default(),
+        usr: o.usr.or(old.as_ref().map(|c| c.usr)).unwrap_or_default(),
         ..cfg
     };
     let new = s.os_init(&o.os, &cfg)?;

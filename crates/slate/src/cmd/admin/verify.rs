@@ -48,7 +48,11 @@ pub(super) fn run(s: &Sysroot, a: VerifyArgs) -> anyhow::Result<()> {
         crate::outln!(
             "{} damaged data blocks{}, {} damaged hash blocks (root hash {})",
             v.bad_blocks.len(),
-            if v.bad_blocks.len() >= 64 { " or more" } else { "" },
+            if v.bad_blocks.len() >= 64 {
+                " or more"
+            } else {
+                ""
+            },
             v.bad_hash_blocks.len(),
             v.root_hash
         )?;
