@@ -30,6 +30,10 @@ use crate::hash::ObjectId;
 /// which stays as the mount point).
 pub const IMAGE_FILE: &str = ".usr.verity";
 
+/// The largest image, in 4 KiB blocks (32 GiB): what a record may claim,
+/// and so what `verify` holds in memory (33 bytes a block at most).
+pub const MAX_DATA_BLOCKS: u64 = 1 << 23;
+
 /// The kernel argument that carries the root hash.
 pub const KARG: &str = "slate.usrhash";
 
@@ -83,9 +87,9 @@ impl UsrVerity {
     pub fn check(&self) -> Result<()> {
         parse_hash(&self.root_hash)?;
         parse_hash(&self.salt)?;
-        if self.data_blocks == 0 || self.data_blocks > 1 << 40 {
+        if self.data_blocks == 0 || self.data_blocks > MAX_DATA_BLOCKS {
             return Err(Error::Invalid(format!(
-                "{} data blocks: not an image's",
+                "{} data blocks: not an image's (at most {MAX_DATA_BLOCKS}, 32 GiB)",
                 self.data_blocks
             )));
         }

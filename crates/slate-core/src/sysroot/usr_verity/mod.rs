@@ -231,15 +231,39 @@ impl Sysroot {
             )));
         }
         let uuid = format!("{}{hash}", verity::DM_UUID_PREFIX);
+        let mapped_and_mounted = self.map_and_mount(&dev, &uuid, &mapped, target);
+        if mapped_and_mounted.is_err() {
+            let _ = Command::new("dmsetup")
+                .args(["remove", verity::DM_NAME])
+                .output();
+            let _ = Command::new("losetup").args(["-d", &dev]).output();
+        }
+        let dm = mapped_and_mounted?;
+        Ok(UsrMounted {
+            root_hash: hash.to_string(),
+            loop_device: dev,
+            dm_device: dm,
+            signature,
+        })
+    }
+
+    /// The verity target on `dev`, its node, and the mount; the node.
+    fn map_and_mount(
+        &self,
+        dev: &str,
+        uuid: &str,
+        mapped: &UsrVerity,
+        target: &Path,
+    ) -> Result<String> {
         run(Command::new("dmsetup").args([
             "create",
             verity::DM_NAME,
             "--readonly",
             "--noudevsync",
             "--uuid",
-            &uuid,
+            uuid,
             "--table",
-            &mapped.table(&dev),
+            &mapped.table(dev),
         ]))?;
         run(Command::new("dmsetup").args(["mknodes", verity::DM_NAME]))?;
         let dm = format!("/dev/mapper/{}", verity::DM_NAME);
@@ -257,12 +281,7 @@ impl Sysroot {
                 std::io::Error::from(e)
             ))
         })?;
-        Ok(UsrMounted {
-            root_hash: hash.to_string(),
-            loop_device: dev,
-            dm_device: dm,
-            signature,
-        })
+        Ok(dm)
     }
 
     /// Where the keys of `root`'s `/usr/lib/slate/remotes.d` (the
