@@ -5,7 +5,8 @@
 //! - `mkfs.erofs` writes the file system from a checkout of `/usr` (in a
 //!   checkout, paths with one object are hard links of each other and
 //!   every time is the epoch), with every time set to the commit's time,
-//!   and a UUID derived from `/usr`'s tree id;
+//!   and a UUID derived from `/usr`'s tree id, never with
+//!   `SOURCE_DATE_EPOCH` in its environment (it changes the bytes);
 //! - the hash tree (`hashtree`) is computed here, with a salt derived
 //!   from the same tree id, and appended after the file system.
 //!
@@ -189,6 +190,9 @@ pub fn build(usr: &Path, out: &Path, params: &Params) -> Result<UsrVerity> {
         .arg(format!("-U{}", params.uuid))
         .arg(out)
         .arg(usr)
+        // mkfs.erofs reads SOURCE_DATE_EPOCH (a compose sets it) and
+        // then writes other bytes: the image is the commit's alone.
+        .env_remove("SOURCE_DATE_EPOCH")
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| {
