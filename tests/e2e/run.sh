@@ -40,13 +40,22 @@
 #      server kept before ssh.service starts (the fingerprint is the first
 #      disk's, the keygen unit found them there); the rollout stages v4,
 #      the shutdown finalizes it, v4 boots blessed with the same host key.
+#   8. a verified /usr that breaks: v5 upgraded to in the guest (tries 1);
+#      with the machine off, one byte of a file a health check reads is
+#      flipped in v5's image on the disk; v5's boot reads EIO, is not
+#      blessed, and systemd-boot goes back to v4 by itself.
+# v2 and later are verity images (`usr = "verity"`): step 2's boot reports
+# /usr as EROFS on dm-verity; before step 4's boot one byte of a file of
+# v2's image on the disk is flipped: reading it fails with EIO there, and
+# the guest's `slate admin verify` names the file. v1 stays plain (the
+# rollback to it in step 5 boots a plain /usr).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 W=${E2E_DIR:-/var/tmp/slate-e2e}
 skip() { echo "SKIPPED: $*"; exit 0; }
 [[ $(id -u) == 0 ]] || skip "the end-to-end test needs root"
-for t in mmdebstrap sfdisk mkfs.vfat mcopy mkfs.ext4; do
+for t in mmdebstrap sfdisk mkfs.vfat mcopy mkfs.ext4 debugfs partx losetup; do
   command -v "$t" >/dev/null || skip "$t is not installed"
 done
 [[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ]] || skip "ovmf is not installed"
@@ -73,6 +82,10 @@ SRC=$W/src
 rm -rf "$SRC"; cp -r "$ROOT/tests/e2e" "$SRC"
 [[ -f $W/key.pem ]] || "$SLATE" keygen "$W/key.pem" >/dev/null
 cp "$W/key.pem.pub" "$SRC/files/key.pub"
+# The files step 4 and step 8 damage in a verity image: lines that occur
+# nowhere else, so that their bytes are found in the image.
+printf 'SLATE-E2E-PROBE-%05d\n' $(seq 1 800) > "$SRC/files/probe"
+printf 'SLATE-E2E-NEEDED-%05d\n' $(seq 1 800) > "$SRC/files/needed"
 # What the guest is asked to do after its report (a file the host serves).
 mkdir -p "$W/www"
 ask() { echo "$1" > "$W/www/action"; }
@@ -131,7 +144,14 @@ compose() {
   echo "$n" > "$SRC/files/version"
   sed "s/^version = \"1\"/version = \"$n\"/" "$SRC/image.toml" > "$SRC/v$n.toml"
   [[ $n != 3 ]] || cat "$SRC/broken.toml" >> "$SRC/v$n.toml"
-  "$SLATE" compose --repo "$REPO" --lockfile "$W/v$n.lock" "$SRC/v$n.toml" \
+  # v2 and later: a verity /usr, dated now (its /usr's time is the
+  # commit's, newer than v1's deployment: ConditionNeedsUpdate runs).
+  local epoch=$SOURCE_DATE_EPOCH
+  if (( n >= 2 )); then
+    sed -i 's/^var = "persistent"$/&\nusr = "verity"/' "$SRC/v$n.toml"
+    epoch=$(date +%s)
+  fi
+  SOURCE_DATE_EPOCH=$epoch "$SLATE" compose --repo "$REPO" --lockfile "$W/v$n.lock" "$SRC/v$n.toml" \
     >"$W/compose-v$n.out" 2>"$W/compose-v$n.err" || { cat "$W/compose-v$n.err"; return 1; }
   cat "$W/compose-v$n.out"
 }
@@ -154,12 +174,38 @@ machine_field() {
 }
 # The ESP's entry file of a commit (its short id is in the name).
 entry_of() { mdir -i "$DISK@@1M" -b ::/loader/entries | sed 's|.*/||' | grep -a "${1:0:12}" || true; }
+# Flip one byte of a deployment's verity image on the disk (the machine
+# off): the first occurrence of MARKER in the image of COMMIT's deployment,
+# found through the image's blocks on the root file system (debugfs).
+flip_in_image() {
+  local commit=$1 marker=$2 start sectors loop id img bs off pblk at byte
+  read -r start sectors < <(partx -g -o START,SECTORS -n 2 "$DISK")
+  loop=$(losetup --find --show --read-only -o $((start * 512)) --sizelimit $((sectors * 512)) "$DISK")
+  id=$(debugfs -R "ls -p /slate/deploy/debian" "$loop" 2>/dev/null | cut -d/ -f6 |
+    grep -x "${commit:0:12}\.[0-9]*" | head -1) || true
+  img=/slate/deploy/debian/$id/.usr.verity
+  bs=$(debugfs -R stats "$loop" 2>/dev/null | sed -n 's/^Block size: *//p') || true
+  off=$( { debugfs -R "cat $img" "$loop" 2>/dev/null | grep -obUaF "$marker" || true; } |
+    head -1 | cut -d: -f1) || true
+  pblk=
+  [[ -z $off || -z $bs ]] || pblk=$(debugfs -R "bmap $img $((off / bs))" "$loop" 2>/dev/null) || true
+  losetup -d "$loop"
+  [[ -n $id && -n $off && $pblk =~ ^[0-9]+$ && $pblk != 0 ]] || { echo "no $marker in $img"; return 1; }
+  at=$((start * 512 + pblk * bs + off % bs))
+  byte=$(dd if="$DISK" bs=1 skip="$at" count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
+  # shellcheck disable=SC2059
+  printf "$(printf '\\%03o' $((byte ^ 32)))" | dd of="$DISK" bs=1 seek="$at" count=1 conv=notrunc 2>/dev/null
+  echo "   byte $off of $img (block $((off / 4096)) of the image, byte $at of the disk) flipped"
+}
+# The guest's `slate admin verify` line.
+verify_result() { tr -d '\r' <"$W/marker.log" | grep -a '^SLATE-E2E verify ' | tail -1 || true; }
 # A deployment's word in the guest's status: good, pending, bad or absent.
 status_of() { tr ',' '\n' <<<"$(field status "$2")" | grep "^${1:0:12}:" | cut -d: -f2 || true; }
 
 step "1: compose v1, install it, boot it"
 v1=$(compose 1) || fail "compose v1"
-"$SLATE" admin install --from "$REPO" --disk "$DISK" --force --os debian --workdir "$W" "$v1" \
+# (room for the verity images of v2 and later beside v1)
+"$SLATE" admin install --from "$REPO" --disk "$DISK" --size 6G --force --os debian --workdir "$W" "$v1" \
   >"$W/install.out" 2>&1 || { cat "$W/install.out"; fail "install"; }
 r=$(boot)
 echo "   $r"
@@ -170,6 +216,7 @@ echo "   $r"
 [[ $(field state "$r") == running ]] || fail "the system is not running: $r"
 [[ $(field failed "$r") == none ]] || fail "failed units: $r"
 [[ $(field usr "$r") == ro ]] || fail "/usr is not read-only: $r"
+[[ $(field usr_fs "$r") != erofs && $(field usr_dm "$r") == none ]] || fail "v1's /usr is not plain: $r"
 [[ $(field etc_fs "$r") == tmpfs ]] || fail "/etc is not a tmpfs: $r"
 (( $(field etc_entries "$r") > 20 )) || fail "/etc was not rebuilt: $r"
 entries=$(mdir -i "$DISK@@1M" -b ::/loader/entries)
@@ -208,6 +255,10 @@ echo "   $r"
 [[ $(field needs_update_runs "$r") == 2 ]] || fail "ConditionNeedsUpdate=/var did not run once: $r"
 [[ $(status_of "$v1" "$r") == good ]] || fail "v1 is not kept (pinned) as a fallback: $r"
 echo "   v2 ${v2:0:12}: running, the file written after the stage there, /var kept, machine id kept, ConditionNeedsUpdate ran once"
+[[ $(field usr_fs "$r") == erofs && $(field usr_dm "$r") == verity ]] || fail "v2's /usr is not EROFS on dm-verity: $r"
+[[ $(field usr "$r") == ro && $(field probe "$r") == ok ]] || fail "v2's /usr: $r"
+grep -q "root hash" "$W/compose-v2.err" || fail "compose of v2 made no verity root hash"
+echo "   v2's /usr: erofs on dm-verity ($(grep -o 'root hash [0-9a-f]*' "$W/compose-v2.err"))"
 done_step
 
 step "3: a broken v3: never blessed, systemd-boot goes back to v2 by itself"
@@ -239,14 +290,22 @@ echo "   $r"
 echo "   v2 runs again; status: $(field status "$r")"
 done_step
 
-step "4: factory-reset --var: /var fresh, the settings kept"
+step "4: factory-reset --var: /var fresh, the settings kept; a flipped byte of v2's image read as EIO"
 up=$(action_result)
 echo "   $up (asked in step 3's last boot)"
 [[ $(field rc "$up") == 0 ]] || fail "factory-reset in the guest: $up"
 [[ $(field var_kept "$r") != none ]] || fail "nothing in /var to reset: $r"
+flip_in_image "$v2" SLATE-E2E-PROBE-00400 || fail "flipping a byte of v2's image"
+echo yes > "$W/www/verify"
 ask rollback
 r=$(boot)
+rm -f "$W/www/verify"
 echo "   $r"
+vr=$(verify_result)
+echo "   $vr"
+[[ $(field probe "$r") == eio ]] || fail "reading the damaged file of v2's /usr did not fail with EIO: $r"
+[[ $(field rc "$vr") == 1 && $vr == *"/usr/lib/slate-e2e/probe"* ]] || fail "slate admin verify did not name the damaged file: $vr"
+echo "   the damaged file read as EIO; verify named it"
 [[ $(field version "$r") == 2 && $(field state "$r") == running ]] || fail "v2 after the reset: $r"
 [[ $(field var_kept "$r") == none ]] || fail "/var was not reset: $r"
 [[ $(field needs_update_runs "$r") == 1 ]] || fail "ConditionNeedsUpdate=/var on a fresh /var: $r"
@@ -312,7 +371,7 @@ echo "   approving the replacement of $old by hardware $hw (vm --uuid $E2E_UUID)
 # The new disk's agent enrolls at its first boot: the host serves the token.
 cp "$W/www/fleet-token" "$W/www/state-token"
 rm -f "$DISK"
-"$SLATE" admin install --from "$REPO" --disk "$DISK" --force --os debian --workdir "$W" "$v1" \
+"$SLATE" admin install --from "$REPO" --disk "$DISK" --size 6G --force --os debian --workdir "$W" "$v1" \
   >"$W/install-7.out" 2>&1 || { cat "$W/install-7.out"; fail "install on the new disk"; }
 ask fleet-agent
 r=$(boot)
@@ -343,5 +402,27 @@ echo "   $up"
 [[ $(machine_field "$new" booted_commit) == "$v4" ]] || fail "the fleet server does not show v4 booted on $new"
 [[ $(machine_field "$new" health) == blessed ]] || fail "the fleet server does not show v4 blessed on $new"
 echo "   machine $new replaces $old: v4 ${v4:0:12} booted and blessed, the same host key"
+done_step
+step "8: v5's verity /usr damaged in a file the boot needs: not blessed, back to v4 by itself"
+v5=$(compose 5) || fail "compose v5"
+publish "$v5" || fail "publish v5"
+ask upgrade-once
+r=$(boot)
+up=$(action_result)
+echo "   $up"
+[[ $(field rc "$up") == 0 ]] || fail "the upgrade to v5 in the guest: $up"
+[[ -n $(entry_of "$v5") ]] || fail "no boot entry for v5"
+flip_in_image "$v5" SLATE-E2E-NEEDED-00400 || fail "flipping a byte of v5's image"
+ask report
+r=$(boot)
+echo "   $r"
+[[ $(field version "$r") == 5 ]] || fail "v5's try does not run v5: $r"
+grep -q slate-e2e-needed.service <<<"$(field failed "$r")" || fail "reading the damaged file did not fail v5's health check: $r"
+[[ $(field bless "$r") != active ]] || fail "v5's boot was blessed: $r"
+r=$(boot)
+echo "   $r"
+[[ $(field version "$r") == 4 && $(field state "$r") == running ]] || fail "systemd-boot did not go back to v4: $r"
+[[ $(status_of "$v5" "$r") == bad ]] || fail "status does not show v5 bad: $r"
+echo "   v5 failed its health check (EIO), v4 runs again; status: $(field status "$r")"
 done_step
 echo "end-to-end: all steps passed"

@@ -21,6 +21,13 @@ pub const DEPLOY_ETC: &str = "slate.deploy.etc";
 /// How the image asks its deployments to keep `/var` ([`VarMode`]).
 pub const DEPLOY_VAR: &str = "slate.deploy.var";
 
+/// How the image asks its deployments to keep `/usr` ([`UsrMode`]).
+pub const DEPLOY_USR: &str = "slate.deploy.usr";
+/// The dm-verity root hash of the image's `/usr` (64 hex digits): what
+/// compose computed, covered by the commit's signature; deploy builds the
+/// image again and refuses it when its root hash differs.
+pub const USR_VERITY: &str = "slate.usr.verity";
+
 /// A commit's metadata: key, value.
 pub type Metadata = BTreeMap<String, String>;
 
@@ -43,6 +50,95 @@ pub enum VarMode {
     Persistent,
     /// An empty tmpfs at every boot.
     Volatile,
+}
+
+/// How a deployment holds `/usr`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsrMode {
+    /// A directory of hard links to the repository's objects.
+    #[default]
+    Plain,
+    /// An EROFS image with a dm-verity hash tree, mounted through the
+    /// kernel's dm-verity.
+    Verity,
+}
+
+impl UsrMode {
+    pub fn is_plain(&self) -> bool {
+        *self == UsrMode::Plain
+    }
+}
+
+impl std::fmt::Display for UsrMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UsrMode::Plain => "plain",
+            UsrMode::Verity => "verity",
+        })
+    }
+}
+
+impl std::str::FromStr for UsrMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "plain" => Ok(UsrMode::Plain),
+            "verity" => Ok(UsrMode::Verity),
+            _ => Err(format!("{s:?}: /usr is plain or verity")),
+        }
+    }
+}
+
+/// What an image says of its `/usr`: the mode it asks for, and the root
+/// hash of its verity image when compose made one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageUsr {
+    pub mode: Option<UsrMode>,
+    pub root_hash: Option<String>,
+}
+
+impl ImageUsr {
+    /// Read and check both keys (a root hash is 64 lowercase hex digits).
+    pub fn read(meta: &Metadata) -> Result<ImageUsr, Error> {
+        let mode = meta
+            .get(DEPLOY_USR)
+            .map(|v| {
+                v.parse().map_err(|message| Error {
+                    key: DEPLOY_USR,
+                    message,
+                })
+            })
+            .transpose()?;
+        let root_hash = match meta.get(USR_VERITY) {
+            Some(h)
+                if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
+                Some(h.clone())
+            }
+            Some(h) => {
+                return Err(Error {
+                    key: USR_VERITY,
+                    message: format!("{h:?}: not a SHA-256 root hash (64 lowercase hex digits)"),
+                })
+            }
+            None => None,
+        };
+        Ok(ImageUsr { mode, root_hash })
+    }
+
+    /// Into a commit's metadata (a `None` removes its key).
+    pub fn write(&self, meta: &mut Metadata) {
+        for (key, value) in [
+            (DEPLOY_USR, self.mode.map(|m| m.to_string())),
+            (USR_VERITY, self.root_hash.clone()),
+        ] {
+            match value {
+                Some(v) => meta.insert(key.to_string(), v),
+                None => meta.remove(key),
+            };
+        }
+    }
 }
 
 impl std::fmt::Display for EtcMode {
@@ -158,6 +254,29 @@ mod tests {
         ImageDeploy { etc: None, ..d }.write(&mut meta);
         assert!(!meta.contains_key(DEPLOY_ETC));
         assert_eq!(meta[NAME], "x");
+    }
+
+    #[test]
+    fn usr_mode_and_root_hash_round_trip_and_are_checked() {
+        let mut meta = Metadata::new();
+        assert_eq!(ImageUsr::read(&meta).expect("none"), ImageUsr::default());
+        let u = ImageUsr {
+            mode: Some(UsrMode::Verity),
+            root_hash: Some("ab".repeat(32)),
+        };
+        u.write(&mut meta);
+        assert_eq!(meta[DEPLOY_USR], "verity");
+        assert_eq!(ImageUsr::read(&meta).expect("known"), u);
+        meta.insert(USR_VERITY.into(), "AB".repeat(32));
+        assert_eq!(
+            ImageUsr::read(&meta).expect_err("upper case").key,
+            USR_VERITY
+        );
+        meta.insert(USR_VERITY.into(), "ab".into());
+        assert!(ImageUsr::read(&meta).is_err());
+        meta.remove(USR_VERITY);
+        meta.insert(DEPLOY_USR.into(), "squashfs".into());
+        assert_eq!(ImageUsr::read(&meta).expect_err("unknown").key, DEPLOY_USR);
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod sysusers;
 pub mod tmpfiles;
 pub mod update_policy;
 pub mod userdb;
+pub mod verity;
 pub mod version;
 pub mod vm;
 pub mod walk;

@@ -63,6 +63,10 @@ pub struct Composed {
     pub parent: Option<ObjectId>,
     /// The branch's commit had this image already: no commit was made.
     pub unchanged: bool,
+    /// The dm-verity root hash of `/usr`'s image (`[deploy] usr =
+    /// "verity"`), recorded in the commit's metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usr_root_hash: Option<String>,
     pub branch: String,
     pub base: Made,
     pub packages: Vec<Package>,
@@ -337,6 +341,19 @@ pub fn compose(
     // 5. Commit.
     timer.start(&format!("commit to {}", m.image.branch.get_ref()));
     let out = commit_image(repo, opts, tree)?;
+    let (out, usr_root_hash) = if m.deploy.usr == image_meta::UsrMode::Verity {
+        timer.start("verity: the image of /usr, its root hash into the commit");
+        let (o, h) = super::verity::seal(
+            repo,
+            &b.work,
+            m.image.branch.get_ref(),
+            out,
+            !opts.always_commit,
+        )?;
+        (o, Some(h))
+    } else {
+        (out, None)
+    };
 
     timer.start("lockfile");
     let lock_written = !opts.locked && old_lock.as_ref() != Some(&built);
@@ -351,6 +368,7 @@ pub fn compose(
         id: out.id,
         parent: out.parent,
         unchanged: out.unchanged,
+        usr_root_hash,
         branch: m.image.branch.get_ref().clone(),
         base: base.made,
         packages: built.packages.iter().map(LockedPackage::package).collect(),
@@ -651,7 +669,9 @@ fn commit_image(
         timestamp: opts.epoch,
         metadata,
         parent: ParentSpec::Auto,
-        skip_if_unchanged: !opts.always_commit,
+        // A verity image's commit is sealed after (`verity::seal`), which
+        // keeps the previous one when nothing changed.
+        skip_if_unchanged: !opts.always_commit && m.deploy.usr != image_meta::UsrMode::Verity,
     };
     Ok(crate::commit::commit(
         repo,

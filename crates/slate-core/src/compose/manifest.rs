@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::image_meta::{EtcMode, VarMode};
+use crate::image_meta::{EtcMode, UsrMode, VarMode};
 use crate::remotes::RemoteConfig;
 use crate::update_policy::{self, Policy, Reboot};
 
@@ -275,6 +275,10 @@ pub struct Deploy {
     pub etc: EtcMode,
     #[serde(default = "persistent_var")]
     pub var: VarMode,
+    /// `verity`: `/usr` deployed as an EROFS image mounted through
+    /// dm-verity, its root hash in the commit's metadata.
+    #[serde(default)]
+    pub usr: UsrMode,
 }
 
 fn persistent_etc() -> EtcMode {
@@ -289,6 +293,7 @@ impl Default for Deploy {
         Deploy {
             etc: EtcMode::Persistent,
             var: VarMode::Persistent,
+            usr: UsrMode::Plain,
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod units;
 pub mod updates;
 pub mod users;
 pub mod var;
+mod verity;
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,9 @@ pub use manifest::{Input, Loaded, Manifest};
 pub enum Error {
     #[error(transparent)]
     Manifest(#[from] manifest::Error),
+    /// The verity image of `/usr` could not be made.
+    #[error("the verity image of /usr: {0}")]
+    Verity(String),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

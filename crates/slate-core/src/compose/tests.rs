@@ -457,7 +457,8 @@ fn the_example_and_end_to_end_manifests_read() {
     let e2e = top.join("tests/e2e");
     let text = std::fs::read_to_string(e2e.join("image.toml")).expect("e2e manifest")
         + &std::fs::read_to_string(e2e.join("broken.toml")).expect("broken.toml");
-    // As tests/e2e/run.sh lays it out: a copy, with the key and version.
+    // As tests/e2e/run.sh lays it out: a copy, with the key, the version
+    // and the files it damages in verity images.
     let t = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(t.path().join("files")).expect("mkdir");
     for e in std::fs::read_dir(e2e.join("files")).expect("ls").flatten() {
@@ -466,6 +467,9 @@ fn the_example_and_end_to_end_manifests_read() {
     let key = crate::sign::SecretKey::generate().expect("a key");
     std::fs::write(t.path().join("files/key.pub"), key.public().to_pem()).expect("write");
     std::fs::write(t.path().join("files/version"), "x\n").expect("write");
+    for f in ["probe", "needed"] {
+        std::fs::write(t.path().join("files").join(f), "x\n").expect("write");
+    }
     let l = Loaded::parse(&t.path().join("v3.toml"), &text).expect("e2e manifest reads");
     assert!(l.manifest.inputs.len() > 3);
     Loaded::read(&top.join("examples/debian/image.toml")).expect("example reads");

@@ -295,5 +295,6 @@ fn os_config(s: &Sysroot, commit: &ObjectId, o: &InstallOptions) -> Result<OsCon
         etc: o.etc.or(image.etc).unwrap_or(EtcMode::Persistent),
         var: o.var.or(image.var).unwrap_or(VarMode::Persistent),
         from_image: false,
+        usr: Default::default(),
     })
 }

@@ -41,8 +41,10 @@ impl Sysroot {
             BootedBy::Cmdline(text) => (booted_from_cmdline(text), false),
             BootedBy::Initrd { cmdline } => (booted_from_cmdline(cmdline), false),
             BootedBy::Running { cmdline, usr } => {
-                let b = booted_from_cmdline(cmdline)
-                    .filter(|b| same_inode(&s.path.join("slate/deploy").join(b).join("usr"), usr));
+                let b = booted_from_cmdline(cmdline).filter(|b| {
+                    same_inode(&s.path.join("slate/deploy").join(b).join("usr"), usr)
+                        || super::usr_verity::runs_verity_usr(cmdline, usr)
+                });
                 let running = b.is_some();
                 (b, running)
             }

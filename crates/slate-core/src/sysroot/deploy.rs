@@ -112,6 +112,9 @@ pub struct DeployPlan {
     pub extensions: Vec<super::ExtUse>,
     /// Those left out (`drop_incompatible`): no build fits.
     pub dropped_extensions: Vec<super::ExtDropped>,
+    /// `/usr` as a verity image (the OS or the image asks for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usr_verity: Option<super::UsrPlan>,
 }
 
 /// What a deploy did.
@@ -157,6 +160,9 @@ pub fn check_karg(k: &str, what: &str) -> Result<()> {
     if karg_key(k) == "slate" {
         return bad("slate= is set by Slate itself");
     }
+    if karg_key(k) == crate::verity::KARG {
+        return bad("slate.usrhash= is set by Slate itself, from the deployment's verity image");
+    }
     Ok(())
 }
 
@@ -174,7 +180,7 @@ pub fn merge_kargs(base: &[String], changes: &[String]) -> Vec<String> {
 }
 
 /// The kernel arguments the image asks for: `/usr/lib/kernel/cmdline` of
-/// its tree (comments and `slate=` left out).
+/// its tree (comments, `slate=` and `slate.usrhash=` left out).
 pub fn image_kargs<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> Vec<String> {
     let Ok(Some((EntryKind::File, id))) = walk::lookup(store, root, b"usr/lib/kernel/cmdline")
     else {
@@ -190,7 +196,7 @@ pub fn image_kargs<S: ObjectRead + ?Sized>(store: &S, root: &ObjectId) -> Vec<St
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .flat_map(str::split_whitespace)
-        .filter(|k| karg_key(k) != "slate")
+        .filter(|k| karg_key(k) != "slate" && karg_key(k) != crate::verity::KARG)
         .map(str::to_string)
         .collect()
 }
@@ -289,7 +295,12 @@ impl Sysroot {
         };
         let (extensions, dropped_extensions) =
             self.plan_extensions(follows.map(|d| &d.record), commit, opts.drop_incompatible)?;
-        let sysroot_bytes = self.private_bytes(&c.tree)?;
+        let usr_verity =
+            super::usr_verity::usr_plan(os_config.as_ref().unwrap_or(&cfg).usr, &c.metadata)?;
+        let mut sysroot_bytes = self.private_bytes(&c.tree)?;
+        if usr_verity.is_some() {
+            sysroot_bytes += self.usr_image_bytes(commit)?;
+        }
         let boot_bytes = match &kernel {
             Some(k) => self.kernel_bytes_needed(&os, k)?,
             None => 0,
@@ -314,6 +325,7 @@ impl Sysroot {
             os_config,
             extensions,
             dropped_extensions,
+            usr_verity,
         })
     }
 
@@ -436,7 +448,7 @@ impl Sysroot {
             .as_deref()
             .and_then(|f| order.iter().find(|d| d.record.name() == f));
         // 1 and 2. The objects, the tree, /etc.
-        let (checked_objects, conflicts) = self.check_out(&plan, follows, progress)?;
+        let (checked_objects, conflicts, usr_verity) = self.check_out(&plan, follows, progress)?;
         self.ext_check_out_all(&plan.os, &plan.extensions, progress)?;
         // 3. The record and the ref.
         let record = Record {
@@ -457,6 +469,7 @@ impl Sysroot {
             image_version: plan.image_version.clone(),
             staged: None,
             extensions: plan.extensions.clone(),
+            usr_verity,
         };
         self.write_record(&record)?;
         let mut tx = Transaction::begin(&self.repo)?;
@@ -519,6 +532,9 @@ impl Sysroot {
             check_karg(k, &format!("the entry of {}", r.name()))?;
         }
         options.push(format!("slate={}", r.slate_arg()));
+        if let Some(v) = &r.usr_verity {
+            options.push(format!("{}={}", crate::verity::KARG, v.root_hash));
+        }
         // The image's name, on one line.
         let pretty: String = r
             .pretty_name

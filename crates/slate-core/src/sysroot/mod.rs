@@ -43,10 +43,11 @@ mod tree;
 #[cfg(test)]
 mod trust_tests;
 mod update;
+mod usr_verity;
 mod verify;
 
 /// The deploy modes, defined with the image's metadata that names them.
-pub use crate::image_meta::{EtcMode, VarMode};
+pub use crate::image_meta::{EtcMode, UsrMode, VarMode};
 pub use booted::{default_path, BootedBy};
 pub use deploy::{check_karg, human_bytes, merge_kargs, DeployOptions, DeployPlan, Deployed};
 pub use drift::Drift;
@@ -63,6 +64,7 @@ pub use rules::{BadCommit, BAD_COMMITS_FILE};
 pub use stage::{BootCheck, Dropped, FinalizeReport, Finalized, StagedDeployment};
 pub use status::{BadCommitStatus, DeploymentStatus, DriftCount, Status};
 pub use update::{AutoOutcome, LastCheck, RebootRequest, UpdateCheck, LAST_CHECK};
+pub use usr_verity::{UsrMounted, UsrPlan};
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -190,6 +192,10 @@ pub struct OsConfig {
     /// `slate.deploy.etc` and `slate.deploy.var` in the commit).
     #[serde(default)]
     pub from_image: bool,
+    /// `verity`: every deployment's `/usr` is a verified image, whatever
+    /// its image asks (an image that asks for one gets one anyway).
+    #[serde(default, skip_serializing_if = "UsrMode::is_plain")]
+    pub usr: UsrMode,
 }
 
 impl OsConfig {
@@ -199,6 +205,7 @@ impl OsConfig {
             etc,
             var,
             from_image: false,
+            usr: UsrMode::Plain,
         }
     }
 
@@ -215,6 +222,7 @@ impl OsConfig {
             etc: image.etc.unwrap_or(self.etc),
             var: image.var.unwrap_or(self.var),
             from_image: false,
+            usr: self.usr,
         })
     }
 }

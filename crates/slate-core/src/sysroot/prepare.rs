@@ -6,7 +6,9 @@
 //! - the OS's machine id is kept in its state (made on the first boot), so
 //!   that later boots are not first boots;
 //! - the root is a bind mount of the deployment, private;
-//! - `/usr` is a read-only bind of the deployment's `/usr`;
+//! - `/usr` is a read-only bind of the deployment's `/usr`, or, when the
+//!   deployment holds a verity image, that image mapped through dm-verity
+//!   with the kernel command line's root hash (`usr_verity.rs`);
 //! - `/etc` is the deployment's own (persistent) or an empty tmpfs
 //!   (stateless), with the machine id written into it;
 //! - `/var` is the OS's persistent `/var` (bind) or a tmpfs (volatile);
@@ -46,6 +48,9 @@ pub struct Prepared {
     /// and those whose checkout is missing (skipped).
     pub extensions: Vec<String>,
     pub extensions_missing: Vec<String>,
+    /// `/usr` mapped through dm-verity, when it is a verity image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usr_verity: Option<super::UsrMounted>,
 }
 
 fn merr(p: &Path) -> impl Fn(rustix::io::Errno) -> Error + '_ {
@@ -150,10 +155,26 @@ impl Sysroot {
         note(&dep, &t, "bind");
         // /usr, read-only.
         let usr = t.join("usr");
-        mount::mount_bind(dep.join("usr"), &usr).map_err(merr(&usr))?;
-        mount::mount_remount(&usr, MountFlags::BIND | MountFlags::RDONLY, "")
-            .map_err(merr(&usr))?;
-        note(&dep.join("usr"), &usr, "bind, read-only");
+        let usr_verity = match &record.usr_verity {
+            Some(v) => {
+                let cmdline = std::fs::read_to_string("/proc/cmdline")
+                    .map_err(io_err(Path::new("/proc/cmdline")))?;
+                let m = self.mount_usr_verity(&record, v, &cmdline, &usr)?;
+                note(
+                    Path::new(&m.dm_device),
+                    &usr,
+                    "erofs through dm-verity, read-only",
+                );
+                Some(m)
+            }
+            None => {
+                mount::mount_bind(dep.join("usr"), &usr).map_err(merr(&usr))?;
+                mount::mount_remount(&usr, MountFlags::BIND | MountFlags::RDONLY, "")
+                    .map_err(merr(&usr))?;
+                note(&dep.join("usr"), &usr, "bind, read-only");
+                None
+            }
+        };
         // /etc.
         let etc = t.join("etc");
         std::fs::create_dir_all(&etc).map_err(io_err(&etc))?;
@@ -233,6 +254,7 @@ impl Sysroot {
             mounts,
             extensions,
             extensions_missing,
+            usr_verity,
         })
     }
 }

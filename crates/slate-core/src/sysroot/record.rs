@@ -57,6 +57,9 @@ pub struct Record {
     /// The system extensions that go with it (`sysroot/ext/`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extensions: Vec<super::ExtUse>,
+    /// Its `/usr` is a verity image (`ID/.usr.verity`): what maps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usr_verity: Option<crate::verity::UsrVerity>,
 }
 
 /// What a staged deployment's finalization needs, kept in its record.

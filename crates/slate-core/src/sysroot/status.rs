@@ -65,6 +65,11 @@ pub struct DeploymentStatus {
     pub name: Option<String>,
     /// The system extensions that go with it.
     pub extensions: Vec<super::ExtUse>,
+    /// `/usr` is a verity image (mounted through dm-verity at boot).
+    pub usr_verified: bool,
+    /// Its root hash, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usr_root_hash: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -191,6 +196,8 @@ impl Sysroot {
                         }),
                     name: self.image_name(&r.commit),
                     extensions: r.extensions.clone(),
+                    usr_verified: r.usr_verity.is_some(),
+                    usr_root_hash: r.usr_verity.as_ref().map(|v| v.root_hash.clone()),
                 }
             })
             .collect();

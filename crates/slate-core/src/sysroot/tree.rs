@@ -11,6 +11,7 @@ use crate::checkout::{self, CheckoutOptions};
 use crate::hash::ObjectId;
 use crate::progress::Progress;
 use crate::store::ObjectRead;
+use crate::verity::UsrVerity;
 
 impl Sysroot {
     /// Check the space the plan needs; with `auto_prune`, remove the
@@ -44,13 +45,15 @@ impl Sysroot {
     /// those of the deployment `follows`, checked before), the tree
     /// checked out as `deploy/OS/.staging-ID`, `/etc` merged after
     /// `follows` (none: the image's as it is), then renamed to
-    /// `deploy/OS/ID`. Returns the objects checked and the conflicts.
+    /// `deploy/OS/ID`; with a verity `/usr`, its image made from the
+    /// checkout and `usr/` emptied. Returns the objects checked, the
+    /// conflicts and what maps the image.
     pub(crate) fn check_out(
         &self,
         plan: &DeployPlan,
         follows: Option<&Ordered>,
         progress: &Progress,
-    ) -> Result<(usize, Vec<EtcConflict>)> {
+    ) -> Result<(usize, Vec<EtcConflict>, Option<UsrVerity>)> {
         let c = self.repo.read_commit(&plan.commit)?;
         let known: Vec<ObjectId> = follows
             .and_then(|d| ObjectId::from_hex(&d.record.commit).ok())
@@ -79,6 +82,10 @@ impl Sysroot {
         checkout::checkout(&self.repo, &plan.commit, &staging, &co, progress)?;
         let staged = dir.sub(&staging_name)?;
         stamp_usr(&staged)?;
+        let usr_verity = match &plan.usr_verity {
+            Some(u) => Some(self.make_usr_image(&staged, &plan.commit, u)?),
+            None => None,
+        };
         self.seed_var(&plan.os, &plan.commit)?;
         let conflicts = match follows {
             Some(prev) => self.prepare_etc(&staged, prev, &c.tree)?,
@@ -87,7 +94,7 @@ impl Sysroot {
         drop(staged);
         dir.rename(&staging_name, &plan.id)?;
         dir.sync()?;
-        Ok((checked_objects, conflicts))
+        Ok((checked_objects, conflicts, usr_verity))
     }
 
     /// Fill the OS's persistent `/var` with the image's when it is empty

@@ -215,6 +215,9 @@ pub fn run(a: ComposeArgs) -> anyhow::Result<()> {
     for b in &c.lint.backups {
         eprintln!("lint: warning: backup file in the factory /etc: {b}");
     }
+    if let (Some(h), false) = (&c.usr_root_hash, a.json) {
+        eprintln!("/usr verity image: root hash {h} (in the commit's slate.usr.verity)");
+    }
     if c.unchanged && !a.json {
         eprintln!("{} already has this image: no new commit", c.branch);
     }

@@ -121,6 +121,14 @@ pub(crate) fn check_inputs(m: &Manifest) -> Result<(), (usize, String)> {
             "a system extension needs inputs: packages, deb or files".into(),
         ));
     }
+    if m.deploy.usr == crate::image_meta::UsrMode::Verity {
+        return Err((
+            0,
+            "[deploy] usr = \"verity\" is an OS image's: a system extension is merged over \
+             the /usr of its base"
+                .into(),
+        ));
+    }
     for (i, input) in m.inputs.iter().enumerate() {
         if input.get_ref().is_base() {
             return Err((
@@ -269,6 +277,7 @@ pub fn compose(
         lock_written,
         removed_noise: Vec::new(),
         etc_left_out: Vec::new(),
+        usr_root_hash: None,
         etc_lines: 0,
         var_lines: 0,
         users_lines: 0,

@@ -191,6 +191,8 @@ fn manifests_of_extensions_are_checked() {
         "\n[[input]]\ntype = \"directory\"\npath = \".\"\n",
     ));
     assert!(e.contains("its base is [image] base"), "{e}");
+    let e = bad(&ext_manifest("\n[deploy]\nusr = \"verity\"\n"));
+    assert!(e.contains("merged over the /usr of its base"), "{e}");
     let e = bad(&OS.replace("vendor = \"example\"\n", ""));
     assert!(e.contains("give ref"), "{e}");
     let e = bad(&OS.replace("vendor = \"example\"", "vendor = \"a:b\""));

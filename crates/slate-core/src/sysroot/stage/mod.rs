@@ -121,7 +121,7 @@ impl Sysroot {
         // What a killed stage (or deploy) left goes first.
         self.cleanup_unlocked()?;
         self.make_room(&plan, opts)?;
-        self.check_out(&plan, None, progress)?;
+        let (_, _, usr_verity) = self.check_out(&plan, None, progress)?;
         self.ext_check_out_all(&plan.os, &plan.extensions, progress)?;
         let files = match &plan.kernel {
             Some(k) => Some(self.install_kernel(&plan.os, k)?),
@@ -157,6 +157,7 @@ impl Sysroot {
                 kept_at_boot: None,
             }),
             extensions: plan.extensions.clone(),
+            usr_verity,
         };
         let mut tx = Transaction::begin(&self.repo)?;
         tx.set_ref(&deploy_ref(&record), None, plan.commit)?;

@@ -112,6 +112,12 @@ pub(super) fn prepare_root(s: &Sysroot, p: PrepareRootArgs) -> anyhow::Result<()
     for m in &done.mounts {
         eprintln!("{} on {} ({})", m.source, m.target, m.how);
     }
+    if let Some(v) = &done.usr_verity {
+        eprintln!(
+            "/usr verified: root hash {} ({}), {} on {}",
+            v.root_hash, v.signature, v.dm_device, v.loop_device
+        );
+    }
     eprintln!(
         "{} ready at {}{}",
         done.deployment,

@@ -10,6 +10,7 @@ mod stage;
 mod status;
 mod updates;
 mod upgrade;
+mod verify;
 
 use deploy::apply;
 use maint::{cleanup, config_diff, factory_reset, prepare_root};
@@ -19,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use slate_core::sysroot::{self, BootedBy, DeployOptions, EtcMode, OsConfig, Sysroot, VarMode};
+use slate_core::sysroot::{
+    self, BootedBy, DeployOptions, EtcMode, OsConfig, Sysroot, UsrMode, VarMode,
+};
 
 use crate::output;
 
@@ -71,6 +74,7 @@ enum AdminCommand {
     Install(install::InstallArgs),
     Remote(remote::AdminRemoteArgs),
     Ext(ext::ExtArgs),
+    Verify(verify::VerifyArgs),
 }
 
 /// The drift of a machine from its image: every path of /etc added (A),
@@ -160,7 +164,7 @@ struct InitFsArgs {
 /// Set up an OS in the sysroot (or change how it keeps /etc and /var).
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  slate admin --sysroot /srv/machine os-init debian\n  slate admin --sysroot /srv/machine os-init debian --etc stateless --var persistent"
+    after_help = "Examples:\n  slate admin --sysroot /srv/machine os-init debian\n  slate admin --sysroot /srv/machine os-init debian --etc stateless --var persistent\n  slate admin --sysroot /srv/machine os-init debian --usr verity"
 )]
 struct OsInitArgs {
     /// The OS's name (letters, digits, '.', '_', '-').
@@ -176,6 +180,12 @@ struct OsInitArgs {
     /// persistent: one /var for the OS's deployments; volatile: a tmpfs.
     #[arg(long, value_name = "MODE")]
     var: Option<VarMode>,
+    /// verity: every deployment's /usr is a read-only EROFS image mounted
+    /// through dm-verity (as for an image whose manifest asks for it);
+    /// plain: a directory, unless the image asks for verity. Kept when
+    /// not given.
+    #[arg(long, value_name = "MODE")]
+    usr: Option<UsrMode>,
     /// Print the result as JSON on standard output (one document;
     /// messages stay on standard error) instead of text.
     #[arg(long)]
@@ -416,6 +426,7 @@ pub fn run(a: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Cleanup(c) => cleanup(&s, c),
         AdminCommand::Remote(r) => remote::run(&s, r),
         AdminCommand::Ext(e) => ext::run(&s, e),
+        AdminCommand::Verify(v) => verify::run(&s, v),
     }
 }
 
@@ -436,6 +447,10 @@ fn os_init(s: &Sysroot, o: OsInitArgs) -> anyhow::Result<()> {
                 .unwrap_or(VarMode::Persistent),
         ),
     };
+    let cfg = OsConfig {
+        usr: o.usr.or(old.as_ref().map(|c| c.usr)).unwrap_or_default(),
+        ..cfg
+    };
     let new = s.os_init(&o.os, &cfg)?;
     if o.json {
         return output::json(&serde_json::json!({ "os": o.os, "new": new, "config": cfg }));
@@ -453,6 +468,9 @@ fn os_init(s: &Sysroot, o: OsInitArgs) -> anyhow::Result<()> {
             mode_name(&cfg.etc),
             mode_name(&cfg.var)
         );
+    }
+    if !cfg.usr.is_plain() {
+        eprintln!("  /usr of its deployments: {}", cfg.usr);
     }
     Ok(())
 }

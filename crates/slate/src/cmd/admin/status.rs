@@ -93,6 +93,9 @@ pub(super) fn print_status(st: &Status) -> anyhow::Result<()> {
         if let Some(k) = &d.kernel {
             crate::outln!("    kernel   {k}")?;
         }
+        if let Some(h) = &d.usr_root_hash {
+            crate::outln!("    usr      verity, root hash {h}")?;
+        }
         if !d.kargs.is_empty() {
             crate::outln!("    kargs    {}", d.kargs.join(" "))?;
         }
