@@ -150,6 +150,10 @@ pub fn load_public(path: &Path) -> Result<PublicKey> {
         })
 }
 
+/// At most this many signatures of one commit are copied from another
+/// repository.
+const MAX_SIGNATURES_COPIED: usize = 256;
+
 /// What a commit's signature signs: its id as 64 hex digits.
 pub fn commit_message(commit: &ObjectId) -> Vec<u8> {
     commit.to_hex().into_bytes()
@@ -192,6 +196,51 @@ impl Repo {
         Ok(path)
     }
 
+    /// Copy the signatures `from` keeps of `commit` (`signatures/COMMIT/KEYID.sig`:
+    /// regular files of 64 bytes, named by a 16-digit key id; anything else
+    /// there is left) into this repository; returns how many. They are not
+    /// checked here: whoever relies on one checks it with its key
+    /// ([`Repo::verified_signer`]).
+    pub fn copy_signatures(&self, from: &Repo, commit: &ObjectId) -> Result<usize> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = from.path().join("signatures").join(commit.to_hex());
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(source) => return Err(Error::Io { path: dir, source }),
+        };
+        let mut n = 0;
+        for e in rd.take(MAX_SIGNATURES_COPIED) {
+            let e = e.map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let name = e.file_name();
+            let Some(key_id) = name.to_str().and_then(|n| n.strip_suffix(".sig")) else {
+                continue;
+            };
+            if key_id.len() != 16 || !key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            // Not followed: a link or anything but a small regular file is left.
+            let Ok(md) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if !md.file_type().is_file() || md.size() != 64 {
+                continue;
+            }
+            let sig = std::fs::read(e.path()).map_err(|source| Error::Io {
+                path: e.path(),
+                source,
+            })?;
+            if sig.len() == 64 {
+                self.store_signature(commit, key_id, &sig)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The key (of `keys`) whose signature of `commit` this repository
     /// holds and checks, if any.
     pub fn verified_signer(&self, commit: &ObjectId, keys: &[PublicKey]) -> Option<String> {
@@ -221,5 +270,34 @@ mod tests {
         assert!(!other.public().verify(b"data", &sig));
         assert_eq!(p.key_id().len(), 16);
         assert!(SecretKey::from_pem("not a key").is_err());
+    }
+
+    #[test]
+    fn signatures_are_copied_and_nothing_else() {
+        use crate::store::{Repo, RepoMode};
+        let d = tempfile::tempdir().expect("tmp");
+        let from = Repo::init(&d.path().join("from"), RepoMode::Archive).expect("from");
+        let to = Repo::init(&d.path().join("to"), RepoMode::BareUser).expect("to");
+        let commit = crate::hash::ObjectId::from_hex(&"ab".repeat(32)).expect("id");
+        let k = SecretKey::generate().expect("random");
+        assert_eq!(to.copy_signatures(&from, &commit).expect("none"), 0);
+        from.sign_commit(&commit, &k).expect("sign");
+        let dir = from.path().join("signatures").join(commit.to_hex());
+        // A link, a wrong size, a name that is no key id: left.
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("0123456789abcdef.sig")).expect("ln");
+        std::fs::write(dir.join("fedcba9876543210.sig"), [0u8; 63]).expect("short");
+        std::fs::write(dir.join("../x.sig"), [0u8; 64]).expect("outside");
+        std::fs::write(dir.join("not-a-key-id.sig"), [0u8; 64]).expect("name");
+        assert_eq!(to.copy_signatures(&from, &commit).expect("copied"), 1);
+        assert_eq!(
+            to.verified_signer(&commit, &[k.public()]),
+            Some(k.public().key_id())
+        );
+        let kept: Vec<_> = std::fs::read_dir(to.path().join("signatures").join(commit.to_hex()))
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
     }
 }

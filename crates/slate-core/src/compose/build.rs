@@ -321,6 +321,8 @@ pub fn compose(
     }
     image::first_boot(tree, &mut added)?;
     added.kernel = image::move_kernel(tree)?;
+    // The trusted keys of `[remote]` into the initrd (made with the base).
+    super::initrd_keys::add_trusted_keys(tree)?;
 
     // 4. Stateless.
     timer.start("stateless: noise out, users, units, /etc, /var");

@@ -16,6 +16,7 @@ pub mod etc;
 pub mod files;
 pub mod fleet;
 pub mod image;
+pub mod initrd_keys;
 pub mod lint;
 pub mod lock;
 pub mod manifest;

@@ -161,6 +161,16 @@ impl Sysroot {
         let heads = pull::local_heads(&src_repo, &[rev.to_string()]).map_err(local_err)?;
         let mut plan = pull::plan(&src_repo, repo, &heads, None).map_err(local_err)?;
         let stats = pull::pull_local(&src_repo, repo, &mut plan, progress).map_err(local_err)?;
+        // Its signatures come along: an initrd with trusted keys checks a
+        // verity /usr's root hash against one (`usr_verity`).
+        repo.copy_signatures(&src_repo, &commit)
+            .map_err(|e| match e {
+                crate::sign::Error::Io { path, source } => Error::Io { path, source },
+                other => Error::Io {
+                    path: src.to_path_buf(),
+                    source: std::io::Error::other(other.to_string()),
+                },
+            })?;
         Ok(Resolved {
             commit,
             origin,
